@@ -1,0 +1,1 @@
+"""factoryctl: one module per command, listed in `commands.COMMANDS`."""
