@@ -1,0 +1,260 @@
+"""Control protocol: request/reply over a local stream socket only its owner can use.
+
+Used by factoryctl to talk to factoryd, and by services that answer operator queries
+(`<runtime_dir>/<service>.sock`). One request per connection, both ways a frame:
+
+    frame   = 4-byte big-endian length + orjson object (at most MAX_FRAME_BYTES)
+    request = {"command": str, "args": {...}}
+    reply   = {"ok": true, "result": ...} | {"ok": false, "error": {"type": str, "message": str}}
+
+The socket file is created 0600 and every peer's uid is checked (SO_PEERCRED), so only
+the daemon's owner (or root) can send commands. Every call here is bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import struct
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+_HEADER = struct.Struct(">I")
+
+Handler = Callable[[str, dict[str, Any]], Any]
+
+
+class ControlError(Exception):
+    """A control call failed; `message` says why in words an operator can act on."""
+
+
+class DaemonNotRunning(ControlError):
+    """Nothing listens on the control socket (no file, or connection refused)."""
+
+
+class ControlTimeout(ControlError):
+    """The peer did not answer within the timeout."""
+
+
+class ProtocolError(ControlError):
+    """A frame was malformed: bad length, not JSON, or not the expected shape."""
+
+
+class RemoteError(ControlError):
+    """The peer answered with an error reply."""
+
+    def __init__(self, type_: str, message: str) -> None:
+        super().__init__(message)
+        self.type = type_
+
+
+class RequestRefused(Exception):
+    """Raised by a handler to answer with an error reply of a given type."""
+
+    def __init__(self, message: str, type_: str = "refused") -> None:
+        super().__init__(message)
+        self.type = type_
+
+
+def _recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
+    chunks = bytearray()
+    while len(chunks) < n:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ControlTimeout(f"timed out reading {n} bytes")
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(n - len(chunks))
+        except TimeoutError as exc:
+            raise ControlTimeout(f"timed out reading {n} bytes") from exc
+        if not chunk:
+            raise ProtocolError(f"connection closed after {len(chunks)} of {n} bytes")
+        chunks += chunk
+    return bytes(chunks)
+
+
+def send_frame(sock: socket.socket, obj: Any, *, deadline: float) -> None:
+    """Write one frame; raises ControlTimeout past `deadline` (monotonic)."""
+    body = orjson.dumps(obj)
+    if len(body) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {len(body)} bytes exceeds {MAX_FRAME_BYTES}")
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise ControlTimeout("timed out before sending")
+    sock.settimeout(remaining)
+    try:
+        sock.sendall(_HEADER.pack(len(body)) + body)
+    except TimeoutError as exc:
+        raise ControlTimeout("timed out sending") from exc
+
+
+def recv_frame(sock: socket.socket, *, deadline: float) -> Any:
+    """Read one frame and decode it; raises ProtocolError on a bad frame."""
+    (length,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size, deadline))
+    if length > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame length {length} exceeds {MAX_FRAME_BYTES}")
+    body = _recv_exact(sock, length, deadline)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"frame is not JSON: {exc}") from exc
+
+
+def call(
+    path: str | os.PathLike[str],
+    command: str,
+    args: dict[str, Any] | None = None,
+    *,
+    timeout: float,
+) -> Any:
+    """Send one request and return the reply's result.
+
+    Blocks at most `timeout` seconds. Raises DaemonNotRunning when nothing listens,
+    ControlTimeout, ProtocolError, or RemoteError carrying the peer's error.
+    """
+    deadline = time.monotonic() + timeout
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(max(timeout, 0.001))
+        try:
+            sock.connect(os.fspath(path))
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise DaemonNotRunning(f"nothing is listening on {path}") from exc
+        except TimeoutError as exc:
+            raise ControlTimeout(f"timed out connecting to {path}") from exc
+        send_frame(sock, {"command": command, "args": args or {}}, deadline=deadline)
+        reply = recv_frame(sock, deadline=deadline)
+    finally:
+        sock.close()
+    if not isinstance(reply, dict) or "ok" not in reply:
+        raise ProtocolError(f"reply is not a control reply: {reply!r:.200}")
+    if reply["ok"]:
+        return reply.get("result")
+    error = reply.get("error") or {}
+    raise RemoteError(str(error.get("type", "error")), str(error.get("message", "")))
+
+
+def parse_request(obj: Any) -> tuple[str, dict[str, Any]]:
+    """Check a decoded request's shape; raises ProtocolError naming what is wrong."""
+    if not isinstance(obj, dict):
+        raise ProtocolError("request must be a JSON object")
+    command = obj.get("command")
+    if not isinstance(command, str) or not command:
+        raise ProtocolError("request.command must be a non-empty string")
+    args = obj.get("args", {})
+    if not isinstance(args, dict):
+        raise ProtocolError("request.args must be an object")
+    return command, args
+
+
+def error_reply(type_: str, message: str) -> dict[str, Any]:
+    return {"ok": False, "error": {"type": type_, "message": message}}
+
+
+class ControlServer:
+    """A listening control socket: 0600 file, peer uid checked, one request per connection.
+
+    Use `fileno()` with a selector and call `serve_one(handler, timeout=)` when readable,
+    or `serve_one` directly with a timeout. The socket file is removed on `close()`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, backlog: int = 64) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(FileNotFoundError):
+            if self._someone_listens():
+                raise ControlError(f"another process already listens on {self.path}")
+            self.path.unlink()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)
+        try:
+            self._sock.bind(os.fspath(self.path))
+        finally:
+            os.umask(old_umask)
+        self._sock.listen(backlog)
+        self._sock.setblocking(False)
+        self.served = 0
+        self.refused = 0
+
+    def _someone_listens(self) -> bool:
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(1.0)
+        try:
+            probe.connect(os.fspath(self.path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            return False
+        except OSError as exc:
+            if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+                return False
+            raise
+        finally:
+            probe.close()
+        return True
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def accept_nowait(self) -> socket.socket | None:
+        """Accept a pending connection from the owner, or return None when none waits."""
+        try:
+            conn, _ = self._sock.accept()
+        except BlockingIOError:
+            return None
+        creds = conn.getsockopt(
+            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
+        )
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        if uid not in (os.getuid(), 0):
+            self.refused += 1
+            conn.close()
+            return None
+        return conn
+
+    def serve_one(self, handler: Handler, *, timeout: float) -> bool:
+        """Serve one pending request, if any; returns whether one was served.
+
+        The handler gets (command, args) and returns the result, or raises
+        RequestRefused. A malformed request gets an error reply; nothing here raises
+        into the caller's loop except a programming error in the handler itself.
+        """
+        conn = self.accept_nowait()
+        if conn is None:
+            return False
+        with conn:
+            deadline = time.monotonic() + timeout
+            try:
+                command, args = parse_request(recv_frame(conn, deadline=deadline))
+            except ControlTimeout:
+                self.refused += 1
+                return True
+            except ProtocolError as exc:
+                self.refused += 1
+                self._reply(conn, error_reply("protocol", str(exc)), deadline)
+                return True
+            try:
+                reply = {"ok": True, "result": handler(command, args)}
+            except RequestRefused as exc:
+                reply = error_reply(exc.type, str(exc))
+            self._reply(conn, reply, deadline)
+            self.served += 1
+        return True
+
+    def _reply(self, conn: socket.socket, reply: dict[str, Any], deadline: float) -> None:
+        # The client may have given up and gone away; its loss, not ours.
+        with contextlib.suppress(ControlTimeout, BrokenPipeError, ConnectionResetError):
+            send_frame(conn, reply, deadline=max(deadline, time.monotonic() + 1.0))
+
+    def statistics(self) -> dict[str, int]:
+        return {"served": self.served, "refused": self.refused}
+
+    def close(self) -> None:
+        self._sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
