@@ -1,0 +1,105 @@
+"""factoryctl entry point: parse, send one request per command, render the reply.
+
+Each command is a module listed in `commands.COMMANDS`. A module provides:
+
+    HELP: str
+    ENDPOINT: str = "factoryd"        # control socket name in the runtime dir
+    add_arguments(parser) -> None
+    request(args) -> tuple[str, dict]  # (wire command, wire args)
+    render(result, args, out) -> ExitStatus
+
+or, for commands that are not one request/one reply (following a stream, reading a
+database), `run(ctx, args) -> ExitStatus` instead of request/render.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from ipc import control, paths
+from supervisor.ctl.commands import COMMANDS
+from supervisor.ctl.exit_status import ExitStatus
+
+
+@dataclass(frozen=True)
+class CtlContext:
+    runtime_dir: Path
+    state_dir: Path
+    timeout_s: float
+    json: bool
+    out: TextIO
+    err: TextIO
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="factoryctl", description="Operate a factoryd daemon.")
+    parser.add_argument("--runtime-dir", help="factoryd's runtime dir (sockets)")
+    parser.add_argument("--state-dir", help="factoryd's state dir (databases)")
+    parser.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for an answer (60)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        p = sub.add_parser(name, help=module.HELP, description=module.__doc__)
+        p.add_argument("--runtime-dir", help=argparse.SUPPRESS, dest="sub_runtime_dir")
+        module.add_arguments(p)
+    return parser
+
+
+def main(
+    argv: list[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    args = build_parser().parse_args(argv)
+    runtime = paths.runtime_dir(getattr(args, "sub_runtime_dir", None) or args.runtime_dir)
+    ctx = CtlContext(
+        runtime_dir=runtime,
+        state_dir=paths.state_dir(args.state_dir),
+        timeout_s=args.timeout,
+        json=bool(getattr(args, "json", False)),
+        out=out,
+        err=err,
+    )
+    module = COMMANDS[args.command]
+    try:
+        if hasattr(module, "run"):
+            return int(module.run(ctx, args))
+        endpoint = getattr(module, "ENDPOINT", "factoryd")
+        wire_command, wire_args = module.request(args)
+        result = control.call(
+            paths.control_socket(runtime, endpoint),
+            wire_command,
+            wire_args,
+            timeout=ctx.timeout_s,
+        )
+        return int(module.render(result, args, out))
+    except control.DaemonNotRunning:
+        what = "factoryd" if endpoint_of(module) == "factoryd" else endpoint_of(module)
+        print(
+            f"factoryctl: {what} is not running (no control socket at "
+            f"{paths.control_socket(runtime, endpoint_of(module))})",
+            file=err,
+        )
+        return ExitStatus.NOT_RUNNING
+    except control.ControlTimeout as exc:
+        print(f"factoryctl: no answer within {ctx.timeout_s}s ({exc})", file=err)
+        return ExitStatus.TIMEOUT
+    except control.RemoteError as exc:
+        print(f"factoryctl: {exc}", file=err)
+        return ExitStatus.NOT_FOUND if exc.type == "not_found" else ExitStatus.ERROR
+    except control.ControlError as exc:
+        print(f"factoryctl: {exc}", file=err)
+        return ExitStatus.ERROR
+
+
+def endpoint_of(module: object) -> str:
+    return str(getattr(module, "ENDPOINT", "factoryd"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

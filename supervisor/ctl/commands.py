@@ -1,0 +1,7 @@
+"""The one explicit list of factoryctl commands (name -> module)."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+COMMANDS: dict[str, ModuleType] = {}
