@@ -1,0 +1,319 @@
+"""The workspace manager service: isolated workspaces on request, over its control socket.
+
+Run by factoryd as a supervised child (target = "procs.workspace_manager:main"), or by hand:
+
+    python3 -m procs.workspace_manager --ramdisk --golden /path/to/repo [--strategy auto]
+
+At start it provisions the configured RAM disk (idempotent: a crash-restart finds it
+mounted), reaps orphans (workspaces whose owner died while it was down, and creates or
+destroys it was interrupted in), then answers on <runtime_dir>/workspace_manager.sock:
+
+    workspaces.create   {slug, source, strategy?, owner_pid}  -> {workspace, choice}
+    workspaces.destroy  {id}                                  -> {workspace}
+    workspaces.list     {}                                    -> {workspaces: [...]}
+    workspaces.reap     {}                                    -> {reports: [...]}
+    workspaces.choose   {source, strategy?}                   -> {strategy, reason, skipped}
+    ramdisk.create      {name?, size_mb?, fs?, golden?}       -> RAM disk status
+    ramdisk.status      {name?}                               -> RAM disk status
+    ramdisk.destroy     {name?, force?}                       -> {status, destroyed: [...]}
+    status              {}                                    -> statistics
+
+Each owner is watched through a pidfd, so a workspace whose owner dies is reaped (removed
+or kept, per --orphans) as the death happens, with no polling. Reports go to stderr as one
+JSON record per line. SIGTERM/SIGINT stop it cleanly; workspaces and the RAM disk stay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ipc import control, paths
+from procs.workspaces import (
+    STRATEGY_CHOICES,
+    BadRequest,
+    OrphanReport,
+    Workspace,
+    WorkspaceError,
+    WorkspaceRegistry,
+)
+from procs.workspaces import ramdisk as ramdisks
+
+SERVICE = "workspace_manager"
+DB_NAME = "workspaces.sqlite3"
+
+
+def report(event: str, **fields: Any) -> None:
+    """One structured record per line on stderr (the supervisor's log)."""
+    record = {"event": event, "service": SERVICE, "ts": time.time(), **fields}
+    sys.stderr.write(orjson.dumps(record, default=str).decode() + "\n")
+    sys.stderr.flush()
+
+
+class OwnerWatch:
+    """pidfds of workspace owners in a selector: an owner's death wakes the loop."""
+
+    def __init__(self, selector: selectors.BaseSelector) -> None:
+        self._selector = selector
+        self._by_pid: dict[int, tuple[int, set[str]]] = {}
+
+    def watch(self, ws: Workspace) -> bool:
+        """Watch `ws.owner_pid`; returns False when the owner is gone already."""
+        if ws.owner_pid in self._by_pid:
+            self._by_pid[ws.owner_pid][1].add(ws.id)
+            return True
+        try:
+            fd = os.pidfd_open(ws.owner_pid)
+        except ProcessLookupError:
+            return False
+        self._by_pid[ws.owner_pid] = (fd, {ws.id})
+        self._selector.register(fd, selectors.EVENT_READ, ("owner", ws.owner_pid))
+        return True
+
+    def died(self, pid: int) -> set[str]:
+        """Stop watching `pid`; returns the workspace ids it owned."""
+        fd, ids = self._by_pid.pop(pid, (-1, set()))
+        if fd >= 0:
+            self._selector.unregister(fd)
+            os.close(fd)
+        return ids
+
+    def close(self) -> None:
+        for pid in list(self._by_pid):
+            self.died(pid)
+
+
+class WorkspaceService:
+    """Maps control requests onto the registry and the RAM disk; holds no other state."""
+
+    def __init__(
+        self,
+        registry: WorkspaceRegistry,
+        owners: OwnerWatch,
+        ramdisk_spec: ramdisks.RamDiskSpec | None,
+        runtime: Path,
+    ) -> None:
+        self.registry = registry
+        self.owners = owners
+        self.ramdisk_spec = ramdisk_spec
+        self.runtime = runtime
+        self.server: control.ControlServer | None = None
+
+    def handle(self, command: str, args: dict[str, Any]) -> Any:
+        handler = getattr(self, "do_" + command.replace(".", "_"), None)
+        if handler is None:
+            raise control.RequestRefused(f"unknown command {command!r}", "bad_request")
+        try:
+            return handler(args)
+        except WorkspaceError as exc:
+            raise control.RequestRefused(str(exc), exc.kind) from exc
+        except OSError as exc:
+            raise control.RequestRefused(f"{command}: {exc}", "failed") from exc
+
+    def do_workspaces_create(self, args: dict[str, Any]) -> dict[str, Any]:
+        if "owner_pid" not in args:
+            raise BadRequest("owner_pid is required: the process whose death frees the workspace")
+        ws, choice = self.registry.create_workspace_explained(
+            args.get("slug"),  # type: ignore[arg-type]  # checked inside
+            args.get("source"),  # type: ignore[arg-type]
+            args.get("strategy"),
+            owner_pid=args["owner_pid"],
+        )
+        report("workspace_created", workspace=ws.to_dict(), choice=choice.to_dict())
+        if not self.owners.watch(ws):
+            self._owner_died(ws.owner_pid, {ws.id})
+        return {"workspace": ws.to_dict(), "choice": choice.to_dict()}
+
+    def do_workspaces_destroy(self, args: dict[str, Any]) -> dict[str, Any]:
+        ws = self.registry.destroy_workspace(args.get("id"))  # type: ignore[arg-type]
+        report("workspace_destroyed", workspace=ws.to_dict())
+        return {"workspace": ws.to_dict()}
+
+    def do_workspaces_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"workspaces": [ws.to_dict() for ws in self.registry.list_workspaces()]}
+
+    def do_workspaces_reap(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"reports": [r.to_dict() for r in self.reap()]}
+
+    def do_workspaces_choose(self, args: dict[str, Any]) -> dict[str, Any]:
+        source = args.get("source")
+        return self.registry.choose_strategy(source, args.get("strategy")).to_dict()  # type: ignore[arg-type]
+
+    def _spec(self, args: dict[str, Any]) -> ramdisks.RamDiskSpec:
+        base = self.ramdisk_spec or ramdisks.RamDiskSpec(runtime_dir=self.runtime)
+        return ramdisks.RamDiskSpec(
+            name=args.get("name", base.name),
+            size_mb=args.get("size_mb", base.size_mb),
+            fstype=args.get("fs", base.fstype),
+            runtime_dir=base.runtime_dir,
+            image_dir=base.image_dir,
+        )
+
+    def do_ramdisk_create(self, args: dict[str, Any]) -> dict[str, Any]:
+        golden = args.get("golden")
+        if golden is not None and not isinstance(golden, str):
+            raise BadRequest(f"golden must be a path, got {golden!r}")
+        result = ramdisks.create(self._spec(args), Path(golden) if golden else None)
+        report("ramdisk_created", status=result)
+        return result
+
+    def do_ramdisk_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        return ramdisks.status(self._spec(args))
+
+    def do_ramdisk_destroy(self, args: dict[str, Any]) -> dict[str, Any]:
+        spec = self._spec(args)
+        destroyed = []
+        for ws in self.registry.list_workspaces():
+            if spec.mountpoint in ws.path.parents:
+                self.registry.destroy_workspace(ws.id)
+                destroyed.append(ws.to_dict())
+        result = ramdisks.destroy(spec, force=bool(args.get("force", False)))
+        report("ramdisk_destroyed", status=result, workspaces=destroyed)
+        return {"status": result, "destroyed": destroyed}
+
+    def do_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "root": str(self.registry.root),
+            "scratch": str(self.registry.scratch),
+            "default_strategy": self.registry.default_strategy,
+            "orphans": self.registry.orphans,
+            "registry": self.registry.statistics(),
+            "control": self.server.statistics() if self.server else {},
+            "ramdisk": ramdisks.status(self.ramdisk_spec) if self.ramdisk_spec else None,
+        }
+
+    # -- orphans -----------------------------------------------------------------------
+
+    def reap(self) -> list[OrphanReport]:
+        reports = self.registry.reap_orphans()
+        for r in reports:
+            report("workspace_orphan", **r.to_dict())
+        return reports
+
+    def _owner_died(self, pid: int, ids: set[str]) -> None:
+        for id_ in sorted(ids):
+            r = self.registry.reap_if_orphaned(id_)
+            if r is not None:
+                report("workspace_orphan", **r.to_dict())
+
+    def on_owner_exit(self, pid: int) -> None:
+        self._owner_died(pid, self.owners.died(pid))
+
+    def watch_all(self) -> None:
+        for ws in self.registry.list_workspaces():
+            if ws.state == "ready" and not self.owners.watch(ws):
+                self._owner_died(ws.owner_pid, {ws.id})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=SERVICE, description=__doc__.split("\n")[0])
+    p.add_argument("--runtime-dir", help="sockets and RAM disk mounts (FACTORY_RUNTIME_DIR)")
+    p.add_argument("--state-dir", help=f"where {DB_NAME} lives (FACTORY_STATE_DIR)")
+    p.add_argument("--root", type=Path, help="workspace root (default: the RAM disk's)")
+    p.add_argument(
+        "--scratch",
+        type=Path,
+        default=Path("/dev/shm/factory-overlay"),
+        help="overlay upper/work layers (tmpfs)",
+    )
+    p.add_argument("--strategy", choices=STRATEGY_CHOICES, default="auto")
+    p.add_argument("--orphans", choices=("remove", "keep"), default="remove")
+    p.add_argument("--timeout-s", type=float, default=300.0, help="per cp/git/jj command")
+    p.add_argument("--ramdisk", action="store_true", help="provision a RAM disk at start")
+    p.add_argument("--ramdisk-name", default="factory")
+    p.add_argument("--ramdisk-fs", choices=tuple(ramdisks.MKFS), default="btrfs")
+    p.add_argument("--ramdisk-size-mb", type=int, default=2048)
+    p.add_argument("--golden", type=Path, help="git repo imported as the RAM disk's golden")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    runtime = paths.runtime_dir(args.runtime_dir)
+    state = paths.state_dir(args.state_dir)
+    spec = None
+    try:
+        if args.ramdisk:
+            spec = ramdisks.RamDiskSpec(
+                name=args.ramdisk_name,
+                size_mb=args.ramdisk_size_mb,
+                fstype=args.ramdisk_fs,
+                runtime_dir=runtime,
+            )
+            report("ramdisk_ready", status=ramdisks.create(spec, args.golden))
+        root = args.root or (spec.workspaces if spec else state / "workspaces")
+        registry = WorkspaceRegistry(
+            root,
+            state / DB_NAME,
+            scratch=args.scratch,
+            default_strategy=args.strategy,
+            orphans=args.orphans,
+            timeout_s=args.timeout_s,
+        )
+    except (WorkspaceError, OSError) as exc:
+        report("start_failed", reason=str(exc))
+        return 1
+    return serve(registry, spec, runtime)
+
+
+def serve(registry: WorkspaceRegistry, spec: ramdisks.RamDiskSpec | None, runtime: Path) -> int:
+    """Answer requests until SIGTERM/SIGINT; returns the exit status."""
+    selector = selectors.DefaultSelector()
+    wake_r, wake_w = socket.socketpair()
+    wake_r.setblocking(False)
+    wake_w.setblocking(False)
+    stopping: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+
+    old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    owners = OwnerWatch(selector)
+    service = WorkspaceService(registry, owners, spec, runtime)
+    server = control.ControlServer(paths.control_socket(runtime, SERVICE))
+    service.server = server
+    try:
+        selector.register(wake_r, selectors.EVENT_READ, ("wake", 0))
+        selector.register(server.fileno(), selectors.EVENT_READ, ("control", 0))
+        service.reap()
+        service.watch_all()
+        report("ready", socket=str(server.path), root=str(registry.root))
+        while not stopping:
+            for key, _ in selector.select(timeout=None):
+                kind, pid = key.data
+                if kind == "control":
+                    while server.serve_one(service.handle, timeout=10.0):
+                        pass
+                elif kind == "owner":
+                    service.on_owner_exit(pid)
+                else:
+                    with contextlib.suppress(BlockingIOError):
+                        wake_r.recv(4096)
+        report("stopping", signal=stopping[0])
+        return 0
+    finally:
+        server.close()
+        owners.close()
+        registry.close()
+        selector.close()
+        signal.set_wakeup_fd(old_wakeup)
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+        wake_r.close()
+        wake_w.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

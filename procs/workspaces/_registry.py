@@ -1,0 +1,275 @@
+"""create / destroy / list workspaces under one root, with records and orphan cleanup.
+
+The library face of the workspace manager: tests call it directly, the service
+(procs/workspace_manager.py) calls it for each control request. Nothing here blocks
+longer than `timeout_s` per command a strategy runs (cp, git); snapshot and overlay make
+no subprocess at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from procs.workspaces._model import (
+    BadRequest,
+    StrategyChoice,
+    Workspace,
+    WorkspaceError,
+    WorkspaceNotFound,
+    check_inside,
+    check_slug,
+    check_source,
+    check_strategy,
+)
+from procs.workspaces._records import (
+    WorkspaceRecord,
+    WorkspaceRecords,
+    owner_alive,
+    process_start_ticks,
+)
+from procs.workspaces._strategies import (
+    AUTO_ORDER,
+    STRATEGY_IMPLS,
+    Placement,
+    choose,
+    remove_leftovers,
+)
+
+OrphanPolicy = Literal["remove", "keep"]
+_ID = re.compile(r"[0-9a-f]{12}")
+
+
+@dataclass(frozen=True)
+class OrphanReport:
+    """What reaping did with one workspace: removed, kept, cleaned (an interrupted create
+    or destroy), dropped (its directory vanished, e.g. with a RAM disk), or failed."""
+
+    workspace: Workspace
+    action: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "reason": self.reason, **self.workspace.to_dict()}
+
+
+@dataclass
+class _Counters:
+    created: int = 0
+    destroyed: int = 0
+    failed: int = 0
+    last_create_ms: float = 0.0
+    by_strategy: dict[str, int] = field(default_factory=dict)
+
+
+class WorkspaceRegistry:
+    """Workspaces of golden masters, placed under `root`, recorded in `db_path`.
+
+    Args:
+        root: where workspaces go (for snapshot/reflink, on the golden master's filesystem).
+        db_path: the SQLite records file (WAL), normally <state_dir>/workspaces.sqlite3.
+        scratch: where overlay upper/work layers go (tmpfs, e.g. /dev/shm/...).
+        default_strategy: used when a caller names none ("auto" or a strategy name).
+        orphans: what reaping does with a workspace whose owner died: remove or keep.
+        timeout_s: the most one strategy command (cp, git, jj) may run.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        db_path: Path,
+        *,
+        scratch: Path,
+        default_strategy: str = "auto",
+        orphans: OrphanPolicy = "remove",
+        timeout_s: float = 300.0,
+        auto_order: tuple[str, ...] = AUTO_ORDER,
+    ) -> None:
+        if orphans not in ("remove", "keep"):
+            raise BadRequest(f"orphan policy must be 'remove' or 'keep', got {orphans!r}")
+        root.mkdir(parents=True, exist_ok=True)
+        scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.root = root.resolve()
+        self.scratch = scratch.resolve()
+        self.default_strategy = check_strategy(default_strategy)
+        self.orphans: OrphanPolicy = orphans
+        self.timeout_s = timeout_s
+        self.auto_order = auto_order
+        self.records = WorkspaceRecords(db_path)
+        self._counters = _Counters()
+
+    # -- create ------------------------------------------------------------------------
+
+    def choose_strategy(self, source: str | Path, strategy: str | None = None) -> StrategyChoice:
+        """Which strategy a create would use for `source`, and why (no side effects)."""
+        asked = check_strategy(strategy or self.default_strategy)
+        src = check_source(source, self.root)
+        return choose(asked, src, self.root, self.scratch, self.auto_order)
+
+    def create_workspace(
+        self,
+        slug: str,
+        source: str | Path,
+        strategy: str | None = None,
+        *,
+        owner_pid: int | None = None,
+    ) -> Workspace:
+        """Make an isolated working copy of `source` (a git repo) and record it.
+
+        Raises BadRequest (slug, strategy name, source, owner), StrategyUnavailable (why,
+        and what would work) or StrategyFailed; a failed create leaves nothing behind.
+        """
+        return self.create_workspace_explained(slug, source, strategy, owner_pid=owner_pid)[0]
+
+    def create_workspace_explained(
+        self,
+        slug: str,
+        source: str | Path,
+        strategy: str | None = None,
+        *,
+        owner_pid: int | None = None,
+    ) -> tuple[Workspace, StrategyChoice]:
+        """create_workspace, also returning which strategy was used and why."""
+        started = time.perf_counter()
+        slug = check_slug(slug)
+        owner = os.getpid() if owner_pid is None else owner_pid
+        if not isinstance(owner, int) or isinstance(owner, bool) or owner <= 0:
+            raise BadRequest(f"owner_pid must be a positive integer, got {owner!r}")
+        owner_start = process_start_ticks(owner)
+        if owner_start is None:
+            raise BadRequest(f"owner pid {owner} does not run")
+        asked = check_strategy(strategy or self.default_strategy)
+        src = check_source(source, self.root)
+        choice = choose(asked, src, self.root, self.scratch, self.auto_order)
+        id_ = secrets.token_hex(6)
+        path = check_inside(self.root / f"{slug}-{id_}", self.root)
+        rec = WorkspaceRecord(
+            id=id_,
+            slug=slug,
+            path=path,
+            scratch=self.scratch / path.name,
+            strategy=choice.strategy,
+            source=src,
+            owner_pid=owner,
+            owner_start=owner_start,
+            created_at=time.time(),
+            state="creating",
+        )
+        self.records.insert(rec)
+        impl = STRATEGY_IMPLS[choice.strategy]
+        placement = Placement(src, rec.path, rec.scratch)
+        try:
+            impl.create(placement, timeout_s=self.timeout_s)
+        except BaseException:
+            self._counters.failed += 1
+            with contextlib.suppress(WorkspaceError, OSError):
+                impl.destroy(placement, timeout_s=self.timeout_s)
+            remove_leftovers(rec.path)
+            self.records.delete(id_)
+            raise
+        self.records.set_state(id_, "ready")
+        c = self._counters
+        c.created += 1
+        c.by_strategy[choice.strategy] = c.by_strategy.get(choice.strategy, 0) + 1
+        c.last_create_ms = (time.perf_counter() - started) * 1000
+        return dataclasses.replace(rec.workspace(), state="ready"), choice
+
+    # -- destroy / list ----------------------------------------------------------------
+
+    def _record(self, workspace_id: object) -> WorkspaceRecord:
+        if not isinstance(workspace_id, str) or not _ID.fullmatch(workspace_id):
+            raise BadRequest(f"bad workspace id {workspace_id!r}: expected 12 hex digits")
+        rec = self.records.get(workspace_id)
+        if rec is None:
+            raise WorkspaceNotFound(f"no workspace with id {workspace_id}")
+        return rec
+
+    def destroy_workspace(self, workspace_id: str) -> Workspace:
+        """Remove the workspace and its record; returns what was removed.
+
+        Raises BadRequest, WorkspaceNotFound, or StrategyFailed (record kept, retry later).
+        """
+        rec = self._record(workspace_id)
+        self._destroy(rec)
+        return rec.workspace()
+
+    def _destroy(self, rec: WorkspaceRecord) -> None:
+        check_inside(rec.path, self.root)  # a record must never point outside the root
+        check_inside(rec.scratch, self.scratch)
+        self.records.set_state(rec.id, "destroying")
+        STRATEGY_IMPLS[rec.strategy].destroy(
+            Placement(rec.source, rec.path, rec.scratch), timeout_s=self.timeout_s
+        )
+        self.records.delete(rec.id)
+        self._counters.destroyed += 1
+
+    def get_workspace(self, workspace_id: str) -> Workspace:
+        return self._record(workspace_id).workspace()
+
+    def list_workspaces(self) -> list[Workspace]:
+        """Every recorded workspace, oldest first (states: creating, ready, orphaned...)."""
+        return [rec.workspace() for rec in self.records.all()]
+
+    # -- orphans -----------------------------------------------------------------------
+
+    def reap_orphans(self, policy: OrphanPolicy | None = None) -> list[OrphanReport]:
+        """Deal with workspaces whose owner died, and with interrupted creates/destroys.
+
+        Called when the manager (re)starts and whenever an owner is seen to die. Returns
+        one report per workspace acted on; workspaces of live owners are left alone.
+        """
+        policy = policy or self.orphans
+        reports = []
+        for rec in self.records.all():
+            report = self._reap_one(rec, policy)
+            if report is not None:
+                reports.append(report)
+        return reports
+
+    def reap_if_orphaned(self, workspace_id: str) -> OrphanReport | None:
+        rec = self.records.get(workspace_id)
+        return None if rec is None else self._reap_one(rec, self.orphans)
+
+    def _reap_one(self, rec: WorkspaceRecord, policy: OrphanPolicy) -> OrphanReport | None:
+        ws = rec.workspace()
+        if rec.state in ("creating", "destroying"):
+            action, reason = "cleaned", f"a {rec.state} step was interrupted"
+        elif rec.state == "orphaned" or owner_alive(rec.owner_pid, rec.owner_start):
+            return None
+        elif not rec.path.exists():
+            self.records.delete(rec.id)
+            return OrphanReport(ws, "dropped", f"owner died and {rec.path} is gone already")
+        elif policy == "keep":
+            self.records.set_state(rec.id, "orphaned")
+            return OrphanReport(ws, "kept", f"owner pid {rec.owner_pid} died; policy keeps it")
+        else:
+            action, reason = "removed", f"owner pid {rec.owner_pid} died"
+        try:
+            self._destroy(rec)
+        except (WorkspaceError, OSError) as exc:
+            self.records.set_state(rec.id, "orphaned")
+            return OrphanReport(ws, "failed", f"{reason}; removing failed: {exc}")
+        return OrphanReport(ws, action, reason)
+
+    def statistics(self) -> dict[str, Any]:
+        c = self._counters
+        live = self.list_workspaces()
+        return {
+            "workspaces": len(live),
+            "orphaned": sum(1 for w in live if w.state == "orphaned"),
+            "created": c.created,
+            "destroyed": c.destroyed,
+            "failed": c.failed,
+            "last_create_ms": round(c.last_create_ms, 3),
+            "created_by_strategy": dict(c.by_strategy),
+        }
+
+    def close(self) -> None:
+        self.records.close()
