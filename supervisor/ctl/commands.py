@@ -4,4 +4,16 @@ from __future__ import annotations
 
 from types import ModuleType
 
-COMMANDS: dict[str, ModuleType] = {}
+from supervisor.ctl import kill, logs, ramdisk, restart, shutdown, start, status, stop, workspaces
+
+COMMANDS: dict[str, ModuleType] = {
+    "status": status,
+    "kill": kill,
+    "stop": stop,
+    "start": start,
+    "restart": restart,
+    "logs": logs,
+    "shutdown": shutdown,
+    "workspaces": workspaces,
+    "ramdisk": ramdisk,
+}

@@ -1,0 +1,278 @@
+"""factoryd's TOML config: parsed and checked in full before anything starts.
+
+    [factory]                     # optional daemon settings
+    runtime_dir = "/run/factory"  # sockets; default per ipc.paths
+    state_dir = "/var/lib/factory"
+    preload = ["procs"]           # modules the zygote imports once, for fast target starts
+
+    [supervisor]                  # the root supervisor
+    strategy = "one_for_one"      # one_for_all | rest_for_one | simple_one_for_one
+    intensity = 5                 # at most 5 restarts ...
+    period = 30                   # ... in 30 seconds, else give up (escalate)
+    auto_shutdown = "never"       # any_significant | all_significant
+
+    [[supervisor.children]]       # a worker: command = [...] or target = "pkg.mod:func"
+    id = "echo"
+    command = ["python3", "child.py", "/tmp/out"]
+    restart = "permanent"         # transient | temporary
+    shutdown_ms = 5000            # or shutdown = "brutal_kill" | "infinity"
+
+    [[supervisor.children]]       # a nested supervisor: has `children`
+    id = "services"
+    strategy = "rest_for_one"
+    [[supervisor.children.children]]
+    ...
+
+Every problem raises ConfigError naming the file, the key and what is wrong; a config
+that fails anywhere starts nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supervisor.spec import (
+    AutoShutdown,
+    ChildSpec,
+    RestartType,
+    SpecError,
+    Start,
+    Strategy,
+    SupervisorFlags,
+    SupervisorSpec,
+    check_unique_ids,
+)
+
+
+class ConfigError(ValueError):
+    """The config is unusable: `str()` reads `FILE: KEY: problem`."""
+
+    def __init__(self, file: str, key: str, problem: str) -> None:
+        super().__init__(f"{file}: {key}: {problem}")
+        self.file = file
+        self.key = key
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    tree: SupervisorSpec
+    runtime_dir: str | None = None
+    state_dir: str | None = None
+    preload: tuple[str, ...] = ()
+    source: str = "<config>"
+
+
+_FACTORY_KEYS = {"runtime_dir", "state_dir", "preload"}
+_FLAG_KEYS = {"strategy", "intensity", "period", "auto_shutdown"}
+_SUP_KEYS = {"id", "type", "children", "restart", "shutdown_ms", "shutdown", "significant"}
+_WORKER_KEYS = {
+    "id", "type", "command", "target", "args", "env", "cwd",
+    "restart", "shutdown_ms", "shutdown", "significant",
+}  # fmt: skip
+
+
+def load(path: str | Path) -> DaemonConfig:
+    """Read and check a config file; raises ConfigError."""
+    path = Path(path)
+    file = str(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(file, "(file)", "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(file, "(file)", f"cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(file, "(syntax)", f"not valid TOML: {exc}") from None
+    return parse(data, file)
+
+
+def parse(data: dict[str, Any], file: str = "<config>") -> DaemonConfig:
+    """Check a decoded config mapping; raises ConfigError."""
+    _no_unknown(file, "", data, {"factory", "supervisor"})
+    factory = data.get("factory", {})
+    _expect(file, "factory", factory, dict, "a table")
+    _no_unknown(file, "factory", factory, _FACTORY_KEYS)
+    preload = factory.get("preload", [])
+    _expect_strings(file, "factory.preload", preload)
+    for key in ("runtime_dir", "state_dir"):
+        if key in factory:
+            _expect(file, f"factory.{key}", factory[key], str, "a string")
+    if "supervisor" not in data:
+        raise ConfigError(file, "supervisor", "missing: the config needs a [supervisor] table")
+    root_table = data["supervisor"]
+    _expect(file, "supervisor", root_table, dict, "a table")
+    root = _supervisor(file, "supervisor", {"id": "root", **root_table}, root=True)
+    try:
+        check_unique_ids(root)
+    except SpecError as exc:
+        raise ConfigError(file, "supervisor", exc.problem) from None
+    return DaemonConfig(
+        tree=root,
+        runtime_dir=factory.get("runtime_dir"),
+        state_dir=factory.get("state_dir"),
+        preload=tuple(preload),
+        source=file,
+    )
+
+
+def _supervisor(
+    file: str, key: str, table: dict[str, Any], *, root: bool = False
+) -> SupervisorSpec:
+    allowed = _FLAG_KEYS | (
+        _SUP_KEYS - {"restart", "shutdown_ms", "shutdown", "significant"} if root else _SUP_KEYS
+    )
+    _no_unknown(file, key, table, allowed)
+    if "type" in table and table["type"] != "supervisor":
+        raise ConfigError(file, f"{key}.type", f"must be 'supervisor' here (got {table['type']!r})")
+    children_raw = table.get("children", [])
+    _expect(file, f"{key}.children", children_raw, list, "an array of tables")
+    children: list[ChildSpec | SupervisorSpec] = []
+    for i, child in enumerate(children_raw):
+        child_key = f"{key}.children[{i}]"
+        _expect(file, child_key, child, dict, "a table")
+        is_sup = child.get("type") == "supervisor" or "children" in child
+        children.append(
+            _supervisor(file, child_key, child) if is_sup else _worker(file, child_key, child)
+        )
+    try:
+        flags = SupervisorFlags(
+            strategy=_enum(file, f"{key}.strategy", table.get("strategy", "one_for_one"), Strategy),
+            intensity=_int(file, f"{key}.intensity", table.get("intensity", 1)),
+            period_s=_number(file, f"{key}.period", table.get("period", 5)),
+            auto_shutdown=_enum(
+                file, f"{key}.auto_shutdown", table.get("auto_shutdown", "never"), AutoShutdown
+            ),
+        )
+        return SupervisorSpec(
+            id=_str(file, f"{key}.id", table.get("id")),
+            flags=flags,
+            children=tuple(children),
+            restart=_enum(file, f"{key}.restart", table.get("restart", "permanent"), RestartType),
+            shutdown_s=_shutdown(file, key, table, default=math.inf),
+            significant=_bool(file, f"{key}.significant", table.get("significant", False)),
+        )
+    except SpecError as exc:
+        raise ConfigError(file, key, exc.problem) from None
+
+
+def _worker(file: str, key: str, table: dict[str, Any]) -> ChildSpec:
+    _no_unknown(file, key, table, _WORKER_KEYS)
+    if "type" in table and table["type"] != "worker":
+        raise ConfigError(
+            file, f"{key}.type", f"must be 'worker' or 'supervisor' (got {table['type']!r})"
+        )
+    command = table.get("command", [])
+    _expect_strings(file, f"{key}.command", command)
+    args = table.get("args", [])
+    _expect_strings(file, f"{key}.args", args)
+    if command and args:
+        raise ConfigError(
+            file, f"{key}.args", "args go with target; put a command's arguments in command"
+        )
+    env = table.get("env", {})
+    _expect(file, f"{key}.env", env, dict, "a table of strings")
+    for name, value in env.items():
+        _expect(file, f"{key}.env.{name}", value, str, "a string")
+    cwd = table.get("cwd")
+    if cwd is not None:
+        _expect(file, f"{key}.cwd", cwd, str, "a string")
+    target = table.get("target", "")
+    _expect(file, f"{key}.target", target, str, "a string")
+    if not command and not target:
+        raise ConfigError(
+            file, key, 'a worker needs command = [...] or target = "pkg.module:function"'
+        )
+    if command and target:
+        raise ConfigError(file, key, "give command or target, not both")
+    try:
+        return ChildSpec(
+            id=_str(file, f"{key}.id", table.get("id")),
+            start=Start(
+                command=tuple(command),
+                target=target,
+                args=tuple(args),
+                env=tuple(sorted(env.items())),
+                cwd=cwd,
+            ),
+            restart=_enum(file, f"{key}.restart", table.get("restart", "permanent"), RestartType),
+            shutdown_s=_shutdown(file, key, table, default=5.0),
+            significant=_bool(file, f"{key}.significant", table.get("significant", False)),
+        )
+    except SpecError as exc:
+        raise ConfigError(file, key, exc.problem) from None
+
+
+def _shutdown(file: str, key: str, table: dict[str, Any], *, default: float) -> float:
+    if "shutdown_ms" in table and "shutdown" in table:
+        raise ConfigError(file, key, "give shutdown_ms or shutdown, not both")
+    if "shutdown_ms" in table:
+        ms = table["shutdown_ms"]
+        if isinstance(ms, bool) or not isinstance(ms, int) or ms < 0:
+            raise ConfigError(file, f"{key}.shutdown_ms", f"must be an integer >= 0 (got {ms!r})")
+        return ms / 1000.0
+    if "shutdown" in table:
+        word = table["shutdown"]
+        if word == "brutal_kill":
+            return 0.0
+        if word == "infinity":
+            return math.inf
+        raise ConfigError(
+            file, f"{key}.shutdown", f"must be 'brutal_kill' or 'infinity' (got {word!r})"
+        )
+    return default
+
+
+def _no_unknown(file: str, key: str, table: dict[str, Any], allowed: set[str]) -> None:
+    for name in table:
+        if name not in allowed:
+            where = f"{key}.{name}" if key else name
+            raise ConfigError(
+                file, where, f"unknown key (allowed here: {', '.join(sorted(allowed))})"
+            )
+
+
+def _expect(file: str, key: str, value: Any, kind: type, words: str) -> None:
+    if not isinstance(value, kind):
+        raise ConfigError(file, key, f"must be {words} (got {type(value).__name__} {value!r:.60})")
+
+
+def _expect_strings(file: str, key: str, value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(file, key, f"must be an array of strings (got {value!r:.60})")
+
+
+def _str(file: str, key: str, value: Any) -> str:
+    if value is None:
+        raise ConfigError(file, key, "missing")
+    _expect(file, key, value, str, "a string")
+    return value
+
+
+def _int(file: str, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(file, key, f"must be an integer >= 0 (got {value!r})")
+    return value
+
+
+def _number(file: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigError(file, key, f"must be a number > 0 (got {value!r})")
+    return float(value)
+
+
+def _bool(file: str, key: str, value: Any) -> bool:
+    _expect(file, key, value, bool, "true or false")
+    return value
+
+
+def _enum(file: str, key: str, value: Any, enum: type[Any]) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in enum)
+        raise ConfigError(file, key, f"must be one of {choices} (got {value!r})") from None

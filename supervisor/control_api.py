@@ -1,0 +1,153 @@
+"""factoryd's side of the control protocol: one handler per wire command.
+
+Handlers see the tree (through its registry), the child logs and two callables, not
+the daemon. The wire forms are documented in each factoryctl command module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from ipc.control import RequestRefused
+from supervisor.child_logs import ChildLogs
+from supervisor.tree import NoSuchChild, NotAllowed, Registry, StartFailed, SupervisorNode
+from supervisor.zygote import ZygoteGone
+
+
+@dataclass
+class ControlApi:
+    registry: Registry
+    root: SupervisorNode
+    child_logs: ChildLogs
+    statistics: Callable[[], dict[str, Any]]
+    request_stop: Callable[[], None]
+
+    def handle(self, command: str, args: dict[str, Any]) -> Any:
+        handler = getattr(self, f"cmd_{command}", None)
+        if handler is None:
+            raise RequestRefused(f"unknown command {command!r}", "unknown_command")
+        try:
+            return handler(args)
+        except NoSuchChild as exc:
+            raise RequestRefused(f"no child {exc.args[0]!r} in the tree", "not_found") from None
+        except NotAllowed as exc:
+            raise RequestRefused(str(exc), "not_allowed") from None
+        except StartFailed as exc:
+            raise RequestRefused(str(exc), "start_failed") from None
+        except ZygoteGone as exc:
+            raise RequestRefused(f"the zygote is gone: {exc}", "internal") from None
+
+    # -- lookups
+
+    def _owner(self, args: dict[str, Any]) -> tuple[SupervisorNode, str]:
+        child_id = args.get("id")
+        if not isinstance(child_id, str) or not child_id:
+            raise RequestRefused("args.id must be a child id", "bad_request")
+        node = self.registry.by_id.get(child_id)
+        if node is None:
+            raise NoSuchChild(child_id)
+        return node, child_id
+
+    # -- commands
+
+    def cmd_status(self, args: dict[str, Any]) -> dict[str, Any]:
+        tree = self.root.describe()
+        _add_usage(tree, time.time())
+        return {"daemon": self.statistics(), "tree": tree}
+
+    def cmd_kill(self, args: dict[str, Any]) -> dict[str, Any]:
+        node, child_id = self._owner(args)
+        name = str(args.get("signal", "SIGKILL")).upper()
+        if not name.startswith("SIG"):
+            name = "SIG" + name
+        try:
+            sig = signal.Signals[name]
+        except KeyError:
+            raise RequestRefused(f"unknown signal {args.get('signal')!r}", "bad_request") from None
+        if child_id == node.id or child_id in node.subs:
+            raise NotAllowed(f"{child_id} is a supervisor; kill its workers, or stop/restart it")
+        pid = node.worker_pid(child_id)
+        if pid is None:
+            raise NotAllowed(f"{child_id} is not running")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
+        return {"id": child_id, "pid": pid, "signal": sig.name}
+
+    def cmd_stop(self, args: dict[str, Any]) -> dict[str, Any]:
+        node, child_id = self._owner(args)
+        if node is self.root and child_id == self.root.id:
+            raise NotAllowed("stop the root with `factoryctl shutdown`")
+        if child_id == node.id:  # a nested supervisor: its parent owns the child entry
+            node = node.parent or node
+        node.terminate_child(child_id)
+        return {"id": child_id, "state": "stopped"}
+
+    def cmd_start(self, args: dict[str, Any]) -> dict[str, Any]:
+        node, child_id = self._owner(args)
+        extra = args.get("args", [])
+        if not isinstance(extra, list) or not all(isinstance(a, str) for a in extra):
+            raise RequestRefused("args.args must be a list of strings", "bad_request")
+        if child_id == node.id and node.template is not None:
+            new_id, pid = node.start_child(tuple(extra))
+            return {"id": new_id, "pid": pid, "state": "running"}
+        if child_id == node.id:
+            node = node.parent or node
+        if extra:
+            raise NotAllowed("extra args only go to a simple_one_for_one supervisor")
+        node.restart_child(child_id)
+        return {"id": child_id, "pid": node.worker_pid(child_id), "state": "running"}
+
+    def cmd_restart(self, args: dict[str, Any]) -> dict[str, Any]:
+        node, child_id = self._owner(args)
+        if child_id == node.id:
+            if node.parent is None:
+                raise NotAllowed("restart the root by restarting the service")
+            node = node.parent
+        if node.template is not None:
+            raise NotAllowed(f"{child_id} is a dynamic child: stop it and start a new one")
+        if node.state.child(child_id).running:
+            node.terminate_child(child_id)
+        node.restart_child(child_id)
+        return {"id": child_id, "pid": node.worker_pid(child_id), "state": "running"}
+
+    def cmd_logs(self, args: dict[str, Any]) -> dict[str, Any]:
+        child_id = args.get("id")
+        lines = args.get("lines", 50)
+        if not isinstance(child_id, str) or child_id not in self.child_logs.rings:
+            raise NoSuchChild(child_id)
+        if not isinstance(lines, int) or lines < 0:
+            raise RequestRefused("args.lines must be an integer >= 0", "bad_request")
+        return {"id": child_id, "lines": self.child_logs.tail(child_id, lines)}
+
+    def cmd_shutdown(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.request_stop()
+        return {"stopping": True, "pid": os.getpid()}
+
+
+def _add_usage(node: dict[str, Any], now: float) -> None:
+    """Fill uptime, RSS and CPU time of each running worker and its subprocesses."""
+    if node.get("started_at"):
+        node["uptime_s"] = round(now - node["started_at"], 3)
+    if node["type"] == "worker" and node.get("pid"):
+        with contextlib.suppress(psutil.Error):  # it may exit while we look
+            proc = psutil.Process(node["pid"])
+            procs = [proc, *proc.children(recursive=True)]
+            rss = cpu = 0.0
+            for p in procs:
+                with contextlib.suppress(psutil.Error):
+                    rss += p.memory_info().rss
+                    times = p.cpu_times()
+                    cpu += times.user + times.system
+            node["rss_bytes"] = int(rss)
+            node["cpu_s"] = round(cpu, 3)
+            node["processes"] = len(procs)
+    for child in node.get("children", []):
+        _add_usage(child, now)

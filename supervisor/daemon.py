@@ -1,0 +1,384 @@
+"""factoryd: runs the supervision tree from a TOML config, under systemd or by hand.
+
+    factoryd --config FILE [--runtime-dir DIR] [--state-dir DIR]
+
+Start-up order matters: the config is checked in full, then the zygote is forked
+(before any thread or socket exists), then the control socket is bound (a second
+daemon on the same runtime dir is refused before it starts anything), then the tree
+starts in order, then READY=1. A child that fails to start stops the already started
+ones in reverse and factoryd exits non-zero: never half a tree.
+
+One thread, one selector: the zygote channel (child exits), child log pipes, the
+signal wakeup pipe (SIGTERM/SIGINT stop, SIGHUP reload request, SIGCHLD orphans)
+and the control socket. A death is an event; nothing polls. While a supervisor waits
+for a child to stop (bounded by its shutdown time) exits and logs keep flowing and
+the watchdog keeps beating; control requests wait in the socket backlog, so commands
+queue rather than being refused.
+
+Exit codes (DaemonExit): 0 stopped, 1 the root supervisor gave up (restart
+intensity), 2 bad config or usage, 3 the tree failed to start, 70 the zygote died.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import selectors
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from ipc import control, paths
+from supervisor import config as config_mod
+from supervisor.child_logs import ChildLogs
+from supervisor.control_api import ControlApi
+from supervisor.notify import Notifier
+from supervisor.policy import (
+    INTENSITY_EXCEEDED,
+    SHUTDOWN,
+    ExitKind,
+    ExitReason,
+    reason_from_wait_status,
+)
+from supervisor.spec import Start
+from supervisor.tree import Registry, StartFailed, SupervisorNode
+from supervisor.zygote import PR_SET_CHILD_SUBREAPER, ZygoteClient, ZygoteGone, prctl
+
+SPAWN_TIMEOUT_S = 60.0
+KILL_WAIT_S = 10.0  # after SIGKILL, how long to wait for the exit before giving up
+
+
+class DaemonExit(IntEnum):
+    STOPPED = 0
+    GAVE_UP = 1
+    BAD_CONFIG = 2
+    START_FAILED = 3
+    ZYGOTE_DIED = 70
+
+
+class Daemon:
+    """The event loop plus the ProcessHost the supervision tree runs on."""
+
+    def __init__(
+        self,
+        cfg: config_mod.DaemonConfig,
+        *,
+        runtime_dir: Path,
+        state_dir: Path,
+        zygote: ZygoteClient,
+        log: TextIO,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.runtime_dir = runtime_dir
+        self.state_dir = state_dir
+        self.zygote = zygote
+        self.log = log
+        self.notifier = notifier or Notifier()
+        self.child_logs = ChildLogs(log)
+        self.deferred: deque[Callable[[], None]] = deque()
+        self.exit_code: DaemonExit | None = None
+        self.stop_requested = False
+        self.orphans_reaped = 0
+        self.started_mono = time.monotonic()
+        self.started_wall = time.time()
+        self._next_watchdog = math.inf
+        self.selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.control = control.ControlServer(paths.control_socket(runtime_dir))
+        self.registry = Registry(on_root_exit=self._root_exited)
+        self.root = SupervisorNode(cfg.tree, self, self.registry)
+        self.api = ControlApi(
+            self.registry, self.root, self.child_logs, self.statistics, self._request_stop
+        )
+        self.selector.register(self.zygote.fileno(), selectors.EVENT_READ, "zygote")
+        self.selector.register(self._wake_r, selectors.EVENT_READ, "signal")
+        self.selector.register(self.control.fileno(), selectors.EVENT_READ, "control")
+
+    # ------------------------------------------------------------------ ProcessHost
+
+    def spawn(self, child_id: str, start: Start) -> int:
+        env = dict(start.env)
+        env.setdefault("FACTORY_RUNTIME_DIR", str(self.runtime_dir))
+        env.setdefault("FACTORY_STATE_DIR", str(self.state_dir))
+        start = Start(start.command, start.target, start.args, tuple(env.items()), start.cwd)
+        read_fd, write_fd = self.child_logs.open_pipe(child_id)
+        self.selector.register(read_fd, selectors.EVENT_READ, "log")
+        try:
+            return self.zygote.spawn(child_id, start, write_fd, timeout=SPAWN_TIMEOUT_S)
+        except ZygoteGone:
+            self._zygote_died()
+            raise
+        finally:
+            os.close(write_fd)
+
+    def terminate(self, pids: list[int], shutdown_s: float) -> dict[int, ExitReason]:
+        """SIGTERM each process group, wait up to `shutdown_s`, then SIGKILL the rest.
+
+        `shutdown_s` 0 is OTP's brutal_kill, inf waits as long as it takes. After the
+        leader is gone its group is SIGKILLed too, so no subprocess outlives it.
+        """
+        first = signal.SIGKILL if shutdown_s == 0 else signal.SIGTERM
+        for pid in pids:
+            _killpg(pid, first)
+        results: dict[int, ExitReason] = {}
+        self._wait_exits(set(pids), time.monotonic() + shutdown_s, results)
+        late = [p for p in pids if p not in results]
+        for pid in late:
+            _killpg(pid, signal.SIGKILL)
+        if late:
+            self._wait_exits(set(late), time.monotonic() + KILL_WAIT_S, results)
+        for pid in pids:
+            _killpg(pid, signal.SIGKILL)  # leftovers in the child's group
+            if pid in late:
+                self.report("shutdown_timeout", pid=pid, shutdown_s=shutdown_s)
+                results[pid] = ExitReason(ExitKind.SHUTDOWN, "killed after shutdown timeout")
+            elif pid not in results:
+                results[pid] = ExitReason(ExitKind.SHUTDOWN, "did not exit after SIGKILL")
+        return results
+
+    def _wait_exits(self, pids: set[int], deadline: float, results: dict[int, ExitReason]) -> None:
+        while pids:
+            for event in [e for e in self.zygote.exits if e.pid in pids]:
+                self.zygote.exits.remove(event)
+                pids.discard(event.pid)
+                reason = reason_from_wait_status(event.exit_code)
+                if reason.kind is ExitKind.ABNORMAL and event.exit_code == -signal.SIGTERM:
+                    reason = SHUTDOWN
+                results[event.pid] = SHUTDOWN if reason.kind is ExitKind.NORMAL else reason
+            remaining = deadline - time.monotonic()
+            if not pids or remaining <= 0:
+                return
+            self._pump(min(remaining, 1.0), serve_control=False)
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    def report(self, event: str, **fields: Any) -> None:
+        """One structured record per event on the log stream (journald under systemd)."""
+        record = {"ts": round(time.time(), 6), "event": event, **fields}
+        with contextlib.suppress(OSError, ValueError):
+            self.log.write("factoryd " + orjson.dumps(record).decode() + "\n")
+            self.log.flush()
+
+    def defer(self, call: Callable[[], None]) -> None:
+        self.deferred.append(call)
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> DaemonExit:
+        prev = self._install_signals()
+        try:
+            try:
+                self.root.start()
+            except StartFailed as exc:
+                self.report("start_failed", child=exc.child_id, reason=exc.reason)
+                self.log.write(f"factoryd: {exc}; nothing is left running\n")
+                return DaemonExit.START_FAILED
+            except ZygoteGone:
+                return DaemonExit.ZYGOTE_DIED
+            count = sum(1 for _ in self.registry.by_pid)
+            self.report("ready", children=count, runtime_dir=str(self.runtime_dir))
+            self.notifier.ready(f"running {count} children")
+            if self.notifier.watchdog_s:
+                self._next_watchdog = time.monotonic()
+            while self.exit_code is None:
+                self._dispatch()
+                if self.exit_code is not None:
+                    break
+                if self.stop_requested:
+                    self.exit_code = DaemonExit.STOPPED
+                    break
+                self._pump(self._timeout(), serve_control=True)
+            return self.exit_code
+        finally:
+            self._stop()
+            for sig, handler in prev.items():
+                signal.signal(sig, handler)
+
+    def _dispatch(self) -> None:
+        """Handle queued exits and deferred work in order, until none is left."""
+        while self.exit_code is None and (self.zygote.exits or self.deferred):
+            if self.zygote.exits:
+                event = self.zygote.exits.popleft()
+                owner = self.registry.by_pid.pop(event.pid, None)
+                if owner is None:
+                    continue
+                node, child_id = owner
+                _killpg(event.pid, signal.SIGKILL)  # take its subprocesses with it
+                node.child_exited(child_id, reason_from_wait_status(event.exit_code))
+            else:
+                self.deferred.popleft()()
+
+    def _timeout(self) -> float:
+        if self.zygote.exits or self.deferred or self.stop_requested:
+            return 0.0
+        return max(0.0, min(self._next_watchdog - time.monotonic(), 5.0))
+
+    def _pump(self, timeout: float, *, serve_control: bool) -> None:
+        self._beat()
+        for key, _ in self.selector.select(timeout):
+            kind = key.data
+            if kind == "zygote":
+                try:
+                    self.zygote.read_nowait()
+                except ZygoteGone:
+                    self._zygote_died()
+            elif kind == "log":
+                if not self.child_logs.read(key.fd):
+                    self.selector.unregister(key.fd)
+            elif kind == "signal":
+                self._on_signals()
+            elif kind == "control" and serve_control:
+                self.control.serve_one(self.api.handle, timeout=5.0)
+        self._beat()
+
+    def _beat(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_watchdog:
+            self.notifier.watchdog()
+            self._next_watchdog = now + (self.notifier.watchdog_s or math.inf) / 2
+
+    def _install_signals(self) -> dict[int, Any]:
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        prev = {}
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            prev[sig] = signal.signal(sig, lambda *_: None)
+        return prev
+
+    def _on_signals(self) -> None:
+        try:
+            data = os.read(self._wake_r, 4096)
+        except BlockingIOError:
+            return
+        for signum in data:
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                if not self.stop_requested:
+                    self.report("stop_requested", signal=signal.Signals(signum).name)
+                self.stop_requested = True
+            elif signum == signal.SIGHUP:
+                self.report(
+                    "reload_unsupported", detail="restart the service to apply a new config"
+                )
+            elif signum == signal.SIGCHLD:
+                self._reap_orphans()
+
+    def _reap_orphans(self) -> None:
+        """We are a child subreaper: orphaned grandchildren land here and are reaped."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.zygote.pid:
+                self._zygote_died()
+                return
+            self.orphans_reaped += 1
+            self.report("orphan_reaped", pid=pid, exit_code=os.waitstatus_to_exitcode(status))
+
+    def _zygote_died(self) -> None:
+        if self.exit_code is None:
+            self.report(
+                "zygote_died", detail="every child died with it; exiting for a clean restart"
+            )
+            for pid in list(self.registry.by_pid):
+                _killpg(pid, signal.SIGKILL)
+            self.registry.by_pid.clear()
+            self.exit_code = DaemonExit.ZYGOTE_DIED
+
+    def _request_stop(self) -> None:
+        self.stop_requested = True
+
+    def _root_exited(self, reason: ExitReason) -> None:
+        self.report("root_exited", reason=str(reason))
+        gave_up = reason == INTENSITY_EXCEEDED
+        self.exit_code = DaemonExit.GAVE_UP if gave_up else DaemonExit.STOPPED
+
+    def _stop(self) -> None:
+        self.notifier.stopping("stopping children in reverse order")
+        self.report("stopping")
+        if self.exit_code is not DaemonExit.ZYGOTE_DIED:
+            with contextlib.suppress(ZygoteGone):
+                self.root.shutdown()
+        self.control.close()
+        self.zygote.close()
+        self._reap_orphans()
+        self.child_logs.close()
+        signal.set_wakeup_fd(-1)
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.report("stopped", exit_code=int(self.exit_code or 0))
+        self.notifier.close()
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "uptime_s": round(time.monotonic() - self.started_mono, 3),
+            "started_at": self.started_wall,
+            "config": self.cfg.source,
+            "runtime_dir": str(self.runtime_dir),
+            "state_dir": str(self.state_dir),
+            "orphans_reaped": self.orphans_reaped,
+            "zygote": self.zygote.statistics(),
+            "control": self.control.statistics(),
+            "watchdog_s": self.notifier.watchdog_s,
+        }
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="factoryd", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="TOML config file")
+    parser.add_argument(
+        "--runtime-dir", help="sockets (default: $FACTORY_RUNTIME_DIR, /run/factory)"
+    )
+    parser.add_argument(
+        "--state-dir", help="databases (default: $FACTORY_STATE_DIR, /var/lib/factory)"
+    )
+    parser.add_argument("--check", action="store_true", help="check the config and exit")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config_mod.load(args.config)
+    except config_mod.ConfigError as exc:
+        print(f"factoryd: bad config: {exc}", file=sys.stderr)
+        return DaemonExit.BAD_CONFIG
+    if args.check:
+        print(f"factoryd: {args.config}: ok")
+        return DaemonExit.STOPPED
+    runtime = paths.runtime_dir(args.runtime_dir or cfg.runtime_dir)
+    state = paths.state_dir(args.state_dir or cfg.state_dir)
+    for directory in (runtime, state):
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+    zygote = ZygoteClient.start(cfg.preload)
+    try:
+        daemon = Daemon(cfg, runtime_dir=runtime, state_dir=state, zygote=zygote, log=sys.stderr)
+    except control.ControlError as exc:
+        zygote.close()
+        print(f"factoryd: {exc}", file=sys.stderr)
+        return DaemonExit.START_FAILED
+    return int(daemon.run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
