@@ -1,0 +1,229 @@
+"""Records, bad input, and orphan cleanup after an owner is SIGKILLed (real processes)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from procs.workspaces import (
+    BadRequest,
+    WorkspaceNotFound,
+    WorkspaceRegistry,
+    _fsinfo,
+)
+from procs.workspaces._records import WorkspaceRecord, process_start_ticks
+from tests import test_workspace_fixtures as fx
+from tests.test_workspace_fixtures import git, make_repo
+from tests.waiting import wait_gone
+
+scratch = fx.scratch
+
+
+@pytest.fixture
+def golden(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "golden")
+
+
+@pytest.fixture
+def registry(tmp_path: Path, scratch: Path) -> Iterator[WorkspaceRegistry]:
+    reg = WorkspaceRegistry(tmp_path / "workspaces", tmp_path / "ws.sqlite3", scratch=scratch)
+    yield reg
+    for ws in reg.list_workspaces():
+        reg.destroy_workspace(ws.id)
+    reg.close()
+
+
+@pytest.fixture
+def owner() -> Iterator[subprocess.Popen[bytes]]:
+    """A real owner process that waits on its stdin until killed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+        start_new_session=True,
+    )
+    yield proc
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+
+
+def kill_owner(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    wait_gone(proc.pid)
+
+
+@pytest.mark.parametrize("slug", ["", "../up", "a/b", "-dash", "_under", "x" * 65, "sp ace", 7])
+def test_bad_slug_is_refused(registry: WorkspaceRegistry, golden: Path, slug: object) -> None:
+    with pytest.raises(BadRequest, match="bad slug"):
+        registry.create_workspace(slug, golden, "copy")  # type: ignore[arg-type]
+    assert list(registry.root.iterdir()) == []
+
+
+def test_bad_strategy_name_lists_the_choices(registry: WorkspaceRegistry, golden: Path) -> None:
+    with pytest.raises(BadRequest, match=r"unknown strategy 'cow': choose one of auto, snapshot"):
+        registry.create_workspace("x", golden, "cow")
+
+
+def test_source_must_be_an_absolute_git_repo(registry: WorkspaceRegistry, tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(BadRequest, match="is not a git repository"):
+        registry.create_workspace("x", plain, "copy")
+    with pytest.raises(BadRequest, match="is not a directory"):
+        registry.create_workspace("x", tmp_path / "missing", "copy")
+    with pytest.raises(BadRequest, match="must be an absolute path"):
+        registry.create_workspace("x", "relative/repo", "copy")
+    assert registry.list_workspaces() == []
+
+
+def test_source_inside_the_root_is_refused(registry: WorkspaceRegistry, golden: Path) -> None:
+    ws = registry.create_workspace("first", golden, "copy")
+    with pytest.raises(BadRequest, match="inside the workspace root"):
+        registry.create_workspace("second", ws.path, "copy")
+
+
+def test_bad_and_unknown_ids(registry: WorkspaceRegistry) -> None:
+    with pytest.raises(BadRequest, match="expected 12 hex digits"):
+        registry.destroy_workspace("../../etc")
+    with pytest.raises(WorkspaceNotFound, match="no workspace with id 0123456789ab"):
+        registry.destroy_workspace("0123456789ab")
+
+
+def test_owner_must_run(registry: WorkspaceRegistry, golden: Path, owner) -> None:
+    kill_owner(owner)
+    with pytest.raises(BadRequest, match=f"owner pid {owner.pid} does not run"):
+        registry.create_workspace("x", golden, "copy", owner_pid=owner.pid)
+    with pytest.raises(BadRequest, match="owner_pid must be a positive integer"):
+        registry.create_workspace("x", golden, "copy", owner_pid=-1)
+
+
+def test_a_record_pointing_outside_the_root_is_never_deleted(
+    registry: WorkspaceRegistry, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    registry.records.insert(
+        WorkspaceRecord(
+            "aaaaaaaaaaaa",
+            "x",
+            victim,
+            registry.scratch / "x",
+            "copy",
+            tmp_path,
+            1,
+            None,
+            0.0,
+            "ready",
+        )
+    )
+    with pytest.raises(BadRequest, match="not directly inside root"):
+        registry.destroy_workspace("aaaaaaaaaaaa")
+    assert victim.is_dir()
+    registry.records.delete("aaaaaaaaaaaa")
+
+
+def test_records_survive_a_new_registry(
+    registry: WorkspaceRegistry, golden: Path, tmp_path: Path, scratch: Path
+) -> None:
+    ws = registry.create_workspace("keep", golden, "worktree")
+    again = WorkspaceRegistry(registry.root, tmp_path / "ws.sqlite3", scratch=scratch)
+    assert again.list_workspaces() == [ws]
+    assert again.get_workspace(ws.id).path == ws.path
+    assert again.reap_orphans() == []  # this process owns it and runs
+    again.close()
+
+
+def test_orphan_removed_after_owner_sigkill_on_restart(
+    registry: WorkspaceRegistry, golden: Path, owner, tmp_path: Path, scratch: Path
+) -> None:
+    mine = registry.create_workspace("mine", golden, "overlay")
+    theirs = registry.create_workspace("theirs", golden, "overlay", owner_pid=owner.pid)
+    (theirs.path / "work.txt").write_text("unsaved\n")
+    registry.close()
+    kill_owner(owner)
+    restarted = WorkspaceRegistry(registry.root, tmp_path / "ws.sqlite3", scratch=scratch)
+    reports = restarted.reap_orphans()
+    assert [(r.workspace.id, r.action) for r in reports] == [(theirs.id, "removed")]
+    assert f"owner pid {owner.pid} died" in reports[0].reason
+    assert not theirs.path.exists() and not _fsinfo.is_mountpoint(theirs.path)
+    assert [w.id for w in restarted.list_workspaces()] == [mine.id]
+    assert git(golden, "status", "--porcelain") == ""
+    registry.records = restarted.records  # let the fixture clean up through a live store
+
+
+def test_orphan_kept_per_policy_is_reported_once(
+    golden: Path, owner, tmp_path: Path, scratch: Path
+) -> None:
+    db = tmp_path / "ws.sqlite3"
+    reg = WorkspaceRegistry(tmp_path / "ws", db, scratch=scratch, orphans="keep")
+    ws = reg.create_workspace("kept", golden, "copy", owner_pid=owner.pid)
+    kill_owner(owner)
+    reports = reg.reap_orphans()
+    assert [(r.workspace.id, r.action) for r in reports] == [(ws.id, "kept")]
+    assert ws.path.is_dir()
+    assert reg.get_workspace(ws.id).state == "orphaned"
+    assert reg.reap_orphans() == []
+    reg.destroy_workspace(ws.id)
+    assert not ws.path.exists()
+    reg.close()
+
+
+def test_a_recycled_pid_is_not_the_owner(registry: WorkspaceRegistry, golden: Path) -> None:
+    ws = registry.create_workspace("recycled", golden, "copy")
+    registry.records.delete(ws.id)
+    start = process_start_ticks(os.getpid())
+    assert start is not None
+    registry.records.insert(
+        WorkspaceRecord(
+            ws.id,
+            ws.slug,
+            ws.path,
+            registry.scratch / ws.path.name,
+            "copy",
+            golden,
+            os.getpid(),
+            start + 1,
+            ws.created_at,
+            "ready",
+        )
+    )
+    reports = registry.reap_orphans()
+    assert [(r.workspace.id, r.action) for r in reports] == [(ws.id, "removed")]
+    assert not ws.path.exists()
+
+
+def test_interrupted_create_is_cleaned_and_vanished_one_dropped(
+    registry: WorkspaceRegistry, golden: Path, owner
+) -> None:
+    half = registry.root / "half-bbbbbbbbbbbb"
+    half.mkdir()
+    (half / "partial.py").write_text("x\n")
+    registry.records.insert(
+        WorkspaceRecord(
+            "bbbbbbbbbbbb",
+            "half",
+            half,
+            registry.scratch / half.name,
+            "copy",
+            golden,
+            os.getpid(),
+            process_start_ticks(os.getpid()),
+            0.0,
+            "creating",
+        )
+    )
+    gone = registry.create_workspace("gone", golden, "copy", owner_pid=owner.pid)
+    fx_rm = subprocess.run(["rm", "-rf", str(gone.path)], timeout=10, check=True)
+    assert fx_rm.returncode == 0
+    kill_owner(owner)
+    actions = {r.workspace.id: r.action for r in registry.reap_orphans()}
+    assert actions == {"bbbbbbbbbbbb": "cleaned", gone.id: "dropped"}
+    assert not half.exists()
+    assert registry.list_workspaces() == []
