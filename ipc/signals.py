@@ -1,0 +1,317 @@
+"""The twelve signals of seed fs-002, their envelope, and the wire encoding.
+
+On the wire a signal is two frames, `[topic, payload]`: the topic is the signal's type
+name (subscriptions filter on it) and the payload one orjson object holding the envelope
+(`type`, `id`, `ts`, `source`) and the signal's own fields side by side:
+
+    [b"LoopFailed", b'{"type":"LoopFailed","id":"4f1c..-1","ts":1763900000.1,
+                      "source":"factory_loop.7","loop_id":"7","reason":"timeout"}']
+
+Decoding is strict: the topic must equal `type`, every field must be present with its
+type and nothing else may appear. A bad message raises MalformedSignal, an unknown type
+UnknownSignal; the bus helpers count and drop both so no service ever sees them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import time
+import typing
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import orjson
+
+from ipc.types import GitHash, InvalidValue, Priority
+
+ENVELOPE_KEYS = ("type", "id", "ts", "source")
+
+
+class SignalError(ValueError):
+    """A message is not a valid signal."""
+
+
+class MalformedSignal(SignalError):
+    """Wrong frame count, not JSON, a missing/extra/mistyped field, or topic != type."""
+
+
+class UnknownSignal(SignalError):
+    """A well-formed envelope whose type is not one of the twelve signals."""
+
+
+def _as_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidValue(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValue(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _as_hash(value: Any) -> GitHash:
+    return value if type(value) is GitHash else GitHash(value)
+
+
+def _as_optional_hash(value: Any) -> GitHash | None:
+    return None if value is None else _as_hash(value)
+
+
+def _as_priority(value: Any) -> Priority:
+    return value if isinstance(value, Priority) else Priority.from_string(value)
+
+
+_CONVERTERS: dict[Any, typing.Callable[[Any], Any]] = {
+    str: _as_str,
+    int: _as_int,
+    GitHash: _as_hash,
+    GitHash | None: _as_optional_hash,
+    Priority: _as_priority,
+}
+
+
+class Signal:
+    """Base of the twelve signal dataclasses: fields are checked (and coerced) on creation."""
+
+    __slots__ = ()
+    __test__: ClassVar[bool] = False  # pytest: these Test* names are not test classes
+    _converters: ClassVar[tuple[tuple[str, typing.Callable[[Any], Any]], ...]] = ()
+    _required: ClassVar[frozenset[str]] = frozenset()
+    _allowed: ClassVar[frozenset[str]] = frozenset()
+
+    def __post_init__(self) -> None:
+        for name, convert in self._converters:
+            value = getattr(self, name)
+            try:
+                converted = convert(value)
+            except InvalidValue as exc:
+                raise MalformedSignal(f"{type(self).__name__}.{name}: {exc}") from None
+            if converted is not value:
+                object.__setattr__(self, name, converted)
+
+    @classmethod
+    def type_name(cls) -> str:
+        return cls.__name__
+
+    def fields_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name, _ in self._converters}
+
+
+SIGNAL_TYPES: dict[str, type[Signal]] = {}
+
+
+def _signal(cls: type) -> type:
+    """Register a signal dataclass and precompute its field checks (explicit, no metaclass)."""
+    hints = typing.get_type_hints(cls)
+    converters = []
+    required = set()
+    for f in fields(cls):
+        if f.name in ENVELOPE_KEYS:
+            raise TypeError(f"{cls.__name__}.{f.name} clashes with an envelope key")
+        converters.append((f.name, _CONVERTERS[hints[f.name]]))
+        if f.default is f.default_factory:  # both MISSING: the field is required
+            required.add(f.name)
+    cls._converters = tuple(converters)
+    cls._required = frozenset(required)
+    cls._allowed = frozenset(name for name, _ in converters)
+    SIGNAL_TYPES[cls.__name__] = cls
+    return cls
+
+
+@_signal
+@dataclass(frozen=True, slots=True)
+class TestFailure(Signal):
+    """The golden master went red (or red with a new error): `file` failed with `error`."""
+
+    file: str
+    error: str
+    context_hash: GitHash
+
+
+@_signal
+@dataclass(frozen=True, slots=True)
+class TestPassing(Signal):
+    """The golden master is green again at `hash`."""
+
+    hash: GitHash
+
+
+@_signal
+@dataclass(frozen=True, slots=True)
+class BeadAssigned(Signal):
+    """A ready bead was picked for a factory loop."""
+
+    task_id: str
+    spec: str
+    requirements: str
+    priority: Priority
+
+
+@_signal
+@dataclass(frozen=True, slots=True)
+class PatchProposed(Signal):
+    """A mutator or loop offers a patch (a diff against `base_hash`) to the merge queue."""
+
+    patch_id: str
+    base_hash: GitHash
+    diff: str
+    workspace: str = ""
+
+
+@_signal
+@dataclass(frozen=True, slots=True)
+class PatchAccepted(Signal):
+    """The merge queue absorbed a patch; the golden master is now at `hash`."""
+
+    hash: GitHash
+    patch_id: str = ""
+
+
+@_signal
+@dataclass(frozen=True, slots=True)
+class PatchRejected(Signal):
+    """The merge queue refused a patch, and says why."""
+
+    reason: str
+    patch_id: str = ""
+
+
+@_signal
+@dataclass(frozen=True, slots=True)
+class GoldenMasterUpdated(Signal):
+    """The golden master moved from `previous_hash` (None on first sight) to `hash`."""
+
+    hash: GitHash
+    previous_hash: GitHash | None = None
+
+
+@_signal
+@dataclass(frozen=True, slots=True)
+class Evolution(Signal):
+    """The world changed (new golden master): work based on older trees is stale."""
+
+    hash: GitHash
+    reason: str = ""
+
+
+@_signal
+@dataclass(frozen=True, slots=True)
+class LoopSpawned(Signal):
+    loop_id: str
+    task_id: str
+    phase: str
+
+
+@_signal
+@dataclass(frozen=True, slots=True)
+class LoopComplete(Signal):
+    commits: int
+    reverts: int
+    duration_ms: int
+    loop_id: str = ""
+
+
+@_signal
+@dataclass(frozen=True, slots=True)
+class LoopFailed(Signal):
+    loop_id: str
+    reason: str
+
+
+@_signal
+@dataclass(frozen=True, slots=True)
+class ResourceExhausted(Signal):
+    """A request hit a limit: `current` of `resource` in use (or free, for RAM) vs `limit`."""
+
+    resource: str
+    current: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A signal as sent: who (`source`), when (`ts`, wall-clock seconds), which (`id`)."""
+
+    signal: Signal
+    id: str
+    ts: float
+    source: str
+
+    @property
+    def type(self) -> str:
+        return type(self.signal).__name__
+
+
+class _IdSource:
+    """Unique ids without uuid4's cost: a random per-process prefix plus a counter."""
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        pid = os.getpid()
+        if pid != self._pid:  # re-seed after a fork, or ids would repeat in the child
+            self._pid = pid
+            self._prefix = os.urandom(6).hex()
+            self._counter = itertools.count()
+        return f"{self._prefix}-{next(self._counter)}"
+
+
+_ids = _IdSource()
+
+
+def envelop(signal: Signal, *, source: str) -> Envelope:
+    """Wrap `signal` with a fresh id and the current time."""
+    if not isinstance(signal, Signal):
+        raise TypeError(f"not a signal: {signal!r:.80}")
+    return Envelope(signal, _ids.next(), time.time(), source)
+
+
+def encode(envelope: Envelope) -> list[bytes]:
+    """The two wire frames `[topic, payload]` of `envelope`."""
+    signal = envelope.signal
+    name = type(signal).__name__
+    body = {"type": name, "id": envelope.id, "ts": envelope.ts, "source": envelope.source}
+    for key, _ in signal._converters:
+        body[key] = getattr(signal, key)
+    return [name.encode(), orjson.dumps(body)]
+
+
+def decode(frames: list[bytes]) -> Envelope:
+    """Strictly decode wire frames; raises MalformedSignal or UnknownSignal."""
+    if len(frames) != 2:
+        raise MalformedSignal(f"expected 2 frames [topic, payload], got {len(frames)}")
+    topic, payload = frames
+    try:
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedSignal(f"payload is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise MalformedSignal("payload must be a JSON object")
+    name = body.pop("type", None)
+    if not isinstance(name, str):
+        raise MalformedSignal("envelope.type must be a string")
+    if topic != name.encode():
+        raise MalformedSignal(f"topic {topic[:40]!r} does not match type {name[:40]!r}")
+    id_, ts, source = body.pop("id", None), body.pop("ts", None), body.pop("source", None)
+    if not isinstance(id_, str) or not id_:
+        raise MalformedSignal(f"{name}: envelope.id must be a non-empty string")
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+        raise MalformedSignal(f"{name}: envelope.ts must be a number")
+    if not isinstance(source, str):
+        raise MalformedSignal(f"{name}: envelope.source must be a string")
+    cls = SIGNAL_TYPES.get(name)
+    if cls is None:
+        raise UnknownSignal(f"unknown signal type {name[:40]!r}")
+    keys = body.keys()
+    if missing := cls._required - keys:
+        raise MalformedSignal(f"{name}: missing field(s) {', '.join(sorted(missing))}")
+    if extra := keys - cls._allowed:
+        raise MalformedSignal(f"{name}: unexpected field(s) {', '.join(sorted(extra))}")
+    return Envelope(cls(**body), id_, float(ts), source)

@@ -1,0 +1,227 @@
+"""The SysV ledger with real processes: SIGKILLed holders, waiters, readers, restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ipc import ledger
+from ipc.ledger import Limits, TicketLedger
+from tests.waiting import wait_gone, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+
+HOLDER = """
+import sys
+from ipc.ledger import TicketLedger
+led = TicketLedger.open(sys.argv[1])
+ticket = led.acquire({%s}, label=sys.argv[2], timeout=30.0)
+print("held", flush=True)
+sys.stdin.read()  # hold until killed (or stdin closes)
+"""
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    ledger.destroy(tmp_path)
+
+
+@pytest.fixture
+def children() -> Iterator[list[subprocess.Popen[str]]]:
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=10)
+        for stream in (p.stdin, p.stdout):
+            if stream:
+                stream.close()
+
+
+def spawn_holder(
+    procs: list[subprocess.Popen[str]], runtime: Path, request: str, label: str
+) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(HOLDER % request), str(runtime), label],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    procs.append(proc)
+    return proc
+
+
+def read_line(proc: subprocess.Popen[str]) -> str:
+    """One line from a child; the child has a bounded acquire, and pytest-timeout backs it."""
+    assert proc.stdout is not None
+    return proc.stdout.readline().strip()
+
+
+def test_acquire_release_and_double_release_is_a_no_op(runtime: Path) -> None:
+    led = TicketLedger.create(runtime, Limits(gpu_tickets=1, max_loops=2))
+    ticket = led.acquire({"gpu": 1, "loop": 1}, label="loop-1", timeout=1.0)
+    snap = ledger.snapshot(runtime)
+    assert snap["resources"]["gpu"]["in_use"] == 1
+    assert snap["resources"]["loop"] == {**snap["resources"]["loop"], "in_use": 1, "limit": 2}
+    assert [(h["pid"], h["label"], h["alive"]) for h in snap["holders"]] == [
+        (os.getpid(), "loop-1", True)
+    ]
+    assert led.release(ticket) is True
+    assert led.release(ticket) is False
+    snap = ledger.snapshot(runtime)
+    assert snap["resources"]["gpu"]["in_use"] == 0
+    assert snap["resources"]["loop"]["in_use"] == 0
+    assert snap["holders"] == []
+
+
+def test_nowait_raises_would_block_naming_the_resource(runtime: Path) -> None:
+    led = TicketLedger.create(runtime, Limits(gpu_tickets=1, max_mutators=3))
+    held = led.acquire_nowait({"gpu": 1})
+    with pytest.raises(ledger.WouldBlock) as info:
+        led.acquire_nowait({"gpu": 1, "mutator": 1})
+    assert (info.value.resource, info.value.current, info.value.limit) == ("gpu", 1, 1)
+    # atomic: the mutator unit of the refused request was not taken
+    assert ledger.snapshot(runtime)["resources"]["mutator"]["in_use"] == 0
+    with pytest.raises(ledger.AcquireTimeout):
+        led.acquire({"gpu": 1}, timeout=0.05)
+    led.release(held)
+    led.release(led.acquire({"gpu": 1}, timeout=0.05))
+
+
+def test_requests_are_checked(runtime: Path) -> None:
+    led = TicketLedger.create(runtime, Limits(gpu_tickets=1, ram_budget_mb=1024))
+    with pytest.raises(ValueError, match="unknown resource"):
+        led.acquire_nowait({"tpu": 1})
+    with pytest.raises(ValueError, match="non-negative int"):
+        led.acquire_nowait({"gpu": -1})
+    with pytest.raises(ValueError, match="at least one unit"):
+        led.acquire_nowait({})
+    with pytest.raises(TypeError, match="exactly one of timeout= or deadline="):
+        led.acquire({"gpu": 1})
+    with pytest.raises(ledger.ResourceError, match="asked 2, limit is 1"):
+        led.acquire({"gpu": 2}, timeout=10.0)
+    with pytest.raises(ValueError, match="max_loops must be a non-negative int"):
+        Limits(max_loops=-1)
+    ram = led.acquire_nowait({"ram": 100})  # rounds up to two 64 MB units
+    assert ledger.snapshot(runtime)["resources"]["ram"]["in_use"] == 128
+    led.release(ram)
+
+
+def test_missing_ledger_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ledger.LedgerMissing, match="no ledger"):
+        TicketLedger.open(tmp_path)
+    with pytest.raises(ledger.LedgerMissing):
+        ledger.snapshot(tmp_path)
+
+
+def test_only_the_holder_may_release(runtime: Path) -> None:
+    led = TicketLedger.create(runtime, Limits(gpu_tickets=1))
+    ticket = led.acquire_nowait({"gpu": 1})
+    with pytest.raises(ledger.NotHolder):
+        led.release(ticket._replace(pid=ticket.pid + 1))
+    assert led.release(ticket)
+
+
+def test_ticket_of_a_sigkilled_holder_comes_back(runtime: Path, children: list) -> None:
+    led = TicketLedger.create(runtime, Limits(gpu_tickets=1))
+    holder = spawn_holder(children, runtime, '"gpu": 1', "doomed")
+    assert read_line(holder) == "held"
+    with pytest.raises(ledger.WouldBlock):
+        led.acquire_nowait({"gpu": 1})
+    os.killpg(holder.pid, signal.SIGKILL)
+    holder.wait(timeout=10)
+    # the kernel undid the dead holder's semaphore ops at exit: the ticket is free now
+    snap = ledger.snapshot(runtime)
+    assert snap["resources"]["gpu"]["in_use"] == 0
+    assert [(h["label"], h["alive"]) for h in snap["holders"]] == [("doomed", False)]
+    assert snap["stale"] == 1  # its table entry is stale until its lane is reclaimed
+    assert led.sweep_stale() == 1
+    assert ledger.snapshot(runtime)["holders"] == []
+    ticket = led.acquire_nowait({"gpu": 1}, label="next")
+    assert [h["label"] for h in ledger.snapshot(runtime)["holders"]] == ["next"]
+    led.release(ticket)
+
+
+def test_waiter_gets_the_ticket_when_the_holder_dies(runtime: Path, children: list) -> None:
+    TicketLedger.create(runtime, Limits(gpu_tickets=1))
+    holder = spawn_holder(children, runtime, '"gpu": 1', "first")
+    assert read_line(holder) == "held"
+    waiter = spawn_holder(children, runtime, '"gpu": 1', "second")
+    wait_until(
+        lambda: ledger.snapshot(runtime)["resources"]["gpu"]["waiting"] == 1,
+        what="the waiter to block on the gpu semaphore",
+    )
+    os.killpg(holder.pid, signal.SIGKILL)
+    assert read_line(waiter) == "held"
+    wait_gone(holder.pid)  # the kernel frees the semaphores before the pid turns zombie
+    labels = {h["label"]: h["alive"] for h in ledger.snapshot(runtime)["holders"]}
+    # the dead holder's entry is stale, or already reclaimed by the waiter's lane claim
+    assert labels in ({"first": False, "second": True}, {"second": True})
+
+
+def test_status_reader_in_another_process_does_not_destroy_the_table(runtime: Path) -> None:
+    led = TicketLedger.create(runtime, Limits(max_loops=2))
+    ticket = led.acquire_nowait({"loop": 1}, label="kept")
+    code = (
+        "import sys, json; from ipc import ledger; print(json.dumps(ledger.snapshot(sys.argv[1])))"
+    )
+    for _ in range(2):  # a reader that exits must leave the table in place
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(runtime)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        assert '"label": "kept"' in out
+    assert Path(ledger.snapshot(runtime)["path"]).exists()
+    assert led.release(ticket)
+
+
+def test_a_restarted_governor_keeps_held_tickets(runtime: Path) -> None:
+    first = TicketLedger.create(runtime, Limits(gpu_tickets=2, max_loops=1))
+    ticket = first.acquire_nowait({"gpu": 2})
+    again = TicketLedger.create(runtime, Limits(gpu_tickets=3, max_loops=1))
+    assert again.semid == first.semid
+    gpu = ledger.snapshot(runtime)["resources"]["gpu"]
+    assert (gpu["limit"], gpu["in_use"], gpu["available"]) == (3, 2, 1)
+    # a decrease below what is held waits; the limit stays until it can apply
+    assert again.adjust_limits(Limits(gpu_tickets=1, max_loops=1)) == ["gpu"]
+    assert first.release(ticket)
+    assert again.adjust_limits(Limits(gpu_tickets=1, max_loops=1)) == []
+    assert ledger.snapshot(runtime)["resources"]["gpu"]["limit"] == 1
+
+
+def test_refusals_are_recorded_and_wake_the_governor(runtime: Path) -> None:
+    led = TicketLedger.create(runtime, Limits(max_mutators=1))
+    assert led.wait_exhaustion(timeout=0) is False
+    held = led.request_mutator_slot(label="m1")
+    with pytest.raises(ledger.ResourceError) as info:
+        led.request_mutator_slot(label="m2")
+    assert info.value.resource == "mutator"
+    assert led.wait_exhaustion(timeout=5.0) is True
+    record = led.records()["mutator"]
+    assert (record.exhausted, record.last_current, record.limit) == (1, 1, 1)
+    led.release_slot(held)
+
+
+def test_low_free_ram_refuses_spawns(runtime: Path) -> None:
+    led = TicketLedger.create(runtime, Limits(max_loops=4, min_free_ram_mb=10**9))
+    with pytest.raises(ledger.ResourceError) as info:
+        led.request_loop_slot()
+    assert info.value.resource == "free_ram"
+    assert info.value.limit == 10**9
+    assert led.records()["free_ram"].exhausted == 1
+    assert ledger.check_free_ram() > 0
