@@ -1,0 +1,78 @@
+"""Child behaviours for supervisor tests, run as Python targets ("tests.children:NAME").
+
+Each records what happens to it in a journal file (args[0]) as lines "EVENT ID PID", so
+a test can wait on the file instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+
+def _record(path: str, event: str) -> None:
+    with open(path, "a") as f:
+        f.write(f"{event} {os.environ.get('FACTORY_CHILD_ID', '?')} {os.getpid()}\n")
+
+
+def serve(args: list[str]) -> int:
+    """Run until SIGTERM; record start and stop. args: JOURNAL"""
+    _record(args[0], "start")
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    signal.sigwait({signal.SIGTERM})
+    print(f"{os.environ.get('FACTORY_CHILD_ID')} got SIGTERM, last words", flush=True)
+    _record(args[0], "stop")
+    return 0
+
+
+def stubborn(args: list[str]) -> int:
+    """Record SIGTERM but keep running (only the shutdown timeout's SIGKILL ends it).
+    args: JOURNAL"""
+    signal.signal(signal.SIGTERM, lambda *_: _record(args[0], "term"))
+    _record(args[0], "start")
+    while True:
+        signal.pause()
+
+
+def exit_with(args: list[str]) -> int:
+    """Record start, then exit at once with code args[1]. args: JOURNAL CODE"""
+    _record(args[0], "start")
+    return int(args[1])
+
+
+def exit_on_usr1(args: list[str]) -> int:
+    """Run until SIGUSR1, then exit with code args[1]. args: JOURNAL CODE"""
+    _record(args[0], "start")
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGTERM})
+    got = signal.sigwait({signal.SIGUSR1, signal.SIGTERM})
+    _record(args[0], "stop" if got == signal.SIGTERM else "exit")
+    return 0 if got == signal.SIGTERM else int(args[1])
+
+
+def with_grandchild(args: list[str]) -> int:
+    """Start a grandchild in our process group that ignores SIGTERM, then serve.
+    args: JOURNAL  (the grandchild's pid is recorded as "grandchild ID PID")"""
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN); signal.pause()",
+        ]
+    )
+    with open(args[0], "a") as f:
+        f.write(f"grandchild {os.environ.get('FACTORY_CHILD_ID')} {child.pid}\n")
+    return serve(args)
+
+
+def orphan_maker(args: list[str]) -> int:
+    """Leave an orphan in a new session (outside our group) that exits when FIFO
+    args[1] is written, then exit 0. args: JOURNAL FIFO"""
+    child = subprocess.Popen(
+        [sys.executable, "-c", f"open({args[1]!r}).read()"], start_new_session=True
+    )
+    with open(args[0], "a") as f:
+        f.write(f"orphan {os.environ.get('FACTORY_CHILD_ID')} {child.pid}\n")
+    _record(args[0], "start")
+    return 0

@@ -1,0 +1,210 @@
+"""factoryd as an operator sees it: factoryctl against a live daemon, sd_notify,
+orphan reaping, and no process left behind even after factoryd is SIGKILLed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from ipc import control
+from supervisor.ctl.exit_status import ExitStatus
+from tests.harness import Journal, target
+from tests.waiting import pid_alive, pid_gone, wait_gone, wait_until
+
+
+def _two_workers(journal: Journal) -> str:
+    j = str(journal.path)
+    return f"""
+        [supervisor]
+        intensity = 5
+        period = 30
+        [[supervisor.children]]
+        id = "svc"
+        {target("serve", j)}
+        [[supervisor.children]]
+        id = "slow"
+        {target("stubborn", j)}
+        shutdown_ms = 1500
+    """
+
+
+def test_factoryctl_status_kill_stop_start_restart(factoryd, journal) -> None:
+    d = factoryd(_two_workers(journal)).start()
+    code, out, _ = d.ctl("status")
+    assert code == ExitStatus.SUCCESS
+    assert "svc" in out and "running" in out and "RSS" in out
+    code, out, _ = d.ctl("status", "--json")
+    tree = json.loads(out)["tree"]
+    svc = tree["children"][0]
+    assert svc["state"] == "running" and svc["rss_bytes"] > 0 and svc["cpu_s"] >= 0
+
+    old = d.pid("svc")
+    code, out, _ = d.ctl("kill", "svc", "--signal", "TERM")
+    assert code == 0 and "SIGTERM" in out
+    journal.wait_count("start", "svc", 2)
+    assert d.pid("svc") != old  # permanent: back after the kill
+
+    code, _, _ = d.ctl("stop", "svc")
+    assert code == 0 and d.node("svc")["state"] == "stopped"
+    assert not pid_alive(d.pid("svc") or 0)
+    code, _, _ = d.ctl("start", "svc")
+    assert code == 0 and d.node("svc")["state"] == "running"
+    before = d.pid("svc")
+    code, _, _ = d.ctl("restart", "svc")
+    assert code == 0 and d.pid("svc") not in (None, before)
+    code, out, _ = d.ctl("logs", "svc")
+    assert code == 0 and "svc got SIGTERM, last words" in out
+
+
+def test_factoryctl_errors_have_exit_codes_and_words(factoryd, journal, tmp_path) -> None:
+    d = factoryd(_two_workers(journal)).start()
+    code, _, err = d.ctl("kill", "nope")
+    assert code == ExitStatus.NOT_FOUND and "no child 'nope'" in err
+    code, _, err = d.ctl("kill", "svc", "--signal", "NOTASIGNAL")
+    assert code == ExitStatus.ERROR and "unknown signal" in err
+    code, _, err = d.ctl("start", "svc")
+    assert code == ExitStatus.ERROR and "already running" in err
+    d.stop()
+    code, _, err = d.ctl("status")
+    assert code == ExitStatus.NOT_RUNNING
+    assert "factoryd is not running" in err and str(d.socket) in err
+
+
+def test_control_socket_is_owner_only(factoryd, journal) -> None:
+    d = factoryd(_two_workers(journal)).start()
+    mode = stat.S_IMODE(d.socket.stat().st_mode)
+    assert mode == 0o600
+    assert stat.S_IMODE(d.runtime_dir.stat().st_mode) & 0o077 == 0
+
+
+def test_malformed_control_request_gets_an_error_not_a_crash(factoryd, journal) -> None:
+    d = factoryd(_two_workers(journal)).start()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(d.socket))
+        s.sendall(len(b"not json").to_bytes(4, "big") + b"not json")
+        reply = control.recv_frame(s, deadline=time.monotonic() + 10)
+    assert reply["ok"] is False and reply["error"]["type"] == "protocol"
+    with pytest.raises(control.RemoteError, match="unknown command 'frobnicate'"):
+        d.call("frobnicate")
+    assert d.status()["tree"]["state"] == "running"
+
+
+def test_commands_queue_while_another_runs(factoryd, journal) -> None:
+    """`stop slow` takes its 1.5 s shutdown time; a status sent meanwhile waits, then
+    answers (it is not refused)."""
+    d = factoryd(_two_workers(journal)).start()
+    journal.wait_count("start", "slow", 1)
+    results: dict[str, object] = {}
+    stopper = threading.Thread(target=lambda: results.update(stop=d.call("stop", id="slow")))
+    stopper.start()
+    journal.wait_count("term", "slow", 1)  # the daemon is now inside the 1.5 s stop
+    status = d.call("status")
+    stopper.join(timeout=30)
+    assert results["stop"] == {"id": "slow", "state": "stopped"}
+    assert status["tree"]["children"][1]["state"] == "stopped"
+
+
+def test_sd_notify_ready_watchdog_stopping(factoryd, journal, tmp_path) -> None:
+    sock_path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(sock_path))
+    listener.settimeout(15)
+    try:
+        d = factoryd(
+            _two_workers(journal),
+            env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "200000"},
+        ).start()
+        messages: list[str] = []
+
+        def until(field: str) -> None:
+            while not any(field in m for m in messages):
+                messages.append(listener.recv(4096).decode())
+
+        until("READY=1")
+        ready = next(m for m in messages if "READY=1" in m)
+        assert "STATUS=running 2 children" in ready
+        assert f"MAINPID={d.proc.pid}" in ready
+        until("WATCHDOG=1")
+        d.proc.send_signal(signal.SIGTERM)
+        until("STOPPING=1")
+        assert d.wait_exit() == 0
+    finally:
+        listener.close()
+
+
+def test_abstract_notify_socket_address(factoryd, journal) -> None:
+    name = f"factory-test-{os.getpid()}-{time.monotonic_ns()}"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind("\0" + name)
+    listener.settimeout(15)
+    try:
+        factoryd(_two_workers(journal), env={"NOTIFY_SOCKET": "@" + name}).start()
+        assert "READY=1" in listener.recv(4096).decode()
+    finally:
+        listener.close()
+
+
+def test_orphans_are_reaped_by_factoryd(factoryd, journal, tmp_path) -> None:
+    fifo = tmp_path / "release"
+    os.mkfifo(fifo)
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "maker"
+        {target("orphan_maker", str(journal.path), str(fifo))}
+        restart = "transient"
+    """).start()
+    journal.wait_count("orphan", "maker", 1)
+    orphan = next(p for e, _, p in journal.events() if e == "orphan")
+    wait_until(lambda: d.node("maker")["state"] == "stopped", what="maker to exit")
+    wait_until(lambda: _ppid(orphan) == d.proc.pid, what="orphan reparented to factoryd")
+    fd = os.open(fifo, os.O_WRONLY)
+    os.close(fd)
+    wait_until(lambda: not Path(f"/proc/{orphan}").exists(), what="orphan reaped, not a zombie")
+    assert d.status()["daemon"]["orphans_reaped"] >= 1
+
+
+def _ppid(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except FileNotFoundError:
+        return -1
+
+
+def test_sigkill_of_factoryd_leaves_no_process_behind(factoryd, journal) -> None:
+    j = str(journal.path)
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "a"
+        {target("with_grandchild", j)}
+        [[supervisor.children]]
+        id = "b"
+        command = ["sleep", "600"]
+    """).start()
+    journal.wait_count("grandchild", "a", 1)
+    pids = [d.pid("a"), d.pid("b"), d.status()["daemon"]["zygote"]["pid"]]
+    pids += [p for e, _, p in journal.events() if e == "grandchild"]
+    os.kill(d.proc.pid, signal.SIGKILL)
+    d.proc.wait(timeout=10)
+    for pid in pids:
+        wait_gone(pid)
+    assert all(pid_gone(p) for p in pids)
+
+
+def test_second_daemon_on_the_same_runtime_dir_is_refused(factoryd, journal, tmp_path) -> None:
+    first = factoryd(_two_workers(journal)).start()
+    second = factoryd(_two_workers(journal), name="second")
+    second.start(wait_ready=False)
+    assert second.wait_exit() == 3
+    assert "already listens" in second.log()
+    assert first.status()["tree"]["state"] == "running"

@@ -1,0 +1,241 @@
+"""OTP semantics with real processes: strategies, restart types, intensity, nesting,
+ordered shutdown, process groups. Each test drives a live factoryd."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from tests.harness import Journal, target
+from tests.waiting import pid_alive, wait_gone, wait_until
+
+
+def _tree(journal: Journal, strategy: str, ids: list[str], intensity: int = 10) -> str:
+    children = "".join(
+        f"""
+        [[supervisor.children]]
+        id = "{cid}"
+        {target("serve", str(journal.path)).replace(chr(10), chr(10) + "        ")}
+        shutdown_ms = 5000
+        """
+        for cid in ids
+    )
+    return f"""
+        [supervisor]
+        strategy = "{strategy}"
+        intensity = {intensity}
+        period = 30
+        {children}
+    """
+
+
+def test_one_for_one_restarts_only_the_killed_child(factoryd, journal) -> None:
+    d = factoryd(_tree(journal, "one_for_one", ["a", "b", "c"])).start()
+    before = {c: d.pid(c) for c in "abc"}
+    os.killpg(before["b"], signal.SIGKILL)
+    journal.wait_count("start", "b", 2)
+    after = {c: d.pid(c) for c in "abc"}
+    assert after["a"] == before["a"] and after["c"] == before["c"]
+    assert after["b"] != before["b"]
+    assert d.node("b")["restarts"] == 1
+    assert d.node("b")["last_exit"] == "abnormal: killed by SIGKILL"
+
+
+def test_one_for_all_restarts_every_child_in_order(factoryd, journal) -> None:
+    d = factoryd(_tree(journal, "one_for_all", ["a", "b", "c"])).start()
+    before = {c: d.pid(c) for c in "abc"}
+    os.killpg(before["b"], signal.SIGKILL)
+    for c in "abc":
+        journal.wait_count("start", c, 2)
+    events = [(e, c) for e, c, _ in journal.events()][3:]
+    # siblings stopped in reverse start order, then all started in order
+    assert events == [("stop", "c"), ("stop", "a"), ("start", "a"), ("start", "b"), ("start", "c")]
+    assert all(d.pid(c) != before[c] for c in "abc")
+
+
+def test_rest_for_one_restarts_the_child_and_those_after_it(factoryd, journal) -> None:
+    d = factoryd(_tree(journal, "rest_for_one", ["a", "b", "c", "d"])).start()
+    before = {c: d.pid(c) for c in "abcd"}
+    os.killpg(before["b"], signal.SIGKILL)
+    for c in "bcd":
+        journal.wait_count("start", c, 2)
+    events = [(e, c) for e, c, _ in journal.events()][4:]
+    assert events == [("stop", "d"), ("stop", "c"), ("start", "b"), ("start", "c"), ("start", "d")]
+    assert d.pid("a") == before["a"]
+
+
+def test_simple_one_for_one_starts_dynamic_children_with_extra_args(factoryd, tmp_path) -> None:
+    journal = Journal(tmp_path / "dyn")
+    d = factoryd("""
+        [supervisor]
+        strategy = "one_for_one"
+        [[supervisor.children]]
+        id = "loops"
+        strategy = "simple_one_for_one"
+        intensity = 5
+        period = 10
+        [[supervisor.children.children]]
+        id = "loop"
+        target = "tests.children:exit_on_usr1"
+        restart = "transient"
+    """).start()
+    first = d.call("start", id="loops", args=[str(journal.path), "3"])
+    second = d.call("start", id="loops", args=[str(journal.path), "0"])
+    assert (first["id"], second["id"]) == ("loops.1", "loops.2")
+    journal.wait_count("start", "loops.2", 1)
+    # a transient dynamic child that exits abnormally is restarted with the same args
+    os.kill(first["pid"], signal.SIGUSR1)
+    journal.wait_count("start", "loops.1", 2)
+    # one that exits normally is forgotten
+    os.kill(second["pid"], signal.SIGUSR1)
+    wait_until(
+        lambda: [c["id"] for c in d.node("loops")["children"]] == ["loops.1"],
+        what="loops.2 to be removed",
+    )
+
+
+def test_restart_types_with_real_exits(factoryd, journal) -> None:
+    j = str(journal.path)
+    d = factoryd(f"""
+        [supervisor]
+        strategy = "one_for_one"
+        intensity = 10
+        period = 30
+        [[supervisor.children]]
+        id = "perm"
+        {target("exit_on_usr1", j, "0")}
+        restart = "permanent"
+        [[supervisor.children]]
+        id = "trans_ok"
+        {target("exit_on_usr1", j, "0")}
+        restart = "transient"
+        [[supervisor.children]]
+        id = "trans_bad"
+        {target("exit_on_usr1", j, "2")}
+        restart = "transient"
+        [[supervisor.children]]
+        id = "temp"
+        {target("exit_on_usr1", j, "2")}
+        restart = "temporary"
+    """).start()
+    for cid in ("perm", "trans_ok", "trans_bad", "temp"):
+        os.kill(d.pid(cid), signal.SIGUSR1)
+    journal.wait_count("start", "perm", 2)  # permanent: restarted even after exit 0
+    journal.wait_count("start", "trans_bad", 2)  # transient: restarted after exit 2
+    wait_until(lambda: d.node("trans_ok")["state"] == "stopped", what="trans_ok stopped")
+    wait_until(
+        lambda: "temp" not in [c["id"] for c in d.status()["tree"]["children"]],
+        what="temporary child removed",
+    )
+    assert journal.count("start", "trans_ok") == 1
+    assert d.node("trans_ok")["last_exit"] == "normal"
+
+
+def test_root_intensity_exceeded_makes_factoryd_exit_nonzero(factoryd, journal) -> None:
+    d = factoryd(f"""
+        [supervisor]
+        strategy = "one_for_one"
+        intensity = 2
+        period = 60
+        [[supervisor.children]]
+        id = "crasher"
+        {target("exit_with", str(journal.path), "1")}
+        [[supervisor.children]]
+        id = "bystander"
+        {target("serve", str(journal.path))}
+    """).start(wait_ready=False)
+    assert d.wait_exit() == 1  # DaemonExit.GAVE_UP: systemd's Restart=on-failure takes over
+    assert journal.count("start", "crasher") == 3  # the first start and 2 restarts
+    assert journal.count("stop", "bystander") == 1  # terminated before the supervisor exits
+    assert "reached max restart intensity" in d.log()
+
+
+def test_nested_supervisor_escalates_to_its_parent_which_restarts_it(factoryd, journal) -> None:
+    j = str(journal.path)
+    d = factoryd(f"""
+        [supervisor]
+        strategy = "one_for_one"
+        intensity = 1
+        period = 60
+        [[supervisor.children]]
+        id = "top"
+        {target("serve", j)}
+        [[supervisor.children]]
+        id = "inner"
+        strategy = "one_for_one"
+        intensity = 1
+        period = 60
+        [[supervisor.children.children]]
+        id = "steady"
+        {target("serve", j)}
+        [[supervisor.children.children]]
+        id = "flaky"
+        {target("exit_on_usr1", j, "1")}
+    """).start()
+    top_pid = d.pid("top")
+    os.kill(d.pid("flaky"), signal.SIGUSR1)  # 1 restart: within inner's intensity
+    journal.wait_count("start", "flaky", 2)
+    os.kill(d.pid("flaky"), signal.SIGUSR1)  # 2nd: inner gives up, root restarts inner
+    journal.wait_count("start", "flaky", 3)
+    journal.wait_count("start", "steady", 2)
+    assert journal.count("stop", "steady") == 1
+    assert d.node("inner")["restarts"] == 1
+    assert d.node("inner")["last_exit"] == "shutdown: reached max restart intensity"
+    assert d.pid("top") == top_pid  # one_for_one at the root: siblings untouched
+    assert d.proc.poll() is None
+
+
+def test_shutdown_stops_children_in_reverse_start_order(factoryd, journal) -> None:
+    d = factoryd(_tree(journal, "one_for_one", ["first", "second", "third"])).start()
+    code, out, _ = d.ctl("shutdown", "--wait")
+    assert code == 0 and "stopped" in out
+    assert d.wait_exit() == 0
+    stops = [c for e, c, _ in journal.events() if e == "stop"]
+    assert stops == ["third", "second", "first"]
+    # the last words printed on SIGTERM reached the log, tagged with the child id
+    assert "[first] first got SIGTERM, last words" in d.log()
+
+
+def test_stubborn_child_is_killed_after_its_shutdown_time(factoryd, journal) -> None:
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "stubborn"
+        {target("stubborn", str(journal.path))}
+        shutdown_ms = 300
+    """).start()
+    pid = d.pid("stubborn")
+    code, out, _ = d.ctl("stop", "stubborn")
+    assert code == 0 and out == "stubborn: stopped\n"
+    journal.wait_count("term", "stubborn", 1)  # it got SIGTERM first, and ignored it
+    assert not pid_alive(pid)
+    assert d.node("stubborn")["last_exit"] == "shutdown: killed after shutdown timeout"
+
+
+def test_a_childs_whole_process_group_dies_with_it(factoryd, journal) -> None:
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "parent"
+        {target("with_grandchild", str(journal.path))}
+    """).start()
+    journal.wait_count("grandchild", "parent", 1)
+    grandchild = next(p for e, _, p in journal.events() if e == "grandchild")
+    assert os.getpgid(grandchild) == d.pid("parent")
+    os.kill(d.pid("parent"), signal.SIGKILL)  # only the leader: the group must follow
+    wait_gone(grandchild)
+
+
+def test_failed_start_at_boot_leaves_nothing_running(factoryd, journal) -> None:
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "good"
+        {target("serve", str(journal.path))}
+        [[supervisor.children]]
+        id = "bad"
+        command = ["/nonexistent/program"]
+    """).start(wait_ready=False)
+    assert d.wait_exit() == 3
+    assert "child 'bad' failed to start: cannot exec '/nonexistent/program'" in d.log()
+    assert journal.count("stop", "good") == 1  # the started sibling was stopped
