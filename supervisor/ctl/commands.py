@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from supervisor.ctl import kill, logs, ramdisk, restart, shutdown, start, status, stop, workspaces
+from supervisor.ctl import (
+    kill,
+    logs,
+    ramdisk,
+    restart,
+    shutdown,
+    signals,
+    start,
+    status,
+    stop,
+    workspaces,
+)
 
 COMMANDS: dict[str, ModuleType] = {
     "status": status,
@@ -16,4 +27,5 @@ COMMANDS: dict[str, ModuleType] = {
     "shutdown": shutdown,
     "workspaces": workspaces,
     "ramdisk": ramdisk,
+    "signals": signals,
 }

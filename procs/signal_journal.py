@@ -1,0 +1,123 @@
+"""The signal journal writer: subscribes to every signal and stores it in SQLite.
+
+    python3 -m procs.signal_journal [--runtime-dir DIR] [--state-dir DIR]
+
+Run by factoryd after the bus broker (target = "procs.signal_journal:main"). Writes
+<state_dir>/signals.sqlite3 (schema in ipc/journal.py), one transaction per batch of
+whatever has arrived, so a 10,000-signal burst costs a few commits. Malformed and
+unknown messages are counted (table writer_stats), never stored. SIGTERM/SIGINT flush
+and stop. Signals sent while it is down are not in the journal: pub/sub does not queue
+for absent subscribers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+import orjson
+import zmq
+
+from ipc import paths
+from ipc.bus import BusEndpoints, BusError, Subscriber
+from ipc.journal import JournalError, JournalWriter, journal_path
+
+SERVICE = "signal_journal"
+MAX_BATCH = 5000
+
+
+def report(event: str, **fields: Any) -> None:
+    """One structured record per line on stderr (the supervisor's log)."""
+    record = {"event": event, "service": SERVICE, "ts": time.time(), **fields}
+    sys.stderr.write(orjson.dumps(record, default=str).decode() + "\n")
+    sys.stderr.flush()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="signal_journal", description=__doc__)
+    parser.add_argument("--runtime-dir", help="where the bus lives ($FACTORY_RUNTIME_DIR)")
+    parser.add_argument("--state-dir", help="where the journal goes ($FACTORY_STATE_DIR)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    runtime = paths.runtime_dir(args.runtime_dir)
+    state = paths.state_dir(args.state_dir)
+    try:
+        endpoints = BusEndpoints.in_runtime_dir(runtime)
+        writer = JournalWriter(journal_path(state))
+    except (BusError, JournalError, OSError) as exc:
+        report("start_failed", reason=str(exc))
+        return 1
+    try:
+        return run(endpoints, writer)
+    finally:
+        writer.close()
+
+
+def run(endpoints: BusEndpoints, writer: JournalWriter) -> int:
+    """Journal until SIGTERM/SIGINT."""
+    wake_r, wake_w = socket.socketpair()
+    wake_r.setblocking(False)
+    wake_w.setblocking(False)
+    stopping: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+
+    old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    subscriber = Subscriber(endpoints)
+    poller = zmq.Poller()
+    poller.register(subscriber.socket, zmq.POLLIN)
+    poller.register(wake_r.fileno(), zmq.POLLIN)
+    saved_stats: dict[str, int] = {}
+    stored = 0
+    try:
+        report("ready", journal=str(writer.path), subscribe=endpoints.subscribe)
+        while not stopping:
+            events = dict(poller.poll())
+            if wake_r.fileno() in events:
+                with contextlib.suppress(BlockingIOError):
+                    wake_r.recv(512)
+            stored += drain(subscriber, writer)
+            stats = {**subscriber.statistics(), "stored": stored}
+            if stats != saved_stats:
+                writer.save_stats(stats)
+                saved_stats = stats
+        stored += drain(subscriber, writer)
+        writer.save_stats({**subscriber.statistics(), "stored": stored})
+        report("stopped", stored=stored, **subscriber.statistics())
+    finally:
+        subscriber.close()
+        signal.set_wakeup_fd(old_wakeup)
+        for s, h in old.items():
+            signal.signal(s, h)
+        wake_r.close()
+        wake_w.close()
+    return 0
+
+
+def drain(subscriber: Subscriber, writer: JournalWriter) -> int:
+    """Store everything already received, in batches; returns rows added."""
+    added = 0
+    while True:
+        batch = []
+        while len(batch) < MAX_BATCH:
+            envelope = subscriber.recv(timeout=0)
+            if envelope is None:
+                break
+            batch.append(envelope)
+        if not batch:
+            return added
+        added += writer.append_many(batch)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,214 @@
+"""The signal bus with a real broker process: handshakes, bursts, bad frames, restarts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ipc import bus, control, paths, signals
+from ipc.bus import BusEndpoints, Publisher, Subscriber
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Processes:
+    """Children in their own process groups, killed as groups at teardown."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def start(self, argv: list[str], **kw: object) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            text=True,
+            start_new_session=True,
+            **kw,  # type: ignore[call-overload]
+        )
+        self.procs.append(proc)
+        return proc
+
+    def broker(self, runtime: Path) -> subprocess.Popen[str]:
+        return self.start(
+            [sys.executable, "-m", "procs.bus_broker", "--runtime-dir", str(runtime)],
+            stderr=subprocess.DEVNULL,
+        )
+
+    def kill(self, proc: subprocess.Popen[str], sig: int = signal.SIGKILL) -> int:
+        os.killpg(proc.pid, sig)
+        return proc.wait(timeout=10)
+
+    def cleanup(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=10)
+            for stream in (p.stdin, p.stdout, p.stderr):
+                if stream:
+                    stream.close()
+
+
+@pytest.fixture
+def procs() -> Iterator[Processes]:
+    p = Processes()
+    yield p
+    p.cleanup()
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Path:
+    path = tmp_path / "run"
+    path.mkdir()
+    return path
+
+
+def connected(runtime: Path, **kw: object) -> tuple[Publisher, Subscriber]:
+    pub = Publisher(runtime, source="test")
+    sub = Subscriber(runtime, **kw)  # type: ignore[arg-type]
+    sub.wait_connected(timeout=10)
+    pub.wait_connected(timeout=10)
+    return pub, sub
+
+
+def test_deliver_and_wait_for(procs: Processes, runtime: Path) -> None:
+    procs.broker(runtime)
+    pub, sub = connected(runtime, types=["LoopSpawned", "LoopFailed"])
+    with pub, sub:
+        got = bus.deliver(pub, sub, signals.LoopSpawned("1", "fs-1", "auditing"), timeout=10)
+        assert got.signal == signals.LoopSpawned("1", "fs-1", "auditing")
+        assert got.source == "test"
+        for i in range(3):
+            pub.publish(signals.LoopFailed(loop_id=str(i), reason="r"))
+        pub.publish(signals.TestPassing(hash="a" * 40))  # not subscribed: never arrives
+        found = sub.wait_for("LoopFailed", lambda e: e.signal.loop_id == "2", timeout=10)
+        assert found.signal.loop_id == "2"
+        with pytest.raises(bus.BusTimeout, match="no TestPassing"):
+            sub.wait_for("TestPassing", timeout=0.2)
+
+
+BURST = """
+import select, sys
+from ipc import bus, signals
+pub = bus.Publisher(sys.argv[1], source="burster")
+pub.wait_connected(timeout=10)
+# handshake: a probe every 20 ms until the test says go
+while not select.select([sys.stdin], [], [], 0.02)[0]:
+    pub.publish(signals.LoopSpawned(loop_id="probe", task_id="t", phase="probe"))
+sys.stdin.readline()
+for i in range(int(sys.argv[2])):
+    pub.publish(signals.LoopFailed(loop_id=str(i), reason="burst"), timeout=10.0)
+print("sent", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_burst_of_10000_from_another_process_arrives_whole(
+    procs: Processes, runtime: Path
+) -> None:
+    n = 10_000
+    procs.broker(runtime)
+    sub = Subscriber(runtime, types=["LoopSpawned", "LoopFailed"])
+    with sub:
+        sub.wait_connected(timeout=10)
+        burster = procs.start(
+            [sys.executable, "-c", textwrap.dedent(BURST), str(runtime), str(n)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        sub.wait_for("LoopSpawned", timeout=20)
+        assert burster.stdin is not None
+        burster.stdin.write("go\n")
+        burster.stdin.flush()
+        seen: set[str] = set()
+        while len(seen) < n:
+            envelope = sub.recv(timeout=20)
+            assert envelope is not None, f"only {len(seen)} of {n} arrived"
+            if envelope.type == "LoopFailed":
+                seen.add(envelope.signal.loop_id)
+        assert seen == {str(i) for i in range(n)}
+        assert sub.statistics()["malformed"] == 0
+
+
+def test_malformed_and_unknown_frames_are_counted_and_dropped(
+    procs: Processes, runtime: Path
+) -> None:
+    procs.broker(runtime)
+    pub, sub = connected(runtime)  # all types
+    with pub, sub:
+        bus.deliver(pub, sub, signals.LoopFailed(loop_id="0", reason="sync"), timeout=10)
+        good = {"type": "LoopFailed", "id": "x", "ts": 1.0, "source": "s"}
+        bad = [
+            [b"junk"],
+            [b"LoopFailed", b"not json"],
+            [b"LoopFailed", orjson.dumps(good)],  # fields missing
+            [b"LoopFailed", b"{}", b"extra frame"],
+            [b"LoopFailed", orjson.dumps({**good, "loop_id": 1, "reason": "r"})],
+        ]
+        for frames in bad:
+            pub.send_frames(frames)
+        pub.send_frames([b"Bogus", orjson.dumps({**good, "type": "Bogus"})])
+        got = bus.deliver(pub, sub, signals.LoopFailed(loop_id="1", reason="after"), timeout=10)
+        assert got.signal.reason == "after"  # the subscriber kept working
+        stats = sub.statistics()
+        assert (stats["malformed"], stats["unknown"]) == (len(bad), 1)
+
+
+def test_subscribers_receive_again_after_the_broker_is_sigkilled_and_restarted(
+    procs: Processes, runtime: Path
+) -> None:
+    broker = procs.broker(runtime)
+    pub, sub = connected(runtime, types=["PatchRejected"])
+    with pub, sub:
+        bus.deliver(pub, sub, signals.PatchRejected(reason="before"), timeout=10)
+        assert procs.kill(broker) == -signal.SIGKILL
+        broker = procs.broker(runtime)
+        # the same sockets: ZeroMQ reconnects them and replays the subscriptions
+        got = bus.deliver(pub, sub, signals.PatchRejected(reason="after"), timeout=20)
+        assert got.signal.reason == "after"
+        assert sub.statistics()["welcomes"] == 2  # welcomed by both brokers
+        assert pub.statistics()["subscriptions"] >= 2
+        assert procs.kill(broker, signal.SIGTERM) == 0  # a clean stop on SIGTERM
+
+
+def test_broker_answers_status_on_its_control_socket(procs: Processes, runtime: Path) -> None:
+    procs.broker(runtime)
+    pub, sub = connected(runtime)
+    with pub, sub:
+        bus.deliver(pub, sub, signals.PatchRejected(reason="x"), timeout=10)
+        status = control.call(paths.control_socket(runtime, "bus"), "status", timeout=10)
+        assert status["proxy"]["in_frames"] >= 2
+        assert status["endpoints"]["subscribe"] == BusEndpoints.in_runtime_dir(runtime).subscribe
+
+
+def test_waits_without_a_broker_are_bounded(runtime: Path) -> None:
+    with Publisher(runtime, source="t") as pub, Subscriber(runtime) as sub:
+        with pytest.raises(bus.BusTimeout, match="no broker"):
+            pub.wait_connected(timeout=0.1)
+        with pytest.raises(bus.BusTimeout, match="no broker"):
+            sub.wait_connected(timeout=0.1)
+        assert sub.recv(timeout=0.05) is None
+        pub.publish(signals.PatchRejected(reason="lost"))  # nobody listens: dropped, no error
+
+
+def test_bad_arguments_are_named(tmp_path: Path) -> None:
+    with pytest.raises(bus.BusError, match="exceeds 107 bytes"):
+        BusEndpoints.in_runtime_dir(tmp_path / ("x" * 120))
+    with pytest.raises(ValueError, match="unknown signal type 'Nope'"):
+        Subscriber(tmp_path, types=["Nope"])
+    code = subprocess.run(
+        [sys.executable, "-m", "procs.bus_broker", "--runtime-dir", str(tmp_path), "--hwm", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert code.returncode == 2 and "--hwm must be at least 1" in code.stderr
