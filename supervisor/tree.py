@@ -122,6 +122,7 @@ class SupervisorNode:
     def start(self) -> None:
         """Start every child in order; on a failure stop the started ones and raise."""
         self.state = replace(self.state, restarts=())
+        self.started_at = time.time()
         started: list[str] = []
         for child in self.state.children:
             try:
@@ -132,7 +133,6 @@ class SupervisorNode:
                 raise
             started.append(child.id)
         self.running = True
-        self.started_at = time.time()
 
     def shutdown(self) -> None:
         """Terminate all running children, in reverse start order (dynamic: all at once)."""
