@@ -40,6 +40,7 @@ import orjson
 
 from ipc import control, paths
 from procs.workspaces import (
+    AUTO_ORDER,
     STRATEGY_CHOICES,
     BadRequest,
     OrphanReport,
@@ -228,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="overlay upper/work layers (tmpfs)",
     )
     p.add_argument("--strategy", choices=STRATEGY_CHOICES, default="auto")
+    p.add_argument(
+        "--auto-order",
+        default=",".join(AUTO_ORDER),
+        help="strategies auto tries, first usable wins (default: %(default)s)",
+    )
     p.add_argument("--orphans", choices=("remove", "keep"), default="remove")
     p.add_argument("--timeout-s", type=float, default=300.0, help="per cp/git/jj command")
     p.add_argument("--ramdisk", action="store_true", help="provision a RAM disk at start")
@@ -260,6 +266,7 @@ def main(argv: list[str]) -> int:
             default_strategy=args.strategy,
             orphans=args.orphans,
             timeout_s=args.timeout_s,
+            auto_order=tuple(name.strip() for name in args.auto_order.split(",")),
         )
     except (WorkspaceError, OSError) as exc:
         report("start_failed", reason=str(exc))

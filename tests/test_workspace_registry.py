@@ -227,3 +227,17 @@ def test_interrupted_create_is_cleaned_and_vanished_one_dropped(
     assert actions == {"bbbbbbbbbbbb": "cleaned", gone.id: "dropped"}
     assert not half.exists()
     assert registry.list_workspaces() == []
+
+
+def test_auto_order_is_configurable_and_checked(
+    golden: Path, tmp_path: Path, scratch: Path
+) -> None:
+    with pytest.raises(BadRequest, match="must list strategies from snapshot"):
+        WorkspaceRegistry(tmp_path / "ws", tmp_path / "db", scratch=scratch, auto_order=("cow",))
+    reg = WorkspaceRegistry(
+        tmp_path / "ws", tmp_path / "db", scratch=scratch, auto_order=("reflink", "copy")
+    )
+    choice = reg.choose_strategy(golden)
+    assert choice.strategy == "copy"
+    assert choice.skipped[0][0] == "reflink" and "cannot reflink" in choice.skipped[0][1]
+    reg.close()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from procs.workspaces._model import (
+    STRATEGIES,
     BadRequest,
     StrategyChoice,
     Workspace,
@@ -94,6 +95,12 @@ class WorkspaceRegistry:
     ) -> None:
         if orphans not in ("remove", "keep"):
             raise BadRequest(f"orphan policy must be 'remove' or 'keep', got {orphans!r}")
+        unknown = [name for name in auto_order if name not in STRATEGIES]
+        if unknown or not auto_order:
+            raise BadRequest(
+                f"auto order {','.join(auto_order)!r} must list strategies from "
+                f"{', '.join(STRATEGIES)}"
+            )
         root.mkdir(parents=True, exist_ok=True)
         scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.root = root.resolve()
