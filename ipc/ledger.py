@@ -35,7 +35,7 @@ from typing import Any
 from ipc import _ledger_table as table
 from ipc import _semtimedop as sem
 from ipc._ledger_snapshot import destroy, snapshot, snapshot_of
-from ipc._ledger_table import EXHAUSTION_KINDS, RESOURCES
+from ipc._ledger_table import EXHAUSTION_KINDS, RESOURCES, Record
 from ipc._ledger_types import (
     DEFAULT_LANE_SLOTS,
     DEFAULT_LANES,
@@ -284,6 +284,11 @@ class TicketLedger:
             pass
         return True
 
+    def poke(self) -> None:
+        """Wake a `wait_exhaustion` caller without recording anything (at shutdown)."""
+        with contextlib.suppress(OSError):
+            sem.semop_nowait(self.semid, self._event_op)
+
     def records(self) -> dict[str, table.Record]:
         """Exhaustion counts and the last exhaustion of each kind."""
         return {k: table.read_record(self._buf, i) for i, k in enumerate(EXHAUSTION_KINDS)}
@@ -469,6 +474,7 @@ __all__ = [
     "LedgerRemoved",
     "Limits",
     "NotHolder",
+    "Record",
     "ResourceError",
     "Ticket",
     "TicketLedger",

@@ -1,0 +1,307 @@
+"""The resource governor: owns the ledger's limits and broadcasts ResourceExhausted.
+
+    python3 -m procs.resource_governor [--config FILE] [--max-loops N] [--gpu-tickets N] ...
+
+Run by factoryd (target = "procs.resource_governor:main") after the bus broker. At start
+it creates the ledger (ipc/ledger.py) for its runtime dir with the configured limits, or
+re-attaches to the one a crashed predecessor left, keeping every held ticket. Processes
+then take and return slots themselves, in their own process, through
+`TicketLedger.open(runtime_dir).request_loop_slot()` & co (fs-031..035): SEM_UNDO ties a
+ticket to its holder, so the kernel returns it when the holder dies. The governor:
+
+- waits on the ledger's exhaustion semaphore and publishes ResourceExhausted{resource,
+  current, limit} on the bus for every refused or waiting request (fs-036);
+- sweeps the table entries of dead holders;
+- answers `status` on <runtime_dir>/resource_governor.sock: limits, GPUs, free RAM and
+  the ledger snapshot (what `factoryctl status` shows).
+
+Limits come from [resource_governor] in the TOML file given with --config, overridden by
+flags: max_mutators, max_loops, max_workspaces, min_free_ram_mb, gpu_tickets,
+ram_budget_mb. GPUs are counted with NVML (nvidia-ml-py's `pynvml`) when a driver is
+there; without one the configured gpu_tickets stand, and `status` says why.
+On SIGTERM it stops, removing the ledger only when no live process holds a ticket.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+import tomllib
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psutil
+
+from ipc import control, ledger, paths
+from ipc.bus import Publisher
+from ipc.ledger import LedgerError, Limits, TicketLedger
+from ipc.signals import ResourceExhausted
+
+SERVICE = "resource_governor"
+SWEEP_EVERY_S = 1.0
+
+
+def report(event: str, **fields_: Any) -> None:
+    """One structured record per line on stderr (the supervisor's log)."""
+    record = {"event": event, "service": SERVICE, "ts": time.time(), **fields_}
+    sys.stderr.write(orjson.dumps(record, default=str).decode() + "\n")
+    sys.stderr.flush()
+
+
+class ConfigError(ValueError):
+    """A limit is missing its shape; the message names the key and the source."""
+
+
+@dataclass(frozen=True, slots=True)
+class GovernorConfig:
+    """fs-030's limits. None means: derive (GPUs found; total RAM minus the reserve)."""
+
+    max_mutators: int = 32
+    max_loops: int = 4
+    max_workspaces: int = 64
+    min_free_ram_mb: int = 1024
+    gpu_tickets: int | None = None
+    ram_budget_mb: int | None = None
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], source: str) -> GovernorConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {unknown}; known: {sorted(known)}")
+        for key, value in data.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{source}: {key} must be a non-negative integer, got {value!r}")
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class GpuInfo:
+    driver: bool
+    devices: tuple[str, ...]
+    error: str | None
+
+
+def detect_gpus() -> GpuInfo:
+    """Ask NVML for the GPUs; without a driver NVML raises and we say so."""
+    try:
+        import pynvml  # noqa: PLC0415 - optional at run time: only where a driver may be
+
+        pynvml.nvmlInit()
+    except Exception as exc:  # noqa: BLE001 - NVMLError_* and ImportError alike mean "none"
+        return GpuInfo(False, (), f"{type(exc).__name__}: {exc}")
+    try:
+        count = pynvml.nvmlDeviceGetCount()
+        names = []
+        for i in range(count):
+            name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i))
+            names.append(name.decode() if isinstance(name, bytes) else str(name))
+        return GpuInfo(True, tuple(names), None)
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def resolve_limits(config: GovernorConfig, gpus: GpuInfo) -> tuple[Limits, str]:
+    """The ledger's limits and a sentence on where the GPU ticket count came from."""
+    if config.gpu_tickets is not None:
+        tickets = config.gpu_tickets
+        why = f"configured gpu_tickets = {tickets}"
+        if not gpus.driver:
+            why += f" (no NVIDIA driver: {gpus.error})"
+    elif gpus.driver:
+        tickets = len(gpus.devices)
+        why = f"one ticket per GPU found by NVML ({tickets})"
+    else:
+        tickets = 1
+        why = f"no NVIDIA driver ({gpus.error}); gpu_tickets not configured, using 1"
+    budget = config.ram_budget_mb
+    if budget is None:
+        total_mb = psutil.virtual_memory().total // (1024 * 1024)
+        budget = max(total_mb - config.min_free_ram_mb, 0)
+    limits = Limits(
+        gpu_tickets=tickets,
+        max_mutators=config.max_mutators,
+        max_loops=config.max_loops,
+        max_workspaces=config.max_workspaces,
+        ram_budget_mb=budget,
+        min_free_ram_mb=config.min_free_ram_mb,
+    )
+    return limits, why
+
+
+def exhaustion_signals(
+    before: dict[str, ledger.Record], after: dict[str, ledger.Record], ram_unit_mb: int
+) -> list[ResourceExhausted]:
+    """One signal per kind whose exhaustion count grew (pure: tested without processes)."""
+    out = []
+    for kind, record in after.items():
+        if record.exhausted > before[kind].exhausted:
+            scale = ram_unit_mb if kind == "ram" else 1
+            out.append(
+                ResourceExhausted(
+                    resource=kind, current=record.last_current * scale, limit=record.limit * scale
+                )
+            )
+    return out
+
+
+class ExhaustionWatch(threading.Thread):
+    """Waits on the ledger's event semaphore; owns the bus publisher (one thread per socket)."""
+
+    def __init__(self, runtime: Path, led: TicketLedger) -> None:
+        super().__init__(name="exhaustion-watch", daemon=True)
+        self._runtime = runtime
+        self._ledger = led
+        self._stopping = threading.Event()
+        self.published = 0
+        self.bus_subscriptions = 0
+
+    def run(self) -> None:
+        publisher = Publisher(self._runtime, source=SERVICE)
+        seen = self._ledger.records()
+        last_sweep = 0.0
+        try:
+            while not self._stopping.is_set():
+                woke = self._ledger.wait_exhaustion(timeout=SWEEP_EVERY_S)
+                publisher.drain_subscriptions()
+                self.bus_subscriptions = publisher.statistics()["subscriptions"]
+                if woke:
+                    now = self._ledger.records()
+                    for sig in exhaustion_signals(seen, now, self._ledger.ram_unit_mb):
+                        publisher.publish(sig)
+                        self.published += 1
+                        report("exhausted", resource=sig.resource, current=sig.current)
+                    seen = now
+                if time.monotonic() - last_sweep >= SWEEP_EVERY_S:
+                    self._ledger.sweep_stale()
+                    last_sweep = time.monotonic()
+        except LedgerError as exc:
+            report("watch_failed", reason=str(exc))
+        finally:
+            publisher.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._ledger.poke()
+        self.join(timeout=5.0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="resource_governor", description=__doc__)
+    parser.add_argument("--runtime-dir", help="ledger and sockets ($FACTORY_RUNTIME_DIR)")
+    parser.add_argument("--config", type=Path, help="TOML file with a [resource_governor] table")
+    for f in fields(GovernorConfig):
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=int, metavar="N")
+    return parser
+
+
+def load_config(args: argparse.Namespace) -> GovernorConfig:
+    config = GovernorConfig()
+    if args.config:
+        try:
+            data = tomllib.loads(args.config.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{args.config}: {exc}") from None
+        table = data.get(SERVICE, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{args.config}: [{SERVICE}] must be a table")
+        config = GovernorConfig.from_mapping(table, f"{args.config} [{SERVICE}]")
+    flags = {f.name: getattr(args, f.name) for f in fields(GovernorConfig)}
+    flags = {k: v for k, v in flags.items() if v is not None}
+    GovernorConfig.from_mapping(flags, "command line")
+    return replace(config, **flags)
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    runtime = paths.runtime_dir(args.runtime_dir)
+    try:
+        config = load_config(args)
+        gpus = detect_gpus()
+        limits, gpu_source = resolve_limits(config, gpus)
+    except (ConfigError, ValueError) as exc:
+        report("start_failed", reason=str(exc))
+        return 2
+    try:
+        runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
+        led = TicketLedger.create(runtime, limits)
+    except (LedgerError, OSError) as exc:
+        report("start_failed", reason=str(exc))
+        return 1
+    info = {"config": asdict(config), "limits": asdict(limits), "gpu_source": gpu_source}
+    info["gpus"] = {"driver": gpus.driver, "devices": list(gpus.devices), "error": gpus.error}
+    try:
+        return serve(runtime, led, info)
+    finally:
+        led.close()
+
+
+def serve(runtime: Path, led: TicketLedger, info: dict[str, Any]) -> int:
+    """Answer `status` and watch exhaustion until SIGTERM/SIGINT."""
+    wake_r, wake_w = socket.socketpair()
+    wake_r.setblocking(False)
+    wake_w.setblocking(False)
+    stopping: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+
+    old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    watch = ExhaustionWatch(runtime, led)
+    server = control.ControlServer(paths.control_socket(runtime, SERVICE))
+
+    def handle(command: str, _args: dict[str, Any]) -> Any:
+        if command != "status":
+            raise control.RequestRefused(f"unknown command {command!r}", "not_found")
+        return {
+            **info,
+            "pid": os.getpid(),
+            "free_ram_mb": ledger.check_free_ram(),
+            "broadcasts": watch.published,
+            "bus_subscriptions": watch.bus_subscriptions,
+            "ledger": ledger.snapshot(runtime),
+        }
+
+    selector = selectors.DefaultSelector()
+    try:
+        watch.start()
+        selector.register(wake_r, selectors.EVENT_READ, "wake")
+        selector.register(server.fileno(), selectors.EVENT_READ, "control")
+        report("ready", ledger=str(led.path), **info)
+        while not stopping:
+            for key, _ in selector.select():
+                if key.data == "control":
+                    while server.serve_one(handle, timeout=5.0):
+                        pass
+                else:
+                    with contextlib.suppress(BlockingIOError):
+                        wake_r.recv(512)
+    finally:
+        watch.stop()
+        selector.close()
+        server.close()
+        signal.set_wakeup_fd(old_wakeup)
+        for s, h in old.items():
+            signal.signal(s, h)
+        wake_r.close()
+        wake_w.close()
+    if led.live_holders() == 0:
+        led.destroy()
+        report("stopped", ledger="removed")
+    else:
+        report("stopped", ledger="kept: tickets are held")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,167 @@
+"""The resource governor as a real process: limits, exhaustion broadcasts, restarts."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ipc import bus, control, ledger, paths, signals
+from ipc.ledger import TicketLedger
+from procs import resource_governor as gov
+from tests.test_bus import Processes, connected
+from tests.waiting import wait_until
+
+
+@pytest.fixture
+def procs() -> Iterator[Processes]:
+    p = Processes()
+    yield p
+    p.cleanup()
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "run"
+    path.mkdir()
+    yield path
+    ledger.destroy(path)
+
+
+def start_governor(procs: Processes, runtime: Path, *flags: str) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "procs.resource_governor", "--runtime-dir", str(runtime)]
+    proc = procs.start([*argv, *flags], stderr=subprocess.DEVNULL)
+    wait_until(lambda: _status_or_none(runtime, proc), what="the governor to answer")
+    return proc
+
+
+def _status_or_none(runtime: Path, proc: subprocess.Popen[str]) -> dict[str, Any] | None:
+    assert proc.poll() is None, f"governor exited {proc.returncode}"
+    try:
+        return status(runtime)
+    except control.DaemonNotRunning:
+        return None
+
+
+def status(runtime: Path) -> dict[str, Any]:
+    return control.call(paths.control_socket(runtime, "resource_governor"), "status", timeout=10)
+
+
+def test_exhaustion_is_broadcast_with_resource_current_limit(
+    procs: Processes, runtime: Path
+) -> None:
+    procs.broker(runtime)
+    start_governor(procs, runtime, "--max-mutators", "1", "--min-free-ram-mb", "0")
+    pub, sub = connected(runtime, types=["ResourceExhausted", "PatchRejected"])
+    with pub, sub:
+        bus.deliver(pub, sub, signals.PatchRejected(reason="sync"), timeout=10)  # our sub is in
+        wait_until(lambda: status(runtime)["bus_subscriptions"] > 0, what="governor on the bus")
+        led = TicketLedger.open(runtime)
+        held = led.request_mutator_slot(label="m1")
+        with pytest.raises(ledger.ResourceError):
+            led.request_mutator_slot(label="m2")
+        got = sub.wait_for("ResourceExhausted", timeout=10)
+        assert got.signal == signals.ResourceExhausted(resource="mutator", current=1, limit=1)
+        assert got.source == "resource_governor"
+        assert status(runtime)["broadcasts"] == 1
+        led.release(held)
+
+
+def test_status_shows_limits_gpu_fallback_and_holders(procs: Processes, runtime: Path) -> None:
+    start_governor(procs, runtime, "--max-loops", "3", "--gpu-tickets", "2")
+    led = TicketLedger.open(runtime)
+    ticket = led.acquire({"loop": 1, "gpu": 1}, label="loop-9", timeout=1.0)
+    st = status(runtime)
+    assert st["limits"]["max_loops"] == 3 and st["limits"]["gpu_tickets"] == 2
+    if not st["gpus"]["driver"]:
+        assert "configured gpu_tickets = 2 (no NVIDIA driver" in st["gpu_source"]
+    assert st["free_ram_mb"] > 0
+    snap = st["ledger"]
+    assert snap["resources"]["loop"]["in_use"] == 1 and snap["resources"]["gpu"]["in_use"] == 1
+    assert [h["label"] for h in snap["holders"]] == ["loop-9"]
+    led.release(ticket)
+
+
+def test_a_sigkilled_governor_comes_back_with_the_tickets_still_held(
+    procs: Processes, runtime: Path
+) -> None:
+    first = start_governor(procs, runtime, "--max-loops", "2")
+    semid = status(runtime)["ledger"]["semid"]
+    led = TicketLedger.open(runtime)
+    ticket = led.request_loop_slot(label="kept")
+    assert procs.kill(first) == -signal.SIGKILL
+    start_governor(procs, runtime, "--max-loops", "4")
+    snap = status(runtime)["ledger"]
+    assert snap["semid"] == semid
+    assert (snap["resources"]["loop"]["limit"], snap["resources"]["loop"]["in_use"]) == (4, 1)
+    assert led.release(ticket)
+
+
+def test_sigterm_keeps_a_ledger_with_live_holders_and_removes_an_idle_one(
+    procs: Processes, runtime: Path
+) -> None:
+    first = start_governor(procs, runtime)
+    led = TicketLedger.open(runtime)
+    ticket = led.request_loop_slot()
+    assert procs.kill(first, signal.SIGTERM) == 0
+    assert ledger.snapshot(runtime)["resources"]["loop"]["in_use"] == 1  # still there
+    second = start_governor(procs, runtime)
+    assert led.release(ticket)
+    assert procs.kill(second, signal.SIGTERM) == 0
+    with pytest.raises(ledger.LedgerMissing):
+        ledger.snapshot(runtime)
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    return gov.build_parser().parse_args(list(argv))
+
+
+def test_config_file_then_flags(tmp_path: Path) -> None:
+    cfg = tmp_path / "factory.toml"
+    cfg.write_text("[resource_governor]\nmax_loops = 6\nmax_mutators = 8\ngpu_tickets = 0\n")
+    config = gov.load_config(_args("--config", str(cfg), "--max-mutators", "2"))
+    assert (config.max_loops, config.max_mutators, config.gpu_tickets) == (6, 2, 0)
+    cfg.write_text("[resource_governor]\nmax_loopz = 6\n")
+    with pytest.raises(gov.ConfigError, match=r"unknown key\(s\) \['max_loopz'\]"):
+        gov.load_config(_args("--config", str(cfg)))
+    cfg.write_text("[resource_governor]\nmax_loops = -1\n")
+    with pytest.raises(gov.ConfigError, match="max_loops must be a non-negative integer"):
+        gov.load_config(_args("--config", str(cfg)))
+    argv = [sys.executable, "-m", "procs.resource_governor", "--runtime-dir", str(tmp_path)]
+    done = subprocess.run(
+        [*argv, "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 2 and "max_loops must be a non-negative integer" in done.stderr
+
+
+def test_gpu_tickets_come_from_nvml_or_the_config() -> None:
+    no_driver = gov.GpuInfo(False, (), "NVMLError_LibraryNotFound: not found")
+    two = gov.GpuInfo(True, ("H100", "H100"), None)
+    config = gov.GovernorConfig(ram_budget_mb=1024)
+    assert gov.resolve_limits(config, two)[0].gpu_tickets == 2
+    limits, why = gov.resolve_limits(config, no_driver)
+    assert limits.gpu_tickets == 1 and "no NVIDIA driver" in why
+    limits, why = gov.resolve_limits(gov.GovernorConfig(gpu_tickets=3, ram_budget_mb=1), two)
+    assert limits.gpu_tickets == 3 and why == "configured gpu_tickets = 3"
+    assert gov.detect_gpus().driver in (True, False)  # never raises, with or without a driver
+
+
+def test_exhaustion_signals_scale_ram_units() -> None:
+    def rec(kind: str, n: int, current: int, limit: int) -> ledger.Record:
+        return ledger.Record(kind, limit, n, current, 0.0, 1)
+
+    before = {"ram": rec("ram", 0, 0, 16), "gpu": rec("gpu", 2, 1, 1)}
+    after = {"ram": rec("ram", 1, 15, 16), "gpu": rec("gpu", 2, 1, 1)}
+    assert gov.exhaustion_signals(before, after, ram_unit_mb=64) == [
+        signals.ResourceExhausted(resource="ram", current=960, limit=1024)
+    ]
