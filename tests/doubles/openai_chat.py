@@ -82,6 +82,14 @@ class ChatCompletionsDouble:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def set_script(self, script: list[Reply]) -> None:
+        """Replace what the next tool-offering requests get (releasing any held reply)."""
+        with self._lock:
+            for reply in self._script:
+                if isinstance(reply, HeldReply):
+                    reply.release.set()
+            self._script = list(script)
+
     def scripted_requests(self) -> list[dict[str, Any]]:
         with self._lock:
             return [r.body for r in self.requests if r.scripted]

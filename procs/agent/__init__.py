@@ -1,0 +1,38 @@
+"""ACP client: drive a coding agent over the Agent Client Protocol under a role's rules.
+
+A thin adapter over the `agent-client-protocol` package (module `acp`): session.AcpAgent
+(process, initialize, session/new, prompt, cancel, close), client.FactoryClient (the
+handlers the agent calls), roles (what each role may write), permissions (the decision
+per tool call), files (fs/*), terminals (terminal/*), transport (stdio that reports bad
+input), record (what a turn produced), opencode (config/env for opencode-ai).
+This package is named `agent`, not `acp`, so that it never shadows the library.
+"""
+
+from procs.agent.client import FactoryClient
+from procs.agent.permissions import Decision, decide
+from procs.agent.record import TurnRecord
+from procs.agent.roles import PathRefused, Role, RolePolicy
+from procs.agent.session import (
+    AcpAgent,
+    AgentDied,
+    AgentError,
+    AgentProtocolError,
+    AgentTimeout,
+    TurnResult,
+)
+
+__all__ = [
+    "AcpAgent",
+    "AgentDied",
+    "AgentError",
+    "AgentProtocolError",
+    "AgentTimeout",
+    "Decision",
+    "FactoryClient",
+    "PathRefused",
+    "Role",
+    "RolePolicy",
+    "TurnRecord",
+    "TurnResult",
+    "decide",
+]

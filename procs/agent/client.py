@@ -1,0 +1,259 @@
+"""Our side of ACP: the handlers an agent calls (permissions, fs/*, terminal/*, updates).
+
+`FactoryClient` implements acp's Client protocol for one agent process working in one
+workspace under one role. Every refusal is a JSON-RPC error whose message says why, so the
+agent (and its model) can read it; every decision is also kept in the turn's record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from acp import RequestError
+from acp.schema import (
+    AllowedOutcome,
+    CreateTerminalResponse,
+    DeniedOutcome,
+    EnvVariable,
+    KillTerminalResponse,
+    PermissionOption,
+    ReadTextFileResponse,
+    ReleaseTerminalResponse,
+    RequestPermissionResponse,
+    TerminalExitStatus,
+    TerminalOutputResponse,
+    ToolCallUpdate,
+    WaitForTerminalExitResponse,
+    WriteTextFileResponse,
+)
+
+from procs.agent import files
+from procs.agent.permissions import Decision, decide, paths_named, pick_option
+from procs.agent.record import FileRecord, PermissionRecord, TurnRecord
+from procs.agent.roles import PathRefused, RolePolicy
+from procs.agent.terminals import TerminalNotFound, Terminals
+
+FORBIDDEN = -32003  # our refusal code: the request was understood and not allowed
+NOT_FOUND = -32002  # as acp's RequestError.resource_not_found
+
+# A second look at a decision (an operator, a test): gets the tool call and the policy's
+# decision, returns the final one. Bounded by permission_timeout_s and by session/cancel.
+Review = Callable[[dict[str, Any], Decision], Awaitable[Decision]]
+
+
+def _dump(model: Any) -> dict[str, Any]:
+    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class FactoryClient:
+    def __init__(
+        self,
+        workspace: Path,
+        policy: RolePolicy,
+        *,
+        review: Review | None = None,
+        permission_timeout_s: float = 300.0,
+        command_timeout_s: float = 600.0,
+        max_write_bytes: int = files.MAX_WRITE_BYTES,
+        max_read_bytes: int = files.MAX_READ_BYTES,
+    ) -> None:
+        self.workspace = workspace
+        self.policy = policy
+        self.review = review
+        self.permission_timeout_s = permission_timeout_s
+        self.max_write_bytes = max_write_bytes
+        self.max_read_bytes = max_read_bytes
+        self.terminals = Terminals(workspace, command_timeout_s=command_timeout_s)
+        self.session_ids: set[str] = set()
+        self.record = TurnRecord()
+        self.cancelled = asyncio.Event()
+        self.pending_permissions = 0
+
+    def on_connect(self, conn: Any) -> None:
+        return
+
+    def _check_session(self, session_id: str) -> None:
+        if session_id not in self.session_ids:
+            raise RequestError.invalid_params({"details": f"unknown session {session_id!r}"})
+
+    # session/update -------------------------------------------------------------------
+
+    async def session_update(self, session_id: str, update: Any, **kwargs: Any) -> None:
+        if session_id in self.session_ids:
+            self.record.add_update(_dump(update))
+
+    # session/request_permission --------------------------------------------------------
+
+    async def request_permission(
+        self, session_id: str, tool_call: ToolCallUpdate, options: list[PermissionOption],
+        **kwargs: Any,
+    ) -> RequestPermissionResponse:  # fmt: skip
+        self._check_session(session_id)
+        call = _dump(tool_call)
+        decision = decide(self.policy, self.workspace, call)
+        outcome = "allowed" if decision.allow else "refused"
+        if self.review is not None:
+            self.pending_permissions += 1
+            try:
+                reviewed = await self._reviewed(call, decision)
+            finally:
+                self.pending_permissions -= 1
+            if reviewed is None:
+                outcome, decision = "cancelled", Decision(False, "turn cancelled")
+            else:
+                decision = reviewed
+                outcome = "allowed" if decision.allow else "refused"
+        option = None if outcome == "cancelled" else pick_option(
+            [_dump(o) for o in options], decision.allow
+        )  # fmt: skip
+        if option is None and outcome != "cancelled":
+            outcome = "cancelled"  # no matching option offered: cancelling is the safe answer
+        self.record.permissions.append(
+            PermissionRecord(
+                tool_call_id=tool_call.tool_call_id, kind=call.get("kind", "other"),
+                paths=paths_named(call), outcome=outcome, reason=decision.reason,
+            )
+        )  # fmt: skip
+        if outcome == "cancelled" or option is None:
+            return RequestPermissionResponse(outcome=DeniedOutcome(outcome="cancelled"))
+        return RequestPermissionResponse(
+            outcome=AllowedOutcome(outcome="selected", option_id=option)
+        )
+
+    async def _reviewed(self, call: dict[str, Any], decision: Decision) -> Decision | None:
+        """The review's answer; None when the turn is cancelled first."""
+        assert self.review is not None
+        review = asyncio.ensure_future(self.review(call, decision))
+        cancel = asyncio.ensure_future(self.cancelled.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {review, cancel}, timeout=self.permission_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )  # fmt: skip
+        finally:
+            for task in (review, cancel):
+                if not task.done():
+                    task.cancel()
+        if review in done:
+            return review.result()
+        if cancel in done:
+            return None
+        return Decision(False, f"no answer to the permission within {self.permission_timeout_s}s")
+
+    # fs/* ------------------------------------------------------------------------------
+
+    async def read_text_file(
+        self, session_id: str, path: str, line: int | None = None, limit: int | None = None,
+        **kwargs: Any,
+    ) -> ReadTextFileResponse:  # fmt: skip
+        self._check_session(session_id)
+        try:
+            content = files.read_text_file(
+                self.workspace, path, line=line, limit=limit, max_bytes=self.max_read_bytes
+            )
+        except PathRefused as exc:
+            self.record.files.append(FileRecord("read", path, False, str(exc)))
+            raise RequestError(FORBIDDEN, f"read refused: {exc}", {"path": path}) from None
+        except FileNotFoundError:
+            self.record.files.append(FileRecord("read", path, False, "not found"))
+            raise RequestError(NOT_FOUND, f"no such file: {path}", {"path": path}) from None
+        except (OSError, ValueError) as exc:
+            self.record.files.append(FileRecord("read", path, False, str(exc)))
+            raise RequestError.invalid_params({"path": path, "details": str(exc)}) from None
+        self.record.files.append(FileRecord("read", path, True, f"{len(content)} chars"))
+        return ReadTextFileResponse(content=content)
+
+    async def write_text_file(
+        self, session_id: str, path: str, content: str, **kwargs: Any
+    ) -> WriteTextFileResponse:
+        self._check_session(session_id)
+        try:
+            files.write_text_file(
+                self.policy, self.workspace, path, content, max_bytes=self.max_write_bytes
+            )
+        except PathRefused as exc:
+            self.record.files.append(FileRecord("write", path, False, str(exc)))
+            raise RequestError(FORBIDDEN, f"write refused: {exc}", {"path": path}) from None
+        except (OSError, ValueError, TypeError) as exc:
+            self.record.files.append(FileRecord("write", path, False, str(exc)))
+            raise RequestError.invalid_params({"path": path, "details": str(exc)}) from None
+        self.record.files.append(FileRecord("write", path, True, f"{len(content)} chars"))
+        return WriteTextFileResponse()
+
+    # terminal/* ------------------------------------------------------------------------
+
+    async def create_terminal(  # noqa: PLR0917 - the signature is acp.Client's
+        self, session_id: str, command: str, args: list[str] | None = None,
+        env: list[EnvVariable] | None = None, cwd: str | None = None,
+        output_byte_limit: int | None = None, **kwargs: Any,
+    ) -> CreateTerminalResponse:  # fmt: skip
+        self._check_session(session_id)
+        if not self.policy.may_execute:
+            raise RequestError(FORBIDDEN, f"role {self.policy.role.value} may not run commands")
+        try:
+            terminal_id = await self.terminals.create(
+                command, args, env={v.name: v.value for v in env or []}, cwd=cwd,
+                output_byte_limit=output_byte_limit,
+            )  # fmt: skip
+        except PathRefused as exc:
+            raise RequestError(FORBIDDEN, f"terminal refused: {exc}") from None
+        except (OSError, ValueError) as exc:
+            raise RequestError.invalid_params({"command": command, "details": str(exc)}) from None
+        return CreateTerminalResponse(terminal_id=terminal_id)
+
+    async def terminal_output(
+        self, session_id: str, terminal_id: str, **kwargs: Any
+    ) -> TerminalOutputResponse:
+        self._check_session(session_id)
+        terminal = self._terminal(terminal_id)
+        status = terminal.exit_status()
+        return TerminalOutputResponse(
+            output=terminal.text(), truncated=terminal.truncated,
+            exit_status=TerminalExitStatus.model_validate(status) if status else None,
+        )  # fmt: skip
+
+    async def wait_for_terminal_exit(
+        self, session_id: str, terminal_id: str, **kwargs: Any
+    ) -> WaitForTerminalExitResponse:
+        self._check_session(session_id)
+        self._terminal(terminal_id)
+        # Bounded: the terminal's watchdog kills the command at command_timeout_s.
+        limit = self.terminals.command_timeout_s + 10.0
+        try:
+            terminal = await self.terminals.wait_for_exit(terminal_id, timeout=limit)
+        except TimeoutError:
+            raise RequestError.internal_error({"details": "command did not exit"}) from None
+        return WaitForTerminalExitResponse.model_validate(terminal.exit_status() or {})
+
+    async def kill_terminal(
+        self, session_id: str, terminal_id: str, **kwargs: Any
+    ) -> KillTerminalResponse:
+        self._check_session(session_id)
+        self._terminal(terminal_id)
+        self.terminals.kill(terminal_id)
+        return KillTerminalResponse()
+
+    async def release_terminal(
+        self, session_id: str, terminal_id: str, **kwargs: Any
+    ) -> ReleaseTerminalResponse:
+        self._check_session(session_id)
+        self._terminal(terminal_id)
+        await self.terminals.release(terminal_id)
+        return ReleaseTerminalResponse()
+
+    def _terminal(self, terminal_id: str) -> Any:
+        try:
+            return self.terminals.get(terminal_id)
+        except TerminalNotFound as exc:
+            raise RequestError(NOT_FOUND, str(exc.args[0]), {"terminalId": terminal_id}) from None
+
+    # extensions ------------------------------------------------------------------------
+
+    async def ext_method(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        raise RequestError.method_not_found(method)
+
+    async def ext_notification(self, method: str, params: dict[str, Any]) -> None:
+        return

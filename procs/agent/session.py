@@ -1,0 +1,277 @@
+"""AcpAgent: one ACP agent process (e.g. `opencode acp --pure`) driven from our side.
+
+Lifecycle: `start()` spawns the command in the workspace, in its own process group, and
+runs `initialize`; `new_session()` runs session/new; `prompt()` runs session/prompt and
+returns a TurnResult with every session/update of the turn; `cancel()` sends
+session/cancel and answers pending permission requests "cancelled"; `close()` ends the
+process group (stdin EOF, then SIGTERM, then SIGKILL). Every wait is bounded: a call that
+outlives its timeout raises AgentTimeout, an agent that exits while we wait raises
+AgentDied (exit status + its last stderr lines), a malformed reply raises
+AgentProtocolError. A crash of ours leaves the agent's group to the supervisor, which
+kills children's groups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import acp
+from acp import RequestError
+from acp.schema import ClientCapabilities, FileSystemCapabilities, Implementation
+from pydantic import ValidationError
+
+from procs.agent.client import FactoryClient, Review
+from procs.agent.record import TurnRecord
+from procs.agent.roles import RolePolicy
+from procs.agent.transport import MAX_LINE_BYTES, AgentTransport
+
+T = TypeVar("T")
+STDERR_TAIL_BYTES = 16 * 1024
+
+
+class AgentError(Exception):
+    """Base of the failures of an agent process."""
+
+
+class AgentDied(AgentError):
+    """The agent process exited while a call was waiting for it."""
+
+
+class AgentTimeout(AgentError):
+    """The agent did not answer a call in time."""
+
+
+class AgentProtocolError(AgentError):
+    """The agent answered with an error or with something that is not valid ACP."""
+
+
+@dataclass
+class TurnResult:
+    stop_reason: str
+    record: TurnRecord
+    wall_s: float
+    usage: dict[str, Any] = field(default_factory=dict)
+    timed_out: bool = False
+    protocol_violations: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stop_reason": self.stop_reason, "wall_s": self.wall_s, "usage": self.usage,
+            "timed_out": self.timed_out, "protocol_violations": self.protocol_violations,
+            "record": self.record.to_dict(),
+        }  # fmt: skip
+
+
+class AcpAgent:
+    def __init__(
+        self,
+        command: Sequence[str],
+        process: asyncio.subprocess.Process,
+        transport: AgentTransport,
+        client: FactoryClient,
+    ) -> None:
+        self.command = list(command)
+        self.process = process
+        self.transport = transport
+        self.client = client
+        self.conn = acp.connect_to_agent(client, transport)
+        self.session_id: str | None = None
+        self.agent_info: dict[str, Any] = {}
+        self.capabilities: dict[str, Any] = {}
+        self._stderr = bytearray()
+        self._exit = asyncio.ensure_future(process.wait())
+        self._stderr_pump = asyncio.ensure_future(self._pump_stderr())
+
+    @classmethod
+    async def start(
+        cls,
+        command: Sequence[str],
+        *,
+        workspace: Path,
+        policy: RolePolicy,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 60.0,
+        review: Review | None = None,
+        permission_timeout_s: float = 300.0,
+        command_timeout_s: float = 600.0,
+    ) -> AcpAgent:
+        """Spawn `command` in `workspace` and complete `initialize` within `timeout` s.
+
+        `env` replaces the environment entirely (pass what the agent needs, e.g. PATH and
+        an isolated HOME). Raises FileNotFoundError for a missing command, AgentDied,
+        AgentTimeout, AgentProtocolError.
+        """
+        if not command:
+            raise ValueError("agent command is empty")
+        workspace = workspace.resolve()
+        if not workspace.is_dir():
+            raise FileNotFoundError(f"workspace {workspace} is not a directory")
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, cwd=workspace,
+            env=dict(env) if env is not None else None,
+            process_group=0, limit=MAX_LINE_BYTES,
+        )  # fmt: skip
+        assert process.stdout is not None and process.stdin is not None
+        client = FactoryClient(
+            workspace, policy, review=review, permission_timeout_s=permission_timeout_s,
+            command_timeout_s=command_timeout_s,
+        )  # fmt: skip
+        agent = cls(command, process, AgentTransport(process.stdout, process.stdin), client)
+        try:
+            await agent._initialize(timeout)
+        except BaseException:
+            await agent.close()
+            raise
+        return agent
+
+    async def _initialize(self, timeout: float) -> None:
+        capabilities = ClientCapabilities(
+            fs=FileSystemCapabilities(read_text_file=True, write_text_file=True),
+            terminal=self.client.policy.may_execute,
+        )
+        reply = await self._call(
+            "initialize",
+            self.conn.initialize(
+                protocol_version=acp.PROTOCOL_VERSION, client_capabilities=capabilities,
+                client_info=Implementation(name="factory", title="Factory", version="0.1.0"),
+            ),
+            timeout,
+        )  # fmt: skip
+        data = reply.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if data.get("protocolVersion") != acp.PROTOCOL_VERSION:
+            raise AgentProtocolError(
+                f"agent speaks ACP v{data.get('protocolVersion')}, we speak v{acp.PROTOCOL_VERSION}"
+            )
+        self.agent_info = data.get("agentInfo") or {}
+        self.capabilities = data.get("agentCapabilities") or {}
+
+    async def new_session(self, *, timeout: float = 60.0) -> str:
+        """session/new in the workspace (no MCP servers); returns and keeps the id."""
+        reply = await self._call(
+            "session/new",
+            self.conn.new_session(cwd=str(self.client.workspace), mcp_servers=[]),
+            timeout,
+        )
+        self.session_id = reply.session_id
+        self.client.session_ids.add(reply.session_id)
+        return reply.session_id
+
+    async def prompt(
+        self, text: str, *, timeout: float, cancel_grace_s: float = 10.0
+    ) -> TurnResult:
+        """One turn. At `timeout` s the turn is cancelled; if the agent then ends it within
+        `cancel_grace_s` the result says timed_out=True, else AgentTimeout."""
+        if self.session_id is None:
+            raise AgentProtocolError("prompt before new_session()")
+        self.client.record = record = TurnRecord()
+        self.client.cancelled.clear()
+        began = time.monotonic()
+        turn = asyncio.ensure_future(
+            self.conn.prompt(session_id=self.session_id, prompt=[acp.text_block(text)])
+        )
+        timed_out = False
+        try:
+            reply = await self._call("session/prompt", turn, timeout, keep_on_timeout=True)
+        except AgentTimeout:
+            timed_out = True
+            await self.cancel()
+            reply = await self._call("session/prompt (after cancel)", turn, cancel_grace_s)
+        usage = reply.usage.model_dump(mode="json", by_alias=True, exclude_none=True) if (
+            reply.usage
+        ) else {}  # fmt: skip
+        return TurnResult(
+            stop_reason=str(reply.stop_reason), record=record,
+            wall_s=time.monotonic() - began, usage=usage, timed_out=timed_out,
+            protocol_violations=list(self.transport.violations),
+        )  # fmt: skip
+
+    async def cancel(self) -> None:
+        """session/cancel; pending permission requests are answered "cancelled"."""
+        self.client.cancelled.set()
+        if self.session_id is not None and self.process.returncode is None:
+            with contextlib.suppress(ConnectionError):
+                await asyncio.wait_for(self.conn.cancel(session_id=self.session_id), 5.0)
+
+    async def _call(
+        self, what: str, call: Awaitable[T], timeout: float, *, keep_on_timeout: bool = False
+    ) -> T:
+        task = asyncio.ensure_future(call)
+        done, _ = await asyncio.wait(
+            {task, self._exit}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if task not in done and self._exit in done:
+            # The reply may have been written just before the exit: give it a moment.
+            done, _ = await asyncio.wait({task}, timeout=0.5)
+        if task not in done:
+            if self._exit.done():
+                task.cancel()
+                raise AgentDied(self._death(what))
+            if not keep_on_timeout:
+                task.cancel()
+            raise AgentTimeout(f"agent did not answer {what} within {timeout}s")
+        try:
+            return task.result()
+        except ConnectionError:
+            await asyncio.wait({self._exit}, timeout=2.0)
+            raise AgentDied(self._death(what)) from None
+        except RequestError as exc:
+            raise AgentProtocolError(f"agent refused {what}: {exc} ({exc.data})") from None
+        except ValidationError as exc:
+            raise AgentProtocolError(f"agent's reply to {what} is not valid ACP: {exc}") from None
+
+    def _death(self, what: str) -> str:
+        code = self.process.returncode
+        how = (
+            "is gone (pipe closed)" if code is None
+            else f"was killed by {signal.Signals(-code).name}" if code < 0
+            else f"exited with status {code}"
+        )  # fmt: skip
+        tail = self.stderr_tail(1000).strip() or "(nothing on stderr)"
+        return f"agent {self.command[0]} (pid {self.process.pid}) {how} during {what}; " + (
+            f"stderr ends: {tail}"
+        )
+
+    async def _pump_stderr(self) -> None:
+        assert self.process.stderr is not None
+        while chunk := await self.process.stderr.read(65536):
+            self._stderr += chunk
+            del self._stderr[:-STDERR_TAIL_BYTES]
+
+    def stderr_tail(self, limit: int = STDERR_TAIL_BYTES) -> str:
+        return bytes(self._stderr[-limit:]).decode("utf-8", errors="replace")
+
+    async def close(self, *, timeout: float = 5.0) -> int | None:
+        """End the agent and its whole process group; returns its exit status."""
+        await self.client.terminals.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.conn.close(), 2.0)
+        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+            if sig is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, sig)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._exit), timeout / 2)
+            if self._exit.done():
+                break
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # leftovers of the group
+        self._stderr_pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._stderr_pump
+        return self.process.returncode
+
+    async def __aenter__(self) -> AcpAgent:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,162 @@
+"""terminal/* for agents: commands run inside the workspace, bounded in time and output.
+
+Each command is its own process group (killed as a group), starts in the workspace (or a
+directory inside it), gets the agent's env additions on top of a trimmed environment, and
+is killed when it outlives `command_timeout_s`. Output (stdout and stderr together) keeps
+the last `output_byte_limit` bytes, cut on a character boundary, and says when it was cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from procs.agent.roles import PathRefused, resolve_in_workspace
+
+DEFAULT_OUTPUT_LIMIT = 256 * 1024
+BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TERM", "TMPDIR")
+
+
+class TerminalNotFound(KeyError):
+    """No terminal with that id in this session (never created, or released)."""
+
+
+@dataclass
+class Terminal:
+    terminal_id: str
+    process: asyncio.subprocess.Process
+    limit: int
+    output: bytearray = field(default_factory=bytearray)
+    truncated: bool = False
+    timed_out: bool = False
+    pump: asyncio.Task[None] | None = None
+    watchdog: asyncio.Task[None] | None = None
+
+    def append(self, chunk: bytes) -> None:
+        self.output += chunk
+        if len(self.output) > self.limit:
+            del self.output[: len(self.output) - self.limit]
+            # Drop continuation bytes so the text starts on a character boundary.
+            while self.output and (self.output[0] & 0xC0) == 0x80:
+                del self.output[0]
+            self.truncated = True
+
+    def text(self) -> str:
+        return self.output.decode("utf-8", errors="replace")
+
+    def exit_status(self) -> dict[str, object] | None:
+        code = self.process.returncode
+        if code is None:
+            return None
+        if code < 0:
+            return {"exitCode": None, "signal": signal.Signals(-code).name}
+        return {"exitCode": code, "signal": None}
+
+
+class Terminals:
+    """The terminals of one agent session."""
+
+    def __init__(self, workspace: Path, *, command_timeout_s: float = 600.0) -> None:
+        self.workspace = workspace
+        self.command_timeout_s = command_timeout_s
+        self._ids = itertools.count(1)
+        self._terminals: dict[str, Terminal] = {}
+
+    async def create(
+        self,
+        command: str,
+        args: list[str] | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        output_byte_limit: int | None = None,
+    ) -> str:
+        """Start `command args...`; returns the terminal id. Raises PathRefused for a cwd
+        outside the workspace, FileNotFoundError for a missing command."""
+        directory = self.workspace.resolve()
+        if cwd is not None:
+            directory = resolve_in_workspace(self.workspace, cwd).real
+            if not directory.is_dir():
+                raise PathRefused(f"cwd {cwd!r} is not a directory in the workspace")
+        limit = DEFAULT_OUTPUT_LIMIT if output_byte_limit is None else output_byte_limit
+        if limit < 0:
+            raise ValueError(f"output_byte_limit must be >= 0, got {limit}")
+        limit = min(limit, DEFAULT_OUTPUT_LIMIT * 16)
+        full_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
+        full_env.update(env or {})
+        process = await asyncio.create_subprocess_exec(
+            command, *(args or []),
+            cwd=directory, env=full_env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            process_group=0,
+        )  # fmt: skip
+        terminal = Terminal(f"term-{next(self._ids)}", process, limit)
+        terminal.pump = asyncio.create_task(self._pump(terminal))
+        terminal.watchdog = asyncio.create_task(self._watchdog(terminal))
+        self._terminals[terminal.terminal_id] = terminal
+        return terminal.terminal_id
+
+    async def _pump(self, terminal: Terminal) -> None:
+        assert terminal.process.stdout is not None
+        while chunk := await terminal.process.stdout.read(65536):
+            terminal.append(chunk)
+
+    async def _watchdog(self, terminal: Terminal) -> None:
+        try:
+            await asyncio.wait_for(terminal.process.wait(), self.command_timeout_s)
+        except TimeoutError:
+            terminal.timed_out = True
+            _kill_group(terminal.process)
+
+    def get(self, terminal_id: str) -> Terminal:
+        try:
+            return self._terminals[terminal_id]
+        except KeyError:
+            raise TerminalNotFound(f"no terminal {terminal_id!r} in this session") from None
+
+    async def wait_for_exit(self, terminal_id: str, *, timeout: float) -> Terminal:
+        """Wait for the command (the watchdog kills it at command_timeout_s anyway)."""
+        terminal = self.get(terminal_id)
+        await asyncio.wait_for(terminal.process.wait(), timeout)
+        if terminal.pump is not None:
+            await asyncio.wait_for(terminal.pump, timeout=5.0)
+        return terminal
+
+    def kill(self, terminal_id: str) -> None:
+        _kill_group(self.get(terminal_id).process)
+
+    async def release(self, terminal_id: str) -> None:
+        terminal = self._terminals.pop(terminal_id, None)
+        if terminal is None:
+            raise TerminalNotFound(f"no terminal {terminal_id!r} in this session")
+        await _reap(terminal)
+
+    async def close(self) -> None:
+        """Kill and reap every terminal (session end)."""
+        terminals, self._terminals = list(self._terminals.values()), {}
+        for terminal in terminals:
+            await _reap(terminal)
+
+
+async def _reap(terminal: Terminal) -> None:
+    _kill_group(terminal.process, leftovers=True)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(terminal.process.wait(), 5.0)
+    for task in (terminal.pump, terminal.watchdog):
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _kill_group(process: asyncio.subprocess.Process, *, leftovers: bool = False) -> None:
+    """SIGKILL the command's group; `leftovers` also after the leader exited (its
+    background children may still run in the group)."""
+    if process.returncode is None or leftovers:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
