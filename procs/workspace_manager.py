@@ -109,6 +109,7 @@ class WorkspaceService:
         self.ramdisk_spec = ramdisk_spec
         self.runtime = runtime
         self.server: control.ControlServer | None = None
+        self.last_reap: list[dict[str, Any]] = []
 
     def handle(self, command: str, args: dict[str, Any]) -> Any:
         handler = getattr(self, "do_" + command.replace(".", "_"), None)
@@ -190,6 +191,7 @@ class WorkspaceService:
             "default_strategy": self.registry.default_strategy,
             "orphans": self.registry.orphans,
             "registry": self.registry.statistics(),
+            "last_reap": self.last_reap,
             "control": self.server.statistics() if self.server else {},
             "ramdisk": ramdisks.status(self.ramdisk_spec) if self.ramdisk_spec else None,
         }
@@ -200,6 +202,7 @@ class WorkspaceService:
         reports = self.registry.reap_orphans()
         for r in reports:
             report("workspace_orphan", **r.to_dict())
+        self.last_reap = [r.to_dict() for r in reports]
         return reports
 
     def _owner_died(self, pid: int, ids: set[str]) -> None:

@@ -29,6 +29,9 @@ GIT_ENV = {
     "HOME": "/nonexistent",
 }
 _names = itertools.count()
+# Without CAP_SYS_ADMIN there is no overlay: auto falls back to a git worktree.
+CAN_MOUNT = _fsinfo.has_sys_admin() and _fsinfo.kernel_has_fs("overlay")
+AUTO_ON_EXT4 = "overlay" if CAN_MOUNT else "worktree"
 
 
 def git(repo: Path, *args: str) -> str:

@@ -143,8 +143,8 @@ def test_records_survive_a_new_registry(
 def test_orphan_removed_after_owner_sigkill_on_restart(
     registry: WorkspaceRegistry, golden: Path, owner, tmp_path: Path, scratch: Path
 ) -> None:
-    mine = registry.create_workspace("mine", golden, "overlay")
-    theirs = registry.create_workspace("theirs", golden, "overlay", owner_pid=owner.pid)
+    mine = registry.create_workspace("mine", golden)
+    theirs = registry.create_workspace("theirs", golden, owner_pid=owner.pid)
     (theirs.path / "work.txt").write_text("unsaved\n")
     registry.close()
     kill_owner(owner)

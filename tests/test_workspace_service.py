@@ -108,7 +108,7 @@ def test_factoryctl_create_list_destroy(service: Service, golden: Path) -> None:
     )
     assert rc == ExitStatus.SUCCESS, err
     ws_id, path = out.splitlines()[0].split()
-    assert "strategy overlay:" in out  # ext4 golden: overlay is the constant-time choice
+    assert f"strategy {fx.AUTO_ON_EXT4}:" in out  # ext4 golden: overlay if root may mount
     assert (Path(path) / "mod0.py").read_text() == "VALUE = 0\n"
 
     rc, out, _ = ctl(service, "workspaces")
@@ -125,7 +125,7 @@ def test_factoryctl_create_list_destroy(service: Service, golden: Path) -> None:
     assert out.splitlines()[1].split()[:5] == [
         ws_id,
         "feat-1",
-        "overlay",
+        fx.AUTO_ON_EXT4,
         str(os.getpid()),
         "ready",
     ]
@@ -153,7 +153,7 @@ def test_bad_requests_get_clear_errors(service: Service, golden: Path) -> None:
     rc, _, err = ctl(service, "workspaces", "choose", str(golden), "--strategy", "reflink")
     assert rc == ExitStatus.ERROR and "reflink cannot work here" in err
     rc, out, _ = ctl(service, "workspaces", "choose", str(golden))
-    assert rc == ExitStatus.SUCCESS and out.startswith("overlay: ")
+    assert rc == ExitStatus.SUCCESS and out.startswith(f"{fx.AUTO_ON_EXT4}: ")
     assert "  not snapshot: source " in out
 
 
@@ -192,6 +192,8 @@ def test_orphans_of_a_killed_manager_are_reaped_on_restart(
     try:
         [event] = second.events("workspace_orphan")
         assert (event["id"], event["action"]) == (theirs["id"], "removed")
+        [reaped] = second.call("status")["last_reap"]
+        assert (reaped["id"], reaped["owner_pid"]) == (theirs["id"], owner.pid)
         assert not Path(theirs["path"]).exists()
         listed = second.call("workspaces.list")["workspaces"]
         assert [w["id"] for w in listed] == [mine["id"]]

@@ -134,10 +134,10 @@ def create(
     An image left by a crash is mounted again as it is (its workspaces survive) unless
     `fresh`. Blocks up to `timeout_s` per command. Raises RamDiskError or BadRequest.
     """
-    if not _fsinfo.has_sys_admin():
-        raise RamDiskError("a RAM disk needs CAP_SYS_ADMIN (root) to loop-mount its image")
     if golden_source is not None and not (Path(golden_source) / ".git").exists():
         raise BadRequest(f"golden source {golden_source} is not a git repository")
+    if not _fsinfo.has_sys_admin():
+        raise RamDiskError("a RAM disk needs CAP_SYS_ADMIN (root) to loop-mount its image")
     if not _fsinfo.is_mountpoint(spec.mountpoint):
         _provision(spec, fresh=fresh, timeout_s=timeout_s)
     spec.workspaces.mkdir(exist_ok=True)
