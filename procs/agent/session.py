@@ -251,16 +251,21 @@ class AcpAgent:
         return bytes(self._stderr[-limit:]).decode("utf-8", errors="replace")
 
     async def close(self, *, timeout: float = 5.0) -> int | None:
-        """End the agent and its whole process group; returns its exit status."""
+        """End the agent and its whole process group; returns its exit status.
+
+        Stdin EOF first (up to 1 s: opencode exits on it), then SIGTERM to the group, then
+        SIGKILL; at most about `timeout` + 2 s in all.
+        """
         await self.client.terminals.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.conn.close(), 2.0)
-        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+        grace = {None: min(1.0, timeout / 3), signal.SIGTERM: timeout / 2, signal.SIGKILL: 2.0}
+        for sig, wait_s in grace.items():
             if sig is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, sig)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._exit), timeout / 2)
+                await asyncio.wait_for(asyncio.shield(self._exit), wait_s)
             if self._exit.done():
                 break
         with contextlib.suppress(ProcessLookupError):

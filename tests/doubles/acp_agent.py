@@ -1,0 +1,109 @@
+"""TEST DOUBLE of an ACP agent: a scripted stdio JSON-RPC peer for protocol edge cases.
+
+Real-agent behaviour is tested with opencode; this double exists for what opencode never
+does: call fs/read_text_file, fs/write_text_file and terminal/* through the client, send
+garbage lines, answer with malformed results, or die on cue. The prompt's text is a JSON
+list of operations; the result of each client call (result or error object) is sent back
+as an agent_message_chunk whose text is that JSON, then the turn ends with end_turn.
+
+Run as: python -m tests.doubles.acp_agent
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sys
+from typing import Any
+
+_ids = itertools.count(1000)
+
+
+def send(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def read() -> dict[str, Any]:
+    line = sys.stdin.readline()
+    if not line:
+        raise SystemExit(0)
+    return json.loads(line)
+
+
+def call_client(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    request_id = next(_ids)
+    send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+    while True:
+        message = read()
+        if message.get("id") == request_id and "method" not in message:
+            return {k: message[k] for k in ("result", "error") if k in message}
+
+
+def say(session_id: str, text: str) -> None:
+    update = {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": text}}
+    send({"jsonrpc": "2.0", "method": "session/update",
+          "params": {"sessionId": session_id, "update": update}})  # fmt: skip
+
+
+def run_op(session_id: str, op: dict[str, Any]) -> dict[str, Any] | None:
+    kind = op["op"]
+    if kind == "write":
+        params = {"sessionId": session_id, "path": op["path"], "content": op["content"]}
+        return call_client("fs/write_text_file", params)
+    if kind == "read":
+        return call_client("fs/read_text_file", {"sessionId": session_id, "path": op["path"]})
+    if kind == "terminal":
+        created = call_client("terminal/create", {
+            "sessionId": session_id, "command": op["command"], "args": op.get("args", []),
+            "outputByteLimit": op.get("outputByteLimit"),
+        })  # fmt: skip
+        if "error" in created:
+            return created
+        ref = {"sessionId": session_id, "terminalId": created["result"]["terminalId"]}
+        exited = call_client("terminal/wait_for_exit", ref)
+        output = call_client("terminal/output", ref)
+        call_client("terminal/release", ref)
+        return {"exit": exited.get("result"), "output": output.get("result")}
+    if kind == "die":
+        sys.stderr.write("scripted agent: dying on cue\n")
+        sys.stderr.flush()
+        os._exit(3)
+    if kind == "garbage":
+        sys.stdout.write('this line is not json\n[1, 2]\n{"hello": 1}\n')
+        sys.stdout.flush()
+        return None
+    raise ValueError(f"unknown op {kind!r}")
+
+
+def main() -> None:
+    while True:
+        message = read()
+        method, params = message.get("method"), message.get("params") or {}
+        if "id" not in message:
+            continue  # notifications (session/cancel) need no answer here
+        reply: dict[str, Any] = {"jsonrpc": "2.0", "id": message["id"]}
+        if method == "initialize":
+            reply["result"] = {"protocolVersion": 1, "agentCapabilities": {}, "authMethods": []}
+        elif method == "session/new":
+            reply["result"] = {"sessionId": "scripted-1"}
+        elif method == "session/prompt":
+            session_id = params["sessionId"]
+            ops = json.loads(params["prompt"][0]["text"])
+            stop: Any = "end_turn"
+            for op in ops:
+                if op["op"] == "bad_result":
+                    stop = 42
+                    continue
+                outcome = run_op(session_id, op)
+                if outcome is not None:
+                    say(session_id, json.dumps(outcome))
+            reply["result"] = {"stopReason": stop}
+        else:
+            reply["error"] = {"code": -32601, "message": f"Method not found: {method}"}
+        send(reply)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""Role path rules, fs handlers and the permission decision, on real files and symlinks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from procs.agent.files import FileTooLarge, read_text_file, write_text_file
+from procs.agent.permissions import decide, pick_option
+from procs.agent.roles import PathRefused, RolePolicy, check_write, is_test_path
+
+AUDITOR = RolePolicy.for_role("auditor")
+IMPLEMENTER = RolePolicy.for_role("implementer")
+ARCHITECT = RolePolicy.for_role("architect")
+REVIEWER = RolePolicy.for_role("reviewer")
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    workspace = tmp_path / "ws"
+    (workspace / "src").mkdir(parents=True)
+    (workspace / "tests").mkdir()
+    (workspace / "src" / "app.py").write_text("a = 1\nb = 2\nc = 3\n")
+    return workspace
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("tests/test_x.py", True), ("tests/data/input.txt", True), ("pkg/test/helpers.py", True),
+        ("test_top.py", True), ("pkg/thing_test.py", True), ("conftest.py", True),
+        ("src/app.py", False), ("src/testing.py", False), ("latest/app.py", False),
+    ],
+)  # fmt: skip
+def test_test_paths(path: str, expected: bool) -> None:
+    assert is_test_path(PurePosixPath(path)) is expected
+
+
+@pytest.mark.parametrize(
+    ("policy", "path", "allowed"),
+    [
+        (AUDITOR, "tests/test_x.py", True), (AUDITOR, "src/app.py", False),
+        (IMPLEMENTER, "src/app.py", True), (IMPLEMENTER, "tests/test_x.py", False),
+        (IMPLEMENTER, "conftest.py", False),
+        (ARCHITECT, "src/app.py", True), (ARCHITECT, "tests/test_x.py", True),
+        (REVIEWER, "src/app.py", False), (REVIEWER, "tests/test_x.py", False),
+        (ARCHITECT, ".git/config", False),
+    ],
+)  # fmt: skip
+def test_role_write_rules(ws: Path, policy: RolePolicy, path: str, allowed: bool) -> None:
+    if allowed:
+        assert check_write(policy, ws, path).relative == PurePosixPath(path)
+        assert check_write(policy, ws, str(ws / path)).real == ws.resolve() / path
+    else:
+        with pytest.raises(PathRefused, match=f"role {policy.role.value} may not|inside .git"):
+            check_write(policy, ws, path)
+
+
+def test_confinement_refuses_every_way_out(ws: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (ws / "src" / "link_out").symlink_to(outside)
+    (ws / "src" / "file_out.py").symlink_to(outside / "target.py")
+    (ws / "src" / "link_in.py").symlink_to(ws / "src" / "app.py")
+    cases = {
+        "../outside/x.py": "contains '..'",
+        "src/../src/app.py": "contains '..'",
+        str(outside / "x.py"): "outside the workspace",
+        "/etc/passwd": "outside the workspace",
+        "src/link_out/x.py": "leads outside the workspace",
+        "src/file_out.py": "leads outside the workspace",
+        "": "non-empty string",
+        "src/a\x00b": "NUL",
+        ".": "the workspace itself",
+    }
+    for path, reason in cases.items():
+        with pytest.raises(PathRefused, match=reason):
+            check_write(ARCHITECT, ws, path)
+    assert check_write(ARCHITECT, ws, "src/link_in.py").relative == PurePosixPath("src/app.py")
+    with pytest.raises(PathRefused, match="non-empty string"):
+        check_write(ARCHITECT, ws, 42)
+
+
+def test_write_is_atomic_replaces_a_symlink_never_follows_it_out(ws: Path, tmp_path: Path) -> None:
+    written = write_text_file(IMPLEMENTER, ws, "src/new/mod.py", "x = 1\n")
+    assert written.read_text() == "x = 1\n"
+    assert oct(written.stat().st_mode & 0o777) == oct(0o644)
+    assert [p.name for p in written.parent.iterdir()] == ["mod.py"]  # no temp file left
+    victim = tmp_path / "victim.py"
+    victim.write_text("safe\n")
+    (ws / "src" / "evil.py").symlink_to(victim)
+    with pytest.raises(PathRefused, match="leads outside"):
+        write_text_file(IMPLEMENTER, ws, "src/evil.py", "pwned\n")
+    assert victim.read_text() == "safe\n"
+
+
+def test_write_caps_and_types(ws: Path) -> None:
+    with pytest.raises(FileTooLarge, match="over the 10-byte write cap"):
+        write_text_file(IMPLEMENTER, ws, "src/big.py", "x" * 11, max_bytes=10)
+    with pytest.raises(TypeError, match="content must be a string"):
+        write_text_file(IMPLEMENTER, ws, "src/big.py", b"bytes")
+    with pytest.raises(IsADirectoryError):
+        write_text_file(IMPLEMENTER, ws, "src", "x")
+    assert not (ws / "src" / "big.py").exists()
+
+
+def test_read_windows_caps_and_confinement(ws: Path, tmp_path: Path) -> None:
+    assert read_text_file(ws, "src/app.py") == "a = 1\nb = 2\nc = 3\n"
+    assert read_text_file(ws, str(ws / "src" / "app.py"), line=2, limit=1) == "b = 2\n"
+    with pytest.raises(FileTooLarge, match="over the 5-byte read cap"):
+        read_text_file(ws, "src/app.py", max_bytes=5)
+    with pytest.raises(FileNotFoundError):
+        read_text_file(ws, "src/missing.py")
+    (tmp_path / "secret").write_text("s")
+    os.symlink(tmp_path / "secret", ws / "tests" / "secret")
+    with pytest.raises(PathRefused):
+        read_text_file(ws, "tests/secret")
+    with pytest.raises(ValueError, match="line must be >= 1"):
+        read_text_file(ws, "src/app.py", line=0)
+
+
+def edit(*paths: str, kind: str = "edit") -> dict:
+    return {"toolCallId": "c1", "kind": kind, "locations": [{"path": p} for p in paths]}
+
+
+def test_permission_decisions(ws: Path) -> None:
+    assert decide(IMPLEMENTER, ws, edit(str(ws / "src" / "app.py"))).allow
+    refused = decide(IMPLEMENTER, ws, edit(str(ws / "src" / "a.py"), str(ws / "tests" / "t.py")))
+    assert not refused.allow
+    assert "may not write tests" in refused.reason
+    assert not decide(IMPLEMENTER, ws, edit()).allow  # an edit must name its path
+    assert decide(AUDITOR, ws, edit(str(ws / "tests" / "test_a.py"))).allow
+    assert decide(REVIEWER, ws, edit(str(ws / "src" / "app.py"), kind="read")).allow
+    assert not decide(REVIEWER, ws, edit("/etc/passwd", kind="read")).allow
+    outside = {"kind": "other", "rawInput": {"filepath": "/tmp/x", "parentDir": "/tmp"}}
+    assert "outside the workspace" in decide(ARCHITECT, ws, outside).reason
+    assert not decide(IMPLEMENTER, ws, {"kind": "execute", "rawInput": {"command": "ls"}}).allow
+    runner = RolePolicy.for_role("implementer", may_execute=True)
+    assert decide(runner, ws, {"kind": "execute", "rawInput": {"command": "ls"}}).allow
+    assert not decide(ARCHITECT, ws, {"kind": "fetch"}).allow
+    with pytest.raises(ValueError, match="unknown role 'janitor'"):
+        RolePolicy.for_role("janitor")
+
+
+def test_pick_option_never_allows_always() -> None:
+    options = [
+        {"optionId": "always", "kind": "allow_always"},
+        {"optionId": "once", "kind": "allow_once"},
+        {"optionId": "reject", "kind": "reject_once"},
+    ]
+    assert pick_option(options, True) == "once"
+    assert pick_option(options, False) == "reject"
+    assert pick_option(options[:1], True) is None

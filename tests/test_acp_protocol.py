@@ -1,0 +1,130 @@
+"""AcpAgent against a scripted ACP TEST DOUBLE: fs/* and terminal/* through the real wire,
+refusals that reach the agent, garbage input reported, malformed replies, death on cue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from procs.agent import AcpAgent, AgentDied, AgentProtocolError, AgentTimeout, RolePolicy
+from procs.agent.session import TurnResult
+
+ROOT = Path(__file__).resolve().parent.parent
+AGENT = [sys.executable, "-m", "tests.doubles.acp_agent"]
+
+
+def run_turn(ws: Path, ops: list[dict[str, Any]], policy: RolePolicy) -> TurnResult:
+    async def main() -> TurnResult:
+        env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+        agent = await AcpAgent.start(AGENT, workspace=ws, policy=policy, env=env, timeout=30)
+        try:
+            await agent.new_session(timeout=10)
+            return await agent.prompt(json.dumps(ops), timeout=30)
+        finally:
+            await agent.close()
+
+    return asyncio.run(main())
+
+
+def replies(result: TurnResult) -> list[dict[str, Any]]:
+    return [json.loads(chunk) for chunk in result.record.message_chunks]
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    workspace = tmp_path / "ws"
+    (workspace / "src").mkdir(parents=True)
+    (workspace / "src" / "app.py").write_text("a = 1\n")
+    return workspace
+
+
+def test_fs_calls_are_served_and_refusals_reach_the_agent(ws: Path) -> None:
+    ops = [
+        {"op": "read", "path": str(ws / "src" / "app.py")},
+        {"op": "write", "path": str(ws / "src" / "new.py"), "content": "n = 1\n"},
+        {"op": "write", "path": str(ws / "tests" / "test_new.py"), "content": "x\n"},
+        {"op": "write", "path": str(ws.parent / "escape.py"), "content": "x\n"},
+        {"op": "read", "path": "/etc/hostname"},
+    ]
+    result = run_turn(ws, ops, RolePolicy.for_role("implementer"))
+    assert result.stop_reason == "end_turn"
+    read, wrote, test_write, escape, outside_read = replies(result)
+    assert read == {"result": {"content": "a = 1\n"}}
+    assert "result" in wrote
+    assert (ws / "src" / "new.py").read_text() == "n = 1\n"
+    assert test_write["error"]["code"] == -32003
+    assert "role implementer may not write tests" in test_write["error"]["message"]
+    assert "outside the workspace" in escape["error"]["message"]
+    assert "outside the workspace" in outside_read["error"]["message"]
+    assert not (ws / "tests").exists() and not (ws.parent / "escape.py").exists()
+    assert [(f.op, f.ok) for f in result.record.files] == [
+        ("read", True),
+        ("write", True),
+        ("write", False),
+        ("write", False),
+        ("read", False),
+    ]
+
+
+def test_terminal_runs_in_the_workspace_with_an_output_cap(ws: Path) -> None:
+    script = "import os; print(os.getcwd()); print('y' * 5000)"
+    ops = [
+        {"op": "terminal", "command": sys.executable, "args": ["-c", script],
+         "outputByteLimit": 1000},
+        {"op": "terminal", "command": "sh", "args": ["-c", "exit 7"]},
+    ]  # fmt: skip
+    result = run_turn(ws, ops, RolePolicy.for_role("architect", may_execute=True))
+    first, second = replies(result)
+    assert first["exit"] == {"exitCode": 0}
+    assert first["output"]["truncated"] is True
+    assert len(first["output"]["output"]) <= 1000
+    assert first["output"]["output"].endswith("y" * 100 + "\n")
+    assert second["exit"] == {"exitCode": 7}
+    refused = run_turn(ws, ops[1:], RolePolicy.for_role("architect"))
+    assert "may not run commands" in replies(refused)[0]["error"]["message"]
+
+
+def test_garbage_from_the_agent_is_reported(ws: Path) -> None:
+    result = run_turn(ws, [{"op": "garbage"}], RolePolicy.for_role("reviewer"))
+    assert result.stop_reason == "end_turn"
+    assert len(result.protocol_violations) == 3
+    assert "not JSON" in result.protocol_violations[0]
+    assert "not an object" in result.protocol_violations[1]
+    assert "not JSON-RPC 2.0" in result.protocol_violations[2]
+
+
+def test_malformed_prompt_reply_is_a_protocol_error(ws: Path) -> None:
+    with pytest.raises(AgentProtocolError, match="session/prompt is not valid ACP"):
+        run_turn(ws, [{"op": "bad_result"}], RolePolicy.for_role("reviewer"))
+
+
+def test_agent_death_names_status_and_stderr(ws: Path) -> None:
+    with pytest.raises(AgentDied, match="exited with status 3 during session/prompt") as info:
+        run_turn(ws, [{"op": "die"}], RolePolicy.for_role("reviewer"))
+    assert "dying on cue" in str(info.value)
+
+
+def test_missing_agent_command_is_a_clear_error(ws: Path) -> None:
+    async def main() -> None:
+        await AcpAgent.start(
+            ["/nonexistent/agent"], workspace=ws, policy=RolePolicy.for_role("reviewer")
+        )
+
+    with pytest.raises(FileNotFoundError, match="/nonexistent/agent"):
+        asyncio.run(main())
+
+
+def test_agent_that_never_answers_times_out(ws: Path) -> None:
+    async def main() -> None:
+        await AcpAgent.start(
+            ["sleep", "30"], workspace=ws, policy=RolePolicy.for_role("reviewer"),
+            env={"PATH": "/usr/bin:/bin"}, timeout=0.5,
+        )  # fmt: skip
+
+    with pytest.raises(AgentTimeout, match=r"did not answer initialize within 0\.5s"):
+        asyncio.run(main())
