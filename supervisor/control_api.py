@@ -18,6 +18,7 @@ import psutil
 
 from ipc.control import RequestRefused
 from supervisor.child_logs import ChildLogs
+from supervisor.config import ConfigError
 from supervisor.tree import NoSuchChild, NotAllowed, Registry, StartFailed, SupervisorNode
 from supervisor.zygote import ZygoteGone
 
@@ -29,6 +30,7 @@ class ControlApi:
     child_logs: ChildLogs
     statistics: Callable[[], dict[str, Any]]
     request_stop: Callable[[], None]
+    reload: Callable[[], dict[str, Any]]
 
     def handle(self, command: str, args: dict[str, Any]) -> Any:
         handler = getattr(self, f"cmd_{command}", None)
@@ -126,6 +128,12 @@ class ControlApi:
         if not isinstance(lines, int) or lines < 0:
             raise RequestRefused("args.lines must be an integer >= 0", "bad_request")
         return {"id": child_id, "lines": self.child_logs.tail(child_id, lines)}
+
+    def cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self.reload()
+        except ConfigError as exc:
+            raise RequestRefused(f"config not reloaded: {exc}", "bad_config") from None
 
     def cmd_shutdown(self, args: dict[str, Any]) -> dict[str, Any]:
         self.request_stop()

@@ -49,6 +49,7 @@ from supervisor.policy import (
     ExitReason,
     reason_from_wait_status,
 )
+from supervisor.reload import plan_reload
 from supervisor.spec import Start
 from supervisor.tree import Registry, StartFailed, SupervisorNode
 from supervisor.zygote import PR_SET_CHILD_SUBREAPER, ZygoteClient, ZygoteGone, prctl
@@ -98,7 +99,12 @@ class Daemon:
         self.registry = Registry(on_root_exit=self._root_exited)
         self.root = SupervisorNode(cfg.tree, self, self.registry)
         self.api = ControlApi(
-            self.registry, self.root, self.child_logs, self.statistics, self._request_stop
+            self.registry,
+            self.root,
+            self.child_logs,
+            self.statistics,
+            self._request_stop,
+            self.reload,
         )
         self.selector.register(self.zygote.fileno(), selectors.EVENT_READ, "zygote")
         self.selector.register(self._wake_r, selectors.EVENT_READ, "signal")
@@ -296,6 +302,36 @@ class Daemon:
                 _killpg(pid, signal.SIGKILL)
             self.registry.by_pid.clear()
             self.exit_code = DaemonExit.ZYGOTE_DIED
+
+    def reload(self) -> dict[str, Any]:
+        """Re-read the config file and apply the difference to the running tree.
+
+        A bad config changes nothing (raises ConfigError). Children whose spec did not
+        change keep running; `[factory]` settings apply at the next start only.
+        """
+        try:
+            new = config_mod.load(self.cfg.source)
+        except config_mod.ConfigError as exc:
+            self.report("reload_refused", reason=str(exc))
+            raise
+        plan = plan_reload(self.cfg.tree, new.tree)
+        notes = []
+        if (new.preload, new.runtime_dir, new.state_dir) != (
+            self.cfg.preload,
+            self.cfg.runtime_dir,
+            self.cfg.state_dir,
+        ):
+            notes.append("[factory] settings change at the next start of factoryd")
+        failures = self.root.apply_reload(plan, new.tree)
+        self.cfg = new
+        result = {"changes": plan.summary(), "failures": failures, "notes": notes}
+        self.report("reloaded", **result)
+        self.notifier.status(f"reloaded; running {len(self.registry.by_pid)} workers")
+        return result
+
+    def _reload_on_signal(self) -> None:
+        with contextlib.suppress(config_mod.ConfigError):  # reported by reload()
+            self.reload()
 
     def _request_stop(self) -> None:
         self.stop_requested = True

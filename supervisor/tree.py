@@ -27,6 +27,7 @@ from supervisor.policy import (
     Shutdown,
     SupervisorState,
 )
+from supervisor.reload import ReloadPlan
 from supervisor.spec import ChildSpec, RestartType, Start, Strategy, SupervisorSpec
 from supervisor.zygote import SpawnError
 
@@ -194,9 +195,21 @@ class SupervisorNode:
     def _forget(self, cid: str) -> None:
         self.state = policy.without_child(self.state, cid)
         self.workers.pop(cid, None)
-        self.subs.pop(cid, None)
+        sub = self.subs.pop(cid, None)
+        if sub is not None:
+            sub._unregister()
         if self.registry.by_id.get(cid) is self:
             del self.registry.by_id[cid]
+
+    def _unregister(self) -> None:
+        """Drop this subtree's ids from the registry (it is being forgotten)."""
+        for wid in self.workers:
+            if self.registry.by_id.get(wid) is self:
+                del self.registry.by_id[wid]
+        for sub in self.subs.values():
+            sub._unregister()
+        if self.registry.by_id.get(self.id) is self:
+            del self.registry.by_id[self.id]
 
     # ------------------------------------------------------------------ exits
 
@@ -254,6 +267,66 @@ class SupervisorNode:
             self.parent.child_exited(self.id, reason)
         else:
             self.registry.on_root_exit(reason)
+
+    # ------------------------------------------------------------------ reload
+
+    def apply_reload(self, plan: ReloadPlan, new: SupervisorSpec) -> list[str]:
+        """Carry out a reload plan on this subtree; returns the children that failed to
+        start (they are left stopped, and reported: a reload never stops the daemon)."""
+        failures: list[str] = []
+        self.spec = new
+        if self.template is not None:
+            template = new.children[0]
+            assert isinstance(template, ChildSpec)
+            self.template = template
+            self.state = replace(self.state, flags=new.flags)
+            return failures
+        for cid in plan.removed:
+            if self.state.child(cid).running:
+                self._terminate_child(cid)
+            self._forget(cid)
+        by_id = {c.id: c for c in new.children}
+        for cid in plan.replaced:
+            was_running = self.state.child(cid).running
+            if was_running:
+                self._terminate_child(cid)
+            self._forget(cid)
+            self._adopt(by_id[cid])
+        for sub_plan in plan.nested:
+            failures += self.subs[sub_plan.supervisor].apply_reload(
+                sub_plan,
+                by_id[sub_plan.supervisor],  # type: ignore[arg-type]
+            )
+        for cid in plan.added:
+            self._adopt(by_id[cid])
+        running = {c.id: c.running for c in self.state.children}
+        self.state = replace(
+            self.state,
+            flags=new.flags,
+            children=tuple(
+                ChildState(c.id, c.restart, c.significant, running.get(c.id, False))
+                for c in new.children
+            ),
+        )
+        for child in new.children:
+            if child.id in self.workers:
+                self.workers[child.id].spec = child  # type: ignore[assignment]
+            if self.running and (child.id in plan.added or child.id in plan.replaced):
+                try:
+                    self._start_child(child.id)
+                except StartFailed as exc:
+                    failures.append(f"{child.id}: {exc.reason}")
+        return failures
+
+    def _adopt(self, child: ChildSpec | SupervisorSpec) -> None:
+        self.registry.by_id[child.id] = self
+        if isinstance(child, SupervisorSpec):
+            self.subs[child.id] = SupervisorNode(child, self.host, self.registry, self)
+        else:
+            self.workers[child.id] = WorkerRecord(child)
+        self.state = policy.add_child(
+            self.state, ChildState(child.id, child.restart, child.significant)
+        )
 
     # ------------------------------------------------------------------ operator API
 

@@ -239,3 +239,23 @@ def test_failed_start_at_boot_leaves_nothing_running(factoryd, journal) -> None:
     assert d.wait_exit() == 3
     assert "child 'bad' failed to start: cannot exec '/nonexistent/program'" in d.log()
     assert journal.count("stop", "good") == 1  # the started sibling was stopped
+
+
+def test_auto_shutdown_when_a_significant_child_finishes(factoryd, journal) -> None:
+    j = str(journal.path)
+    d = factoryd(f"""
+        [supervisor]
+        auto_shutdown = "any_significant"
+        [[supervisor.children]]
+        id = "service"
+        {target("serve", j)}
+        [[supervisor.children]]
+        id = "job"
+        {target("exit_on_usr1", j, "0")}
+        restart = "transient"
+        significant = true
+    """).start()
+    os.kill(d.pid("job"), signal.SIGUSR1)
+    assert d.wait_exit() == 0  # the root shut down on purpose: not a failure
+    assert journal.count("stop", "service") == 1
+    assert '"reason":"shutdown: auto_shutdown"' in d.log()
