@@ -14,9 +14,7 @@ class WaitTimeout(AssertionError):
     """The condition did not hold before the deadline."""
 
 
-def wait_until(
-    predicate: Callable[[], T], *, timeout: float = 10.0, what: str = "condition"
-) -> T:
+def wait_until(predicate: Callable[[], T], *, timeout: float = 10.0, what: str = "condition") -> T:
     """Return the first truthy value of `predicate()`; raise WaitTimeout after `timeout` s.
 
     Backs off from 1 ms to 50 ms between checks: this bounds a wait, it does not order
