@@ -14,6 +14,7 @@ from collections import deque
 from typing import TextIO
 
 _RING_LINES = 500
+_MAX_RINGS = 1000  # dynamic children get new ids forever: forget the oldest idle rings
 _MAX_LINE = 8192
 
 
@@ -28,8 +29,18 @@ class ChildLogs:
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
         os.set_blocking(read_fd, False)
         self._pipes[read_fd] = (child_id, bytearray())
-        self.rings.setdefault(child_id, deque(maxlen=_RING_LINES))
+        if child_id not in self.rings:
+            self._forget_idle_rings(_MAX_RINGS - 1)
+            self.rings[child_id] = deque(maxlen=_RING_LINES)
         return read_fd, write_fd
+
+    def _forget_idle_rings(self, keep: int) -> None:
+        open_ids = {cid for cid, _ in self._pipes.values()}
+        for cid in list(self.rings):  # insertion order: oldest first
+            if len(self.rings) <= keep:
+                return
+            if cid not in open_ids:
+                del self.rings[cid]
 
     def fds(self) -> list[int]:
         return list(self._pipes)
