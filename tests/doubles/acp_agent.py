@@ -2,7 +2,8 @@
 
 Real-agent behaviour is tested with opencode; this double exists for what opencode never
 does: call fs/read_text_file, fs/write_text_file and terminal/* through the client, send
-garbage lines, answer with malformed results, or die on cue. The prompt's text is a JSON
+garbage lines, answer with malformed results, die on cue, or run a turn that lasts until
+the client sends session/cancel. The prompt's text is a JSON
 list of operations; the result of each client call (result or error object) is sent back
 as an agent_message_chunk whose text is that JSON, then the turn ends with end_turn.
 
@@ -70,6 +71,8 @@ def run_op(session_id: str, op: dict[str, Any]) -> dict[str, Any] | None:
         sys.stderr.write("scripted agent: dying on cue\n")
         sys.stderr.flush()
         os._exit(3)
+    if kind == "pid":
+        return {"pid": os.getpid()}
     if kind == "garbage":
         sys.stdout.write('this line is not json\n[1, 2]\n{"hello": 1}\n')
         sys.stdout.flush()
@@ -96,6 +99,11 @@ def main() -> None:
                 if op["op"] == "bad_result":
                     stop = 42
                     continue
+                if op["op"] == "wait_cancel":  # a long turn: ends when the client cancels
+                    while read().get("method") != "session/cancel":
+                        pass
+                    stop = "cancelled"
+                    break
                 outcome = run_op(session_id, op)
                 if outcome is not None:
                     say(session_id, json.dumps(outcome))

@@ -1,0 +1,89 @@
+"""Run one agent turn as its own process: `procs.acp_client:main`.
+
+    python -m procs.acp_client --workspace WS --role implementer --prompt-file P \
+        [--timeout-s 600] [--may-execute] [--result-file R] -- opencode acp --pure
+
+Spawns the agent command in WS (its own process group), opens a session, sends the prompt,
+and writes the TurnResult as JSON (stop reason, message, tool calls, permissions, file
+writes, protocol violations) to --result-file or stdout. The agent inherits this process's
+environment (for opencode, see procs.agent.opencode for an isolated HOME and config).
+SIGTERM/SIGINT cancel the turn (session/cancel), wait up to 5 s for it to end, close the
+agent's group and exit 0. Exit status: 0 the turn ended (any stop reason), 2 bad usage,
+3 the agent died, timed out or broke the protocol (the reason is on stderr as JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import orjson
+
+from procs.agent import AcpAgent, AgentError, RolePolicy, TurnResult
+
+EXIT_AGENT_FAILED = 3
+
+
+async def run_turn(args: argparse.Namespace, prompt: str) -> TurnResult:
+    """Start the agent, run one prompt (cancelled on SIGTERM/SIGINT), close the agent."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    policy = RolePolicy.for_role(args.role, may_execute=args.may_execute)
+    agent = await AcpAgent.start(
+        args.command, workspace=args.workspace, policy=policy, timeout=args.start_timeout_s
+    )
+    try:
+        await agent.new_session(timeout=args.start_timeout_s)
+        turn = asyncio.ensure_future(agent.prompt(prompt, timeout=args.timeout_s))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({turn, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not turn.done():
+            await agent.cancel()
+            await asyncio.wait({turn}, timeout=5.0)
+            if not turn.done():
+                turn.cancel()
+        stopping.cancel()
+        return await turn
+    finally:
+        await agent.close()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="acp_client", description=__doc__.split("\n")[0])
+    parser.add_argument("--workspace", type=Path, required=True)
+    parser.add_argument("--role", required=True)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--prompt")
+    group.add_argument("--prompt-file", type=Path)
+    parser.add_argument("--timeout-s", type=float, default=600.0)
+    parser.add_argument("--start-timeout-s", type=float, default=90.0)
+    parser.add_argument("--may-execute", action="store_true")
+    parser.add_argument("--result-file", type=Path)
+    parser.add_argument("command", nargs="+", help="the agent command, after --")
+    args = parser.parse_args(argv)
+    try:
+        RolePolicy.for_role(args.role)
+    except ValueError as exc:
+        parser.error(str(exc))
+    prompt = args.prompt if args.prompt is not None else args.prompt_file.read_text()
+    try:
+        result = asyncio.run(run_turn(args, prompt))
+    except (AgentError, OSError) as exc:
+        report = {"event": "agent_failed", "reason": type(exc).__name__, "message": str(exc)}
+        sys.stderr.write(orjson.dumps(report).decode() + "\n")
+        return EXIT_AGENT_FAILED
+    data = orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2)
+    if args.result_file:
+        args.result_file.write_bytes(data)
+    else:
+        sys.stdout.write(data.decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

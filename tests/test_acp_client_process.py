@@ -1,0 +1,81 @@
+"""procs.acp_client as a real process: one turn to JSON, SIGTERM cancels and reaps the agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.waiting import pid_gone, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+AGENT = [sys.executable, "-m", "tests.doubles.acp_agent"]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}  # the agent double runs in the workspace
+
+
+def client_cmd(ws: Path, ops: list[dict], *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "procs.acp_client", "--workspace", str(ws), "--role", "implementer",
+        "--prompt", json.dumps(ops), *extra, "--", *AGENT,
+    ]  # fmt: skip
+
+
+def test_one_turn_prints_the_result(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    ops = [{"op": "write", "path": str(ws / "src" / "a.py"), "content": "a = 1\n"}]
+    done = subprocess.run(
+        client_cmd(ws, ops), cwd=ROOT, env=ENV, capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    result = json.loads(done.stdout)
+    assert result["stop_reason"] == "end_turn"
+    assert result["record"]["files"][0]["ok"] is True
+    assert (ws / "src" / "a.py").read_text() == "a = 1\n"
+
+
+def test_sigterm_cancels_the_turn_and_reaps_the_agent(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    marker = ws / "src" / "started.txt"
+    ops = [
+        {"op": "pid"},
+        {"op": "write", "path": str(marker), "content": "started\n"},
+        {"op": "wait_cancel"},
+    ]
+    proc = subprocess.Popen(
+        client_cmd(ws, ops, "--result-file", str(tmp_path / "result.json")),
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0,
+    )  # fmt: skip
+    try:
+        wait_until(marker.exists, timeout=60, what="the turn to start")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["stop_reason"] == "cancelled"
+    agent_pid = json.loads(result["record"]["message_chunks"][0])["pid"]
+    assert pid_gone(agent_pid)
+
+
+def test_dead_agent_exits_3_with_a_json_reason(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    done = subprocess.run(
+        client_cmd(ws, [{"op": "die"}]),
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 3
+    report = json.loads(done.stderr.decode().strip().splitlines()[-1])
+    assert report["reason"] == "AgentDied"
+    assert "exited with status 3" in report["message"]
