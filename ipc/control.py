@@ -207,9 +207,7 @@ class ControlServer:
             conn, _ = self._sock.accept()
         except BlockingIOError:
             return None
-        creds = conn.getsockopt(
-            socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
-        )
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         _pid, uid, _gid = struct.unpack("3i", creds)
         if uid not in (os.getuid(), 0):
             self.refused += 1
