@@ -10,6 +10,9 @@ SQLite included) for each strategy, `rounds` times (`slow-rounds` for the strate
 whose cost grows with the repo), at both repo sizes. Prints median and p95 (nearest
 rank) in ms, each create's ratio to `cp --reflink` (the reflink strategy on the XFS RAM
 disk, the seed's method), and the first `git status` in a fresh workspace.
+"auto -> snapshot (pool 2)" is the service's configuration: two snapshots of the golden
+taken ahead and topped up after each round (as the service does between requests, not
+timed); plain "snapshot" takes each snapshot on request.
 Exits 1 if the `auto` strategy's create p95 exceeds 50 ms at any size (the seed's bar).
 Needs root (loop mounts). Everything it mounts is torn down before it exits.
 """
@@ -128,9 +131,12 @@ def time_case(reg: WorkspaceRegistry, source: Path, strategy: str, rounds: int, 
         t2 = time.perf_counter()
         reg.destroy_workspace(ws.id)
         t3 = time.perf_counter()
+        reg.refill_pools()  # what the service does between requests (no-op without a pool)
         create.append((t1 - t0) * 1000)
         destroy.append((t3 - t2) * 1000)
     name = f"auto -> {used}" if strategy == "auto" else strategy
+    if reg.pool.size and used == "snapshot":
+        name += f" (pool {reg.pool.size})"
     return Row(label, name, rounds, create, destroy, first_status)
 
 
@@ -156,9 +162,15 @@ def run_size(files: int, args: argparse.Namespace, runtime: Path) -> list[Row]:
             db = runtime / f"bench-{fs}-{files}.sqlite3"
             db.unlink(missing_ok=True)
             regs[fs] = WorkspaceRegistry(spec.workspaces, db, scratch=scratch)
+        pooled_db = runtime / f"bench-pooled-{files}.sqlite3"
+        pooled_db.unlink(missing_ok=True)
+        regs["pooled"] = WorkspaceRegistry(
+            specs["btrfs"].workspaces, pooled_db, scratch=scratch, snapshot_pool=2
+        )
         btrfs, xfs = specs["btrfs"], specs["xfs"]
         cases = [
             ("xfs", xfs.golden, "reflink", args.slow_rounds),  # the cp --reflink baseline
+            ("pooled", btrfs.golden, "auto", args.rounds),  # as the service runs it
             ("btrfs", btrfs.golden, "auto", args.rounds),
             ("btrfs", btrfs.golden, "snapshot", args.rounds),
             ("btrfs", btrfs.golden, "overlay", args.rounds),
@@ -173,7 +185,7 @@ def run_size(files: int, args: argparse.Namespace, runtime: Path) -> list[Row]:
             if strategy not in ("auto",) and (why := _unavailable(reg, golden, strategy)):
                 print(f"  skip {strategy} on {fs}: {why}")
                 continue
-            rows.append(time_case(reg, golden, strategy, rounds, fs))
+            rows.append(time_case(reg, golden, strategy, rounds, fs.replace("pooled", "btrfs")))
         for reg in regs.values():
             reg.close()
     finally:
@@ -198,14 +210,14 @@ def print_rows(rows: list[Row]) -> None:
     base = next((r for r in rows if r.strategy == "reflink" and r.label == "xfs"), None)
     base_ms = statistics.median(base.create_ms) if base else float("nan")
     print(
-        f"  {'strategy':18} {'fs':6} {'n':>3} {'create med':>11} {'p95':>9} "
+        f"  {'strategy':25} {'fs':6} {'n':>3} {'create med':>11} {'p95':>9} "
         f"{'destroy med':>12} {'p95':>9} {'vs cp --reflink':>16} {'1st git status':>15}"
     )
     for r in rows:
         med = statistics.median(r.create_ms)
         p95 = pct(r.create_ms, 0.95)
         print(
-            f"  {r.strategy:18} {r.label:6} {r.rounds:3d} {med:9.2f}ms {p95:7.2f}ms "
+            f"  {r.strategy:25} {r.label:6} {r.rounds:3d} {med:9.2f}ms {p95:7.2f}ms "
             f"{statistics.median(r.destroy_ms):10.2f}ms {pct(r.destroy_ms, 0.95):7.2f}ms "
             f"{med / base_ms:15.4f}x {r.first_status_ms:13.0f}ms"
         )
@@ -228,18 +240,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     runtime = BENCH_DIR / "run"
     runtime.mkdir(parents=True, exist_ok=True)
-    worst = 0.0
+    worst: dict[str, float] = {}
     for files in (args.small, args.files):
         for row in run_size(files, args, runtime):
             if row.strategy.startswith("auto"):
-                worst = max(worst, pct(row.create_ms, 0.95))
-    verdict = "ok" if worst <= AUTO_BAR_MS else "FAIL"
-    goal = "met" if worst <= GOAL_MS else "missed"
-    print(
-        f"\nauto create p95 (worst size): {worst:.2f} ms; bar {AUTO_BAR_MS:.0f} ms: {verdict}; "
-        f"goal {GOAL_MS:.0f} ms: {goal}"
-    )
-    return 0 if worst <= AUTO_BAR_MS else 1
+                p95 = pct(row.create_ms, 0.95)
+                worst[row.strategy] = max(worst.get(row.strategy, 0.0), p95)
+    print()
+    for name, p95 in worst.items():
+        verdict = "ok" if p95 <= AUTO_BAR_MS else "FAIL"
+        goal = "met" if p95 <= GOAL_MS else "missed"
+        print(
+            f"{name}: create p95 at the worse size {p95:.2f} ms; bar {AUTO_BAR_MS:.0f} ms: "
+            f"{verdict}; goal {GOAL_MS:.0f} ms: {goal}"
+        )
+    return 0 if worst and max(worst.values()) <= AUTO_BAR_MS else 1
 
 
 if __name__ == "__main__":

@@ -214,6 +214,13 @@ class WorkspaceService:
     def on_owner_exit(self, pid: int) -> None:
         self._owner_died(pid, self.owners.died(pid))
 
+    def refill(self) -> None:
+        """Top up the snapshot pools between requests; a failure costs speed, not service."""
+        try:
+            self.registry.refill_pools()
+        except (WorkspaceError, OSError) as exc:
+            report("pool_refill_failed", reason=str(exc))
+
     def watch_all(self) -> None:
         for ws in self.registry.list_workspaces():
             if ws.state == "ready" and not self.owners.watch(ws):
@@ -238,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="strategies auto tries, first usable wins (default: %(default)s)",
     )
     p.add_argument("--orphans", choices=("remove", "keep"), default="remove")
+    p.add_argument(
+        "--snapshot-pool",
+        type=int,
+        default=2,
+        help="btrfs snapshots per golden taken ahead, between requests (0: off; default 2)",
+    )
     p.add_argument("--timeout-s", type=float, default=300.0, help="per cp/git/jj command")
     p.add_argument("--ramdisk", action="store_true", help="provision a RAM disk at start")
     p.add_argument("--ramdisk-name", default="factory")
@@ -270,7 +283,10 @@ def main(argv: list[str]) -> int:
             orphans=args.orphans,
             timeout_s=args.timeout_s,
             auto_order=tuple(name.strip() for name in args.auto_order.split(",")),
+            snapshot_pool=args.snapshot_pool,
         )
+        if spec is not None and spec.golden.is_dir():
+            registry.pool.sources.add(spec.golden.resolve())
     except (WorkspaceError, OSError) as exc:
         report("start_failed", reason=str(exc))
         return 1
@@ -299,6 +315,7 @@ def serve(registry: WorkspaceRegistry, spec: ramdisks.RamDiskSpec | None, runtim
         selector.register(server.fileno(), selectors.EVENT_READ, ("control", 0))
         service.reap()
         service.watch_all()
+        service.refill()
         report("ready", socket=str(server.path), root=str(registry.root))
         while not stopping:
             for key, _ in selector.select(timeout=None):
@@ -306,6 +323,7 @@ def serve(registry: WorkspaceRegistry, spec: ramdisks.RamDiskSpec | None, runtim
                 if kind == "control":
                     while server.serve_one(service.handle, timeout=10.0):
                         pass
+                    service.refill()
                 elif kind == "owner":
                     service.on_owner_exit(pid)
                 else:

@@ -250,6 +250,8 @@ def test_ramdisk_from_config_then_destroyed_by_factoryctl(
                 {"slug": "fast", "source": str(spec.golden), "owner_pid": os.getpid()},
             )
             assert reply["choice"]["strategy"] == "snapshot"
+            # The golden from config was pooled at start: this create was one rename.
+            assert svc.call("status")["registry"]["pool_hits"] == 1
             assert Path(reply["workspace"]["path"]).parent == spec.workspaces
 
             rc, out, err = ctl(svc, "ramdisk", "destroy", "--name", spec.name)

@@ -219,3 +219,42 @@ def test_jj_absent_is_a_clear_refusal(tmp_path: Path, scratch: Path) -> None:
         r" on PATH|source .* is not a jj repository)",
     ):
         reg.create_workspace("x", source, "jj")
+
+
+def test_snapshot_pool_hands_out_only_current_snapshots(
+    btrfs_disk: ramdisks.RamDiskSpec, tmp_path: Path, scratch: Path
+) -> None:
+    golden = btrfs_disk.mountpoint / "pool-golden"
+    _btrfs.create_subvolume(golden)
+    reg = WorkspaceRegistry(
+        btrfs_disk.workspaces, tmp_path / "ws.sqlite3", scratch=scratch, snapshot_pool=2
+    )
+    try:
+        make_repo(golden)  # into the (existing) subvolume
+        first = reg.create_workspace("cold", golden, "snapshot")  # nothing pooled yet
+        assert reg.statistics()["pool_misses"] == 1
+        assert reg.refill_pools() == 2
+        warm = reg.create_workspace("warm", golden, "snapshot")
+        assert reg.statistics()["pool_hits"] == 1
+        assert _btrfs.is_subvolume(warm.path)
+        assert_isolated_git_copy(warm, golden)
+
+        (golden / "moved.py").write_text("AHEAD = 1\n")  # the golden master moves on
+        git(golden, "add", "moved.py")
+        git(golden, "commit", "-q", "-m", "golden moved")
+        fresh = reg.create_workspace("fresh", golden, "snapshot")  # pooled ones are stale
+        assert reg.statistics()["pool_hits"] == 1
+        assert (fresh.path / "moved.py").read_text() == "AHEAD = 1\n"
+        assert reg.refill_pools() == 2  # stale ones dropped, two current ones made
+        again = reg.create_workspace("again", golden, "snapshot")
+        assert reg.statistics()["pool_hits"] == 2
+        assert (again.path / "moved.py").read_text() == "AHEAD = 1\n"
+        assert git(again.path, "log", "-1", "--format=%s") == "golden moved\n"
+        for ws in (first, warm, fresh, again):
+            reg.destroy_workspace(ws.id)
+            assert not ws.path.exists()
+    finally:
+        reg.pool.drain()
+        assert not reg.pool.dir.exists() or not list(reg.pool.dir.iterdir())
+        reg.close()
+        _btrfs.delete_subvolume(golden)

@@ -7,7 +7,6 @@ because none of them waits on anything but the filesystem itself.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
 import struct
@@ -22,6 +21,9 @@ _FIRST_FREE_OBJECTID = 256  # inode number of every subvolume's root directory
 IOC_SUBVOL_CREATE = 0x5000940E  # _IOW(0x94, 14, struct btrfs_ioctl_vol_args)
 IOC_SNAP_DESTROY = 0x5000940F  # _IOW(0x94, 15, struct btrfs_ioctl_vol_args)
 IOC_SNAP_CREATE_V2 = 0x50009417  # _IOW(0x94, 23, struct btrfs_ioctl_vol_args_v2)
+IOC_GET_SUBVOL_INFO = 0x81F8943C  # _IOR(0x94, 60, struct btrfs_ioctl_get_subvol_info_args)
+_SUBVOL_INFO_SIZE = 504
+_CTRANSID_OFFSET = 8 + 256 + 4 * 8 + 3 * 16  # after treeid, name, 4 u64, 3 uuids
 SUBVOL_RDONLY = 1 << 1
 
 
@@ -57,6 +59,23 @@ def is_subvolume(path: Path) -> bool:
     return st.st_ino == _FIRST_FREE_OBJECTID and fs_magic(path) == BTRFS_MAGIC
 
 
+def change_transid(path: Path) -> int:
+    """The transaction id of the last change inside subvolume `path` (its ctransid).
+
+    Moves as soon as anything in the subvolume changes, before the change is committed;
+    taking a snapshot of it does not move it. Raises BtrfsError (ENOTTY before Linux 4.18).
+    """
+    buf = bytearray(_SUBVOL_INFO_SIZE)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.ioctl(fd, IOC_GET_SUBVOL_INFO, buf)
+    except OSError as exc:
+        raise BtrfsError(exc.errno, f"subvolume info of {path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+    return int(struct.unpack_from("<Q", buf, _CTRANSID_OFFSET)[0])
+
+
 def create_subvolume(path: Path) -> None:
     """Create an empty subvolume at `path` (its parent must exist on btrfs)."""
     _ioctl(path.parent, IOC_SUBVOL_CREATE, _vol_args(path.name), f"create subvolume {path}")
@@ -85,14 +104,3 @@ def delete_subvolume(path: Path) -> None:
     subvolumes, EPERM without CAP_SYS_ADMIN or the user_subvol_rm_allowed mount option).
     """
     _ioctl(path.parent, IOC_SNAP_DESTROY, _vol_args(path.name), f"delete subvolume {path}")
-
-
-def delete_subvolume_if_present(path: Path) -> bool:
-    """Delete `path` if it is a subvolume; returns whether one was deleted."""
-    try:
-        delete_subvolume(path)
-    except BtrfsError as exc:
-        if exc.errno == errno.ENOENT:
-            return False
-        raise
-    return True

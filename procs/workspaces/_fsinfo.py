@@ -10,6 +10,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import functools
 import os
 import tempfile
 from dataclasses import dataclass
@@ -93,8 +94,11 @@ def can_clone_in(directory: Path) -> bool:
     return True
 
 
+@functools.cache
 def has_sys_admin() -> bool:
-    """Whether this process holds CAP_SYS_ADMIN (needed for mount and subvolume delete)."""
+    """Whether this process holds CAP_SYS_ADMIN (needed for mount and subvolume delete).
+
+    Read once per process: capabilities do not change while a service runs."""
     with open("/proc/self/status", encoding="ascii") as f:
         for line in f:
             if line.startswith("CapEff:"):
@@ -102,6 +106,7 @@ def has_sys_admin() -> bool:
     return False
 
 
+@functools.cache
 def kernel_has_fs(name: str) -> bool:
     """Whether /proc/filesystems lists `name` (overlay, btrfs, xfs)."""
     with open("/proc/filesystems", encoding="ascii") as f:

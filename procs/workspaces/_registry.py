@@ -36,6 +36,7 @@ from procs.workspaces._records import (
     owner_alive,
     process_start_ticks,
 )
+from procs.workspaces._snapshot_pool import SnapshotPool
 from procs.workspaces._strategies import (
     AUTO_ORDER,
     STRATEGY_IMPLS,
@@ -80,6 +81,8 @@ class WorkspaceRegistry:
         default_strategy: used when a caller names none ("auto" or a strategy name).
         orphans: what reaping does with a workspace whose owner died: remove or keep.
         timeout_s: the most one strategy command (cp, git, jj) may run.
+        snapshot_pool: snapshots per golden master taken ahead of time (see
+            _snapshot_pool); 0 takes each snapshot on request. `refill_pools()` tops up.
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class WorkspaceRegistry:
         orphans: OrphanPolicy = "remove",
         timeout_s: float = 300.0,
         auto_order: tuple[str, ...] = AUTO_ORDER,
+        snapshot_pool: int = 0,
     ) -> None:
         if orphans not in ("remove", "keep"):
             raise BadRequest(f"orphan policy must be 'remove' or 'keep', got {orphans!r}")
@@ -110,6 +114,7 @@ class WorkspaceRegistry:
         self.timeout_s = timeout_s
         self.auto_order = auto_order
         self.records = WorkspaceRecords(db_path)
+        self.pool = SnapshotPool(self.root, snapshot_pool)
         self._counters = _Counters()
 
     # -- create ------------------------------------------------------------------------
@@ -173,7 +178,8 @@ class WorkspaceRegistry:
         impl = STRATEGY_IMPLS[choice.strategy]
         placement = Placement(src, rec.path, rec.scratch)
         try:
-            impl.create(placement, timeout_s=self.timeout_s)
+            if not (choice.strategy == "snapshot" and self.pool.take(src, rec.path)):
+                impl.create(placement, timeout_s=self.timeout_s)
         except BaseException:
             self._counters.failed += 1
             with contextlib.suppress(WorkspaceError, OSError):
@@ -265,6 +271,11 @@ class WorkspaceRegistry:
             return OrphanReport(ws, "failed", f"{reason}; removing failed: {exc}")
         return OrphanReport(ws, action, reason)
 
+    def refill_pools(self) -> int:
+        """Top up the snapshot pools of the golden masters seen so far (synchronous; a few
+        ms per snapshot made). Returns how many snapshots were made."""
+        return self.pool.refill() if self.pool.size > 0 else 0
+
     def statistics(self) -> dict[str, Any]:
         c = self._counters
         live = self.list_workspaces()
@@ -276,6 +287,7 @@ class WorkspaceRegistry:
             "failed": c.failed,
             "last_create_ms": round(c.last_create_ms, 3),
             "created_by_strategy": dict(c.by_strategy),
+            **self.pool.statistics(),
         }
 
     def close(self) -> None:
