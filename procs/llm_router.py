@@ -11,8 +11,9 @@ once, one thread per call in flight (at most --workers):
        |   {"ok": false, "error": {"type": "EndpointUnavailable", "message": "..."}}
     wire:  {"command": "status", "args": {}} -> breakers, calls per role, today's usage
 
-Spend lives in `<state_dir>/llm_usage.sqlite`; GPU tickets are flock slots under
-`<runtime_dir>/gpu-tickets/` until the ledger is wired in (see procs/llm/tickets.py).
+Spend lives in `<state_dir>/llm_usage.sqlite`. GPU tickets come from the resource ledger
+in the runtime dir when the governor has created one, else from flock slots under
+`<runtime_dir>/gpu-tickets/` (see procs/llm/tickets.py); status says which.
 SIGTERM stops accepting, lets calls in flight finish (bounded by --drain-s), exits 0.
 """
 
@@ -39,6 +40,7 @@ from ipc.control import (
     recv_frame,
     send_frame,
 )
+from ipc.ledger import LedgerError, TicketLedger
 from procs.llm.budget import BudgetStore, DailyBudget, Prices
 from procs.llm.config import RouterConfig, RouterConfigError, default_config
 from procs.llm.errors import (
@@ -53,7 +55,7 @@ from procs.llm.errors import (
     UpstreamError,
 )
 from procs.llm.router import LLMRouter
-from procs.llm.tickets import FlockTickets, GpuTickets
+from procs.llm.tickets import FlockTickets, GpuTickets, LedgerTickets
 from procs.llm.types import LLMRequest, LLMRequestInvalid, LLMResponse, Usage
 
 __all__ = [
@@ -70,6 +72,7 @@ __all__ = [
     "LLMRequestInvalid",
     "LLMResponse",
     "LLMRouter",
+    "LedgerTickets",
     "MissingAPIKey",
     "Prices",
     "RouterConfig",
@@ -85,11 +88,18 @@ ENDPOINT = "llm_router"
 MAX_CALL_TIMEOUT_S = 600.0
 
 
+def open_tickets(config: RouterConfig, runtime: Path) -> GpuTickets:
+    """The resource ledger's GPU tickets if the governor made one, else flock slots."""
+    try:
+        return LedgerTickets(TicketLedger.open(runtime))
+    except LedgerError:
+        return FlockTickets(runtime / "gpu-tickets", config.gpu_tickets)
+
+
 def open_router(config: RouterConfig, runtime: Path, state: Path) -> LLMRouter:
-    """The router with its spend ledger in `state` and flock GPU tickets in `runtime`."""
+    """The router with its spend ledger in `state` and GPU tickets from `runtime`."""
     budget = BudgetStore(state / "llm_usage.sqlite", config.budget)
-    tickets = FlockTickets(runtime / "gpu-tickets", config.gpu_tickets)
-    return LLMRouter(config, budget, tickets)
+    return LLMRouter(config, budget, open_tickets(config, runtime))
 
 
 def handle(router: LLMRouter, command: str, args: dict[str, Any]) -> Any:

@@ -31,7 +31,7 @@ from procs.llm.errors import (
     UpstreamError,
 )
 from procs.llm.router import LLMRouter
-from procs.llm.tickets import FlockTickets
+from procs.llm.tickets import FlockTickets, GpuTickets
 from procs.llm.types import LLMRequest
 from tests.doubles._plan import Answer, Fail, Hang
 from tests.doubles.anthropic_messages import AnthropicMessagesDouble
@@ -62,7 +62,7 @@ def make_router(
     *,
     local: dict[str, Any] | None = None,
     budget: dict[str, Any] | None = None,
-    tickets: FlockTickets | None = None,
+    tickets: GpuTickets | None = None,
 ) -> LLMRouter:
     raw: dict[str, Any] = {
         "roles": {"auditor": "local", "implementer": "local", "reviewer": "anthropic"},
@@ -332,3 +332,21 @@ def test_usage_is_accounted_per_role_and_the_daily_budget_holds(
     assert reopened.spent_usd(role="reviewer") == pytest.approx(0.036)
     day[0] = "2026-11-24"
     reopened.check("reviewer")  # a new day, a new budget
+
+
+def test_gpu_tickets_come_from_the_resource_ledger(tmp_path: Path, llama: LlamaCppDouble) -> None:
+    from ipc.ledger import Limits, TicketLedger
+    from procs.llm.tickets import LedgerTickets
+
+    ledger = TicketLedger.create(tmp_path / "run", Limits(gpu_tickets=1))
+    try:
+        router = make_router(tmp_path, llama.base_url, tickets=LedgerTickets(ledger))
+        held = ledger.acquire({"gpu": 1}, label="someone else", timeout=1.0)
+        with pytest.raises(TicketTimeout, match="no GPU ticket from the ledger"):
+            router.route_request("auditor", REQUEST, timeout=0.3)
+        assert llama.requests == []
+        ledger.release(held)
+        assert router.route_request("auditor", REQUEST, timeout=10).content == "ok"
+        assert ledger.statistics()["released"] >= 2  # ours went back after the call
+    finally:
+        ledger.destroy()

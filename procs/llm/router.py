@@ -141,6 +141,7 @@ class LLMRouter:
             "breakers": {name: b.statistics() for name, b in self.breakers.items()},
             "usage_today": self.budget.usage_by_role(),
         }
+        stats["gpu_tickets_from"] = type(self.tickets).__name__
         if hasattr(self.tickets, "statistics"):
             stats["gpu_tickets"] = self.tickets.statistics()
         return stats

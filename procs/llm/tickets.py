@@ -1,12 +1,12 @@
 """GPU tickets held around local inference: an injectable interface and a local fallback.
 
-The real holder of GPU tickets is the shared-memory ledger (ipc/ledger.py, SysV semaphores
-with SEM_UNDO). Until the router is wired to it, `FlockTickets` gives the same guarantees
-across processes with `flock(2)` on N slot files in the runtime directory: at most N
-holders, a wait bounded by a deadline, and the kernel frees a slot when its holder dies.
-
-To plug the ledger in, pass any object with `acquire(*, deadline) -> ContextManager` that
-raises TicketTimeout (or adapt the ledger's own timeout error) to LLMRouter(tickets=...).
+`LedgerTickets` takes them from the shared ledger (ipc/ledger.py: SysV semaphores with
+SEM_UNDO, created by the resource governor), so the router shares the GPU with every
+other holder on the box. Where no ledger exists (no governor running: tests, a router run
+alone), `FlockTickets` gives the same guarantees to router processes only, with `flock(2)`
+on N slot files: at most N holders, a wait bounded by a deadline, and the kernel frees a
+slot when its holder dies. Any object with `acquire(*, deadline) -> context manager`
+raising TicketTimeout plugs into LLMRouter(tickets=...).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
+from ipc.ledger import ResourceError, TicketLedger
 from procs.llm.errors import TicketTimeout
 
 
@@ -79,3 +80,25 @@ class FlockTickets:
 
     def statistics(self) -> dict[str, int]:
         return {"tickets": len(self.paths), "acquired": self.acquired, "timeouts": self.timeouts}
+
+
+class LedgerTickets:
+    """GPU tickets from the resource ledger; each is released when the call ends."""
+
+    def __init__(self, ledger: TicketLedger, *, label: str = "llm_router") -> None:
+        self.ledger = ledger
+        self.label = label
+
+    @contextlib.contextmanager
+    def acquire(self, *, deadline: float) -> Iterator[object]:
+        try:
+            ticket = self.ledger.request_gpu_ticket(label=self.label, deadline=deadline)
+        except ResourceError as exc:
+            raise TicketTimeout(f"no GPU ticket from the ledger: {exc}") from exc
+        try:
+            yield ticket
+        finally:
+            self.ledger.release(ticket)
+
+    def statistics(self) -> dict[str, int]:
+        return self.ledger.statistics()
