@@ -235,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(
         f"machine: {os.cpu_count()} cpus, Linux {platform.release()}, Python "
-        f"{platform.python_version()}; times through WorkspaceRegistry (SQLite record "
-        "included); p95 = nearest rank"
+        f"{platform.python_version()}, load average {os.getloadavg()[0]:.1f}; times through "
+        "WorkspaceRegistry (SQLite record included); p95 = nearest rank"
     )
     runtime = BENCH_DIR / "run"
     runtime.mkdir(parents=True, exist_ok=True)

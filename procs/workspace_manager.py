@@ -18,6 +18,11 @@ destroys it was interrupted in), then answers on <runtime_dir>/workspace_manager
     ramdisk.destroy     {name?, force?}                       -> {status, destroyed: [...]}
     status              {}                                    -> statistics
 
+Between requests it keeps --snapshot-pool snapshots of each btrfs golden master taken
+ahead (handed out only while the golden is unchanged), so a snapshot create is one rename.
+Requests are served one at a time: a copy/worktree/reflink create of a large repo holds
+the others back for its duration (snapshot and overlay take about a millisecond).
+
 Each owner is watched through a pidfd, so a workspace whose owner dies is reaped (removed
 or kept, per --orphans) as the death happens, with no polling. Reports go to stderr as one
 JSON record per line. SIGTERM/SIGINT stop it cleanly; workspaces and the RAM disk stay.

@@ -241,3 +241,15 @@ def test_auto_order_is_configurable_and_checked(
     assert choice.strategy == "copy"
     assert choice.skipped[0][0] == "reflink" and "cannot reflink" in choice.skipped[0][1]
     reg.close()
+
+
+def test_a_command_past_its_timeout_is_killed_with_its_children(tmp_path: Path) -> None:
+    from procs.workspaces._commands import CommandFailed, run_command
+
+    pid_file = tmp_path / "child.pid"
+    script = f"sleep 60 & echo $! > {pid_file}; wait"
+    with pytest.raises(CommandFailed, match=r"no result after 0.3 s, killed"):
+        run_command(["sh", "-c", script], timeout_s=0.3, what="slow")
+    wait_gone(int(pid_file.read_text()), timeout=5)
+    with pytest.raises(CommandFailed, match="exit 3: oops"):
+        run_command(["sh", "-c", "echo oops >&2; exit 3"], timeout_s=10)
