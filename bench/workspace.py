@@ -188,6 +188,7 @@ def run_size(files: int, args: argparse.Namespace, runtime: Path) -> list[Row]:
             rows.append(time_case(reg, golden, strategy, rounds, fs.replace("pooled", "btrfs")))
         for reg in regs.values():
             reg.close()
+        compare_mount(btrfs.golden, scratch, args.rounds)
     finally:
         for spec in specs.values():
             ramdisks.destroy(spec, force=True)
@@ -204,6 +205,44 @@ def _unavailable(reg: WorkspaceRegistry, golden: Path, strategy: str) -> str | N
     except StrategyUnavailable as exc:
         return str(exc)
     return None
+
+
+def compare_mount(lower: Path, scratch: Path, rounds: int) -> None:
+    """overlayfs through mount(2)/umount2(2) via ctypes against forking mount(8)/umount(8)."""
+    base = scratch / "mount-compare"
+    upper, work, target = base / "upper", base / "work", base / "mnt"
+    for d in (upper, work, target):
+        d.mkdir(parents=True, exist_ok=True)
+    options = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    timings: dict[str, list[float]] = {
+        k: [] for k in ("mount(2)", "umount2(2)", "mount(8)", "umount(8)")
+    }
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        _fsinfo.mount("overlay", target, "overlay", options)
+        t1 = time.perf_counter()
+        _fsinfo.unmount(target)
+        t2 = time.perf_counter()
+        subprocess.run(
+            ["mount", "-t", "overlay", "overlay", "-o", options, str(target)],
+            timeout=30,
+            check=True,
+        )
+        t3 = time.perf_counter()
+        subprocess.run(["umount", str(target)], timeout=30, check=True)
+        t4 = time.perf_counter()
+        for key, a, b in (
+            ("mount(2)", t0, t1),
+            ("umount2(2)", t1, t2),
+            ("mount(8)", t2, t3),
+            ("umount(8)", t3, t4),
+        ):
+            timings[key].append((b - a) * 1000)
+    shutil.rmtree(base)
+    print("  overlay mount, ctypes syscall against the mount(8) command:")
+    for key, values in timings.items():
+        med, p95 = statistics.median(values), pct(values, 0.95)
+        print(f"    {key:11} median {med:6.2f} ms  p95 {p95:6.2f} ms")
 
 
 def print_rows(rows: list[Row]) -> None:
