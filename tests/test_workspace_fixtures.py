@@ -8,10 +8,12 @@ holding the image, and deletes the image, then checks that nothing is left.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,8 +31,29 @@ GIT_ENV = {
     "HOME": "/nonexistent",
 }
 _names = itertools.count()
-# Without CAP_SYS_ADMIN there is no overlay: auto falls back to a git worktree.
-CAN_MOUNT = _fsinfo.has_sys_admin() and _fsinfo.kernel_has_fs("overlay")
+
+
+def _overlay_mounts() -> bool:
+    """Whether an overlay can really be mounted here (root in a container may not)."""
+    if not (_fsinfo.has_sys_admin() and _fsinfo.kernel_has_fs("overlay")):
+        return False
+    base = Path(tempfile.mkdtemp(prefix="factory-overlay-probe-", dir="/dev/shm"))
+    try:
+        for d in ("lower", "upper", "work", "mnt"):
+            (base / d).mkdir()
+        options = f"lowerdir={base / 'lower'},upperdir={base / 'upper'},workdir={base / 'work'}"
+        try:
+            _fsinfo.mount("overlay", base / "mnt", "overlay", options)
+        except OSError:
+            return False
+        _fsinfo.unmount(base / "mnt")
+        return True
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# Where overlay cannot be mounted, auto falls back to a git worktree.
+CAN_MOUNT = _overlay_mounts()
 AUTO_ON_EXT4 = "overlay" if CAN_MOUNT else "worktree"
 
 
@@ -61,14 +84,22 @@ def make_repo(path: Path, files: int = 12) -> Path:
     return path
 
 
+@functools.cache
 def mount_skip_reason(fstype: str) -> str | None:
-    """Why loop-mounting `fstype` cannot be tested here, or None."""
+    """Why loop-mounting `fstype` cannot be tested here, or None (probed once by trying)."""
     if not _fsinfo.has_sys_admin():
         return "loop mounts need CAP_SYS_ADMIN (run the tests as root)"
     if shutil.which(ramdisks.MKFS[fstype][0]) is None:
         return f"{ramdisks.MKFS[fstype][0]} is not installed"
-    if not _fsinfo.kernel_has_fs(fstype):
-        return f"this kernel has no {fstype}"
+    runtime = Path(tempfile.mkdtemp(prefix="factory-mount-probe-"))
+    spec = new_spec(runtime, fstype)
+    try:
+        ramdisks.create(spec, timeout_s=60)
+    except ramdisks.RamDiskError as exc:
+        return f"cannot loop-mount {fstype} here: {exc}"
+    finally:
+        teardown_ramdisk(spec)
+        shutil.rmtree(runtime, ignore_errors=True)
     return None
 
 
