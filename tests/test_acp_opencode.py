@@ -138,6 +138,23 @@ def test_refused_writes_reach_the_agent(fresh: Rig, tmp_path: Path) -> None:
     assert result.record.message == "gave up outside"
 
 
+def test_shell_commands_are_refused_without_may_execute(fresh: Rig) -> None:
+    marker = fresh.workspace / "from_shell.txt"
+    fresh.double.set_script(
+        [
+            ToolCallReply("bash", {"command": f"echo hi > {marker}", "description": "write"}),
+            TextReply("no shell then"),
+        ]
+    )
+    result = fresh.runner.run(fresh.agent.prompt("use the shell", timeout=60))
+    assert result.stop_reason == "end_turn"
+    [permission] = result.record.permissions
+    assert (permission.kind, permission.outcome) == ("execute", "refused")
+    assert "may not run commands" in permission.reason
+    assert not marker.exists()
+    assert "rejected permission" in tool_results(fresh.double)[-1]
+
+
 def test_cancel_mid_turn_ends_with_cancelled(fresh: Rig) -> None:
     held = HeldReply(TextReply("too late"))
     fresh.double.set_script([held])

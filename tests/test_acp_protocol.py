@@ -128,3 +128,22 @@ def test_agent_that_never_answers_times_out(ws: Path) -> None:
 
     with pytest.raises(AgentTimeout, match=r"did not answer initialize within 0\.5s"):
         asyncio.run(main())
+
+
+def test_turn_past_its_timeout_is_cancelled_and_says_so(ws: Path) -> None:
+    async def main() -> tuple[TurnResult, dict[str, Any]]:
+        env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+        agent = await AcpAgent.start(
+            AGENT, workspace=ws, policy=RolePolicy.for_role("reviewer"), env=env, timeout=30
+        )
+        try:
+            await agent.new_session(timeout=10)
+            result = await agent.prompt(json.dumps([{"op": "wait_cancel"}]), timeout=0.3)
+            return result, agent.statistics()
+        finally:
+            await agent.close()
+
+    result, stats = asyncio.run(main())
+    assert (result.stop_reason, result.timed_out) == ("cancelled", True)
+    assert stats["received"] == 3  # initialize, session/new, session/prompt replies
+    assert stats["protocol_violations"] == 0

@@ -247,6 +247,15 @@ class AcpAgent:
             self._stderr += chunk
             del self._stderr[:-STDERR_TAIL_BYTES]
 
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "pid": self.process.pid, "returncode": self.process.returncode,
+            "session_id": self.session_id, "sent": self.transport.sent,
+            "received": self.transport.received,
+            "protocol_violations": len(self.transport.violations),
+            "pending_permissions": self.client.pending_permissions,
+        }  # fmt: skip
+
     def stderr_tail(self, limit: int = STDERR_TAIL_BYTES) -> str:
         return bytes(self._stderr[-limit:]).decode("utf-8", errors="replace")
 
