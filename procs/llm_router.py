@@ -133,6 +133,8 @@ def serve_connection(router: LLMRouter, conn: socket.socket) -> None:
                 notes = "; ".join(getattr(exc, "__notes__", []))
                 message = f"{exc} ({notes})" if notes else str(exc)
                 reply = error_reply(type(exc).__name__, message)
+            except Exception as exc:  # noqa: BLE001 - a bug of ours, told to the caller
+                reply = error_reply("internal", f"{type(exc).__name__}: {exc}")
         with contextlib.suppress(ControlTimeout, OSError):
             send_frame(conn, reply, deadline=time.monotonic() + 5.0)
 
