@@ -3,6 +3,7 @@ orphan reaping, and no process left behind even after factoryd is SIGKILLed."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from ipc import control
+from supervisor.ctl import cli
 from supervisor.ctl.exit_status import ExitStatus
 from tests.harness import Journal, target
 from tests.waiting import pid_alive, pid_gone, wait_gone, wait_until
@@ -208,3 +210,58 @@ def test_second_daemon_on_the_same_runtime_dir_is_refused(factoryd, journal, tmp
     assert second.wait_exit() == 3
     assert "already listens" in second.log()
     assert first.status()["tree"]["state"] == "running"
+
+
+def test_watchdog_keeps_beating_while_a_slow_child_stops(factoryd, journal, tmp_path) -> None:
+    """A stop bounded by a 1.5 s shutdown time must not starve the watchdog (200 ms)."""
+    sock_path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(sock_path))
+    listener.settimeout(15)
+    try:
+        d = factoryd(
+            _two_workers(journal),
+            env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "200000"},
+        ).start()
+        journal.wait_count("start", "slow", 1)
+        stopper = threading.Thread(target=lambda: d.call("stop", id="slow"))
+        stopper.start()
+        journal.wait_count("term", "slow", 1)  # the stop has begun
+        beats = 0
+        while stopper.is_alive():  # each recv is bounded by the listener's timeout
+            beats += listener.recv(4096).decode().count("WATCHDOG=1")
+        stopper.join(timeout=30)
+        assert beats >= 3  # at ~100 ms intervals during the 1.5 s stop
+    finally:
+        listener.close()
+
+
+def test_zygote_death_ends_factoryd_for_a_clean_restart(factoryd, journal) -> None:
+    d = factoryd(_two_workers(journal)).start()
+    workers = [d.pid("svc"), d.pid("slow")]
+    os.kill(d.status()["daemon"]["zygote"]["pid"], signal.SIGKILL)
+    assert d.wait_exit() == 70  # DaemonExit.ZYGOTE_DIED: systemd restarts the service
+    for pid in workers:
+        wait_gone(pid)
+    assert '"event":"zygote_died"' in d.log()
+
+
+def test_brutal_kill_skips_sigterm(factoryd, journal) -> None:
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "svc"
+        {target("serve", str(journal.path))}
+        shutdown = "brutal_kill"
+    """).start()
+    code, _, _ = d.ctl("stop", "svc")
+    assert code == 0
+    assert journal.count("stop", "svc") == 0  # never saw SIGTERM, so never said goodbye
+    assert d.node("svc")["state"] == "stopped"
+
+
+def test_runtime_dir_option_after_the_subcommand(factoryd, journal) -> None:
+    d = factoryd(_two_workers(journal)).start()
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(["status", "--json", "--runtime-dir", str(d.runtime_dir)], out=out, err=err)
+    assert code == 0 and json.loads(out.getvalue())["tree"]["id"] == "root"
