@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
+import psutil
 
 from ipc import control, paths
 from supervisor import config as config_mod
@@ -293,6 +294,20 @@ class Daemon:
             self.orphans_reaped += 1
             self.report("orphan_reaped", pid=pid, exit_code=os.waitstatus_to_exitcode(status))
 
+    def _kill_orphans(self) -> None:
+        """At stop, orphans adopted by us (subreaper) that left their child's process
+        group are our own children now: SIGKILL them and reap, bounded."""
+        with contextlib.suppress(psutil.Error):
+            for proc in psutil.Process().children():
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+        deadline = time.monotonic() + KILL_WAIT_S
+        while time.monotonic() < deadline:
+            self._reap_orphans()
+            if not psutil.Process().children():
+                return
+            self._pump(0.05, serve_control=False)
+
     def _zygote_died(self) -> None:
         if self.exit_code is None:
             self.report(
@@ -349,7 +364,7 @@ class Daemon:
                 self.root.shutdown()
         self.control.close()
         self.zygote.close()
-        self._reap_orphans()
+        self._kill_orphans()
         self.child_logs.close()
         signal.set_wakeup_fd(-1)
         for fd in (self._wake_r, self._wake_w):

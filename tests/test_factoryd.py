@@ -265,3 +265,21 @@ def test_runtime_dir_option_after_the_subcommand(factoryd, journal) -> None:
     out, err = io.StringIO(), io.StringIO()
     code = cli.main(["status", "--json", "--runtime-dir", str(d.runtime_dir)], out=out, err=err)
     assert code == 0 and json.loads(out.getvalue())["tree"]["id"] == "root"
+
+
+def test_orphans_still_running_at_stop_are_killed(factoryd, journal, tmp_path) -> None:
+    fifo = tmp_path / "never-written"
+    os.mkfifo(fifo)
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "maker"
+        {target("orphan_maker", str(journal.path), str(fifo))}
+        restart = "transient"
+    """).start()
+    journal.wait_count("orphan", "maker", 1)
+    orphan = next(p for e, _, p in journal.events() if e == "orphan")
+    wait_until(lambda: _ppid(orphan) == d.proc.pid, what="orphan reparented to factoryd")
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.wait_exit() == 0
+    assert pid_gone(orphan)
