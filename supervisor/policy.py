@@ -115,8 +115,8 @@ def add_restart(
     restarts: tuple[float, ...], intensity: int, period_s: float, now: float
 ) -> tuple[bool, tuple[float, ...]]:
     """OTP's add_restart/3: record one restart; False once more than `intensity` fall
-    inside the last `period_s` seconds."""
-    recent = (*(t for t in restarts if now - t < period_s), now)
+    inside the last `period_s` seconds (inclusive, as OTP's `Now =< Then + Period`)."""
+    recent = (*(t for t in restarts if now - t <= period_s), now)
     return len(recent) <= intensity, recent
 
 

@@ -127,6 +127,11 @@ def test_intensity_counts_only_restarts_inside_the_period() -> None:
     assert not ok
 
 
+def test_intensity_period_is_inclusive_as_in_otp() -> None:
+    ok, recent = add_restart((2.0,), intensity=1, period_s=10.0, now=12.0)
+    assert not ok and recent == (2.0, 12.0)
+
+
 def test_intensity_zero_means_no_restart_at_all() -> None:
     s = state(Strategy.ONE_FOR_ONE, ("a", P), intensity=0)
     _, actions = decide_exit(s, "a", CRASH, now=0.0)
