@@ -6,7 +6,8 @@ Method: a llama.cpp /completion TEST DOUBLE on 127.0.0.1 answers instantly. We t
           SQLite WAL usage record),
   service the same through the llm_router process's control socket (connect, frame,
           thread hand-off, route, reply),
-N calls each after a warm-up, and print median / p95 in ms and router - raw.
+N calls each after a warm-up, interleaved round-robin (so a load swing on this shared box
+hits all three alike), and print median / p95 in ms and the differences to raw.
 
     python bench/llm_router.py [--calls 500]
 """
@@ -42,14 +43,17 @@ from tests.waiting import wait_until  # noqa: E402
 REQUEST = LLMRequest(model="", prompt="say ok", max_tokens=8)
 
 
-def timed(fn: Callable[[], object], calls: int) -> list[float]:
-    for _ in range(min(50, calls)):
-        fn()
-    samples = []
+def interleaved(fns: dict[str, Callable[[], object]], calls: int) -> dict[str, list[float]]:
+    """Time each function `calls` times, round-robin, so load swings hit all alike."""
+    for fn in fns.values():
+        for _ in range(min(50, calls)):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(calls):
-        began = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - began) * 1000)
+        for name, fn in fns.items():
+            began = time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - began) * 1000)
     return samples
 
 
@@ -68,7 +72,6 @@ def main() -> None:
     with LlamaCppDouble() as llama:
         raw_client = httpx.Client(base_url=llama.base_url, trust_env=False)
         body = {"prompt": "say ok", "n_predict": 8, "temperature": 0.0, "stream": False}
-        raw = timed(lambda: raw_client.post("/completion", json=body, timeout=5).json(), args.calls)
 
         config = RouterConfig.from_dict({
             "roles": {"auditor": "local"},
@@ -79,7 +82,6 @@ def main() -> None:
             config, BudgetStore(tmp / "llm_usage.sqlite", config.budget),
             FlockTickets(tmp / "tickets", 1),
         )  # fmt: skip
-        routed = timed(lambda: router.route_request("auditor", REQUEST, timeout=10), args.calls)
 
         cfg = tmp / "router.toml"
         cfg.write_text(
@@ -95,15 +97,22 @@ def main() -> None:
         try:
             wait_until(sock.exists, timeout=30, what="router socket")
             args_ = {"role": "auditor", "request": REQUEST.to_dict()}
-            service = timed(lambda: call(sock, "route", args_, timeout=10), args.calls)
+            samples = interleaved(
+                {
+                    "raw": lambda: raw_client.post("/completion", json=body, timeout=5).json(),
+                    "router": lambda: router.route_request("auditor", REQUEST, timeout=10),
+                    "service": lambda: call(sock, "route", args_, timeout=10),
+                },
+                args.calls,
+            )
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
     print(f"llama.cpp test double on 127.0.0.1, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
-    raw_m, raw_p = summary("raw", raw)
-    rt_m, rt_p = summary("router", routed)
-    sv_m, sv_p = summary("service", service)
+    raw_m, raw_p = summary("raw", samples["raw"])
+    rt_m, rt_p = summary("router", samples["router"])
+    sv_m, sv_p = summary("service", samples["service"])
     print(
         f"router overhead (router - raw): median {rt_m - raw_m:.3f} ms, p95 {rt_p - raw_p:.3f} ms"
     )
