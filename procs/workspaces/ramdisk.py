@@ -102,7 +102,7 @@ def status(spec: RamDiskSpec) -> dict[str, Any]:
     mounted = _fsinfo.is_mountpoint(spec.mountpoint)
     out: dict[str, Any] = {
         "name": spec.name,
-        "fstype": spec.fstype,
+        "fstype": _fsinfo.fs_name(spec.mountpoint) if mounted else spec.fstype,
         "image": str(spec.image),
         "image_exists": spec.image.exists(),
         "mountpoint": str(spec.mountpoint),
