@@ -175,6 +175,7 @@ class AcpAgent:
             raise AgentProtocolError("prompt before new_session()")
         self.client.record = record = TurnRecord()
         self.client.cancelled.clear()
+        seen_violations = len(self.transport.violations)
         began = time.monotonic()
         turn = asyncio.ensure_future(
             self.conn.prompt(session_id=self.session_id, prompt=[acp.text_block(text)])
@@ -192,7 +193,7 @@ class AcpAgent:
         return TurnResult(
             stop_reason=str(reply.stop_reason), record=record,
             wall_s=time.monotonic() - began, usage=usage, timed_out=timed_out,
-            protocol_violations=list(self.transport.violations),
+            protocol_violations=self.transport.violations[seen_violations:],
         )  # fmt: skip
 
     async def cancel(self) -> None:
@@ -215,7 +216,7 @@ class AcpAgent:
         if task not in done:
             if self._exit.done():
                 task.cancel()
-                raise AgentDied(self._death(what))
+                raise await self._died(what)
             if not keep_on_timeout:
                 task.cancel()
             raise AgentTimeout(f"agent did not answer {what} within {timeout}s")
@@ -223,13 +224,15 @@ class AcpAgent:
             return task.result()
         except ConnectionError:
             await asyncio.wait({self._exit}, timeout=2.0)
-            raise AgentDied(self._death(what)) from None
+            raise await self._died(what) from None
         except RequestError as exc:
             raise AgentProtocolError(f"agent refused {what}: {exc} ({exc.data})") from None
         except ValidationError as exc:
             raise AgentProtocolError(f"agent's reply to {what} is not valid ACP: {exc}") from None
 
-    def _death(self, what: str) -> str:
+    async def _died(self, what: str) -> AgentDied:
+        """AgentDied naming the exit status and the last of stderr (read to its end)."""
+        await asyncio.wait({self._stderr_pump}, timeout=1.0)
         code = self.process.returncode
         how = (
             "is gone (pipe closed)" if code is None
@@ -237,7 +240,8 @@ class AcpAgent:
             else f"exited with status {code}"
         )  # fmt: skip
         tail = self.stderr_tail(1000).strip() or "(nothing on stderr)"
-        return f"agent {self.command[0]} (pid {self.process.pid}) {how} during {what}; " + (
+        return AgentDied(
+            f"agent {self.command[0]} (pid {self.process.pid}) {how} during {what}; "
             f"stderr ends: {tail}"
         )
 
