@@ -164,14 +164,36 @@ def _route_in_threads(router: LLMRouter, count: int, timeout: float) -> tuple[li
     return results, threads
 
 
+class ManualClock:
+    """The breakers' reset clock, moved only by the test: no race with thread start-up."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def breaker_router(
+    tmp_path: Path, llama: LlamaCppDouble, clock: ManualClock, **local: Any
+) -> LLMRouter:
+    config = RouterConfig.from_dict({
+        "roles": {"auditor": "local"},
+        "endpoints": {"local": {
+            "kind": "llama_cpp", "base_url": llama.base_url, "timeout_s": 5.0,
+            "backoff_s": 0.001, "failure_threshold": 2, "reset_after_s": 10.0, **local,
+        }},
+    })  # fmt: skip
+    store = BudgetStore(tmp_path / "llm_usage.sqlite", config.budget)
+    return LLMRouter(config, store, FlockTickets(tmp_path / "t", 8), breaker_clock=clock)
+
+
 def test_breaker_opens_buffers_and_delivers_everything_on_close(
     tmp_path: Path, llama: LlamaCppDouble
 ) -> None:
     llama.plan.extend([Fail(500), Fail(500)])
-    router = make_router(
-        tmp_path, llama.base_url, local={"retries": 0, "failure_threshold": 2},
-        tickets=FlockTickets(tmp_path / "tickets", 8),
-    )  # fmt: skip
+    clock = ManualClock()
+    router = breaker_router(tmp_path, llama, clock, retries=0)
     breaker = router.breakers["local"]
     for _ in range(2):
         with pytest.raises(UpstreamError):
@@ -180,6 +202,8 @@ def test_breaker_opens_buffers_and_delivers_everything_on_close(
     results, threads = _route_in_threads(router, 5, timeout=20)
     wait_until(lambda: breaker.statistics()["waiting"] == 5, what="5 buffered requests")
     assert llama.plan.calls == 2  # nothing reached the endpoint while open
+    clock.now += 10.0  # reset_after_s passes: one probe, it succeeds, the circuit closes
+    breaker.poke()
     for thread in threads:
         thread.join(timeout=20)
     assert results == ["ok"] * 5
@@ -194,23 +218,31 @@ def test_failed_probe_reopens_and_buffered_requests_still_arrive(
     tmp_path: Path, llama: LlamaCppDouble
 ) -> None:
     llama.plan.extend([Fail(500), Fail(500), Fail(503)])  # the third is the half-open probe
-    router = make_router(
-        tmp_path, llama.base_url,
-        local={"retries": 1, "failure_threshold": 2, "reset_after_s": 0.3},
-        tickets=FlockTickets(tmp_path / "tickets", 8),
-    )  # fmt: skip
+    clock = ManualClock()
+    router = breaker_router(tmp_path, llama, clock, retries=1)
     breaker = router.breakers["local"]
     with pytest.raises(UpstreamError):
         router.route_request("auditor", REQUEST, timeout=10)  # 2 attempts: opens
     assert breaker.state is BreakerState.OPEN
     results, threads = _route_in_threads(router, 3, timeout=20)
+    wait_until(lambda: breaker.statistics()["waiting"] == 3, what="3 buffered requests")
+    clock.now += 10.0
+    breaker.poke()  # the probe fails: open again, its caller retries and waits again
+    wait_until(
+        lambda: breaker.statistics()["opened"] == 2 and breaker.statistics()["waiting"] == 3,
+        what="the circuit to re-open with all 3 requests buffered",
+    )
+    assert llama.plan.calls == 3
+    clock.now += 10.0
+    breaker.poke()  # this probe succeeds: closed, everything delivered
     for thread in threads:
         thread.join(timeout=20)
     assert results == ["ok"] * 3
     stats = breaker.statistics()
-    assert stats["opened"] == 2  # opened, probe failed and re-opened, then closed
-    assert stats["state"] == "closed"
-    assert stats["expired"] == 0
+    assert (stats["state"], stats["opened"], stats["closed"], stats["expired"]) == (
+        "closed", 2, 1, 0,
+    )  # fmt: skip
+    assert llama.plan.calls == 3 + 3
 
 
 def test_request_buffered_past_its_deadline_is_told_why(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from procs.llm.errors import CircuitOpen
@@ -36,7 +37,16 @@ class Admission:
 class CircuitBreaker:
     """Thread-safe breaker; `admit()` blocks while open, at most until `deadline`."""
 
-    def __init__(self, name: str, *, failure_threshold: int = 5, reset_after_s: float = 10.0):
+    def __init__(
+        self,
+        name: str,
+        *,
+        failure_threshold: int = 5,
+        reset_after_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`clock` times the open -> half-open reset only (tests pass a manual clock and
+        `poke()` after moving it); request deadlines are always time.monotonic()."""
         if failure_threshold < 1:
             raise ValueError(f"breaker {name!r}: failure_threshold must be >= 1")
         if reset_after_s <= 0:
@@ -44,6 +54,7 @@ class CircuitBreaker:
         self.name = name
         self.failure_threshold = failure_threshold
         self.reset_after_s = reset_after_s
+        self._clock = clock
         self._cond = threading.Condition()
         self._state = BreakerState.CLOSED
         self._failures = 0
@@ -66,7 +77,8 @@ class CircuitBreaker:
                 now = time.monotonic()
                 if self._state is BreakerState.CLOSED:
                     return self._admitted(began, now, buffered, probe=False)
-                if self._state is BreakerState.OPEN and now >= self._opened_at + self.reset_after_s:
+                reset_in = self._opened_at + self.reset_after_s - self._clock()
+                if self._state is BreakerState.OPEN and reset_in <= 0:
                     self._state = BreakerState.HALF_OPEN
                 if self._state is BreakerState.HALF_OPEN and not self._probe_out:
                     self._probe_out = True
@@ -83,10 +95,10 @@ class CircuitBreaker:
                     buffered = True
                     self._waiting += 1
                     self._counts["buffered"] += 1
-                wake = deadline
+                pause = deadline - now
                 if self._state is BreakerState.OPEN:
-                    wake = min(wake, self._opened_at + self.reset_after_s)
-                self._cond.wait(max(wake - now, 0.0))
+                    pause = min(pause, reset_in)
+                self._cond.wait(max(pause, 0.0))
 
     def _admitted(self, began: float, now: float, buffered: bool, *, probe: bool) -> Admission:
         if buffered:
@@ -116,7 +128,7 @@ class CircuitBreaker:
                 self._state is BreakerState.CLOSED and self._failures >= self.failure_threshold
             ):
                 self._state = BreakerState.OPEN
-                self._opened_at = time.monotonic()
+                self._opened_at = self._clock()
                 self._counts["opened"] += 1
             self._cond.notify_all()
 
@@ -126,6 +138,11 @@ class CircuitBreaker:
             if admission.probe:
                 self._probe_out = False
                 self._cond.notify_all()
+
+    def poke(self) -> None:
+        """Wake buffered requests to look at the clock again (after a manual clock moved)."""
+        with self._cond:
+            self._cond.notify_all()
 
     def statistics(self) -> dict[str, object]:
         with self._cond:

@@ -15,6 +15,7 @@ import contextlib
 import random
 import threading
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Protocol
 
@@ -56,6 +57,7 @@ class LLMRouter:
         *,
         clients: dict[str, CompletionClient] | None = None,
         rng: random.Random | None = None,
+        breaker_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.budget = budget
@@ -63,7 +65,10 @@ class LLMRouter:
         self.clients = clients or {name: build_client(s) for name, s in config.endpoints.items()}
         self.breakers = {
             name: CircuitBreaker(
-                name, failure_threshold=s.failure_threshold, reset_after_s=s.reset_after_s
+                name,
+                failure_threshold=s.failure_threshold,
+                reset_after_s=s.reset_after_s,
+                clock=breaker_clock,
             )
             for name, s in config.endpoints.items()
         }
