@@ -95,7 +95,9 @@ class FactoryClient:
         call = _dump(tool_call)
         decision = decide(self.policy, self.workspace, call)
         outcome = "allowed" if decision.allow else "refused"
-        if self.review is not None:
+        if self.cancelled.is_set():  # the turn is being cancelled: nothing more runs
+            outcome, decision = "cancelled", Decision(False, "turn cancelled")
+        elif self.review is not None:
             self.pending_permissions += 1
             try:
                 reviewed = await self._reviewed(call, decision)
