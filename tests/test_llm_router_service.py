@@ -91,3 +91,22 @@ def test_bad_config_exits_with_the_reason(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert b"roles.auditor = 'nowhere' names no endpoint" in done.stderr
+
+
+def test_factoryctl_llm_shows_breakers_and_usage(
+    service: tuple[subprocess.Popen[bytes], Path, LlamaCppDouble], tmp_path: Path
+) -> None:
+    import io
+
+    from supervisor.ctl import cli
+
+    _proc, sock, llama = service
+    llama.plan.set_default(Answer("ok", input_tokens=7, output_tokens=3))
+    request = {"model": "", "prompt": "hi", "max_tokens": 8, "temperature": 0.0}
+    call(sock, "route", {"role": "auditor", "request": request}, timeout=10)
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(["--runtime-dir", str(sock.parent), "llm"], out=out, err=err)
+    assert code == 0, err.getvalue()
+    lines = out.getvalue().splitlines()
+    assert any(line.split()[:2] == ["local", "closed"] for line in lines)
+    assert any(line.split()[:4] == ["auditor", "1", "7", "3"] for line in lines)

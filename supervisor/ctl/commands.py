@@ -6,6 +6,7 @@ from types import ModuleType
 
 from supervisor.ctl import (
     kill,
+    llm,
     logs,
     ramdisk,
     reload,
@@ -30,4 +31,5 @@ COMMANDS: dict[str, ModuleType] = {
     "workspaces": workspaces,
     "ramdisk": ramdisk,
     "signals": signals,
+    "llm": llm,
 }
