@@ -13,6 +13,7 @@ import errno
 import math
 import os
 import time
+from typing import NamedTuple
 
 IPC_PRIVATE = 0
 IPC_CREAT = 0o1000
@@ -45,13 +46,11 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _semget = _libc.semget
 _semget.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int)
 _semget.restype = ctypes.c_int
+# semtimedop(int, struct sembuf *, size_t, const struct timespec *) is called without
+# argtypes: the ledger's hot path pays ~1 µs per call for ctypes' argument checks. Every
+# call site passes exactly (int, sembuf array, c_size_t, byref(timespec) or None), which
+# is what an Ops value and the wrappers below guarantee.
 _semtimedop = _libc.semtimedop
-_semtimedop.argtypes = (
-    ctypes.c_int,
-    ctypes.POINTER(sembuf),
-    ctypes.c_size_t,
-    ctypes.POINTER(timespec),
-)
 _semtimedop.restype = ctypes.c_int
 _semctl = _libc.semctl
 _semctl.restype = ctypes.c_int
@@ -79,15 +78,24 @@ def semget(key: int, nsems: int, flags: int) -> int:
     return semid
 
 
-def make_ops(ops: list[tuple[int, int, int]]) -> ctypes.Array[sembuf]:
-    """Build a reusable sembuf array from (sem_num, sem_op, sem_flg) triples."""
+class Ops(NamedTuple):
+    """A reusable sembuf array and its length, ready for semtimedop."""
+
+    array: ctypes.Array[sembuf]
+    count: ctypes.c_size_t
+
+
+def make_ops(ops: list[tuple[int, int, int]]) -> Ops:
+    """Build reusable operations from (sem_num, sem_op, sem_flg) triples."""
+    if not ops:
+        raise ValueError("a semaphore operation needs at least one sembuf")
     array = (sembuf * len(ops))()
     for i, (num, op, flg) in enumerate(ops):
         array[i].sem_num, array[i].sem_op, array[i].sem_flg = num, op, flg
-    return array
+    return Ops(array, ctypes.c_size_t(len(ops)))
 
 
-def semop(semid: int, ops: ctypes.Array[sembuf], timeout: float) -> None:
+def semop(semid: int, ops: Ops, timeout: float) -> None:
     """Apply all `ops` atomically, waiting at most `timeout` seconds (math.inf: forever).
 
     Raises SemaphoreTimeout when the wait ends first (or at once when an op has
@@ -104,7 +112,7 @@ def semop(semid: int, ops: ctypes.Array[sembuf], timeout: float) -> None:
             left = max(deadline - time.monotonic(), 0.0)
             ts = timespec(int(left), int((left - int(left)) * 1e9))
             ts_ptr = ctypes.byref(ts)
-        if _semtimedop(semid, ops, len(ops), ts_ptr) == 0:
+        if _semtimedop(semid, ops.array, ops.count, ts_ptr) == 0:
             return
         err = ctypes.get_errno()
         if err == errno.EAGAIN:
@@ -113,9 +121,9 @@ def semop(semid: int, ops: ctypes.Array[sembuf], timeout: float) -> None:
             _raise_errno("semtimedop")
 
 
-def semop_nowait(semid: int, ops: ctypes.Array[sembuf]) -> bool:
+def semop_nowait(semid: int, ops: Ops) -> bool:
     """Apply `ops` (which must carry IPC_NOWAIT) at once; False when it would block."""
-    if _semtimedop(semid, ops, len(ops), None) == 0:
+    if _semtimedop(semid, ops.array, ops.count, None) == 0:
         return True
     err = ctypes.get_errno()
     if err == errno.EAGAIN:

@@ -40,6 +40,11 @@ WELCOME = b"\x00factory.bus.welcome"
 DEFAULT_HWM = 100_000
 RECONNECT_IVL_MS = 50
 _IPC_PATH_MAX = 107  # sun_path
+# Plain ints: pyzmq's send_multipart/recv_multipart spend ~3 µs a message on enum flag
+# arithmetic, half of what a signal costs on this path.
+_NOBLOCK = int(zmq.NOBLOCK)
+_MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
+_RCVMORE = int(zmq.RCVMORE)
 
 
 class BusError(Exception):
@@ -137,12 +142,16 @@ class Publisher:
 
     def send_frames(self, frames: list[bytes], *, timeout: float = 1.0) -> None:
         """Send raw frames (tests send malformed ones through here)."""
+        sock = self._sock
+        last = len(frames) - 1
         try:
-            self._sock.send_multipart(frames, zmq.NOBLOCK)
+            sock.send(frames[0], _MORE_NOBLOCK if last else _NOBLOCK)
         except zmq.Again:
-            if not self._sock.poll(int(timeout * 1000), zmq.POLLOUT):
+            if not sock.poll(int(timeout * 1000), zmq.POLLOUT):
                 raise BusTimeout(f"broker queue full for {timeout}s") from None
-            self._sock.send_multipart(frames, zmq.NOBLOCK)
+            sock.send(frames[0], _MORE_NOBLOCK if last else _NOBLOCK)
+        for i in range(1, last + 1):  # the rest of a message is never refused
+            sock.send(frames[i], _MORE_NOBLOCK if i < last else _NOBLOCK)
         self.stats["published"] += 1
         if not self.stats["published"] & 0x3FF:  # keep the notice queue short
             self.drain_subscriptions()
@@ -243,15 +252,17 @@ class Subscriber:
         """Receive one message (waiting until `deadline`); None for timeout or a dropped one."""
         sock = self._sock
         try:
-            frames = sock.recv_multipart(zmq.NOBLOCK)
+            frames = [sock.recv(_NOBLOCK)]
         except zmq.Again:
             left = deadline - time.monotonic()
             if left <= 0 or not sock.poll(int(left * 1000) + 1, zmq.POLLIN):
                 return None
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK)
+                frames = [sock.recv(_NOBLOCK)]
             except zmq.Again:
                 return None
+        while sock.get(_RCVMORE):  # the rest of a message is already here
+            frames.append(sock.recv(_NOBLOCK))
         if len(frames) == 1 and frames[0] == WELCOME:
             self.stats["welcomes"] += 1
             return None

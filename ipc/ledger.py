@@ -73,7 +73,9 @@ class TicketLedger:
         self.semid = header.semid
         self.ram_unit_mb = header.ram_unit_mb
         self._counts_cache: dict[tuple[tuple[str, int], ...], tuple[int, ...]] = {}
-        self._ops: dict[tuple[Any, ...], Any] = {}
+        self._ops: dict[tuple[int, bool], dict[tuple[int, ...], sem.Ops]] = {
+            (sign, nowait): {} for sign in (-1, 1) for nowait in (True, False)
+        }
         self._me: ProcessId | None = None
         self._free: list[tuple[int, int]] = []  # (slot, offset) in lanes this process owns
         self._lanes: list[int] = []
@@ -338,13 +340,14 @@ class TicketLedger:
         counts = self._counts_cache[key] = tuple(values)
         return counts
 
-    def _op(self, counts: tuple[int, ...], sign: int, *, nowait: bool) -> Any:
-        key = (counts, sign, nowait)
-        ops = self._ops.get(key)
+    def _op(self, counts: tuple[int, ...], sign: int, *, nowait: bool) -> sem.Ops:
+        """The cached operation taking (sign -1) or giving back (+1) `counts`."""
+        cache = self._ops[(sign, nowait)]
+        ops = cache.get(counts)
         if ops is None:
             flag = sem.SEM_UNDO | (sem.IPC_NOWAIT if nowait else 0)
             triples = [(SEM_BASE + i, sign * n, flag) for i, n in enumerate(counts) if n]
-            ops = self._ops[key] = sem.make_ops(triples)
+            ops = cache[counts] = sem.make_ops(triples)
         return ops
 
     def _record(self, counts: tuple[int, ...], label: str) -> Ticket:
@@ -366,7 +369,7 @@ class TicketLedger:
             me.start_ticks,
             time.time(),
             *counts,
-            label.encode()[:32],
+            label.encode()[:32] if label else b"",
         )
         self.stats["acquired"] += 1
         return Ticket(slot, generation, me.pid, counts, label, offset)

@@ -20,7 +20,7 @@ import os
 import time
 import typing
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import orjson
 
@@ -65,12 +65,13 @@ def _as_priority(value: Any) -> Priority:
     return value if isinstance(value, Priority) else Priority.from_string(value)
 
 
-_CONVERTERS: dict[Any, typing.Callable[[Any], Any]] = {
-    str: _as_str,
-    int: _as_int,
-    GitHash: _as_hash,
-    GitHash | None: _as_optional_hash,
-    Priority: _as_priority,
+# annotation -> (exact types accepted as they are, converter for anything else)
+_CONVERTERS: dict[Any, tuple[tuple[type, ...], typing.Callable[[Any], Any]]] = {
+    str: ((str,), _as_str),
+    int: ((int,), _as_int),
+    GitHash: ((GitHash,), _as_hash),
+    GitHash | None: ((GitHash, type(None)), _as_optional_hash),
+    Priority: ((Priority,), _as_priority),
 }
 
 
@@ -79,13 +80,16 @@ class Signal:
 
     __slots__ = ()
     __test__: ClassVar[bool] = False  # pytest: these Test* names are not test classes
-    _converters: ClassVar[tuple[tuple[str, typing.Callable[[Any], Any]], ...]] = ()
+    _checks: ClassVar[tuple[tuple[str, tuple[type, ...], typing.Callable[[Any], Any]], ...]] = ()
+    _names: ClassVar[tuple[str, ...]] = ()
     _required: ClassVar[frozenset[str]] = frozenset()
     _allowed: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
-        for name, convert in self._converters:
+        for name, exact, convert in self._checks:
             value = getattr(self, name)
+            if type(value) in exact:  # the common case, checked without a call
+                continue
             try:
                 converted = convert(value)
             except InvalidValue as exc:
@@ -98,7 +102,7 @@ class Signal:
         return cls.__name__
 
     def fields_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name, _ in self._converters}
+        return {name: getattr(self, name) for name in self._names}
 
 
 SIGNAL_TYPES: dict[str, type[Signal]] = {}
@@ -107,17 +111,19 @@ SIGNAL_TYPES: dict[str, type[Signal]] = {}
 def _signal(cls: type) -> type:
     """Register a signal dataclass and precompute its field checks (explicit, no metaclass)."""
     hints = typing.get_type_hints(cls)
-    converters = []
+    checks = []
     required = set()
     for f in fields(cls):
         if f.name in ENVELOPE_KEYS:
             raise TypeError(f"{cls.__name__}.{f.name} clashes with an envelope key")
-        converters.append((f.name, _CONVERTERS[hints[f.name]]))
+        exact, convert = _CONVERTERS[hints[f.name]]
+        checks.append((f.name, exact, convert))
         if f.default is f.default_factory:  # both MISSING: the field is required
             required.add(f.name)
-    cls._converters = tuple(converters)
+    cls._checks = tuple(checks)
+    cls._names = tuple(name for name, _, _ in checks)
     cls._required = frozenset(required)
-    cls._allowed = frozenset(name for name, _ in converters)
+    cls._allowed = frozenset(cls._names)
     SIGNAL_TYPES[cls.__name__] = cls
     return cls
 
@@ -232,9 +238,11 @@ class ResourceExhausted(Signal):
     limit: int
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """A signal as sent: who (`source`), when (`ts`, wall-clock seconds), which (`id`)."""
+class Envelope(NamedTuple):
+    """A signal as sent: who (`source`), when (`ts`, wall-clock seconds), which (`id`).
+
+    (A NamedTuple rather than a frozen dataclass: one is built per signal sent or received.)
+    """
 
     signal: Signal
     id: str
@@ -278,7 +286,7 @@ def encode(envelope: Envelope) -> list[bytes]:
     signal = envelope.signal
     name = type(signal).__name__
     body = {"type": name, "id": envelope.id, "ts": envelope.ts, "source": envelope.source}
-    for key, _ in signal._converters:
+    for key in signal._names:
         body[key] = getattr(signal, key)
     return [name.encode(), orjson.dumps(body)]
 
@@ -310,8 +318,9 @@ def decode(frames: list[bytes]) -> Envelope:
     if cls is None:
         raise UnknownSignal(f"unknown signal type {name[:40]!r}")
     keys = body.keys()
-    if missing := cls._required - keys:
-        raise MalformedSignal(f"{name}: missing field(s) {', '.join(sorted(missing))}")
-    if extra := keys - cls._allowed:
-        raise MalformedSignal(f"{name}: unexpected field(s) {', '.join(sorted(extra))}")
+    if keys != cls._allowed:  # all fields given is the common case; else look closer
+        if missing := cls._required - keys:
+            raise MalformedSignal(f"{name}: missing field(s) {', '.join(sorted(missing))}")
+        if extra := keys - cls._allowed:
+            raise MalformedSignal(f"{name}: unexpected field(s) {', '.join(sorted(extra))}")
     return Envelope(cls(**body), id_, float(ts), source)

@@ -1,0 +1,233 @@
+"""Signal bus throughput, round trip and burst loss, through a real broker process.
+
+Method: one broker (procs.bus_broker, ipc:// in a temp runtime dir, HWM 100k) and
+subscriber processes started with subprocess (each with its own zmq context). The
+bench process is the publisher. Before each measurement the publisher sends probe
+signals until every subscriber has reported one (handshake, no sleep). Signals are
+real typed signals: the publisher envelopes and orjson-encodes each one, subscribers
+decode and validate each one (ipc.signals), so the figures include our codec.
+
+- 1->1 and 1->32 burst: N signals (LoopFailed, ~150 bytes) sent as fast as possible;
+  each subscriber counts what arrives and stamps first/last arrival (CLOCK_MONOTONIC,
+  system-wide). signals/s = N / (last arrival - first send); loss = N - received.
+  Repeated --runs times; median and worst printed.
+- round trip: one echo process answers each ping (LoopSpawned) with a pong (LoopFailed)
+  through the broker; one ping in flight; p50/p95/p99 over --pings after 200 warm-up.
+
+    python3 bench/bus.py [--burst 10000] [--runs 5] [--fanout 32] [--pings 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import selectors
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ipc import bus, signals  # noqa: E402 - after the path fix, so it runs from a checkout
+
+PROBE_PHASE = "probe"
+
+
+def child(runtime: str, mode: str, expected: int) -> int:
+    """Subscriber process: 'count' reports arrivals of each burst; 'echo' answers pings."""
+    types = ["LoopSpawned", "LoopFailed"]
+    sub = bus.Subscriber(runtime, types=types)
+    pub = bus.Publisher(runtime, source=f"bench-{mode}-{os.getpid()}")
+    sub.wait_connected(timeout=30)
+    pub.wait_connected(timeout=30)
+    synced = False
+    count, first, last = 0, 0.0, 0.0
+    while True:
+        env = sub.recv(timeout=30)
+        if env is None:
+            return 1
+        sig = env.signal
+        if isinstance(sig, signals.LoopSpawned) and sig.phase == PROBE_PHASE:
+            if not synced:
+                synced = True
+                print("synced", flush=True)
+            continue
+        if mode == "raw":  # transport only: count frames, decode nothing
+            sock = sub.socket
+            count, first = 1, time.monotonic()  # this message was the first of the burst
+            while count < expected:
+                sock.recv_multipart()
+                count += 1
+            print(f"{count} {first!r} {time.monotonic()!r}", flush=True)
+            synced = False
+            continue
+        if mode == "echo" and isinstance(sig, signals.LoopSpawned):
+            pub.publish(signals.LoopFailed(loop_id=sig.loop_id, reason="pong"))
+        elif mode == "count" and isinstance(sig, signals.LoopFailed):
+            now = time.monotonic()
+            if sig.reason == "end":  # the burst is over: report, get ready for the next
+                print(f"{count} {first!r} {last!r}", flush=True)
+                count, synced = 0, False
+                continue
+            count += 1
+            first = first or now
+            last = now
+
+
+class Bench:
+    def __init__(self, runtime: Path) -> None:
+        self.runtime = runtime
+        self.procs: list[subprocess.Popen[str]] = []
+        self.broker = self._start(
+            [sys.executable, "-m", "procs.bus_broker", "--runtime-dir", str(runtime)]
+        )
+        self.pub = bus.Publisher(runtime, source="bench")
+        self.pub.wait_connected(timeout=30)
+
+    def _start(self, argv: list[str]) -> subprocess.Popen[str]:
+        p = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.procs.append(p)
+        return p
+
+    def children(self, mode: str, n: int, burst: int = 0) -> list[subprocess.Popen[str]]:
+        argv = [sys.executable, __file__, "--child", mode, str(self.runtime)]
+        argv += ["--burst", str(burst)]
+        return [self._start(argv) for _ in range(n)]
+
+    def sync(self, kids: list[subprocess.Popen[str]], timeout: float = 60.0) -> None:
+        """Probe until every child printed 'synced'."""
+        sel = selectors.DefaultSelector()
+        for k in kids:
+            sel.register(k.stdout, selectors.EVENT_READ, k)  # type: ignore[arg-type]
+        waiting = set(kids)
+        deadline = time.monotonic() + timeout
+        while waiting:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(waiting)} children never synced")
+            self.pub.publish(signals.LoopSpawned(loop_id="-", task_id="-", phase=PROBE_PHASE))
+            for key, _ in sel.select(timeout=0.01):
+                line = key.data.stdout.readline()
+                if line.strip() == "synced":
+                    waiting.discard(key.data)
+                    sel.unregister(key.fileobj)
+        sel.close()
+
+    def burst(
+        self, kids: list[subprocess.Popen[str]], n: int, *, raw: bool = False
+    ) -> tuple[float, int]:
+        """(signals/s, total loss) of one burst of n signals to all kids."""
+        self.sync(kids)
+        start = time.monotonic()
+        if raw:  # one pre-encoded signal sent n times: the transport alone
+            frames = signals.encode(
+                signals.envelop(signals.LoopFailed(loop_id="0", reason="burst"), source="b")
+            )
+            for _ in range(n):
+                self.pub.send_frames(frames, timeout=30)
+        else:
+            for i in range(n):
+                self.pub.publish(signals.LoopFailed(loop_id=str(i), reason="burst"), timeout=30)
+            self.pub.publish(signals.LoopFailed(loop_id="end", reason="end"), timeout=30)
+        loss, last = 0, start
+        for k in kids:
+            count, _first, end = k.stdout.readline().split()  # type: ignore[union-attr]
+            loss += n - int(count)
+            last = max(last, float(end))
+        return n / (last - start), loss
+
+    def round_trips(self, n: int) -> list[float]:
+        echo = self.children("echo", 1)
+        self.sync(echo)
+        sub = bus.Subscriber(self.runtime, types=["LoopFailed"])
+        sub.wait_connected(timeout=30)
+        bus.deliver(self.pub, sub, signals.LoopFailed(loop_id="-", reason="sync"), timeout=30)
+        out = []
+        for i in range(n + 200):
+            t0 = time.perf_counter()
+            self.pub.publish(signals.LoopSpawned(loop_id=str(i), task_id="rt", phase="ping"))
+            sub.wait_for("LoopFailed", lambda e, i=i: e.signal.loop_id == str(i), timeout=5)
+            if i >= 200:
+                out.append(time.perf_counter() - t0)
+        sub.close()
+        return out
+
+    def close(self) -> None:
+        self.pub.close()
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=10)
+            if p.stdout:
+                p.stdout.close()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--burst", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--fanout", type=int, default=32)
+    parser.add_argument("--pings", type=int, default=2000)
+    parser.add_argument("--child", nargs=2, metavar=("MODE", "RUNTIME"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child[1], args.child[0], args.burst)
+    print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory(prefix="bus-bench-") as tmp:
+        bench = Bench(Path(tmp))
+        try:
+            for fanout in (1, args.fanout):
+                kids = bench.children("count", fanout)
+                rates, losses = [], []
+                for _ in range(args.runs):
+                    rate, loss = bench.burst(kids, args.burst)
+                    rates.append(rate)
+                    losses.append(loss)
+                median = statistics.median(rates)
+                print(
+                    f"1->{fanout:<3} burst {args.burst} x {args.runs} runs: "
+                    f"median {median:,.0f} signals/s "
+                    f"(worst {min(rates):,.0f}, best {max(rates):,.0f}; "
+                    f"{median * fanout:,.0f} deliveries/s); "
+                    f"lost {sum(losses)} of {args.burst * fanout * args.runs}"
+                )
+                for k in kids:
+                    os.killpg(k.pid, signal.SIGKILL)
+            raw = bench.children("raw", 1, args.burst)
+            rates = [bench.burst(raw, args.burst, raw=True)[0] for _ in range(args.runs)]
+            print(
+                f"1->1   transport only (pre-encoded, no decode): "
+                f"median {statistics.median(rates):,.0f} signals/s"
+            )
+            os.killpg(raw[0].pid, signal.SIGKILL)
+            rtt = bench.round_trips(args.pings)
+            print(
+                f"round trip (pub -> broker -> echo -> broker -> sub), {len(rtt)} pings: "
+                f"p50 {pct(rtt, 0.5) * 1e3:.3f} ms  p95 {pct(rtt, 0.95) * 1e3:.3f} ms  "
+                f"p99 {pct(rtt, 0.99) * 1e3:.3f} ms  max {max(rtt) * 1e3:.3f} ms"
+            )
+        finally:
+            bench.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
