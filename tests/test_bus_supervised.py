@@ -1,0 +1,104 @@
+"""The bus, the journal writer and the governor as supervised children of a real factoryd."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ipc import bus, control, ledger, paths, signals
+from tests.harness import Factoryd
+from tests.waiting import wait_gone, wait_until
+
+CONFIG = """
+    [supervisor]
+    strategy = "one_for_one"
+    intensity = 5
+    period = 30
+
+    [[supervisor.children]]
+    id = "bus"
+    target = "procs.bus_broker:main"
+    args = []
+    shutdown_ms = 5000
+
+    [[supervisor.children]]
+    id = "signal_journal"
+    target = "procs.signal_journal:main"
+    args = []
+    shutdown_ms = 5000
+
+    [[supervisor.children]]
+    id = "resource_governor"
+    target = "procs.resource_governor:main"
+    args = ["--max-loops", "2", "--gpu-tickets", "1"]
+    shutdown_ms = 5000
+"""
+
+
+@pytest.fixture
+def daemon(factoryd: type[Factoryd]) -> Iterator[Factoryd]:
+    d = factoryd(CONFIG).start()
+    yield d
+    d.stop()
+    ledger.destroy(d.runtime_dir)
+
+
+def _journal_types(d: Factoryd) -> list[str]:
+    code, out, _ = d.ctl("--state-dir", str(d.tmp / "state"), "signals", "--json", "-n", "1000")
+    if code != 0:
+        return []
+    return [json.loads(line)["type"] for line in out.splitlines()]
+
+
+def test_subscribers_receive_again_after_factoryd_restarts_a_sigkilled_broker(
+    daemon: Factoryd,
+) -> None:
+    runtime = daemon.runtime_dir
+    pub = bus.Publisher(runtime, source="test")
+    sub = bus.Subscriber(runtime, types=["PatchRejected"])
+    with pub, sub:
+        sub.wait_connected(timeout=20)
+        pub.wait_connected(timeout=20)
+        bus.deliver(pub, sub, signals.PatchRejected(reason="before"), timeout=20)
+
+        old = daemon.pid("bus")
+        assert old is not None
+        os.kill(old, signal.SIGKILL)
+        wait_gone(old)
+        wait_until(
+            lambda: daemon.pid("bus") not in (None, old), timeout=20, what="factoryd to restart bus"
+        )
+        got = bus.deliver(pub, sub, signals.PatchRejected(reason="after"), timeout=20)
+        assert got.signal.reason == "after"
+        assert sub.statistics()["welcomes"] == 2
+        assert daemon.node("bus")["restarts"] >= 1
+
+        # the journal writer's subscription came back too
+        def journaled() -> bool:
+            pub.publish(signals.PatchAccepted(hash="f" * 40, patch_id="after-restart"))
+            return "PatchAccepted" in _journal_types(daemon)
+
+        wait_until(journaled, timeout=20, what="a signal journaled after the restart")
+
+
+def test_the_governor_serves_the_ledger_under_factoryd(daemon: Factoryd) -> None:
+    runtime = daemon.runtime_dir
+    sock = paths.control_socket(runtime, "resource_governor")
+    status = wait_until(lambda: _try_status(sock), timeout=20, what="the governor's control socket")
+    assert status["limits"]["max_loops"] == 2
+    led = ledger.TicketLedger.open(runtime)
+    ticket = led.request_loop_slot(label="supervised")
+    assert ledger.snapshot(runtime)["resources"]["loop"]["in_use"] == 1
+    assert led.release(ticket)
+
+
+def _try_status(sock: Path) -> dict | None:
+    try:
+        return control.call(sock, "status", timeout=10)
+    except control.DaemonNotRunning:
+        return None
