@@ -193,6 +193,7 @@ class Subscriber:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, hwm)
         sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+        self.types: set[str] | None = None if wanted is None else set(wanted)
         if wanted is None:
             sock.setsockopt(zmq.SUBSCRIBE, b"")
         else:
@@ -203,6 +204,27 @@ class Subscriber:
         self._sock = sock
         self._pending: deque[Envelope] = deque()
         self.stats = {"received": 0, "malformed": 0, "unknown": 0, "welcomes": 0}
+
+    def subscribe(self, type_name: str) -> None:
+        """Also receive `type_name` from now on (fs-011). No-op when receiving all types."""
+        if type_name not in signals.SIGNAL_TYPES:
+            raise ValueError(f"unknown signal type {type_name!r}")
+        if self.types is not None and type_name not in self.types:
+            self.types.add(type_name)
+            self._sock.setsockopt(zmq.SUBSCRIBE, type_name.encode())
+
+    def unsubscribe(self, type_name: str) -> None:
+        """Stop receiving `type_name` (fs-013): filtered here at once, and at the broker.
+
+        Signals of that type already queued here are dropped too. A subscriber of all
+        types has to name its types to unsubscribe from one (ValueError otherwise).
+        """
+        if self.types is None:
+            raise ValueError("this subscriber takes all types; create it with types=[...]")
+        if type_name in self.types:
+            self.types.discard(type_name)
+            self._sock.setsockopt(zmq.UNSUBSCRIBE, type_name.encode())
+            self._pending = deque(e for e in self._pending if e.type != type_name)
 
     @property
     def socket(self) -> zmq.Socket:

@@ -106,6 +106,16 @@ class JournalWriter:
             )
             return self._db.total_changes - before
 
+    def prune(self, keep_rows: int) -> int:
+        """Delete all but the newest `keep_rows` rows; returns how many went."""
+        if keep_rows < 0:
+            raise ValueError(f"keep_rows must be >= 0, got {keep_rows}")
+        with self._transaction():
+            top = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM signals").fetchone()[0]
+            before = self._db.total_changes
+            self._db.execute("DELETE FROM signals WHERE seq <= ?", (top - keep_rows,))
+            return self._db.total_changes - before
+
     def save_stats(self, stats: dict[str, int]) -> None:
         """Persist the writer's counters (malformed/unknown drops) for readers."""
         with self._transaction():

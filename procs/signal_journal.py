@@ -1,13 +1,13 @@
 """The signal journal writer: subscribes to every signal and stores it in SQLite.
 
-    python3 -m procs.signal_journal [--runtime-dir DIR] [--state-dir DIR]
+    python3 -m procs.signal_journal [--runtime-dir DIR] [--state-dir DIR] [--keep-rows N]
 
 Run by factoryd after the bus broker (target = "procs.signal_journal:main"). Writes
 <state_dir>/signals.sqlite3 (schema in ipc/journal.py), one transaction per batch of
 whatever has arrived, so a 10,000-signal burst costs a few commits. Malformed and
-unknown messages are counted (table writer_stats), never stored. SIGTERM/SIGINT flush
-and stop. Signals sent while it is down are not in the journal: pub/sub does not queue
-for absent subscribers.
+unknown messages are counted (table writer_stats), never stored; only the newest
+--keep-rows signals are kept. SIGTERM/SIGINT flush and stop. Signals sent while it is
+down are not in the journal: pub/sub does not queue for absent subscribers.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from ipc.journal import JournalError, JournalWriter, journal_path
 
 SERVICE = "signal_journal"
 MAX_BATCH = 5000
+DEFAULT_KEEP_ROWS = 1_000_000
 
 
 def report(event: str, **fields: Any) -> None:
@@ -42,11 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="signal_journal", description=__doc__)
     parser.add_argument("--runtime-dir", help="where the bus lives ($FACTORY_RUNTIME_DIR)")
     parser.add_argument("--state-dir", help="where the journal goes ($FACTORY_STATE_DIR)")
+    parser.add_argument(
+        "--keep-rows",
+        type=int,
+        default=DEFAULT_KEEP_ROWS,
+        help=f"keep only the newest N signals ({DEFAULT_KEEP_ROWS:,})",
+    )
     return parser
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.keep_rows < 1:
+        report("start_failed", reason=f"--keep-rows must be at least 1, got {args.keep_rows}")
+        return 2
     runtime = paths.runtime_dir(args.runtime_dir)
     state = paths.state_dir(args.state_dir)
     try:
@@ -56,13 +66,13 @@ def main(argv: list[str]) -> int:
         report("start_failed", reason=str(exc))
         return 1
     try:
-        return run(endpoints, writer)
+        return run(endpoints, writer, keep_rows=args.keep_rows)
     finally:
         writer.close()
 
 
-def run(endpoints: BusEndpoints, writer: JournalWriter) -> int:
-    """Journal until SIGTERM/SIGINT."""
+def run(endpoints: BusEndpoints, writer: JournalWriter, *, keep_rows: int) -> int:
+    """Journal until SIGTERM/SIGINT, keeping the newest `keep_rows` signals."""
     wake_r, wake_w = socket.socketpair()
     wake_r.setblocking(False)
     wake_w.setblocking(False)
@@ -86,7 +96,10 @@ def run(endpoints: BusEndpoints, writer: JournalWriter) -> int:
             if wake_r.fileno() in events:
                 with contextlib.suppress(BlockingIOError):
                     wake_r.recv(512)
-            stored += drain(subscriber, writer)
+            added = drain(subscriber, writer)
+            if added:
+                stored += added
+                writer.prune(keep_rows)
             stats = {**subscriber.statistics(), "stored": stored}
             if stats != saved_stats:
                 writer.save_stats(stats)

@@ -94,6 +94,29 @@ def test_deliver_and_wait_for(procs: Processes, runtime: Path) -> None:
             sub.wait_for("TestPassing", timeout=0.2)
 
 
+def test_unsubscribe_and_subscribe_again(procs: Processes, runtime: Path) -> None:
+    procs.broker(runtime)
+    pub, sub = connected(runtime, types=["LoopFailed", "PatchRejected"])
+    with pub, sub:
+        bus.deliver(pub, sub, signals.LoopFailed(loop_id="0", reason="sync"), timeout=10)
+        sub.unsubscribe("LoopFailed")
+        pub.publish(signals.LoopFailed(loop_id="1", reason="unwanted"))
+        pub.publish(signals.PatchRejected(reason="barrier"))  # same publisher: in order
+        seen = []
+        while not seen or seen[-1] != "PatchRejected":
+            envelope = sub.recv(timeout=10)
+            assert envelope is not None, "the barrier never arrived"
+            seen.append(envelope.type)
+        assert seen == ["PatchRejected"]
+        sub.subscribe("LoopFailed")
+        got = bus.deliver(pub, sub, signals.LoopFailed(loop_id="2", reason="wanted"), timeout=10)
+        assert got.signal.loop_id == "2"
+        with pytest.raises(ValueError, match="unknown signal type"):
+            sub.subscribe("Nope")
+    with Subscriber(runtime) as everything, pytest.raises(ValueError, match="takes all types"):
+        everything.unsubscribe("LoopFailed")
+
+
 BURST = """
 import select, sys
 from ipc import bus, signals

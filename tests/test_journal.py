@@ -110,6 +110,22 @@ def seed_journal(state: Path) -> list[signals.Envelope]:
     return envelopes
 
 
+def test_prune_keeps_the_newest_rows(tmp_path: Path) -> None:
+    writer = JournalWriter(journal.journal_path(tmp_path))
+    envelopes = [
+        signals.envelop(signals.LoopFailed(loop_id=str(i), reason="r"), source="t")
+        for i in range(10)
+    ]
+    writer.append_many(envelopes)
+    assert writer.prune(3) == 7
+    assert writer.prune(3) == 0
+    with pytest.raises(ValueError, match="keep_rows must be >= 0"):
+        writer.prune(-1)
+    writer.close()
+    with JournalReader(journal.journal_path(tmp_path)) as reader:
+        assert [e.id for e in reader.read()] == [e.id for e in envelopes[-3:]]
+
+
 def test_factoryctl_signals_lists_filters_and_prints_json(tmp_path: Path) -> None:
     envelopes = seed_journal(tmp_path)
     code, out, _ = ctl(tmp_path)
