@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from ipc import _semtimedop as sem  # noqa: E402 - after the path fix
 from ipc import ledger  # noqa: E402
-from ipc.ledger import Limits, TicketLedger  # noqa: E402
+from ipc.ledger import LedgerOwner, Limits, TicketLedger  # noqa: E402
 
 HOLDER = """
 import sys
@@ -148,7 +148,7 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} CPUs, load {load:.2f}, python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
         runtime = Path(tmp)
-        led = TicketLedger.create(runtime, Limits(gpu_tickets=1, max_loops=4, ram_budget_mb=4096))
+        led = LedgerOwner.create(runtime, Limits(gpu_tickets=1, max_loops=4, ram_budget_mb=4096))
         try:
             ticket_ops(led, args.batches)
             times = reclaim(runtime, args.rounds)

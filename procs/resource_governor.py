@@ -43,7 +43,7 @@ import psutil
 
 from ipc import control, ledger, paths
 from ipc.bus import Publisher
-from ipc.ledger import LedgerError, Limits, TicketLedger
+from ipc.ledger import LedgerError, LedgerOwner, Limits
 from ipc.signals import ResourceExhausted
 
 SERVICE = "resource_governor"
@@ -157,7 +157,7 @@ def exhaustion_signals(
 class ExhaustionWatch(threading.Thread):
     """Waits on the ledger's event semaphore; owns the bus publisher (one thread per socket)."""
 
-    def __init__(self, runtime: Path, led: TicketLedger) -> None:
+    def __init__(self, runtime: Path, led: LedgerOwner) -> None:
         super().__init__(name="exhaustion-watch", daemon=True)
         self._runtime = runtime
         self._ledger = led
@@ -233,7 +233,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
-        led = TicketLedger.create(runtime, limits)
+        led = LedgerOwner.create(runtime, limits)
     except (LedgerError, OSError) as exc:
         report("start_failed", reason=str(exc))
         return 1
@@ -245,7 +245,7 @@ def main(argv: list[str]) -> int:
         led.close()
 
 
-def serve(runtime: Path, led: TicketLedger, info: dict[str, Any]) -> int:
+def serve(runtime: Path, led: LedgerOwner, info: dict[str, Any]) -> int:
     """Answer `status` and watch exhaustion until SIGTERM/SIGINT."""
     wake_r, wake_w = socket.socketpair()
     wake_r.setblocking(False)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ipc import ledger
-from ipc.ledger import Limits, TicketLedger
+from ipc.ledger import LedgerOwner, Limits, TicketLedger
 from tests.waiting import wait_gone, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +69,7 @@ def read_line(proc: subprocess.Popen[str]) -> str:
 
 
 def test_acquire_release_and_double_release_is_a_no_op(runtime: Path) -> None:
-    led = TicketLedger.create(runtime, Limits(gpu_tickets=1, max_loops=2))
+    led = LedgerOwner.create(runtime, Limits(gpu_tickets=1, max_loops=2))
     ticket = led.acquire({"gpu": 1, "loop": 1}, label="loop-1", timeout=1.0)
     snap = ledger.snapshot(runtime)
     assert snap["resources"]["gpu"]["in_use"] == 1
@@ -86,7 +86,7 @@ def test_acquire_release_and_double_release_is_a_no_op(runtime: Path) -> None:
 
 
 def test_nowait_raises_would_block_naming_the_resource(runtime: Path) -> None:
-    led = TicketLedger.create(runtime, Limits(gpu_tickets=1, max_mutators=3))
+    led = LedgerOwner.create(runtime, Limits(gpu_tickets=1, max_mutators=3))
     held = led.acquire_nowait({"gpu": 1})
     with pytest.raises(ledger.WouldBlock) as info:
         led.acquire_nowait({"gpu": 1, "mutator": 1})
@@ -100,7 +100,7 @@ def test_nowait_raises_would_block_naming_the_resource(runtime: Path) -> None:
 
 
 def test_requests_are_checked(runtime: Path) -> None:
-    led = TicketLedger.create(runtime, Limits(gpu_tickets=1, ram_budget_mb=1024))
+    led = LedgerOwner.create(runtime, Limits(gpu_tickets=1, ram_budget_mb=1024))
     with pytest.raises(ValueError, match="unknown resource"):
         led.acquire_nowait({"tpu": 1})
     with pytest.raises(ValueError, match="non-negative int"):
@@ -126,7 +126,7 @@ def test_missing_ledger_is_named(tmp_path: Path) -> None:
 
 
 def test_only_the_holder_may_release(runtime: Path) -> None:
-    led = TicketLedger.create(runtime, Limits(gpu_tickets=1))
+    led = LedgerOwner.create(runtime, Limits(gpu_tickets=1))
     ticket = led.acquire_nowait({"gpu": 1})
     with pytest.raises(ledger.NotHolder):
         led.release(ticket._replace(pid=ticket.pid + 1))
@@ -134,7 +134,7 @@ def test_only_the_holder_may_release(runtime: Path) -> None:
 
 
 def test_ticket_of_a_sigkilled_holder_comes_back(runtime: Path, children: list) -> None:
-    led = TicketLedger.create(runtime, Limits(gpu_tickets=1))
+    led = LedgerOwner.create(runtime, Limits(gpu_tickets=1))
     holder = spawn_holder(children, runtime, '"gpu": 1', "doomed")
     assert read_line(holder) == "held"
     with pytest.raises(ledger.WouldBlock):
@@ -154,7 +154,7 @@ def test_ticket_of_a_sigkilled_holder_comes_back(runtime: Path, children: list) 
 
 
 def test_waiter_gets_the_ticket_when_the_holder_dies(runtime: Path, children: list) -> None:
-    TicketLedger.create(runtime, Limits(gpu_tickets=1))
+    LedgerOwner.create(runtime, Limits(gpu_tickets=1))
     holder = spawn_holder(children, runtime, '"gpu": 1', "first")
     assert read_line(holder) == "held"
     waiter = spawn_holder(children, runtime, '"gpu": 1', "second")
@@ -171,7 +171,7 @@ def test_waiter_gets_the_ticket_when_the_holder_dies(runtime: Path, children: li
 
 
 def test_status_reader_in_another_process_does_not_destroy_the_table(runtime: Path) -> None:
-    led = TicketLedger.create(runtime, Limits(max_loops=2))
+    led = LedgerOwner.create(runtime, Limits(max_loops=2))
     ticket = led.acquire_nowait({"loop": 1}, label="kept")
     code = (
         "import sys, json; from ipc import ledger; print(json.dumps(ledger.snapshot(sys.argv[1])))"
@@ -191,9 +191,9 @@ def test_status_reader_in_another_process_does_not_destroy_the_table(runtime: Pa
 
 
 def test_a_restarted_governor_keeps_held_tickets(runtime: Path) -> None:
-    first = TicketLedger.create(runtime, Limits(gpu_tickets=2, max_loops=1))
+    first = LedgerOwner.create(runtime, Limits(gpu_tickets=2, max_loops=1))
     ticket = first.acquire_nowait({"gpu": 2})
-    again = TicketLedger.create(runtime, Limits(gpu_tickets=3, max_loops=1))
+    again = LedgerOwner.create(runtime, Limits(gpu_tickets=3, max_loops=1))
     assert again.semid == first.semid
     gpu = ledger.snapshot(runtime)["resources"]["gpu"]
     assert (gpu["limit"], gpu["in_use"], gpu["available"]) == (3, 2, 1)
@@ -205,7 +205,7 @@ def test_a_restarted_governor_keeps_held_tickets(runtime: Path) -> None:
 
 
 def test_refusals_are_recorded_and_wake_the_governor(runtime: Path) -> None:
-    led = TicketLedger.create(runtime, Limits(max_mutators=1))
+    led = LedgerOwner.create(runtime, Limits(max_mutators=1))
     assert led.wait_exhaustion(timeout=0) is False
     held = led.request_mutator_slot(label="m1")
     with pytest.raises(ledger.ResourceError) as info:
@@ -218,7 +218,7 @@ def test_refusals_are_recorded_and_wake_the_governor(runtime: Path) -> None:
 
 
 def test_low_free_ram_refuses_spawns(runtime: Path) -> None:
-    led = TicketLedger.create(runtime, Limits(max_loops=4, min_free_ram_mb=10**9))
+    led = LedgerOwner.create(runtime, Limits(max_loops=4, min_free_ram_mb=10**9))
     with pytest.raises(ledger.ResourceError) as info:
         led.request_loop_slot()
     assert info.value.resource == "free_ram"

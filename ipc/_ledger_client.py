@@ -1,0 +1,333 @@
+"""The ledger as its users see it: open, acquire, release (public through `ipc.ledger`)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ipc import _ledger_table as table
+from ipc import _semtimedop as sem
+from ipc._ledger_table import EXHAUSTION_KINDS, RESOURCES
+from ipc._ledger_types import (
+    MUTEX_TIMEOUT_S,
+    NSEMS,
+    SEM_BASE,
+    SEM_EVENTS,
+    SEM_MUTEX,
+    AcquireTimeout,
+    LedgerError,
+    LedgerMissing,
+    LedgerRemoved,
+    NotHolder,
+    ResourceError,
+    Ticket,
+    WouldBlock,
+    check_free_ram,
+    check_timeout,
+    valid_header,
+)
+from ipc.types import ProcessId
+
+_SLOT, _SLOT_STATE = table.SLOT, table.SLOT_STATE
+
+
+class TicketLedger:
+    """One process's handle on the ledger. After a fork, open a fresh one in the child."""
+
+    def __init__(self, path: Path, buf: Any, header: table.Header) -> None:
+        self.path = path
+        self._buf = buf
+        self._header = header
+        self.semid = header.semid
+        self.ram_unit_mb = header.ram_unit_mb
+        self._counts_cache: dict[tuple[tuple[str, int], ...], tuple[int, ...]] = {}
+        self._ops: dict[tuple[int, bool], dict[tuple[int, ...], sem.Ops]] = {
+            (sign, nowait): {} for sign in (-1, 1) for nowait in (True, False)
+        }
+        self._me: ProcessId | None = None
+        self._free: list[tuple[int, int]] = []  # (slot, offset) in lanes this process owns
+        self._lanes: list[int] = []
+        self._lock_op = sem.make_ops([(SEM_MUTEX, -1, sem.SEM_UNDO)])
+        self._unlock_op = sem.make_ops([(SEM_MUTEX, 1, sem.SEM_UNDO)])
+        self._event_op = sem.make_ops([(SEM_EVENTS, 1, sem.IPC_NOWAIT)])
+        self.stats = {"acquired": 0, "released": 0, "refused": 0, "timeouts": 0}
+
+    # -- opening -------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, runtime_dir: str | os.PathLike[str]) -> TicketLedger:
+        """Attach to the ledger the governor created; raises LedgerMissing."""
+        path = table.table_path(runtime_dir)
+        try:
+            buf = table.map_file(path, writable=True)
+        except FileNotFoundError:
+            raise LedgerMissing(f"no ledger for {runtime_dir} (expected {path})") from None
+        try:
+            header = valid_header(buf, path)
+        except LedgerError:
+            buf.close()
+            raise
+        return cls(path, buf, header)
+
+    def close(self) -> None:
+        """Unmap. Tickets still held stay held until released or this process exits."""
+        with contextlib.suppress(BufferError, ValueError):
+            self._buf.close()
+
+    def __enter__(self) -> TicketLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- acquiring and releasing ---------------------------------------------------
+
+    def acquire(
+        self,
+        request: Mapping[str, int],
+        *,
+        label: str = "",
+        timeout: float | None = None,
+        deadline: float | None = None,
+    ) -> Ticket:
+        """Take every requested resource at once, waiting up to the timeout (math.inf: ever).
+
+        `request` maps names in RESOURCES to counts ("ram" in MB, rounded up to units).
+        Raises AcquireTimeout (a ResourceError naming the short resource), ResourceError
+        when the request exceeds a limit outright, LedgerRemoved when the set is gone.
+        A request that has to wait is reported to the governor as an exhaustion.
+        """
+        left = check_timeout(timeout, deadline)
+        counts = self._counts(request)
+        if sem.semop_nowait(self.semid, self._op(counts, -1, nowait=True)):
+            return self._record(counts, label)
+        name, current, limit = self._short_of(counts)
+        self._refuse(name, current)
+        if left <= 0:
+            self.stats["timeouts"] += 1
+            raise AcquireTimeout(name, current, limit, f"{name} exhausted: {current}/{limit}")
+        try:
+            sem.semop(self.semid, self._op(counts, -1, nowait=False), left)
+        except sem.SemaphoreTimeout:
+            self.stats["timeouts"] += 1
+            name, current, limit = self._short_of(counts)
+            raise AcquireTimeout(
+                name, current, limit, f"timed out after {left:.3f}s waiting for {name}"
+            ) from None
+        except sem.SemaphoreGone as exc:
+            raise LedgerRemoved(f"the ledger was removed while waiting: {exc}") from None
+        return self._record(counts, label)
+
+    def acquire_nowait(self, request: Mapping[str, int], *, label: str = "") -> Ticket:
+        """Take the resources now or raise WouldBlock (and report the exhaustion)."""
+        counts = self._counts(request)
+        if sem.semop_nowait(self.semid, self._op(counts, -1, nowait=True)):
+            return self._record(counts, label)
+        name, current, limit = self._short_of(counts)
+        self._refuse(name, current)
+        raise WouldBlock(name, current, limit, f"{name} exhausted: {current}/{limit} in use")
+
+    def release(self, ticket: Ticket) -> bool:
+        """Give a ticket's resources back; False (and no effect) if already released.
+
+        Never blocks. Raises NotHolder when called from another process than the one
+        that acquired it (the kernel's undo record belongs to that process).
+        """
+        if ticket.pid != os.getpid():
+            raise NotHolder(f"ticket of pid {ticket.pid} cannot be released by pid {os.getpid()}")
+        offset = ticket.offset
+        state, generation = _SLOT_STATE.unpack_from(self._buf, offset)
+        if state != table.HELD or generation != ticket.generation:
+            return False
+        _SLOT_STATE.pack_into(self._buf, offset, table.FREE, generation)
+        self._free.append((ticket.slot, offset))
+        try:
+            sem.semop_nowait(self.semid, self._op(ticket.counts, +1, nowait=True))
+        except sem.SemaphoreGone:
+            return False
+        self.stats["released"] += 1
+        return True
+
+    # fs-031..035 by name; slots are refused at once unless a timeout is given
+    def request_mutator_slot(self, *, label: str = "", timeout: float = 0.0) -> Ticket:
+        self._check_free_ram()
+        return self.acquire({"mutator": 1}, label=label, timeout=timeout)
+
+    def request_loop_slot(self, *, label: str = "", timeout: float = 0.0) -> Ticket:
+        self._check_free_ram()
+        return self.acquire({"loop": 1}, label=label, timeout=timeout)
+
+    def request_workspace_slot(self, *, label: str = "", timeout: float = 0.0) -> Ticket:
+        self._check_free_ram()
+        return self.acquire({"workspace": 1}, label=label, timeout=timeout)
+
+    def request_gpu_ticket(
+        self, *, label: str = "", timeout: float | None = None, deadline: float | None = None
+    ) -> Ticket:
+        """Blocks while all GPU tickets are out (fs-035), up to the timeout."""
+        return self.acquire({"gpu": 1}, label=label, timeout=timeout, deadline=deadline)
+
+    release_slot = release
+    release_gpu_ticket = release
+
+    @property
+    def min_free_ram_mb(self) -> int:
+        """The governor's threshold (kept in the free_ram record, so changes apply live)."""
+        return table.read_record(self._buf, EXHAUSTION_KINDS.index("free_ram")).limit
+
+    def statistics(self) -> dict[str, int]:
+        return dict(self.stats)
+
+    # -- internals -------------------------------------------------------------------
+
+    def _counts(self, request: Mapping[str, int]) -> tuple[int, ...]:
+        key = tuple(request.items())
+        counts = self._counts_cache.get(key)
+        if counts is not None:
+            return counts
+        unknown = set(request) - set(RESOURCES)
+        if unknown:
+            raise ValueError(f"unknown resource(s) {sorted(unknown)}; known: {RESOURCES}")
+        values = []
+        for name in RESOURCES:
+            n = request.get(name, 0)
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise ValueError(f"count for {name} must be a non-negative int, got {n!r}")
+            values.append(-(-n // self.ram_unit_mb) if name == "ram" else n)
+        if not any(values):
+            raise ValueError("a request must ask for at least one unit of something")
+        counts = self._counts_cache[key] = tuple(values)
+        return counts
+
+    def _op(self, counts: tuple[int, ...], sign: int, *, nowait: bool) -> sem.Ops:
+        """The cached operation taking (sign -1) or giving back (+1) `counts`."""
+        cache = self._ops[(sign, nowait)]
+        ops = cache.get(counts)
+        if ops is None:
+            flag = sem.SEM_UNDO | (sem.IPC_NOWAIT if nowait else 0)
+            triples = [(SEM_BASE + i, sign * n, flag) for i, n in enumerate(counts) if n]
+            ops = cache[counts] = sem.make_ops(triples)
+        return ops
+
+    def _record(self, counts: tuple[int, ...], label: str) -> Ticket:
+        """With the units taken: write the holder entry in one of our lanes."""
+        me = self._identity()
+        try:
+            slot, offset = self._free.pop() if self._free else self._claim_lane()
+        except BaseException:
+            sem.semop_nowait(self.semid, self._op(counts, +1, nowait=True))
+            raise
+        buf = self._buf
+        generation = (_SLOT_STATE.unpack_from(buf, offset)[1] + 1) & 0xFFFFFFFF
+        _SLOT.pack_into(
+            buf,
+            offset,
+            table.HELD,
+            generation,
+            me.pid,
+            me.start_ticks,
+            time.time(),
+            *counts,
+            label.encode()[:32] if label else b"",
+        )
+        self.stats["acquired"] += 1
+        return Ticket(slot, generation, me.pid, counts, label, offset)
+
+    def _claim_lane(self) -> tuple[int, int]:
+        """Claim a lane nobody (alive) owns and return its first slot; under the mutex."""
+        me = self._identity()
+        h = self._header
+        self._lock()
+        try:
+            lane = table.claim_lane(self._buf, h, pid=me.pid, ticks=me.start_ticks)
+            if lane is None:
+                table.sweep_dead_lanes(self._buf, h)
+                lane = table.claim_lane(self._buf, h, pid=me.pid, ticks=me.start_ticks)
+        finally:
+            self._unlock()
+        if lane is None:
+            raise LedgerError(f"the ledger's pid table is full ({h.nlanes} lanes all owned)")
+        self._lanes.append(lane)
+        first = lane * h.lane_slots
+        self._free.extend(
+            (s, h.slot_offset(s)) for s in reversed(range(first, first + h.lane_slots))
+        )
+        return self._free.pop()  # the lowest slot first
+
+    def _identity(self) -> ProcessId:
+        me = self._me
+        if me is None or me.pid != os.getpid():
+            # first use, or we are a forked child: the parent's lanes are not ours
+            me = self._me = ProcessId.current()
+            self._free, self._lanes = [], []
+        return me
+
+    def _short_of(self, counts: tuple[int, ...]) -> tuple[str, int, int]:
+        """The first resource that cannot cover `counts` now: (name, in use, limit).
+
+        Raises ResourceError when a count exceeds its limit: no wait could satisfy it.
+        """
+        values = sem.getall(self.semid, NSEMS)
+        fallback = None
+        for i, n in enumerate(counts):
+            if not n:
+                continue
+            limit = table.read_record(self._buf, i).limit
+            if n > limit:
+                raise ResourceError(
+                    RESOURCES[i], n, limit, f"{RESOURCES[i]}: asked {n}, limit is {limit}"
+                )
+            free = values[SEM_BASE + i]
+            fallback = fallback or (RESOURCES[i], limit - free, limit)
+            if free < n:
+                return RESOURCES[i], limit - free, limit
+        assert fallback is not None  # _counts guarantees one non-zero count
+        return fallback
+
+    def _check_free_ram(self) -> None:
+        minimum = self.min_free_ram_mb
+        if minimum <= 0:
+            return
+        free = check_free_ram()
+        if free < minimum:
+            self._refuse("free_ram", free)
+            raise ResourceError(
+                "free_ram", free, minimum, f"free RAM {free} MB is below the minimum {minimum} MB"
+            )
+
+    def _refuse(self, kind: str, current: int) -> None:
+        """Count a refusal in the shared record and wake the governor to broadcast it."""
+        self.stats["refused"] += 1
+        i = EXHAUSTION_KINDS.index(kind)
+        self._lock()
+        try:
+            old = table.read_record(self._buf, i)
+            table.write_record(
+                self._buf,
+                i,
+                table.Record(kind, old.limit, old.exhausted + 1, current, time.time(), os.getpid()),
+            )
+        finally:
+            self._unlock()
+        try:
+            sem.semop_nowait(self.semid, self._event_op)
+        except OSError as exc:  # ERANGE: nobody drains the events; the count still says it
+            if exc.errno != errno.ERANGE:
+                raise
+
+    def _lock(self) -> None:
+        try:
+            sem.semop(self.semid, self._lock_op, MUTEX_TIMEOUT_S)
+        except sem.SemaphoreTimeout:
+            raise LedgerError(f"ledger mutex not free after {MUTEX_TIMEOUT_S}s") from None
+        except sem.SemaphoreGone as exc:
+            raise LedgerRemoved(f"the ledger was removed: {exc}") from None
+
+    def _unlock(self) -> None:
+        with contextlib.suppress(sem.SemaphoreGone):
+            sem.semop_nowait(self.semid, self._unlock_op)
