@@ -35,6 +35,11 @@ from ipc.types import ProcessId
 
 _SLOT, _SLOT_STATE = table.SLOT, table.SLOT_STATE
 
+# Bumped in every forked child, so a handle notices the fork without calling getpid()
+# on each ticket operation (a child owns none of its parent's lanes or tickets).
+_FORKS = [0]
+os.register_at_fork(after_in_child=lambda: _FORKS.__setitem__(0, _FORKS[0] + 1))
+
 
 class TicketLedger:
     """One process's handle on the ledger. After a fork, open a fresh one in the child."""
@@ -45,10 +50,9 @@ class TicketLedger:
         self._header = header
         self.semid = header.semid
         self.ram_unit_mb = header.ram_unit_mb
-        self._counts_cache: dict[tuple[tuple[str, int], ...], tuple[int, ...]] = {}
-        self._ops: dict[tuple[int, bool], dict[tuple[int, ...], sem.Ops]] = {
-            (sign, nowait): {} for sign in (-1, 1) for nowait in (True, False)
-        }
+        self._plans: dict[tuple[Any, ...], tuple[tuple[int, ...], sem.Ops, sem.Ops]] = {}
+        self._give: dict[tuple[int, ...], sem.Ops] = {}
+        self._forks = -1
         self._me: ProcessId | None = None
         self._free: list[tuple[int, int]] = []  # (slot, offset) in lanes this process owns
         self._lanes: list[int] = []
@@ -103,8 +107,8 @@ class TicketLedger:
         A request that has to wait is reported to the governor as an exhaustion.
         """
         left = check_timeout(timeout, deadline)
-        counts = self._counts(request)
-        if sem.semop_nowait(self.semid, self._op(counts, -1, nowait=True)):
+        counts, take_nowait, take = self._plan(request)
+        if sem.semop_nowait(self.semid, take_nowait):
             return self._record(counts, label)
         name, current, limit = self._short_of(counts)
         self._refuse(name, current)
@@ -112,7 +116,7 @@ class TicketLedger:
             self.stats["timeouts"] += 1
             raise AcquireTimeout(name, current, limit, f"{name} exhausted: {current}/{limit}")
         try:
-            sem.semop(self.semid, self._op(counts, -1, nowait=False), left)
+            sem.semop(self.semid, take, left)
         except sem.SemaphoreTimeout:
             self.stats["timeouts"] += 1
             name, current, limit = self._short_of(counts)
@@ -125,8 +129,8 @@ class TicketLedger:
 
     def acquire_nowait(self, request: Mapping[str, int], *, label: str = "") -> Ticket:
         """Take the resources now or raise WouldBlock (and report the exhaustion)."""
-        counts = self._counts(request)
-        if sem.semop_nowait(self.semid, self._op(counts, -1, nowait=True)):
+        counts, take_nowait, _ = self._plan(request)
+        if sem.semop_nowait(self.semid, take_nowait):
             return self._record(counts, label)
         name, current, limit = self._short_of(counts)
         self._refuse(name, current)
@@ -138,7 +142,7 @@ class TicketLedger:
         Never blocks. Raises NotHolder when called from another process than the one
         that acquired it (the kernel's undo record belongs to that process).
         """
-        if ticket.pid != os.getpid():
+        if ticket.pid != self._identity().pid:
             raise NotHolder(f"ticket of pid {ticket.pid} cannot be released by pid {os.getpid()}")
         offset = ticket.offset
         state, generation = _SLOT_STATE.unpack_from(self._buf, offset)
@@ -147,7 +151,7 @@ class TicketLedger:
         _SLOT_STATE.pack_into(self._buf, offset, table.FREE, generation)
         self._free.append((ticket.slot, offset))
         try:
-            sem.semop_nowait(self.semid, self._op(ticket.counts, +1, nowait=True))
+            sem.semop_nowait(self.semid, self._give[ticket.counts])
         except sem.SemaphoreGone:
             return False
         self.stats["released"] += 1
@@ -185,11 +189,21 @@ class TicketLedger:
 
     # -- internals -------------------------------------------------------------------
 
-    def _counts(self, request: Mapping[str, int]) -> tuple[int, ...]:
+    def _plan(self, request: Mapping[str, int]) -> tuple[tuple[int, ...], sem.Ops, sem.Ops]:
+        """(counts, take without waiting, take waiting) for `request`, cached."""
         key = tuple(request.items())
-        counts = self._counts_cache.get(key)
-        if counts is not None:
-            return counts
+        plan = self._plans.get(key)
+        if plan is None:
+            counts = self._counts(request)
+            plan = self._plans[key] = (
+                counts,
+                self._op(counts, -1, True),
+                self._op(counts, -1, False),
+            )
+            self._give[counts] = self._op(counts, +1, True)
+        return plan
+
+    def _counts(self, request: Mapping[str, int]) -> tuple[int, ...]:
         unknown = set(request) - set(RESOURCES)
         if unknown:
             raise ValueError(f"unknown resource(s) {sorted(unknown)}; known: {RESOURCES}")
@@ -201,18 +215,13 @@ class TicketLedger:
             values.append(-(-n // self.ram_unit_mb) if name == "ram" else n)
         if not any(values):
             raise ValueError("a request must ask for at least one unit of something")
-        counts = self._counts_cache[key] = tuple(values)
-        return counts
+        return tuple(values)
 
-    def _op(self, counts: tuple[int, ...], sign: int, *, nowait: bool) -> sem.Ops:
-        """The cached operation taking (sign -1) or giving back (+1) `counts`."""
-        cache = self._ops[(sign, nowait)]
-        ops = cache.get(counts)
-        if ops is None:
-            flag = sem.SEM_UNDO | (sem.IPC_NOWAIT if nowait else 0)
-            triples = [(SEM_BASE + i, sign * n, flag) for i, n in enumerate(counts) if n]
-            ops = cache[counts] = sem.make_ops(triples)
-        return ops
+    @staticmethod
+    def _op(counts: tuple[int, ...], sign: int, nowait: bool) -> sem.Ops:
+        """The operation taking (sign -1) or giving back (+1) `counts`, with SEM_UNDO."""
+        flag = sem.SEM_UNDO | (sem.IPC_NOWAIT if nowait else 0)
+        return sem.make_ops([(SEM_BASE + i, sign * n, flag) for i, n in enumerate(counts) if n])
 
     def _record(self, counts: tuple[int, ...], label: str) -> Ticket:
         """With the units taken: write the holder entry in one of our lanes."""
@@ -220,7 +229,7 @@ class TicketLedger:
         try:
             slot, offset = self._free.pop() if self._free else self._claim_lane()
         except BaseException:
-            sem.semop_nowait(self.semid, self._op(counts, +1, nowait=True))
+            sem.semop_nowait(self.semid, self._give[counts])
             raise
         buf = self._buf
         generation = (_SLOT_STATE.unpack_from(buf, offset)[1] + 1) & 0xFFFFFFFF
@@ -261,9 +270,10 @@ class TicketLedger:
 
     def _identity(self) -> ProcessId:
         me = self._me
-        if me is None or me.pid != os.getpid():
+        if me is None or self._forks != _FORKS[0]:
             # first use, or we are a forked child: the parent's lanes are not ours
             me = self._me = ProcessId.current()
+            self._forks = _FORKS[0]
             self._free, self._lanes = [], []
         return me
 

@@ -225,3 +225,27 @@ def test_low_free_ram_refuses_spawns(runtime: Path) -> None:
     assert info.value.limit == 10**9
     assert led.records()["free_ram"].exhausted == 1
     assert ledger.check_free_ram() > 0
+
+
+def test_a_forked_child_owns_nothing_of_its_parent(runtime: Path) -> None:
+    led = LedgerOwner.create(runtime, Limits(gpu_tickets=2))
+    parent_ticket = led.acquire_nowait({"gpu": 1}, label="parent")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report, then leave without pytest's teardown
+        try:
+            led.release(parent_ticket)
+            verdict = b"released"
+        except ledger.NotHolder:
+            mine = led.acquire_nowait({"gpu": 1}, label="child")
+            verdict = b"own-" + str(mine.slot != parent_ticket.slot).encode()
+        os.write(write, verdict)
+        os._exit(0)
+    os.close(write)
+    verdict = os.read(read, 100)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert verdict == b"own-True"  # NotHolder, and the child got a slot in its own lane
+    # the child exited: the kernel undid its ticket; the parent's is still held
+    assert ledger.snapshot(runtime)["resources"]["gpu"]["in_use"] == 1
+    assert led.release(parent_ticket)
