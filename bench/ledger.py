@@ -3,8 +3,9 @@
 Method:
 - ticket ops: one process takes and returns a ticket in a loop through the public API
   (`acquire_nowait` / `acquire(timeout=)` + `release`), timed in batches of 1000 pairs
-  with perf_counter; µs per op = batch time / 2000. 200 batches: median and p95 of the
-  batch figures. A raw ctypes semtimedop call (SEM_UNDO, no-wait) is the floor.
+  with perf_counter; µs per op = batch time / 2000. 200 batches per variant, the
+  variants taking turns: median and p95 of the batch figures. A raw ctypes semtimedop
+  call (SEM_UNDO, no-wait) is the floor.
 - reclaim: a holder process takes the only GPU ticket; a waiter process blocks in
   acquire(timeout=10); once the kernel reports the waiter asleep (GETNCNT = 1) the bench
   notes CLOCK_MONOTONIC and SIGKILLs the holder; the waiter stamps the moment it got the
@@ -57,13 +58,19 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def per_op_us(pair: Callable[[], None], batches: int, size: int = 1000) -> list[float]:
-    out = []
-    for _ in range(batches):
-        t0 = time.perf_counter()
-        for _ in range(size):
-            pair()
-        out.append((time.perf_counter() - t0) / (2 * size) * 1e6)
+def per_op_us(
+    pairs: dict[str, Callable[[], None]], batches: int, size: int = 1000
+) -> dict[str, list[float]]:
+    """µs per op of each variant; variants take turns batch by batch, so drift in the
+    machine's speed (frequency, neighbours) hits them all alike. One warm-up round."""
+    out: dict[str, list[float]] = {name: [] for name in pairs}
+    for b in range(batches + 1):
+        for name, pair in pairs.items():
+            t0 = time.perf_counter()
+            for _ in range(size):
+                pair()
+            if b:
+                out[name].append((time.perf_counter() - t0) / (2 * size) * 1e6)
     return out
 
 
@@ -91,12 +98,19 @@ def ticket_ops(led: TicketLedger, batches: int) -> None:
         sem.semop_nowait(semid, up)
 
     try:
-        report("raw ctypes semtimedop (floor)", per_op_us(raw, batches))
+        results = per_op_us(
+            {
+                "raw ctypes semtimedop (floor)": raw,
+                "acquire_nowait + release, 1 resource": nowait,
+                "acquire(timeout=1) + release, 1 resource": timed,
+                "acquire_nowait + release, gpu+loop+ram": multi,
+            },
+            batches,
+        )
     finally:
         sem.remove(semid)
-    report("acquire_nowait + release, 1 resource", per_op_us(nowait, batches))
-    report("acquire(timeout=1) + release, 1 resource", per_op_us(timed, batches))
-    report("acquire_nowait + release, gpu+loop+ram", per_op_us(multi, batches))
+    for name, values in results.items():
+        report(name, values)
 
 
 def reclaim(runtime: Path, rounds: int) -> list[float]:
