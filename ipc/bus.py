@@ -109,7 +109,11 @@ class Publisher:
         self.stats = {"published": 0, "subscriptions": 0}
 
     def wait_connected(self, *, timeout: float) -> None:
-        """Block until the broker forwarded a subscription (so sends reach it)."""
+        """Block until the broker forwarded a subscription (so sends reach it).
+
+        Returns at once once that happened, even if the broker has died since: ZeroMQ
+        reconnects by itself, and `deliver` is how a caller learns a signal got through.
+        """
         deadline = time.monotonic() + timeout
         self.drain_subscriptions()
         while self.stats["subscriptions"] == 0:
