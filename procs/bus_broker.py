@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import Any
 
-import orjson
-
-from ipc import paths
+from ipc import paths, service_report
 from ipc.bus import DEFAULT_HWM, BusEndpoints, BusError
 from ipc.bus_broker import run_broker
 
@@ -26,9 +23,7 @@ SERVICE = "bus"
 
 def report(event: str, **fields: Any) -> None:
     """One structured record per line on stderr (the supervisor's log)."""
-    record = {"event": event, "service": SERVICE, "ts": time.time(), **fields}
-    sys.stderr.write(orjson.dumps(record, default=str).decode() + "\n")
-    sys.stderr.flush()
+    service_report.report(SERVICE, event, **fields)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +48,7 @@ def main(argv: list[str]) -> int:
             endpoints,
             hwm=args.hwm,
             control_path=paths.control_socket(runtime, SERVICE),
-            on_ready=lambda info: report("ready", **info),
+            on_ready=lambda info: service_report.ready(SERVICE, "forwarding", **info),
         )
     except (BusError, OSError) as exc:
         report("failed", reason=str(exc))

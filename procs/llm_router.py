@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ipc import paths
+from ipc import paths, service_report
 from ipc.control import (
     ControlServer,
     ControlTimeout,
@@ -159,6 +159,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: os.write(wake_w, b"x"))
     signal.signal(signal.SIGINT, lambda *_: os.write(wake_w, b"x"))
     pool = ThreadPoolExecutor(max_workers=max(1, args.workers), thread_name_prefix="route")
+    service_report.ready(ENDPOINT, "routing", socket=str(server.path))
     try:
         with selectors.DefaultSelector() as sel:
             sel.register(server.fileno(), selectors.EVENT_READ, "accept")

@@ -38,10 +38,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-import orjson
 import psutil
 
-from ipc import control, ledger, paths
+from ipc import control, ledger, paths, service_report
 from ipc.bus import Publisher
 from ipc.ledger import LedgerError, LedgerOwner, Limits
 from ipc.signals import ResourceExhausted
@@ -50,11 +49,9 @@ SERVICE = "resource_governor"
 SWEEP_EVERY_S = 1.0
 
 
-def report(event: str, **fields_: Any) -> None:
+def report(event: str, **fields: Any) -> None:
     """One structured record per line on stderr (the supervisor's log)."""
-    record = {"event": event, "service": SERVICE, "ts": time.time(), **fields_}
-    sys.stderr.write(orjson.dumps(record, default=str).decode() + "\n")
-    sys.stderr.flush()
+    service_report.report(SERVICE, event, **fields)
 
 
 class ConfigError(ValueError):
@@ -277,7 +274,7 @@ def serve(runtime: Path, led: LedgerOwner, info: dict[str, Any]) -> int:
         watch.start()
         selector.register(wake_r, selectors.EVENT_READ, "wake")
         selector.register(server.fileno(), selectors.EVENT_READ, "control")
-        report("ready", ledger=str(led.path), **info)
+        service_report.ready(SERVICE, "ledger ready", ledger=str(led.path), **info)
         while not stopping:
             for key, _ in selector.select():
                 if key.data == "control":

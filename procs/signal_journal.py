@@ -17,13 +17,11 @@ import contextlib
 import signal
 import socket
 import sys
-import time
 from typing import Any
 
-import orjson
 import zmq
 
-from ipc import paths
+from ipc import paths, service_report
 from ipc.bus import BusEndpoints, BusError, Subscriber
 from ipc.journal import JournalError, JournalWriter, journal_path
 
@@ -34,9 +32,7 @@ DEFAULT_KEEP_ROWS = 1_000_000
 
 def report(event: str, **fields: Any) -> None:
     """One structured record per line on stderr (the supervisor's log)."""
-    record = {"event": event, "service": SERVICE, "ts": time.time(), **fields}
-    sys.stderr.write(orjson.dumps(record, default=str).decode() + "\n")
-    sys.stderr.flush()
+    service_report.report(SERVICE, event, **fields)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,7 +86,9 @@ def run(endpoints: BusEndpoints, writer: JournalWriter, *, keep_rows: int) -> in
     saved_stats: dict[str, int] = {}
     stored = 0
     try:
-        report("ready", journal=str(writer.path), subscribe=endpoints.subscribe)
+        service_report.ready(
+            SERVICE, "journaling", journal=str(writer.path), subscribe=endpoints.subscribe
+        )
         while not stopping:
             events = dict(poller.poll())
             if wake_r.fileno() in events:

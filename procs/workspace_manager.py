@@ -37,13 +37,10 @@ import selectors
 import signal
 import socket
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from ipc import control, paths
+from ipc import control, paths, service_report
 from procs.workspaces import (
     AUTO_ORDER,
     STRATEGY_CHOICES,
@@ -61,9 +58,7 @@ DB_NAME = "workspaces.sqlite3"
 
 def report(event: str, **fields: Any) -> None:
     """One structured record per line on stderr (the supervisor's log)."""
-    record = {"event": event, "service": SERVICE, "ts": time.time(), **fields}
-    sys.stderr.write(orjson.dumps(record, default=str).decode() + "\n")
-    sys.stderr.flush()
+    service_report.report(SERVICE, event, **fields)
 
 
 class OwnerWatch:
@@ -321,7 +316,7 @@ def serve(registry: WorkspaceRegistry, spec: ramdisks.RamDiskSpec | None, runtim
         service.reap()
         service.watch_all()
         service.refill()
-        report("ready", socket=str(server.path), root=str(registry.root))
+        service_report.ready(SERVICE, "serving", socket=str(server.path), root=str(registry.root))
         while not stopping:
             for key, _ in selector.select(timeout=None):
                 kind, pid = key.data

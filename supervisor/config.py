@@ -16,6 +16,8 @@
     command = ["python3", "child.py", "/tmp/out"]
     restart = "permanent"         # transient | temporary
     shutdown_ms = 5000            # or shutdown = "brutal_kill" | "infinity"
+    ready = "started"             # or "notify": up once it sends READY=1 (sd_notify)
+    start_timeout_ms = 30000      # how long a start (and READY=1) may take
 
     [[supervisor.children]]       # a nested supervisor: has `children`
     id = "services"
@@ -38,6 +40,7 @@ from typing import Any
 from supervisor.spec import (
     AutoShutdown,
     ChildSpec,
+    Readiness,
     RestartType,
     SpecError,
     Start,
@@ -72,7 +75,7 @@ _FLAG_KEYS = {"strategy", "intensity", "period", "auto_shutdown"}
 _SUP_KEYS = {"id", "type", "children", "restart", "shutdown_ms", "shutdown", "significant"}
 _WORKER_KEYS = {
     "id", "type", "command", "target", "args", "env", "cwd",
-    "restart", "shutdown_ms", "shutdown", "significant",
+    "restart", "shutdown_ms", "shutdown", "significant", "ready", "start_timeout_ms",
 }  # fmt: skip
 
 
@@ -202,9 +205,18 @@ def _worker(file: str, key: str, table: dict[str, Any]) -> ChildSpec:
             restart=_enum(file, f"{key}.restart", table.get("restart", "permanent"), RestartType),
             shutdown_s=_shutdown(file, key, table, default=5.0),
             significant=_bool(file, f"{key}.significant", table.get("significant", False)),
-        )
+            ready=_enum(file, f"{key}.ready", table.get("ready", "started"), Readiness),
+            start_timeout_s=_positive_ms(file, f"{key}.start_timeout_ms",
+                                         table.get("start_timeout_ms", 30000)),
+        )  # fmt: skip
     except SpecError as exc:
         raise ConfigError(file, key, exc.problem) from None
+
+
+def _positive_ms(file: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(file, key, f"must be an integer > 0 (got {value!r})")
+    return value / 1000.0
 
 
 def _shutdown(file: str, key: str, table: dict[str, Any], *, default: float) -> float:

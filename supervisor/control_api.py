@@ -12,10 +12,12 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psutil
 
+from ipc import ledger
 from ipc.control import RequestRefused
 from supervisor.child_logs import ChildLogs
 from supervisor.config import ConfigError
@@ -31,6 +33,7 @@ class ControlApi:
     statistics: Callable[[], dict[str, Any]]
     request_stop: Callable[[], None]
     reload: Callable[[], dict[str, Any]]
+    runtime_dir: Path
 
     def handle(self, command: str, args: dict[str, Any]) -> Any:
         handler = getattr(self, f"cmd_{command}", None)
@@ -63,7 +66,16 @@ class ControlApi:
     def cmd_status(self, args: dict[str, Any]) -> dict[str, Any]:
         tree = self.root.describe()
         _add_usage(tree, time.time())
-        return {"daemon": self.statistics(), "tree": tree}
+        return {"daemon": self.statistics(), "tree": tree, "resources": self._resources()}
+
+    def _resources(self) -> dict[str, Any] | None:
+        """The resource ledger, read without locking or changing it; None if none exists."""
+        try:
+            return ledger.snapshot(self.runtime_dir)
+        except ledger.LedgerMissing:
+            return None
+        except (ledger.LedgerError, OSError, ValueError) as exc:  # torn/foreign: say so
+            return {"error": f"cannot read the ledger: {exc}"}
 
     def cmd_kill(self, args: dict[str, Any]) -> dict[str, Any]:
         node, child_id = self._owner(args)

@@ -35,6 +35,11 @@ class RestartType(StrEnum):
     TEMPORARY = "temporary"  # never restarted
 
 
+class Readiness(StrEnum):
+    STARTED = "started"  # up once exec'd (a command) or imported (a target)
+    NOTIFY = "notify"  # up once it sends READY=1 to its $NOTIFY_SOCKET (sd_notify)
+
+
 class AutoShutdown(StrEnum):
     NEVER = "never"
     ANY_SIGNIFICANT = "any_significant"
@@ -91,6 +96,8 @@ class ChildSpec:
     restart: RestartType = RestartType.PERMANENT
     shutdown_s: float = 5.0
     significant: bool = False
+    ready: Readiness = Readiness.STARTED
+    start_timeout_s: float = 30.0
 
     def __post_init__(self) -> None:
         check_id(f"child {self.id!r}", self.id)
@@ -106,6 +113,8 @@ class ChildSpec:
             raise SpecError(where, f"shutdown must be >= 0 seconds (got {self.shutdown_s})")
         if self.significant and self.restart is RestartType.PERMANENT:
             raise SpecError(where, "a significant child must be transient or temporary")
+        if not (0 < self.start_timeout_s < math.inf):
+            raise SpecError(where, f"start timeout must be > 0 and finite ({self.start_timeout_s})")
 
     @property
     def is_supervisor(self) -> bool:

@@ -28,7 +28,14 @@ from supervisor.policy import (
     SupervisorState,
 )
 from supervisor.reload import ReloadPlan
-from supervisor.spec import ChildSpec, RestartType, Start, Strategy, SupervisorSpec
+from supervisor.spec import (
+    ChildSpec,
+    Readiness,
+    RestartType,
+    Start,
+    Strategy,
+    SupervisorSpec,
+)
 from supervisor.zygote import SpawnError
 
 
@@ -38,6 +45,8 @@ class ProcessHost(Protocol):
     def spawn(self, child_id: str, start: Start) -> int: ...
 
     def terminate(self, pids: list[int], shutdown_s: float) -> dict[int, ExitReason]: ...
+
+    def wait_ready(self, pid: int, timeout_s: float) -> str | None: ...
 
     def now(self) -> float: ...
 
@@ -70,6 +79,7 @@ class WorkerRecord:
     started_at: float | None = None  # wall clock, for display
     restarts: int = 0
     last_exit: str | None = None
+    status_text: str | None = None  # the child's last sd_notify STATUS=
 
 
 @dataclass
@@ -160,9 +170,29 @@ class SupervisorNode:
                 raise StartFailed(cid, str(exc)) from exc
             record.pid = pid
             record.started_at = time.time()
+            record.status_text = None
             self.registry.by_pid[pid] = (self, cid)
+            if record.spec.ready is Readiness.NOTIFY:
+                self._await_ready(cid, record, pid)
             self.host.report("child_started", supervisor=self.id, child=cid, pid=pid)
         self.state = policy.set_running(self.state, cid, True)
+
+    def _await_ready(self, cid: str, record: WorkerRecord, pid: int) -> None:
+        """A `ready = "notify"` child is started once it says READY=1 (OTP: once init
+        returned); one that exits first or stays silent past its start timeout failed."""
+        problem = self.host.wait_ready(pid, record.spec.start_timeout_s)
+        if problem is None:
+            return
+        self.host.terminate([pid], 0.0)
+        self.registry.by_pid.pop(pid, None)
+        record.pid = None
+        record.last_exit = f"failed to start: {problem}"
+        self.host.report("start_failed", supervisor=self.id, child=cid, reason=problem)
+        raise StartFailed(cid, problem)
+
+    def set_status_text(self, cid: str, text: str) -> None:
+        if cid in self.workers:
+            self.workers[cid].status_text = text
 
     def _terminate_child(self, cid: str) -> None:
         if cid in self.subs:
@@ -393,6 +423,7 @@ class SupervisorNode:
                     "restarts": record.restarts,
                     "restart": record.spec.restart.value,
                     "last_exit": record.last_exit,
+                    "status_text": record.status_text if child.running else None,
                     "start": record.spec.start.describe(),
                 }
             )

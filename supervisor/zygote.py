@@ -347,6 +347,8 @@ def _child(
         if fd > 2:
             os.close(fd)
     try:
+        for inherited in ("WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID"):
+            os.environ.pop(inherited, None)  # systemd's words to factoryd, not to children
         os.environ.update(msg.get("env") or {})
         os.environ["FACTORY_CHILD_ID"] = msg["id"]
         if msg.get("cwd"):

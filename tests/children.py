@@ -18,8 +18,9 @@ def _record(path: str, event: str) -> None:
 
 
 def serve(args: list[str]) -> int:
-    """Run until SIGTERM; record start and stop. args: JOURNAL"""
-    _record(args[0], "start")
+    """Run until SIGTERM; record start and stop. args: JOURNAL [--quiet: no start record]"""
+    if "--quiet" not in args:
+        _record(args[0], "start")
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     signal.sigwait({signal.SIGTERM})
     print(f"{os.environ.get('FACTORY_CHILD_ID')} got SIGTERM, last words", flush=True)
@@ -76,3 +77,23 @@ def orphan_maker(args: list[str]) -> int:
         f.write(f"orphan {os.environ.get('FACTORY_CHILD_ID')} {child.pid}\n")
     _record(args[0], "start")
     return 0
+
+
+def ready_after_fifo(args: list[str]) -> int:
+    """Say READY=1 (sd_notify) once FIFO args[1] is written, then serve.
+    args: JOURNAL FIFO"""
+    from ipc.sd_notify import notify_ready
+
+    _record(args[0], "start")
+    with open(args[1]) as fifo:
+        fifo.read()
+    _record(args[0], "ready")
+    notify_ready("serving 42 requests")
+    return serve([args[0], "--quiet"])
+
+
+def never_ready(args: list[str]) -> int:
+    """Start but never say READY=1. args: JOURNAL"""
+    _record(args[0], "start")
+    while True:
+        signal.pause()

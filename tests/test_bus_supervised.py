@@ -102,3 +102,19 @@ def _try_status(sock: Path) -> dict | None:
         return control.call(sock, "status", timeout=10)
     except control.DaemonNotRunning:
         return None
+
+
+def test_factoryctl_status_shows_the_governors_ledger(daemon: Factoryd) -> None:
+    wait_until(lambda: daemon.status()["resources"] is not None, timeout=20,
+               what="the governor to create its ledger")  # fmt: skip
+    resources = daemon.status()["resources"]["resources"]
+    assert resources["loop"]["limit"] == 2 and resources["loop"]["in_use"] == 0
+    held = ledger.TicketLedger.open(daemon.runtime_dir)
+    with held:
+        ticket = held.request_loop_slot(label="status-test", timeout=5)
+        code, out, _ = daemon.ctl("status")
+        held.release(ticket)
+    assert code == 0
+    row = next(line.split() for line in out.splitlines() if line.startswith("loop "))
+    assert row[:4] == ["loop", "1", "2", "1"]  # in use, limit, free
+    assert "holders: 1" in out

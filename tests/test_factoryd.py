@@ -283,3 +283,10 @@ def test_orphans_still_running_at_stop_are_killed(factoryd, journal, tmp_path) -
     d.proc.send_signal(signal.SIGTERM)
     assert d.wait_exit() == 0
     assert pid_gone(orphan)
+
+
+def test_status_says_when_there_is_no_resource_ledger(factoryd, journal) -> None:
+    d = factoryd(_two_workers(journal)).start()
+    assert d.status()["resources"] is None
+    code, out, _ = d.ctl("status")
+    assert code == 0 and "resources: no ledger" in out

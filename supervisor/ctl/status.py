@@ -4,8 +4,9 @@ CLI:  factoryctl status [--json]
 Wire: {"command": "status", "args": {}}
    -> {"daemon": {pid, uptime_s, config, zygote, ...},
        "tree": {id, type: "supervisor", strategy, state, children: [...]}}
-      a worker: {id, type: "worker", state, pid, uptime_s, restarts, last_exit,
+      a worker: {id, type: "worker", state, pid, uptime_s, restarts, last_exit, status_text,
                  rss_bytes, cpu_s, processes}   (RSS/CPU include its subprocesses)
+       "resources": the resource ledger (ipc.ledger.snapshot) or null when none exists}
 """
 
 from __future__ import annotations
@@ -34,9 +35,40 @@ def render(result: dict[str, Any], args: argparse.Namespace, out: TextIO) -> Exi
     d = result["daemon"]
     out.write(f"factoryd pid {d['pid']}  up {duration(d['uptime_s'])}  config {d['config']}\n")
     header = f"{'ID':<32} {'STATE':<8} {'PID':>7} {'UPTIME':>8} {'RESTARTS':>8} "
-    out.write(header + f"{'RSS':>9} {'CPU':>7}  LAST EXIT\n")
+    out.write(header + f"{'RSS':>9} {'CPU':>7}  STATUS / LAST EXIT\n")
     _rows(result["tree"], 0, out)
+    _resources(result.get("resources"), out)
     return ExitStatus.SUCCESS
+
+
+def _resources(res: dict[str, Any] | None, out: TextIO) -> None:
+    if res is None:
+        out.write("\nresources: no ledger (the resource governor is not running)\n")
+        return
+    if "error" in res:
+        out.write(f"\nresources: {res['error']}\n")
+        return
+    out.write(f"\n{'RESOURCE':<12} {'IN USE':>8} {'LIMIT':>8} {'FREE':>8} {'WAITING':>8} "
+              f"{'EXHAUSTED':>9}\n")  # fmt: skip
+    for name, r in res["resources"].items():
+        if "in_use" not in r:  # free_ram: a threshold, not a pool
+            out.write(f"{name:<12} {'-':>8} {r['limit']:>8} {'-':>8} {'-':>8} "
+                      f"{r['exhausted']:>9}\n")  # fmt: skip
+            continue
+        out.write(
+            f"{name:<12} {r['in_use']:>8} {r['limit']:>8} {r['available']:>8} "
+            f"{r['waiting']:>8} {r['exhausted']:>9}\n"
+        )
+    holders = res.get("holders", [])
+    if holders:
+        out.write(f"holders: {len(holders)} ({res.get('stale', 0)} stale)\n")
+
+
+def _note(node: dict[str, Any]) -> str:
+    """The child's own STATUS= text while it runs, else how it last ended."""
+    if node.get("status_text"):
+        return str(node["status_text"])
+    return f"last: {node['last_exit']}" if node.get("last_exit") else ""
 
 
 def _rows(node: dict[str, Any], depth: int, out: TextIO) -> None:
@@ -47,7 +79,7 @@ def _rows(node: dict[str, Any], depth: int, out: TextIO) -> None:
     out.write(
         f"{name:<32} {node['state']:<8} {node.get('pid') or '-':>7} "
         f"{duration(node.get('uptime_s')):>8} {node.get('restarts', 0):>8} "
-        f"{size(node.get('rss_bytes')):>9} {cpu:>7}  {node.get('last_exit') or ''}\n"
+        f"{size(node.get('rss_bytes')):>9} {cpu:>7}  {_note(node)}\n"
     )
     for child in node.get("children", []):
         _rows(child, depth + 1, out)

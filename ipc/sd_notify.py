@@ -1,8 +1,13 @@
 """sd_notify, written directly: one datagram to $NOTIFY_SOCKET per message.
 
+factoryd uses it towards systemd; services use it towards factoryd, which gives every
+child a NOTIFY_SOCKET of its own and, for `ready = "notify"` children, starts the next
+sibling only after READY=1 (OTP: start_link returns once init is done). `STATUS=` text
+shows in `factoryctl status`.
+
 No libsystemd needed. An `@` prefix names an abstract socket. Without NOTIFY_SOCKET
-(not under systemd) every call is a no-op. The watchdog interval comes from
-WATCHDOG_USEC, honoured only when WATCHDOG_PID is unset or names this process.
+every call is a no-op. The watchdog interval comes from WATCHDOG_USEC, honoured only
+when WATCHDOG_PID is unset or names this process.
 """
 
 from __future__ import annotations
@@ -47,8 +52,9 @@ class Notifier:
         self.sent += 1
         return True
 
-    def ready(self, status: str) -> bool:
-        return self.notify("READY=1", f"STATUS={status}", f"MAINPID={os.getpid()}")
+    def ready(self, status: str = "") -> bool:
+        fields = ["READY=1", f"MAINPID={os.getpid()}"]
+        return self.notify(*fields, f"STATUS={status}") if status else self.notify(*fields)
 
     def status(self, status: str) -> bool:
         return self.notify(f"STATUS={status}")
@@ -64,3 +70,12 @@ class Notifier:
             with contextlib.suppress(OSError):
                 self._sock.close()
             self._sock = None
+
+
+def notify_ready(status: str = "") -> bool:
+    """READY=1 (and STATUS=) to $NOTIFY_SOCKET, if any: the one call a service needs."""
+    notifier = Notifier()
+    try:
+        return notifier.ready(status)
+    finally:
+        notifier.close()

@@ -1,0 +1,64 @@
+"""`ready = "notify"`: the next child starts only after READY=1 (OTP's start_link
+returns once init is done); silence or an early exit is a failed start."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests.harness import Journal, target
+from tests.waiting import pid_gone
+
+
+def test_next_sibling_starts_only_after_ready(factoryd, journal: Journal, tmp_path: Path) -> None:
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    j = str(journal.path)
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "db"
+        {target("ready_after_fifo", j, str(fifo))}
+        ready = "notify"
+        start_timeout_ms = 20000
+        [[supervisor.children]]
+        id = "app"
+        {target("serve", j)}
+    """).start(wait_ready=False)
+    journal.wait_count("start", "db", 1)
+    with open(fifo, "w") as f:  # let db finish its init
+        f.write("go")
+    journal.wait_count("start", "app", 1)
+    order = [(e, c) for e, c, _ in journal.events()]
+    assert order == [("start", "db"), ("ready", "db"), ("start", "app")]
+    code, out, _ = d.ctl("status")
+    assert code == 0
+    db_row = next(line for line in out.splitlines() if line.strip().startswith("db "))
+    assert db_row.endswith("serving 42 requests")
+
+
+def test_silent_child_fails_its_start_after_the_timeout(factoryd, journal: Journal) -> None:
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "mute"
+        {target("never_ready", str(journal.path))}
+        ready = "notify"
+        start_timeout_ms = 300
+    """).start(wait_ready=False)
+    assert d.wait_exit() == 3
+    assert "child 'mute' failed to start: no READY=1 within 0.3s" in d.log()
+    mute = next(p for e, c, p in journal.events() if c == "mute")
+    assert pid_gone(mute)
+
+
+def test_child_exiting_before_ready_fails_its_start(factoryd, journal: Journal) -> None:
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "quitter"
+        {target("exit_with", str(journal.path), "4")}
+        ready = "notify"
+    """).start(wait_ready=False)
+    assert d.wait_exit() == 3
+    assert "exited before READY=1 (abnormal: exit code 4)" in d.log()
