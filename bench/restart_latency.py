@@ -10,6 +10,8 @@ factoryd's ratio to each of the others.
 
 The child is a tiny C program when a C compiler is present (measures the supervisor,
 not interpreter start-up), else `python3 -S`. `--child python` forces the latter.
+`--child target` (factoryd only) runs the child as a Python target forked from the
+zygote, as factory's own services are: no exec, no interpreter start-up.
 
 supervisord and circus are installed into a bench-only virtualenv (.bench/venv):
 supervisord's import package is named `supervisor`, which would shadow ours.
@@ -60,6 +62,8 @@ while True:
 
 
 def child_command(work: Path, kind: str) -> list[str]:
+    if kind == "target":
+        return ["target"]
     compiler = shutil.which("cc") or shutil.which("gcc")
     if kind == "c" and compiler:
         src = work / "child.c"
@@ -130,8 +134,24 @@ def running(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> It
         log.close()
 
 
+TARGET_CHILD = """import os, time
+
+
+def main(args):
+    with open(args[0], "a") as f:
+        f.write(f"{os.getpid()} {time.monotonic_ns()}\\n")
+    while True:
+        time.sleep(3600)
+"""
+
+
 def run_factoryd(work: Path, cmd: list[str], record: Path, rounds: int, warmup: int) -> list[float]:
-    quoted = ", ".join(f'"{c}"' for c in [*cmd, str(record)])
+    if cmd == ["target"]:
+        (work / "bench_child.py").write_text(TARGET_CHILD)
+        start = f'target = "bench_child:main"\n        args = ["{record}"]'
+    else:
+        quoted = ", ".join(f'"{c}"' for c in [*cmd, str(record)])
+        start = f"command = [{quoted}]"
     (work / "factory.toml").write_text(
         textwrap.dedent(f"""
         [supervisor]
@@ -140,7 +160,7 @@ def run_factoryd(work: Path, cmd: list[str], record: Path, rounds: int, warmup: 
         period = 1
         [[supervisor.children]]
         id = "child"
-        command = [{quoted}]
+        {start}
         restart = "permanent"
         shutdown_ms = 1000
     """)
@@ -156,7 +176,7 @@ def run_factoryd(work: Path, cmd: list[str], record: Path, rounds: int, warmup: 
         "--state-dir",
         str(work / "state"),
     ]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{work}"}
     with running(argv, work, env):
         return measure(record, rounds, warmup)
 
@@ -236,7 +256,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--child", choices=["c", "python"], default="c")
+    parser.add_argument("--child", choices=["c", "python", "target"], default="c")
     parser.add_argument("--only", choices=["factoryd", *OTHERS])
     args = parser.parse_args()
 
@@ -246,6 +266,8 @@ def main() -> int:
         "circus": run_circus,
     }
     wanted = [args.only] if args.only else list(runners)
+    if args.child == "target":
+        wanted = ["factoryd"]  # only factoryd forks Python targets from a zygote
     if any(n in OTHERS for n in wanted) and not ensure_venv():
         wanted = ["factoryd"]
     results: dict[str, tuple[float, float]] = {}
