@@ -333,7 +333,11 @@ def _child(
     os.setpgid(0, 0)
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+    # SIGPIPE and SIGXFSZ too: Python ignores them, and SIG_IGN survives exec.
+    for sig in (
+        signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE,
+        signal.SIGXFSZ,
+    ):  # fmt: skip
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     sock.close()
@@ -369,6 +373,11 @@ def _child(
 
 
 def _run_target(msg: dict[str, Any], err_w: int) -> int:
+    # The dispositions a fresh python3 has: a write to a closed socket raises
+    # BrokenPipeError instead of killing the service with SIGPIPE.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     module_name, _, func_name = msg["target"].partition(":")
     try:
         func = getattr(importlib.import_module(module_name), func_name)

@@ -97,3 +97,19 @@ def never_ready(args: list[str]) -> int:
     _record(args[0], "start")
     while True:
         signal.pause()
+
+
+def write_to_closed_socket(args: list[str]) -> int:
+    """Write to a socket whose peer is closed, as a service replying to a client that
+    gave up: a Python process gets BrokenPipeError ("epipe"), not death by SIGPIPE.
+    args: JOURNAL"""
+    import socket
+
+    _record(args[0], "start")
+    ours, theirs = socket.socketpair()
+    theirs.close()
+    try:
+        ours.sendall(b"reply")
+    except BrokenPipeError:
+        _record(args[0], "epipe")
+    return serve([args[0], "--quiet"])
