@@ -1,7 +1,7 @@
 """The twelve signals of seed fs-002, their envelope, and the wire encoding.
 
 On the wire a signal is two frames, `[topic, payload]`: the topic is the signal's type
-name (subscriptions filter on it) and the payload one orjson object holding the envelope
+name (subscriptions filter on it) and the payload one JSON object holding the envelope
 (`type`, `id`, `ts`, `source`) and the signal's own fields side by side:
 
     [b"LoopFailed", b'{"type":"LoopFailed","id":"4f1c..-1","ts":1763900000.1,
@@ -10,6 +10,16 @@ name (subscriptions filter on it) and the payload one orjson object holding the 
 Decoding is strict: the topic must equal `type`, every field must be present with its
 type and nothing else may appear. A bad message raises MalformedSignal, an unknown type
 UnknownSignal; the bus helpers count and drop both so no service ever sees them.
+
+Speed: each signal class gets a msgspec "wire" Struct mirroring it (envelope keys first,
+tagged by `type`, unknown fields forbidden, Priority by value, ints in int64, a GitHash
+40 characters long and then checked to be lower-case hex). One msgspec decoder over
+their union parses and checks a payload in C; what it accepts `decode_checked` accepts
+with the same values, so the public dataclass is built without re-running its checks.
+Anything else (including what only the lenient path takes, such as an upper-case hash
+or priority "P1") goes through `decode_checked`, which decides and names the problem.
+Encoding fills the wire Struct and lets msgspec write it: the JSON orjson writes, byte
+for byte, except that a float with a big exponent reads `1e16` rather than `1e+16`.
 """
 
 from __future__ import annotations
@@ -22,8 +32,10 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, NamedTuple
 
+import msgspec
 import orjson
 
+from ipc._signal_wire import NotCanonical, WirePlan, wire_plan
 from ipc.types import GitHash, InvalidValue, Priority
 
 ENVELOPE_KEYS = ("type", "id", "ts", "source")
@@ -106,6 +118,7 @@ class Signal:
 
 
 SIGNAL_TYPES: dict[str, type[Signal]] = {}
+_PLANS: dict[type, WirePlan] = {}  # by signal class and by wire Struct class
 
 
 def _signal(cls: type) -> type:
@@ -125,6 +138,8 @@ def _signal(cls: type) -> type:
     cls._required = frozenset(required)
     cls._allowed = frozenset(cls._names)
     SIGNAL_TYPES[cls.__name__] = cls
+    plan = wire_plan(cls, cls._names, hints)
+    _PLANS[cls] = _PLANS[plan.wire] = plan
     return cls
 
 
@@ -254,21 +269,23 @@ class Envelope(NamedTuple):
         return type(self.signal).__name__
 
 
+_new_tuple = tuple.__new__  # Envelope(...) minus the Python-level __new__ NamedTuple adds
+
+
 class _IdSource:
     """Unique ids without uuid4's cost: a random per-process prefix plus a counter."""
 
     def __init__(self) -> None:
-        self._pid = -1
-        self._prefix = ""
+        self.reseed()
+        # a forked child gets a prefix of its own, or its ids would repeat the parent's
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self._prefix = os.urandom(6).hex() + "-"
         self._counter = itertools.count()
 
     def next(self) -> str:
-        pid = os.getpid()
-        if pid != self._pid:  # re-seed after a fork, or ids would repeat in the child
-            self._pid = pid
-            self._prefix = os.urandom(6).hex()
-            self._counter = itertools.count()
-        return f"{self._prefix}-{next(self._counter)}"
+        return f"{self._prefix}{next(self._counter)}"
 
 
 _ids = _IdSource()
@@ -278,11 +295,29 @@ def envelop(signal: Signal, *, source: str) -> Envelope:
     """Wrap `signal` with a fresh id and the current time."""
     if not isinstance(signal, Signal):
         raise TypeError(f"not a signal: {signal!r:.80}")
-    return Envelope(signal, _ids.next(), time.time(), source)
+    return _new_tuple(Envelope, (signal, _ids.next(), time.time(), source))
+
+
+# msgspec writes exact str only: a GitHash (a str subclass) goes out as its plain str;
+# str.__str__ raises TypeError for anything that is no str, as orjson would.
+_ENCODER = msgspec.json.Encoder(enc_hook=str.__str__)
+_WIRE_UNION = typing.Union[tuple(_PLANS[c].wire for c in SIGNAL_TYPES.values())]  # noqa: UP007
+_DECODER = msgspec.json.Decoder(_WIRE_UNION)
+_astuple = msgspec.structs.astuple
+_new_object = object.__new__
 
 
 def encode(envelope: Envelope) -> list[bytes]:
     """The two wire frames `[topic, payload]` of `envelope`."""
+    signal = envelope.signal
+    plan = _PLANS.get(type(signal))
+    if plan is None:  # not one of the twelve (a subclass): written the generic way
+        return _encode_generic(envelope)
+    wire = plan.wire(envelope.id, envelope.ts, envelope.source, *plan.values(signal))
+    return [plan.topic, _ENCODER.encode(wire)]
+
+
+def _encode_generic(envelope: Envelope) -> list[bytes]:
     signal = envelope.signal
     name = type(signal).__name__
     body = {"type": name, "id": envelope.id, "ts": envelope.ts, "source": envelope.source}
@@ -292,7 +327,39 @@ def encode(envelope: Envelope) -> list[bytes]:
 
 
 def decode(frames: list[bytes]) -> Envelope:
-    """Strictly decode wire frames; raises MalformedSignal or UnknownSignal."""
+    """Strictly decode wire frames `[topic, payload]` into the envelope they carry.
+
+    The common case (a valid, canonical payload) is parsed and checked by msgspec; the
+    rest goes through `decode_checked`, which accepts or rejects exactly as before.
+
+    Raises:
+        MalformedSignal: wrong frame count, not JSON, a missing, extra or mistyped field
+            (the message names the signal and the field), or topic != type.
+        UnknownSignal: a well-formed envelope of a type that is no signal.
+    """
+    try:
+        topic, payload = frames
+        wire = _DECODER.decode(payload)
+    except (msgspec.MsgspecError, ValueError, TypeError):  # said precisely by the slow path
+        return decode_checked(frames)
+    plan = _PLANS[type(wire)]
+    if topic != plan.topic:
+        return decode_checked(frames)
+    values = _astuple(wire)
+    signal = _new_object(plan.cls)
+    try:
+        plan.fill(signal, values)
+    except NotCanonical:
+        return decode_checked(frames)
+    return _new_tuple(Envelope, (signal, values[0], values[1], values[2]))
+
+
+def decode_checked(frames: list[bytes]) -> Envelope:
+    """Decode field by field with orjson and the dataclass checks, naming what is wrong.
+
+    The reference for `decode`: slower, but it also takes the lenient spellings the
+    signal constructors accept (an upper-case hash, priority "P1").
+    """
     if len(frames) != 2:
         raise MalformedSignal(f"expected 2 frames [topic, payload], got {len(frames)}")
     topic, payload = frames
