@@ -181,9 +181,15 @@ def _worker(file: str, key: str, table: dict[str, Any]) -> ChildSpec:
     _expect(file, f"{key}.env", env, dict, "a table of strings")
     for name, value in env.items():
         _expect(file, f"{key}.env.{name}", value, str, "a string")
+        if not name or "=" in name or "\0" in name:
+            raise ConfigError(file, f"{key}.env.{name}", "not a usable variable name")
+        _no_nul(file, f"{key}.env.{name}", [value])
     cwd = table.get("cwd")
     if cwd is not None:
         _expect(file, f"{key}.cwd", cwd, str, "a string")
+        _no_nul(file, f"{key}.cwd", [cwd])
+    _no_nul(file, f"{key}.command", command)
+    _no_nul(file, f"{key}.args", args)
     target = table.get("target", "")
     _expect(file, f"{key}.target", target, str, "a string")
     if not command and not target:
@@ -256,6 +262,12 @@ def _expect(file: str, key: str, value: Any, kind: type, words: str) -> None:
 def _expect_strings(file: str, key: str, value: Any) -> None:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(file, key, f"must be an array of strings (got {value!r:.60})")
+
+
+def _no_nul(file: str, key: str, values: list[str]) -> None:
+    """A NUL byte cannot reach exec, the environment or chdir: refuse it here."""
+    if any("\0" in v for v in values):
+        raise ConfigError(file, key, "must not contain a NUL byte")
 
 
 def _str(file: str, key: str, value: Any) -> str:

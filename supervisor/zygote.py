@@ -357,7 +357,7 @@ def _child(
         os.environ["FACTORY_CHILD_ID"] = msg["id"]
         if msg.get("cwd"):
             os.chdir(msg["cwd"])
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a bad env name, a NUL byte
         os.write(err_w, f"cannot prepare {msg['id']}: {exc}".encode())
         return 127
     if msg.get("command"):
@@ -366,8 +366,9 @@ def _child(
         os.closerange(err_w + 1, os.sysconf("SC_OPEN_MAX"))
         try:
             os.execvpe(argv[0], argv, os.environ)
-        except OSError as exc:
-            os.write(err_w, f"cannot exec {argv[0]!r}: {exc.strerror}".encode())
+        except (OSError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else exc
+            os.write(err_w, f"cannot exec {argv[0]!r}: {why}".encode())
             return 127
     return _run_target(msg, err_w)
 

@@ -3,8 +3,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
+
+from supervisor.config import ConfigError, load
+from supervisor.spec import Start
+from supervisor.zygote import SpawnError, ZygoteClient
 from tests.harness import Journal, target
 from tests.waiting import wait_until
 
@@ -39,3 +45,56 @@ def test_command_child_starts_with_no_signal_ignored(factoryd, tmp_path: Path) -
     wait_until(out.exists, timeout=15, what="the child to write its SigIgn mask")
     mask = int(out.read_text().split()[1], 16)
     assert mask == 0, f"exec'd child inherits ignored signals: mask {mask:#x}"
+
+
+@pytest.mark.parametrize(
+    ("start", "problem"),
+    [
+        (Start(command=("true",), env=(("A=B", "x"),)), "illegal environment variable name"),
+        (Start(command=("true",), env=(("A", "x\0y"),)), "null byte"),
+        (Start(command=("echo", "a\0b")), "cannot exec 'echo': embedded null byte"),
+        (Start(target="tests.children:serve", env=(("", "x"),)), "cannot prepare bad: "),
+    ],
+)
+def test_child_that_cannot_be_prepared_is_a_failed_start(start: Start, problem: str) -> None:
+    """Not a 'spawned' child that dies at once with exit code 127 and no word why."""
+    zygote = ZygoteClient.start()
+    log_r, log_w = os.pipe()
+    try:
+        with pytest.raises(SpawnError, match=problem):
+            zygote.spawn("bad", start, log_w, timeout=10)
+    finally:
+        os.close(log_r)
+        os.close(log_w)
+        zygote.close()
+
+
+@pytest.mark.parametrize(
+    ("toml", "key", "problem"),
+    [
+        ('env = { "A=B" = "x" }', "env.A=B", "name"),
+        ('env = { "" = "x" }', "env.", "name"),
+        ('env = { A = "x\\u0000y" }', "env.A", "NUL"),
+        ('cwd = "/tmp\\u0000x"', "cwd", "NUL"),
+    ],
+)
+def test_config_refuses_what_the_child_could_not_be_started_with(
+    tmp_path: Path, toml: str, key: str, problem: str
+) -> None:
+    path = tmp_path / "f.toml"
+    path.write_text(
+        f'[supervisor]\n[[supervisor.children]]\nid = "w"\ncommand = ["true"]\n{toml}\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    assert err.value.key == f"supervisor.children[0].{key}"
+    assert problem in err.value.problem
+
+
+def test_config_refuses_nul_in_a_command(tmp_path: Path) -> None:
+    path = tmp_path / "f.toml"
+    path.write_text('[supervisor]\n[[supervisor.children]]\nid = "w"\ncommand = ["a\\u0000b"]\n')
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    assert err.value.key == "supervisor.children[0].command"
+    assert "NUL" in err.value.problem
