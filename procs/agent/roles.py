@@ -81,6 +81,11 @@ class WorkspacePath:
     real: Path
     relative: PurePosixPath
 
+    @property
+    def root(self) -> Path:
+        """The resolved workspace directory (`real` is `root / relative`)."""
+        return self.real.parents[len(self.relative.parts) - 1]
+
 
 def resolve_in_workspace(workspace: Path, raw: object) -> WorkspacePath:
     """Confine `raw` (absolute, or relative to the workspace) to the workspace.
@@ -91,7 +96,11 @@ def resolve_in_workspace(workspace: Path, raw: object) -> WorkspacePath:
     """
     if not isinstance(raw, str) or not raw:
         raise PathRefused(f"path must be a non-empty string, got {raw!r:.80}")
-    if "\x00" in raw or len(raw.encode()) > MAX_PATH_BYTES:
+    try:
+        encoded = raw.encode()
+    except UnicodeEncodeError:
+        raise PathRefused(f"path {raw!r:.80} is not valid UTF-8 (a lone surrogate)") from None
+    if "\x00" in raw or len(encoded) > MAX_PATH_BYTES:
         raise PathRefused("path contains a NUL byte or is too long")
     candidate = PurePosixPath(raw)
     if ".." in candidate.parts:
@@ -101,7 +110,10 @@ def resolve_in_workspace(workspace: Path, raw: object) -> WorkspacePath:
     lexical = Path(os.path.normpath(lexical))
     if not _inside(lexical, root) and not _inside(lexical, workspace.absolute()):
         raise PathRefused(f"path {raw!r} is outside the workspace {root}")
-    real = lexical.resolve()  # follows every symlink that exists, the last one included
+    try:
+        real = lexical.resolve()  # follows every symlink that exists, the last one included
+    except RuntimeError as exc:  # a symlink loop (pathlib raises RuntimeError for ELOOP)
+        raise PathRefused(f"path {raw!r}: {exc}") from None
     if not _inside(real, root):
         raise PathRefused(f"path {raw!r} leads outside the workspace (resolves to {real})")
     relative = PurePosixPath(real.relative_to(root).as_posix())
