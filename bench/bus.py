@@ -13,6 +13,9 @@ decode and validate each one (ipc.signals), so the figures include our codec.
   Repeated --runs times; median and worst printed.
 - round trip: one echo process answers each ping (LoopSpawned) with a pong (LoopFailed)
   through the broker; one ping in flight; p50/p95/p99 over --pings after 200 warm-up.
+- codec: ipc.signals envelop/encode/decode alone, in this process, per call: 21 rounds
+  of 5000 calls each for LoopFailed (no hash) and GoldenMasterUpdated (two hashes);
+  median and p95 over the rounds.
 
     python3 bench/bus.py [--burst 10000] [--runs 5] [--fanout 32] [--pings 2000]
 """
@@ -28,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import timeit
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -173,6 +177,30 @@ class Bench:
                 p.stdout.close()
 
 
+def codec_costs(rounds: int = 21, calls: int = 5000) -> list[str]:
+    """Lines of µs per envelop/encode/decode call, median / p95 over `rounds`."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    lines = []
+    for sig in (
+        signals.LoopFailed(loop_id="7", reason="burst"),
+        signals.GoldenMasterUpdated(hash=commit, previous_hash=commit),
+    ):
+        envelope = signals.envelop(sig, source="bench")
+        frames = signals.encode(envelope)
+        ops = {
+            "envelop": lambda s=sig: signals.envelop(s, source="bench"),
+            "encode": lambda e=envelope: signals.encode(e),
+            "decode": lambda f=frames: signals.decode(f),
+        }
+        times: dict[str, list[float]] = {name: [] for name in ops}
+        for _ in range(rounds):  # ops take turns, so a busy spell hits them alike
+            for name, op in ops.items():
+                times[name].append(timeit.timeit(op, number=calls) / calls * 1e6)
+        cells = [f"{n} {statistics.median(t):.2f} / {pct(t, 0.95):.2f}" for n, t in times.items()]
+        lines.append(f"codec {type(sig).__name__:<19} ({len(frames[1])} B): " + "  ".join(cells))
+    return lines
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -191,6 +219,8 @@ def main() -> int:
     if args.child:
         return child(args.child[1], args.child[0], args.burst)
     print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    for line in codec_costs():
+        print(f"{line}  (µs per call, median / p95)")
     with tempfile.TemporaryDirectory(prefix="bus-bench-") as tmp:
         bench = Bench(Path(tmp))
         try:
