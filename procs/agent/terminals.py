@@ -26,11 +26,26 @@ class TerminalNotFound(KeyError):
     """No terminal with that id in this session (never created, or released)."""
 
 
+class _ExitProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """Also says when the command itself exits: asyncio's Process.wait() waits for the
+    output pipe to close as well, which a background child of the command can hold open
+    for as long as it likes."""
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited = asyncio.Event()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        self.exited.set()
+
+
 @dataclass
 class Terminal:
     terminal_id: str
     process: asyncio.subprocess.Process
     limit: int
+    exited: asyncio.Event
     output: bytearray = field(default_factory=bytearray)
     truncated: bool = False
     timed_out: bool = False
@@ -54,7 +69,7 @@ class Terminal:
         if code is None:
             return None
         if code < 0:
-            return {"exitCode": None, "signal": signal.Signals(-code).name}
+            return {"exitCode": None, "signal": _signal_name(-code)}
         return {"exitCode": code, "signal": None}
 
 
@@ -89,13 +104,15 @@ class Terminals:
         limit = min(limit, DEFAULT_OUTPUT_LIMIT * 16)
         full_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
         full_env.update(env or {})
-        process = await asyncio.create_subprocess_exec(
-            command, *(args or []),
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.subprocess_exec(
+            lambda: _ExitProtocol(2**16, loop), command, *(args or []),
             cwd=directory, env=full_env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             process_group=0,
         )  # fmt: skip
-        terminal = Terminal(f"term-{next(self._ids)}", process, limit)
+        process = asyncio.subprocess.Process(transport, protocol, loop)
+        terminal = Terminal(f"term-{next(self._ids)}", process, limit, protocol.exited)
         terminal.pump = asyncio.create_task(self._pump(terminal))
         terminal.watchdog = asyncio.create_task(self._watchdog(terminal))
         self._terminals[terminal.terminal_id] = terminal
@@ -108,10 +125,12 @@ class Terminals:
 
     async def _watchdog(self, terminal: Terminal) -> None:
         try:
-            await asyncio.wait_for(terminal.process.wait(), self.command_timeout_s)
+            await asyncio.wait_for(terminal.exited.wait(), self.command_timeout_s)
         except TimeoutError:
             terminal.timed_out = True
             _kill_group(terminal.process)
+        else:  # what the command left running in its group goes with it
+            _kill_group(terminal.process, leftovers=True)
 
     def get(self, terminal_id: str) -> Terminal:
         try:
@@ -122,7 +141,8 @@ class Terminals:
     async def wait_for_exit(self, terminal_id: str, *, timeout: float) -> Terminal:
         """Wait for the command (the watchdog kills it at command_timeout_s anyway)."""
         terminal = self.get(terminal_id)
-        await asyncio.wait_for(terminal.process.wait(), timeout)
+        await asyncio.wait_for(terminal.exited.wait(), timeout)
+        _kill_group(terminal.process, leftovers=True)  # free the output pipe they may hold
         if terminal.pump is not None:
             await asyncio.wait_for(terminal.pump, timeout=5.0)
         return terminal
@@ -152,6 +172,16 @@ async def _reap(terminal: Terminal) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _signal_name(number: int) -> str:
+    """SIGKILL, SIGRTMIN+6...: signal.Signals knows no real-time signal but the first/last."""
+    if signal.SIGRTMIN < number < signal.SIGRTMAX:
+        return f"SIGRTMIN+{number - signal.SIGRTMIN}"
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _kill_group(process: asyncio.subprocess.Process, *, leftovers: bool = False) -> None:

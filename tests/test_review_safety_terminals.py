@@ -1,0 +1,36 @@
+"""Adversarial review of terminal/*: leftovers of an exited command, unusual exit signals."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from procs.agent.terminals import Terminals
+from tests.waiting import pid_gone, wait_until
+
+
+def test_background_child_holding_the_output_does_not_stall_wait_for_exit(tmp_path: Path) -> None:
+    async def main() -> tuple[dict | None, str, int]:
+        terminals = Terminals(tmp_path, command_timeout_s=60.0)
+        # The shell exits at once; its background child keeps the output pipe open.
+        tid = await terminals.create("sh", ["-c", "sleep 60 & echo $!"])
+        terminal = await terminals.wait_for_exit(tid, timeout=30.0)
+        status, text = terminal.exit_status(), terminal.text()
+        await terminals.close()
+        return status, text, int(text.split()[0])
+
+    status, text, child = asyncio.run(main())
+    assert status == {"exitCode": 0, "signal": None}
+    assert text == f"{child}\n"
+    wait_until(lambda: pid_gone(child), timeout=10.0, what="the leftover child to be killed")
+
+
+def test_a_command_killed_by_a_realtime_signal_reports_it(tmp_path: Path) -> None:
+    async def main() -> dict | None:
+        terminals = Terminals(tmp_path)
+        tid = await terminals.create("sh", ["-c", "kill -s 40 $$"])
+        terminal = await terminals.wait_for_exit(tid, timeout=30.0)
+        await terminals.close()
+        return terminal.exit_status()
+
+    assert asyncio.run(main()) == {"exitCode": None, "signal": "SIGRTMIN+6"}
