@@ -150,8 +150,11 @@ class TicketLedger:
             return False
         _SLOT_STATE.pack_into(self._buf, offset, table.FREE, generation)
         self._free.append((ticket.slot, offset))
+        give = self._give.get(ticket.counts)
+        if give is None:  # acquired through another handle of this process
+            give = self._give[ticket.counts] = self._op(ticket.counts, +1, True)
         try:
-            sem.semop_nowait(self.semid, self._give[ticket.counts])
+            sem.semop_nowait(self.semid, give)
         except sem.SemaphoreGone:
             return False
         self.stats["released"] += 1

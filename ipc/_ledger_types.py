@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,9 +104,10 @@ def check_timeout(timeout: float | None, deadline: float | None) -> float:
     """Seconds left: exactly one of timeout= (relative) or deadline= (monotonic)."""
     if (timeout is None) == (deadline is None):
         raise TypeError("pass exactly one of timeout= or deadline=")
-    if deadline is not None:
-        return deadline - time.monotonic()
-    return float(timeout)  # type: ignore[arg-type]
+    left = deadline - time.monotonic() if deadline is not None else float(timeout)  # type: ignore[arg-type]
+    if math.isnan(left):
+        raise ValueError(f"timeout/deadline must be a number of seconds, got {left}")
+    return left
 
 
 def replace_limit(record: table.Record, limit: int) -> table.Record:

@@ -28,6 +28,10 @@ SETVAL = 16
 SETALL = 17
 SEM_UNDO = 0x1000
 SEMVMX = 32767  # the kernel's largest semaphore value
+# A wait this long (136 years) is a wait forever: timespec's tv_sec is a signed 64-bit
+# long, and int(1e19) wraps to a negative one (EINVAL, read as "set removed") while
+# int(sys.float_info.max) wraps to 0 (an instant timeout).
+FOREVER_S = float(2**32)
 
 
 class sembuf(ctypes.Structure):  # the C name
@@ -96,13 +100,13 @@ def make_ops(ops: list[tuple[int, int, int]]) -> Ops:
 
 
 def semop(semid: int, ops: Ops, timeout: float) -> None:
-    """Apply all `ops` atomically, waiting at most `timeout` seconds (math.inf: forever).
+    """Apply all `ops` atomically, waiting at most `timeout` seconds (>= FOREVER_S: forever).
 
     Raises SemaphoreTimeout when the wait ends first (or at once when an op has
     IPC_NOWAIT), SemaphoreGone when the set was removed. A signal handler that returns
     normally does not end the wait early: EINTR restarts it with the time left.
     """
-    if timeout == math.inf:
+    if timeout >= FOREVER_S:
         ts_ptr = None
         deadline = math.inf
     else:
