@@ -128,7 +128,7 @@ class ControlApi:
         if node.template is not None:
             raise NotAllowed(f"{child_id} is a dynamic child: stop it and start a new one")
         if node.state.child(child_id).running:
-            node.terminate_child(child_id)
+            node.terminate_child(child_id, forget=False)
         node.restart_child(child_id)
         return {"id": child_id, "pid": node.worker_pid(child_id), "state": "running"}
 

@@ -381,12 +381,13 @@ class SupervisorNode:
         assert pid is not None
         return cid, pid
 
-    def terminate_child(self, cid: str) -> None:
-        """OTP terminate_child: stop it; temporary and dynamic children are forgotten."""
+    def terminate_child(self, cid: str, *, forget: bool = True) -> None:
+        """OTP terminate_child: stop it; temporary and dynamic children are forgotten
+        (unless `forget` is False: an operator's restart starts it again at once)."""
         child = self._child_state(cid)
         if child.running:
             self._terminate_child(cid)
-        if child.restart is RestartType.TEMPORARY or self.template is not None:
+        if forget and (child.restart is RestartType.TEMPORARY or self.template is not None):
             self._forget(cid)
 
     def restart_child(self, cid: str) -> None:

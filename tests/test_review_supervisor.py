@@ -98,3 +98,23 @@ def test_config_refuses_nul_in_a_command(tmp_path: Path) -> None:
         load(path)
     assert err.value.key == "supervisor.children[0].command"
     assert "NUL" in err.value.problem
+
+
+def test_restart_of_a_temporary_child_starts_it_again(factoryd, journal: Journal) -> None:
+    """`restart` is stop-then-start; it used to stop (and so forget) a temporary child,
+    then fail with "no child" and leave it gone."""
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "once"
+        {target("serve", str(journal.path))}
+        restart = "temporary"
+    """).start()
+    before = d.pid("once")
+    code, out, err = d.ctl("restart", "once")
+    assert (code, err) == (0, ""), err
+    assert "once: restarted" in out
+    journal.wait_count("start", "once", 2)
+    node = d.node("once")
+    assert node["state"] == "running" and node["pid"] not in (None, before)
+    assert journal.count("stop", "once") == 1
