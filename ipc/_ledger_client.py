@@ -211,11 +211,15 @@ class TicketLedger:
         if unknown:
             raise ValueError(f"unknown resource(s) {sorted(unknown)}; known: {RESOURCES}")
         values = []
-        for name in RESOURCES:
+        for i, name in enumerate(RESOURCES):
             n = request.get(name, 0)
             if isinstance(n, bool) or not isinstance(n, int) or n < 0:
                 raise ValueError(f"count for {name} must be a non-negative int, got {n!r}")
-            values.append(-(-n // self.ram_unit_mb) if name == "ram" else n)
+            value = -(-n // self.ram_unit_mb) if name == "ram" else n
+            if value > sem.SEMVMX:  # sem_op is 16 bits: a larger count would wrap around
+                limit = table.read_record(self._buf, i).limit
+                raise ResourceError(name, value, limit, f"{name}: asked {value}, limit is {limit}")
+            values.append(value)
         if not any(values):
             raise ValueError("a request must ask for at least one unit of something")
         return tuple(values)

@@ -67,3 +67,14 @@ def test_another_handle_of_the_holding_process_may_release(runtime: Path) -> Non
     assert owner.release(ticket) is False  # and a second release stays a no-op
     again = owner.acquire_nowait({"gpu": 1})
     owner.release(again)
+
+
+@pytest.mark.parametrize("count", [40_000, 65_537])
+def test_a_count_beyond_a_semaphore_is_refused_not_wrapped(runtime: Path, count: int) -> None:
+    owner = LedgerOwner.create(runtime, Limits(gpu_tickets=1))
+    with pytest.raises(ledger.ResourceError, match=f"asked {count}, limit is 1"):
+        owner.acquire_nowait({"gpu": count})
+    with pytest.raises(ledger.ResourceError, match=f"asked {count}, limit is 1"):
+        owner.acquire({"gpu": count}, timeout=1.0)
+    gpu = ledger.snapshot(runtime)["resources"]["gpu"]
+    assert (gpu["in_use"], gpu["available"]) == (0, 1)
