@@ -43,6 +43,7 @@ from procs.workspaces._strategies import (
     Placement,
     choose,
     remove_leftovers,
+    unmount_inside,
 )
 
 OrphanPolicy = Literal["remove", "keep"]
@@ -217,6 +218,7 @@ class WorkspaceRegistry:
         check_inside(rec.path, self.root)  # a record must never point outside the root
         check_inside(rec.scratch, self.scratch)
         self.records.set_state(rec.id, "destroying")
+        unmount_inside(rec.path)
         STRATEGY_IMPLS[rec.strategy].destroy(
             Placement(rec.source, rec.path, rec.scratch), timeout_s=self.timeout_s
         )

@@ -275,6 +275,16 @@ def choose(
     )
 
 
+def unmount_inside(path: Path) -> None:
+    """Unmount whatever is mounted below `path` (deepest first), before anything deletes
+    the tree: rmtree and `git worktree remove` descend into mount points, so a directory
+    bind-mounted into a workspace would lose its contents. `path` itself is the
+    strategy's own business (overlay unmounts it). Raises MountError if one will not go."""
+    for mount in _fsinfo.mounts_under(path):
+        if mount.target != path:
+            _fsinfo.unmount(mount.target)
+
+
 def remove_leftovers(path: Path) -> None:
     """Remove a directory a failed create left, whatever it turned out to be."""
     with contextlib.suppress(OSError):
