@@ -68,13 +68,16 @@ class RamDiskSpec:
         if not isinstance(self.size_mb, int) or self.size_mb < minimum:
             raise BadRequest(f"{self.fstype} RAM disk needs at least {minimum} MB")
 
+    # Both resolved: the kernel reports mount points (/proc/self/mountinfo) and loop backing
+    # files by their real paths, and a runtime dir such as /var/run is a symlink; compared
+    # unresolved, a mounted disk looked unmounted (mounted again, never torn down).
     @property
     def image(self) -> Path:
-        return self.image_dir / f"factory-{self.name}.img"
+        return self.image_dir.resolve() / f"factory-{self.name}.img"
 
     @property
     def mountpoint(self) -> Path:
-        return self.runtime_dir / "ramdisk" / self.name
+        return self.runtime_dir.resolve() / "ramdisk" / self.name
 
     @property
     def golden(self) -> Path:
