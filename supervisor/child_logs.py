@@ -16,6 +16,8 @@ from typing import TextIO
 _RING_LINES = 500
 _MAX_RINGS = 1000  # dynamic children get new ids forever: forget the oldest idle rings
 _MAX_LINE = 8192
+_READS_PER_CALL = 2  # at most 128 KiB (~0.2 s of 2-byte lines) per wake-up: a child
+# that never pauses (`yes`) must not keep the single-threaded daemon from its other work
 
 
 class ChildLogs:
@@ -46,9 +48,10 @@ class ChildLogs:
         return list(self._pipes)
 
     def read(self, fd: int) -> bool:
-        """Consume what is waiting on `fd`; returns False once it hit EOF and was closed."""
+        """Consume what is waiting on `fd` (bounded: the selector calls again while more
+        waits); returns False once it hit EOF and was closed."""
         child_id, partial = self._pipes[fd]
-        while True:
+        for _ in range(_READS_PER_CALL):
             try:
                 data = os.read(fd, 65536)
             except BlockingIOError:
@@ -67,6 +70,7 @@ class ChildLogs:
                 self._emit(child_id, bytes(rest))
                 rest = b""
             partial[:] = rest
+        return True
 
     def _emit(self, child_id: str, line: bytes) -> None:
         text = line.decode(errors="replace").rstrip("\r")

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
+from ipc import control
 from supervisor.config import ConfigError, load
 from supervisor.spec import Start
 from supervisor.zygote import SpawnError, ZygoteClient
@@ -118,3 +120,24 @@ def test_restart_of_a_temporary_child_starts_it_again(factoryd, journal: Journal
     node = d.node("once")
     assert node["state"] == "running" and node["pid"] not in (None, before)
     assert journal.count("stop", "once") == 1
+
+
+def test_a_chatty_child_does_not_starve_the_event_loop(factoryd, journal: Journal) -> None:
+    """A child that writes without pause (`yes`) kept factoryd reading its pipe forever:
+    no control request answered, no exit handled, no watchdog beat."""
+    d = factoryd(f"""
+        [supervisor]
+        intensity = 5
+        [[supervisor.children]]
+        id = "chatty"
+        command = ["yes"]
+        shutdown = "brutal_kill"
+        [[supervisor.children]]
+        id = "svc"
+        {target("serve", str(journal.path))}
+    """).start()
+    status = control.call(d.socket, "status", timeout=5)
+    svc = next(c for c in status["tree"]["children"] if c["id"] == "svc")
+    os.killpg(svc["pid"], signal.SIGKILL)
+    journal.wait_count("start", "svc", 2, timeout=10)
+    assert control.call(d.socket, "logs", {"id": "chatty", "lines": 1}, timeout=5)["lines"]
