@@ -122,3 +122,14 @@ def test_symlink_loops_and_unencodable_paths_are_refused_with_a_reason(ws: Path)
             resolve_in_workspace(ws, raw)
         decision = decide(ARCHITECT, ws, {"kind": "edit", "locations": [{"path": raw}]})
         assert decision.allow is False and decision.reason
+
+
+@pytest.mark.parametrize(
+    "path", ["vendor/lib/.git/config", "sub/.git", "sub/.git/hooks/pre-commit"]
+)
+def test_no_role_writes_a_nested_git_dir_or_gitlink(ws: Path, path: str) -> None:
+    # A submodule's `.git` file names its gitdir, whose config (core.fsmonitor, hooks)
+    # runs commands when the factory's git recurses into the submodule.
+    with pytest.raises(PathRefused, match=r"\.git"):
+        write_text_file(ARCHITECT, ws, path, "gitdir: /tmp/evil\n")
+    assert not (ws / path).exists()

@@ -6,9 +6,9 @@ architect   writes both
 reviewer    writes nothing
 
 A path is a test path when a directory on it is `tests` or `test`, or its file name is
-`test_*.py`, `*_test.py` or `conftest.py`. `.git/` is never writable. Every path is first
-confined to the workspace by `resolve_in_workspace` (no `..`, no absolute path elsewhere,
-no symlink that leads out), then checked against the role.
+`test_*.py`, `*_test.py` or `conftest.py`. No `.git` (at any depth) is writable. Every
+path is first confined to the workspace by `resolve_in_workspace` (no `..`, no absolute
+path elsewhere, no symlink that leads out), then checked against the role.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def resolve_in_workspace(workspace: Path, raw: object) -> WorkspacePath:
 def check_write(policy: RolePolicy, workspace: Path, raw: object) -> WorkspacePath:
     """Confine `raw` and check that `policy`'s role may write it; raise PathRefused if not."""
     target = resolve_in_workspace(workspace, raw)
-    if target.relative.parts[0] == ".git":
+    if ".git" in target.relative.parts:  # a submodule's .git file or dir counts too
         raise PathRefused(f"{target.relative} is inside .git; no role writes there")
     testy = is_test_path(target.relative)
     if testy and not policy.writes_tests:
