@@ -327,10 +327,8 @@ class Daemon:
                 if not self.stop_requested:
                     self.report("stop_requested", signal=signal.Signals(signum).name)
                 self.stop_requested = True
-            elif signum == signal.SIGHUP:
-                self.report(
-                    "reload_unsupported", detail="restart the service to apply a new config"
-                )
+            elif signum == signal.SIGHUP:  # from the main loop: this may be a nested wait
+                self.defer(self._reload_on_signal)
             elif signum == signal.SIGCHLD:
                 self._reap_orphans()
 

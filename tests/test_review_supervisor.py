@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,29 @@ def test_a_chatty_child_does_not_starve_the_event_loop(factoryd, journal: Journa
     os.killpg(svc["pid"], signal.SIGKILL)
     journal.wait_count("start", "svc", 2, timeout=10)
     assert control.call(d.socket, "logs", {"id": "chatty", "lines": 1}, timeout=5)["lines"]
+
+
+def test_sighup_reloads_the_config(factoryd, journal: Journal, tmp_path: Path) -> None:
+    """README and `factoryctl reload --help` say SIGHUP reloads; it only logged
+    "reload_unsupported"."""
+    one = f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "a"
+        {target("serve", str(journal.path))}
+    """
+    d = factoryd(one).start()
+    two = (
+        one
+        + f"""
+        [[supervisor.children]]
+        id = "b"
+        {target("serve", str(journal.path))}
+    """
+    )
+    (tmp_path / "factoryd.toml").write_text(textwrap.dedent(two))
+    assert d.proc is not None
+    d.proc.send_signal(signal.SIGHUP)
+    journal.wait_count("start", "b", 1)
+    assert d.node("b")["state"] == "running"
+    assert '"event":"reloaded"' in d.log()
