@@ -29,6 +29,7 @@ from acp.schema import ClientCapabilities, FileSystemCapabilities, Implementatio
 from pydantic import ValidationError
 
 from procs.agent.client import FactoryClient, Review
+from procs.agent.exits import signal_name, spawn
 from procs.agent.record import TurnRecord
 from procs.agent.roles import RolePolicy
 from procs.agent.transport import MAX_LINE_BYTES, AgentTransport
@@ -77,6 +78,8 @@ class AcpAgent:
         process: asyncio.subprocess.Process,
         transport: AgentTransport,
         client: FactoryClient,
+        *,
+        exited: asyncio.Event | None = None,
     ) -> None:
         self.command = list(command)
         self.process = process
@@ -87,7 +90,9 @@ class AcpAgent:
         self.agent_info: dict[str, Any] = {}
         self.capabilities: dict[str, Any] = {}
         self._stderr = bytearray()
-        self._exit = asyncio.ensure_future(process.wait())
+        # The agent's own exit (exits.spawn); process.wait() would also wait for pipes that
+        # a child the agent left behind may hold open.
+        self._exit = asyncio.ensure_future(exited.wait() if exited else process.wait())
         self._stderr_pump = asyncio.ensure_future(self._pump_stderr())
 
     @classmethod
@@ -114,7 +119,7 @@ class AcpAgent:
         workspace = workspace.resolve()
         if not workspace.is_dir():
             raise FileNotFoundError(f"workspace {workspace} is not a directory")
-        process = await asyncio.create_subprocess_exec(
+        process, exited = await spawn(
             *command,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, cwd=workspace,
@@ -126,7 +131,8 @@ class AcpAgent:
             workspace, policy, review=review, permission_timeout_s=permission_timeout_s,
             command_timeout_s=command_timeout_s,
         )  # fmt: skip
-        agent = cls(command, process, AgentTransport(process.stdout, process.stdin), client)
+        transport = AgentTransport(process.stdout, process.stdin)
+        agent = cls(command, process, transport, client, exited=exited)
         try:
             await agent._initialize(timeout)
         except BaseException:
@@ -236,7 +242,7 @@ class AcpAgent:
         code = self.process.returncode
         how = (
             "is gone (pipe closed)" if code is None
-            else f"was killed by {signal.Signals(-code).name}" if code < 0
+            else f"was killed by {signal_name(-code)}" if code < 0
             else f"exited with status {code}"
         )  # fmt: skip
         tail = self.stderr_tail(1000).strip() or "(nothing on stderr)"

@@ -16,6 +16,7 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from procs.agent.exits import signal_name, spawn
 from procs.agent.roles import PathRefused, resolve_in_workspace
 
 DEFAULT_OUTPUT_LIMIT = 256 * 1024
@@ -24,20 +25,6 @@ BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TERM", "TMPDIR")
 
 class TerminalNotFound(KeyError):
     """No terminal with that id in this session (never created, or released)."""
-
-
-class _ExitProtocol(asyncio.subprocess.SubprocessStreamProtocol):
-    """Also says when the command itself exits: asyncio's Process.wait() waits for the
-    output pipe to close as well, which a background child of the command can hold open
-    for as long as it likes."""
-
-    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(limit=limit, loop=loop)
-        self.exited = asyncio.Event()
-
-    def process_exited(self) -> None:
-        super().process_exited()
-        self.exited.set()
 
 
 @dataclass
@@ -69,7 +56,7 @@ class Terminal:
         if code is None:
             return None
         if code < 0:
-            return {"exitCode": None, "signal": _signal_name(-code)}
+            return {"exitCode": None, "signal": signal_name(-code)}
         return {"exitCode": code, "signal": None}
 
 
@@ -104,15 +91,13 @@ class Terminals:
         limit = min(limit, DEFAULT_OUTPUT_LIMIT * 16)
         full_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
         full_env.update(env or {})
-        loop = asyncio.get_running_loop()
-        transport, protocol = await loop.subprocess_exec(
-            lambda: _ExitProtocol(2**16, loop), command, *(args or []),
+        process, exited = await spawn(
+            command, *(args or []),
             cwd=directory, env=full_env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             process_group=0,
         )  # fmt: skip
-        process = asyncio.subprocess.Process(transport, protocol, loop)
-        terminal = Terminal(f"term-{next(self._ids)}", process, limit, protocol.exited)
+        terminal = Terminal(f"term-{next(self._ids)}", process, limit, exited)
         terminal.pump = asyncio.create_task(self._pump(terminal))
         terminal.watchdog = asyncio.create_task(self._watchdog(terminal))
         self._terminals[terminal.terminal_id] = terminal
@@ -172,16 +157,6 @@ async def _reap(terminal: Terminal) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-def _signal_name(number: int) -> str:
-    """SIGKILL, SIGRTMIN+6...: signal.Signals knows no real-time signal but the first/last."""
-    if signal.SIGRTMIN < number < signal.SIGRTMAX:
-        return f"SIGRTMIN+{number - signal.SIGRTMIN}"
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
 
 
 def _kill_group(process: asyncio.subprocess.Process, *, leftovers: bool = False) -> None:
