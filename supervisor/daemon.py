@@ -53,7 +53,7 @@ from supervisor.policy import (
     reason_from_wait_status,
 )
 from supervisor.reload import plan_reload
-from supervisor.spec import Start
+from supervisor.spec import Start, Strategy, SupervisorSpec
 from supervisor.tree import Registry, StartFailed, SupervisorNode
 from supervisor.zygote import PR_SET_CHILD_SUBREAPER, ZygoteClient, ZygoteGone, prctl
 
@@ -379,6 +379,7 @@ class Daemon:
         """
         try:
             new = config_mod.load(self.cfg.source)
+            _check_root_kind(self.cfg.tree, new)
         except config_mod.ConfigError as exc:
             self.report("reload_refused", reason=str(exc))
             raise
@@ -442,6 +443,18 @@ class Daemon:
             "control": self.control.statistics(),
             "watchdog_s": self.notifier.watchdog_s,
         }
+
+
+def _check_root_kind(old: SupervisorSpec, new: config_mod.DaemonConfig) -> None:
+    """A nested supervisor that turns dynamic or static is replaced; the root cannot be."""
+    dynamic = Strategy.SIMPLE_ONE_FOR_ONE
+    if (old.flags.strategy is dynamic) != (new.tree.flags.strategy is dynamic):
+        raise config_mod.ConfigError(
+            new.source,
+            "supervisor.strategy",
+            f"the root cannot change from {old.flags.strategy} to {new.tree.flags.strategy} "
+            "(to or from simple_one_for_one) by a reload: restart factoryd",
+        )
 
 
 _UCRED = struct.Struct("3i")  # pid, uid, gid

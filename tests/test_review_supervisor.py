@@ -168,3 +168,36 @@ def test_sighup_reloads_the_config(factoryd, journal: Journal, tmp_path: Path) -
     journal.wait_count("start", "b", 1)
     assert d.node("b")["state"] == "running"
     assert '"event":"reloaded"' in d.log()
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [("one_for_one", "simple_one_for_one"), ("simple_one_for_one", "one_for_one")],
+)
+def test_reload_refuses_to_turn_the_root_dynamic_or_static(
+    factoryd, journal: Journal, tmp_path: Path, before: str, after: str
+) -> None:
+    """A nested supervisor changing to or from simple_one_for_one is replaced; the root
+    cannot be, and the reload used to half-apply (static children under a dynamic
+    strategy, or the reverse) and say "reloaded"."""
+
+    def config(strategy: str) -> str:
+        return f"""
+            [supervisor]
+            strategy = "{strategy}"
+            [[supervisor.children]]
+            id = "w"
+            {target("serve", str(journal.path))}
+        """
+
+    def shape() -> tuple[str, list[tuple[str, int | None, str]]]:
+        tree = d.status()["tree"]
+        return tree["strategy"], [(c["id"], c["pid"], c["state"]) for c in tree["children"]]
+
+    d = factoryd(config(before)).start()
+    before_reload = shape()
+    (tmp_path / "factoryd.toml").write_text(textwrap.dedent(config(after)))
+    code, _out, err = d.ctl("reload")
+    assert code != 0
+    assert "supervisor.strategy" in err and "simple_one_for_one" in err
+    assert shape() == before_reload
