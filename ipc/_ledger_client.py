@@ -234,7 +234,10 @@ class TicketLedger:
         """With the units taken: write the holder entry in one of our lanes."""
         me = self._identity()
         try:
-            slot, offset = self._free.pop() if self._free else self._claim_lane()
+            try:  # one pop, not `if free: pop()`: a thread sharing this handle may take the last
+                slot, offset = self._free.pop()
+            except IndexError:
+                slot, offset = self._claim_lane()
         except BaseException:
             sem.semop_nowait(self.semid, self._give[counts])
             raise

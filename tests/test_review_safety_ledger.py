@@ -78,3 +78,22 @@ def test_a_count_beyond_a_semaphore_is_refused_not_wrapped(runtime: Path, count:
         owner.acquire({"gpu": count}, timeout=1.0)
     gpu = ledger.snapshot(runtime)["resources"]["gpu"]
     assert (gpu["in_use"], gpu["available"]) == (0, 1)
+
+
+class _EmptiedByAnotherThread(list):  # type: ignore[type-arg]
+    """A free list that another thread empties between the `if` and the pop()."""
+
+    def __bool__(self) -> bool:
+        return True
+
+
+def test_a_free_list_emptied_by_another_thread_falls_back_to_a_new_lane(runtime: Path) -> None:
+    # llm_router shares one TicketLedger between its worker threads.
+    owner = LedgerOwner.create(runtime, Limits(gpu_tickets=2))
+    led = TicketLedger.open(runtime)
+    led.release(led.acquire_nowait({"gpu": 1}))  # the handle now has a lane of its own
+    led._free = _EmptiedByAnotherThread()
+    ticket = led.acquire_nowait({"gpu": 1})
+    assert ledger.snapshot(runtime)["resources"]["gpu"]["in_use"] == 1
+    assert led.release(ticket) is True
+    owner.close()
