@@ -47,6 +47,7 @@ class WirePlan(NamedTuple):
     wire: type[msgspec.Struct]
     values: typing.Callable[[Any], tuple[Any, ...]]  # signal -> its field values, in order
     fill: typing.Callable[[Any, tuple[Any, ...]], None]  # sets the slots from the wire's astuple
+    has_hash: bool  # msgspec writes a GitHash (a str subclass) only through a hook: slower
 
 
 _HEX = b"0123456789abcdef"
@@ -125,4 +126,5 @@ def wire_plan(cls: type, names: tuple[str, ...], hints: dict[str, Any]) -> WireP
         wire=wire,
         values=getter if len(names) > 1 else lambda signal: (getter(signal),),
         fill=_slot_filler(cls, names, hints),
+        has_hash=any(hints[n] in (GitHash, GitHash | None) for n in names),
     )
