@@ -125,10 +125,12 @@ def call(
         sock.settimeout(max(timeout, 0.001))
         try:
             sock.connect(os.fspath(path))
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
+        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
             raise DaemonNotRunning(f"nothing is listening on {path}") from exc
         except TimeoutError as exc:
             raise ControlTimeout(f"timed out connecting to {path}") from exc
+        except OSError as exc:  # permission denied, path too long for AF_UNIX, ...
+            raise ControlError(f"cannot connect to {path}: {exc.strerror or exc}") from exc
         send_frame(sock, {"command": command, "args": args or {}}, deadline=deadline)
         reply = recv_frame(sock, deadline=deadline)
     finally:

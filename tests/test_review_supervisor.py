@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import textwrap
@@ -12,6 +13,8 @@ import pytest
 
 from ipc import control
 from supervisor.config import ConfigError, load
+from supervisor.ctl import cli
+from supervisor.ctl.exit_status import ExitStatus
 from supervisor.spec import Start
 from supervisor.zygote import SpawnError, ZygoteClient
 from tests.harness import Journal, target
@@ -201,3 +204,19 @@ def test_reload_refuses_to_turn_the_root_dynamic_or_static(
     assert code != 0
     assert "supervisor.strategy" in err and "simple_one_for_one" in err
     assert shape() == before_reload
+
+
+def test_factoryctl_explains_a_socket_it_cannot_reach(tmp_path: Path) -> None:
+    """connect() errors other than ENOENT/ECONNREFUSED escaped as a traceback."""
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(["--runtime-dir", str(not_a_dir), "status"], out=out, err=err)
+    assert code == ExitStatus.NOT_RUNNING
+    assert "factoryd is not running" in err.getvalue()
+
+    too_long = tmp_path / ("d" * 120)
+    err = io.StringIO()
+    code = cli.main(["--runtime-dir", str(too_long), "status"], out=out, err=err)
+    assert code == ExitStatus.ERROR
+    assert f"cannot connect to {too_long}" in err.getvalue()
