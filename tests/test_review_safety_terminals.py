@@ -34,3 +34,17 @@ def test_a_command_killed_by_a_realtime_signal_reports_it(tmp_path: Path) -> Non
         return terminal.exit_status()
 
     assert asyncio.run(main()) == {"exitCode": None, "signal": "SIGRTMIN+6"}
+
+
+def test_cwd_may_be_the_workspace_itself(tmp_path: Path) -> None:
+    # ACP agents pass the session's cwd (the workspace's absolute path) as terminal cwd.
+    async def main() -> list[str]:
+        terminals = Terminals(tmp_path)
+        texts = []
+        for cwd in (str(tmp_path), ".", f"{tmp_path}/"):
+            tid = await terminals.create("pwd", cwd=cwd)
+            texts.append((await terminals.wait_for_exit(tid, timeout=30.0)).text())
+        await terminals.close()
+        return texts
+
+    assert asyncio.run(main()) == [f"{tmp_path.resolve()}\n"] * 3

@@ -14,7 +14,7 @@ import itertools
 import os
 import signal
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from procs.agent.exits import signal_name, spawn
 from procs.agent.roles import PathRefused, resolve_in_workspace
@@ -81,7 +81,7 @@ class Terminals:
         """Start `command args...`; returns the terminal id. Raises PathRefused for a cwd
         outside the workspace, FileNotFoundError for a missing command."""
         directory = self.workspace.resolve()
-        if cwd is not None:
+        if cwd is not None and not _names_workspace(self.workspace, cwd):
             directory = resolve_in_workspace(self.workspace, cwd).real
             if not directory.is_dir():
                 raise PathRefused(f"cwd {cwd!r} is not a directory in the workspace")
@@ -157,6 +157,15 @@ async def _reap(terminal: Terminal) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _names_workspace(workspace: Path, cwd: object) -> bool:
+    """Whether `cwd` is the workspace itself (as agents pass their session's cwd), which
+    resolve_in_workspace refuses because it names no file. No '..' way round counts."""
+    if not isinstance(cwd, str) or "\x00" in cwd or ".." in PurePosixPath(cwd).parts:
+        return False
+    spelled = os.path.normpath(workspace.resolve() / cwd)
+    return spelled in (str(workspace.resolve()), os.path.normpath(workspace.absolute()))
 
 
 def _kill_group(process: asyncio.subprocess.Process, *, leftovers: bool = False) -> None:
