@@ -227,24 +227,28 @@ class ControlServer:
         conn = self.accept_nowait()
         if conn is None:
             return False
+        self.serve_conn(conn, handler, deadline=time.monotonic() + timeout)
+        return True
+
+    def serve_conn(self, conn: socket.socket, handler: Handler, *, deadline: float) -> None:
+        """Serve the one request of an accepted connection, then close it. A loop that
+        must not wait on a silent client calls this once `conn` is readable."""
         with conn:
-            deadline = time.monotonic() + timeout
             try:
                 command, args = parse_request(recv_frame(conn, deadline=deadline))
             except ControlTimeout:
                 self.refused += 1
-                return True
+                return
             except ProtocolError as exc:
                 self.refused += 1
                 self._reply(conn, error_reply("protocol", str(exc)), deadline)
-                return True
+                return
             try:
                 reply = {"ok": True, "result": handler(command, args)}
             except RequestRefused as exc:
                 reply = error_reply(exc.type, str(exc))
             self._reply(conn, reply, deadline)
             self.served += 1
-        return True
 
     def _reply(self, conn: socket.socket, reply: dict[str, Any], deadline: float) -> None:
         # The client may have given up and gone away; its loss, not ours.

@@ -59,6 +59,8 @@ from supervisor.zygote import PR_SET_CHILD_SUBREAPER, ZygoteClient, ZygoteGone, 
 
 SPAWN_TIMEOUT_S = 60.0
 KILL_WAIT_S = 10.0  # after SIGKILL, how long to wait for the exit before giving up
+CONTROL_TIMEOUT_S = 5.0  # a control client has this long to send its request
+MAX_CONTROL_CONNS = 64  # accepted, not yet readable; more wait in the listen backlog
 
 
 class DaemonExit(IntEnum):
@@ -102,6 +104,7 @@ class Daemon:
         self.notify_path = runtime_dir / "notify.sock"
         self._notify_sock = _bind_notify_socket(self.notify_path)
         self._ready: set[int] = set()
+        self._conns: dict[int, tuple[socket.socket, float]] = {}  # fd -> (conn, deadline)
         self.registry = Registry(on_root_exit=self._root_exited)
         self.root = SupervisorNode(cfg.tree, self, self.registry)
         self.api = ControlApi(
@@ -301,8 +304,31 @@ class Daemon:
             elif kind == "notify":
                 self._on_notify()
             elif kind == "control" and serve_control:
-                self.control.serve_one(self.api.handle, timeout=5.0)
+                self._accept_control()
+            elif kind == "control_conn" and serve_control:
+                conn, deadline = self._conns.pop(key.fd)
+                self.selector.unregister(conn)
+                self.control.serve_conn(conn, self.api.handle, deadline=deadline)
+        self._close_idle_control()
         self._beat()
+
+    def _accept_control(self) -> None:
+        """Take pending control connections; each is served once it is readable, so a
+        client that connects and says nothing holds up nothing."""
+        while len(self._conns) < MAX_CONTROL_CONNS:
+            conn = self.control.accept_nowait()
+            if conn is None:
+                return
+            self._conns[conn.fileno()] = (conn, time.monotonic() + CONTROL_TIMEOUT_S)
+            self.selector.register(conn, selectors.EVENT_READ, "control_conn")
+
+    def _close_idle_control(self, *, everyone: bool = False) -> None:
+        now = time.monotonic()
+        for fd, (conn, deadline) in list(self._conns.items()):
+            if everyone or now >= deadline:
+                del self._conns[fd]
+                self.selector.unregister(conn)
+                conn.close()
 
     def _beat(self) -> None:
         now = time.monotonic()
@@ -416,6 +442,7 @@ class Daemon:
         if self.exit_code is not DaemonExit.ZYGOTE_DIED:
             with contextlib.suppress(ZygoteGone):
                 self.root.shutdown()
+        self._close_idle_control(everyone=True)
         self.control.close()
         self._notify_sock.close()
         with contextlib.suppress(FileNotFoundError):

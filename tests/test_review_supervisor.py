@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import socket
 import textwrap
 from pathlib import Path
 
@@ -220,3 +221,31 @@ def test_factoryctl_explains_a_socket_it_cannot_reach(tmp_path: Path) -> None:
     code = cli.main(["--runtime-dir", str(too_long), "status"], out=out, err=err)
     assert code == ExitStatus.ERROR
     assert f"cannot connect to {too_long}" in err.getvalue()
+
+
+def test_idle_control_connections_do_not_hold_up_the_loop(factoryd, journal: Journal) -> None:
+    """Each connection that sent nothing kept factoryd in a blocking read for 5 s: no
+    restart, no other command, no watchdog meanwhile. Now only a readable connection
+    is served, and one idle past the timeout is closed."""
+    d = factoryd(f"""
+        [supervisor]
+        intensity = 5
+        [[supervisor.children]]
+        id = "svc"
+        {target("serve", str(journal.path))}
+    """).start()
+    pid = d.pid("svc")
+    idle = []
+    for _ in range(6):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(20)
+        s.connect(str(d.socket))
+        idle.append(s)
+    try:
+        assert control.call(d.socket, "status", timeout=5)["tree"]["state"] == "running"
+        os.killpg(pid, signal.SIGKILL)
+        journal.wait_count("start", "svc", 2, timeout=5)
+        assert idle[0].recv(1) == b""  # closed by factoryd once idle too long
+    finally:
+        for s in idle:
+            s.close()
