@@ -366,8 +366,10 @@ class SupervisorNode:
             raise NotAllowed(f"{self.id} is not a simple_one_for_one supervisor")
         if not self.running:
             raise NotAllowed(f"supervisor {self.id} is not running")
-        self._dynamic_seq += 1
-        cid = f"{self.id}.{self._dynamic_seq}"
+        cid = ""
+        while not cid or cid in self.registry.by_id:  # a static child may be named SUP.N
+            self._dynamic_seq += 1
+            cid = f"{self.id}.{self._dynamic_seq}"
         spec = replace(self.template, id=cid, start=self.template.start.with_extra_args(extra_args))
         self.workers[cid] = WorkerRecord(spec)
         self.state = policy.add_child(self.state, ChildState(cid, spec.restart, spec.significant))

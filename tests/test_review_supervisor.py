@@ -249,3 +249,31 @@ def test_idle_control_connections_do_not_hold_up_the_loop(factoryd, journal: Jou
     finally:
         for s in idle:
             s.close()
+
+
+def test_dynamic_child_ids_do_not_take_a_static_childs_id(factoryd, journal: Journal) -> None:
+    """Dynamic ids are SUP.N; a static worker named "loops.1" passed the config check,
+    then the first dynamic child took over its registry entry (and forgot it on exit)."""
+    j = str(journal.path)
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "loops.1"
+        {target("serve", j)}
+        [[supervisor.children]]
+        id = "loops"
+        strategy = "simple_one_for_one"
+        [[supervisor.children.children]]
+        id = "loop"
+        {target("serve", j)}
+        restart = "temporary"
+    """).start()
+    dynamic = d.call("start", id="loops")
+    assert dynamic["id"] != "loops.1"
+    journal.wait_count("start", dynamic["id"], 1)
+    static_pid = d.pid("loops.1")
+    code, _out, err = d.ctl("stop", "loops.1")
+    assert code == 0, err
+    wait_until(lambda: journal.count("stop", "loops.1") == 1, what="the static loops.1 to stop")
+    assert journal.count("stop", dynamic["id"]) == 0
+    assert d.node("loops.1")["pid"] is None and static_pid is not None
