@@ -50,6 +50,7 @@ BRUTAL_KILL = 0.0  # shutdown_s == 0: SIGKILL at once, as OTP's brutal_kill
 INFINITY = math.inf  # shutdown_s == inf: wait as long as it takes (supervisors)
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_DYNAMIC_SUP_ID_MAX = 64 - 11  # dynamic children are ID.N, N up to 10 digits
 
 
 def check_id(where: str, value: object) -> str:
@@ -167,6 +168,12 @@ class SupervisorSpec:
                 )
             if isinstance(self.children[0], SupervisorSpec):
                 raise SpecError(where, "simple_one_for_one's template must be a worker")
+            if len(self.id) > _DYNAMIC_SUP_ID_MAX:  # room for ".N" within the 64
+                raise SpecError(
+                    where,
+                    f"a simple_one_for_one supervisor's id may have at most "
+                    f"{_DYNAMIC_SUP_ID_MAX} characters (its children are named ID.N)",
+                )
         if self.significant and self.restart is RestartType.PERMANENT:
             raise SpecError(where, "a significant child must be transient or temporary")
         if self.flags.auto_shutdown is not AutoShutdown.NEVER and not any(

@@ -277,3 +277,20 @@ def test_dynamic_child_ids_do_not_take_a_static_childs_id(factoryd, journal: Jou
     wait_until(lambda: journal.count("stop", "loops.1") == 1, what="the static loops.1 to stop")
     assert journal.count("stop", dynamic["id"]) == 0
     assert d.node("loops.1")["pid"] is None and static_pid is not None
+
+
+def test_a_dynamic_supervisor_id_leaves_room_for_its_childrens_ids(tmp_path: Path) -> None:
+    """A simple_one_for_one supervisor with a 63-character id passed the config check;
+    its first start_child built the id SUP.1 (65 characters), the spec check raised
+    inside the control handler, and factoryd died of it."""
+    long_id = "s" * 63
+    path = tmp_path / "f.toml"
+    path.write_text(
+        f'[supervisor]\n[[supervisor.children]]\nid = "{long_id}"\n'
+        'strategy = "simple_one_for_one"\n[[supervisor.children.children]]\n'
+        'id = "t"\ncommand = ["true"]\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    assert err.value.key == "supervisor.children[0]"
+    assert "simple_one_for_one" in err.value.problem and "characters" in err.value.problem
