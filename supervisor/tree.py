@@ -311,18 +311,21 @@ class SupervisorNode:
             self.template = template
             self.state = replace(self.state, flags=new.flags)
             return failures
+        # A temporary child that ended is already forgotten: in the old config, not here.
+        running = {c.id: c.running for c in self.state.children}
         for cid in plan.removed:
-            if self.state.child(cid).running:
+            if running.get(cid, False):
                 self._terminate_child(cid)
             self._forget(cid)
         by_id = {c.id: c for c in new.children}
         for cid in plan.replaced:
-            was_running = self.state.child(cid).running
-            if was_running:
+            if running.get(cid, False):
                 self._terminate_child(cid)
             self._forget(cid)
             self._adopt(by_id[cid])
         for sub_plan in plan.nested:
+            if sub_plan.supervisor not in self.subs:  # a temporary one that ended
+                continue
             failures += self.subs[sub_plan.supervisor].apply_reload(
                 sub_plan,
                 by_id[sub_plan.supervisor],  # type: ignore[arg-type]
@@ -336,6 +339,7 @@ class SupervisorNode:
             children=tuple(
                 ChildState(c.id, c.restart, c.significant, running.get(c.id, False))
                 for c in new.children
+                if c.id in self.workers or c.id in self.subs
             ),
         )
         for child in new.children:

@@ -294,3 +294,47 @@ def test_a_dynamic_supervisor_id_leaves_room_for_its_childrens_ids(tmp_path: Pat
         load(path)
     assert err.value.key == "supervisor.children[0]"
     assert "simple_one_for_one" in err.value.problem and "characters" in err.value.problem
+
+
+@pytest.mark.parametrize(("kind", "keep_it"), [("worker", True), ("worker", False), ("sup", True)])
+def test_reload_after_a_temporary_child_finished(
+    factoryd, journal: Journal, tmp_path: Path, kind: str, keep_it: bool
+) -> None:
+    """A temporary child that ended is forgotten (OTP). A reload then looked it up in
+    the supervisor's state (KeyError when the new config dropped it) or put it back
+    without its record (KeyError in the next status): either way factoryd died."""
+    j = str(journal.path)
+    once = f"""
+        [[supervisor.children]]
+        id = "once"
+        {target("exit_with", j, "0")}
+        restart = "temporary"
+    """
+    if kind == "sup":  # a temporary supervisor that ends once its significant child did
+        once = f"""
+        [[supervisor.children]]
+        id = "once"
+        restart = "temporary"
+        auto_shutdown = "any_significant"
+        [[supervisor.children.children]]
+        id = "step"
+        {target("exit_with", j, "0")}
+        restart = "temporary"
+        significant = true
+        """
+    base = f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "svc"
+        {target("serve", j)}
+    """
+    d = factoryd(base + once).start()
+    wait_until(
+        lambda: [c["id"] for c in d.status()["tree"]["children"]] == ["svc"],
+        what="the finished temporary child to be forgotten",
+    )
+    (tmp_path / "factoryd.toml").write_text(textwrap.dedent(base + (once if keep_it else "")))
+    code, _out, err = d.ctl("reload")
+    assert code == 0, err
+    assert [c["id"] for c in d.status()["tree"]["children"]] == ["svc"]
+    assert d.proc is not None and d.proc.poll() is None
