@@ -360,10 +360,12 @@ def _child(
     except (OSError, ValueError) as exc:  # ValueError: a bad env name, a NUL byte
         os.write(err_w, f"cannot prepare {msg['id']}: {exc}".encode())
         return 127
+    # Nothing the zygote holds (its epoll fd, fds factoryd inherited) reaches a child,
+    # a Python target as much as an exec'd command.
+    os.closerange(3, err_w)
+    os.closerange(err_w + 1, os.sysconf("SC_OPEN_MAX"))
     if msg.get("command"):
         argv = msg["command"]
-        os.closerange(3, err_w)
-        os.closerange(err_w + 1, os.sysconf("SC_OPEN_MAX"))
         try:
             os.execvpe(argv[0], argv, os.environ)
         except (OSError, ValueError) as exc:

@@ -338,3 +338,18 @@ def test_reload_after_a_temporary_child_finished(
     assert code == 0, err
     assert [c["id"] for c in d.status()["tree"]["children"]] == ["svc"]
     assert d.proc is not None and d.proc.poll() is None
+
+
+def test_python_target_starts_with_only_stdio_open(factoryd, tmp_path: Path) -> None:
+    """Exec'd commands had every fd above 2 closed; Python targets kept what the
+    zygote held (its epoll fd, fds factoryd itself inherited)."""
+    out = tmp_path / "fds"
+    factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "t"
+        target = "tests.children:record_fds"
+        args = ["{out}"]
+    """).start()
+    wait_until(out.exists, timeout=15, what="the child to list its fds")
+    assert out.read_text() == ""
