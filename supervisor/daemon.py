@@ -533,7 +533,11 @@ def main(argv: list[str] | None = None) -> int:
     runtime = paths.runtime_dir(args.runtime_dir or cfg.runtime_dir)
     state = paths.state_dir(args.state_dir or cfg.state_dir)
     for directory in (runtime, state):
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            print(f"factoryd: cannot create {directory}: {exc.strerror or exc}", file=sys.stderr)
+            return DaemonExit.START_FAILED
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     zygote = ZygoteClient.start(cfg.preload)
     try:
@@ -541,6 +545,11 @@ def main(argv: list[str] | None = None) -> int:
     except control.ControlError as exc:
         zygote.close()
         print(f"factoryd: {exc}", file=sys.stderr)
+        return DaemonExit.START_FAILED
+    except OSError as exc:  # e.g. a socket path too long for AF_UNIX
+        zygote.close()
+        why = exc.strerror or exc
+        print(f"factoryd: cannot open its sockets in {runtime}: {why}", file=sys.stderr)
         return DaemonExit.START_FAILED
     return int(daemon.run())
 

@@ -7,6 +7,8 @@ import io
 import os
 import signal
 import socket
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from supervisor.ctl import cli
 from supervisor.ctl.exit_status import ExitStatus
 from supervisor.spec import Start
 from supervisor.zygote import SpawnError, ZygoteClient
-from tests.harness import Journal, target
+from tests.harness import ROOT, Journal, target
 from tests.waiting import wait_until
 
 
@@ -353,3 +355,29 @@ def test_python_target_starts_with_only_stdio_open(factoryd, tmp_path: Path) -> 
     """).start()
     wait_until(out.exists, timeout=15, what="the child to list its fds")
     assert out.read_text() == ""
+
+
+@pytest.mark.parametrize("problem", ["too long", "Not a directory"])
+def test_factoryd_explains_a_runtime_dir_it_cannot_use(tmp_path: Path, problem: str) -> None:
+    """An unusable runtime dir (socket path too long for AF_UNIX, a file in the way)
+    ended factoryd with a traceback instead of words."""
+    config = tmp_path / "f.toml"
+    config.write_text('[supervisor]\n[[supervisor.children]]\nid = "a"\ncommand = ["true"]\n')
+    if problem == "too long":
+        runtime = tmp_path / ("r" * 110)
+    else:
+        (tmp_path / "file").write_text("")
+        runtime = tmp_path / "file" / "run"
+    argv = ["--config", str(config), "--runtime-dir", str(runtime)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "supervisor.daemon", *argv, "--state-dir", str(tmp_path / "s")],
+        check=False,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert problem in proc.stderr and str(runtime) in proc.stderr
