@@ -105,6 +105,7 @@ class Daemon:
         self._notify_sock = _bind_notify_socket(self.notify_path)
         self._ready: set[int] = set()
         self._conns: dict[int, tuple[socket.socket, float]] = {}  # fd -> (conn, deadline)
+        self._control_listening = True  # control fds in the selector (not in nested waits)
         self.registry = Registry(on_root_exit=self._root_exited)
         self.root = SupervisorNode(cfg.tree, self, self.registry)
         self.api = ControlApi(
@@ -289,7 +290,10 @@ class Daemon:
 
     def _pump(self, timeout: float, *, serve_control: bool) -> None:
         self._beat()
+        self._listen_control(serve_control)
         for key, _ in self.selector.select(timeout):
+            if self.selector.get_map().get(key.fd) is not key:
+                continue  # a nested wait since select() unregistered it (a closed log pipe)
             kind = key.data
             if kind == "zygote":
                 try:
@@ -312,6 +316,21 @@ class Daemon:
         self._close_idle_control()
         self._beat()
 
+    def _listen_control(self, on: bool) -> None:
+        """A nested wait leaves control requests queued; with their fds out of the
+        selector meanwhile, a waiting request cannot make every select return at once."""
+        if on == self._control_listening:
+            return
+        self._control_listening = on
+        if on:
+            self.selector.register(self.control.fileno(), selectors.EVENT_READ, "control")
+            for conn, _ in self._conns.values():
+                self.selector.register(conn, selectors.EVENT_READ, "control_conn")
+        else:
+            self.selector.unregister(self.control.fileno())
+            for conn, _ in self._conns.values():
+                self.selector.unregister(conn)
+
     def _accept_control(self) -> None:
         """Take pending control connections; each is served once it is readable, so a
         client that connects and says nothing holds up nothing."""
@@ -327,7 +346,8 @@ class Daemon:
         for fd, (conn, deadline) in list(self._conns.items()):
             if everyone or now >= deadline:
                 del self._conns[fd]
-                self.selector.unregister(conn)
+                if self._control_listening:
+                    self.selector.unregister(conn)
                 conn.close()
 
     def _beat(self) -> None:
@@ -442,6 +462,7 @@ class Daemon:
         if self.exit_code is not DaemonExit.ZYGOTE_DIED:
             with contextlib.suppress(ZygoteGone):
                 self.root.shutdown()
+        self._listen_control(False)
         self._close_idle_control(everyone=True)
         self.control.close()
         self._notify_sock.close()

@@ -10,8 +10,10 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
+import psutil
 import pytest
 
 from ipc import control
@@ -381,3 +383,67 @@ def test_factoryd_explains_a_runtime_dir_it_cannot_use(tmp_path: Path, problem: 
     assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr
     assert problem in proc.stderr and str(runtime) in proc.stderr
+
+
+def test_a_waiting_command_does_not_make_a_nested_wait_spin(factoryd, journal: Journal) -> None:
+    """While a stop waits out a child's shutdown time, a command that arrived meanwhile
+    left the control socket readable: every select returned at once and factoryd
+    burned a core for the whole wait."""
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "slow"
+        {target("stubborn", str(journal.path))}
+        shutdown_ms = 2500
+    """).start()
+    assert d.proc is not None
+    daemon = psutil.Process(d.proc.pid)
+    stopping = threading.Thread(target=lambda: d.call("stop", id="slow"))
+    stopping.start()
+    journal.wait_count("term", "slow", 1)
+    cpu_before = sum(daemon.cpu_times()[:2])
+    status = d.call("status")  # waits in the backlog until the stop is done
+    cpu_used = sum(daemon.cpu_times()[:2]) - cpu_before
+    stopping.join(timeout=30)
+    assert status["tree"]["children"][0]["state"] == "stopped"
+    assert cpu_used < 0.5, f"factoryd used {cpu_used:.2f} s of CPU waiting ~2.5 s"
+
+
+def test_requests_queued_behind_a_stop_are_all_served(factoryd, journal: Journal) -> None:
+    """Two requests that queued behind a slow stop are accepted together and come out
+    of one select; the first one's nested wait must not spoil the second's event."""
+    j = str(journal.path)
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "slow1"
+        {target("stubborn", j)}
+        shutdown_ms = 1500
+        [[supervisor.children]]
+        id = "slow2"
+        {target("stubborn", j)}
+        shutdown_ms = 1500
+    """).start()
+    results: dict[str, object] = {}
+
+    def call(name: str, command: str, **args: str) -> None:
+        try:
+            results[name] = d.call(command, **args)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            results[name] = exc
+
+    first = threading.Thread(target=call, args=("stop1", "stop"), kwargs={"id": "slow1"})
+    first.start()
+    journal.wait_count("term", "slow1", 1)
+    queued = [
+        threading.Thread(target=call, args=("stop2", "stop"), kwargs={"id": "slow2"}),
+        threading.Thread(target=call, args=("status", "status")),
+    ]
+    for t in queued:
+        t.start()
+    for t in [first, *queued]:
+        t.join(timeout=30)
+    assert d.status()["tree"]["state"] == "running", d.log()
+    assert results["stop1"] == {"id": "slow1", "state": "stopped"}
+    assert results["stop2"] == {"id": "slow2", "state": "stopped"}
+    assert isinstance(results["status"], dict)
