@@ -447,3 +447,14 @@ def test_requests_queued_behind_a_stop_are_all_served(factoryd, journal: Journal
     assert results["stop1"] == {"id": "slow1", "state": "stopped"}
     assert results["stop2"] == {"id": "slow2", "state": "stopped"}
     assert isinstance(results["status"], dict)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-5", "soon"])
+def test_factoryctl_refuses_a_timeout_it_cannot_wait(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--timeout nan / inf crashed in socket.settimeout with a traceback."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--timeout", value, "--runtime-dir", "/nonexistent", "status"])
+    assert exit_.value.code == ExitStatus.USAGE
+    assert "--timeout" in capsys.readouterr().err

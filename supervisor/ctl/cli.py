@@ -15,6 +15,7 @@ database), `run(ctx, args) -> ExitStatus` instead of request/render.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runtime-dir", help="factoryd's runtime dir (sockets)")
     parser.add_argument("--state-dir", help="factoryd's state dir (databases)")
     parser.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds to wait for an answer (60)"
+        "--timeout", type=_seconds, default=60.0, help="seconds to wait for an answer (60)"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
@@ -53,6 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--runtime-dir", help=argparse.SUPPRESS, dest="sub_runtime_dir")
         module.add_arguments(p)
     return parser
+
+
+def _seconds(text: str) -> float:
+    """A usable wait: a finite number of seconds > 0 (nan and inf break settimeout)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0: {text!r}")
+    return value
 
 
 def main(
