@@ -400,6 +400,8 @@ class SupervisorNode:
         """OTP restart_child: start a stopped child again."""
         if self._child_state(cid).running:
             raise NotAllowed(f"{cid} is already running")
+        if not self.running:  # it would run untracked by the supervisor's next start
+            raise NotAllowed(f"supervisor {self.id} is not running: start it instead")
         self._start_child(cid)
 
     def _child_state(self, cid: str) -> ChildState:

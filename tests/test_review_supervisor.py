@@ -23,7 +23,7 @@ from supervisor.ctl.exit_status import ExitStatus
 from supervisor.spec import Start
 from supervisor.zygote import SpawnError, ZygoteClient
 from tests.harness import ROOT, Journal, target
-from tests.waiting import wait_until
+from tests.waiting import pid_alive, wait_until
 
 
 def test_python_target_gets_broken_pipe_error_not_sigpipe(factoryd, journal: Journal) -> None:
@@ -458,3 +458,25 @@ def test_factoryctl_refuses_a_timeout_it_cannot_wait(
         cli.main(["--timeout", value, "--runtime-dir", "/nonexistent", "status"])
     assert exit_.value.code == ExitStatus.USAGE
     assert "--timeout" in capsys.readouterr().err
+
+
+def test_a_child_of_a_stopped_supervisor_cannot_be_started_alone(
+    factoryd, journal: Journal
+) -> None:
+    """`start w` under a stopped supervisor started w there; starting the supervisor
+    then spawned w a second time, and the first w ran on untracked."""
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "sub"
+        [[supervisor.children.children]]
+        id = "w"
+        {target("serve", str(journal.path))}
+    """).start()
+    assert d.call("stop", id="sub")["state"] == "stopped"
+    code, _out, err = d.ctl("start", "w")
+    assert code == ExitStatus.ERROR and "sub is not running" in err
+    assert d.call("start", id="sub")["state"] == "running"
+    journal.wait_count("start", "w", 2)
+    running = [pid for e, c, pid in journal.events() if e == "start" and pid_alive(pid)]
+    assert running == [d.pid("w")]
