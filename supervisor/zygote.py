@@ -80,6 +80,7 @@ class ZygoteClient:
         self.exits: deque[Exit] = deque()
         self.spawned = 0
         self.spawn_failures = 0
+        self._seq = 0  # numbers spawn requests, so a late reply is not taken for the next
 
     @classmethod
     def start(cls, preload: tuple[str, ...] = ()) -> ZygoteClient:
@@ -114,9 +115,14 @@ class ZygoteClient:
                 raise ZygoteGone("zygote closed its channel")
             self._queue(orjson.loads(data))
 
-    def _queue(self, msg: dict[str, Any]) -> dict[str, Any] | None:
+    def _queue(self, msg: dict[str, Any], awaiting: int | None = None) -> dict[str, Any] | None:
         if msg.get("op") == "exit":
             self.exits.append(Exit(int(msg["pid"]), int(msg["exit_code"])))
+            return None
+        if msg.get("seq") != awaiting:  # the reply to a spawn that already timed out
+            if msg.get("op") == "spawned":  # nobody tracks that child: end it
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(int(msg["pid"]), signal.SIGKILL)
             return None
         return msg
 
@@ -126,8 +132,10 @@ class ZygoteClient:
         Blocks until the zygote answers: for a command, until exec succeeded; for a
         target, until its module imported. Raises SpawnError with the reason.
         """
+        self._seq += 1
         request = {
             "op": "spawn",
+            "seq": self._seq,
             "id": child_id,
             "command": list(start.command),
             "target": start.target,
@@ -153,7 +161,7 @@ class ZygoteClient:
                 continue
             if not data:
                 raise ZygoteGone("zygote closed its channel")
-            reply = self._queue(orjson.loads(data))
+            reply = self._queue(orjson.loads(data), awaiting=self._seq)
             if reply is None:
                 continue
             if reply.get("op") == "spawned":
@@ -281,8 +289,10 @@ def _spawn(  # noqa: PLR0917 - one call site, all state of the zygote loop
     wake_r: int,
     wake_w: int,
 ) -> None:
+    seq = msg.get("seq")
     if len(fds) != 1:
-        sock.send(orjson.dumps({"op": "spawn_failed", "error": "spawn needs one log fd"}))
+        error = "spawn needs one log fd"
+        sock.send(orjson.dumps({"op": "spawn_failed", "seq": seq, "error": error}))
         return
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
@@ -300,13 +310,13 @@ def _spawn(  # noqa: PLR0917 - one call site, all state of the zygote loop
     os.close(err_r)
     if error is None:
         children.add(pid)
-        sock.send(orjson.dumps({"op": "spawned", "pid": pid}))
+        sock.send(orjson.dumps({"op": "spawned", "seq": seq, "pid": pid}))
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
-    sock.send(orjson.dumps({"op": "spawn_failed", "error": error}))
+    sock.send(orjson.dumps({"op": "spawn_failed", "seq": seq, "error": error}))
 
 
 def _read_error(err_r: int, pid: int, *, timeout: float) -> str | None:

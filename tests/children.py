@@ -11,6 +11,10 @@ import signal
 import subprocess
 import sys
 
+if os.environ.get("CHILDREN_IMPORT_WAITS_ON"):  # a slow import: done once the FIFO is written
+    with open(os.environ["CHILDREN_IMPORT_WAITS_ON"]) as _fifo:
+        _fifo.read()
+
 
 def _record(path: str, event: str) -> None:
     with open(path, "a") as f:

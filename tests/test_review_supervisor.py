@@ -480,3 +480,32 @@ def test_a_child_of_a_stopped_supervisor_cannot_be_started_alone(
     journal.wait_count("start", "w", 2)
     running = [pid for e, c, pid in journal.events() if e == "start" and pid_alive(pid)]
     assert running == [d.pid("w")]
+
+
+def test_a_late_spawn_reply_is_not_taken_for_the_next_spawns(tmp_path: Path) -> None:
+    """A spawn that timed out on factoryd's side still gets its reply from the zygote
+    later; the next spawn took that reply as its own (the wrong pid), and the late
+    child ran on untracked."""
+    fifo = tmp_path / "import"
+    os.mkfifo(fifo)
+    zygote = ZygoteClient.start()
+    log_r, log_w = os.pipe()
+    try:
+        slow = Start(target="tests.children:serve", args=(str(tmp_path / "j"),),
+                     env=(("CHILDREN_IMPORT_WAITS_ON", str(fifo)),))  # fmt: skip
+        with pytest.raises(SpawnError, match="no answer"):
+            zygote.spawn("slow", slow, log_w, timeout=0.5)
+        with open(fifo, "w") as f:  # the slow import finishes: its reply comes now
+            f.write("go")
+        pid = zygote.spawn("next", Start(command=("sleep", "30")), log_w, timeout=10)
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert b"FACTORY_CHILD_ID=next" in environ
+        wait_until(
+            lambda: [c.pid for c in psutil.Process(zygote.pid).children()] == [pid],
+            what="the late child to be killed (nobody tracks it)",
+        )
+        os.killpg(pid, signal.SIGKILL)
+    finally:
+        os.close(log_r)
+        os.close(log_w)
+        zygote.close()
