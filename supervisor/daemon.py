@@ -173,6 +173,8 @@ class Daemon:
             exited = next((e for e in self.zygote.exits if e.pid == pid), None)
             if exited is not None:
                 return f"exited before READY=1 ({reason_from_wait_status(exited.exit_code)})"
+            if self.exit_code is DaemonExit.ZYGOTE_DIED:  # it died with the zygote
+                return "the zygote died"
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return f"no READY=1 within {timeout_s:g}s"
@@ -219,8 +221,8 @@ class Daemon:
                     reason = SHUTDOWN
                 results[event.pid] = SHUTDOWN if reason.kind is ExitKind.NORMAL else reason
             remaining = deadline - time.monotonic()
-            if not pids or remaining <= 0:
-                return
+            if not pids or remaining <= 0 or self.exit_code is DaemonExit.ZYGOTE_DIED:
+                return  # (no exit is reported once the zygote is gone)
             self._pump(min(remaining, 1.0), serve_control=False)
 
     def now(self) -> float:
@@ -246,7 +248,7 @@ class Daemon:
             except StartFailed as exc:
                 self.report("start_failed", child=exc.child_id, reason=exc.reason)
                 self.log.write(f"factoryd: {exc}; nothing is left running\n")
-                return DaemonExit.START_FAILED
+                return self.exit_code or DaemonExit.START_FAILED  # ZYGOTE_DIED if that was why
             except ZygoteGone:
                 return DaemonExit.ZYGOTE_DIED
             count = sum(1 for _ in self.registry.by_pid)

@@ -509,3 +509,26 @@ def test_a_late_spawn_reply_is_not_taken_for_the_next_spawns(tmp_path: Path) -> 
         os.close(log_r)
         os.close(log_w)
         zygote.close()
+
+
+def test_zygote_death_during_boot_exits_70(factoryd, journal: Journal, tmp_path: Path) -> None:
+    """The zygote dying while the tree starts was reported as a failed start (3), not
+    as the zygote's death (70); run()'s own ZygoteGone branch could never be reached."""
+    fifo = tmp_path / "never"
+    os.mkfifo(fifo)
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "db"
+        {target("ready_after_fifo", str(journal.path), str(fifo))}
+        ready = "notify"
+        start_timeout_ms = 20000
+    """).start(wait_ready=False)
+    journal.wait_count("start", "db", 1)
+    assert d.proc is not None
+    zygote = next(
+        p for p in psutil.Process(d.proc.pid).children() if p.pid != journal.events()[0][2]
+    )
+    zygote.kill()
+    assert d.wait_exit(timeout=30) == 70, d.log()
+    assert '"event":"zygote_died"' in d.log()
