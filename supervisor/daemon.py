@@ -326,7 +326,9 @@ class Daemon:
         self._control_listening = on
         if on:
             self.selector.register(self.control.fileno(), selectors.EVENT_READ, "control")
-            for conn, _ in self._conns.values():
+            renewed = time.monotonic() + CONTROL_TIMEOUT_S  # the wait was ours, not theirs
+            for fd, (conn, _) in list(self._conns.items()):
+                self._conns[fd] = (conn, renewed)
                 self.selector.register(conn, selectors.EVENT_READ, "control_conn")
         else:
             self.selector.unregister(self.control.fileno())
@@ -344,6 +346,8 @@ class Daemon:
             self.selector.register(conn, selectors.EVENT_READ, "control_conn")
 
     def _close_idle_control(self, *, everyone: bool = False) -> None:
+        if not (self._control_listening or everyone):
+            return  # in a nested wait the clients are waiting on us
         now = time.monotonic()
         for fd, (conn, deadline) in list(self._conns.items()):
             if everyone or now >= deadline:

@@ -411,18 +411,19 @@ def test_a_waiting_command_does_not_make_a_nested_wait_spin(factoryd, journal: J
 
 def test_requests_queued_behind_a_stop_are_all_served(factoryd, journal: Journal) -> None:
     """Two requests that queued behind a slow stop are accepted together and come out
-    of one select; the first one's nested wait must not spoil the second's event."""
+    of one select; the first one's nested wait must not spoil the second's event, nor
+    count as the second client's idle time (5 s) though it lasts longer."""
     j = str(journal.path)
     d = factoryd(f"""
         [supervisor]
         [[supervisor.children]]
         id = "slow1"
         {target("stubborn", j)}
-        shutdown_ms = 1500
+        shutdown_ms = 500
         [[supervisor.children]]
         id = "slow2"
         {target("stubborn", j)}
-        shutdown_ms = 1500
+        shutdown_ms = 5500
     """).start()
     results: dict[str, object] = {}
 
