@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ class ControlApi:
     request_stop: Callable[[], None]
     reload: Callable[[], dict[str, Any]]
     runtime_dir: Path
+    report: Callable[..., None] = lambda event, **fields: None
 
     def handle(self, command: str, args: dict[str, Any]) -> Any:
         handler = getattr(self, f"cmd_{command}", None)
@@ -49,6 +51,20 @@ class ControlApi:
             raise RequestRefused(str(exc), "start_failed") from None
         except ZygoteGone as exc:
             raise RequestRefused(f"the zygote is gone: {exc}", "internal") from None
+        except RequestRefused:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported with traceback, answered
+            # A bug in one handler must not take the whole tree down with factoryd:
+            # report it with its traceback, answer "internal", keep supervising.
+            self.report(
+                "control_handler_crashed",
+                command=command,
+                reason=repr(exc),
+                traceback=traceback.format_exc(),
+            )
+            raise RequestRefused(
+                f"internal error in {command!r}: {exc!r} (details in factoryd's log)", "internal"
+            ) from None
 
     # -- lookups
 

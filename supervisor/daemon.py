@@ -116,6 +116,7 @@ class Daemon:
             self._request_stop,
             self.reload,
             runtime_dir,
+            self.report,
         )
         self.selector.register(self.zygote.fileno(), selectors.EVENT_READ, "zygote")
         self.selector.register(self._wake_r, selectors.EVENT_READ, "signal")

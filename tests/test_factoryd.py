@@ -290,3 +290,28 @@ def test_status_says_when_there_is_no_resource_ledger(factoryd, journal) -> None
     assert d.status()["resources"] is None
     code, out, _ = d.ctl("status")
     assert code == 0 and "resources: no ledger" in out
+
+
+def test_a_crashing_control_handler_answers_internal_and_factoryd_lives(tmp_path) -> None:
+    """A bug in one handler is reported with its traceback and answered 'internal'; it
+    does not take the tree down (driven in-process: no handler crashes on purpose)."""
+    from ipc.control import RequestRefused
+    from supervisor.child_logs import ChildLogs
+    from supervisor.control_api import ControlApi
+
+    reports: list[tuple[str, dict]] = []
+
+    def statistics() -> dict:
+        raise RuntimeError("boom")
+
+    api = ControlApi(
+        registry=None, root=None, child_logs=ChildLogs(io.StringIO()),  # type: ignore[arg-type]
+        statistics=statistics, request_stop=lambda: None, reload=dict,
+        runtime_dir=tmp_path, report=lambda event, **f: reports.append((event, f)),
+    )  # fmt: skip
+    api.cmd_status = lambda args: statistics()  # type: ignore[method-assign]
+    with pytest.raises(RequestRefused) as info:
+        api.handle("status", {})
+    assert info.value.type == "internal" and "RuntimeError('boom')" in str(info.value)
+    ((event, fields),) = reports
+    assert event == "control_handler_crashed" and "boom" in fields["traceback"]
