@@ -367,10 +367,10 @@ def test_usage_is_accounted_per_role_and_the_daily_budget_holds(
 
 
 def test_gpu_tickets_come_from_the_resource_ledger(tmp_path: Path, llama: LlamaCppDouble) -> None:
-    from ipc.ledger import Limits, TicketLedger
+    from ipc.ledger import LedgerOwner, Limits
     from procs.llm.tickets import LedgerTickets
 
-    ledger = TicketLedger.create(tmp_path / "run", Limits(gpu_tickets=1))
+    ledger = LedgerOwner.create(tmp_path / "run", Limits(gpu_tickets=1))
     try:
         router = make_router(tmp_path, llama.base_url, tickets=LedgerTickets(ledger))
         held = ledger.acquire({"gpu": 1}, label="someone else", timeout=1.0)
