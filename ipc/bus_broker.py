@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
-import signal
-import socket
 import struct
 import threading
 import time
@@ -24,6 +22,7 @@ import zmq
 
 from ipc import control
 from ipc.bus import DEFAULT_HWM, WELCOME, BusEndpoints, BusError
+from ipc.stop_signals import StopSignals
 
 _CONTROL = "inproc://broker-steer"
 _STAT_NAMES = (
@@ -116,16 +115,7 @@ def run_broker(
                 failure.append(exc)
 
     thread = threading.Thread(target=proxy, name="bus-proxy", daemon=True)
-    wake_r, wake_w = socket.socketpair()
-    wake_r.setblocking(False)
-    wake_w.setblocking(False)
-    stopping: list[int] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stopping.append(signum)
-
-    old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    stop = StopSignals().install()
     server = control.ControlServer(control_path) if control_path else None
     started = time.time()
 
@@ -143,19 +133,18 @@ def run_broker(
     selector = selectors.DefaultSelector()
     try:
         thread.start()
-        selector.register(wake_r, selectors.EVENT_READ, "wake")
+        selector.register(stop, selectors.EVENT_READ, "wake")
         if server:
             selector.register(server.fileno(), selectors.EVENT_READ, "control")
         if on_ready:
             on_ready({"publish": endpoints.publish, "subscribe": endpoints.subscribe})
-        while not stopping and thread.is_alive():
+        while not stop.requested and thread.is_alive():
             for key, _ in selector.select(timeout=1.0):
                 if key.data == "control" and server:
                     while server.serve_one(handle, timeout=5.0):
                         pass
                 else:
-                    with contextlib.suppress(BlockingIOError):
-                        wake_r.recv(512)
+                    stop.drain()
     finally:
         if thread.is_alive():
             sockets.steer_peer.send(b"TERMINATE")
@@ -163,11 +152,7 @@ def run_broker(
         selector.close()
         if server:
             server.close()
-        signal.set_wakeup_fd(old_wakeup)
-        for s, h in old.items():
-            signal.signal(s, h)
-        wake_r.close()
-        wake_w.close()
+        stop.restore()
         sockets.close()
         context.term()
         _unlink_ipc(endpoints.publish)

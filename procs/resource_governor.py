@@ -25,11 +25,8 @@ On SIGTERM it stops, removing the ledger only when no live process holds a ticke
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import selectors
-import signal
-import socket
 import sys
 import threading
 import time
@@ -44,6 +41,7 @@ from ipc import control, ledger, paths, service_report
 from ipc.bus import Publisher
 from ipc.ledger import LedgerError, LedgerOwner, Limits
 from ipc.signals import ResourceExhausted
+from ipc.stop_signals import StopSignals
 
 SERVICE = "resource_governor"
 SWEEP_EVERY_S = 1.0
@@ -244,16 +242,7 @@ def main(argv: list[str]) -> int:
 
 def serve(runtime: Path, led: LedgerOwner, info: dict[str, Any]) -> int:
     """Answer `status` and watch exhaustion until SIGTERM/SIGINT."""
-    wake_r, wake_w = socket.socketpair()
-    wake_r.setblocking(False)
-    wake_w.setblocking(False)
-    stopping: list[int] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stopping.append(signum)
-
-    old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    stop = StopSignals().install()
     watch = ExhaustionWatch(runtime, led)
     server = control.ControlServer(paths.control_socket(runtime, SERVICE))
 
@@ -272,26 +261,21 @@ def serve(runtime: Path, led: LedgerOwner, info: dict[str, Any]) -> int:
     selector = selectors.DefaultSelector()
     try:
         watch.start()
-        selector.register(wake_r, selectors.EVENT_READ, "wake")
+        selector.register(stop, selectors.EVENT_READ, "wake")
         selector.register(server.fileno(), selectors.EVENT_READ, "control")
         service_report.ready(SERVICE, "ledger ready", ledger=str(led.path), **info)
-        while not stopping:
+        while not stop.requested:
             for key, _ in selector.select():
                 if key.data == "control":
                     while server.serve_one(handle, timeout=5.0):
                         pass
                 else:
-                    with contextlib.suppress(BlockingIOError):
-                        wake_r.recv(512)
+                    stop.drain()
     finally:
         watch.stop()
         selector.close()
         server.close()
-        signal.set_wakeup_fd(old_wakeup)
-        for s, h in old.items():
-            signal.signal(s, h)
-        wake_r.close()
-        wake_w.close()
+        stop.restore()
     if led.live_holders() == 0:
         led.destroy()
         report("stopped", ledger="removed")

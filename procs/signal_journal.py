@@ -13,9 +13,6 @@ down are not in the journal: pub/sub does not queue for absent subscribers.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
-import socket
 import sys
 from typing import Any
 
@@ -24,6 +21,7 @@ import zmq
 from ipc import paths, service_report
 from ipc.bus import BusEndpoints, BusError, Subscriber
 from ipc.journal import JournalError, JournalWriter, journal_path
+from ipc.stop_signals import StopSignals
 
 SERVICE = "signal_journal"
 MAX_BATCH = 5000
@@ -69,31 +67,19 @@ def main(argv: list[str]) -> int:
 
 def run(endpoints: BusEndpoints, writer: JournalWriter, *, keep_rows: int) -> int:
     """Journal until SIGTERM/SIGINT, keeping the newest `keep_rows` signals."""
-    wake_r, wake_w = socket.socketpair()
-    wake_r.setblocking(False)
-    wake_w.setblocking(False)
-    stopping: list[int] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stopping.append(signum)
-
-    old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    subscriber = Subscriber(endpoints)
-    poller = zmq.Poller()
-    poller.register(subscriber.socket, zmq.POLLIN)
-    poller.register(wake_r.fileno(), zmq.POLLIN)
-    saved_stats: dict[str, int] = {}
-    stored = 0
-    try:
+    with StopSignals() as stop, Subscriber(endpoints) as subscriber:
+        poller = zmq.Poller()
+        poller.register(subscriber.socket, zmq.POLLIN)
+        poller.register(stop.fileno(), zmq.POLLIN)
+        saved_stats: dict[str, int] = {}
+        stored = 0
         service_report.ready(
             SERVICE, "journaling", journal=str(writer.path), subscribe=endpoints.subscribe
         )
-        while not stopping:
+        while not stop.requested:
             events = dict(poller.poll())
-            if wake_r.fileno() in events:
-                with contextlib.suppress(BlockingIOError):
-                    wake_r.recv(512)
+            if stop.fileno() in events:
+                stop.drain()
             added = drain(subscriber, writer)
             if added:
                 stored += added
@@ -105,13 +91,6 @@ def run(endpoints: BusEndpoints, writer: JournalWriter, *, keep_rows: int) -> in
         stored += drain(subscriber, writer)
         writer.save_stats({**subscriber.statistics(), "stored": stored})
         report("stopped", stored=stored, **subscriber.statistics())
-    finally:
-        subscriber.close()
-        signal.set_wakeup_fd(old_wakeup)
-        for s, h in old.items():
-            signal.signal(s, h)
-        wake_r.close()
-        wake_w.close()
     return 0
 
 

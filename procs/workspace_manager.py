@@ -31,16 +31,14 @@ JSON record per line. SIGTERM/SIGINT stop it cleanly; workspaces and the RAM dis
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import selectors
-import signal
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 from ipc import control, paths, service_report
+from ipc.stop_signals import StopSignals
 from procs.workspaces import (
     AUTO_ORDER,
     STRATEGY_CHOICES,
@@ -296,28 +294,19 @@ def main(argv: list[str]) -> int:
 def serve(registry: WorkspaceRegistry, spec: ramdisks.RamDiskSpec | None, runtime: Path) -> int:
     """Answer requests until SIGTERM/SIGINT; returns the exit status."""
     selector = selectors.DefaultSelector()
-    wake_r, wake_w = socket.socketpair()
-    wake_r.setblocking(False)
-    wake_w.setblocking(False)
-    stopping: list[int] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stopping.append(signum)
-
-    old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    stop = StopSignals().install()
     owners = OwnerWatch(selector)
     service = WorkspaceService(registry, owners, spec, runtime)
     server = control.ControlServer(paths.control_socket(runtime, SERVICE))
     service.server = server
     try:
-        selector.register(wake_r, selectors.EVENT_READ, ("wake", 0))
+        selector.register(stop, selectors.EVENT_READ, ("wake", 0))
         selector.register(server.fileno(), selectors.EVENT_READ, ("control", 0))
         service.reap()
         service.watch_all()
         service.refill()
         service_report.ready(SERVICE, "serving", socket=str(server.path), root=str(registry.root))
-        while not stopping:
+        while not stop.requested:
             for key, _ in selector.select(timeout=None):
                 kind, pid = key.data
                 if kind == "control":
@@ -327,20 +316,15 @@ def serve(registry: WorkspaceRegistry, spec: ramdisks.RamDiskSpec | None, runtim
                 elif kind == "owner":
                     service.on_owner_exit(pid)
                 else:
-                    with contextlib.suppress(BlockingIOError):
-                        wake_r.recv(4096)
-        report("stopping", signal=stopping[0])
+                    stop.drain()
+        report("stopping", signal=stop.first)
         return 0
     finally:
         server.close()
         owners.close()
         registry.close()
         selector.close()
-        signal.set_wakeup_fd(old_wakeup)
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
-        wake_r.close()
-        wake_w.close()
+        stop.restore()
 
 
 if __name__ == "__main__":
