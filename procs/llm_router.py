@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import selectors
-import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +39,7 @@ from ipc.control import (
     send_frame,
 )
 from ipc.ledger import LedgerError, TicketLedger
+from ipc.stop_signals import StopSignals
 from procs.llm.budget import BudgetStore, DailyBudget, Prices
 from procs.llm.config import RouterConfig, RouterConfigError, default_config
 from procs.llm.errors import (
@@ -154,21 +153,17 @@ def main(argv: list[str]) -> int:
     runtime, state = paths.runtime_dir(args.runtime_dir), paths.state_dir(args.state_dir)
     router = open_router(config, runtime, state)
     server = ControlServer(paths.control_socket(runtime, ENDPOINT))
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    signal.signal(signal.SIGTERM, lambda *_: os.write(wake_w, b"x"))
-    signal.signal(signal.SIGINT, lambda *_: os.write(wake_w, b"x"))
+    stop = StopSignals().install()
     pool = ThreadPoolExecutor(max_workers=max(1, args.workers), thread_name_prefix="route")
     service_report.ready(ENDPOINT, "routing", socket=str(server.path))
     try:
         with selectors.DefaultSelector() as sel:
             sel.register(server.fileno(), selectors.EVENT_READ, "accept")
-            sel.register(wake_r, selectors.EVENT_READ, "stop")
-            stopping = False
-            while not stopping:
+            sel.register(stop, selectors.EVENT_READ, "stop")
+            while not stop.requested:
                 for key, _ in sel.select(timeout=None):
                     if key.data == "stop":
-                        stopping = True
+                        stop.drain()
                     elif (conn := server.accept_nowait()) is not None:
                         pool.submit(serve_connection, router, conn)
     finally:
@@ -177,8 +172,7 @@ def main(argv: list[str]) -> int:
         _drain(pool, args.drain_s)
         router.close()
         router.budget.close()
-        os.close(wake_r)
-        os.close(wake_w)
+        stop.restore()
     return 0
 
 
