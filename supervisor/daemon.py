@@ -28,7 +28,6 @@ import os
 import selectors
 import signal
 import socket
-import struct
 import sys
 import time
 from collections import deque
@@ -44,6 +43,7 @@ from ipc import control, paths
 from ipc.sd_notify import Notifier
 from supervisor import config as config_mod
 from supervisor.child_logs import ChildLogs
+from supervisor.child_notify import ChildNotify
 from supervisor.control_api import ControlApi
 from supervisor.policy import (
     INTENSITY_EXCEEDED,
@@ -101,9 +101,7 @@ class Daemon:
         self.selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.control = control.ControlServer(paths.control_socket(runtime_dir))
-        self.notify_path = runtime_dir / "notify.sock"
-        self._notify_sock = _bind_notify_socket(self.notify_path)
-        self._ready: set[int] = set()
+        self.child_notify = ChildNotify(runtime_dir / "notify.sock")
         self._conns: dict[int, tuple[socket.socket, float]] = {}  # fd -> (conn, deadline)
         self._control_listening = True  # control fds in the selector (not in nested waits)
         self.registry = Registry(on_root_exit=self._root_exited)
@@ -121,7 +119,7 @@ class Daemon:
         self.selector.register(self.zygote.fileno(), selectors.EVENT_READ, "zygote")
         self.selector.register(self._wake_r, selectors.EVENT_READ, "signal")
         self.selector.register(self.control.fileno(), selectors.EVENT_READ, "control")
-        self.selector.register(self._notify_sock, selectors.EVENT_READ, "notify")
+        self.selector.register(self.child_notify, selectors.EVENT_READ, "notify")
 
     # ------------------------------------------------------------------ ProcessHost
 
@@ -129,7 +127,7 @@ class Daemon:
         env = dict(start.env)
         env.setdefault("FACTORY_RUNTIME_DIR", str(self.runtime_dir))
         env.setdefault("FACTORY_STATE_DIR", str(self.state_dir))
-        env["NOTIFY_SOCKET"] = str(self.notify_path)
+        env["NOTIFY_SOCKET"] = str(self.child_notify.path)
         start = Start(start.command, start.target, start.args, tuple(env.items()), start.cwd)
         read_fd, write_fd = self.child_logs.open_pipe(child_id)
         self.selector.register(read_fd, selectors.EVENT_READ, "log")
@@ -170,7 +168,7 @@ class Daemon:
         """Wait for READY=1 from `pid`; None once it came, else why not (it exited, or
         the timeout passed). An exit stays queued for `terminate` to take."""
         deadline = time.monotonic() + timeout_s
-        while pid not in self._ready:
+        while not self.child_notify.is_ready(pid):
             exited = next((e for e in self.zygote.exits if e.pid == pid), None)
             if exited is not None:
                 return f"exited before READY=1 ({reason_from_wait_status(exited.exit_code)})"
@@ -182,41 +180,12 @@ class Daemon:
             self._pump(min(remaining, 1.0), serve_control=False)
         return None
 
-    def _on_notify(self) -> None:
-        """sd_notify datagrams from children: READY=1 and STATUS=, sender pid from the
-        kernel's credentials (a child cannot speak for another)."""
-        while True:
-            try:
-                data, ancdata, _flags, _addr = self._notify_sock.recvmsg(
-                    4096, socket.CMSG_SPACE(_UCRED.size)
-                )
-            except BlockingIOError:
-                return
-            pid = next(
-                (
-                    _UCRED.unpack(cdata[: _UCRED.size])[0]
-                    for level, kind, cdata in ancdata
-                    if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS
-                ),
-                None,
-            )
-            owner = self.registry.by_pid.get(pid) if pid else None
-            if pid is None or owner is None:
-                continue
-            node, child_id = owner
-            for line in data.decode(errors="replace").splitlines():
-                key, _, value = line.partition("=")
-                if key == "READY" and value == "1":
-                    self._ready.add(pid)
-                elif key == "STATUS":
-                    node.set_status_text(child_id, value[:200])
-
     def _wait_exits(self, pids: set[int], deadline: float, results: dict[int, ExitReason]) -> None:
         while pids:
             for event in [e for e in self.zygote.exits if e.pid in pids]:
                 self.zygote.exits.remove(event)
                 pids.discard(event.pid)
-                self._ready.discard(event.pid)
+                self.child_notify.forget(event.pid)
                 reason = reason_from_wait_status(event.exit_code)
                 if reason.kind is ExitKind.ABNORMAL and event.exit_code == -signal.SIGTERM:
                     reason = SHUTDOWN
@@ -276,7 +245,7 @@ class Daemon:
         while self.exit_code is None and (self.zygote.exits or self.deferred):
             if self.zygote.exits:
                 event = self.zygote.exits.popleft()
-                self._ready.discard(event.pid)
+                self.child_notify.forget(event.pid)
                 owner = self.registry.by_pid.pop(event.pid, None)
                 if owner is None:
                     continue
@@ -309,7 +278,7 @@ class Daemon:
             elif kind == "signal":
                 self._on_signals()
             elif kind == "notify":
-                self._on_notify()
+                self.child_notify.read(self.registry.by_pid.get)
             elif kind == "control" and serve_control:
                 self._accept_control()
             elif kind == "control_conn" and serve_control:
@@ -472,9 +441,7 @@ class Daemon:
         self._listen_control(False)
         self._close_idle_control(everyone=True)
         self.control.close()
-        self._notify_sock.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.notify_path.unlink()
+        self.child_notify.close()
         self.zygote.close()
         self._kill_orphans()
         self.child_logs.close()
@@ -510,24 +477,6 @@ def _check_root_kind(old: SupervisorSpec, new: config_mod.DaemonConfig) -> None:
             f"the root cannot change from {old.flags.strategy} to {new.tree.flags.strategy} "
             "(to or from simple_one_for_one) by a reload: restart factoryd",
         )
-
-
-_UCRED = struct.Struct("3i")  # pid, uid, gid
-
-
-def _bind_notify_socket(path: Path) -> socket.socket:
-    """The datagram socket children send sd_notify messages to (owner only)."""
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-    old_umask = os.umask(0o177)
-    try:
-        sock.bind(str(path))
-    finally:
-        os.umask(old_umask)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-    sock.setblocking(False)
-    return sock
 
 
 def _killpg(pgid: int, sig: int) -> None:
