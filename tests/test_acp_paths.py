@@ -47,6 +47,13 @@ def test_test_paths(path: str, expected: bool) -> None:
         (ARCHITECT, "src/app.py", True), (ARCHITECT, "tests/test_x.py", True),
         (REVIEWER, "src/app.py", False), (REVIEWER, "tests/test_x.py", False),
         (ARCHITECT, ".git/config", False),
+        (IMPLEMENTER, "pytest.ini", False), (IMPLEMENTER, "pyproject.toml", False),
+        (IMPLEMENTER, "setup.cfg", False), (IMPLEMENTER, "src/sitecustomize.py", False),
+        (IMPLEMENTER, "src/zz_disable.pth", False),
+        (IMPLEMENTER, "src/__pycache__/app.cpython-311.pyc", False),
+        (AUDITOR, "tox.ini", False), (AUDITOR, "tests/__pycache__/x.pyc", False),
+        (ARCHITECT, "pytest.ini", True), (ARCHITECT, "pyproject.toml", True),
+        (IMPLEMENTER, "src/setup_helpers.py", True),
     ],
 )  # fmt: skip
 def test_role_write_rules(ws: Path, policy: RolePolicy, path: str, allowed: bool) -> None:

@@ -6,7 +6,11 @@ architect   writes both
 reviewer    writes nothing
 
 A path is a test path when a directory on it is `tests` or `test`, or its file name is
-`test_*.py`, `*_test.py` or `conftest.py`. No `.git` (at any depth) is writable. Every
+`test_*.py`, `*_test.py` or `conftest.py`. A harness path configures how tests run or
+what Python loads before them (pytest.ini, tox.ini, setup.cfg, pyproject.toml,
+noxfile.py, .coveragerc, sitecustomize.py, usercustomize.py, *.pth, __pycache__ and
+*.pyc): only a role that writes both tests and code (the architect) writes those, so an
+implementer cannot switch the tests off. No `.git` (at any depth) is writable. Every
 path is first confined to the workspace by `resolve_in_workspace` (no `..`, no absolute
 path elsewhere, no symlink that leads out), then checked against the role.
 """
@@ -19,6 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 TEST_DIRS = frozenset({"tests", "test"})
+HARNESS_FILES = frozenset(
+    {
+        "pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", "noxfile.py", ".coveragerc",
+        "sitecustomize.py", "usercustomize.py",
+    }
+)  # fmt: skip
 MAX_PATH_BYTES = 4096
 
 
@@ -122,11 +132,26 @@ def resolve_in_workspace(workspace: Path, raw: object) -> WorkspacePath:
     return WorkspacePath(real=real, relative=relative)
 
 
+def is_harness_path(relative: PurePosixPath) -> bool:
+    """A file that decides how tests run or what Python imports first."""
+    name = relative.name
+    return (
+        name in HARNESS_FILES
+        or name.endswith((".pth", ".pyc", ".pyo"))
+        or "__pycache__" in relative.parts
+    )
+
+
 def check_write(policy: RolePolicy, workspace: Path, raw: object) -> WorkspacePath:
     """Confine `raw` and check that `policy`'s role may write it; raise PathRefused if not."""
     target = resolve_in_workspace(workspace, raw)
     if ".git" in target.relative.parts:  # a submodule's .git file or dir counts too
         raise PathRefused(f"{target.relative} is inside .git; no role writes there")
+    if is_harness_path(target.relative) and not (policy.writes_tests and policy.writes_code):
+        raise PathRefused(
+            f"role {policy.role.value} may not write {target.relative}: it configures how "
+            "tests run (only the architect writes it)"
+        )
     testy = is_test_path(target.relative)
     if testy and not policy.writes_tests:
         raise PathRefused(f"role {policy.role.value} may not write tests ({target.relative})")
