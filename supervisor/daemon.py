@@ -27,7 +27,6 @@ import math
 import os
 import selectors
 import signal
-import socket
 import sys
 import time
 from collections import deque
@@ -45,6 +44,7 @@ from supervisor import config as config_mod
 from supervisor.child_logs import ChildLogs
 from supervisor.child_notify import ChildNotify
 from supervisor.control_api import ControlApi
+from supervisor.control_listener import ControlListener
 from supervisor.policy import (
     INTENSITY_EXCEEDED,
     SHUTDOWN,
@@ -59,8 +59,6 @@ from supervisor.zygote import PR_SET_CHILD_SUBREAPER, ZygoteClient, ZygoteGone, 
 
 SPAWN_TIMEOUT_S = 60.0
 KILL_WAIT_S = 10.0  # after SIGKILL, how long to wait for the exit before giving up
-CONTROL_TIMEOUT_S = 5.0  # a control client has this long to send its request
-MAX_CONTROL_CONNS = 64  # accepted, not yet readable; more wait in the listen backlog
 
 
 class DaemonExit(IntEnum):
@@ -102,8 +100,6 @@ class Daemon:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.control = control.ControlServer(paths.control_socket(runtime_dir))
         self.child_notify = ChildNotify(runtime_dir / "notify.sock")
-        self._conns: dict[int, tuple[socket.socket, float]] = {}  # fd -> (conn, deadline)
-        self._control_listening = True  # control fds in the selector (not in nested waits)
         self.registry = Registry(on_root_exit=self._root_exited)
         self.root = SupervisorNode(cfg.tree, self, self.registry)
         self.api = ControlApi(
@@ -118,7 +114,7 @@ class Daemon:
         )
         self.selector.register(self.zygote.fileno(), selectors.EVENT_READ, "zygote")
         self.selector.register(self._wake_r, selectors.EVENT_READ, "signal")
-        self.selector.register(self.control.fileno(), selectors.EVENT_READ, "control")
+        self.control_listener = ControlListener(self.control, self.selector)
         self.selector.register(self.child_notify, selectors.EVENT_READ, "notify")
 
     # ------------------------------------------------------------------ ProcessHost
@@ -262,7 +258,7 @@ class Daemon:
 
     def _pump(self, timeout: float, *, serve_control: bool) -> None:
         self._beat()
-        self._listen_control(serve_control)
+        self.control_listener.listen(serve_control)
         for key, _ in self.selector.select(timeout):
             if self.selector.get_map().get(key.fd) is not key:
                 continue  # a nested wait since select() unregistered it (a closed log pipe)
@@ -280,51 +276,11 @@ class Daemon:
             elif kind == "notify":
                 self.child_notify.read(self.registry.by_pid.get)
             elif kind == "control" and serve_control:
-                self._accept_control()
+                self.control_listener.accept()
             elif kind == "control_conn" and serve_control:
-                conn, deadline = self._conns.pop(key.fd)
-                self.selector.unregister(conn)
-                self.control.serve_conn(conn, self.api.handle, deadline=deadline)
-        self._close_idle_control()
+                self.control_listener.serve(key.fd, self.api.handle)
+        self.control_listener.close_idle()
         self._beat()
-
-    def _listen_control(self, on: bool) -> None:
-        """A nested wait leaves control requests queued; with their fds out of the
-        selector meanwhile, a waiting request cannot make every select return at once."""
-        if on == self._control_listening:
-            return
-        self._control_listening = on
-        if on:
-            self.selector.register(self.control.fileno(), selectors.EVENT_READ, "control")
-            renewed = time.monotonic() + CONTROL_TIMEOUT_S  # the wait was ours, not theirs
-            for fd, (conn, _) in list(self._conns.items()):
-                self._conns[fd] = (conn, renewed)
-                self.selector.register(conn, selectors.EVENT_READ, "control_conn")
-        else:
-            self.selector.unregister(self.control.fileno())
-            for conn, _ in self._conns.values():
-                self.selector.unregister(conn)
-
-    def _accept_control(self) -> None:
-        """Take pending control connections; each is served once it is readable, so a
-        client that connects and says nothing holds up nothing."""
-        while len(self._conns) < MAX_CONTROL_CONNS:
-            conn = self.control.accept_nowait()
-            if conn is None:
-                return
-            self._conns[conn.fileno()] = (conn, time.monotonic() + CONTROL_TIMEOUT_S)
-            self.selector.register(conn, selectors.EVENT_READ, "control_conn")
-
-    def _close_idle_control(self, *, everyone: bool = False) -> None:
-        if not (self._control_listening or everyone):
-            return  # in a nested wait the clients are waiting on us
-        now = time.monotonic()
-        for fd, (conn, deadline) in list(self._conns.items()):
-            if everyone or now >= deadline:
-                del self._conns[fd]
-                if self._control_listening:
-                    self.selector.unregister(conn)
-                conn.close()
 
     def _beat(self) -> None:
         now = time.monotonic()
@@ -438,9 +394,7 @@ class Daemon:
         if self.exit_code is not DaemonExit.ZYGOTE_DIED:
             with contextlib.suppress(ZygoteGone):
                 self.root.shutdown()
-        self._listen_control(False)
-        self._close_idle_control(everyone=True)
-        self.control.close()
+        self.control_listener.close()
         self.child_notify.close()
         self.zygote.close()
         self._kill_orphans()
