@@ -170,6 +170,8 @@ class Daemon:
                 return f"exited before READY=1 ({reason_from_wait_status(exited.exit_code)})"
             if self.exit_code is DaemonExit.ZYGOTE_DIED:  # it died with the zygote
                 return "the zygote died"
+            if self.stop_requested:  # `systemctl stop` during a hung start: stop now
+                return "factoryd is stopping"
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return f"no READY=1 within {timeout_s:g}s"
@@ -212,6 +214,9 @@ class Daemon:
             try:
                 self.root.start()
             except StartFailed as exc:
+                if self.stop_requested:  # asked to stop while starting: a clean stop
+                    self.report("stopped_during_start", child=exc.child_id)
+                    return DaemonExit.STOPPED
                 self.report("start_failed", child=exc.child_id, reason=exc.reason)
                 self.log.write(f"factoryd: {exc}; nothing is left running\n")
                 return self.exit_code or DaemonExit.START_FAILED  # ZYGOTE_DIED if that was why
@@ -237,8 +242,13 @@ class Daemon:
                 signal.signal(sig, handler)
 
     def _dispatch(self) -> None:
-        """Handle queued exits and deferred work in order, until none is left."""
-        while self.exit_code is None and (self.zygote.exits or self.deferred):
+        """Handle queued exits and deferred work in order, until none is left. Once a
+        stop is requested nothing is restarted: the shutdown takes the exits."""
+        while (
+            self.exit_code is None
+            and not self.stop_requested
+            and (self.zygote.exits or self.deferred)
+        ):
             if self.zygote.exits:
                 event = self.zygote.exits.popleft()
                 self.child_notify.forget(event.pid)

@@ -4,6 +4,7 @@ returns once init is done); silence or an early exit is a failed start."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 from tests.harness import Journal, target
@@ -62,3 +63,26 @@ def test_child_exiting_before_ready_fails_its_start(factoryd, journal: Journal) 
     """).start(wait_ready=False)
     assert d.wait_exit() == 3
     assert "exited before READY=1 (abnormal: exit code 4)" in d.log()
+
+
+def test_sigterm_during_a_hung_start_stops_at_once(factoryd, journal: Journal) -> None:
+    """`systemctl stop` while a child has not said READY=1 yet: a clean stop now, not
+    after its 60 s start timeout."""
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "first"
+        {target("serve", str(journal.path))}
+        [[supervisor.children]]
+        id = "slowpoke"
+        {target("never_ready", str(journal.path))}
+        ready = "notify"
+        start_timeout_ms = 60000
+    """).start(wait_ready=False)
+    journal.wait_count("start", "slowpoke", 1)
+    d.proc.send_signal(signal.SIGTERM)
+    assert d.wait_exit(timeout=20) == 0
+    assert journal.count("stop", "first") == 1  # the started sibling was stopped in order
+    slowpoke = next(p for e, c, p in journal.events() if c == "slowpoke")
+    assert pid_gone(slowpoke)
+    assert '"event":"stopped_during_start"' in d.log()
