@@ -107,6 +107,32 @@ def recv_frame(sock: socket.socket, *, deadline: float) -> Any:
         raise ProtocolError(f"frame is not JSON: {exc}") from exc
 
 
+class FrameBuffer:
+    """Incremental reading of one frame for an event loop: `feed` what arrived and
+    learn whether the frame is whole; `value` is its decoded object then."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.value: Any = None
+
+    def feed(self, data: bytes) -> bool:
+        """Add bytes; True once the frame is complete. Raises ProtocolError on a bad
+        length or a body that is not JSON."""
+        self._buf += data
+        if len(self._buf) < _HEADER.size:
+            return False
+        (length,) = _HEADER.unpack_from(self._buf)
+        if length > MAX_FRAME_BYTES:
+            raise ProtocolError(f"frame length {length} exceeds {MAX_FRAME_BYTES}")
+        if len(self._buf) < _HEADER.size + length:
+            return False
+        try:
+            self.value = orjson.loads(bytes(self._buf[_HEADER.size : _HEADER.size + length]))
+        except orjson.JSONDecodeError as exc:
+            raise ProtocolError(f"frame is not JSON: {exc}") from None
+        return True
+
+
 def call(
     path: str | os.PathLike[str],
     command: str,
@@ -235,20 +261,35 @@ class ControlServer:
         must not wait on a silent client calls this once `conn` is readable."""
         with conn:
             try:
-                command, args = parse_request(recv_frame(conn, deadline=deadline))
+                request = recv_frame(conn, deadline=deadline)
             except ControlTimeout:
                 self.refused += 1
                 return
             except ProtocolError as exc:
-                self.refused += 1
-                self._reply(conn, error_reply("protocol", str(exc)), deadline)
+                self.refuse(conn, exc, deadline=deadline)
                 return
-            try:
-                reply = {"ok": True, "result": handler(command, args)}
-            except RequestRefused as exc:
-                reply = error_reply(exc.type, str(exc))
-            self._reply(conn, reply, deadline)
-            self.served += 1
+            self.answer(conn, request, handler, deadline=deadline)
+
+    def answer(
+        self, conn: socket.socket, request: Any, handler: Handler, *, deadline: float
+    ) -> None:
+        """Answer a decoded request on `conn` (the caller closes it)."""
+        try:
+            command, args = parse_request(request)
+        except ProtocolError as exc:
+            self.refuse(conn, exc, deadline=deadline)
+            return
+        try:
+            reply = {"ok": True, "result": handler(command, args)}
+        except RequestRefused as exc:
+            reply = error_reply(exc.type, str(exc))
+        self._reply(conn, reply, deadline)
+        self.served += 1
+
+    def refuse(self, conn: socket.socket, problem: ProtocolError, *, deadline: float) -> None:
+        """Answer a malformed request with a protocol error (the caller closes `conn`)."""
+        self.refused += 1
+        self._reply(conn, error_reply("protocol", str(problem)), deadline)
 
     def _reply(self, conn: socket.socket, reply: dict[str, Any], deadline: float) -> None:
         # The client may have given up and gone away; its loss, not ours.

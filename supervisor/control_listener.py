@@ -1,7 +1,8 @@
 """factoryd's control socket inside its selector: accept, serve when readable, expire.
 
-A connection is served only once its request is readable, so a client that connects
-and says nothing holds up nothing (it is closed after CONTROL_TIMEOUT_S). During a
+A connection's bytes are read as they arrive (never a blocking read) and its request is
+answered once the whole frame is in, so a client that connects and says nothing, or
+sends half a frame, holds up nothing; it is closed after CONTROL_TIMEOUT_S. During a
 supervisor's nested wait (a bounded stop) the control fds leave the selector: requests
 stay queued, and a waiting request cannot make every select return at once.
 """
@@ -22,7 +23,8 @@ class ControlListener:
     def __init__(self, server: control.ControlServer, selector: selectors.BaseSelector) -> None:
         self.server = server
         self.selector = selector
-        self._conns: dict[int, tuple[socket.socket, float]] = {}  # fd -> (conn, deadline)
+        # fd -> (conn, deadline, what has arrived so far)
+        self._conns: dict[int, tuple[socket.socket, float, control.FrameBuffer]] = {}
         self.listening = True
         selector.register(server.fileno(), selectors.EVENT_READ, "control")
 
@@ -34,12 +36,12 @@ class ControlListener:
         if on:
             self.selector.register(self.server.fileno(), selectors.EVENT_READ, "control")
             renewed = time.monotonic() + CONTROL_TIMEOUT_S  # the wait was ours, not theirs
-            for fd, (conn, _) in list(self._conns.items()):
-                self._conns[fd] = (conn, renewed)
+            for fd, (conn, _, buf) in list(self._conns.items()):
+                self._conns[fd] = (conn, renewed, buf)
                 self.selector.register(conn, selectors.EVENT_READ, "control_conn")
         else:
             self.selector.unregister(self.server.fileno())
-            for conn, _ in self._conns.values():
+            for conn, _, _ in self._conns.values():
                 self.selector.unregister(conn)
 
     def accept(self) -> None:
@@ -48,21 +50,48 @@ class ControlListener:
             conn = self.server.accept_nowait()
             if conn is None:
                 return
-            self._conns[conn.fileno()] = (conn, time.monotonic() + CONTROL_TIMEOUT_S)
+            conn.setblocking(False)
+            deadline = time.monotonic() + CONTROL_TIMEOUT_S
+            self._conns[conn.fileno()] = (conn, deadline, control.FrameBuffer())
             self.selector.register(conn, selectors.EVENT_READ, "control_conn")
 
     def serve(self, fd: int, handler: control.Handler) -> None:
-        """Answer the request waiting on connection `fd` (it was readable)."""
-        conn, deadline = self._conns.pop(fd)
+        """Read what arrived on connection `fd`; answer once the request is whole."""
+        conn, deadline, buf = self._conns[fd]
+        try:
+            data = conn.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        try:
+            complete = buf.feed(data) if data else False
+        except control.ProtocolError as exc:
+            self._drop(fd)
+            with conn:
+                self.server.refuse(conn, exc, deadline=time.monotonic() + 1.0)
+            return
+        if not data:  # the client went away before its request was whole
+            self._drop(fd)
+            conn.close()
+            self.server.refused += 1
+            return
+        if complete:
+            self._drop(fd)
+            with conn:
+                reply_by = max(deadline, time.monotonic() + 1.0)
+                self.server.answer(conn, buf.value, handler, deadline=reply_by)
+
+    def _drop(self, fd: int) -> None:
+        conn, _, _ = self._conns.pop(fd)
         self.selector.unregister(conn)
-        self.server.serve_conn(conn, handler, deadline=deadline)
 
     def close_idle(self, *, everyone: bool = False) -> None:
         """Close connections past their deadline (all of them with `everyone`)."""
         if not (self.listening or everyone):
             return  # in a nested wait the clients are waiting on us
         now = time.monotonic()
-        for fd, (conn, deadline) in list(self._conns.items()):
+        for fd, (conn, deadline, _) in list(self._conns.items()):
             if everyone or now >= deadline:
                 del self._conns[fd]
                 if self.listening:

@@ -315,3 +315,47 @@ def test_a_crashing_control_handler_answers_internal_and_factoryd_lives(tmp_path
     assert info.value.type == "internal" and "RuntimeError('boom')" in str(info.value)
     ((event, fields),) = reports
     assert event == "control_handler_crashed" and "boom" in fields["traceback"]
+
+
+def test_half_sent_requests_do_not_hold_up_the_loop(factoryd, journal) -> None:
+    """Clients that send half a frame and stall used to hold factoryd in a blocking read
+    for 5 s each; now bytes are taken as they come and others are served meanwhile."""
+    d = factoryd(_two_workers(journal)).start()
+    stalled = []
+    for _ in range(4):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(20)
+        s.connect(str(d.socket))
+        s.sendall(b"\x00\x00")  # half of a length header, then nothing
+        stalled.append(s)
+    try:
+        # 4 stalled clients x 5 s would overrun this call's bound if each blocked the loop
+        assert control.call(d.socket, "status", timeout=5)["tree"]["state"] == "running"
+    finally:
+        for s in stalled:
+            s.close()
+
+
+def test_a_request_sent_in_pieces_is_answered(factoryd, journal) -> None:
+    d = factoryd(_two_workers(journal)).start()
+    body = b'{"command": "status", "args": {}}'
+    frame = len(body).to_bytes(4, "big") + body
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(d.socket))
+        for i in range(0, len(frame), 5):
+            s.sendall(frame[i : i + 5])
+        reply = control.recv_frame(s, deadline=time.monotonic() + 10)
+    assert reply["ok"] is True and reply["result"]["tree"]["id"] == "root"
+
+
+def test_an_oversized_frame_length_gets_a_protocol_error(factoryd, journal) -> None:
+    d = factoryd(_two_workers(journal)).start()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(str(d.socket))
+        s.sendall((control.MAX_FRAME_BYTES + 1).to_bytes(4, "big"))
+        reply = control.recv_frame(s, deadline=time.monotonic() + 10)
+    assert reply["ok"] is False and reply["error"]["type"] == "protocol"
+    assert "exceeds" in reply["error"]["message"]
+    assert d.status()["tree"]["state"] == "running"
