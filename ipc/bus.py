@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import zmq
 
@@ -79,7 +80,36 @@ def _endpoints(where: BusEndpoints | str | os.PathLike[str]) -> BusEndpoints:
     return where if isinstance(where, BusEndpoints) else BusEndpoints.in_runtime_dir(where)
 
 
-class Publisher:
+class _BusSocket:
+    """What a publisher and a subscriber share: a zmq socket on their own (or a given)
+    context, with linger 0, the receive HWM and the reconnect interval set."""
+
+    def __init__(self, kind: int, *, hwm: int, context: zmq.Context | None) -> None:
+        self._own_context = context is None
+        self._context = context or zmq.Context()
+        sock = self._context.socket(kind)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, hwm)
+        sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+        self._sock = sock
+        self.stats: dict[str, int] = {}
+
+    def statistics(self) -> dict[str, int]:
+        return dict(self.stats)
+
+    def close(self) -> None:
+        self._sock.close(linger=0)
+        if self._own_context:
+            self._context.term()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Publisher(_BusSocket):
     """Sends signals to the broker. One per process; not thread-safe (no zmq socket is).
 
     `publish` never blocks longer than its timeout: with the broker's queue full it
@@ -96,16 +126,11 @@ class Publisher:
     ) -> None:
         self.endpoints = _endpoints(where)
         self.source = source
-        self._own_context = context is None
-        self._context = context or zmq.Context()
-        sock = self._context.socket(zmq.XPUB)
-        sock.setsockopt(zmq.LINGER, 0)
+        super().__init__(zmq.XPUB, hwm=hwm, context=context)
+        sock = self._sock
         sock.setsockopt(zmq.SNDHWM, hwm)
-        sock.setsockopt(zmq.RCVHWM, hwm)
         sock.setsockopt(zmq.XPUB_NODROP, 1)  # a full queue is EAGAIN, not a silent drop
-        sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
         sock.connect(self.endpoints.publish)
-        self._sock = sock
         self.stats = {"published": 0, "subscriptions": 0}
 
     def wait_connected(self, *, timeout: float) -> None:
@@ -160,22 +185,8 @@ class Publisher:
         if not self.stats["published"] & 0x3FF:  # keep the notice queue short
             self.drain_subscriptions()
 
-    def statistics(self) -> dict[str, int]:
-        return dict(self.stats)
 
-    def close(self) -> None:
-        self._sock.close(linger=0)
-        if self._own_context:
-            self._context.term()
-
-    def __enter__(self) -> Publisher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class Subscriber:
+class Subscriber(_BusSocket):
     """Receives the signals of `types` (all when None), decoded; bad ones counted and dropped."""
 
     def __init__(
@@ -191,12 +202,8 @@ class Subscriber:
         for name in wanted or ():
             if name not in signals.SIGNAL_TYPES:
                 raise ValueError(f"unknown signal type {name!r}")
-        self._own_context = context is None
-        self._context = context or zmq.Context()
-        sock = self._context.socket(zmq.SUB)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.RCVHWM, hwm)
-        sock.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+        super().__init__(zmq.SUB, hwm=hwm, context=context)
+        sock = self._sock
         self.types: set[str] | None = None if wanted is None else set(wanted)
         if wanted is None:
             sock.setsockopt(zmq.SUBSCRIBE, b"")
@@ -205,7 +212,6 @@ class Subscriber:
             for name in wanted:
                 sock.setsockopt(zmq.SUBSCRIBE, name.encode())
         sock.connect(self.endpoints.subscribe)
-        self._sock = sock
         self._pending: deque[Envelope] = deque()
         self.stats = {"received": 0, "malformed": 0, "unknown": 0, "welcomes": 0}
 
@@ -302,20 +308,6 @@ class Subscriber:
             return None
         self.stats["received"] += 1
         return envelope
-
-    def statistics(self) -> dict[str, int]:
-        return dict(self.stats)
-
-    def close(self) -> None:
-        self._sock.close(linger=0)
-        if self._own_context:
-            self._context.term()
-
-    def __enter__(self) -> Subscriber:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def deliver(
