@@ -155,8 +155,9 @@ def test_abstract_notify_socket_address(factoryd, journal) -> None:
         listener.close()
 
 
-def test_orphans_are_reaped_by_factoryd(factoryd, journal, tmp_path) -> None:
-    fifo = tmp_path / "release"
+def _orphan_of_factoryd(factoryd, journal, fifo):
+    """A daemon whose child left an orphan (in its own session, waiting on `fifo`) that
+    has been reparented to factoryd; returns (daemon, orphan pid)."""
     os.mkfifo(fifo)
     d = factoryd(f"""
         [supervisor]
@@ -167,8 +168,14 @@ def test_orphans_are_reaped_by_factoryd(factoryd, journal, tmp_path) -> None:
     """).start()
     journal.wait_count("orphan", "maker", 1)
     orphan = next(p for e, _, p in journal.events() if e == "orphan")
-    wait_until(lambda: d.node("maker")["state"] == "stopped", what="maker to exit")
     wait_until(lambda: _ppid(orphan) == d.proc.pid, what="orphan reparented to factoryd")
+    return d, orphan
+
+
+def test_orphans_are_reaped_by_factoryd(factoryd, journal, tmp_path) -> None:
+    fifo = tmp_path / "release"
+    d, orphan = _orphan_of_factoryd(factoryd, journal, fifo)
+    wait_until(lambda: d.node("maker")["state"] == "stopped", what="maker to exit")
     fd = os.open(fifo, os.O_WRONLY)
     os.close(fd)
     wait_until(lambda: not Path(f"/proc/{orphan}").exists(), what="orphan reaped, not a zombie")
@@ -268,18 +275,7 @@ def test_runtime_dir_option_after_the_subcommand(factoryd, journal) -> None:
 
 
 def test_orphans_still_running_at_stop_are_killed(factoryd, journal, tmp_path) -> None:
-    fifo = tmp_path / "never-written"
-    os.mkfifo(fifo)
-    d = factoryd(f"""
-        [supervisor]
-        [[supervisor.children]]
-        id = "maker"
-        {target("orphan_maker", str(journal.path), str(fifo))}
-        restart = "transient"
-    """).start()
-    journal.wait_count("orphan", "maker", 1)
-    orphan = next(p for e, _, p in journal.events() if e == "orphan")
-    wait_until(lambda: _ppid(orphan) == d.proc.pid, what="orphan reparented to factoryd")
+    d, orphan = _orphan_of_factoryd(factoryd, journal, tmp_path / "never-written")
     d.proc.send_signal(signal.SIGTERM)
     assert d.wait_exit() == 0
     assert pid_gone(orphan)
