@@ -7,10 +7,13 @@ signals until every subscriber has reported one (handshake, no sleep). Signals a
 real typed signals: the publisher envelopes and orjson-encodes each one, subscribers
 decode and validate each one (ipc.signals), so the figures include our codec.
 
-- 1->1 and 1->32 burst: N signals (LoopFailed, ~150 bytes) sent as fast as possible;
-  each subscriber counts what arrives and stamps first/last arrival (CLOCK_MONOTONIC,
+- 1->1 and 1->32 burst: N signals (LoopFailed, ~115 bytes) sent as fast as possible,
+  once with `publish` (one message a signal) and once with `publish_many` (--batch
+  signals a call, one batch message each; ipc.signal_batch); the publisher builds every
+  signal inside the timed loop. Each subscriber receives them one at a time with
+  `Subscriber.recv`, counts what arrives and stamps the last arrival (CLOCK_MONOTONIC,
   system-wide). signals/s = N / (last arrival - first send); loss = N - received.
-  Repeated --runs times; median and worst printed.
+  Repeated --runs times; median, worst and best printed.
 - round trip: one echo process answers each ping (LoopSpawned) with a pong (LoopFailed)
   through the broker; one ping in flight; p50/p95/p99 over --pings after 200 warm-up.
 - codec: ipc.signals envelop/encode/decode alone, in this process, CPU time per call
@@ -18,7 +21,7 @@ decode and validate each one (ipc.signals), so the figures include our codec.
   warm-up round, 21 rounds of 5000 calls each for LoopFailed (no hash) and
   GoldenMasterUpdated (two hashes), the ops taking turns; median and p95 over rounds.
 
-    python3 bench/bus.py [--burst 10000] [--runs 5] [--fanout 32] [--pings 2000]
+    python3 bench/bus.py [--burst 10000] [--runs 5] [--fanout 32] [--pings 2000] [--batch 256]
 """
 
 from __future__ import annotations
@@ -130,7 +133,7 @@ class Bench:
         sel.close()
 
     def burst(
-        self, kids: list[subprocess.Popen[str]], n: int, *, raw: bool = False
+        self, kids: list[subprocess.Popen[str]], n: int, *, raw: bool = False, batch: int = 0
     ) -> tuple[float, int]:
         """(signals/s, total loss) of one burst of n signals to all kids."""
         self.sync(kids)
@@ -141,6 +144,13 @@ class Bench:
             )
             for _ in range(n):
                 self.pub.send_frames(frames, timeout=30)
+        elif batch:  # publish_many, `batch` signals a call
+            for lo in range(0, n, batch):
+                chunk = range(lo, min(n, lo + batch))
+                self.pub.publish_many(
+                    [signals.LoopFailed(loop_id=str(i), reason="burst") for i in chunk], timeout=30
+                )
+            self.pub.publish(signals.LoopFailed(loop_id="end", reason="end"), timeout=30)
         else:
             for i in range(n):
                 self.pub.publish(signals.LoopFailed(loop_id=str(i), reason="burst"), timeout=30)
@@ -218,6 +228,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--fanout", type=int, default=32)
     parser.add_argument("--pings", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=256, help="signals per publish_many call")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "RUNTIME"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -230,19 +241,21 @@ def main() -> int:
         try:
             for fanout in (1, args.fanout):
                 kids = bench.children("count", fanout)
-                rates, losses = [], []
-                for _ in range(args.runs):
-                    rate, loss = bench.burst(kids, args.burst)
-                    rates.append(rate)
-                    losses.append(loss)
-                median = statistics.median(rates)
-                print(
-                    f"1->{fanout:<3} burst {args.burst} x {args.runs} runs: "
-                    f"median {median:,.0f} signals/s "
-                    f"(worst {min(rates):,.0f}, best {max(rates):,.0f}; "
-                    f"{median * fanout:,.0f} deliveries/s); "
-                    f"lost {sum(losses)} of {args.burst * fanout * args.runs}"
-                )
+                for batch in (0, args.batch):
+                    rates, losses = [], []
+                    for _ in range(args.runs):
+                        rate, loss = bench.burst(kids, args.burst, batch=batch)
+                        rates.append(rate)
+                        losses.append(loss)
+                    median = statistics.median(rates)
+                    how = f"publish_many({batch})" if batch else "publish"
+                    print(
+                        f"1->{fanout:<3} {how:<17} burst {args.burst} x {args.runs} runs: "
+                        f"median {median:,.0f} signals/s "
+                        f"(worst {min(rates):,.0f}, best {max(rates):,.0f}; "
+                        f"{median * fanout:,.0f} deliveries/s); "
+                        f"lost {sum(losses)} of {args.burst * fanout * args.runs}"
+                    )
                 for k in kids:
                     os.killpg(k.pid, signal.SIGKILL)
             raw = bench.children("raw", 1, args.burst)

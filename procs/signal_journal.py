@@ -97,16 +97,9 @@ def run(endpoints: BusEndpoints, writer: JournalWriter, *, keep_rows: int) -> in
 def drain(subscriber: Subscriber, writer: JournalWriter) -> int:
     """Store everything already received, in batches; returns rows added."""
     added = 0
-    while True:
-        batch = []
-        while len(batch) < MAX_BATCH:
-            envelope = subscriber.recv(timeout=0)
-            if envelope is None:
-                break
-            batch.append(envelope)
-        if not batch:
-            return added
+    while batch := subscriber.recv_many(MAX_BATCH, timeout=0):
         added += writer.append_many(batch)
+    return added
 
 
 if __name__ == "__main__":

@@ -235,3 +235,71 @@ def test_bad_arguments_are_named(tmp_path: Path) -> None:
         check=False,
     )
     assert code.returncode == 2 and "--hwm must be at least 1" in code.stderr
+
+
+def test_publish_many_delivers_a_mixed_burst_whole_and_in_order(
+    procs: Processes, runtime: Path
+) -> None:
+    procs.broker(runtime)
+    pub, everything = connected(runtime)
+    some = Subscriber(runtime, types=["PatchRejected"])
+    with pub, everything, some:
+        some.wait_connected(timeout=10)
+        bus.deliver(pub, some, signals.PatchRejected(reason="sync"), timeout=10)
+        # and everything sent before is behind `everything` too:
+        bus.deliver(pub, everything, signals.LoopFailed(loop_id="-", reason="sync"), timeout=10)
+        burst: list[signals.Signal] = []
+        for i in range(10_000):  # runs of 1 to 6 signals of one type, then the other
+            if i % 7 == 6:
+                burst.append(signals.PatchRejected(reason=str(i)))
+            else:
+                burst.append(signals.LoopFailed(loop_id=str(i), reason="burst"))
+        burst += [signals.LoopFailed(loop_id=str(i), reason="long run") for i in range(3000)]
+        before = pub.statistics()
+        sent = pub.publish_many(burst, timeout=10)
+        after = pub.statistics()
+        assert after["published"] - before["published"] == len(burst)
+        # 1428 x (6 LoopFailed, 1 PatchRejected), then 3004 LoopFailed in 3 batches
+        assert after["messages"] - before["messages"] == 1428 * 2 + 3
+        got = everything.recv_many(len(sent), timeout=20)
+        while len(got) < len(sent):
+            more = everything.recv_many(len(sent) - len(got), timeout=20)
+            assert more, f"only {len(got)} of {len(sent)} arrived"
+            got += more
+        assert got == sent
+        wanted = [e for e in sent if e.type == "PatchRejected"]
+        mine = [some.recv(timeout=20) for _ in wanted]
+        assert mine == wanted
+        assert everything.statistics()["malformed"] == some.statistics()["malformed"] == 0
+
+
+def test_a_batch_with_bad_elements_delivers_the_good_ones(procs: Processes, runtime: Path) -> None:
+    procs.broker(runtime)
+    pub, sub = connected(runtime)
+    with pub, sub:
+        bus.deliver(pub, sub, signals.LoopFailed(loop_id="0", reason="sync"), timeout=10)
+        good = {"type": "LoopFailed", "id": "x", "ts": 1.0, "source": "s", "loop_id": "1"}
+        batch = [{**good, "reason": "a"}, {**good, "reason": 2}, {**good, "reason": "b"}]
+        pub.send_frames([b"LoopFailed", orjson.dumps(batch)])
+        pub.send_frames([b"LoopFailed", b"[]"])  # bad as a whole
+        pub.send_frames([b"Bogus", orjson.dumps([{**good, "type": "Bogus", "reason": "c"}])])
+        reasons = [sub.recv(timeout=10).signal.reason for _ in range(2)]  # type: ignore[union-attr]
+        assert reasons == ["a", "b"]
+        got = bus.deliver(pub, sub, signals.LoopFailed(loop_id="2", reason="after"), timeout=10)
+        assert got.signal.reason == "after"
+        stats = sub.statistics()
+        assert (stats["malformed"], stats["unknown"]) == (2, 1)
+
+
+def test_recv_many_takes_at_most_its_limit_and_waits_at_most_its_timeout(
+    procs: Processes, runtime: Path
+) -> None:
+    procs.broker(runtime)
+    pub, sub = connected(runtime, types=["PatchRejected"])
+    with pub, sub:
+        bus.deliver(pub, sub, signals.PatchRejected(reason="sync"), timeout=10)
+        assert sub.recv_many(5, timeout=0.05) == []
+        sent = pub.publish_many([signals.PatchRejected(reason=str(i)) for i in range(10)])
+        first = sub.recv_many(4, timeout=10)  # one batch message: all ten arrive at once
+        assert first == sent[:4]
+        assert sub.recv_many(100, timeout=10) == sent[4:]
