@@ -38,7 +38,7 @@ from typing import Any
 import psutil
 
 from ipc import control, ledger, paths, service_report
-from ipc.bus import Publisher
+from ipc.bus import BusTimeout, Publisher
 from ipc.ledger import LedgerError, LedgerOwner, Limits
 from ipc.signals import ResourceExhausted
 from ipc.stop_signals import StopSignals
@@ -172,9 +172,13 @@ class ExhaustionWatch(threading.Thread):
                 if woke:
                     now = self._ledger.records()
                     for sig in exhaustion_signals(seen, now, self._ledger.ram_unit_mb):
-                        publisher.publish(sig)
-                        self.published += 1
                         report("exhausted", resource=sig.resource, current=sig.current)
+                        try:
+                            publisher.publish(sig)
+                        except BusTimeout:  # the broker's queue is full: say so, go on
+                            report("broadcast_dropped", resource=sig.resource)
+                            continue
+                        self.published += 1
                     seen = now
                 if time.monotonic() - last_sweep >= SWEEP_EVERY_S:
                     self._ledger.sweep_stale()
@@ -264,13 +268,16 @@ def serve(runtime: Path, led: LedgerOwner, info: dict[str, Any]) -> int:
         selector.register(stop, selectors.EVENT_READ, "wake")
         selector.register(server.fileno(), selectors.EVENT_READ, "control")
         service_report.ready(SERVICE, "ledger ready", ledger=str(led.path), **info)
-        while not stop.requested:
-            for key, _ in selector.select():
+        while not stop.requested and watch.is_alive():
+            for key, _ in selector.select(timeout=1.0):
                 if key.data == "control":
                     while server.serve_one(handle, timeout=5.0):
                         pass
                 else:
                     stop.drain()
+        if not stop.requested:  # let it crash: the supervisor restarts a whole governor
+            report("failed", reason="the exhaustion watch thread ended")
+            return 1
     finally:
         watch.stop()
         selector.close()

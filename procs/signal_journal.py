@@ -77,7 +77,7 @@ def run(endpoints: BusEndpoints, writer: JournalWriter, *, keep_rows: int) -> in
             SERVICE, "journaling", journal=str(writer.path), subscribe=endpoints.subscribe
         )
         while not stop.requested:
-            events = dict(poller.poll())
+            events = dict(poller.poll(timeout=1000))  # bounded, as every wait here
             if stop.fileno() in events:
                 stop.drain()
             added = drain(subscriber, writer)

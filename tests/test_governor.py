@@ -118,6 +118,14 @@ def test_sigterm_keeps_a_ledger_with_live_holders_and_removes_an_idle_one(
         ledger.snapshot(runtime)
 
 
+def test_a_governor_whose_ledger_is_removed_under_it_exits_1_for_a_restart(
+    procs: Processes, runtime: Path
+) -> None:
+    proc = start_governor(procs, runtime)
+    ledger.destroy(runtime)  # as `ipcrm` would: its exhaustion watch can no longer wait
+    assert proc.wait(timeout=10) == 1  # not a governor that no longer broadcasts
+
+
 def _args(*argv: str) -> argparse.Namespace:
     return gov.build_parser().parse_args(list(argv))
 
