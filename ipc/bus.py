@@ -133,7 +133,7 @@ class Publisher(_BusSocket):
         sock.setsockopt(zmq.SNDHWM, hwm)
         sock.setsockopt(zmq.XPUB_NODROP, 1)  # a full queue is EAGAIN, not a silent drop
         sock.connect(self.endpoints.publish)
-        self.stats = {"published": 0, "messages": 0, "subscriptions": 0}
+        self.stats = {"published": 0, "messages": 0, "subscriptions": 0, "unsubscriptions": 0}
 
     def wait_connected(self, *, timeout: float) -> None:
         """Block until the broker forwarded a subscription (so sends reach it).
@@ -150,7 +150,11 @@ class Publisher(_BusSocket):
             self.drain_subscriptions()
 
     def drain_subscriptions(self) -> int:
-        """Read pending (un)subscription notices without blocking; returns how many."""
+        """Read pending (un)subscription notices without blocking; returns how many.
+
+        The broker forwards a topic's subscription when its first subscriber comes and
+        its unsubscription when the last one goes, by unsubscribe or by dying.
+        """
         n = 0
         while True:
             try:
@@ -160,6 +164,8 @@ class Publisher(_BusSocket):
             n += 1
             if msg[:1] == b"\x01":
                 self.stats["subscriptions"] += 1
+            elif msg[:1] == b"\x00":  # the last subscriber of a topic left (or died)
+                self.stats["unsubscriptions"] += 1
 
     def publish(self, signal: Signal, *, timeout: float = 1.0) -> Envelope:
         """Envelope `signal` (new id, now, our source), send it, and return the envelope."""

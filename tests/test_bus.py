@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 
 from ipc import bus, control, paths, signals
 from ipc.bus import BusEndpoints, Publisher, Subscriber
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -303,3 +306,43 @@ def test_recv_many_takes_at_most_its_limit_and_waits_at_most_its_timeout(
         first = sub.recv_many(4, timeout=10)  # one batch message: all ten arrive at once
         assert first == sent[:4]
         assert sub.recv_many(100, timeout=10) == sent[4:]
+
+
+SUBSCRIBER = """
+import sys
+from ipc import bus
+sub = bus.Subscriber(sys.argv[1], types=["PatchAccepted"])
+sub.wait_connected(timeout=10)
+print(sub.recv(timeout=30).signal.hash, flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_sigkilled_subscriber_s_subscriptions_go_and_others_keep_receiving(
+    procs: Processes, runtime: Path
+) -> None:
+    procs.broker(runtime)
+    pub, other = connected(runtime, types=["PatchRejected"])
+    with pub, other:
+        child = procs.start(
+            [sys.executable, "-c", textwrap.dedent(SUBSCRIBER), str(runtime)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert child.stdout is not None
+        deadline = time.monotonic() + 20
+        while not select.select([child.stdout], [], [], 0.02)[0]:  # until it has one
+            assert time.monotonic() < deadline, "the subscriber never received"
+            pub.publish(signals.PatchAccepted(hash="ab" * 20))
+        assert child.stdout.readline().strip() == "ab" * 20
+        pub.drain_subscriptions()
+        gone = pub.statistics()["unsubscriptions"]
+        assert procs.kill(child) == -signal.SIGKILL
+        # the broker drops the dead peer and, as it was PatchAccepted's only subscriber,
+        # forwards the unsubscription upstream
+        wait_until(
+            lambda: pub.drain_subscriptions() >= 0 and pub.statistics()["unsubscriptions"] > gone,
+            what="the dead subscriber's unsubscription",
+        )
+        got = bus.deliver(pub, other, signals.PatchRejected(reason="after"), timeout=10)
+        assert got.signal.reason == "after"
