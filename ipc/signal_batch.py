@@ -125,13 +125,7 @@ def decode_batch(frames: list[bytes]) -> tuple[list[Envelope], list[SignalError]
 
 def _decode_batch_checked(frames: list[bytes]) -> tuple[list[Envelope], list[SignalError]]:
     """The slow path: parse the array with orjson and decode each element on its own."""
-    if len(frames) != 2:
-        raise MalformedSignal(f"expected 2 frames [topic, payload], got {len(frames)}")
-    topic, payload = frames
-    try:
-        body = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedSignal(f"batch payload is not JSON: {exc}") from None
+    topic, body = signals.parse_frames(frames, what="batch payload")
     if not isinstance(body, list):
         raise MalformedSignal("a batch payload must be a JSON array")
     if not 0 < len(body) <= MAX_BATCH:

@@ -351,19 +351,24 @@ def decode(frames: list[bytes]) -> Envelope:
     return _new_tuple(Envelope, (signal, values[0], values[1], values[2]))
 
 
+def parse_frames(frames: list[bytes], *, what: str = "payload") -> tuple[bytes, Any]:
+    """`[topic, payload]` with the payload parsed by orjson; MalformedSignal otherwise."""
+    if len(frames) != 2:
+        raise MalformedSignal(f"expected 2 frames [topic, payload], got {len(frames)}")
+    topic, payload = frames
+    try:
+        return topic, orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedSignal(f"{what} is not JSON: {exc}") from None
+
+
 def decode_checked(frames: list[bytes]) -> Envelope:
     """Decode field by field with orjson and the dataclass checks, naming what is wrong.
 
     The reference for `decode`: slower, but it also takes the lenient spellings the
     signal constructors accept (an upper-case hash, priority "P1").
     """
-    if len(frames) != 2:
-        raise MalformedSignal(f"expected 2 frames [topic, payload], got {len(frames)}")
-    topic, payload = frames
-    try:
-        body = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedSignal(f"payload is not JSON: {exc}") from None
+    topic, body = parse_frames(frames)
     if not isinstance(body, dict):
         raise MalformedSignal("payload must be a JSON object")
     name = body.pop("type", None)
