@@ -300,6 +300,8 @@ class Subscriber(_BusSocket):
     def recv_many(self, limit: int, *, timeout: float) -> list[Envelope]:
         """Up to `limit` signals: waits up to `timeout` for the first, then takes only
         what has already arrived. An empty list means the timeout passed."""
+        if limit < 1:
+            raise ValueError(f"recv_many takes at least 1 signal, not {limit}")
         pending = self._pending
         if not pending:
             deadline = time.monotonic() + timeout

@@ -306,6 +306,8 @@ def test_recv_many_takes_at_most_its_limit_and_waits_at_most_its_timeout(
         first = sub.recv_many(4, timeout=10)  # one batch message: all ten arrive at once
         assert first == sent[:4]
         assert sub.recv_many(100, timeout=10) == sent[4:]
+        with pytest.raises(ValueError, match="at least 1 signal, not 0"):
+            sub.recv_many(0, timeout=0)
 
 
 SUBSCRIBER = """
