@@ -101,6 +101,8 @@ def detect_gpus() -> GpuInfo:
             name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i))
             names.append(name.decode() if isinstance(name, bytes) else str(name))
         return GpuInfo(True, tuple(names), None)
+    except pynvml.NVMLError as exc:  # a driver that fails a query: as good as none
+        return GpuInfo(False, (), f"{type(exc).__name__}: {exc}")
     finally:
         pynvml.nvmlShutdown()
 
