@@ -23,8 +23,11 @@ import orjson
 from ipc import signals
 from ipc.signals import Envelope, MalformedSignal, Signal, SignalError
 
-MAX_BATCH = 1024
-"""Signals in one batch message at most (a publisher splits longer runs)."""
+MAX_BATCH = 256
+"""Signals in one batch message at most (a publisher splits longer runs). Small on
+purpose: ZeroMQ's high-water marks count messages, so a subscriber that stops reading
+can have up to HWM x MAX_BATCH signals queued for it rather than HWM. 32 a message
+already gives most of the gain (bench/bus.py)."""
 
 _BATCH_DECODER = msgspec.json.Decoder(list[signals._WIRE_UNION])  # type: ignore[valid-type]
 _new_tuple = tuple.__new__
