@@ -52,10 +52,11 @@ from supervisor.policy import (
     ExitReason,
     reason_from_wait_status,
 )
+from supervisor.prctl import PR_SET_CHILD_SUBREAPER, prctl
 from supervisor.reload import plan_reload
 from supervisor.spec import Start, Strategy, SupervisorSpec
 from supervisor.tree import Registry, StartFailed, SupervisorNode
-from supervisor.zygote import PR_SET_CHILD_SUBREAPER, ZygoteClient, ZygoteGone, prctl
+from supervisor.zygote import ZygoteClient, ZygoteGone
 
 SPAWN_TIMEOUT_S = 60.0
 KILL_WAIT_S = 10.0  # after SIGKILL, how long to wait for the exit before giving up
