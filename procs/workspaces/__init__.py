@@ -7,6 +7,7 @@ Public face (the private modules behind it):
     _btrfs       subvolume create/snapshot/delete through ioctls
     _fsinfo      statfs, FICLONE probe, mountinfo, mount(2)/umount2(2) via ctypes
     _records     the SQLite (WAL) records and owner liveness
+    _slots       WorkspaceSlots: one governor ledger slot per workspace (max_workspaces)
     _registry    WorkspaceRegistry: create_workspace / destroy_workspace / list_workspaces
     ramdisk      btrfs/XFS RAM disk provisioning (also `python3 -m procs.workspaces.ramdisk`)
 
@@ -25,6 +26,7 @@ from procs.workspaces._model import (
     WorkspaceNotFound,
 )
 from procs.workspaces._registry import OrphanReport, WorkspaceRegistry
+from procs.workspaces._slots import SlotError, SlotsExhausted, WorkspaceSlots
 from procs.workspaces._strategies import AUTO_ORDER
 
 __all__ = [
@@ -33,6 +35,8 @@ __all__ = [
     "STRATEGY_CHOICES",
     "BadRequest",
     "OrphanReport",
+    "SlotError",
+    "SlotsExhausted",
     "StrategyChoice",
     "StrategyFailed",
     "StrategyUnavailable",
@@ -40,4 +44,5 @@ __all__ = [
     "WorkspaceError",
     "WorkspaceNotFound",
     "WorkspaceRegistry",
+    "WorkspaceSlots",
 ]

@@ -36,6 +36,7 @@ from procs.workspaces._records import (
     owner_alive,
     process_start_ticks,
 )
+from procs.workspaces._slots import WorkspaceSlots
 from procs.workspaces._snapshot_pool import SnapshotPool
 from procs.workspaces._strategies import (
     AUTO_ORDER,
@@ -84,6 +85,9 @@ class WorkspaceRegistry:
         timeout_s: the most one strategy command (cp, git, jj) may run.
         snapshot_pool: snapshots per golden master taken ahead of time (see
             _snapshot_pool); 0 takes each snapshot on request. `refill_pools()` tops up.
+        slots: the governor's workspace slots (one per workspace, taken before a create
+            touches the disk, given back when its record goes); None: unlimited.
+            The registry closes it.
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class WorkspaceRegistry:
         timeout_s: float = 300.0,
         auto_order: tuple[str, ...] = AUTO_ORDER,
         snapshot_pool: int = 0,
+        slots: WorkspaceSlots | None = None,
     ) -> None:
         if orphans not in ("remove", "keep"):
             raise BadRequest(f"orphan policy must be 'remove' or 'keep', got {orphans!r}")
@@ -116,6 +121,7 @@ class WorkspaceRegistry:
         self.auto_order = auto_order
         self.records = WorkspaceRecords(db_path)
         self.pool = SnapshotPool(self.root, snapshot_pool)
+        self.slots = slots or WorkspaceSlots(None)
         self._counters = _Counters()
 
     # -- create ------------------------------------------------------------------------
@@ -137,7 +143,8 @@ class WorkspaceRegistry:
         """Make an isolated working copy of `source` (a git repo) and record it.
 
         Raises BadRequest (slug, strategy name, source, owner), StrategyUnavailable (why,
-        and what would work) or StrategyFailed; a failed create leaves nothing behind.
+        and what would work), SlotsExhausted (no workspace slot in the governor's ledger)
+        or StrategyFailed; a failed create leaves nothing behind and holds no slot.
         """
         return self.create_workspace_explained(slug, source, strategy, owner_pid=owner_pid)[0]
 
@@ -175,7 +182,12 @@ class WorkspaceRegistry:
             created_at=time.time(),
             state="creating",
         )
-        self.records.insert(rec)
+        self.slots.take(id_)  # refused here, before any record or disk change
+        try:
+            self.records.insert(rec)
+        except BaseException:
+            self.slots.give_back(id_)
+            raise
         impl = STRATEGY_IMPLS[choice.strategy]
         placement = Placement(src, rec.path, rec.scratch)
         try:
@@ -187,6 +199,7 @@ class WorkspaceRegistry:
                 impl.destroy(placement, timeout_s=self.timeout_s)
             remove_leftovers(rec.path)
             self.records.delete(id_)
+            self.slots.give_back(id_)
             raise
         self.records.set_state(id_, "ready")
         c = self._counters
@@ -223,6 +236,7 @@ class WorkspaceRegistry:
             Placement(rec.source, rec.path, rec.scratch), timeout_s=self.timeout_s
         )
         self.records.delete(rec.id)
+        self.slots.give_back(rec.id)
         self._counters.destroyed += 1
 
     def get_workspace(self, workspace_id: str) -> Workspace:
@@ -260,6 +274,7 @@ class WorkspaceRegistry:
             return None
         elif not rec.path.exists():
             self.records.delete(rec.id)
+            self.slots.give_back(rec.id)
             return OrphanReport(ws, "dropped", f"owner died and {rec.path} is gone already")
         elif policy == "keep":
             self.records.set_state(rec.id, "orphaned")
@@ -272,6 +287,12 @@ class WorkspaceRegistry:
             self.records.set_state(rec.id, "orphaned")
             return OrphanReport(ws, "failed", f"{reason}; removing failed: {exc}")
         return OrphanReport(ws, action, reason)
+
+    def sync_slots(self) -> dict[str, Any]:
+        """Hold one workspace slot per recorded workspace (after a restart: the kernel
+        returned the dead manager's). Returns the slot statistics; "uncovered" lists
+        kept workspaces that found no free slot (reported, never deleted)."""
+        return self.slots.sync({rec.id for rec in self.records.all()})
 
     def refill_pools(self) -> int:
         """Top up the snapshot pools of the golden masters seen so far (synchronous; a few
@@ -294,3 +315,4 @@ class WorkspaceRegistry:
 
     def close(self) -> None:
         self.records.close()
+        self.slots.close()
