@@ -23,6 +23,14 @@ ahead (handed out only while the golden is unchanged), so a snapshot create is o
 Requests are served one at a time: a copy/worktree/reflink create of a large repo holds
 the others back for its duration (snapshot and overlay take about a millisecond).
 
+When the resource governor runs (its ledger exists in the runtime dir), every workspace
+holds one workspace slot of the ledger (max_workspaces): a create takes one before it
+touches the disk, waiting at most --slot-timeout-s, and is refused ("workspace exhausted:
+2/2 in use") when none is free; destroying or reaping gives it back. This process holds
+the tickets, so the kernel returns them if it dies, and at start it takes one again for
+every workspace it keeps (more kept workspaces than slots: reported, and creates refused
+until enough are destroyed). Without a ledger there is no limit; `status` says so.
+
 Each owner is watched through a pidfd, so a workspace whose owner dies is reaped (removed
 or kept, per --orphans) as the death happens, with no polling. Reports go to stderr as one
 JSON record per line. SIGTERM/SIGINT stop it cleanly; workspaces and the RAM disk stay.
@@ -47,6 +55,7 @@ from procs.workspaces import (
     Workspace,
     WorkspaceError,
     WorkspaceRegistry,
+    WorkspaceSlots,
 )
 from procs.workspaces import ramdisk as ramdisks
 
@@ -140,7 +149,10 @@ class WorkspaceService:
         return {"workspace": ws.to_dict()}
 
     def do_workspaces_list(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"workspaces": [ws.to_dict() for ws in self.registry.list_workspaces()]}
+        return {
+            "workspaces": [ws.to_dict() for ws in self.registry.list_workspaces()],
+            "slots": self.registry.slots.statistics(),
+        }
 
     def do_workspaces_reap(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"reports": [r.to_dict() for r in self.reap()]}
@@ -189,6 +201,7 @@ class WorkspaceService:
             "default_strategy": self.registry.default_strategy,
             "orphans": self.registry.orphans,
             "registry": self.registry.statistics(),
+            "slots": self.registry.slots.statistics(),
             "last_reap": self.last_reap,
             "control": self.server.statistics() if self.server else {},
             "ramdisk": ramdisks.status(self.ramdisk_spec) if self.ramdisk_spec else None,
@@ -218,6 +231,14 @@ class WorkspaceService:
             self.registry.refill_pools()
         except (WorkspaceError, OSError) as exc:
             report("pool_refill_failed", reason=str(exc))
+
+    def sync_slots(self) -> dict[str, Any]:
+        """Take a slot again for every kept workspace (the kernel returned a dead
+        predecessor's); kept workspaces beyond the limit are reported, never deleted."""
+        slots = self.registry.sync_slots()
+        if slots["uncovered"]:
+            report("slots_over_limit", **slots)
+        return slots
 
     def watch_all(self) -> None:
         for ws in self.registry.list_workspaces():
@@ -250,12 +271,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="btrfs snapshots per golden taken ahead, between requests (0: off; default 2)",
     )
     p.add_argument("--timeout-s", type=float, default=300.0, help="per cp/git/jj command")
+    p.add_argument(
+        "--slot-timeout-s",
+        type=_seconds,
+        default=0.0,
+        help="how long a create waits for a free workspace slot of the governor's ledger "
+        "(default 0: refuse at once; this process holds the slots and serves one request "
+        "at a time, so only other holders or a raised limit can free one meanwhile)",
+    )
     p.add_argument("--ramdisk", action="store_true", help="provision a RAM disk at start")
     p.add_argument("--ramdisk-name", default="factory")
     p.add_argument("--ramdisk-fs", choices=tuple(ramdisks.MKFS), default="btrfs")
     p.add_argument("--ramdisk-size-mb", type=int, default=2048)
     p.add_argument("--golden", type=Path, help="git repo imported as the RAM disk's golden")
     return p
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text!r}")
+    return value
 
 
 def main(argv: list[str]) -> int:
@@ -282,6 +321,7 @@ def main(argv: list[str]) -> int:
             timeout_s=args.timeout_s,
             auto_order=tuple(name.strip() for name in args.auto_order.split(",")),
             snapshot_pool=args.snapshot_pool,
+            slots=WorkspaceSlots(runtime, timeout_s=args.slot_timeout_s),
         )
         if spec is not None and spec.golden.is_dir():
             registry.pool.sources.add(spec.golden.resolve())
@@ -303,9 +343,16 @@ def serve(registry: WorkspaceRegistry, spec: ramdisks.RamDiskSpec | None, runtim
         selector.register(stop, selectors.EVENT_READ, ("wake", 0))
         selector.register(server.fileno(), selectors.EVENT_READ, ("control", 0))
         service.reap()
+        slots = service.sync_slots()
         service.watch_all()
         service.refill()
-        service_report.ready(SERVICE, "serving", socket=str(server.path), root=str(registry.root))
+        service_report.ready(
+            SERVICE,
+            f"serving; workspace slots: {slots['summary']}",
+            socket=str(server.path),
+            root=str(registry.root),
+            slots=slots,
+        )
         while not stop.requested:
             for key, _ in selector.select(timeout=None):
                 kind, pid = key.data

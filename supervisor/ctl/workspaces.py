@@ -113,6 +113,8 @@ def render(result: Any, args: argparse.Namespace, out: TextIO) -> ExitStatus:
         return ExitStatus.SUCCESS
     if args.action == "list":
         render_table(result["workspaces"], out)
+        if (result.get("slots") or {}).get("ledger"):  # the governor's ledger: slots in use
+            print(f"workspace slots: {result['slots']['summary']}", file=out)
     elif args.action == "create":
         ws, choice = result["workspace"], result["choice"]
         print(f"{ws['id']}  {ws['path']}", file=out)
