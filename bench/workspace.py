@@ -1,6 +1,7 @@
 """Workspace creation and destruction, every strategy side by side, on real RAM disks.
 
     python3 bench/workspace.py [--files 20000] [--small 2000] [--rounds 40] [--slow-rounds 5]
+    python3 bench/workspace.py --slots-only [--slot-rounds 400]
 
 Method: builds (once, cached under .bench/) git repos of real source files taken from
 this Python's stdlib and site-packages, committed; provisions a btrfs and an XFS
@@ -15,6 +16,13 @@ taken ahead and topped up after each round (as the service does between requests
 timed); plain "snapshot" takes each snapshot on request.
 Exits 1 if the `auto` strategy's create p95 exceeds 50 ms at any size (the seed's bar).
 Needs root (loop mounts). Everything it mounts is torn down before it exits.
+
+Slot overhead (printed first; alone with --slots-only, which needs no loop mount): a
+ledger made with LedgerOwner in a scratch runtime dir (max_workspaces 64); times
+WorkspaceSlots.take + give_back alone (min_free_ram_mb 0, then the governor's default
+1024, which adds its free-RAM read), slots.statistics() (the snapshot read behind
+status/list), and WorkspaceRegistry create + destroy of a 200-file repo with and without
+the ledger, the two registries taking turns round by round (median / p95, µs or ms).
 """
 
 from __future__ import annotations
@@ -35,7 +43,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from procs.workspaces import WorkspaceRegistry, _fsinfo  # noqa: E402
+from ipc import ledger  # noqa: E402
+from ipc.ledger import LedgerOwner, Limits  # noqa: E402
+from procs.workspaces import WorkspaceRegistry, WorkspaceSlots, _fsinfo  # noqa: E402
 from procs.workspaces import ramdisk as ramdisks  # noqa: E402
 
 BENCH_DIR = ROOT / ".bench"
@@ -245,6 +255,64 @@ def compare_mount(lower: Path, scratch: Path, rounds: int) -> None:
         print(f"    {key:11} median {med:6.2f} ms  p95 {p95:6.2f} ms")
 
 
+def _figures(values: list[float], unit: str) -> str:
+    return f"median {statistics.median(values):8.2f} {unit}  p95 {pct(values, 0.95):8.2f} {unit}"
+
+
+def slot_overhead(rounds: int) -> None:
+    """What taking a workspace slot from the ledger adds to a create (see the docstring)."""
+    runtime = BENCH_DIR / f"slots-run-{os.getpid()}"
+    runtime.mkdir(parents=True, exist_ok=True)
+    scratch = Path("/dev/shm") / f"factory-bench-slots-{os.getpid()}"
+    repo = build_repo(200)
+    print(f"\n== workspace slot overhead ({rounds} rounds) ==")
+    owner = LedgerOwner.create(runtime, Limits(max_workspaces=64))
+    try:
+        for min_free in (0, 1024):
+            owner.adjust_limits(Limits(max_workspaces=64, min_free_ram_mb=min_free))
+            slots, took = WorkspaceSlots(runtime), []
+            for i in range(rounds):
+                t0 = time.perf_counter()
+                slots.take(f"{i:012x}")
+                slots.give_back(f"{i:012x}")
+                took.append((time.perf_counter() - t0) * 1e6)
+            print(f"  take + give_back, min_free_ram_mb {min_free:4}: {_figures(took, 'µs')}")
+        stats = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            slots.statistics()
+            stats.append((time.perf_counter() - t0) * 1e6)
+        print(f"  statistics() (status, list):          {_figures(stats, 'µs')}")
+        regs = {
+            name: WorkspaceRegistry(
+                BENCH_DIR / f"slots-ws-{name[:2]}",
+                runtime / f"slots-{name[:2]}.sqlite3",
+                scratch=scratch,
+                slots=WorkspaceSlots(runtime if name == "with ledger" else None),
+            )
+            for name in ("with ledger", "no ledger")
+        }
+        times: dict[str, list[float]] = {name: [] for name in regs}
+        used = ""
+        for i in range(rounds // 4):
+            for name, reg in sorted(regs.items(), reverse=i % 2 == 1):  # who goes first alternates
+                t0 = time.perf_counter()
+                ws = reg.create_workspace("bench", repo)
+                times[name].append((time.perf_counter() - t0) * 1000)
+                reg.destroy_workspace(ws.id)
+                used = ws.strategy
+        for name, reg in regs.items():
+            print(f"  create ({used}, 200 files), {name:11}: {_figures(times[name], 'ms')}")
+            reg.close()
+        delta = statistics.median(times["with ledger"]) - statistics.median(times["no ledger"])
+        print(f"  difference of the medians: {delta * 1000:+.0f} µs")
+    finally:
+        owner.destroy()
+        ledger.destroy(runtime)
+        shutil.rmtree(runtime, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def print_rows(rows: list[Row]) -> None:
     base = next((r for r in rows if r.strategy == "reflink" and r.label == "xfs"), None)
     base_ms = statistics.median(base.create_ms) if base else float("nan")
@@ -268,7 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", type=int, default=2000, help="small repo's file count")
     parser.add_argument("--rounds", type=int, default=40, help="rounds, constant-time ones")
     parser.add_argument("--slow-rounds", type=int, default=5, help="rounds, size-bound ones")
+    parser.add_argument("--slot-rounds", type=int, default=400, help="slot overhead rounds")
+    parser.add_argument("--slots-only", action="store_true", help="only the slot overhead")
     args = parser.parse_args(argv)
+    slot_overhead(args.slot_rounds)
+    if args.slots_only:
+        return 0
     if not _fsinfo.has_sys_admin():
         print("bench/workspace.py needs root (it loop-mounts RAM disks)", file=sys.stderr)
         return 2
