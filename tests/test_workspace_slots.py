@@ -16,6 +16,7 @@ import pytest
 
 from ipc import control, ledger
 from ipc.ledger import LedgerOwner, Limits
+from procs import workspace_manager
 from procs.workspaces import SlotsExhausted, StrategyFailed, WorkspaceRegistry, WorkspaceSlots
 from supervisor.ctl import cli
 from supervisor.ctl.exit_status import ExitStatus
@@ -372,3 +373,16 @@ def test_a_create_waits_for_a_slot_another_holder_frees(
         holder.kill()
         holder.wait(timeout=10)
         holder.stdout.close()  # type: ignore[union-attr]
+
+
+def test_a_bad_slot_timeout_is_refused_with_its_name(capsys: pytest.CaptureFixture[str]) -> None:
+    for bad in ("-1", "inf", "nan", "soon"):
+        with pytest.raises(SystemExit) as caught:
+            workspace_manager.build_parser().parse_args(["--slot-timeout-s", bad])
+        assert caught.value.code == 2
+        assert f"--slot-timeout-s: must be a finite number of seconds >= 0, got {bad!r}" in (
+            capsys.readouterr().err
+        )
+    assert workspace_manager.build_parser().parse_args([]).slot_timeout_s == 0.0
+    with pytest.raises(ValueError, match="slot timeout must be a finite number of seconds"):
+        WorkspaceSlots(None, timeout_s=-0.5)
