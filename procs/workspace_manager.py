@@ -10,13 +10,13 @@ destroys it was interrupted in), then answers on <runtime_dir>/workspace_manager
 
     workspaces.create   {slug, source, strategy?, owner_pid}  -> {workspace, choice}
     workspaces.destroy  {id}                                  -> {workspace}
-    workspaces.list     {}                                    -> {workspaces: [...]}
+    workspaces.list     {}                                    -> {workspaces: [...], slots}
     workspaces.reap     {}                                    -> {reports: [...]}
     workspaces.choose   {source, strategy?}                   -> {strategy, reason, skipped}
     ramdisk.create      {name?, size_mb?, fs?, golden?}       -> RAM disk status
     ramdisk.status      {name?}                               -> RAM disk status
     ramdisk.destroy     {name?, force?}                       -> {status, destroyed: [...]}
-    status              {}                                    -> statistics
+    status              {}                                    -> statistics (slots included)
 
 Between requests it keeps --snapshot-pool snapshots of each btrfs golden master taken
 ahead (handed out only while the golden is unchanged), so a snapshot create is one rename.
