@@ -47,19 +47,15 @@ from supervisor.control_api import ControlApi
 from supervisor.control_listener import ControlListener
 from supervisor.policy import (
     INTENSITY_EXCEEDED,
-    SHUTDOWN,
-    ExitKind,
     ExitReason,
     reason_from_wait_status,
 )
 from supervisor.prctl import PR_SET_CHILD_SUBREAPER, prctl
+from supervisor.process_host import KILL_WAIT_S, ZygoteProcessHost, killpg
 from supervisor.reload import plan_reload
-from supervisor.spec import Start, Strategy, SupervisorSpec
+from supervisor.spec import Strategy, SupervisorSpec
 from supervisor.tree import Registry, StartFailed, SupervisorNode
 from supervisor.zygote import ZygoteClient, ZygoteGone
-
-SPAWN_TIMEOUT_S = 60.0
-KILL_WAIT_S = 10.0  # after SIGKILL, how long to wait for the exit before giving up
 
 
 class DaemonExit(IntEnum):
@@ -71,7 +67,7 @@ class DaemonExit(IntEnum):
 
 
 class Daemon:
-    """The event loop plus the ProcessHost the supervision tree runs on."""
+    """The event loop the supervision tree runs in (its HostLoop)."""
 
     def __init__(
         self,
@@ -102,7 +98,15 @@ class Daemon:
         self.control = control.ControlServer(paths.control_socket(runtime_dir))
         self.child_notify = ChildNotify(runtime_dir / "notify.sock")
         self.registry = Registry(on_root_exit=self._root_exited)
-        self.root = SupervisorNode(cfg.tree, self, self.registry)
+        self.host = ZygoteProcessHost(
+            zygote,
+            self.child_logs,
+            self.child_notify,
+            self,
+            runtime_dir=runtime_dir,
+            state_dir=state_dir,
+        )
+        self.root = SupervisorNode(cfg.tree, self.host, self.registry)
         self.api = ControlApi(
             self.registry,
             self.root,
@@ -118,85 +122,6 @@ class Daemon:
         self.control_listener = ControlListener(self.control, self.selector)
         self.selector.register(self.child_notify, selectors.EVENT_READ, "notify")
 
-    # ------------------------------------------------------------------ ProcessHost
-
-    def spawn(self, child_id: str, start: Start) -> int:
-        env = dict(start.env)
-        env.setdefault("FACTORY_RUNTIME_DIR", str(self.runtime_dir))
-        env.setdefault("FACTORY_STATE_DIR", str(self.state_dir))
-        env["NOTIFY_SOCKET"] = str(self.child_notify.path)
-        start = Start(start.command, start.target, start.args, tuple(env.items()), start.cwd)
-        read_fd, write_fd = self.child_logs.open_pipe(child_id)
-        self.selector.register(read_fd, selectors.EVENT_READ, "log")
-        try:
-            return self.zygote.spawn(child_id, start, write_fd, timeout=SPAWN_TIMEOUT_S)
-        except ZygoteGone:
-            self._zygote_died()
-            raise
-        finally:
-            os.close(write_fd)
-
-    def terminate(self, pids: list[int], shutdown_s: float) -> dict[int, ExitReason]:
-        """SIGTERM each process group, wait up to `shutdown_s`, then SIGKILL the rest.
-
-        `shutdown_s` 0 is OTP's brutal_kill, inf waits as long as it takes. After the
-        leader is gone its group is SIGKILLed too, so no subprocess outlives it.
-        """
-        first = signal.SIGKILL if shutdown_s == 0 else signal.SIGTERM
-        for pid in pids:
-            _killpg(pid, first)
-        results: dict[int, ExitReason] = {}
-        self._wait_exits(set(pids), time.monotonic() + shutdown_s, results)
-        late = [p for p in pids if p not in results]
-        for pid in late:
-            _killpg(pid, signal.SIGKILL)
-        if late:
-            self._wait_exits(set(late), time.monotonic() + KILL_WAIT_S, results)
-        for pid in pids:
-            _killpg(pid, signal.SIGKILL)  # leftovers in the child's group
-            if pid in late:
-                self.report("shutdown_timeout", pid=pid, shutdown_s=shutdown_s)
-                results[pid] = ExitReason(ExitKind.SHUTDOWN, "killed after shutdown timeout")
-            elif pid not in results:
-                results[pid] = ExitReason(ExitKind.SHUTDOWN, "did not exit after SIGKILL")
-        return results
-
-    def wait_ready(self, pid: int, timeout_s: float) -> str | None:
-        """Wait for READY=1 from `pid`; None once it came, else why not (it exited, or
-        the timeout passed). An exit stays queued for `terminate` to take."""
-        deadline = time.monotonic() + timeout_s
-        while not self.child_notify.is_ready(pid):
-            exited = next((e for e in self.zygote.exits if e.pid == pid), None)
-            if exited is not None:
-                return f"exited before READY=1 ({reason_from_wait_status(exited.exit_code)})"
-            if self.exit_code is DaemonExit.ZYGOTE_DIED:  # it died with the zygote
-                return "the zygote died"
-            if self.stop_requested:  # `systemctl stop` during a hung start: stop now
-                return "factoryd is stopping"
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return f"no READY=1 within {timeout_s:g}s"
-            self._pump(min(remaining, 1.0), serve_control=False)
-        return None
-
-    def _wait_exits(self, pids: set[int], deadline: float, results: dict[int, ExitReason]) -> None:
-        while pids:
-            for event in [e for e in self.zygote.exits if e.pid in pids]:
-                self.zygote.exits.remove(event)
-                pids.discard(event.pid)
-                self.child_notify.forget(event.pid)
-                reason = reason_from_wait_status(event.exit_code)
-                if reason.kind is ExitKind.ABNORMAL and event.exit_code == -signal.SIGTERM:
-                    reason = SHUTDOWN
-                results[event.pid] = SHUTDOWN if reason.kind is ExitKind.NORMAL else reason
-            remaining = deadline - time.monotonic()
-            if not pids or remaining <= 0 or self.exit_code is DaemonExit.ZYGOTE_DIED:
-                return  # (no exit is reported once the zygote is gone)
-            self._pump(min(remaining, 1.0), serve_control=False)
-
-    def now(self) -> float:
-        return time.monotonic()
-
     def report(self, event: str, **fields: Any) -> None:
         """One structured record per event on the log stream (journald under systemd)."""
         record = {"ts": round(time.time(), 6), "event": event, **fields}
@@ -206,6 +131,17 @@ class Daemon:
 
     def defer(self, call: Callable[[], None]) -> None:
         self.deferred.append(call)
+
+    def pump_nested(self, timeout: float) -> None:
+        """One turn of the loop inside a wait: control requests stay queued."""
+        self._pump(timeout, serve_control=False)
+
+    def watch_log(self, read_fd: int) -> None:
+        self.selector.register(read_fd, selectors.EVENT_READ, "log")
+
+    @property
+    def zygote_dead(self) -> bool:
+        return self.exit_code is DaemonExit.ZYGOTE_DIED
 
     # ------------------------------------------------------------------ loop
 
@@ -257,7 +193,7 @@ class Daemon:
                 if owner is None:
                     continue
                 node, child_id = owner
-                _killpg(event.pid, signal.SIGKILL)  # take its subprocesses with it
+                killpg(event.pid, signal.SIGKILL)  # take its subprocesses with it
                 node.child_exited(child_id, reason_from_wait_status(event.exit_code))
             else:
                 self.deferred.popleft()()
@@ -278,7 +214,7 @@ class Daemon:
                 try:
                     self.zygote.read_nowait()
                 except ZygoteGone:
-                    self._zygote_died()
+                    self.zygote_died()
             elif kind == "log":
                 if not self.child_logs.read(key.fd):
                     self.selector.unregister(key.fd)
@@ -331,7 +267,7 @@ class Daemon:
             if pid == 0:
                 return
             if pid == self.zygote.pid:
-                self._zygote_died()
+                self.zygote_died()
                 return
             self.orphans_reaped += 1
             self.report("orphan_reaped", pid=pid, exit_code=os.waitstatus_to_exitcode(status))
@@ -350,13 +286,13 @@ class Daemon:
                 return
             self._pump(0.05, serve_control=False)
 
-    def _zygote_died(self) -> None:
+    def zygote_died(self) -> None:
         if self.exit_code is None:
             self.report(
                 "zygote_died", detail="every child died with it; exiting for a clean restart"
             )
             for pid in list(self.registry.by_pid):
-                _killpg(pid, signal.SIGKILL)
+                killpg(pid, signal.SIGKILL)
             self.registry.by_pid.clear()
             self.exit_code = DaemonExit.ZYGOTE_DIED
 
@@ -442,11 +378,6 @@ def _check_root_kind(old: SupervisorSpec, new: config_mod.DaemonConfig) -> None:
             f"the root cannot change from {old.flags.strategy} to {new.tree.flags.strategy} "
             "(to or from simple_one_for_one) by a reload: restart factoryd",
         )
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
 
 
 def build_parser() -> argparse.ArgumentParser:

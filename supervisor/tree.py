@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from supervisor import policy
 from supervisor.policy import (
@@ -27,32 +27,16 @@ from supervisor.policy import (
     Shutdown,
     SupervisorState,
 )
+from supervisor.process_host import ProcessHost
 from supervisor.reload import ReloadPlan
 from supervisor.spec import (
     ChildSpec,
     Readiness,
     RestartType,
-    Start,
     Strategy,
     SupervisorSpec,
 )
 from supervisor.zygote import SpawnError
-
-
-class ProcessHost(Protocol):
-    """What a supervisor node needs from the daemon: narrow on purpose."""
-
-    def spawn(self, child_id: str, start: Start) -> int: ...
-
-    def terminate(self, pids: list[int], shutdown_s: float) -> dict[int, ExitReason]: ...
-
-    def wait_ready(self, pid: int, timeout_s: float) -> str | None: ...
-
-    def now(self) -> float: ...
-
-    def report(self, event: str, **fields: Any) -> None: ...
-
-    def defer(self, call: Callable[[], None]) -> None: ...
 
 
 class StartFailed(Exception):
