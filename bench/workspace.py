@@ -311,6 +311,8 @@ def slot_overhead(rounds: int) -> None:
         ledger.destroy(runtime)
         shutil.rmtree(runtime, ignore_errors=True)
         shutil.rmtree(scratch, ignore_errors=True)
+        for name in ("wi", "no"):
+            shutil.rmtree(BENCH_DIR / f"slots-ws-{name}", ignore_errors=True)
 
 
 def print_rows(rows: list[Row]) -> None:
