@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
-import psutil
 
 from ipc import control, paths
 from ipc.sd_notify import Notifier
@@ -45,13 +44,14 @@ from supervisor.child_logs import ChildLogs
 from supervisor.child_notify import ChildNotify
 from supervisor.control_api import ControlApi
 from supervisor.control_listener import ControlListener
+from supervisor.orphans import OrphanReaper
 from supervisor.policy import (
     INTENSITY_EXCEEDED,
     ExitReason,
     reason_from_wait_status,
 )
 from supervisor.prctl import PR_SET_CHILD_SUBREAPER, prctl
-from supervisor.process_host import KILL_WAIT_S, ZygoteProcessHost, killpg
+from supervisor.process_host import ZygoteProcessHost, killpg
 from supervisor.reload import plan_reload
 from supervisor.spec import Strategy, SupervisorSpec
 from supervisor.tree import Registry, StartFailed, SupervisorNode
@@ -89,7 +89,6 @@ class Daemon:
         self.deferred: deque[Callable[[], None]] = deque()
         self.exit_code: DaemonExit | None = None
         self.stop_requested = False
-        self.orphans_reaped = 0
         self.started_mono = time.monotonic()
         self.started_wall = time.time()
         self._next_watchdog = math.inf
@@ -107,6 +106,7 @@ class Daemon:
             state_dir=state_dir,
         )
         self.root = SupervisorNode(cfg.tree, self.host, self.registry)
+        self.orphans = OrphanReaper(zygote.pid, on_zygote_exit=self.zygote_died, report=self.report)
         self.api = ControlApi(
             self.registry,
             self.root,
@@ -255,36 +255,7 @@ class Daemon:
             elif signum == signal.SIGHUP:  # from the main loop: this may be a nested wait
                 self.defer(self._reload_on_signal)
             elif signum == signal.SIGCHLD:
-                self._reap_orphans()
-
-    def _reap_orphans(self) -> None:
-        """We are a child subreaper: orphaned grandchildren land here and are reaped."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            if pid == self.zygote.pid:
-                self.zygote_died()
-                return
-            self.orphans_reaped += 1
-            self.report("orphan_reaped", pid=pid, exit_code=os.waitstatus_to_exitcode(status))
-
-    def _kill_orphans(self) -> None:
-        """At stop, orphans adopted by us (subreaper) that left their child's process
-        group are our own children now: SIGKILL them and reap, bounded."""
-        with contextlib.suppress(psutil.Error):
-            for proc in psutil.Process().children():
-                with contextlib.suppress(psutil.Error):
-                    proc.kill()
-        deadline = time.monotonic() + KILL_WAIT_S
-        while time.monotonic() < deadline:
-            self._reap_orphans()
-            if not psutil.Process().children():
-                return
-            self._pump(0.05, serve_control=False)
+                self.orphans.reap_nowait()
 
     def zygote_died(self) -> None:
         if self.exit_code is None:
@@ -344,7 +315,7 @@ class Daemon:
         self.control_listener.close()
         self.child_notify.close()
         self.zygote.close()
-        self._kill_orphans()
+        self.orphans.kill_all(self.pump_nested)
         self.child_logs.close()
         signal.set_wakeup_fd(-1)
         for fd in (self._wake_r, self._wake_w):
@@ -361,7 +332,7 @@ class Daemon:
             "config": self.cfg.source,
             "runtime_dir": str(self.runtime_dir),
             "state_dir": str(self.state_dir),
-            "orphans_reaped": self.orphans_reaped,
+            "orphans_reaped": self.orphans.reaped,
             "zygote": self.zygote.statistics(),
             "control": self.control.statistics(),
             "watchdog_s": self.notifier.watchdog_s,
