@@ -108,7 +108,7 @@ class TicketLedger:
         """
         left = check_timeout(timeout, deadline)
         counts, take_nowait, take = self._plan(request)
-        if sem.semop_nowait(self.semid, take_nowait):
+        if self._take_now(take_nowait):
             return self._record(counts, label)
         name, current, limit = self._short_of(counts)
         self._refuse(name, current)
@@ -130,7 +130,7 @@ class TicketLedger:
     def acquire_nowait(self, request: Mapping[str, int], *, label: str = "") -> Ticket:
         """Take the resources now or raise WouldBlock (and report the exhaustion)."""
         counts, take_nowait, _ = self._plan(request)
-        if sem.semop_nowait(self.semid, take_nowait):
+        if self._take_now(take_nowait):
             return self._record(counts, label)
         name, current, limit = self._short_of(counts)
         self._refuse(name, current)
@@ -287,12 +287,22 @@ class TicketLedger:
             self._free, self._lanes = [], []
         return me
 
+    def _take_now(self, ops: sem.Ops) -> bool:
+        """semop without waiting; a removed set is LedgerRemoved, as everywhere here."""
+        try:
+            return sem.semop_nowait(self.semid, ops)
+        except sem.SemaphoreGone as exc:
+            raise LedgerRemoved(f"the ledger was removed: {exc}") from None
+
     def _short_of(self, counts: tuple[int, ...]) -> tuple[str, int, int]:
         """The first resource that cannot cover `counts` now: (name, in use, limit).
 
         Raises ResourceError when a count exceeds its limit: no wait could satisfy it.
         """
-        values = sem.getall(self.semid, NSEMS)
+        try:
+            values = sem.getall(self.semid, NSEMS)
+        except sem.SemaphoreGone as exc:
+            raise LedgerRemoved(f"the ledger was removed: {exc}") from None
         fallback = None
         for i, n in enumerate(counts):
             if not n:

@@ -10,6 +10,7 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from ipc import ledger
@@ -125,6 +126,20 @@ def test_missing_ledger_is_named(tmp_path: Path) -> None:
         ledger.snapshot(tmp_path)
 
 
+def test_a_removed_ledger_is_named_on_every_take(runtime: Path) -> None:
+    owner = LedgerOwner.create(runtime, Limits(gpu_tickets=1, max_mutators=1))
+    client = TicketLedger.open(runtime)
+    held = client.request_mutator_slot(label="m")
+    owner.destroy()  # as a governor that goes away, or `ipcrm`
+    with pytest.raises(ledger.LedgerRemoved, match="removed"):
+        client.acquire_nowait({"gpu": 1})
+    with pytest.raises(ledger.LedgerRemoved, match="removed"):
+        client.acquire({"gpu": 1}, timeout=0.5)
+    with pytest.raises(ledger.LedgerRemoved, match="removed"):
+        client.request_mutator_slot(label="m2")
+    assert client.release(held) is False  # nothing left to give back to
+
+
 def test_only_the_holder_may_release(runtime: Path) -> None:
     led = LedgerOwner.create(runtime, Limits(gpu_tickets=1))
     ticket = led.acquire_nowait({"gpu": 1})
@@ -224,7 +239,14 @@ def test_low_free_ram_refuses_spawns(runtime: Path) -> None:
     assert info.value.resource == "free_ram"
     assert info.value.limit == 10**9
     assert led.records()["free_ram"].exhausted == 1
-    assert ledger.check_free_ram() > 0
+
+
+def test_free_ram_is_memavailable_as_psutil_reports_it() -> None:
+    ours = ledger.check_free_ram()
+    theirs = psutil.virtual_memory()
+    assert 0 < ours <= theirs.total // 2**20
+    # read moments apart on a shared box: within 5% of total RAM
+    assert abs(ours - theirs.available // 2**20) <= theirs.total // 2**20 // 20
 
 
 def test_a_forked_child_owns_nothing_of_its_parent(runtime: Path) -> None:
