@@ -44,6 +44,7 @@ from supervisor.child_logs import ChildLogs
 from supervisor.child_notify import ChildNotify
 from supervisor.control_api import ControlApi
 from supervisor.control_listener import ControlListener
+from supervisor.live_reload import reload_config
 from supervisor.orphans import OrphanReaper
 from supervisor.policy import (
     INTENSITY_EXCEEDED,
@@ -52,8 +53,6 @@ from supervisor.policy import (
 )
 from supervisor.prctl import PR_SET_CHILD_SUBREAPER, prctl
 from supervisor.process_host import ZygoteProcessHost, killpg
-from supervisor.reload import plan_reload
-from supervisor.spec import Strategy, SupervisorSpec
 from supervisor.tree import Registry, StartFailed, SupervisorNode
 from supervisor.zygote import ZygoteClient, ZygoteGone
 
@@ -273,24 +272,7 @@ class Daemon:
         A bad config changes nothing (raises ConfigError). Children whose spec did not
         change keep running; `[factory]` settings apply at the next start only.
         """
-        try:
-            new = config_mod.load(self.cfg.source)
-            _check_root_kind(self.cfg.tree, new)
-        except config_mod.ConfigError as exc:
-            self.report("reload_refused", reason=str(exc))
-            raise
-        plan = plan_reload(self.cfg.tree, new.tree)
-        notes = []
-        if (new.preload, new.runtime_dir, new.state_dir) != (
-            self.cfg.preload,
-            self.cfg.runtime_dir,
-            self.cfg.state_dir,
-        ):
-            notes.append("[factory] settings change at the next start of factoryd")
-        failures = self.root.apply_reload(plan, new.tree)
-        self.cfg = new
-        result = {"changes": plan.summary(), "failures": failures, "notes": notes}
-        self.report("reloaded", **result)
+        self.cfg, result = reload_config(self.cfg, self.root)
         self.notifier.status(f"reloaded; running {len(self.registry.by_pid)} workers")
         return result
 
@@ -337,18 +319,6 @@ class Daemon:
             "control": self.control.statistics(),
             "watchdog_s": self.notifier.watchdog_s,
         }
-
-
-def _check_root_kind(old: SupervisorSpec, new: config_mod.DaemonConfig) -> None:
-    """A nested supervisor that turns dynamic or static is replaced; the root cannot be."""
-    dynamic = Strategy.SIMPLE_ONE_FOR_ONE
-    if (old.flags.strategy is dynamic) != (new.tree.flags.strategy is dynamic):
-        raise config_mod.ConfigError(
-            new.source,
-            "supervisor.strategy",
-            f"the root cannot change from {old.flags.strategy} to {new.tree.flags.strategy} "
-            "(to or from simple_one_for_one) by a reload: restart factoryd",
-        )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,8 @@ intensity terminates its children in reverse order and ends with reason `shutdow
 and its parent handles that like any child exit. The root ending ends factoryd.
 
 The node never waits on its own: the `ProcessHost` it is given spawns and terminates
-(SIGTERM to the process group, bounded wait, SIGKILL), and every wait there is bounded.
+(SIGTERM to the process group, bounded wait, SIGKILL), and every wait there is bounded
+(supervisor/process_host.py). A config reload is applied to nodes by live_reload.py.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from supervisor.policy import (
     SupervisorState,
 )
 from supervisor.process_host import ProcessHost
-from supervisor.reload import ReloadPlan
 from supervisor.spec import (
     ChildSpec,
     Readiness,
@@ -281,70 +281,6 @@ class SupervisorNode:
             self.parent.child_exited(self.id, reason)
         else:
             self.registry.on_root_exit(reason)
-
-    # ------------------------------------------------------------------ reload
-
-    def apply_reload(self, plan: ReloadPlan, new: SupervisorSpec) -> list[str]:
-        """Carry out a reload plan on this subtree; returns the children that failed to
-        start (they are left stopped, and reported: a reload never stops the daemon)."""
-        failures: list[str] = []
-        self.spec = new
-        if self.template is not None:
-            template = new.children[0]
-            assert isinstance(template, ChildSpec)
-            self.template = template
-            self.state = replace(self.state, flags=new.flags)
-            return failures
-        # A temporary child that ended is already forgotten: in the old config, not here.
-        running = {c.id: c.running for c in self.state.children}
-        for cid in plan.removed:
-            if running.get(cid, False):
-                self._terminate_child(cid)
-            self._forget(cid)
-        by_id = {c.id: c for c in new.children}
-        for cid in plan.replaced:
-            if running.get(cid, False):
-                self._terminate_child(cid)
-            self._forget(cid)
-            self._adopt(by_id[cid])
-        for sub_plan in plan.nested:
-            if sub_plan.supervisor not in self.subs:  # a temporary one that ended
-                continue
-            failures += self.subs[sub_plan.supervisor].apply_reload(
-                sub_plan,
-                by_id[sub_plan.supervisor],  # type: ignore[arg-type]
-            )
-        for cid in plan.added:
-            self._adopt(by_id[cid])
-        running = {c.id: c.running for c in self.state.children}
-        self.state = replace(
-            self.state,
-            flags=new.flags,
-            children=tuple(
-                ChildState(c.id, c.restart, c.significant, running.get(c.id, False))
-                for c in new.children
-                if c.id in self.workers or c.id in self.subs
-            ),
-        )
-        for child in new.children:
-            if child.id in self.workers:
-                self.workers[child.id].spec = child  # type: ignore[assignment]
-            if self.running and (child.id in plan.added or child.id in plan.replaced):
-                try:
-                    self._start_child(child.id)
-                except StartFailed as exc:
-                    failures.append(f"{child.id}: {exc.reason}")
-        return failures
-
-    def _adopt(self, child: ChildSpec | SupervisorSpec) -> None:
-        self.registry.by_id[child.id] = self
-        if isinstance(child, SupervisorSpec):
-            self.subs[child.id] = SupervisorNode(child, self.host, self.registry, self)
-        else:
-            self.workers[child.id] = WorkerRecord(child)
-        self.state = policy.add_child(
-            self.state, ChildState(child.id, child.restart, child.significant)
-        )
 
     # ------------------------------------------------------------------ operator API
 

@@ -1,0 +1,125 @@
+"""A config reload carried out on the running tree; the diff itself is pure (reload.py).
+
+`reload_config` re-reads the file, refuses what a reload cannot do, plans the diff and
+applies it; `apply_plan` applies one supervisor's part of the plan. It works on the
+node's own bookkeeping (`_start_child`, `_terminate_child`, `_forget`): applying a
+reload is the node's job, kept in this module so that tree.py stays small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from supervisor import config as config_mod
+from supervisor import policy
+from supervisor.policy import ChildState
+from supervisor.reload import ReloadPlan, plan_reload
+from supervisor.spec import ChildSpec, Strategy, SupervisorSpec
+from supervisor.tree import StartFailed, SupervisorNode, WorkerRecord
+
+
+def reload_config(
+    cfg: config_mod.DaemonConfig, root: SupervisorNode
+) -> tuple[config_mod.DaemonConfig, dict[str, Any]]:
+    """Re-read `cfg.source` and apply the difference to the tree under `root`.
+
+    Returns the new config and the reply (changes, failures, notes). A bad config
+    changes nothing: it is reported and ConfigError is raised. Blocks while replaced
+    children stop (each bounded by its shutdown time) and new ones start.
+    """
+    try:
+        new = config_mod.load(cfg.source)
+        _check_root_kind(cfg.tree, new)
+    except config_mod.ConfigError as exc:
+        root.host.report("reload_refused", reason=str(exc))
+        raise
+    plan = plan_reload(cfg.tree, new.tree)
+    notes = []
+    if (new.preload, new.runtime_dir, new.state_dir) != (
+        cfg.preload,
+        cfg.runtime_dir,
+        cfg.state_dir,
+    ):
+        notes.append("[factory] settings change at the next start of factoryd")
+    failures = apply_plan(root, plan, new.tree)
+    result = {"changes": plan.summary(), "failures": failures, "notes": notes}
+    root.host.report("reloaded", **result)
+    return new, result
+
+
+def _check_root_kind(old: SupervisorSpec, new: config_mod.DaemonConfig) -> None:
+    """A nested supervisor that turns dynamic or static is replaced; the root cannot be."""
+    dynamic = Strategy.SIMPLE_ONE_FOR_ONE
+    if (old.flags.strategy is dynamic) != (new.tree.flags.strategy is dynamic):
+        raise config_mod.ConfigError(
+            new.source,
+            "supervisor.strategy",
+            f"the root cannot change from {old.flags.strategy} to {new.tree.flags.strategy} "
+            "(to or from simple_one_for_one) by a reload: restart factoryd",
+        )
+
+
+def apply_plan(node: SupervisorNode, plan: ReloadPlan, new: SupervisorSpec) -> list[str]:
+    """Carry out a reload plan on `node`'s subtree; returns the children that failed to
+    start (they are left stopped, and reported: a reload never stops the daemon)."""
+    failures: list[str] = []
+    node.spec = new
+    if node.template is not None:
+        template = new.children[0]
+        assert isinstance(template, ChildSpec)
+        node.template = template
+        node.state = replace(node.state, flags=new.flags)
+        return failures
+    # A temporary child that ended is already forgotten: in the old config, not here.
+    running = {c.id: c.running for c in node.state.children}
+    for cid in plan.removed:
+        if running.get(cid, False):
+            node._terminate_child(cid)
+        node._forget(cid)
+    by_id = {c.id: c for c in new.children}
+    for cid in plan.replaced:
+        if running.get(cid, False):
+            node._terminate_child(cid)
+        node._forget(cid)
+        _adopt(node, by_id[cid])
+    for sub_plan in plan.nested:
+        if sub_plan.supervisor not in node.subs:  # a temporary one that ended
+            continue
+        failures += apply_plan(
+            node.subs[sub_plan.supervisor],
+            sub_plan,
+            by_id[sub_plan.supervisor],  # type: ignore[arg-type]
+        )
+    for cid in plan.added:
+        _adopt(node, by_id[cid])
+    running = {c.id: c.running for c in node.state.children}
+    node.state = replace(
+        node.state,
+        flags=new.flags,
+        children=tuple(
+            ChildState(c.id, c.restart, c.significant, running.get(c.id, False))
+            for c in new.children
+            if c.id in node.workers or c.id in node.subs
+        ),
+    )
+    for child in new.children:
+        if child.id in node.workers:
+            node.workers[child.id].spec = child  # type: ignore[assignment]
+        if node.running and (child.id in plan.added or child.id in plan.replaced):
+            try:
+                node._start_child(child.id)
+            except StartFailed as exc:
+                failures.append(f"{child.id}: {exc.reason}")
+    return failures
+
+
+def _adopt(node: SupervisorNode, child: ChildSpec | SupervisorSpec) -> None:
+    node.registry.by_id[child.id] = node
+    if isinstance(child, SupervisorSpec):
+        node.subs[child.id] = SupervisorNode(child, node.host, node.registry, node)
+    else:
+        node.workers[child.id] = WorkerRecord(child)
+    node.state = policy.add_child(
+        node.state, ChildState(child.id, child.restart, child.significant)
+    )
