@@ -53,6 +53,7 @@ from supervisor.policy import (
 )
 from supervisor.prctl import PR_SET_CHILD_SUBREAPER, prctl
 from supervisor.process_host import ZygoteProcessHost, killpg
+from supervisor.signal_wakeup import SignalWakeup
 from supervisor.tree import Registry, StartFailed, SupervisorNode
 from supervisor.zygote import ZygoteClient, ZygoteGone
 
@@ -92,7 +93,7 @@ class Daemon:
         self.started_wall = time.time()
         self._next_watchdog = math.inf
         self.selector = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.signals = SignalWakeup()
         self.control = control.ControlServer(paths.control_socket(runtime_dir))
         self.child_notify = ChildNotify(runtime_dir / "notify.sock")
         self.registry = Registry(on_root_exit=self._root_exited)
@@ -117,7 +118,7 @@ class Daemon:
             self.report,
         )
         self.selector.register(self.zygote.fileno(), selectors.EVENT_READ, "zygote")
-        self.selector.register(self._wake_r, selectors.EVENT_READ, "signal")
+        self.selector.register(self.signals, selectors.EVENT_READ, "signal")
         self.control_listener = ControlListener(self.control, self.selector)
         self.selector.register(self.child_notify, selectors.EVENT_READ, "notify")
 
@@ -145,7 +146,7 @@ class Daemon:
     # ------------------------------------------------------------------ loop
 
     def run(self) -> DaemonExit:
-        prev = self._install_signals()
+        self.signals.install()
         try:
             try:
                 self.root.start()
@@ -174,8 +175,7 @@ class Daemon:
             return self.exit_code
         finally:
             self._stop()
-            for sig, handler in prev.items():
-                signal.signal(sig, handler)
+            self.signals.restore_handlers()
 
     def _dispatch(self) -> None:
         """Handle queued exits and deferred work in order, until none is left. Once a
@@ -234,19 +234,8 @@ class Daemon:
             self.notifier.watchdog()
             self._next_watchdog = now + (self.notifier.watchdog_s or math.inf) / 2
 
-    def _install_signals(self) -> dict[int, Any]:
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        prev = {}
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
-            prev[sig] = signal.signal(sig, lambda *_: None)
-        return prev
-
     def _on_signals(self) -> None:
-        try:
-            data = os.read(self._wake_r, 4096)
-        except BlockingIOError:
-            return
-        for signum in data:
+        for signum in self.signals.read_nowait():
             if signum in (signal.SIGTERM, signal.SIGINT):
                 if not self.stop_requested:
                     self.report("stop_requested", signal=signal.Signals(signum).name)
@@ -299,10 +288,7 @@ class Daemon:
         self.zygote.close()
         self.orphans.kill_all(self.pump_nested)
         self.child_logs.close()
-        signal.set_wakeup_fd(-1)
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self.signals.close()
         self.report("stopped", exit_code=int(self.exit_code or 0))
         self.notifier.close()
 
