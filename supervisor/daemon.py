@@ -122,6 +122,8 @@ class Daemon:
         self.control_listener = ControlListener(self.control, self.selector)
         self.selector.register(self.child_notify, selectors.EVENT_READ, "notify")
 
+    # ------------------------------------------------------------------ HostLoop
+
     def report(self, event: str, **fields: Any) -> None:
         """One structured record per event on the log stream (journald under systemd)."""
         record = {"ts": round(time.time(), 6), "event": event, **fields}
