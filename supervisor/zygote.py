@@ -166,7 +166,10 @@ class ZygoteClient:
             self._sock.send(orjson.dumps({"op": "quit"}))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            pid, _ = os.waitpid(self.pid, os.WNOHANG)
+            try:
+                pid, _ = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped already: factoryd's orphan reaper takes any
+                break  # child, and a dead zygote's pid must not be signalled again
             if pid:
                 break
             with contextlib.suppress(ZygoteGone, OSError):

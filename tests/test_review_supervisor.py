@@ -533,3 +533,12 @@ def test_zygote_death_during_boot_exits_70(factoryd, journal: Journal, tmp_path:
     zygote.kill()
     assert d.wait_exit(timeout=30) == 70, d.log()
     assert '"event":"zygote_died"' in d.log()
+
+
+def test_closing_a_zygote_someone_else_already_reaped_is_quiet() -> None:
+    """factoryd's orphan reaper may reap a SIGKILLed zygote before close() looks for it
+    (it made factoryd exit 1 with a traceback instead of 70, now and then)."""
+    zygote = ZygoteClient.start()
+    os.kill(zygote.pid, signal.SIGKILL)
+    assert os.waitpid(zygote.pid, 0)[0] == zygote.pid  # reaped here, as the reaper would
+    zygote.close(timeout=1.0)  # neither ChildProcessError nor a kill of a reused pid
