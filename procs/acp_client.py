@@ -1,28 +1,31 @@
 """Run one agent turn as its own process: `procs.acp_client:main`.
 
     python -m procs.acp_client --workspace WS --role implementer --prompt-file P \
-        [--timeout-s 600] [--may-execute] [--result-file R] -- opencode acp --pure
+        [--timeout-s 600] [--may-execute] [--result-file R] [--cancel-grace-s 5] \
+        -- opencode acp --pure
 
 Spawns the agent command in WS (its own process group), opens a session, sends the prompt,
 and writes the TurnResult as JSON (stop reason, message, tool calls, permissions, file
 writes, protocol violations) to --result-file or stdout. The agent inherits this process's
 environment (for opencode, see procs.agent.opencode for an isolated HOME and config).
-SIGTERM/SIGINT cancel the turn (session/cancel), wait up to 5 s for it to end, close the
-agent's group and exit 0. Exit status: 0 the turn ended (any stop reason), 2 bad usage,
-3 the agent died, timed out or broke the protocol (the reason is on stderr as JSON).
+SIGTERM/SIGINT cancel the turn (session/cancel), wait up to --cancel-grace-s for it to end,
+close the agent's group and exit 0. Exit status: 0 the turn ended (any stop reason), 2 bad
+usage, 3 the agent died, timed out, ignored the cancel or broke the protocol (the reason is
+on stderr as JSON).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 from pathlib import Path
 
 import orjson
 
-from procs.agent import AcpAgent, AgentError, RolePolicy, TurnResult
+from procs.agent import AcpAgent, AgentError, AgentTimeout, RolePolicy, TurnResult
 
 EXIT_AGENT_FAILED = 3
 
@@ -42,12 +45,17 @@ async def run_turn(args: argparse.Namespace, prompt: str) -> TurnResult:
         turn = asyncio.ensure_future(agent.prompt(prompt, timeout=args.timeout_s))
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({turn, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
         if not turn.done():
             await agent.cancel()
-            await asyncio.wait({turn}, timeout=5.0)
+            await asyncio.wait({turn}, timeout=args.cancel_grace_s)
             if not turn.done():
                 turn.cancel()
-        stopping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await turn
+                raise AgentTimeout(
+                    f"agent did not end the turn within {args.cancel_grace_s}s of session/cancel"
+                )
         return await turn
     finally:
         await agent.close()
@@ -64,6 +72,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--start-timeout-s", type=float, default=90.0)
     parser.add_argument("--may-execute", action="store_true")
     parser.add_argument("--result-file", type=Path)
+    parser.add_argument("--cancel-grace-s", type=float, default=5.0)
     parser.add_argument("command", nargs="+", help="the agent command, after --")
     args = parser.parse_args(argv)
     try:

@@ -17,9 +17,11 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}  # the agent double runs in the wo
 
 
 def client_cmd(ws: Path, ops: list[dict], *extra: str) -> list[str]:
+    """The client, with every ResourceWarning printed (a leaked pipe or transport)."""
     return [
-        sys.executable, "-m", "procs.acp_client", "--workspace", str(ws), "--role", "implementer",
-        "--prompt", json.dumps(ops), *extra, "--", *AGENT,
+        sys.executable, "-W", "always::ResourceWarning", "-m", "procs.acp_client",
+        "--workspace", str(ws), "--role", "implementer", "--prompt", json.dumps(ops), *extra,
+        "--", *AGENT,
     ]  # fmt: skip
 
 
@@ -35,6 +37,7 @@ def test_one_turn_prints_the_result(tmp_path: Path) -> None:
     assert result["stop_reason"] == "end_turn"
     assert result["record"]["files"][0]["ok"] is True
     assert (ws / "src" / "a.py").read_text() == "a = 1\n"
+    assert b"ResourceWarning" not in done.stderr
 
 
 def test_sigterm_cancels_the_turn_and_reaps_the_agent(tmp_path: Path) -> None:
@@ -53,11 +56,13 @@ def test_sigterm_cancels_the_turn_and_reaps_the_agent(tmp_path: Path) -> None:
     try:
         wait_until(marker.exists, timeout=60, what="the turn to start")
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 0, stderr.decode()
+        assert b"ResourceWarning" not in stderr
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+            proc.communicate(timeout=10)
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["stop_reason"] == "cancelled"
     agent_pid = json.loads(result["record"]["message_chunks"][0])["pid"]
@@ -79,3 +84,26 @@ def test_dead_agent_exits_3_with_a_json_reason(tmp_path: Path) -> None:
     report = json.loads(done.stderr.decode().strip().splitlines()[-1])
     assert report["reason"] == "AgentDied"
     assert "exited with status 3" in report["message"]
+
+
+def test_an_agent_ignoring_the_cancel_exits_3_once_the_grace_is_over(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    marker = ws / "src" / "started.txt"
+    ops = [{"op": "write", "path": str(marker), "content": "x\n"}, {"op": "ignore_cancel"}]
+    proc = subprocess.Popen(
+        client_cmd(ws, ops, "--cancel-grace-s", "0.5"),
+        cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0,
+    )  # fmt: skip
+    try:
+        wait_until(marker.exists, timeout=60, what="the turn to start")
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate(timeout=10)
+    assert proc.returncode == 3, stderr.decode()
+    report = json.loads(stderr.decode().strip().splitlines()[-1])
+    assert report["reason"] == "AgentTimeout"
+    assert "did not end the turn within 0.5s of session/cancel" in report["message"]

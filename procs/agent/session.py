@@ -29,7 +29,7 @@ from acp.schema import ClientCapabilities, FileSystemCapabilities, Implementatio
 from pydantic import ValidationError
 
 from procs.agent.client import FactoryClient, Review
-from procs.agent.exits import signal_name, spawn
+from procs.agent.exits import WatchedProcess, signal_name, spawn
 from procs.agent.record import TurnRecord
 from procs.agent.roles import RolePolicy
 from procs.agent.transport import MAX_LINE_BYTES, AgentTransport
@@ -75,11 +75,9 @@ class AcpAgent:
     def __init__(
         self,
         command: Sequence[str],
-        process: asyncio.subprocess.Process,
+        process: WatchedProcess,
         transport: AgentTransport,
         client: FactoryClient,
-        *,
-        exited: asyncio.Event | None = None,
     ) -> None:
         self.command = list(command)
         self.process = process
@@ -92,7 +90,7 @@ class AcpAgent:
         self._stderr = bytearray()
         # The agent's own exit (exits.spawn); process.wait() would also wait for pipes that
         # a child the agent left behind may hold open.
-        self._exit = asyncio.ensure_future(exited.wait() if exited else process.wait())
+        self._exit = asyncio.ensure_future(process.exited.wait())
         self._stderr_pump = asyncio.ensure_future(self._pump_stderr())
 
     @classmethod
@@ -119,7 +117,7 @@ class AcpAgent:
         workspace = workspace.resolve()
         if not workspace.is_dir():
             raise FileNotFoundError(f"workspace {workspace} is not a directory")
-        process, exited = await spawn(
+        process = await spawn(
             *command,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, cwd=workspace,
@@ -132,7 +130,7 @@ class AcpAgent:
             command_timeout_s=command_timeout_s,
         )  # fmt: skip
         transport = AgentTransport(process.stdout, process.stdin)
-        agent = cls(command, process, transport, client, exited=exited)
+        agent = cls(command, process, transport, client)
         try:
             await agent._initialize(timeout)
         except BaseException:
@@ -193,6 +191,8 @@ class AcpAgent:
             timed_out = True
             await self.cancel()
             reply = await self._call("session/prompt (after cancel)", turn, cancel_grace_s)
+        finally:  # cancelled from outside: the request is not left behind in the connection
+            turn.cancel()
         usage = reply.usage.model_dump(mode="json", by_alias=True, exclude_none=True) if (
             reply.usage
         ) else {}  # fmt: skip
@@ -273,7 +273,8 @@ class AcpAgent:
         """End the agent and its whole process group; returns its exit status.
 
         Stdin EOF first (up to 1 s: opencode exits on it), then SIGTERM to the group, then
-        SIGKILL; at most about `timeout` + 2 s in all.
+        SIGKILL; then its pipes and transport are closed (after up to 1 s more for them to
+        reach EOF). At most about `timeout` + 3 s in all.
         """
         await self.client.terminals.close()
         with contextlib.suppress(Exception):
@@ -289,6 +290,7 @@ class AcpAgent:
                 break
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)  # leftovers of the group
+        await self.process.close(timeout=1.0)  # the stderr pump reads to EOF meanwhile
         self._stderr_pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._stderr_pump

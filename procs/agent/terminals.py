@@ -16,7 +16,7 @@ import signal
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from procs.agent.exits import signal_name, spawn
+from procs.agent.exits import WatchedProcess, signal_name, spawn
 from procs.agent.roles import PathRefused, resolve_in_workspace
 
 DEFAULT_OUTPUT_LIMIT = 256 * 1024
@@ -30,14 +30,17 @@ class TerminalNotFound(KeyError):
 @dataclass
 class Terminal:
     terminal_id: str
-    process: asyncio.subprocess.Process
+    process: WatchedProcess
     limit: int
-    exited: asyncio.Event
     output: bytearray = field(default_factory=bytearray)
     truncated: bool = False
     timed_out: bool = False
     pump: asyncio.Task[None] | None = None
     watchdog: asyncio.Task[None] | None = None
+
+    @property
+    def exited(self) -> asyncio.Event:
+        return self.process.exited
 
     def append(self, chunk: bytes) -> None:
         self.output += chunk
@@ -91,13 +94,13 @@ class Terminals:
         limit = min(limit, DEFAULT_OUTPUT_LIMIT * 16)
         full_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
         full_env.update(env or {})
-        process, exited = await spawn(
+        process = await spawn(
             command, *(args or []),
             cwd=directory, env=full_env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             process_group=0,
         )  # fmt: skip
-        terminal = Terminal(f"term-{next(self._ids)}", process, limit, exited)
+        terminal = Terminal(f"term-{next(self._ids)}", process, limit)
         terminal.pump = asyncio.create_task(self._pump(terminal))
         terminal.watchdog = asyncio.create_task(self._watchdog(terminal))
         self._terminals[terminal.terminal_id] = terminal
@@ -150,8 +153,7 @@ class Terminals:
 
 async def _reap(terminal: Terminal) -> None:
     _kill_group(terminal.process, leftovers=True)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(terminal.process.wait(), 5.0)
+    await terminal.process.close(timeout=5.0)  # the pump reads what was left to EOF
     for task in (terminal.pump, terminal.watchdog):
         if task is not None and not task.done():
             task.cancel()

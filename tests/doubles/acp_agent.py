@@ -2,8 +2,9 @@
 
 Real-agent behaviour is tested with opencode; this double exists for what opencode never
 does: call fs/read_text_file, fs/write_text_file and terminal/* through the client, send
-garbage lines, answer with malformed results, die on cue, or run a turn that lasts until
-the client sends session/cancel. The prompt's text is a JSON
+garbage lines, answer with malformed results, die on cue (optionally leaving a child that
+holds its pipes), hold terminals open, or run a turn that lasts until the client sends
+session/cancel. The prompt's text is a JSON
 list of operations; the result of each client call (result or error object) is sent back
 as an agent_message_chunk whose text is that JSON, then the turn ends with end_turn.
 
@@ -15,10 +16,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import subprocess
 import sys
 from typing import Any
 
 _ids = itertools.count(1000)
+_terminal_ids: list[str] = []  # terminals created by "create_terminal", in order
 
 
 def send(message: dict[str, Any]) -> None:
@@ -67,7 +70,21 @@ def run_op(session_id: str, op: dict[str, Any]) -> dict[str, Any] | None:
         output = call_client("terminal/output", ref)
         call_client("terminal/release", ref)
         return {"exit": exited.get("result"), "output": output.get("result")}
+    if kind == "create_terminal":  # kept open: "wait_terminal" / "release_terminal" by index
+        created = call_client("terminal/create", {
+            "sessionId": session_id, "command": op["command"], "args": op.get("args", []),
+        })  # fmt: skip
+        if "result" in created:
+            _terminal_ids.append(created["result"]["terminalId"])
+        return created
+    if kind in ("wait_terminal", "kill_terminal", "release_terminal"):
+        method = {"wait_terminal": "terminal/wait_for_exit", "kill_terminal": "terminal/kill",
+                  "release_terminal": "terminal/release"}[kind]  # fmt: skip
+        ref = {"sessionId": session_id, "terminalId": _terminal_ids[op["index"]]}
+        return call_client(method, ref)
     if kind == "die":
+        if op.get("leave_child"):  # it inherits stdout/stderr and outlives us
+            subprocess.Popen(["sleep", "60"], stdin=subprocess.DEVNULL)
         sys.stderr.write("scripted agent: dying on cue\n")
         sys.stderr.flush()
         os._exit(3)
@@ -99,6 +116,9 @@ def main() -> None:
                 if op["op"] == "bad_result":
                     stop = 42
                     continue
+                if op["op"] == "ignore_cancel":  # a turn that never ends (until stdin EOF)
+                    while True:
+                        read()
                 if op["op"] == "wait_cancel":  # a long turn: ends when the client cancels
                     while read().get("method") != "session/cancel":
                         pass
