@@ -34,10 +34,17 @@ from procs.agent import files
 from procs.agent.permissions import Decision, decide, paths_named, pick_option
 from procs.agent.record import FileRecord, PermissionRecord, TurnRecord
 from procs.agent.roles import PathRefused, RolePolicy
-from procs.agent.terminals import TerminalNotFound, Terminals
+from procs.agent.terminals import (
+    DEFAULT_MAX_KEPT_TERMINALS,
+    DEFAULT_MAX_TERMINALS,
+    TerminalLimit,
+    TerminalNotFound,
+    Terminals,
+)
 
 FORBIDDEN = -32003  # our refusal code: the request was understood and not allowed
 NOT_FOUND = -32002  # as acp's RequestError.resource_not_found
+LIMIT_REACHED = -32004  # our code: allowed, but the session holds as much as it may
 
 # A second look at a decision (an operator, a test): gets the tool call and the policy's
 # decision, returns the final one. Bounded by permission_timeout_s and by session/cancel.
@@ -59,6 +66,8 @@ class FactoryClient:
         command_timeout_s: float = 600.0,
         max_write_bytes: int = files.MAX_WRITE_BYTES,
         max_read_bytes: int = files.MAX_READ_BYTES,
+        max_terminals: int = DEFAULT_MAX_TERMINALS,
+        max_kept_terminals: int = DEFAULT_MAX_KEPT_TERMINALS,
     ) -> None:
         self.workspace = workspace
         self.policy = policy
@@ -66,7 +75,10 @@ class FactoryClient:
         self.permission_timeout_s = permission_timeout_s
         self.max_write_bytes = max_write_bytes
         self.max_read_bytes = max_read_bytes
-        self.terminals = Terminals(workspace, command_timeout_s=command_timeout_s)
+        self.terminals = Terminals(
+            workspace, command_timeout_s=command_timeout_s, max_terminals=max_terminals,
+            max_kept_terminals=max_kept_terminals,
+        )  # fmt: skip
         self.session_ids: set[str] = set()
         self.record = TurnRecord()
         self.cancelled = asyncio.Event()
@@ -202,6 +214,10 @@ class FactoryClient:
             )  # fmt: skip
         except PathRefused as exc:
             raise RequestError(FORBIDDEN, f"terminal refused: {exc}") from None
+        except TerminalLimit as exc:
+            raise RequestError(
+                LIMIT_REACHED, f"terminal refused: {exc}", {exc.limit: exc.value}
+            ) from None
         except (OSError, ValueError) as exc:
             raise RequestError.invalid_params({"command": command, "details": str(exc)}) from None
         return CreateTerminalResponse(terminal_id=terminal_id)

@@ -32,6 +32,7 @@ from procs.agent.client import FactoryClient, Review
 from procs.agent.exits import WatchedProcess, signal_name, spawn
 from procs.agent.record import TurnRecord
 from procs.agent.roles import RolePolicy
+from procs.agent.terminals import DEFAULT_MAX_KEPT_TERMINALS, DEFAULT_MAX_TERMINALS
 from procs.agent.transport import MAX_LINE_BYTES, AgentTransport
 
 T = TypeVar("T")
@@ -105,11 +106,15 @@ class AcpAgent:
         review: Review | None = None,
         permission_timeout_s: float = 300.0,
         command_timeout_s: float = 600.0,
+        max_terminals: int = DEFAULT_MAX_TERMINALS,
+        max_kept_terminals: int = DEFAULT_MAX_KEPT_TERMINALS,
     ) -> AcpAgent:
         """Spawn `command` in `workspace` and complete `initialize` within `timeout` s.
 
         `env` replaces the environment entirely (pass what the agent needs, e.g. PATH and
-        an isolated HOME). Raises FileNotFoundError for a missing command, AgentDied,
+        an isolated HOME). `max_terminals` / `max_kept_terminals` bound the session's
+        terminals (running / not yet released). Raises ValueError for a bad limit (before
+        anything is spawned), FileNotFoundError for a missing command, AgentDied,
         AgentTimeout, AgentProtocolError.
         """
         if not command:
@@ -117,6 +122,11 @@ class AcpAgent:
         workspace = workspace.resolve()
         if not workspace.is_dir():
             raise FileNotFoundError(f"workspace {workspace} is not a directory")
+        client = FactoryClient(
+            workspace, policy, review=review, permission_timeout_s=permission_timeout_s,
+            command_timeout_s=command_timeout_s, max_terminals=max_terminals,
+            max_kept_terminals=max_kept_terminals,
+        )  # fmt: skip
         process = await spawn(
             *command,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -125,10 +135,6 @@ class AcpAgent:
             process_group=0, limit=MAX_LINE_BYTES,
         )  # fmt: skip
         assert process.stdout is not None and process.stdin is not None
-        client = FactoryClient(
-            workspace, policy, review=review, permission_timeout_s=permission_timeout_s,
-            command_timeout_s=command_timeout_s,
-        )  # fmt: skip
         transport = AgentTransport(process.stdout, process.stdin)
         agent = cls(command, process, transport, client)
         try:

@@ -4,6 +4,11 @@ Each command is its own process group (killed as a group), starts in the workspa
 directory inside it), gets the agent's env additions on top of a trimmed environment, and
 is killed when it outlives `command_timeout_s`. Output (stdout and stderr together) keeps
 the last `output_byte_limit` bytes, cut on a character boundary, and says when it was cut.
+
+A session holds a bounded number of terminals: at most `max_terminals` commands running at
+once (a place is freed when the command exits or is released), and at most
+`max_kept_terminals` not yet released (an exited terminal keeps its output, up to 4 MiB,
+until terminal/release). Beyond either, create() raises TerminalLimit naming the limit.
 """
 
 from __future__ import annotations
@@ -20,11 +25,23 @@ from procs.agent.exits import WatchedProcess, signal_name, spawn
 from procs.agent.roles import PathRefused, resolve_in_workspace
 
 DEFAULT_OUTPUT_LIMIT = 256 * 1024
+MAX_OUTPUT_LIMIT = 16 * DEFAULT_OUTPUT_LIMIT
+DEFAULT_MAX_TERMINALS = 8
+DEFAULT_MAX_KEPT_TERMINALS = 32
 BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TERM", "TMPDIR")
 
 
 class TerminalNotFound(KeyError):
     """No terminal with that id in this session (never created, or released)."""
+
+
+class TerminalLimit(Exception):
+    """terminal/create refused: the session already holds as many terminals as it may."""
+
+    def __init__(self, message: str, *, limit: str, value: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.value = value
 
 
 @dataclass
@@ -66,11 +83,51 @@ class Terminal:
 class Terminals:
     """The terminals of one agent session."""
 
-    def __init__(self, workspace: Path, *, command_timeout_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        workspace: Path,
+        *,
+        command_timeout_s: float = 600.0,
+        max_terminals: int = DEFAULT_MAX_TERMINALS,
+        max_kept_terminals: int = DEFAULT_MAX_KEPT_TERMINALS,
+    ) -> None:
+        for name, value in (("max_terminals", max_terminals),
+                            ("max_kept_terminals", max_kept_terminals)):  # fmt: skip
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         self.workspace = workspace
         self.command_timeout_s = command_timeout_s
+        self.max_terminals = max_terminals
+        self.max_kept_terminals = max_kept_terminals
         self._ids = itertools.count(1)
         self._terminals: dict[str, Terminal] = {}
+        self._starting = 0  # creates between their check and their registration
+
+    def running(self) -> int:
+        """Commands running now (and being started), which max_terminals bounds."""
+        return self._starting + sum(not t.exited.is_set() for t in self._terminals.values())
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "running": self.running(), "kept": len(self._terminals) + self._starting,
+            "max_terminals": self.max_terminals, "max_kept_terminals": self.max_kept_terminals,
+        }  # fmt: skip
+
+    def _check_room(self) -> None:
+        running, kept = self.running(), len(self._terminals) + self._starting
+        if running >= self.max_terminals:
+            raise TerminalLimit(
+                f"{running} commands are already running in this session "
+                f"(max_terminals={self.max_terminals}); wait for one to exit or kill it",
+                limit="max_terminals", value=self.max_terminals,
+            )  # fmt: skip
+        if kept >= self.max_kept_terminals:
+            raise TerminalLimit(
+                f"{kept} terminals are not yet released in this session "
+                f"(max_kept_terminals={self.max_kept_terminals}); release one with "
+                "terminal/release",
+                limit="max_kept_terminals", value=self.max_kept_terminals,
+            )  # fmt: skip
 
     async def create(
         self,
@@ -82,7 +139,9 @@ class Terminals:
         output_byte_limit: int | None = None,
     ) -> str:
         """Start `command args...`; returns the terminal id. Raises PathRefused for a cwd
-        outside the workspace, FileNotFoundError for a missing command."""
+        outside the workspace, FileNotFoundError for a missing command, TerminalLimit when
+        the session has no room for another terminal."""
+        self._check_room()
         directory = self.workspace.resolve()
         if cwd is not None and not _names_workspace(self.workspace, cwd):
             directory = resolve_in_workspace(self.workspace, cwd).real
@@ -91,15 +150,19 @@ class Terminals:
         limit = DEFAULT_OUTPUT_LIMIT if output_byte_limit is None else output_byte_limit
         if limit < 0:
             raise ValueError(f"output_byte_limit must be >= 0, got {limit}")
-        limit = min(limit, DEFAULT_OUTPUT_LIMIT * 16)
+        limit = min(limit, MAX_OUTPUT_LIMIT)
         full_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
         full_env.update(env or {})
-        process = await spawn(
-            command, *(args or []),
-            cwd=directory, env=full_env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            process_group=0,
-        )  # fmt: skip
+        self._starting += 1  # holds the place while spawn() awaits: creates run concurrently
+        try:
+            process = await spawn(
+                command, *(args or []),
+                cwd=directory, env=full_env, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                process_group=0,
+            )  # fmt: skip
+        finally:
+            self._starting -= 1
         terminal = Terminal(f"term-{next(self._ids)}", process, limit)
         terminal.pump = asyncio.create_task(self._pump(terminal))
         terminal.watchdog = asyncio.create_task(self._watchdog(terminal))
