@@ -2,16 +2,17 @@
 
     python -m procs.acp_client --workspace WS --role implementer --prompt-file P \
         [--timeout-s 600] [--may-execute] [--result-file R] [--cancel-grace-s 5] \
+        [--max-turn-updates N] [--max-turn-update-bytes N] [--max-terminals N] \
         -- opencode acp --pure
 
 Spawns the agent command in WS (its own process group), opens a session, sends the prompt,
 and writes the TurnResult as JSON (stop reason, message, tool calls, permissions, file
-writes, protocol violations) to --result-file or stdout. The agent inherits this process's
-environment (for opencode, see procs.agent.opencode for an isolated HOME and config).
-SIGTERM/SIGINT cancel the turn (session/cancel), wait up to --cancel-grace-s for it to end,
-close the agent's group and exit 0. Exit status: 0 the turn ended (any stop reason), 2 bad
-usage, 3 the agent died, timed out, ignored the cancel or broke the protocol (the reason is
-on stderr as JSON).
+writes, protocol violations, how many updates the record's limits dropped) to
+--result-file or stdout. The agent inherits this process's environment (for opencode, see
+procs.agent.opencode for an isolated HOME and config). SIGTERM/SIGINT cancel the turn
+(session/cancel), wait up to --cancel-grace-s for it to end, close the agent's group and
+exit 0. Exit status: 0 the turn ended (any stop reason), 2 bad usage, 3 the agent died,
+timed out, ignored the cancel or broke the protocol (the reason is on stderr as JSON).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pathlib import Path
 import orjson
 
 from procs.agent import AcpAgent, AgentError, AgentTimeout, RolePolicy, TurnResult
+from procs.agent.record import DEFAULT_MAX_UPDATE_BYTES, DEFAULT_MAX_UPDATES, RecordLimits
+from procs.agent.terminals import DEFAULT_MAX_TERMINALS
 
 EXIT_AGENT_FAILED = 3
 
@@ -37,9 +40,13 @@ async def run_turn(args: argparse.Namespace, prompt: str) -> TurnResult:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     policy = RolePolicy.for_role(args.role, may_execute=args.may_execute)
-    agent = await AcpAgent.start(
-        args.command, workspace=args.workspace, policy=policy, timeout=args.start_timeout_s
+    limits = RecordLimits(
+        max_updates=args.max_turn_updates, max_update_bytes=args.max_turn_update_bytes
     )
+    agent = await AcpAgent.start(
+        args.command, workspace=args.workspace, policy=policy, timeout=args.start_timeout_s,
+        record_limits=limits, max_terminals=args.max_terminals,
+    )  # fmt: skip
     try:
         await agent.new_session(timeout=args.start_timeout_s)
         turn = asyncio.ensure_future(agent.prompt(prompt, timeout=args.timeout_s))
@@ -61,6 +68,17 @@ async def run_turn(args: argparse.Namespace, prompt: str) -> TurnResult:
         await agent.close()
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse names the option in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="acp_client", description=__doc__.split("\n")[0])
     parser.add_argument("--workspace", type=Path, required=True)
@@ -73,6 +91,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--may-execute", action="store_true")
     parser.add_argument("--result-file", type=Path)
     parser.add_argument("--cancel-grace-s", type=float, default=5.0)
+    parser.add_argument("--max-turn-updates", type=positive_int, default=DEFAULT_MAX_UPDATES)
+    parser.add_argument(
+        "--max-turn-update-bytes", type=positive_int, default=DEFAULT_MAX_UPDATE_BYTES
+    )
+    parser.add_argument("--max-terminals", type=positive_int, default=DEFAULT_MAX_TERMINALS)
     parser.add_argument("command", nargs="+", help="the agent command, after --")
     args = parser.parse_args(argv)
     try:

@@ -107,3 +107,24 @@ def test_an_agent_ignoring_the_cancel_exits_3_once_the_grace_is_over(tmp_path: P
     report = json.loads(stderr.decode().strip().splitlines()[-1])
     assert report["reason"] == "AgentTimeout"
     assert "did not end the turn within 0.5s of session/cancel" in report["message"]
+
+
+def test_record_limit_from_the_command_line(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    done = subprocess.run(
+        client_cmd(ws, [{"op": "flood", "count": 40}], "--max-turn-updates", "5"),
+        cwd=ROOT, env=ENV, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    result = json.loads(done.stdout)
+    assert (result["dropped_updates"], len(result["record"]["updates"])) == (35, 5)
+
+
+def test_a_bad_limit_is_bad_usage_naming_the_option(tmp_path: Path) -> None:
+    done = subprocess.run(
+        client_cmd(tmp_path, [], "--max-terminals", "0"),
+        cwd=ROOT, env=ENV, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "argument --max-terminals: must be >= 1, got 0" in done.stderr.decode()

@@ -1,5 +1,6 @@
-"""Bounds on what an agent can make us hold: the session's terminals. Driven through the
-real wire by the scripted ACP TEST DOUBLE, and with real subprocesses for terminals."""
+"""Bounds on what an agent can make us hold: the turn record (updates, decisions) and the
+session's terminals. Driven through the real wire by the scripted ACP TEST DOUBLE, and
+with real subprocesses for terminals."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from procs.agent import AcpAgent, RolePolicy
+from procs.agent.record import RecordLimits, TurnRecord
 from procs.agent.session import TurnResult
 from procs.agent.terminals import TerminalLimit, Terminals
 from tests.waiting import pid_gone, wait_until
@@ -44,6 +47,70 @@ def ws(tmp_path: Path) -> Path:
     (workspace / "src").mkdir(parents=True)
     (workspace / "src" / "app.py").write_text("a = 1\n")
     return workspace
+
+
+# the turn record -------------------------------------------------------------------------
+
+
+def test_a_flood_of_updates_keeps_the_first_and_counts_the_rest(ws: Path) -> None:
+    ops = [
+        {"op": "write", "path": str(ws / "src" / "new.py"), "content": "n = 1\n"},
+        {"op": "flood", "count": 3000},
+    ]
+    result = run_turn(ws, ops, record_limits=RecordLimits(max_updates=50))
+    assert result.stop_reason == "end_turn"
+    record = result.record
+    assert len(record.updates) == len(record.message_chunks) == 50
+    assert result.dropped_updates == 1 + 3000 - 50  # the write's reply, then the flood
+    assert json.loads(record.message_chunks[0]) == {"result": {}}  # the first are kept
+    assert record.message_chunks[1:] == ["x"] * 49
+    assert [(f.op, f.ok) for f in record.files] == [("write", True)]  # its own budget
+    assert result.dropped_decisions == 0
+    data = result.to_dict()
+    assert (data["dropped_updates"], data["record"]["dropped_updates"]) == (2951, 2951)
+    assert data["record"]["limits"]["max_updates"] == 50
+
+
+def test_the_byte_budget_bounds_the_record(ws: Path) -> None:
+    budget = 20_000
+    result = run_turn(
+        ws, [{"op": "flood", "count": 400, "size": 300}],
+        record_limits=RecordLimits(max_update_bytes=budget),
+    )  # fmt: skip
+    record = result.record
+    size = len(orjson.dumps(record.updates[0]))  # every flood update has the same size
+    assert size > 300
+    kept = budget // size
+    assert len(record.updates) == kept
+    assert record.update_bytes == kept * size <= budget < record.update_bytes + size
+    assert result.dropped_updates == 400 - kept
+
+
+def test_decisions_past_their_budget_are_served_but_not_kept(ws: Path) -> None:
+    ops = [{"op": "read", "path": str(ws / "src" / "app.py")}] * 10
+    result = run_turn(ws, ops, record_limits=RecordLimits(max_decisions=3))
+    assert [json.loads(c) for c in result.record.message_chunks] == [
+        {"result": {"content": "a = 1\n"}}
+    ] * 10
+    assert [(f.op, f.ok) for f in result.record.files] == [("read", True)] * 3
+    assert result.dropped_decisions == 7
+
+
+def test_the_record_is_a_prefix_a_small_update_after_a_drop_is_dropped_too() -> None:
+    record = TurnRecord(RecordLimits(max_update_bytes=300))
+    small = {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": "a"}}
+    big = {"sessionUpdate": "agent_message_chunk", "content": {"type": "text", "text": "b" * 400}}
+    assert record.add_update(small) is True
+    assert record.add_update(big) is False
+    assert record.add_update(small) is False
+    assert (record.message, record.dropped_updates) == ("a", 2)
+
+
+@pytest.mark.parametrize("field", ["max_updates", "max_update_bytes", "max_decisions"])
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "10"])
+def test_bad_record_limits_name_the_field(field: str, bad: object) -> None:
+    with pytest.raises(ValueError, match=rf"RecordLimits\.{field} must be an integer >= 1"):
+        RecordLimits(**{field: bad})  # type: ignore[arg-type]
 
 
 # terminals -------------------------------------------------------------------------------

@@ -4,13 +4,13 @@ A thin adapter over the `agent-client-protocol` package (module `acp`): session.
 (process, initialize, session/new, prompt, cancel, close), client.FactoryClient (the
 handlers the agent calls), roles (what each role may write), permissions (the decision
 per tool call), files (fs/*), terminals (terminal/*), transport (stdio that reports bad
-input), record (what a turn produced), opencode (config/env for opencode-ai).
+input), record (what a turn produced, bounded), opencode (config/env for opencode-ai).
 This package is named `agent`, not `acp`, so that it never shadows the library.
 """
 
 from procs.agent.client import FactoryClient
 from procs.agent.permissions import Decision, decide
-from procs.agent.record import TurnRecord
+from procs.agent.record import RecordLimits, TurnRecord
 from procs.agent.roles import PathRefused, Role, RolePolicy
 from procs.agent.session import (
     AcpAgent,
@@ -30,6 +30,7 @@ __all__ = [
     "Decision",
     "FactoryClient",
     "PathRefused",
+    "RecordLimits",
     "Role",
     "RolePolicy",
     "TurnRecord",

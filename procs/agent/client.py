@@ -32,7 +32,7 @@ from acp.schema import (
 
 from procs.agent import files
 from procs.agent.permissions import Decision, decide, paths_named, pick_option
-from procs.agent.record import FileRecord, PermissionRecord, TurnRecord
+from procs.agent.record import FileRecord, PermissionRecord, RecordLimits, TurnRecord
 from procs.agent.roles import PathRefused, RolePolicy
 from procs.agent.terminals import (
     DEFAULT_MAX_KEPT_TERMINALS,
@@ -66,6 +66,7 @@ class FactoryClient:
         command_timeout_s: float = 600.0,
         max_write_bytes: int = files.MAX_WRITE_BYTES,
         max_read_bytes: int = files.MAX_READ_BYTES,
+        record_limits: RecordLimits | None = None,
         max_terminals: int = DEFAULT_MAX_TERMINALS,
         max_kept_terminals: int = DEFAULT_MAX_KEPT_TERMINALS,
     ) -> None:
@@ -75,14 +76,19 @@ class FactoryClient:
         self.permission_timeout_s = permission_timeout_s
         self.max_write_bytes = max_write_bytes
         self.max_read_bytes = max_read_bytes
+        self.record_limits = record_limits or RecordLimits()
         self.terminals = Terminals(
             workspace, command_timeout_s=command_timeout_s, max_terminals=max_terminals,
             max_kept_terminals=max_kept_terminals,
         )  # fmt: skip
         self.session_ids: set[str] = set()
-        self.record = TurnRecord()
+        self.record = self.new_record()
         self.cancelled = asyncio.Event()
         self.pending_permissions = 0
+
+    def new_record(self) -> TurnRecord:
+        """An empty record for the next turn, bounded by `record_limits`."""
+        return TurnRecord(self.record_limits)
 
     def on_connect(self, conn: Any) -> None:
         return
@@ -125,7 +131,7 @@ class FactoryClient:
         )  # fmt: skip
         if option is None and outcome != "cancelled":
             outcome = "cancelled"  # no matching option offered: cancelling is the safe answer
-        self.record.permissions.append(
+        self.record.add_permission(
             PermissionRecord(
                 tool_call_id=tool_call.tool_call_id, kind=call.get("kind", "other"),
                 paths=paths_named(call), outcome=outcome, reason=decision.reason,
@@ -169,15 +175,15 @@ class FactoryClient:
                 self.workspace, path, line=line, limit=limit, max_bytes=self.max_read_bytes
             )
         except PathRefused as exc:
-            self.record.files.append(FileRecord("read", path, False, str(exc)))
+            self.record.add_file(FileRecord("read", path, False, str(exc)))
             raise RequestError(FORBIDDEN, f"read refused: {exc}", {"path": path}) from None
         except FileNotFoundError:
-            self.record.files.append(FileRecord("read", path, False, "not found"))
+            self.record.add_file(FileRecord("read", path, False, "not found"))
             raise RequestError(NOT_FOUND, f"no such file: {path}", {"path": path}) from None
         except (OSError, ValueError) as exc:
-            self.record.files.append(FileRecord("read", path, False, str(exc)))
+            self.record.add_file(FileRecord("read", path, False, str(exc)))
             raise RequestError.invalid_params({"path": path, "details": str(exc)}) from None
-        self.record.files.append(FileRecord("read", path, True, f"{len(content)} chars"))
+        self.record.add_file(FileRecord("read", path, True, f"{len(content)} chars"))
         return ReadTextFileResponse(content=content)
 
     async def write_text_file(
@@ -189,12 +195,12 @@ class FactoryClient:
                 self.policy, self.workspace, path, content, max_bytes=self.max_write_bytes
             )
         except PathRefused as exc:
-            self.record.files.append(FileRecord("write", path, False, str(exc)))
+            self.record.add_file(FileRecord("write", path, False, str(exc)))
             raise RequestError(FORBIDDEN, f"write refused: {exc}", {"path": path}) from None
         except (OSError, ValueError, TypeError) as exc:
-            self.record.files.append(FileRecord("write", path, False, str(exc)))
+            self.record.add_file(FileRecord("write", path, False, str(exc)))
             raise RequestError.invalid_params({"path": path, "details": str(exc)}) from None
-        self.record.files.append(FileRecord("write", path, True, f"{len(content)} chars"))
+        self.record.add_file(FileRecord("write", path, True, f"{len(content)} chars"))
         return WriteTextFileResponse()
 
     # terminal/* ------------------------------------------------------------------------

@@ -1,9 +1,66 @@
-"""What one prompt turn produced, collected from session/update and the client's handlers."""
+"""What one prompt turn produced, collected from session/update and the client's handlers.
+
+The record is bounded (RecordLimits): an agent decides how many updates it sends and how
+big they are, so a chatty or hostile one could otherwise grow our memory without limit.
+It keeps the FIRST updates of a turn, up to a count and a byte budget, and only counts the
+rest (`dropped_updates`). First, not newest: the kept record is then an unbroken prefix
+of the turn, and an agent cannot push what it did earlier (the tool calls it made, the
+permissions it asked for) out of the record by talking more afterwards. What it costs: a
+turn that outgrows the budget loses its last message chunks, and `dropped_updates` > 0
+says the record is incomplete. The defaults are far above a normal turn (opencode sends
+one update per streamed chunk of text; 20,000 is a very long turn). Permission decisions
+and file operations (`decisions`) have their own budget, so that flooding updates cannot
+crowd them out.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+import orjson
+
+DEFAULT_MAX_UPDATES = 20_000
+DEFAULT_MAX_UPDATE_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_DECISIONS = 2_000
+DEFAULT_MAX_DECISION_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RecordLimits:
+    """How much of one turn a TurnRecord keeps. Sizes are the entries' JSON bytes; the
+    Python objects that hold them take a small multiple of that."""
+
+    max_updates: int = DEFAULT_MAX_UPDATES
+    max_update_bytes: int = DEFAULT_MAX_UPDATE_BYTES
+    max_decisions: int = DEFAULT_MAX_DECISIONS  # permission decisions + file operations
+    max_decision_bytes: int = DEFAULT_MAX_DECISION_BYTES
+
+    def __post_init__(self) -> None:
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"RecordLimits.{spec.name} must be an integer >= 1, got {value!r}")
+
+
+@dataclass
+class _Budget:
+    """Admits entries while both the count and the byte budget hold, then none at all."""
+
+    max_count: int
+    max_bytes: int
+    count: int = 0
+    bytes: int = 0
+    dropped: int = 0
+
+    def admit(self, size: int) -> bool:
+        fits = self.count < self.max_count and self.bytes + size <= self.max_bytes
+        if self.dropped or not fits:
+            self.dropped += 1
+            return False
+        self.count += 1
+        self.bytes += size
+        return True
 
 
 @dataclass
@@ -34,17 +91,21 @@ class FileRecord:
     detail: str = ""
 
 
-@dataclass
 class TurnRecord:
-    """Every update of a turn, in arrival order (`updates`), plus the parts sorted out."""
+    """The first updates of a turn, in arrival order (`updates`), the parts sorted out of
+    them, and our handlers' decisions; each bounded by `limits`."""
 
-    message_chunks: list[str] = field(default_factory=list)
-    thought_chunks: list[str] = field(default_factory=list)
-    tool_calls: dict[str, ToolCallRecord] = field(default_factory=dict)
-    plan: list[dict[str, Any]] = field(default_factory=list)
-    permissions: list[PermissionRecord] = field(default_factory=list)
-    files: list[FileRecord] = field(default_factory=list)
-    updates: list[dict[str, Any]] = field(default_factory=list)
+    def __init__(self, limits: RecordLimits | None = None) -> None:
+        self.limits = limits or RecordLimits()
+        self.message_chunks: list[str] = []
+        self.thought_chunks: list[str] = []
+        self.tool_calls: dict[str, ToolCallRecord] = {}
+        self.plan: list[dict[str, Any]] = []
+        self.permissions: list[PermissionRecord] = []
+        self.files: list[FileRecord] = []
+        self.updates: list[dict[str, Any]] = []
+        self._updates = _Budget(self.limits.max_updates, self.limits.max_update_bytes)
+        self._decisions = _Budget(self.limits.max_decisions, self.limits.max_decision_bytes)
 
     @property
     def message(self) -> str:
@@ -54,7 +115,28 @@ class TurnRecord:
     def thoughts(self) -> str:
         return "".join(self.thought_chunks)
 
-    def add_update(self, update: dict[str, Any]) -> None:
+    @property
+    def dropped_updates(self) -> int:
+        """Updates of this turn not kept (the budget was full when they came)."""
+        return self._updates.dropped
+
+    @property
+    def dropped_decisions(self) -> int:
+        """Permission decisions and file operations not kept."""
+        return self._decisions.dropped
+
+    @property
+    def update_bytes(self) -> int:
+        """JSON bytes of the updates kept."""
+        return self._updates.bytes
+
+    def add_update(self, update: dict[str, Any]) -> bool:
+        """Keep one session/update (as JSON) if the budget allows; False if dropped."""
+        if self._updates.dropped:  # full: spare the serialisation
+            self._updates.dropped += 1
+            return False
+        if not self._updates.admit(len(orjson.dumps(update))):
+            return False
         self.updates.append(update)
         kind = update.get("sessionUpdate")
         if kind in ("agent_message_chunk", "agent_thought_chunk"):
@@ -66,6 +148,21 @@ class TurnRecord:
             self._tool_call(update)
         elif kind == "plan":
             self.plan = list(update.get("entries") or [])
+        return True
+
+    def add_permission(self, permission: PermissionRecord) -> bool:
+        """Keep one permission decision if the decisions budget allows."""
+        if not self._decisions.admit(len(orjson.dumps(permission))):
+            return False
+        self.permissions.append(permission)
+        return True
+
+    def add_file(self, operation: FileRecord) -> bool:
+        """Keep one fs/* operation if the decisions budget allows."""
+        if not self._decisions.admit(len(orjson.dumps(operation))):
+            return False
+        self.files.append(operation)
+        return True
 
     def _tool_call(self, update: dict[str, Any]) -> None:
         call_id = str(update.get("toolCallId", ""))
@@ -81,7 +178,16 @@ class TurnRecord:
             record.raw_output = update["rawOutput"]
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["message"] = self.message
-        data["thoughts"] = self.thoughts
-        return data
+        return {
+            "message": self.message, "thoughts": self.thoughts,
+            "message_chunks": list(self.message_chunks),
+            "thought_chunks": list(self.thought_chunks),
+            "tool_calls": {key: asdict(call) for key, call in self.tool_calls.items()},
+            "plan": list(self.plan),
+            "permissions": [asdict(p) for p in self.permissions],
+            "files": [asdict(f) for f in self.files],
+            "updates": list(self.updates),
+            "dropped_updates": self.dropped_updates,
+            "dropped_decisions": self.dropped_decisions,
+            "limits": asdict(self.limits),
+        }  # fmt: skip

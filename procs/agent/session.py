@@ -2,11 +2,11 @@
 
 Lifecycle: `start()` spawns the command in the workspace, in its own process group, and
 runs `initialize`; `new_session()` runs session/new; `prompt()` runs session/prompt and
-returns a TurnResult with every session/update of the turn; `cancel()` sends
-session/cancel and answers pending permission requests "cancelled"; `close()` ends the
-process group (stdin EOF, then SIGTERM, then SIGKILL). Every wait is bounded: a call that
-outlives its timeout raises AgentTimeout, an agent that exits while we wait raises
-AgentDied (exit status + its last stderr lines), a malformed reply raises
+returns a TurnResult with the session/updates of the turn (bounded: see record.py);
+`cancel()` sends session/cancel and answers pending permission requests "cancelled";
+`close()` ends the process group (stdin EOF, then SIGTERM, then SIGKILL). Every wait is
+bounded: a call that outlives its timeout raises AgentTimeout, an agent that exits while
+we wait raises AgentDied (exit status + its last stderr lines), a malformed reply raises
 AgentProtocolError. A crash of ours leaves the agent's group to the supervisor, which
 kills children's groups.
 """
@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from procs.agent.client import FactoryClient, Review
 from procs.agent.exits import WatchedProcess, signal_name, spawn
-from procs.agent.record import TurnRecord
+from procs.agent.record import RecordLimits, TurnRecord
 from procs.agent.roles import RolePolicy
 from procs.agent.terminals import DEFAULT_MAX_KEPT_TERMINALS, DEFAULT_MAX_TERMINALS
 from procs.agent.transport import MAX_LINE_BYTES, AgentTransport
@@ -64,11 +64,22 @@ class TurnResult:
     timed_out: bool = False
     protocol_violations: list[str] = field(default_factory=list)
 
+    @property
+    def dropped_updates(self) -> int:
+        """session/updates of this turn that the record's limits left out."""
+        return self.record.dropped_updates
+
+    @property
+    def dropped_decisions(self) -> int:
+        """Permission decisions and file operations the record's limits left out."""
+        return self.record.dropped_decisions
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "stop_reason": self.stop_reason, "wall_s": self.wall_s, "usage": self.usage,
             "timed_out": self.timed_out, "protocol_violations": self.protocol_violations,
-            "record": self.record.to_dict(),
+            "dropped_updates": self.dropped_updates,
+            "dropped_decisions": self.dropped_decisions, "record": self.record.to_dict(),
         }  # fmt: skip
 
 
@@ -106,16 +117,18 @@ class AcpAgent:
         review: Review | None = None,
         permission_timeout_s: float = 300.0,
         command_timeout_s: float = 600.0,
+        record_limits: RecordLimits | None = None,
         max_terminals: int = DEFAULT_MAX_TERMINALS,
         max_kept_terminals: int = DEFAULT_MAX_KEPT_TERMINALS,
     ) -> AcpAgent:
         """Spawn `command` in `workspace` and complete `initialize` within `timeout` s.
 
         `env` replaces the environment entirely (pass what the agent needs, e.g. PATH and
-        an isolated HOME). `max_terminals` / `max_kept_terminals` bound the session's
-        terminals (running / not yet released). Raises ValueError for a bad limit (before
-        anything is spawned), FileNotFoundError for a missing command, AgentDied,
-        AgentTimeout, AgentProtocolError.
+        an isolated HOME). `record_limits` bound what a turn's record keeps;
+        `max_terminals` / `max_kept_terminals` bound the session's terminals (running /
+        not yet released). Raises ValueError for a bad limit (before anything is spawned),
+        FileNotFoundError for a missing command, AgentDied, AgentTimeout,
+        AgentProtocolError.
         """
         if not command:
             raise ValueError("agent command is empty")
@@ -124,8 +137,8 @@ class AcpAgent:
             raise FileNotFoundError(f"workspace {workspace} is not a directory")
         client = FactoryClient(
             workspace, policy, review=review, permission_timeout_s=permission_timeout_s,
-            command_timeout_s=command_timeout_s, max_terminals=max_terminals,
-            max_kept_terminals=max_kept_terminals,
+            command_timeout_s=command_timeout_s, record_limits=record_limits,
+            max_terminals=max_terminals, max_kept_terminals=max_kept_terminals,
         )  # fmt: skip
         process = await spawn(
             *command,
@@ -183,7 +196,7 @@ class AcpAgent:
         `cancel_grace_s` the result says timed_out=True, else AgentTimeout."""
         if self.session_id is None:
             raise AgentProtocolError("prompt before new_session()")
-        self.client.record = record = TurnRecord()
+        self.client.record = record = self.client.new_record()
         self.client.cancelled.clear()
         seen_violations = len(self.transport.violations)
         began = time.monotonic()

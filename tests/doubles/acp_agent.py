@@ -3,8 +3,8 @@
 Real-agent behaviour is tested with opencode; this double exists for what opencode never
 does: call fs/read_text_file, fs/write_text_file and terminal/* through the client, send
 garbage lines, answer with malformed results, die on cue (optionally leaving a child that
-holds its pipes), hold terminals open, or run a turn that lasts until the client sends
-session/cancel. The prompt's text is a JSON
+holds its pipes), flood the client with updates, hold terminals open, or run a turn that
+lasts until the client sends session/cancel. The prompt's text is a JSON
 list of operations; the result of each client call (result or error object) is sent back
 as an agent_message_chunk whose text is that JSON, then the turn ends with end_turn.
 
@@ -82,6 +82,10 @@ def run_op(session_id: str, op: dict[str, Any]) -> dict[str, Any] | None:
                   "release_terminal": "terminal/release"}[kind]  # fmt: skip
         ref = {"sessionId": session_id, "terminalId": _terminal_ids[op["index"]]}
         return call_client(method, ref)
+    if kind == "flood":  # `count` message chunks of `size` characters, no answer expected
+        for _ in range(op["count"]):
+            say(session_id, "x" * op.get("size", 1))
+        return None
     if kind == "die":
         if op.get("leave_child"):  # it inherits stdout/stderr and outlives us
             subprocess.Popen(["sleep", "60"], stdin=subprocess.DEVNULL)
