@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import gc
 import json
+import os
+import signal
 import sys
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
@@ -22,6 +24,7 @@ import pytest
 
 from procs.agent import AcpAgent, AgentDied, RolePolicy
 from procs.agent.terminals import Terminals
+from tests.waiting import wait_gone
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENT = [sys.executable, "-m", "tests.doubles.acp_agent"]
@@ -109,3 +112,24 @@ def test_terminal_released_after_its_leftovers_held_the_output(tmp_path: Path) -
         await terminals.close()
 
     run_clean(main)
+
+
+def test_terminal_whose_output_is_held_by_an_escaped_process(tmp_path: Path) -> None:
+    # setsid takes the sleep out of the command's process group: the group kill misses
+    # it and it holds the output pipe. We stop waiting for output after pipe_grace_s.
+    escaped: list[int] = []
+
+    async def main() -> None:
+        terminals = Terminals(tmp_path, pipe_grace_s=0.2)
+        tid = await terminals.create("sh", ["-c", "setsid sleep 60 & echo $! > escaped.pid"])
+        terminal = await terminals.wait_for_exit(tid, timeout=30)
+        escaped.append(int((tmp_path / "escaped.pid").read_text()))
+        assert terminal.exit_status() == {"exitCode": 0, "signal": None}
+        await terminals.release(tid)
+
+    try:
+        run_clean(main)
+    finally:
+        for pid in escaped:
+            os.kill(pid, signal.SIGKILL)
+            wait_gone(pid)

@@ -90,7 +90,11 @@ class Terminals:
         command_timeout_s: float = 600.0,
         max_terminals: int = DEFAULT_MAX_TERMINALS,
         max_kept_terminals: int = DEFAULT_MAX_KEPT_TERMINALS,
+        pipe_grace_s: float = 5.0,
     ) -> None:
+        """`pipe_grace_s`: how long, once a command exited and its group was killed, its
+        output pipe may stay open (held by a process that left the group) before we stop
+        waiting for the rest of its output and close our end."""
         for name, value in (("max_terminals", max_terminals),
                             ("max_kept_terminals", max_kept_terminals)):  # fmt: skip
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -99,6 +103,7 @@ class Terminals:
         self.command_timeout_s = command_timeout_s
         self.max_terminals = max_terminals
         self.max_kept_terminals = max_kept_terminals
+        self.pipe_grace_s = pipe_grace_s
         self._ids = itertools.count(1)
         self._terminals: dict[str, Terminal] = {}
         self._starting = 0  # creates between their check and their registration
@@ -190,12 +195,14 @@ class Terminals:
             raise TerminalNotFound(f"no terminal {terminal_id!r} in this session") from None
 
     async def wait_for_exit(self, terminal_id: str, *, timeout: float) -> Terminal:
-        """Wait for the command (the watchdog kills it at command_timeout_s anyway)."""
+        """Wait for the command (the watchdog kills it at command_timeout_s anyway), then
+        up to pipe_grace_s for the rest of its output. Raises TimeoutError when the command
+        is still running after `timeout` s."""
         terminal = self.get(terminal_id)
         await asyncio.wait_for(terminal.exited.wait(), timeout)
         _kill_group(terminal.process, leftovers=True)  # free the output pipe they may hold
-        if terminal.pump is not None:
-            await asyncio.wait_for(terminal.pump, timeout=5.0)
+        if terminal.pump is not None:  # not cancelled if it outlasts the grace
+            await asyncio.wait({terminal.pump}, timeout=self.pipe_grace_s)
         return terminal
 
     def kill(self, terminal_id: str) -> None:
@@ -205,18 +212,18 @@ class Terminals:
         terminal = self._terminals.pop(terminal_id, None)
         if terminal is None:
             raise TerminalNotFound(f"no terminal {terminal_id!r} in this session")
-        await _reap(terminal)
+        await _reap(terminal, self.pipe_grace_s)
 
     async def close(self) -> None:
-        """Kill and reap every terminal (session end)."""
+        """Kill and reap every terminal (session end), all at once: about pipe_grace_s at
+        most, however many there are."""
         terminals, self._terminals = list(self._terminals.values()), {}
-        for terminal in terminals:
-            await _reap(terminal)
+        await asyncio.gather(*(_reap(t, self.pipe_grace_s) for t in terminals))
 
 
-async def _reap(terminal: Terminal) -> None:
+async def _reap(terminal: Terminal, pipe_grace_s: float) -> None:
     _kill_group(terminal.process, leftovers=True)
-    await terminal.process.close(timeout=5.0)  # the pump reads what was left to EOF
+    await terminal.process.close(timeout=pipe_grace_s)  # the pump reads what was left to EOF
     for task in (terminal.pump, terminal.watchdog):
         if task is not None and not task.done():
             task.cancel()
