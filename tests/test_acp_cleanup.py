@@ -14,6 +14,7 @@ import contextlib
 import gc
 import json
 import os
+import re
 import signal
 import sys
 import warnings
@@ -87,6 +88,25 @@ def test_agent_dying_mid_turn_leaving_a_child(tmp_path: Path) -> None:
             await turn(tmp_path, [{"op": "die", "leave_child": True}])
 
     run_clean(main)
+
+
+def test_agent_dying_mid_turn_leaving_an_escaped_child(tmp_path: Path) -> None:
+    # The child left the agent's process group: close() cannot kill it, and it holds the
+    # agent's stdout and stderr. close() lets them go after its 1 s pipe grace.
+    messages: list[str] = []
+
+    async def main() -> None:
+        with pytest.raises(AgentDied, match="exited with status 3") as info:
+            await turn(tmp_path, [{"op": "die", "leave_child": "escaped"}])
+        messages.append(str(info.value))
+
+    try:
+        run_clean(main)
+    finally:
+        for pid in re.findall(r"left child (\d+)", "".join(messages)):
+            os.kill(int(pid), signal.SIGKILL)
+            wait_gone(int(pid))
+    assert "left child" in messages[0]
 
 
 def test_turn_cancelled_at_its_timeout(tmp_path: Path) -> None:

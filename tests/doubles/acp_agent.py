@@ -88,7 +88,10 @@ def run_op(session_id: str, op: dict[str, Any]) -> dict[str, Any] | None:
         return None
     if kind == "die":
         if op.get("leave_child"):  # it inherits stdout/stderr and outlives us
-            subprocess.Popen(["sleep", "60"], stdin=subprocess.DEVNULL)
+            # "escaped": in a session of its own, out of reach of a kill of our group
+            argv = ["setsid", "sleep", "60"] if op["leave_child"] == "escaped" else ["sleep", "60"]
+            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+            sys.stderr.write(f"scripted agent: left child {child.pid}\n")
         sys.stderr.write("scripted agent: dying on cue\n")
         sys.stderr.flush()
         os._exit(3)
