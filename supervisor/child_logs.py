@@ -2,12 +2,15 @@
 
 Lines go to factoryd's log stream (journald under systemd) and into a per-child ring
 buffer that `factoryctl logs ID` reads. A pipe is read until EOF, also after its child
-died, so the last words of a crashing child are not lost.
+died, so the last words of a crashing child are not lost. Each line of a child is
+numbered (from 1, across its restarts) so that `factoryctl logs -f` asks for what came
+after the last line it printed and learns how many the ring dropped in between.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import time
 from collections import deque
@@ -20,11 +23,38 @@ _READS_PER_CALL = 2  # at most 128 KiB (~0.2 s of 2-byte lines) per wake-up: a c
 # that never pauses (`yes`) must not keep the single-threaded daemon from its other work
 
 
+class Ring:
+    """A child's last lines, numbered: (seq, wall-clock ts, text)."""
+
+    def __init__(self) -> None:
+        self.lines: deque[tuple[int, float, str]] = deque(maxlen=_RING_LINES)
+        self.last_seq = 0
+
+    def append(self, ts: float, text: str) -> None:
+        self.last_seq += 1
+        self.lines.append((self.last_seq, ts, text))
+
+    def after(self, seq: int, limit: int) -> tuple[list[tuple[float, str]], int, int]:
+        """(the first `limit` lines numbered above `seq`, the number of the last one
+        returned (or `seq`), how many after `seq` the ring no longer holds).
+
+        A `seq` beyond the last line (numbering began anew: another factoryd, or the
+        ring was forgotten and made again) counts as 0.
+        """
+        if seq > self.last_seq:
+            seq = 0
+        first = self.lines[0][0] if self.lines else self.last_seq + 1
+        dropped = max(0, first - seq - 1)
+        skip = max(0, seq + 1 - first)
+        taken = list(itertools.islice(self.lines, skip, skip + limit))
+        return [(ts, text) for _, ts, text in taken], (taken[-1][0] if taken else seq), dropped
+
+
 class ChildLogs:
     def __init__(self, sink: TextIO) -> None:
         self._sink = sink
         self._pipes: dict[int, tuple[str, bytearray]] = {}  # read fd -> (child id, partial)
-        self.rings: dict[str, deque[tuple[float, str]]] = {}
+        self.rings: dict[str, Ring] = {}
 
     def open_pipe(self, child_id: str) -> tuple[int, int]:
         """A fresh (read, write) pair for a child start; the caller passes `write` on."""
@@ -33,7 +63,7 @@ class ChildLogs:
         self._pipes[read_fd] = (child_id, bytearray())
         if child_id not in self.rings:
             self._forget_idle_rings(_MAX_RINGS - 1)
-            self.rings[child_id] = deque(maxlen=_RING_LINES)
+            self.rings[child_id] = Ring()
         return read_fd, write_fd
 
     def _forget_idle_rings(self, keep: int) -> None:
@@ -74,16 +104,16 @@ class ChildLogs:
 
     def _emit(self, child_id: str, line: bytes) -> None:
         text = line.decode(errors="replace").rstrip("\r")
-        self.rings[child_id].append((time.time(), text))
+        self.rings[child_id].append(time.time(), text)
         with contextlib.suppress(OSError, ValueError):
             self._sink.write(f"[{child_id}] {text}\n")
             self._sink.flush()
 
     def tail(self, child_id: str, lines: int) -> list[tuple[float, str]]:
         ring = self.rings.get(child_id)
-        if ring is None:
+        if ring is None or lines <= 0:
             return []
-        return list(ring)[-lines:] if lines > 0 else []
+        return [(ts, text) for _, ts, text in list(ring.lines)[-lines:]]
 
     def close(self) -> None:
         for fd in list(self._pipes):

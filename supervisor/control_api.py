@@ -151,11 +151,19 @@ class ControlApi:
     def cmd_logs(self, args: dict[str, Any]) -> dict[str, Any]:
         child_id = args.get("id")
         lines = args.get("lines", 50)
+        after = args.get("after")
         if not isinstance(child_id, str) or child_id not in self.child_logs.rings:
             raise NoSuchChild(child_id)
-        if not isinstance(lines, int) or lines < 0:
+        if isinstance(lines, bool) or not isinstance(lines, int) or lines < 0:
             raise RequestRefused("args.lines must be an integer >= 0", "bad_request")
-        return {"id": child_id, "lines": self.child_logs.tail(child_id, lines)}
+        ring = self.child_logs.rings[child_id]
+        if after is None:  # the last `lines`; `seq` is where a follower goes on from
+            tail = self.child_logs.tail(child_id, lines)
+            return {"id": child_id, "lines": tail, "seq": ring.last_seq, "dropped": 0}
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise RequestRefused("args.after must be an integer >= 0", "bad_request")
+        taken, seq, dropped = ring.after(after, lines)
+        return {"id": child_id, "lines": taken, "seq": seq, "dropped": dropped}
 
     def cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -56,6 +56,20 @@ def exit_on_usr1(args: list[str]) -> int:
     return 0 if got == signal.SIGTERM else int(args[1])
 
 
+def say_on_usr1(args: list[str]) -> int:
+    """Print "said N" (N from 1) on every SIGUSR1, and args[1] lines at once on SIGUSR2;
+    run until SIGTERM. args: JOURNAL BURST"""
+    _record(args[0], "start")
+    wanted = {signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+    said = 0
+    while (got := signal.sigwait(wanted)) != signal.SIGTERM:
+        for _ in range(1 if got == signal.SIGUSR1 else int(args[1])):
+            said += 1
+            print(f"said {said}", flush=True)
+    return 0
+
+
 def with_grandchild(args: list[str]) -> int:
     """Start a grandchild in our process group that ignores SIGTERM, then serve.
     args: JOURNAL  (the grandchild's pid is recorded as "grandchild ID PID")"""
