@@ -1,0 +1,49 @@
+"""Review of the bus batch path (publish_many, recv / recv_many / _take, unsubscribe):
+each test is a bug found in review, shown with a real broker process."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ipc import bus, signals
+from tests.test_bus import Processes, connected
+
+
+@pytest.fixture
+def procs() -> Iterator[Processes]:
+    p = Processes()
+    yield p
+    p.cleanup()
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Path:
+    path = tmp_path / "run"
+    path.mkdir()
+    return path
+
+
+def test_a_signal_read_ahead_by_a_poll_is_not_delivered_after_its_unsubscribe(
+    procs: Processes, runtime: Path
+) -> None:
+    """A service polls `subscriber.socket` (as documented); ZeroMQ then reads the next
+    message ahead and hands it out later without filtering it again, so a signal of a
+    type unsubscribed in between still came out of recv."""
+    procs.broker(runtime)
+    pub, sub = connected(runtime, types=["PatchRejected", "LoopFailed"])
+    with pub, sub:
+        bus.deliver(pub, sub, signals.LoopFailed(loop_id="0", reason="sync"), timeout=10)
+        pub.publish(signals.PatchRejected(reason="before the unsubscribe"))
+        pub.publish_many([signals.PatchRejected(reason=str(i)) for i in range(3)])
+        assert sub.socket.poll(10_000)  # a service's Poller: the message is read ahead
+        sub.unsubscribe("PatchRejected")
+        sent = pub.publish(signals.LoopFailed(loop_id="1", reason="after"))
+        got = []  # in order, up to the sentinel: what was published before it came first
+        while not got or got[-1].id != sent.id:
+            envelope = sub.recv(timeout=10)
+            assert envelope is not None, "the sentinel never came"
+            got.append(envelope)
+        assert {e.type for e in got} == {"LoopFailed"}, [e.signal for e in got]
