@@ -26,6 +26,7 @@ subscriber has it; `Subscriber.wait_for(type, predicate, timeout=)`.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import deque
@@ -47,6 +48,8 @@ _IPC_PATH_MAX = 107  # sun_path
 # arithmetic, half of what a signal costs on this path.
 _NOBLOCK = int(zmq.NOBLOCK)
 _MORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
+_MORE = int(zmq.SNDMORE)
+_MAX_MS = 2**31 - 1  # SNDTIMEO is a C int
 _RCVMORE = int(zmq.RCVMORE)
 
 
@@ -134,6 +137,7 @@ class Publisher(_BusSocket):
         sock.setsockopt(zmq.XPUB_NODROP, 1)  # a full queue is EAGAIN, not a silent drop
         sock.connect(self.endpoints.publish)
         self.stats = {"published": 0, "messages": 0, "subscriptions": 0, "unsubscriptions": 0}
+        self._sndtimeo_ms = -1  # ZeroMQ's default: a blocking send waits for ever
 
     def wait_connected(self, *, timeout: float) -> None:
         """Block until the broker forwarded a subscription (so sends reach it).
@@ -204,9 +208,7 @@ class Publisher(_BusSocket):
         try:
             sock.send(frames[0], _MORE_NOBLOCK if last else _NOBLOCK)
         except zmq.Again:
-            if not sock.poll(int(timeout * 1000), zmq.POLLOUT):
-                raise BusTimeout(f"broker queue full for {timeout}s") from None
-            sock.send(frames[0], _MORE_NOBLOCK if last else _NOBLOCK)
+            self._send_waiting(frames[0], _MORE if last else 0, timeout)
         for i in range(1, last + 1):  # the rest of a message is never refused
             sock.send(frames[i], _MORE_NOBLOCK if i < last else _NOBLOCK)
         stats = self.stats
@@ -214,6 +216,20 @@ class Publisher(_BusSocket):
         stats["published"] += signals_in
         if not stats["messages"] & 0x3FF:  # keep the notice queue short
             self.drain_subscriptions()
+
+    def _send_waiting(self, frame: bytes, flags: int, timeout: float) -> None:
+        """A blocking send bounded by SNDTIMEO: with XPUB_NODROP, poll reports POLLOUT
+        even while the queue is full, so only a blocking send waits for room."""
+        if math.isnan(timeout):
+            raise ValueError(f"timeout must be a number of seconds, got {timeout}")
+        ms = -1 if timeout == math.inf else min(max(int(timeout * 1000), 0), _MAX_MS)
+        if ms != self._sndtimeo_ms:
+            self._sock.setsockopt(zmq.SNDTIMEO, ms)
+            self._sndtimeo_ms = ms
+        try:
+            self._sock.send(frame, flags)
+        except zmq.Again:
+            raise BusTimeout(f"broker queue full for {timeout}s") from None
 
 
 class Subscriber(_BusSocket):

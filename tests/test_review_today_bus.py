@@ -3,6 +3,8 @@ each test is a bug found in review, shown with a real broker process."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,3 +49,34 @@ def test_a_signal_read_ahead_by_a_poll_is_not_delivered_after_its_unsubscribe(
             assert envelope is not None, "the sentinel never came"
             got.append(envelope)
         assert {e.type for e in got} == {"LoopFailed"}, [e.signal for e in got]
+
+
+def test_publish_to_a_full_broker_queue_waits_its_timeout_then_raises_bus_timeout(
+    procs: Processes, runtime: Path
+) -> None:
+    """With XPUB_NODROP, ZeroMQ's poll says POLLOUT even when the queue is full, so the
+    retry after it raised a bare zmq.Again at once: no wait, and not the BusTimeout the
+    governor's exhaustion watch catches (its thread died, and the governor with it)."""
+    broker = procs.broker(runtime)
+    with bus.Publisher(runtime, source="test", hwm=10) as pub, bus.Subscriber(runtime) as sub:
+        sub.wait_connected(timeout=10)
+        pub.wait_connected(timeout=10)
+        bus.deliver(pub, sub, signals.LoopFailed(loop_id="sync", reason="sync"), timeout=10)
+        os.kill(broker.pid, signal.SIGSTOP)  # its queues fill; nothing is lost meanwhile
+        sent = []
+        try:
+            with pytest.raises(bus.BusTimeout, match=r"broker queue full for 0\.2s"):
+                for i in range(1_000_000):  # the kernel's socket buffers take some first
+                    sent.append(
+                        pub.publish(signals.LoopFailed(loop_id=str(i), reason="x"), timeout=0.2)
+                    )
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+        assert sent
+        end = pub.publish(signals.LoopFailed(loop_id="end", reason="sentinel"), timeout=10)
+        got = []
+        while not got or got[-1].id != end.id:
+            envelope = sub.recv(timeout=10)
+            assert envelope is not None, f"only {len(got)} of {len(sent)} arrived"
+            got.append(envelope)
+        assert [e.id for e in got[:-1]] == [e.id for e in sent]  # none lost, none twice
