@@ -61,6 +61,15 @@ class BusTimeout(BusError):
     """A bounded bus wait ended before its condition held."""
 
 
+class PartlyPublished(BusTimeout):
+    """publish_many timed out part way: `sent` went, in order, and `unsent` did not
+    (resend those, or give them up; resending `sent` would deliver them twice)."""
+
+    def __init__(self, message: str, sent: list[Envelope], unsent: list[Envelope]) -> None:
+        super().__init__(message)
+        self.sent, self.unsent = sent, unsent
+
+
 @dataclass(frozen=True, slots=True)
 class BusEndpoints:
     """Where publishers connect (`publish`, the broker's XSUB) and subscribers (`subscribe`)."""
@@ -183,15 +192,24 @@ class Publisher(_BusSocket):
         Each run of consecutive signals of one type (up to MAX_BATCH) travels as one
         batch message (ipc.signal_batch), which costs the bus about what one signal
         does: the way to send a burst. Subscribers see the same signals in the same
-        order as from `publish`. `timeout` bounds each message; on BusTimeout the runs
-        before the one that timed out have been sent.
+        order as from `publish`. `timeout` bounds each message; when one times out,
+        PartlyPublished (a BusTimeout) says which envelopes were sent and which not.
         """
         envelopes = signal_batch.envelop_many(batch, source=self.source)
+        sent = 0
         for run in signal_batch.runs(envelopes):
-            if len(run) == 1:
-                self._send(signals.encode(run[0]), timeout, 1)
-            else:
-                self._send(signal_batch.encode_batch(run), timeout, len(run))
+            try:
+                if len(run) == 1:
+                    self._send(signals.encode(run[0]), timeout, 1)
+                else:
+                    self._send(signal_batch.encode_batch(run), timeout, len(run))
+            except BusTimeout as exc:
+                raise PartlyPublished(
+                    f"{exc}: {sent} of {len(envelopes)} signals were sent",
+                    envelopes[:sent],
+                    envelopes[sent:],
+                ) from None
+            sent += len(run)
         return envelopes
 
     def send(self, envelope: Envelope, *, timeout: float = 1.0) -> None:

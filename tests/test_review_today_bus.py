@@ -80,3 +80,42 @@ def test_publish_to_a_full_broker_queue_waits_its_timeout_then_raises_bus_timeou
             assert envelope is not None, f"only {len(got)} of {len(sent)} arrived"
             got.append(envelope)
         assert [e.id for e in got[:-1]] == [e.id for e in sent]  # none lost, none twice
+
+
+def test_publish_many_that_times_out_says_which_signals_went(
+    procs: Processes, runtime: Path
+) -> None:
+    """publish_many sends run after run; on BusTimeout some runs are on their way and
+    the rest are not, and the caller could not tell which: a retry sent the first ones
+    twice (with new ids), no retry lost the rest. PartlyPublished (a BusTimeout) says."""
+    broker = procs.broker(runtime)
+    with bus.Publisher(runtime, source="test", hwm=10) as pub, bus.Subscriber(runtime) as sub:
+        sub.wait_connected(timeout=10)
+        pub.wait_connected(timeout=10)
+        bus.deliver(pub, sub, signals.LoopFailed(loop_id="sync", reason="sync"), timeout=10)
+        os.kill(broker.pid, signal.SIGSTOP)  # its queues fill; nothing is lost meanwhile
+        try:
+            burst: list[signals.Signal] = []
+            for i in range(200_000):  # runs of one: one message a signal
+                if i % 2:
+                    burst.append(signals.PatchRejected(reason=str(i)))
+                else:
+                    burst.append(signals.LoopFailed(loop_id=str(i), reason="burst"))
+            with pytest.raises(bus.BusTimeout) as caught:
+                pub.publish_many(burst, timeout=0.2)
+        finally:
+            os.kill(broker.pid, signal.SIGCONT)
+        assert isinstance(caught.value, bus.PartlyPublished)
+        sent = caught.value.sent
+        assert 0 < len(sent) < len(burst)
+        assert len(sent) + len(caught.value.unsent) == len(burst)
+        assert [e.signal for e in caught.value.unsent] == burst[len(sent) :]
+        assert [e.signal for e in sent] == burst[: len(sent)]
+        assert f"{len(sent)} of {len(burst)} signals were sent" in str(caught.value)
+        end = pub.publish(signals.LoopFailed(loop_id="end", reason="sentinel"), timeout=10)
+        got = []
+        while not got or got[-1].id != end.id:
+            envelope = sub.recv(timeout=10)
+            assert envelope is not None, f"only {len(got)} arrived"
+            got.append(envelope)
+        assert [e.id for e in got[:-1]] == [e.id for e in sent]  # those, and only those
