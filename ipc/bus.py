@@ -309,7 +309,9 @@ class Subscriber(_BusSocket):
 
     @property
     def socket(self) -> zmq.Socket:
-        """For a zmq.Poller in a service's loop; then call `recv(timeout=0)`."""
+        """For a zmq.Poller in a service's loop; then call `recv(timeout=0)` until None
+        (or `recv_many` until []): a batch message brings many signals at once, and the
+        ones not handed out yet wait in a queue this socket does not signal."""
         return self._sock
 
     def wait_connected(self, *, timeout: float) -> None:
