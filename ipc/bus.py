@@ -340,16 +340,20 @@ class Subscriber(_BusSocket):
 
     def recv_many(self, limit: int, *, timeout: float) -> list[Envelope]:
         """Up to `limit` signals: waits up to `timeout` for the first, then takes only
-        what has already arrived. An empty list means the timeout passed."""
+        what has already arrived, reading at most `limit` more messages (so a stream of
+        bad ones cannot hold it). An empty list means the timeout passed."""
         if limit < 1:
             raise ValueError(f"recv_many takes at least 1 signal, not {limit}")
         pending = self._pending
         if not pending:
             deadline = time.monotonic() + timeout
-            while not pending and (self._take(deadline) or time.monotonic() < deadline):
-                pass
-        while len(pending) < limit and self._take(0.0):  # what is here already
-            pass
+            while True:
+                self._take(deadline)
+                if pending or time.monotonic() >= deadline:
+                    break
+        for _ in range(limit):  # what is here already
+            if len(pending) >= limit or not self._take(0.0):
+                break
         n = min(limit, len(pending))
         return [pending.popleft() for _ in range(n)]
 

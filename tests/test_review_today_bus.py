@@ -8,10 +8,12 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
-from ipc import bus, signals
+from ipc import bus, signal_batch, signals
 from tests.test_bus import Processes, connected
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -119,3 +121,39 @@ def test_publish_many_that_times_out_says_which_signals_went(
             assert envelope is not None, f"only {len(got)} arrived"
             got.append(envelope)
         assert [e.id for e in got[:-1]] == [e.id for e in sent]  # those, and only those
+
+
+def _bad_batch() -> list[bytes]:
+    """One message of 256 elements that each lack their fields: costly to refuse."""
+    bad = {"type": "LoopFailed", "id": "x", "ts": 1.0, "source": "s"}
+    return [b"LoopFailed", orjson.dumps([bad] * signal_batch.MAX_BATCH)]
+
+
+@pytest.mark.parametrize("first_good", [False, True])
+def test_recv_many_keeps_its_bound_while_bad_messages_keep_coming(
+    procs: Processes, runtime: Path, first_good: bool
+) -> None:
+    """recv_many took message after message as long as each _take got one, whatever its
+    timeout: behind a backlog of bad messages (or a flood of them) recv_many(1,
+    timeout=0.05) ran until the queue was empty (387 s in review), where recv returns.
+    The journal's drain, and so its SIGTERM, waited that long too."""
+    procs.broker(runtime)
+    pub, sub = connected(runtime)
+    with pub, sub:
+        bus.deliver(pub, sub, signals.LoopFailed(loop_id="0", reason="sync"), timeout=10)
+        if first_good:
+            good = pub.publish(signals.LoopFailed(loop_id="1", reason="good"))
+        frames, n = _bad_batch(), 2000
+        for _ in range(n):
+            pub.send_frames(frames, timeout=10)
+        total = n * signal_batch.MAX_BATCH
+        if first_good:  # then the backlog, of which recv_many(2) may take 2 messages
+            assert sub.recv_many(2, timeout=10) == [good]
+        else:
+            wait_until(
+                lambda: sub.recv(timeout=0) is None and sub.statistics()["malformed"],
+                what="the bad messages to arrive",
+            )
+            assert sub.recv_many(1, timeout=0.05) == []
+        malformed = sub.statistics()["malformed"]
+        assert malformed < total / 2, f"recv_many refused {malformed} of {total}: all of them"
