@@ -104,15 +104,16 @@ class WorkspaceSlots:
         free, free RAM is below the governor's minimum, or kept workspaces are over the
         limit already. Without a ledger it only remembers the id.
         """
-        if self._ensure() is not None:
+        for attempt in range(2):  # a set re-created under us gets one more try
+            if self._ensure() is None:
+                break
             try:
                 self._take(workspace_id)
+                break
             except (LedgerError, OSError) as exc:
-                if not _gone(exc):
+                if not _gone(exc) or attempt:
                     raise SlotError(f"taking a workspace slot failed: {exc}") from exc
                 self._detach(exc)
-                if self._ensure() is not None:  # re-created under a new set: one more try
-                    self._take(workspace_id)
         self._known.add(workspace_id)
 
     def give_back(self, workspace_id: str) -> None:
@@ -128,7 +129,7 @@ class WorkspaceSlots:
             if self._ledger.release(ticket):
                 self.stats["given_back"] += 1
             if self.uncovered():
-                self._cover()
+                self._cover_or_detach()
         except (LedgerError, OSError) as exc:
             if not _gone(exc):
                 raise
@@ -145,7 +146,7 @@ class WorkspaceSlots:
         self._known = set(workspace_ids)
         attached = self._ledger is not None
         if self._ensure() is not None and attached:
-            self._cover()
+            self._cover_or_detach()
         return self.statistics()
 
     def uncovered(self) -> list[str]:
@@ -198,7 +199,7 @@ class WorkspaceSlots:
             return None
         self.stats["attached"] += 1
         self.note = ""
-        self._cover()
+        self._cover_or_detach()
         return self._ledger
 
     def _detach(self, why: BaseException) -> None:
@@ -212,8 +213,10 @@ class WorkspaceSlots:
     def _take(self, workspace_id: str) -> None:
         led = self._ledger
         assert led is not None
-        if self.uncovered():
-            self._cover()  # the limit may have been raised, or a holder gone
+        if self.uncovered():  # the limit may have been raised, or a holder gone
+            failure = self._cover()
+            if failure is not None:
+                raise failure  # take() names it (or detaches a ledger that is gone)
         if left := self.uncovered():
             in_use, limit = self._usage() or (len(self._tickets), len(self._tickets))
             self.stats["refused"] += 1
@@ -232,16 +235,30 @@ class WorkspaceSlots:
         self._tickets[workspace_id] = ticket
         self.stats["taken"] += 1
 
-    def _cover(self) -> None:
-        """Give kept workspaces without a slot one each while slots are free (no wait)."""
+    def _cover(self) -> LedgerError | OSError | None:
+        """Give kept workspaces without a slot one each while slots are free (no wait).
+
+        Never raises: returns the ledger failure that stopped it (the set gone, its pid
+        table full, ...), None otherwise. The ones left without a slot are what
+        `uncovered` lists.
+        """
         led = self._ledger
         assert led is not None
         for id_ in sorted(self._known - self._tickets.keys()):
             try:
                 self._tickets[id_] = led.acquire_nowait(_ONE, label=_label(id_))
             except ResourceError:
-                return
+                return None
+            except (LedgerError, OSError) as exc:
+                return exc
             self.stats["taken"] += 1
+        return None
+
+    def _cover_or_detach(self) -> None:
+        """_cover where a failure is no caller's business: a ledger gone is detached."""
+        failure = self._cover()
+        if failure is not None and _gone(failure):
+            self._detach(failure)
 
     def _usage(self) -> tuple[int, int] | None:
         """(in use, limit) of workspace slots, or None without a ledger. Notices a ledger
