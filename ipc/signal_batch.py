@@ -46,7 +46,16 @@ def envelop_many(batch: Iterable[Signal], *, source: str) -> list[Envelope]:
 
 
 def runs(envelopes: Sequence[Envelope], limit: int = MAX_BATCH) -> Iterable[Sequence[Envelope]]:
-    """Consecutive envelopes of one signal type, at most `limit` each, in order."""
+    """Consecutive envelopes of one signal type, at most `limit` each, in order.
+
+    Raises ValueError (at once) for a limit that is no int from 1 to MAX_BATCH.
+    """
+    if type(limit) is not int or not 1 <= limit <= MAX_BATCH:
+        raise ValueError(f"run limit must be an int from 1 to {MAX_BATCH}, not {limit!r}")
+    return _runs(envelopes, limit)
+
+
+def _runs(envelopes: Sequence[Envelope], limit: int) -> Iterable[Sequence[Envelope]]:
     start = 0
     n = len(envelopes)
     while start < n:

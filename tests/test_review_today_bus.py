@@ -157,3 +157,14 @@ def test_recv_many_keeps_its_bound_while_bad_messages_keep_coming(
             assert sub.recv_many(1, timeout=0.05) == []
         malformed = sub.statistics()["malformed"]
         assert malformed < total / 2, f"recv_many refused {malformed} of {total}: all of them"
+
+
+@pytest.mark.parametrize("limit", [0, -3, 2.5, True, signal_batch.MAX_BATCH + 1])
+def test_runs_refuses_a_limit_no_batch_can_have(limit: object) -> None:
+    """runs(limit=0) or a negative limit gave runs of one, 2.5 runs of three, and a limit
+    above MAX_BATCH runs that encode_batch then refuses: a bad limit is now named."""
+    envelopes = signal_batch.envelop_many(
+        [signals.PatchRejected(reason=str(i)) for i in range(5)], source="t"
+    )
+    with pytest.raises(ValueError, match=f"run limit must be an int from 1 to 256, not {limit}"):
+        list(signal_batch.runs(envelopes, limit))  # type: ignore[arg-type]
