@@ -90,6 +90,12 @@ class BusEndpoints:
         return cls(*ends)
 
 
+def _poll_ms(left: float) -> int:
+    """zmq's poll timeout for `left` seconds (> 0): milliseconds rounded up, -1 for
+    math.inf (for ever), at most what a C int holds."""
+    return -1 if left == math.inf else min(int(left * 1000) + 1, _MAX_MS)
+
+
 def _endpoints(where: BusEndpoints | str | os.PathLike[str]) -> BusEndpoints:
     return where if isinstance(where, BusEndpoints) else BusEndpoints.in_runtime_dir(where)
 
@@ -158,7 +164,7 @@ class Publisher(_BusSocket):
         self.drain_subscriptions()
         while self.stats["subscriptions"] == 0:
             left = deadline - time.monotonic()
-            if left <= 0 or not self._sock.poll(int(left * 1000) + 1, zmq.POLLIN):
+            if left <= 0 or not self._sock.poll(_poll_ms(left), zmq.POLLIN):
                 raise BusTimeout(f"no broker at {self.endpoints.publish} after {timeout}s")
             self.drain_subscriptions()
 
@@ -387,7 +393,7 @@ class Subscriber(_BusSocket):
             frames = [sock.recv(_NOBLOCK)]
         except zmq.Again:
             left = deadline - time.monotonic()
-            if left <= 0 or not sock.poll(int(left * 1000) + 1, zmq.POLLIN):
+            if left <= 0 or not sock.poll(_poll_ms(left), zmq.POLLIN):
                 return False
             try:
                 frames = [sock.recv(_NOBLOCK)]

@@ -3,8 +3,11 @@ each test is a bug found in review, shown with a real broker process."""
 
 from __future__ import annotations
 
+import math
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -168,3 +171,33 @@ def test_runs_refuses_a_limit_no_batch_can_have(limit: object) -> None:
     )
     with pytest.raises(ValueError, match=f"run limit must be an int from 1 to 256, not {limit}"):
         list(signal_batch.runs(envelopes, limit))  # type: ignore[arg-type]
+
+
+LATE_PUBLISHER = """
+import sys
+from ipc import bus, signals
+with bus.Publisher(sys.argv[1], source="late") as pub:
+    pub.wait_connected(timeout=30)
+    for i in range(int(sys.argv[2])):
+        pub.publish(signals.PatchRejected(reason=f"late {i}"), timeout=30)
+    sys.stdin.read()  # until the test is done: its sends must not be cut by the exit
+"""
+
+
+def test_bus_waits_take_math_inf_for_ever(procs: Processes, runtime: Path) -> None:
+    """Waiting for ever is spelled math.inf (STYLE 5); every bus wait turned it into
+    int(inf * 1000) for zmq's poll and raised OverflowError at once."""
+    procs.broker(runtime)  # it takes a Python start to come up: both sides wait for it
+    with bus.Publisher(runtime, source="test") as pub, bus.Subscriber(runtime) as sub:
+        sub.wait_connected(timeout=math.inf)
+        pub.wait_connected(timeout=math.inf)
+        bus.deliver(pub, sub, signals.LoopFailed(loop_id="0", reason="sync"), timeout=10)
+        while sub.recv(timeout=0) is not None:
+            pass
+        # a publisher that only starts now: the receives below wait in poll for it
+        procs.start(
+            [sys.executable, "-c", LATE_PUBLISHER, str(runtime), "2"], stdin=subprocess.PIPE
+        )
+        first = sub.recv(timeout=math.inf)
+        assert first is not None and first.signal.reason == "late 0"
+        assert [e.signal.reason for e in sub.recv_many(1, timeout=math.inf)] == ["late 1"]
