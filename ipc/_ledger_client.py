@@ -193,16 +193,28 @@ class TicketLedger:
     # -- internals -------------------------------------------------------------------
 
     def _plan(self, request: Mapping[str, int]) -> tuple[tuple[int, ...], sem.Ops, sem.Ops]:
-        """(counts, take without waiting, take waiting) for `request`, cached."""
-        key = tuple(request.items())
-        plan = self._plans.get(key)
+        """(counts, take without waiting, take waiting) for `request`, cached.
+
+        A hit needs every count to be an int: 1.0 and True equal 1 as dict keys, and
+        must be refused as they are on a miss.
+        """
+        try:
+            key = tuple(request.items())
+            plan = self._plans.get(key)
+        except (AttributeError, TypeError):  # no mapping, or an unhashable count
+            plan = key = None
+        if plan is not None:
+            for _, n in key:  # type: ignore[union-attr]
+                if type(n) is not int:
+                    plan = None
+                    break
         if plan is None:
+            if not isinstance(request, Mapping):
+                raise TypeError(f"a request maps resource names to counts, got {request!r:.80}")
             counts = self._counts(request)
-            plan = self._plans[key] = (
-                counts,
-                self._op(counts, -1, True),
-                self._op(counts, -1, False),
-            )
+            plan = (counts, self._op(counts, -1, True), self._op(counts, -1, False))
+            if key is not None:
+                self._plans[key] = plan
             self._give[counts] = self._op(counts, +1, True)
         return plan
 
