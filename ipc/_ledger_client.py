@@ -34,6 +34,7 @@ from ipc._ledger_types import (
 from ipc.types import ProcessId
 
 _SLOT, _SLOT_STATE = table.SLOT, table.SLOT_STATE
+_MAX_PLANS = 512  # cached request plans a handle keeps (about 1 KB each)
 
 # Bumped in every forked child, so a handle notices the fork without calling getpid()
 # on each ticket operation (a child owns none of its parent's lanes or tickets).
@@ -214,6 +215,8 @@ class TicketLedger:
             counts = self._counts(request)
             plan = (counts, self._op(counts, -1, True), self._op(counts, -1, False))
             if key is not None:
+                if len(self._plans) >= _MAX_PLANS:  # many different amounts: start over
+                    self._plans.clear()
                 self._plans[key] = plan
             self._give[counts] = self._op(counts, +1, True)
         return plan
