@@ -122,8 +122,20 @@ def _spawn(  # noqa: PLR0917 - one call site, all state of the zygote loop
         error = "spawn needs one log fd"
         sock.send(orjson.dumps({"op": "spawn_failed", "seq": seq, "error": error}))
         return
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
+    try:  # the kernel may refuse (EAGAIN at a pids limit, ENOMEM, EMFILE): that
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)  # spawn fails, the zygote goes on
+    except OSError as exc:
+        error = f"cannot start {msg.get('id')}: {exc}"
+        sock.send(orjson.dumps({"op": "spawn_failed", "seq": seq, "error": error}))
+        return
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        os.close(err_r)
+        os.close(err_w)
+        error = f"cannot fork {msg.get('id')}: {exc}"
+        sock.send(orjson.dumps({"op": "spawn_failed", "seq": seq, "error": error}))
+        return
     if pid == 0:
         code = 127
         try:
