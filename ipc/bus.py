@@ -348,8 +348,8 @@ class Subscriber(_BusSocket):
         """Up to `limit` signals: waits up to `timeout` for the first, then takes only
         what has already arrived, reading at most `limit` more messages (so a stream of
         bad ones cannot hold it). An empty list means the timeout passed."""
-        if limit < 1:
-            raise ValueError(f"recv_many takes at least 1 signal, not {limit}")
+        if type(limit) is not int or limit < 1:
+            raise ValueError(f"recv_many takes at least 1 signal, not {limit!r}")
         pending = self._pending
         if not pending:
             deadline = time.monotonic() + timeout

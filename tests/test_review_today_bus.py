@@ -201,3 +201,12 @@ def test_bus_waits_take_math_inf_for_ever(procs: Processes, runtime: Path) -> No
         first = sub.recv(timeout=math.inf)
         assert first is not None and first.signal.reason == "late 0"
         assert [e.signal.reason for e in sub.recv_many(1, timeout=math.inf)] == ["late 1"]
+
+
+@pytest.mark.parametrize("limit", [2.5, "3", None])
+def test_recv_many_names_a_limit_that_is_no_count(runtime: Path, limit: object) -> None:
+    """recv_many now reads at most `limit` messages with range(limit): a float limit
+    must be refused by name, not with range's "'float' object cannot be interpreted"."""
+    message = f"recv_many takes at least 1 signal, not {limit!r}"
+    with bus.Subscriber(runtime) as sub, pytest.raises(ValueError, match=message):
+        sub.recv_many(limit, timeout=0)  # type: ignore[arg-type]
