@@ -49,6 +49,9 @@ LIMIT_REACHED = -32004  # our code: allowed, but the session holds as much as it
 # A second look at a decision (an operator, a test): gets the tool call and the policy's
 # decision, returns the final one. Bounded by permission_timeout_s and by session/cancel.
 Review = Callable[[dict[str, Any], Decision], Awaitable[Decision]]
+# Requests waiting for a review at once: each holds a coroutine for up to
+# permission_timeout_s, so an agent that asks without end is refused past this many.
+DEFAULT_MAX_PENDING_PERMISSIONS = 16
 
 
 def _dump(model: Any) -> dict[str, Any]:
@@ -69,7 +72,15 @@ class FactoryClient:
         record_limits: RecordLimits | None = None,
         max_terminals: int = DEFAULT_MAX_TERMINALS,
         max_kept_terminals: int = DEFAULT_MAX_KEPT_TERMINALS,
+        max_pending_permissions: int = DEFAULT_MAX_PENDING_PERMISSIONS,
     ) -> None:
+        if isinstance(max_pending_permissions, bool) or not (
+            isinstance(max_pending_permissions, int) and max_pending_permissions >= 1
+        ):
+            raise ValueError(
+                f"max_pending_permissions must be an integer >= 1, got {max_pending_permissions!r}"
+            )
+        self.max_pending_permissions = max_pending_permissions
         self.workspace = workspace
         self.policy = policy
         self.review = review
@@ -115,6 +126,14 @@ class FactoryClient:
         outcome = "allowed" if decision.allow else "refused"
         if self.cancelled.is_set():  # the turn is being cancelled: nothing more runs
             outcome, decision = "cancelled", Decision(False, "turn cancelled")
+        elif self.review is not None and self.pending_permissions >= self.max_pending_permissions:
+            outcome = "refused"
+            decision = Decision(
+                False,
+                f"{self.pending_permissions} permission requests are already waiting for "
+                f"review (max_pending_permissions={self.max_pending_permissions}); "
+                "ask again once they are answered",
+            )
         elif self.review is not None:
             self.pending_permissions += 1
             try:

@@ -28,7 +28,7 @@ from acp import RequestError
 from acp.schema import ClientCapabilities, FileSystemCapabilities, Implementation
 from pydantic import ValidationError
 
-from procs.agent.client import FactoryClient, Review
+from procs.agent.client import DEFAULT_MAX_PENDING_PERMISSIONS, FactoryClient, Review
 from procs.agent.exits import WatchedProcess, signal_name, spawn
 from procs.agent.record import RecordLimits, TurnRecord
 from procs.agent.roles import RolePolicy
@@ -120,15 +120,17 @@ class AcpAgent:
         record_limits: RecordLimits | None = None,
         max_terminals: int = DEFAULT_MAX_TERMINALS,
         max_kept_terminals: int = DEFAULT_MAX_KEPT_TERMINALS,
+        max_pending_permissions: int = DEFAULT_MAX_PENDING_PERMISSIONS,
     ) -> AcpAgent:
         """Spawn `command` in `workspace` and complete `initialize` within `timeout` s.
 
         `env` replaces the environment entirely (pass what the agent needs, e.g. PATH and
         an isolated HOME). `record_limits` bound what a turn's record keeps;
         `max_terminals` / `max_kept_terminals` bound the session's terminals (running /
-        not yet released). Raises ValueError for a bad limit (before anything is spawned),
-        FileNotFoundError for a missing command, AgentDied, AgentTimeout,
-        AgentProtocolError.
+        not yet released); `max_pending_permissions` how many permission requests may
+        wait for `review` at once (more are refused). Raises ValueError for a bad limit
+        (before anything is spawned), FileNotFoundError for a missing command,
+        AgentDied, AgentTimeout, AgentProtocolError.
         """
         if not command:
             raise ValueError("agent command is empty")
@@ -139,6 +141,7 @@ class AcpAgent:
             workspace, policy, review=review, permission_timeout_s=permission_timeout_s,
             command_timeout_s=command_timeout_s, record_limits=record_limits,
             max_terminals=max_terminals, max_kept_terminals=max_kept_terminals,
+            max_pending_permissions=max_pending_permissions,
         )  # fmt: skip
         process = await spawn(
             *command,

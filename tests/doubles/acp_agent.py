@@ -3,7 +3,8 @@
 Real-agent behaviour is tested with opencode; this double exists for what opencode never
 does: call fs/read_text_file, fs/write_text_file and terminal/* through the client, send
 garbage lines, answer with malformed results, die on cue (optionally leaving a child that
-holds its pipes), flood the client with updates, hold terminals open, or run a turn that
+holds its pipes), flood the client with updates, hold terminals open, ask for many
+permissions at once, or run a turn that
 lasts until the client sends session/cancel. The prompt's text is a JSON
 list of operations; the result of each client call (result or error object) is sent back
 as an agent_message_chunk whose text is that JSON, then the turn ends with end_turn.
@@ -95,6 +96,22 @@ def run_op(session_id: str, op: dict[str, Any]) -> dict[str, Any] | None:
         sys.stderr.write("scripted agent: dying on cue\n")
         sys.stderr.flush()
         os._exit(3)
+    if kind == "ask_many":  # `count` permission requests sent at once, answers in order
+        ids = [next(_ids) for _ in range(op["count"])]
+        for n, request_id in enumerate(ids):
+            tool_call = {"toolCallId": f"call-{n}", "kind": "edit", "title": f"edit {n}",
+                         "locations": [{"path": op["path"]}]}  # fmt: skip
+            options = [{"optionId": "allow", "name": "Allow", "kind": "allow_once"},
+                       {"optionId": "reject", "name": "Reject", "kind": "reject_once"}]  # fmt: skip
+            send({"jsonrpc": "2.0", "id": request_id, "method": "session/request_permission",
+                  "params": {"sessionId": session_id, "toolCall": tool_call,
+                             "options": options}})  # fmt: skip
+        answers: dict[int, Any] = {}
+        while len(answers) < len(ids):
+            message = read()
+            if message.get("id") in ids and "method" not in message:
+                answers[message["id"]] = message.get("result", message.get("error"))
+        return {"answers": [answers[i] for i in ids]}
     if kind == "pid":
         return {"pid": os.getpid()}
     if kind == "garbage":
