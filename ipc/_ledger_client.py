@@ -254,7 +254,8 @@ class TicketLedger:
             except IndexError:
                 slot, offset = self._claim_lane()
         except BaseException:
-            sem.semop_nowait(self.semid, self._give[counts])
+            with contextlib.suppress(sem.SemaphoreGone):  # the set went meanwhile: the
+                sem.semop_nowait(self.semid, self._give[counts])  # error below says so
             raise
         buf = self._buf
         generation = (_SLOT_STATE.unpack_from(buf, offset)[1] + 1) & 0xFFFFFFFF

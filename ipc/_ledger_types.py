@@ -133,12 +133,30 @@ def check_free_ram() -> int:
     """Available RAM in MB: what can be used without swapping (fs-034).
 
     Read from /proc/meminfo's MemAvailable, the figure psutil reports too, at a third of
-    psutil's cost (every slot request pays it); psutil where there is no such line.
+    psutil's cost (every slot request pays it). psutil where that cannot be read or is
+    not to be trusted (see available_mb).
     """
     try:
         with open("/proc/meminfo", "rb", buffering=0) as f:
-            data = f.read(8192)
-        start = data.index(b"MemAvailable:") + len(b"MemAvailable:")
-        return int(data[start : data.index(b"\n", start)].split()[0]) // 1024
-    except (OSError, ValueError, IndexError):
-        return int(psutil.virtual_memory().available // (1024 * 1024))
+            mb = available_mb(f.read(8192))
+    except OSError:
+        mb = None
+    return mb if mb is not None else int(psutil.virtual_memory().available // (1024 * 1024))
+
+
+def available_mb(meminfo: bytes) -> int | None:
+    """MemAvailable in MB from /proc/meminfo's text; None without the line, or when it
+    exceeds MemTotal (as in some containers: psutil then works it out otherwise)."""
+    try:
+        available, total = (
+            _meminfo_kb(meminfo, b"MemAvailable:"),
+            _meminfo_kb(meminfo, b"MemTotal:"),
+        )
+    except (ValueError, IndexError):
+        return None
+    return available // 1024 if available <= total else None
+
+
+def _meminfo_kb(data: bytes, key: bytes) -> int:
+    start = data.index(key) + len(key)
+    return int(data[start : data.index(b"\n", start)].split()[0])

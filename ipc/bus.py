@@ -454,11 +454,11 @@ def deliver(
         publisher.drain_subscriptions()
         publisher.send(envelope, timeout=max(deadline - time.monotonic(), 0.001))
         try_until = min(deadline, time.monotonic() + retry_s)
-        while True:
+        while True:  # until the retry time, also while other signals keep coming
             got = subscriber.recv(timeout=max(try_until - time.monotonic(), 0.0))
             if got is not None and got.id == envelope.id:
                 return got
-            if got is None and time.monotonic() >= try_until:
+            if time.monotonic() >= try_until:
                 break
         if time.monotonic() >= deadline:
             raise BusTimeout(f"{envelope.type} {envelope.id} not delivered within {timeout}s")

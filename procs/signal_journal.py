@@ -25,6 +25,7 @@ from ipc.stop_signals import StopSignals
 
 SERVICE = "signal_journal"
 MAX_BATCH = 5000
+DRAIN_BATCHES = 20  # then back to the loop, so a stop request is seen within a second
 DEFAULT_KEEP_ROWS = 1_000_000
 
 
@@ -76,11 +77,12 @@ def run(endpoints: BusEndpoints, writer: JournalWriter, *, keep_rows: int) -> in
         service_report.ready(
             SERVICE, "journaling", journal=str(writer.path), subscribe=endpoints.subscribe
         )
+        more = False  # signals already taken in may be waiting where poll does not look
         while not stop.requested:
-            events = dict(poller.poll(timeout=1000))  # bounded, as every wait here
+            events = dict(poller.poll(timeout=0 if more else 1000))  # bounded, as every wait
             if stop.fileno() in events:
                 stop.drain()
-            added = drain(subscriber, writer)
+            added, more = drain(subscriber, writer)
             if added:
                 stored += added
                 writer.prune(keep_rows)
@@ -88,18 +90,25 @@ def run(endpoints: BusEndpoints, writer: JournalWriter, *, keep_rows: int) -> in
             if stats != saved_stats:
                 writer.save_stats(stats)
                 saved_stats = stats
-        stored += drain(subscriber, writer)
+        stored += drain(subscriber, writer)[0]  # one bounded helping more, then stop
         writer.save_stats({**subscriber.statistics(), "stored": stored})
         report("stopped", stored=stored, **subscriber.statistics())
     return 0
 
 
-def drain(subscriber: Subscriber, writer: JournalWriter) -> int:
-    """Store everything already received, in batches; returns rows added."""
+def drain(
+    subscriber: Subscriber, writer: JournalWriter, *, max_batches: int = DRAIN_BATCHES
+) -> tuple[int, bool]:
+    """Store what has already arrived, at most `max_batches` batches, so that a flood
+    cannot keep the loop from a stop request; returns (rows added, whether it stopped
+    at that bound with more perhaps waiting)."""
     added = 0
-    while batch := subscriber.recv_many(MAX_BATCH, timeout=0):
+    for _ in range(max_batches):
+        batch = subscriber.recv_many(MAX_BATCH, timeout=0)
+        if not batch:
+            return added, False
         added += writer.append_many(batch)
-    return added
+    return added, True
 
 
 if __name__ == "__main__":

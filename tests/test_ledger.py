@@ -271,3 +271,13 @@ def test_a_forked_child_owns_nothing_of_its_parent(runtime: Path) -> None:
     # the child exited: the kernel undid its ticket; the parent's is still held
     assert ledger.snapshot(runtime)["resources"]["gpu"]["in_use"] == 1
     assert led.release(parent_ticket)
+
+
+def test_memavailable_is_not_trusted_past_memtotal_or_when_missing() -> None:
+    from ipc._ledger_types import available_mb
+
+    meminfo = b"MemTotal:       16384000 kB\nMemFree:  100 kB\nMemAvailable:    8192000 kB\n"
+    assert available_mb(meminfo) == 8000
+    assert available_mb(meminfo.replace(b"8192000", b"99999999")) is None  # some containers
+    assert available_mb(b"MemTotal: 16384000 kB\nMemFree: 100 kB\n") is None  # old kernels
+    assert available_mb(b"MemAvailable: lots\nMemTotal: 1 kB\n") is None
