@@ -14,7 +14,6 @@ Ctrl-C, after --for seconds, or when factoryd goes away (exit 3).
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from typing import Any, TextIO
 
@@ -22,6 +21,7 @@ import orjson
 
 from ipc import control, paths
 from supervisor.ctl.exit_status import ExitStatus
+from supervisor.ctl.follow_args import add_follow_arguments
 from supervisor.ctl.render import write_json
 
 HELP = "show or follow a child's recent output"
@@ -32,15 +32,7 @@ FOLLOW_BATCH = 500  # the ring's size: one request can take everything it holds
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("id", help="child id")
     parser.add_argument("-n", "--lines", type=int, default=50, help="how many lines (50)")
-    parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    parser.add_argument(
-        "--for",
-        dest="for_s",
-        type=float,
-        default=math.inf,
-        metavar="SECONDS",
-        help="with --follow: stop after this long (default: until interrupted)",
-    )
+    add_follow_arguments(parser, "lines", "-f")
     parser.add_argument("--json", action="store_true", help="print the reply as JSON")
 
 

@@ -9,7 +9,6 @@ Wire: none; reads <state_dir>/signals.sqlite3 (written by procs/signal_journal, 
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from typing import Any
 
@@ -18,6 +17,7 @@ import orjson
 from ipc import journal, signals
 from ipc.journal import JournalEntry, JournalError
 from supervisor.ctl.exit_status import ExitStatus
+from supervisor.ctl.follow_args import add_follow_arguments
 
 HELP = "show or follow the signals seen on the bus"
 
@@ -31,15 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="only this signal type (repeatable)",
     )
     parser.add_argument("-n", "--lines", type=int, default=20, help="how many to show (20)")
-    parser.add_argument("--follow", action="store_true", help="keep printing new signals")
-    parser.add_argument(
-        "--for",
-        dest="for_s",
-        type=float,
-        default=math.inf,
-        metavar="SECONDS",
-        help="with --follow: stop after this long (default: until interrupted)",
-    )
+    add_follow_arguments(parser, "signals")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
