@@ -21,7 +21,7 @@ from supervisor.child_logs import ChildLogs
 from supervisor.child_notify import ChildNotify
 from supervisor.policy import SHUTDOWN, ExitKind, ExitReason, reason_from_wait_status
 from supervisor.spec import Start
-from supervisor.zygote import ZygoteClient, ZygoteGone
+from supervisor.zygote import SpawnError, ZygoteClient, ZygoteGone
 
 SPAWN_TIMEOUT_S = 60.0
 KILL_WAIT_S = 10.0  # after SIGKILL, how long to wait for the exit before giving up
@@ -91,12 +91,23 @@ class ZygoteProcessHost:
         read_fd, write_fd = self.child_logs.open_pipe(child_id)
         self.loop.watch_log(read_fd)
         try:
-            return self.zygote.spawn(child_id, start, write_fd, timeout=SPAWN_TIMEOUT_S)
+            return self.zygote.spawn(
+                child_id, start, write_fd, timeout=SPAWN_TIMEOUT_S, pump=self._pump_spawn
+            )
         except ZygoteGone:
             self.loop.zygote_died()
             raise
         finally:
             os.close(write_fd)
+
+    def _pump_spawn(self, seconds: float) -> None:
+        """The loop turns while a child starts (a target may import for seconds): other
+        children's logs are read, their exits queued, the watchdog beats."""
+        self.loop.pump_nested(seconds)
+        if self.loop.zygote_dead:
+            raise ZygoteGone("the zygote died while a child was starting")
+        if self.loop.stop_requested:  # `systemctl stop` during a slow start: stop now
+            raise SpawnError("factoryd is stopping")
 
     def terminate(self, pids: list[int], shutdown_s: float) -> dict[int, ExitReason]:
         """SIGTERM each process group, wait up to `shutdown_s`, then SIGKILL the rest.

@@ -27,6 +27,7 @@ import signal
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +68,8 @@ class ZygoteClient:
         self.spawned = 0
         self.spawn_failures = 0
         self._seq = 0  # numbers spawn requests, so a late reply is not taken for the next
+        self._awaiting: int | None = None  # the spawn being waited for, and its reply
+        self._reply: dict[str, Any] | None = None
 
     @classmethod
     def start(cls, preload: tuple[str, ...] = ()) -> ZygoteClient:
@@ -101,22 +104,31 @@ class ZygoteClient:
                 raise ZygoteGone("zygote closed its channel")
             self._queue(orjson.loads(data))
 
-    def _queue(self, msg: dict[str, Any], awaiting: int | None = None) -> dict[str, Any] | None:
+    def _queue(self, msg: dict[str, Any]) -> None:
         if msg.get("op") == "exit":
             self.exits.append(Exit(int(msg["pid"]), int(msg["exit_code"])))
-            return None
-        if msg.get("seq") != awaiting:  # the reply to a spawn that already timed out
-            if msg.get("op") == "spawned":  # nobody tracks that child: end it
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(int(msg["pid"]), signal.SIGKILL)
-            return None
-        return msg
+        elif self._awaiting is not None and msg.get("seq") == self._awaiting:
+            self._reply = msg
+        elif msg.get("op") == "spawned":  # the reply to a spawn that already timed out:
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # nobody
+                os.killpg(int(msg["pid"]), signal.SIGKILL)  # tracks that child: end it
 
-    def spawn(self, child_id: str, start: Start, log_fd: int, *, timeout: float) -> int:
+    def spawn(
+        self,
+        child_id: str,
+        start: Start,
+        log_fd: int,
+        *,
+        timeout: float,
+        pump: Callable[[float], None] | None = None,
+    ) -> int:
         """Start one child; return its pid (also its process group id).
 
-        Blocks until the zygote answers: for a command, until exec succeeded; for a
-        target, until its module imported. Raises SpawnError with the reason.
+        Returns once the zygote answers: for a command, once exec succeeded; for a
+        target, once its module imported. Raises SpawnError with the reason. `pump(s)`
+        is the caller's event loop, turned while waiting (up to s seconds); it must
+        read this channel (`read_nowait`) when it is readable. Without one, this waits
+        on the channel alone.
         """
         self._seq += 1
         request = {
@@ -134,27 +146,24 @@ class ZygoteClient:
             socket.send_fds(self._sock, [orjson.dumps(request)], [log_fd])
         except OSError as exc:
             raise ZygoteGone(f"cannot reach the zygote: {exc}") from exc
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise SpawnError(f"no answer from the zygote within {timeout}s")
-            ready, _, _ = select.select([self._sock], [], [], remaining)
-            if not ready:
-                continue
-            try:
-                data = self._sock.recv(MAX_PACKET)
-            except BlockingIOError:
-                continue
-            if not data:
-                raise ZygoteGone("zygote closed its channel")
-            reply = self._queue(orjson.loads(data), awaiting=self._seq)
-            if reply is None:
-                continue
-            if reply.get("op") == "spawned":
-                self.spawned += 1
-                return int(reply["pid"])
-            self.spawn_failures += 1
-            raise SpawnError(str(reply.get("error", "unknown spawn failure")))
+        self._awaiting, self._reply = self._seq, None
+        try:
+            while self._reply is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SpawnError(f"no answer from the zygote within {timeout}s")
+                if pump is not None:
+                    pump(min(remaining, 1.0))
+                elif self.wait_readable(remaining):
+                    self.read_nowait()
+            reply: dict[str, Any] = self._reply
+        finally:
+            self._awaiting = self._reply = None
+        if reply.get("op") == "spawned":
+            self.spawned += 1
+            return int(reply["pid"])
+        self.spawn_failures += 1
+        raise SpawnError(str(reply.get("error", "unknown spawn failure")))
 
     def wait_readable(self, timeout: float) -> bool:
         ready, _, _ = select.select([self._sock], [], [], max(timeout, 0))

@@ -4,6 +4,10 @@
 makes; it never returns to factoryd's code. It forks one child per "spawn" message,
 reaps them on SIGCHLD and reports each exit; when factoryd goes away it SIGKILLs every
 child's process group and exits. The wire: one orjson message per SOCK_SEQPACKET packet.
+
+A spawn is answered when the child's error pipe says how its start went (EOF: exec or
+import succeeded; bytes: why not). The loop does not wait for that: a target whose
+import takes seconds holds up neither other children's exit reports nor EOF handling.
 """
 
 from __future__ import annotations
@@ -11,13 +15,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import select
 import selectors
 import signal
 import socket
 import sys
 import time
 import traceback
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -25,6 +29,19 @@ import orjson
 from supervisor.prctl import PR_SET_PDEATHSIG, prctl
 
 MAX_PACKET = 1 << 20  # the largest message either side reads
+START_TIMEOUT_S = 60.0  # a child that neither execs nor fails its import by then fails
+_MAX_ERROR = 64 * 1024  # of a failed start's error text
+
+
+@dataclass
+class _Starting:
+    """A forked child whose error pipe has not said yet how its start went."""
+
+    pid: int
+    seq: Any
+    child_id: str
+    deadline: float
+    error: bytearray = field(default_factory=bytearray)
 
 
 def zygote_main(sock: socket.socket, parent_pid: int, preload: tuple[str, ...]) -> int:
@@ -50,35 +67,120 @@ def zygote_main(sock: socket.socket, parent_pid: int, preload: tuple[str, ...]) 
             traceback.print_exc()
 
     children: set[int] = set()
+    starting: dict[int, _Starting] = {}  # by error-pipe fd
     sel = selectors.DefaultSelector()
-    sel.register(sock, selectors.EVENT_READ)
-    sel.register(wake_r, selectors.EVENT_READ)
+    sel.register(sock, selectors.EVENT_READ, "channel")
+    sel.register(wake_r, selectors.EVENT_READ, "wake")
     try:
         while True:
-            for key, _ in sel.select(timeout=5.0):
-                if key.fd == wake_r:
+            events = sel.select(timeout=_select_timeout(starting))
+            # answers first: a child that started and died at once is "spawned", then "exit"
+            events.sort(key=lambda event: event[0].data != "starting")
+            for key, _ in events:
+                if key.data == "starting":
+                    _on_error_pipe(key.fd, starting, children, sock, sel)
+                elif key.data == "wake":
                     with contextlib.suppress(BlockingIOError):
                         os.read(wake_r, 4096)
                     _reap(children, sock)
-                    continue
-                try:
-                    data, fds, _flags, _addr = socket.recv_fds(sock, MAX_PACKET, 4)
-                except ConnectionResetError:
-                    data, fds = b"", []
-                if not data:
-                    return 0  # factoryd is gone
-                msg = orjson.loads(data)
-                if msg.get("op") == "quit":
-                    return 0
-                if msg.get("op") == "spawn":
-                    _spawn(msg, fds, sock, children, wake_r, wake_w)
-                for fd in fds:
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
+                elif not _on_message(sock, sel, children, starting, wake_r, wake_w):
+                    return 0  # factoryd is gone, or said quit
+            _expire(starting, children, sock, sel)
             if os.getppid() != parent_pid:
                 return 0
     finally:
         _kill_all(children)
+
+
+def _select_timeout(starting: dict[int, _Starting]) -> float:
+    if not starting:
+        return 5.0
+    nearest = min(s.deadline for s in starting.values())
+    return max(0.0, min(5.0, nearest - time.monotonic()))
+
+
+def _on_message(  # noqa: PLR0917 - one call site, all state of the zygote loop
+    sock: socket.socket,
+    sel: selectors.BaseSelector,
+    children: set[int],
+    starting: dict[int, _Starting],
+    wake_r: int,
+    wake_w: int,
+) -> bool:
+    """One message from factoryd; False when it is gone or said quit."""
+    try:
+        data, fds, _flags, _addr = socket.recv_fds(sock, MAX_PACKET, 4)
+    except ConnectionResetError:
+        data, fds = b"", []
+    try:
+        if not data:
+            return False
+        msg = orjson.loads(data)
+        if msg.get("op") == "quit":
+            return False
+        if msg.get("op") == "spawn":
+            _spawn(msg, fds, sock, children, starting, sel, (wake_r, wake_w))
+        return True
+    finally:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _on_error_pipe(
+    fd: int,
+    starting: dict[int, _Starting],
+    children: set[int],
+    sock: socket.socket,
+    sel: selectors.BaseSelector,
+) -> None:
+    """Read a starting child's error pipe; at EOF, answer its spawn."""
+    start = starting[fd]
+    try:
+        data = os.read(fd, 65536)
+    except BlockingIOError:
+        return
+    if data:
+        start.error += data[: _MAX_ERROR - len(start.error)]
+        return
+    _answer(fd, start.error.decode(errors="replace") or None, starting, children, sock, sel)
+
+
+def _expire(
+    starting: dict[int, _Starting],
+    children: set[int],
+    sock: socket.socket,
+    sel: selectors.BaseSelector,
+) -> None:
+    now = time.monotonic()
+    for fd, start in list(starting.items()):
+        if now >= start.deadline:
+            why = f"child {start.pid} neither started nor failed within {START_TIMEOUT_S:g}s"
+            _answer(fd, why, starting, children, sock, sel)
+
+
+def _answer(  # noqa: PLR0917 - one call site each, all state of the zygote loop
+    fd: int,
+    error: str | None,
+    starting: dict[int, _Starting],
+    children: set[int],
+    sock: socket.socket,
+    sel: selectors.BaseSelector,
+) -> None:
+    """Say how a start went; a failed child is killed with its group, and not reported
+    as an exit (it was never factoryd's child)."""
+    start = starting.pop(fd)
+    sel.unregister(fd)
+    os.close(fd)
+    if error is None:
+        reply = {"op": "spawned", "seq": start.seq, "pid": start.pid}
+    else:
+        children.discard(start.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(start.pid, signal.SIGKILL)
+        reply = {"op": "spawn_failed", "seq": start.seq, "error": error}
+    with contextlib.suppress(OSError):
+        sock.send(orjson.dumps(reply))
 
 
 def _reap(children: set[int], sock: socket.socket) -> None:
@@ -114,9 +216,11 @@ def _spawn(  # noqa: PLR0917 - one call site, all state of the zygote loop
     fds: list[int],
     sock: socket.socket,
     children: set[int],
-    wake_r: int,
-    wake_w: int,
+    starting: dict[int, _Starting],
+    sel: selectors.BaseSelector,
+    wake: tuple[int, int],
 ) -> None:
+    """Fork the child and watch its error pipe; the answer goes out from the loop."""
     seq = msg.get("seq")
     if len(fds) != 1:
         error = "spawn needs one log fd"
@@ -140,40 +244,17 @@ def _spawn(  # noqa: PLR0917 - one call site, all state of the zygote loop
         code = 127
         try:
             os.close(err_r)
-            code = _child(msg, fds[0], err_w, sock, (wake_r, wake_w))
+            code = _child(msg, fds[0], err_w, sock, wake)
         finally:
             os._exit(code)
     with contextlib.suppress(OSError):
         os.setpgid(pid, pid)
     os.close(err_w)
-    error = _read_error(err_r, pid, timeout=60.0)
-    os.close(err_r)
-    if error is None:
-        children.add(pid)
-        sock.send(orjson.dumps({"op": "spawned", "seq": seq, "pid": pid}))
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
-    sock.send(orjson.dumps({"op": "spawn_failed", "seq": seq, "error": error}))
-
-
-def _read_error(err_r: int, pid: int, *, timeout: float) -> str | None:
-    """EOF with nothing read means exec/import succeeded; bytes are the error text."""
-    chunks = b""
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return f"child {pid} neither started nor failed within {timeout}s"
-        ready, _, _ = select.select([err_r], [], [], remaining)
-        if not ready:
-            continue
-        data = os.read(err_r, 65536)
-        if not data:
-            return chunks.decode(errors="replace") if chunks else None
-        chunks += data
+    os.set_blocking(err_r, False)
+    children.add(pid)  # from now on: reaped and reported like any child
+    deadline = time.monotonic() + START_TIMEOUT_S
+    starting[err_r] = _Starting(pid, seq, str(msg.get("id")), deadline)
+    sel.register(err_r, selectors.EVENT_READ, "starting")
 
 
 def _child(
