@@ -74,6 +74,8 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
             chunk = sock.recv(n - len(chunks))
         except TimeoutError as exc:
             raise ControlTimeout(f"timed out reading {n} bytes") from exc
+        except ConnectionResetError:  # the peer closed it unread (e.g. out of descriptors)
+            chunk = b""
         if not chunk:
             raise ProtocolError(f"connection closed after {len(chunks)} of {n} bytes")
         chunks += chunk
@@ -93,6 +95,8 @@ def send_frame(sock: socket.socket, obj: Any, *, deadline: float) -> None:
         sock.sendall(_HEADER.pack(len(body)) + body)
     except TimeoutError as exc:
         raise ControlTimeout("timed out sending") from exc
+    except (BrokenPipeError, ConnectionResetError) as exc:
+        raise ProtocolError(f"connection closed while sending: {exc}") from None
 
 
 def recv_frame(sock: socket.socket, *, deadline: float) -> Any:
@@ -210,6 +214,11 @@ class ControlServer:
         self._sock.setblocking(False)
         self.served = 0
         self.refused = 0
+        self.dropped = 0  # connections closed unserved: no file descriptor was left
+        # One fd held in reserve: out of descriptors, accept() fails and the listening
+        # socket stays readable for ever (a busy loop); freeing this one lets us take the
+        # connection and close it, so the caller hears "closed" and we go on.
+        self._spare: int | None = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
     def _someone_listens(self) -> bool:
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -234,6 +243,11 @@ class ControlServer:
         try:
             conn, _ = self._sock.accept()
         except BlockingIOError:
+            return None
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            self._drop_one()
             return None
         creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         _pid, uid, _gid = struct.unpack("3i", creds)
@@ -299,7 +313,22 @@ class ControlServer:
     def statistics(self) -> dict[str, int]:
         return {"served": self.served, "refused": self.refused}
 
+    def _drop_one(self) -> None:
+        """Out of descriptors: spend the spare on the waiting connection, close it."""
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
+        with contextlib.suppress(OSError):
+            conn, _ = self._sock.accept()
+            conn.close()
+            self.dropped += 1
+        with contextlib.suppress(OSError):  # back in reserve, if a descriptor is free
+            self._spare = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
     def close(self) -> None:
         self._sock.close()
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()

@@ -88,7 +88,10 @@ class ZygoteProcessHost:
         env.setdefault("FACTORY_STATE_DIR", str(self.state_dir))
         env["NOTIFY_SOCKET"] = str(self.child_notify.path)
         start = Start(start.command, start.target, start.args, tuple(env.items()), start.cwd)
-        read_fd, write_fd = self.child_logs.open_pipe(child_id)
+        try:  # out of file descriptors (EMFILE/ENFILE): a failed start, reported as such
+            read_fd, write_fd = self.child_logs.open_pipe(child_id)
+        except OSError as exc:
+            raise SpawnError(f"cannot make a log pipe for {child_id}: {exc}") from None
         self.loop.watch_log(read_fd)
         try:
             return self.zygote.spawn(
