@@ -3,8 +3,11 @@
 Every child's NOTIFY_SOCKET names this one datagram socket (owner only). The kernel
 stamps each datagram with the sender's pid (SO_PASSCRED), so a child speaks only for
 itself: READY=1 marks its pid ready, STATUS= text goes to its record for `factoryctl
-status`. Datagrams from pids that are not supervised workers (grandchildren, strangers)
-are ignored, as systemd's NotifyAccess=main does.
+status`. By default datagrams from pids that are not supervised workers (grandchildren,
+strangers) are ignored, as systemd's NotifyAccess=main does; a child configured with
+`notify_access = "all"` is also spoken for by any process of its process group. (As with
+systemd, a sender that exits at once may be gone before its datagram is read: then it
+cannot be placed and is ignored. Keep the sender alive until the child is up.)
 """
 
 from __future__ import annotations
@@ -50,9 +53,10 @@ class ChildNotify:
         """The pid exited: its readiness must not carry over to a reused pid."""
         self._ready.discard(pid)
 
-    def read(self, owner_of: Callable[[int], tuple[StatusSink, str] | None]) -> None:
-        """Take every waiting datagram; `owner_of(pid)` names the sender's supervisor
-        and child id, or None for a pid that is not a supervised worker."""
+    def read(self, owner_of: Callable[[int], tuple[StatusSink, str, int] | None]) -> None:
+        """Take every waiting datagram; `owner_of(pid)` names the sender's supervisor,
+        child id and the child's own pid (the sender's, or its group leader's), or None
+        for a sender that may not speak for any supervised worker."""
         while True:
             try:
                 data, ancdata, _flags, _addr = self._sock.recvmsg(
@@ -71,11 +75,11 @@ class ChildNotify:
             owner = owner_of(pid) if pid else None
             if pid is None or owner is None:
                 continue
-            node, child_id = owner
+            node, child_id, child_pid = owner
             for line in data.decode(errors="replace").splitlines():
                 key, _, value = line.partition("=")
                 if key == "READY" and value == "1":
-                    self._ready.add(pid)
+                    self._ready.add(child_pid)
                 elif key == "STATUS":
                     node.set_status_text(child_id, value[:_MAX_STATUS])
 

@@ -17,6 +17,7 @@
     restart = "permanent"         # transient | temporary
     shutdown_ms = 5000            # or shutdown = "brutal_kill" | "infinity"
     ready = "started"             # or "notify": up once it sends READY=1 (sd_notify)
+    notify_access = "main"        # or "all": any process of its group may send it
     start_timeout_ms = 30000      # how long a start (and READY=1) may take
 
     [[supervisor.children]]       # a nested supervisor: has `children`
@@ -40,6 +41,7 @@ from typing import Any
 from supervisor.spec import (
     AutoShutdown,
     ChildSpec,
+    NotifyAccess,
     Readiness,
     RestartType,
     SpecError,
@@ -75,7 +77,8 @@ _FLAG_KEYS = {"strategy", "intensity", "period", "auto_shutdown"}
 _SUP_KEYS = {"id", "type", "children", "restart", "shutdown_ms", "shutdown", "significant"}
 _WORKER_KEYS = {
     "id", "type", "command", "target", "args", "env", "cwd",
-    "restart", "shutdown_ms", "shutdown", "significant", "ready", "start_timeout_ms",
+    "restart", "shutdown_ms", "shutdown", "significant", "ready", "notify_access",
+    "start_timeout_ms",
 }  # fmt: skip
 
 
@@ -212,6 +215,8 @@ def _worker(file: str, key: str, table: dict[str, Any]) -> ChildSpec:
             shutdown_s=_shutdown(file, key, table, default=5.0),
             significant=_bool(file, f"{key}.significant", table.get("significant", False)),
             ready=_enum(file, f"{key}.ready", table.get("ready", "started"), Readiness),
+            notify_access=_enum(file, f"{key}.notify_access",
+                                table.get("notify_access", "main"), NotifyAccess),
             start_timeout_s=_positive_ms(file, f"{key}.start_timeout_ms",
                                          table.get("start_timeout_ms", 30000)),
         )  # fmt: skip

@@ -54,6 +54,7 @@ from supervisor.policy import (
 from supervisor.prctl import PR_SET_CHILD_SUBREAPER, prctl
 from supervisor.process_host import ZygoteProcessHost, killpg
 from supervisor.signal_wakeup import SignalWakeup
+from supervisor.spec import NotifyAccess
 from supervisor.tree import Registry, StartFailed, SupervisorNode
 from supervisor.zygote import ZygoteClient, ZygoteGone
 
@@ -222,13 +223,28 @@ class Daemon:
             elif kind == "signal":
                 self._on_signals()
             elif kind == "notify":
-                self.child_notify.read(self.registry.by_pid.get)
+                self.child_notify.read(self._notify_sender)
             elif kind == "control" and serve_control:
                 self.control_listener.accept()
             elif kind == "control_conn" and serve_control:
                 self.control_listener.serve(key.fd, self.api.handle)
         self.control_listener.close_idle()
         self._beat()
+
+    def _notify_sender(self, pid: int) -> tuple[SupervisorNode, str, int] | None:
+        """Whom a datagram speaks for: a worker itself, or (notify_access = "all") the
+        worker leading the sender's process group."""
+        owner = self.registry.by_pid.get(pid)
+        if owner is not None:
+            return (*owner, pid)
+        try:
+            leader = os.getpgid(pid)
+        except OSError:  # gone before we read its datagram
+            return None
+        owner = self.registry.by_pid.get(leader)
+        if owner is None or owner[0].notify_access(owner[1]) is not NotifyAccess.ALL:
+            return None
+        return (*owner, leader)
 
     def _beat(self) -> None:
         now = time.monotonic()

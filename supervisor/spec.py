@@ -40,6 +40,13 @@ class Readiness(StrEnum):
     NOTIFY = "notify"  # up once it sends READY=1 to its $NOTIFY_SOCKET (sd_notify)
 
 
+class NotifyAccess(StrEnum):
+    """Who may speak for a child on its NOTIFY_SOCKET (systemd's NotifyAccess=)."""
+
+    MAIN = "main"  # the child's own process only
+    ALL = "all"  # any process of its process group (a wrapper script's worker, say)
+
+
 class AutoShutdown(StrEnum):
     NEVER = "never"
     ANY_SIGNIFICANT = "any_significant"
@@ -99,6 +106,7 @@ class ChildSpec:
     significant: bool = False
     ready: Readiness = Readiness.STARTED
     start_timeout_s: float = 30.0
+    notify_access: NotifyAccess = NotifyAccess.MAIN
 
     def __post_init__(self) -> None:
         check_id(f"child {self.id!r}", self.id)

@@ -31,6 +31,7 @@ from supervisor.policy import (
 from supervisor.process_host import ProcessHost
 from supervisor.spec import (
     ChildSpec,
+    NotifyAccess,
     Readiness,
     RestartType,
     Strategy,
@@ -173,6 +174,10 @@ class SupervisorNode:
         record.last_exit = f"failed to start: {problem}"
         self.host.report("start_failed", supervisor=self.id, child=cid, reason=problem)
         raise StartFailed(cid, problem)
+
+    def notify_access(self, cid: str) -> NotifyAccess:
+        record = self.workers.get(cid)
+        return record.spec.notify_access if record else NotifyAccess.MAIN
 
     def set_status_text(self, cid: str, text: str) -> None:
         if cid in self.workers:

@@ -56,6 +56,24 @@ def exit_on_usr1(args: list[str]) -> int:
     return 0 if got == signal.SIGTERM else int(args[1])
 
 
+def ready_from_group(args: list[str]) -> int:
+    """A subprocess of our group sends READY=1 (as a wrapper script's worker would) and
+    stays until we end; then serve until SIGTERM. args: JOURNAL"""
+    _record(args[0], "start")
+    speaker = (
+        "import os, socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n"
+        "sys.stdin.read()\n"
+    )
+    helper = subprocess.Popen([sys.executable, "-c", speaker], stdin=subprocess.PIPE)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    signal.sigwait({signal.SIGTERM})
+    helper.stdin.close()  # type: ignore[union-attr]
+    helper.wait(timeout=10)
+    return 0
+
+
 def say_on_usr1(args: list[str]) -> int:
     """Print "said N" (N from 1) on every SIGUSR1, and args[1] lines at once on SIGUSR2;
     run until SIGTERM. args: JOURNAL BURST"""

@@ -79,6 +79,12 @@ def test_good_config_parses_into_a_tree(tmp_path: Path) -> None:
             "must be one of one_for_one, one_for_all, rest_for_one, simple_one_for_one",
         ),
         ("[supervisor]\nintensity = -1\n", "supervisor.intensity", "integer >= 0"),
+        (
+            "[supervisor]\n[[supervisor.children]]\nid = 'x'\ncommand = ['ls']\n"
+            "notify_access = 'exec'\n",
+            "supervisor.children[0].notify_access",
+            "must be one of main, all",
+        ),
         ("[supervisor]\nperiod = 0\n", "supervisor.period", "number > 0"),
         ("[supervisor]\nstrategee = 'one_for_one'\n", "supervisor.strategee", "unknown key"),
         ("[factory]\n", "supervisor", "missing"),

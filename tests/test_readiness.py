@@ -86,3 +86,28 @@ def test_sigterm_during_a_hung_start_stops_at_once(factoryd, journal: Journal) -
     slowpoke = next(p for e, c, p in journal.events() if c == "slowpoke")
     assert pid_gone(slowpoke)
     assert '"event":"stopped_during_start"' in d.log()
+
+
+def _group_speaker(journal: Journal, access: str) -> str:
+    return f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "wrapped"
+        {target("ready_from_group", str(journal.path))}
+        ready = "notify"
+        {access}
+        start_timeout_ms = 1500
+    """
+
+
+def test_notify_access_all_takes_ready_from_the_child_s_process_group(
+    factoryd, journal: Journal
+) -> None:
+    d = factoryd(_group_speaker(journal, 'notify_access = "all"')).start()
+    assert d.node("wrapped")["state"] == "running"
+
+
+def test_by_default_only_the_child_itself_may_say_ready(factoryd, journal: Journal) -> None:
+    d = factoryd(_group_speaker(journal, "")).start(wait_ready=False)
+    assert d.wait_exit() == 3  # the subprocess's READY=1 was not the child's
+    assert "child 'wrapped' failed to start: no READY=1 within 1.5s" in d.log()
