@@ -318,7 +318,7 @@ class Daemon:
             "config": self.cfg.source,
             "runtime_dir": str(self.runtime_dir),
             "state_dir": str(self.state_dir),
-            "orphans_reaped": self.orphans.reaped,
+            "orphans_reaped": self.orphans.reaped + self.zygote.orphans_reaped,
             "zygote": self.zygote.statistics(),
             "control": self.control.statistics(),
             "watchdog_s": self.notifier.watchdog_s,

@@ -1,8 +1,9 @@
 """Orphan reaping: factoryd is a child subreaper (PR_SET_CHILD_SUBREAPER).
 
-A grandchild whose parent died is re-parented to factoryd instead of init, so it must
-be reaped here (on SIGCHLD) or it stays a zombie. The zygote is factoryd's child too:
-its exit reaped here means every child died with it.
+A grandchild whose parent died is re-parented to the nearest living subreaper: the
+zygote (which reaps and, at the end, kills what it adopted), or factoryd once the
+zygote is gone. What comes here must be reaped (on SIGCHLD) or it stays a zombie. The
+zygote is factoryd's child too: its exit reaped here means every child died with it.
 """
 
 from __future__ import annotations

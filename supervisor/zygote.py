@@ -9,9 +9,11 @@ threads and none of the daemon's sockets. Every child is forked from it:
   in the fork (modules listed in `preload` are imported once, in the zygote);
 - a close-on-exec error pipe tells exec or import failure from success, so a bad child
   is a failed start, not a crash loop;
-- the zygote reaps its children on SIGCHLD and reports each exit to factoryd;
+- the zygote reaps its children on SIGCHLD and reports each exit to factoryd; it is a
+  child subreaper, so orphans a child leaves behind are adopted and reaped there too;
 - when factoryd goes away (EOF on the channel, even after SIGKILL) the zygote kills every
-  child's process group with SIGKILL, reaps them and exits: nothing is left behind.
+  child's process group and every orphan it adopted with SIGKILL, reaps them and exits:
+  nothing is left behind, even what left its process group.
 
 Wire: an AF_UNIX SOCK_SEQPACKET pair, one orjson message per packet, the child's log fd
 passed with SCM_RIGHTS on "spawn". This module is factoryd's side; what runs in the
@@ -67,6 +69,7 @@ class ZygoteClient:
         self.exits: deque[Exit] = deque()
         self.spawned = 0
         self.spawn_failures = 0
+        self.orphans_reaped = 0  # adopted by the zygote (a subreaper) and reaped there
         self._seq = 0  # numbers spawn requests, so a late reply is not taken for the next
         self._awaiting: int | None = None  # the spawn being waited for, and its reply
         self._reply: dict[str, Any] | None = None
@@ -107,6 +110,8 @@ class ZygoteClient:
     def _queue(self, msg: dict[str, Any]) -> None:
         if msg.get("op") == "exit":
             self.exits.append(Exit(int(msg["pid"]), int(msg["exit_code"])))
+        elif msg.get("op") == "orphan":
+            self.orphans_reaped += 1
         elif self._awaiting is not None and msg.get("seq") == self._awaiting:
             self._reply = msg
         elif msg.get("op") == "spawned":  # the reply to a spawn that already timed out:

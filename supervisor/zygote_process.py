@@ -5,6 +5,10 @@ makes; it never returns to factoryd's code. It forks one child per "spawn" messa
 reaps them on SIGCHLD and reports each exit; when factoryd goes away it SIGKILLs every
 child's process group and exits. The wire: one orjson message per SOCK_SEQPACKET packet.
 
+The zygote is a child subreaper: a grandchild whose parent died (a daemon that left its
+child's process group, say) is adopted here, reaped here (factoryd hears "orphan"), and
+killed with everything else when factoryd goes away, even by SIGKILL.
+
 A spawn is answered when the child's error pipe says how its start went (EOF: exec or
 import succeeded; bytes: why not). The loop does not wait for that: a target whose
 import takes seconds holds up neither other children's exit reports nor EOF handling.
@@ -15,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import select
 import selectors
 import signal
 import socket
@@ -26,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from supervisor.prctl import PR_SET_PDEATHSIG, prctl
+from supervisor.prctl import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, prctl
 
 MAX_PACKET = 1 << 20  # the largest message either side reads
 START_TIMEOUT_S = 60.0  # a child that neither execs nor fails its import by then fails
@@ -52,6 +57,7 @@ def zygote_main(sock: socket.socket, parent_pid: int, preload: tuple[str, ...]) 
     prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent_pid:
         return 1
+    prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of our children come to us, not to init
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -89,7 +95,7 @@ def zygote_main(sock: socket.socket, parent_pid: int, preload: tuple[str, ...]) 
             if os.getppid() != parent_pid:
                 return 0
     finally:
-        _kill_all(children)
+        _kill_all(children, wake_r)
 
 
 def _select_timeout(starting: dict[int, _Starting]) -> float:
@@ -191,24 +197,51 @@ def _reap(children: set[int], sock: socket.socket) -> None:
             return
         if pid == 0:
             return
-        if pid in children:
-            children.discard(pid)
-            msg = {"op": "exit", "pid": pid, "exit_code": os.waitstatus_to_exitcode(status)}
-            with contextlib.suppress(OSError):
-                sock.send(orjson.dumps(msg))
-
-
-def _kill_all(children: set[int]) -> None:
-    for pid in children:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10.0
-    while children and time.monotonic() < deadline:
-        try:
-            pid, _ = os.waitpid(-1, 0)
-        except ChildProcessError:
-            break
+        op = "exit" if pid in children else "orphan"  # an orphan: adopted, now reaped
         children.discard(pid)
+        msg = {"op": op, "pid": pid, "exit_code": os.waitstatus_to_exitcode(status)}
+        with contextlib.suppress(OSError):
+            sock.send(orjson.dumps(msg))
+
+
+def _kill_all(children: set[int], wake_r: int, *, timeout_s: float = 10.0) -> None:
+    """SIGKILL every child's process group and every adopted orphan, again for those
+    adopted meanwhile (a child's daemon is adopted when the child dies), and reap them:
+    until none is left or `timeout_s` passed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pids = children | _our_children()
+        if not pids:
+            return
+        for pid in pids:
+            for kill in (os.killpg, os.kill):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    kill(pid, signal.SIGKILL)
+        while True:  # reap what has exited
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                break
+            children.discard(pid)
+        with contextlib.suppress(OSError):  # SIGCHLD writes here: wait for the next one
+            select.select([wake_r], [], [], min(0.1, max(0.0, deadline - time.monotonic())))
+            os.read(wake_r, 4096)
+
+
+def _our_children() -> set[int]:
+    """Every process whose parent we are: those we forked and orphans we adopted."""
+    me = str(os.getpid())
+    found = set()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    stat = f.read()
+                if stat.rsplit(b")", 1)[1].split()[1].decode() == me:
+                    found.add(int(entry.name))
+    return found
 
 
 def _spawn(  # noqa: PLR0917 - one call site, all state of the zygote loop

@@ -157,7 +157,7 @@ def test_abstract_notify_socket_address(factoryd, journal) -> None:
 
 def _orphan_of_factoryd(factoryd, journal, fifo):
     """A daemon whose child left an orphan (in its own session, waiting on `fifo`) that
-    has been reparented to factoryd; returns (daemon, orphan pid)."""
+    has been adopted by the zygote, a subreaper; returns (daemon, orphan pid)."""
     os.mkfifo(fifo)
     d = factoryd(f"""
         [supervisor]
@@ -168,11 +168,12 @@ def _orphan_of_factoryd(factoryd, journal, fifo):
     """).start()
     journal.wait_count("orphan", "maker", 1)
     orphan = next(p for e, _, p in journal.events() if e == "orphan")
-    wait_until(lambda: _ppid(orphan) == d.proc.pid, what="orphan reparented to factoryd")
+    zygote = d.status()["daemon"]["zygote"]["pid"]
+    wait_until(lambda: _ppid(orphan) == zygote, what="orphan adopted by the zygote")
     return d, orphan
 
 
-def test_orphans_are_reaped_by_factoryd(factoryd, journal, tmp_path) -> None:
+def test_orphans_are_reaped_by_the_zygote_and_counted(factoryd, journal, tmp_path) -> None:
     fifo = tmp_path / "release"
     d, orphan = _orphan_of_factoryd(factoryd, journal, fifo)
     wait_until(lambda: d.node("maker")["state"] == "stopped", what="maker to exit")
@@ -189,8 +190,12 @@ def _ppid(pid: int) -> int:
         return -1
 
 
-def test_sigkill_of_factoryd_leaves_no_process_behind(factoryd, journal) -> None:
+def test_sigkill_of_factoryd_leaves_no_process_behind(factoryd, journal, tmp_path) -> None:
+    """Children, their groups, the zygote, and an orphan that left its group (in a
+    session of its own, adopted by the zygote): nothing outlives a SIGKILLed factoryd."""
     j = str(journal.path)
+    fifo = tmp_path / "never-written"
+    os.mkfifo(fifo)
     d = factoryd(f"""
         [supervisor]
         [[supervisor.children]]
@@ -199,10 +204,18 @@ def test_sigkill_of_factoryd_leaves_no_process_behind(factoryd, journal) -> None
         [[supervisor.children]]
         id = "b"
         command = ["sleep", "600"]
+        [[supervisor.children]]
+        id = "c"
+        {target("orphan_maker", j, str(fifo))}
+        restart = "transient"
     """).start()
     journal.wait_count("grandchild", "a", 1)
-    pids = [d.pid("a"), d.pid("b"), d.status()["daemon"]["zygote"]["pid"]]
-    pids += [p for e, _, p in journal.events() if e == "grandchild"]
+    journal.wait_count("orphan", "c", 1)
+    zygote = d.status()["daemon"]["zygote"]["pid"]
+    pids = [d.pid("a"), d.pid("b"), zygote]
+    pids += [p for e, _, p in journal.events() if e in ("grandchild", "orphan")]
+    orphan = next(p for e, _, p in journal.events() if e == "orphan")
+    wait_until(lambda: _ppid(orphan) == zygote, what="the orphan adopted by the zygote")
     os.kill(d.proc.pid, signal.SIGKILL)
     d.proc.wait(timeout=10)
     for pid in pids:
