@@ -170,12 +170,13 @@ class Subscriber(_BusSocket):
         while sock.get(_RCVMORE):  # the rest of a message is already here
             frames.append(sock.recv(_NOBLOCK))
         stats = self.stats
+        if len(frames) == 1 and frames[0] == WELCOME:
+            stats["welcomes"] += 1
+            return True
         topics = self._topics
         if topics is not None and frames[0] not in topics:  # read ahead, or a longer topic
-            if len(frames) == 1 and frames[0] == WELCOME:
-                stats["welcomes"] += 1
             return True
-        if len(frames) == 2 and frames[1][:1] == b"[":
+        if signal_batch.is_batch(frames):
             try:
                 good, bad = signal_batch.decode_batch(frames)
             except MalformedSignal:
@@ -185,9 +186,6 @@ class Subscriber(_BusSocket):
                 stats["unknown" if isinstance(error, UnknownSignal) else "malformed"] += 1
             stats["received"] += len(good)
             self._pending.extend(good)
-            return True
-        if len(frames) == 1 and frames[0] == WELCOME:
-            stats["welcomes"] += 1
             return True
         try:
             envelope = signals.decode(frames)

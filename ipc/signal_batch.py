@@ -81,20 +81,7 @@ def encode_batch(envelopes: Sequence[Envelope]) -> list[bytes]:
         body = [wire(e.id, e.ts, e.source, *values(e.signal)) for e in envelopes]
         return [plan.topic, signals._ENCODER.encode(body)]
     # GitHash fields or a subclass: orjson from dicts, as signals.encode does
-    return [cls.__name__.encode(), orjson.dumps([_as_dict(e) for e in envelopes])]
-
-
-def _as_dict(envelope: Envelope) -> dict[str, object]:
-    signal = envelope.signal
-    body: dict[str, object] = {
-        "type": type(signal).__name__,
-        "id": envelope.id,
-        "ts": envelope.ts,
-        "source": envelope.source,
-    }
-    for key in signal._names:
-        body[key] = getattr(signal, key)
-    return body
+    return [cls.__name__.encode(), orjson.dumps([signals.payload_dict(e) for e in envelopes])]
 
 
 def is_batch(frames: list[bytes]) -> bool:

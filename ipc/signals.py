@@ -316,11 +316,21 @@ def encode(envelope: Envelope) -> list[bytes]:
         return [plan.topic, _ENCODER.encode(wire)]
     # GitHash fields (orjson writes a str subclass natively, msgspec through a slow hook)
     # or a subclass of a signal: orjson, from a dict
-    name = type(signal).__name__
-    body = {"type": name, "id": envelope.id, "ts": envelope.ts, "source": envelope.source}
+    return [type(signal).__name__.encode(), orjson.dumps(payload_dict(envelope))]
+
+
+def payload_dict(envelope: Envelope) -> dict[str, Any]:
+    """The payload as a dict: the envelope keys, then the signal's fields."""
+    signal = envelope.signal
+    body = {
+        "type": type(signal).__name__,
+        "id": envelope.id,
+        "ts": envelope.ts,
+        "source": envelope.source,
+    }
     for key in signal._names:
         body[key] = getattr(signal, key)
-    return [name.encode(), orjson.dumps(body)]
+    return body
 
 
 def decode(frames: list[bytes]) -> Envelope:
