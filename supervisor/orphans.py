@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import psutil
 
 from supervisor.process_host import KILL_WAIT_S
+from supervisor.reaping import reap_exited
 
 
 class Report(Protocol):
@@ -38,13 +39,7 @@ class OrphanReaper:
 
     def reap_nowait(self) -> None:
         """Reap every exited child without blocking (call on SIGCHLD)."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in reap_exited():
             if pid == self.zygote_pid:
                 self.on_zygote_exit()
                 return

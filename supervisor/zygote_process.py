@@ -30,8 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+import psutil
 
 from supervisor.prctl import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, prctl
+from supervisor.reaping import reap_exited
 
 MAX_PACKET = 1 << 20  # the largest message either side reads
 START_TIMEOUT_S = 60.0  # a child that neither execs nor fails its import by then fails
@@ -190,13 +192,7 @@ def _answer(  # noqa: PLR0917 - one call site each, all state of the zygote loop
 
 
 def _reap(children: set[int], sock: socket.socket) -> None:
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    for pid, status in reap_exited():
         op = "exit" if pid in children else "orphan"  # an orphan: adopted, now reaped
         children.discard(pid)
         msg = {"op": op, "pid": pid, "exit_code": os.waitstatus_to_exitcode(status)}
@@ -217,13 +213,7 @@ def _kill_all(children: set[int], wake_r: int, *, timeout_s: float = 10.0) -> No
             for kill in (os.killpg, os.kill):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     kill(pid, signal.SIGKILL)
-        while True:  # reap what has exited
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                break
+        for pid, _status in reap_exited():
             children.discard(pid)
         with contextlib.suppress(OSError):  # SIGCHLD writes here: wait for the next one
             select.select([wake_r], [], [], min(0.1, max(0.0, deadline - time.monotonic())))
@@ -232,16 +222,9 @@ def _kill_all(children: set[int], wake_r: int, *, timeout_s: float = 10.0) -> No
 
 def _our_children() -> set[int]:
     """Every process whose parent we are: those we forked and orphans we adopted."""
-    me = str(os.getpid())
-    found = set()
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                with open(f"/proc/{entry.name}/stat", "rb") as f:
-                    stat = f.read()
-                if stat.rsplit(b")", 1)[1].split()[1].decode() == me:
-                    found.add(int(entry.name))
-    return found
+    with contextlib.suppress(psutil.Error):
+        return {child.pid for child in psutil.Process().children()}
+    return set()
 
 
 def _spawn(  # noqa: PLR0917 - one call site, all state of the zygote loop
