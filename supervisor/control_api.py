@@ -150,19 +150,14 @@ class ControlApi:
 
     def cmd_logs(self, args: dict[str, Any]) -> dict[str, Any]:
         child_id = args.get("id")
-        lines = args.get("lines", 50)
-        after = args.get("after")
         if not isinstance(child_id, str) or child_id not in self.child_logs.rings:
             raise NoSuchChild(child_id)
-        if isinstance(lines, bool) or not isinstance(lines, int) or lines < 0:
-            raise RequestRefused("args.lines must be an integer >= 0", "bad_request")
+        lines = _count(args, "lines", 50)
         ring = self.child_logs.rings[child_id]
-        if after is None:  # the last `lines`; `seq` is where a follower goes on from
+        if args.get("after") is None:  # the last `lines`; `seq` is where a follower goes on
             tail = self.child_logs.tail(child_id, lines)
             return {"id": child_id, "lines": tail, "seq": ring.last_seq, "dropped": 0}
-        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
-            raise RequestRefused("args.after must be an integer >= 0", "bad_request")
-        taken, seq, dropped = ring.after(after, lines)
+        taken, seq, dropped = ring.after(_count(args, "after", 0), lines)
         return {"id": child_id, "lines": taken, "seq": seq, "dropped": dropped}
 
     def cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -195,3 +190,11 @@ def _add_usage(node: dict[str, Any], now: float) -> None:
             node["processes"] = len(procs)
     for child in node.get("children", []):
         _add_usage(child, now)
+
+
+def _count(args: dict[str, Any], key: str, default: int) -> int:
+    """args[key] as an integer >= 0, or RequestRefused naming it."""
+    value = args.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RequestRefused(f"args.{key} must be an integer >= 0", "bad_request")
+    return value
