@@ -46,7 +46,6 @@ class _Starting:
 
     pid: int
     seq: Any
-    child_id: str
     deadline: float
     error: bytearray = field(default_factory=bytearray)
 
@@ -269,7 +268,7 @@ def _spawn(  # noqa: PLR0917 - one call site, all state of the zygote loop
     os.set_blocking(err_r, False)
     children.add(pid)  # from now on: reaped and reported like any child
     deadline = time.monotonic() + START_TIMEOUT_S
-    starting[err_r] = _Starting(pid, seq, str(msg.get("id")), deadline)
+    starting[err_r] = _Starting(pid, seq, deadline)
     sel.register(err_r, selectors.EVENT_READ, "starting")
 
 
