@@ -47,6 +47,10 @@ class ProtocolError(ControlError):
     """A frame was malformed: bad length, not JSON, or not the expected shape."""
 
 
+class PeerGone(ProtocolError):
+    """The peer closed or reset the connection before a whole frame went across."""
+
+
 class RemoteError(ControlError):
     """The peer answered with an error reply."""
 
@@ -77,7 +81,7 @@ def _recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
         except ConnectionResetError:  # the peer closed it unread (e.g. out of descriptors)
             chunk = b""
         if not chunk:
-            raise ProtocolError(f"connection closed after {len(chunks)} of {n} bytes")
+            raise PeerGone(f"connection closed after {len(chunks)} of {n} bytes")
         chunks += chunk
     return bytes(chunks)
 
@@ -96,7 +100,7 @@ def send_frame(sock: socket.socket, obj: Any, *, deadline: float) -> None:
     except TimeoutError as exc:
         raise ControlTimeout("timed out sending") from exc
     except (BrokenPipeError, ConnectionResetError) as exc:
-        raise ProtocolError(f"connection closed while sending: {exc}") from None
+        raise PeerGone(f"connection closed while sending: {exc}") from None
 
 
 def recv_frame(sock: socket.socket, *, deadline: float) -> Any:
@@ -215,6 +219,7 @@ class ControlServer:
         self.served = 0
         self.refused = 0
         self.dropped = 0  # connections closed unserved: no file descriptor was left
+        self.abandoned = 0  # replies the client went away from before reading
         # One fd held in reserve: out of descriptors, accept() fails and the listening
         # socket stays readable for ever (a busy loop); freeing this one lets us take the
         # connection and close it, so the caller hears "closed" and we go on.
@@ -306,12 +311,19 @@ class ControlServer:
         self._reply(conn, error_reply("protocol", str(problem)), deadline)
 
     def _reply(self, conn: socket.socket, reply: dict[str, Any], deadline: float) -> None:
-        # The client may have given up and gone away; its loss, not ours.
-        with contextlib.suppress(ControlTimeout, BrokenPipeError, ConnectionResetError):
-            send_frame(conn, reply, deadline=max(deadline, time.monotonic() + 1.0))
+        # The client may have given up and gone away (PeerGone, a timeout): its loss,
+        # never the server's. A reply too large for a frame is answered as an error.
+        deadline = max(deadline, time.monotonic() + 1.0)
+        try:
+            send_frame(conn, reply, deadline=deadline)
+        except (ControlTimeout, PeerGone, OSError):
+            self.abandoned += 1
+        except ProtocolError as exc:
+            with contextlib.suppress(ControlTimeout, PeerGone, OSError):
+                send_frame(conn, error_reply("too_large", str(exc)), deadline=deadline)
 
     def statistics(self) -> dict[str, int]:
-        return {"served": self.served, "refused": self.refused}
+        return {"served": self.served, "refused": self.refused, "abandoned": self.abandoned}
 
     def _drop_one(self) -> None:
         """Out of descriptors: spend the spare on the waiting connection, close it."""

@@ -96,8 +96,10 @@ class Daemon:
         self.selector = selectors.DefaultSelector()
         self.signals = SignalWakeup()
         self.control = control.ControlServer(paths.control_socket(runtime_dir))
-        self.child_notify = ChildNotify(runtime_dir / "notify.sock")
-        self.registry = Registry(on_root_exit=self._root_exited)
+        self.child_notify = ChildNotify(runtime_dir / "notify.sock", self._notify_sender)
+        self.registry = Registry(
+            on_root_exit=self._root_exited, on_register=self.child_notify.adopt
+        )
         self.host = ZygoteProcessHost(
             zygote,
             self.child_logs,
@@ -223,7 +225,7 @@ class Daemon:
             elif kind == "signal":
                 self._on_signals()
             elif kind == "notify":
-                self.child_notify.read(self._notify_sender)
+                self.child_notify.read()
             elif kind == "control" and serve_control:
                 self.control_listener.accept()
             elif kind == "control_conn" and serve_control:
@@ -231,15 +233,15 @@ class Daemon:
         self.control_listener.close_idle()
         self._beat()
 
-    def _notify_sender(self, pid: int) -> tuple[SupervisorNode, str, int] | None:
+    def _notify_sender(
+        self, pid: int, leader: int | None
+    ) -> tuple[SupervisorNode, str, int] | None:
         """Whom a datagram speaks for: a worker itself, or (notify_access = "all") the
         worker leading the sender's process group."""
         owner = self.registry.by_pid.get(pid)
         if owner is not None:
             return (*owner, pid)
-        try:
-            leader = os.getpgid(pid)
-        except OSError:  # gone before we read its datagram
+        if leader is None:  # gone before we read its datagram
             return None
         owner = self.registry.by_pid.get(leader)
         if owner is None or owner[0].notify_access(owner[1]) is not NotifyAccess.ALL:

@@ -74,6 +74,12 @@ class Registry:
     by_pid: dict[int, tuple[SupervisorNode, str]] = field(default_factory=dict)
     by_id: dict[str, SupervisorNode] = field(default_factory=dict)
     on_root_exit: Callable[[ExitReason], None] = lambda reason: None
+    on_register: Callable[[int], None] = lambda pid: None
+
+    def register(self, pid: int, node: SupervisorNode, child_id: str) -> None:
+        """`pid` is now `child_id` of `node` (what it said before this is applied)."""
+        self.by_pid[pid] = (node, child_id)
+        self.on_register(pid)
 
 
 class SupervisorNode:
@@ -156,7 +162,7 @@ class SupervisorNode:
             record.pid = pid
             record.started_at = time.time()
             record.status_text = None
-            self.registry.by_pid[pid] = (self, cid)
+            self.registry.register(pid, self, cid)
             if record.spec.ready is Readiness.NOTIFY:
                 self._await_ready(cid, record, pid)
             self.host.report("child_started", supervisor=self.id, child=cid, pid=pid)

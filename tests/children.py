@@ -74,6 +74,16 @@ def ready_from_group(args: list[str]) -> int:
     return 0
 
 
+def ready_at_once(args: list[str]) -> int:
+    """Send READY=1 first thing (before factoryd may know our pid), then serve until
+    SIGTERM. args: JOURNAL"""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(b"READY=1", os.environ["NOTIFY_SOCKET"])
+    return serve(args)
+
+
 def say_on_usr1(args: list[str]) -> int:
     """Print "said N" (N from 1) on every SIGUSR1, and args[1] lines at once on SIGUSR2;
     run until SIGTERM. args: JOURNAL BURST"""

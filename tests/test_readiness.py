@@ -111,3 +111,49 @@ def test_by_default_only_the_child_itself_may_say_ready(factoryd, journal: Journ
     d = factoryd(_group_speaker(journal, "")).start(wait_ready=False)
     assert d.wait_exit() == 3  # the subprocess's READY=1 was not the child's
     assert "child 'wrapped' failed to start: no READY=1 within 1.5s" in d.log()
+
+
+def test_ready_sent_before_factoryd_knows_the_pid_counts(tmp_path: Path) -> None:
+    """The datagram can arrive while the spawn reply carrying the pid is still on its
+    way: it is kept and applied when the pid is registered, not thrown away."""
+    import socket
+
+    from supervisor.child_notify import ChildNotify
+
+    owners: dict[int, tuple[object, str, int]] = {}
+    notify = ChildNotify(tmp_path / "notify.sock", lambda pid, _pgid: owners.get(pid))  # type: ignore[arg-type,return-value]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(b"READY=1", str(notify.path))
+        notify.read()
+        me = os.getpid()
+        assert not notify.is_ready(me)  # nobody claims it yet
+        owners[me] = (object(), "early", me)
+        notify.adopt(me)
+        assert notify.is_ready(me)
+        notify.forget(me)
+        notify.adopt(me)
+        assert not notify.is_ready(me)  # applied once, then gone with the pid
+    finally:
+        notify.close()
+
+
+def test_children_that_notify_first_thing_all_start(factoryd, journal: Journal) -> None:
+    """Many starts of a target whose first act is READY=1 (the race lost ~1 in 3)."""
+    j = str(journal.path)
+    d = factoryd("""
+        [supervisor]
+        [[supervisor.children]]
+        id = "eager"
+        strategy = "simple_one_for_one"
+        intensity = 100
+        [[supervisor.children.children]]
+        id = "one"
+        target = "tests.children:ready_at_once"
+        ready = "notify"
+        start_timeout_ms = 20000
+    """).start()
+    for n in range(30):
+        code, out, err = d.ctl("start", "eager", "--", j)
+        assert code == 0, f"start {n} failed: {out}{err}"
+    assert len(d.node("eager")["children"]) == 30
