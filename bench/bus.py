@@ -1,6 +1,6 @@
 """Signal bus throughput, round trip and burst loss, through a real broker process.
 
-Method: one broker (procs.bus_broker, ipc:// in a temp runtime dir, HWM 100k) and
+Method: one broker (procs.bus.service, ipc:// in a temp runtime dir, HWM 100k) and
 subscriber processes started with subprocess (each with its own zmq context). The
 bench process is the publisher. Before each measurement the publisher sends probe
 signals until every subscriber has reported one (handshake, no sleep). Signals are
@@ -92,7 +92,7 @@ class Bench:
         self.runtime = runtime
         self.procs: list[subprocess.Popen[str]] = []
         self.broker = self._start(
-            [sys.executable, "-m", "procs.bus_broker", "--runtime-dir", str(runtime)]
+            [sys.executable, "-m", "procs.bus.service", "--runtime-dir", str(runtime)]
         )
         self.pub = bus.Publisher(runtime, source="bench")
         self.pub.wait_connected(timeout=30)

@@ -30,9 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ipc import _semtimedop as sem  # noqa: E402 - after the path fix
 from ipc import ledger  # noqa: E402
 from ipc.ledger import LedgerOwner, Limits, TicketLedger  # noqa: E402
+from ipc.ledger import _semtimedop as sem  # noqa: E402 - after the path fix
 
 HOLDER = """
 import sys

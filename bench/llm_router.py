@@ -89,7 +89,7 @@ def main() -> None:
             f'base_url = "{llama.base_url}"\ngpu_ticket = true\n'
         )
         proc = subprocess.Popen(
-            [sys.executable, "-m", "procs.llm_router", "--config", str(cfg),
+            [sys.executable, "-m", "procs.llm.service", "--config", str(cfg),
              "--runtime-dir", str(tmp / "run"), "--state-dir", str(tmp / "state")],
             cwd=ROOT, process_group=0,
         )  # fmt: skip

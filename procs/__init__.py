@@ -1,5 +1,7 @@
-"""One module per process kind (services, loops, mutators).
+"""One package per process kind (services, loops, mutators).
 
-Each service module exposes `main(argv: list[str]) -> int`, started by factoryd as a
-supervised child (`target = "procs.<module>:main"`). `procs` imports only `ipc`.
+Each kind's supervisor target is `procs/<kind>/service.py:main(argv) -> int`, started
+by factoryd as a supervised child; its library sits beside it in the same folder. A
+kind imports only `ipc` (and shared libraries such as `procs.sandbox`), never another
+kind: they talk over their control sockets and the bus.
 """

@@ -38,6 +38,7 @@ from typing import Any, TextIO
 import orjson
 
 from ipc import control, paths
+from ipc.posix_signals import PosixSignalPipe
 from ipc.sd_notify import Notifier
 from supervisor import config as config_mod
 from supervisor.child_logs import ChildLogs
@@ -53,10 +54,11 @@ from supervisor.policy import (
 )
 from supervisor.prctl import PR_SET_CHILD_SUBREAPER, prctl
 from supervisor.process_host import ZygoteProcessHost, killpg
-from supervisor.signal_wakeup import SignalWakeup
 from supervisor.spec import NotifyAccess
 from supervisor.tree import Registry, StartFailed, SupervisorNode
 from supervisor.zygote import ZygoteClient, ZygoteGone
+
+DAEMON_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
 
 class DaemonExit(IntEnum):
@@ -94,7 +96,7 @@ class Daemon:
         self.started_wall = time.time()
         self._next_watchdog = math.inf
         self.selector = selectors.DefaultSelector()
-        self.signals = SignalWakeup()
+        self.posix_signals = PosixSignalPipe(DAEMON_SIGNALS)
         self.control = control.ControlServer(paths.control_socket(runtime_dir))
         self.child_notify = ChildNotify(runtime_dir / "notify.sock", self._notify_sender)
         self.registry = Registry(
@@ -121,7 +123,7 @@ class Daemon:
             self.report,
         )
         self.selector.register(self.zygote.fileno(), selectors.EVENT_READ, "zygote")
-        self.selector.register(self.signals, selectors.EVENT_READ, "signal")
+        self.selector.register(self.posix_signals, selectors.EVENT_READ, "posix_signal")
         self.control_listener = ControlListener(self.control, self.selector)
         self.selector.register(self.child_notify, selectors.EVENT_READ, "notify")
 
@@ -151,7 +153,7 @@ class Daemon:
     # ------------------------------------------------------------------ loop
 
     def run(self) -> DaemonExit:
-        self.signals.install()
+        self.posix_signals.install()
         try:
             try:
                 self.root.start()
@@ -180,7 +182,7 @@ class Daemon:
             return self.exit_code
         finally:
             self._stop()
-            self.signals.restore_handlers()
+            self.posix_signals.restore_handlers()
 
     def _dispatch(self) -> None:
         """Handle queued exits and deferred work in order, until none is left. Once a
@@ -222,7 +224,7 @@ class Daemon:
             elif kind == "log":
                 if not self.child_logs.read(key.fd):
                     self.selector.unregister(key.fd)
-            elif kind == "signal":
+            elif kind == "posix_signal":
                 self._on_signals()
             elif kind == "notify":
                 self.child_notify.read()
@@ -255,7 +257,7 @@ class Daemon:
             self._next_watchdog = now + (self.notifier.watchdog_s or math.inf) / 2
 
     def _on_signals(self) -> None:
-        for signum in self.signals.read_nowait():
+        for signum in self.posix_signals.read_nowait():
             if signum in (signal.SIGTERM, signal.SIGINT):
                 if not self.stop_requested:
                     self.report("stop_requested", signal=signal.Signals(signum).name)
@@ -308,7 +310,7 @@ class Daemon:
         self.zygote.close()
         self.orphans.kill_all(self.pump_nested)
         self.child_logs.close()
-        self.signals.close()
+        self.posix_signals.close()
         self.report("stopped", exit_code=int(self.exit_code or 0))
         self.notifier.close()
 

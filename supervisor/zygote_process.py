@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 import psutil
 
+from ipc.posix_signals import PosixSignalPipe
 from supervisor.prctl import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, prctl
 from supervisor.reaping import reap_exited
 
@@ -61,10 +62,9 @@ def zygote_main(sock: socket.socket, parent_pid: int, preload: tuple[str, ...]) 
     prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of our children come to us, not to init
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    signal.signal(signal.SIGTERM, lambda *_: None)  # parent died: the loop sees EOF next
+    # SIGCHLD wakes the loop to reap; SIGTERM (parent died) only wakes it: EOF comes next.
+    wake = PosixSignalPipe((signal.SIGCHLD, signal.SIGTERM)).install()
+    wake_r, wake_w = wake.fileno(), wake.write_fd
 
     for name in preload:
         try:
@@ -87,8 +87,7 @@ def zygote_main(sock: socket.socket, parent_pid: int, preload: tuple[str, ...]) 
                 if key.data == "starting":
                     _on_error_pipe(key.fd, starting, children, sock, sel)
                 elif key.data == "wake":
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(wake_r, 4096)
+                    wake.read_nowait()
                     _reap(children, sock)
                 elif not _on_message(sock, sel, children, starting, wake_r, wake_w):
                     return 0  # factoryd is gone, or said quit

@@ -15,8 +15,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ipc import bus, control, paths, signal_batch, signals
+from ipc import bus, control, paths, signals
 from ipc.bus import BusEndpoints, Publisher, Subscriber
+from ipc.signals import batch as signal_batch
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +42,7 @@ class Processes:
 
     def broker(self, runtime: Path) -> subprocess.Popen[str]:
         return self.start(
-            [sys.executable, "-m", "procs.bus_broker", "--runtime-dir", str(runtime)],
+            [sys.executable, "-m", "procs.bus.service", "--runtime-dir", str(runtime)],
             stderr=subprocess.DEVNULL,
         )
 
@@ -230,7 +231,7 @@ def test_bad_arguments_are_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown signal type 'Nope'"):
         Subscriber(tmp_path, types=["Nope"])
     code = subprocess.run(
-        [sys.executable, "-m", "procs.bus_broker", "--runtime-dir", str(tmp_path), "--hwm", "0"],
+        [sys.executable, "-m", "procs.bus.service", "--runtime-dir", str(tmp_path), "--hwm", "0"],
         cwd=ROOT,
         capture_output=True,
         text=True,

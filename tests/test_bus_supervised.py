@@ -22,19 +22,19 @@ CONFIG = """
 
     [[supervisor.children]]
     id = "bus"
-    target = "procs.bus_broker:main"
+    target = "procs.bus.service:main"
     args = []
     shutdown_ms = 5000
 
     [[supervisor.children]]
     id = "signal_journal"
-    target = "procs.signal_journal:main"
+    target = "procs.journal.service:main"
     args = []
     shutdown_ms = 5000
 
     [[supervisor.children]]
     id = "resource_governor"
-    target = "procs.resource_governor:main"
+    target = "procs.governor.service:main"
     args = ["--max-loops", "2", "--gpu-tickets", "1"]
     shutdown_ms = 5000
 """

@@ -14,7 +14,7 @@ import pytest
 
 from ipc import bus, control, ledger, paths, signals
 from ipc.ledger import TicketLedger
-from procs import resource_governor as gov
+from procs.governor import service as gov
 from tests.test_bus import Processes, connected
 from tests.waiting import wait_until
 
@@ -35,7 +35,7 @@ def runtime(tmp_path: Path) -> Iterator[Path]:
 
 
 def start_governor(procs: Processes, runtime: Path, *flags: str) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "procs.resource_governor", "--runtime-dir", str(runtime)]
+    argv = [sys.executable, "-m", "procs.governor.service", "--runtime-dir", str(runtime)]
     proc = procs.start([*argv, *flags], stderr=subprocess.DEVNULL)
     wait_until(lambda: _status_or_none(runtime, proc), what="the governor to answer")
     return proc
@@ -141,7 +141,7 @@ def test_config_file_then_flags(tmp_path: Path) -> None:
     cfg.write_text("[resource_governor]\nmax_loops = -1\n")
     with pytest.raises(gov.ConfigError, match="max_loops must be a non-negative integer"):
         gov.load_config(_args("--config", str(cfg)))
-    argv = [sys.executable, "-m", "procs.resource_governor", "--runtime-dir", str(tmp_path)]
+    argv = [sys.executable, "-m", "procs.governor.service", "--runtime-dir", str(tmp_path)]
     done = subprocess.run(
         [*argv, "--config", str(cfg)],
         capture_output=True,

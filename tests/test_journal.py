@@ -37,7 +37,7 @@ def dirs(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def start_journal(procs: Processes, runtime: Path, state: Path) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "procs.signal_journal"]
+    argv = [sys.executable, "-m", "procs.journal.service"]
     argv += ["--runtime-dir", str(runtime), "--state-dir", str(state)]
     proc = procs.start(argv, stderr=subprocess.PIPE)
     assert proc.stderr is not None

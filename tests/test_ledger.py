@@ -274,7 +274,7 @@ def test_a_forked_child_owns_nothing_of_its_parent(runtime: Path) -> None:
 
 
 def test_memavailable_is_not_trusted_past_memtotal_or_when_missing() -> None:
-    from ipc._ledger_types import available_mb
+    from ipc.ledger._types import available_mb
 
     meminfo = b"MemTotal:       16384000 kB\nMemFree:  100 kB\nMemAvailable:    8192000 kB\n"
     assert available_mb(meminfo) == 8000

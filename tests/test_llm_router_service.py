@@ -1,4 +1,4 @@
-"""procs.llm_router as a real process: route and status over its control socket, SIGTERM."""
+"""procs.llm.service as a real process: route and status over its control socket, SIGTERM."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ retries = 0
         )
         runtime = tmp_path / "run"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "procs.llm_router",
+            [sys.executable, "-m", "procs.llm.service",
              "--config", str(config), "--runtime-dir", str(runtime),
              "--state-dir", str(tmp_path / "state")],
             cwd=ROOT, process_group=0, stderr=subprocess.PIPE,
@@ -84,7 +84,7 @@ def test_bad_config_exits_with_the_reason(tmp_path: Path) -> None:
     config = tmp_path / "router.toml"
     config.write_text('[roles]\nauditor = "nowhere"\n[endpoints]\n')
     done = subprocess.run(
-        [sys.executable, "-m", "procs.llm_router",
+        [sys.executable, "-m", "procs.llm.service",
          "--config", str(config), "--runtime-dir", str(tmp_path / "run"),
          "--state-dir", str(tmp_path / "state")],
         cwd=ROOT, capture_output=True, timeout=30, check=False,

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ipc import _semtimedop as sem
 from ipc import ledger
-from ipc._ledger_types import SEM_BASE
 from ipc.ledger import RESOURCES, LedgerOwner, Limits, TicketLedger
+from ipc.ledger import _semtimedop as sem
+from ipc.ledger._types import SEM_BASE
 from tests.waiting import wait_until
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ipc import bus, signal_batch, signals
+from ipc import bus, signals
+from ipc.signals import batch as signal_batch
 from tests.test_bus import Processes, connected
 from tests.waiting import wait_until
 

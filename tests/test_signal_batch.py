@@ -12,9 +12,10 @@ from typing import Any
 import orjson
 import pytest
 
-from ipc import signal_batch, signals
-from ipc.signal_batch import MAX_BATCH, decode_batch, encode_batch
+from ipc import signals
 from ipc.signals import Envelope, MalformedSignal, SignalError, UnknownSignal
+from ipc.signals import batch as signal_batch
+from ipc.signals.batch import MAX_BATCH, decode_batch, encode_batch
 from tests.test_signals import EXAMPLES, GOOD
 from tests.test_signals_codec import _mutations
 

@@ -14,6 +14,7 @@ import pytest
 
 from ipc import signals
 from ipc.signals import Envelope, MalformedSignal, SignalError, UnknownSignal
+from ipc.signals import _codec as codec
 from ipc.types import GitHash, Priority
 from tests.test_signals import EXAMPLES, HASH
 
@@ -90,7 +91,7 @@ def test_canonical_payloads_never_take_the_slow_path(monkeypatch: pytest.MonkeyP
     def refuse(frames: list[bytes]) -> Envelope:
         raise AssertionError(f"slow path for {frames!r:.80}")
 
-    monkeypatch.setattr(signals, "decode_checked", refuse)
+    monkeypatch.setattr(codec, "decode_checked", refuse)  # where decode looks it up
     for envelope in ENVELOPES:
         assert signals.decode(signals.encode(envelope)) == envelope
     with pytest.raises(AssertionError, match="slow path"):  # and the probe does work

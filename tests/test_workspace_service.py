@@ -53,7 +53,7 @@ def start_service(tmp_path: Path, *extra: str) -> Service:
     runtime = tmp_path / "run"
     log = tmp_path / f"manager-{len(list(tmp_path.glob('manager-*.log')))}.log"
     argv = [
-        sys.executable, "-m", "procs.workspace_manager",
+        sys.executable, "-m", "procs.workspaces.service",
         "--runtime-dir", str(runtime), "--state-dir", str(tmp_path / "state"), *extra,
     ]  # fmt: skip
     with open(log, "wb") as err:

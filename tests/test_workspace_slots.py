@@ -16,8 +16,8 @@ import pytest
 
 from ipc import control, ledger
 from ipc.ledger import LedgerOwner, Limits
-from procs import workspace_manager
 from procs.workspaces import SlotsExhausted, StrategyFailed, WorkspaceRegistry, WorkspaceSlots
+from procs.workspaces import service as workspace_manager
 from supervisor.ctl import cli
 from supervisor.ctl.exit_status import ExitStatus
 from tests import test_workspace_fixtures as fx

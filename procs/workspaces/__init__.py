@@ -11,7 +11,7 @@ Public face (the private modules behind it):
     _registry    WorkspaceRegistry: create_workspace / destroy_workspace / list_workspaces
     ramdisk      btrfs/XFS RAM disk provisioning (also `python3 -m procs.workspaces.ramdisk`)
 
-The supervised service answering requests is procs/workspace_manager.py.
+The supervised service answering requests is procs/workspaces/service.py.
 """
 
 from procs.workspaces._model import (

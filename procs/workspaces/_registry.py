@@ -1,7 +1,7 @@
 """create / destroy / list workspaces under one root, with records and orphan cleanup.
 
 The library face of the workspace manager: tests call it directly, the service
-(procs/workspace_manager.py) calls it for each control request. Nothing here blocks
+(procs/workspaces/service.py) calls it for each control request. Nothing here blocks
 longer than `timeout_s` per command a strategy runs (cp, git); snapshot and overlay make
 no subprocess at all.
 """

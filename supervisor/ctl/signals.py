@@ -1,7 +1,7 @@
 """Show the signal journal: the last signals seen on the bus, or follow new ones.
 
 CLI:  factoryctl signals [--type T ...] [-n 20] [--follow [--for SECONDS]] [--json]
-Wire: none; reads <state_dir>/signals.sqlite3 (written by procs/signal_journal, schema
+Wire: none; reads <state_dir>/signals.sqlite3 (written by procs/journal, schema
       in ipc/journal.py) read-only. --json prints one JSON object per line:
       {"seq", "received_ts", "type", "id", "ts", "source", ...the signal's fields}
 """

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable
 
 import zmq
 
-from ipc import signal_batch, signals
-from ipc._bus_socket import (
+from ipc import signals
+from ipc.bus._socket import (
     _NOBLOCK,
     _RCVMORE,
     DEFAULT_HWM,
@@ -22,6 +22,7 @@ from ipc._bus_socket import (
     _poll_ms,
 )
 from ipc.signals import Envelope, MalformedSignal, UnknownSignal
+from ipc.signals import batch as signal_batch
 
 
 class Subscriber(_BusSocket):

@@ -32,8 +32,8 @@ from __future__ import annotations
 import time
 
 from ipc import signals
-from ipc._bus_publisher import PartlyPublished, Publisher
-from ipc._bus_socket import (
+from ipc.bus._publisher import PartlyPublished, Publisher
+from ipc.bus._socket import (
     DEFAULT_HWM,
     RECONNECT_IVL_MS,
     WELCOME,
@@ -41,7 +41,7 @@ from ipc._bus_socket import (
     BusError,
     BusTimeout,
 )
-from ipc._bus_subscriber import Subscriber
+from ipc.bus._subscriber import Subscriber
 from ipc.signals import Envelope, Signal
 
 __all__ = [

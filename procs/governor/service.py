@@ -1,8 +1,8 @@
 """The resource governor: owns the ledger's limits and broadcasts ResourceExhausted.
 
-    python3 -m procs.resource_governor [--config FILE] [--max-loops N] [--gpu-tickets N] ...
+    python3 -m procs.governor.service [--config FILE] [--max-loops N] [--gpu-tickets N] ...
 
-Run by factoryd (target = "procs.resource_governor:main") after the bus broker. At start
+Run by factoryd (target = "procs.governor.service:main") after the bus broker. At start
 it creates the ledger (ipc/ledger.py) for its runtime dir with the configured limits, or
 re-attaches to the one a crashed predecessor left, keeping every held ticket. Processes
 then take and return slots themselves, in their own process, through
@@ -40,8 +40,8 @@ import psutil
 from ipc import control, ledger, paths, service_report
 from ipc.bus import BusTimeout, Publisher
 from ipc.ledger import LedgerError, LedgerOwner, Limits
+from ipc.posix_signals import StopSignals
 from ipc.signals import ResourceExhausted
-from ipc.stop_signals import StopSignals
 
 SERVICE = "resource_governor"
 SWEEP_EVERY_S = 1.0

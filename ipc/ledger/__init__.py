@@ -27,11 +27,11 @@ Public readers: `snapshot(runtime_dir) -> dict` reads without locking or destroy
 
 from __future__ import annotations
 
-from ipc._ledger_client import TicketLedger
-from ipc._ledger_owner import LedgerOwner
-from ipc._ledger_snapshot import destroy, snapshot
-from ipc._ledger_table import EXHAUSTION_KINDS, RESOURCES, Record
-from ipc._ledger_types import (
+from ipc.ledger._client import TicketLedger
+from ipc.ledger._owner import LedgerOwner
+from ipc.ledger._snapshot import destroy, snapshot
+from ipc.ledger._table import EXHAUSTION_KINDS, RESOURCES, Record
+from ipc.ledger._types import (
     AcquireTimeout,
     LedgerError,
     LedgerMissing,

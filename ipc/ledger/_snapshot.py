@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ipc import _ledger_table as table
-from ipc import _semtimedop as sem
-from ipc._ledger_table import EXHAUSTION_KINDS, RESOURCES
-from ipc._ledger_types import NSEMS, SEM_BASE, SEM_STAMP, LedgerMissing, valid_header
+from ipc.ledger import _semtimedop as sem
+from ipc.ledger import _table as table
+from ipc.ledger._table import EXHAUSTION_KINDS, RESOURCES
+from ipc.ledger._types import NSEMS, SEM_BASE, SEM_STAMP, LedgerMissing, valid_header
 from ipc.types import process_start_ticks
 
 

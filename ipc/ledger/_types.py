@@ -10,9 +10,9 @@ from typing import Any, NamedTuple
 
 import psutil
 
-from ipc import _ledger_table as table
-from ipc import _semtimedop as sem
-from ipc._ledger_table import RESOURCES
+from ipc.ledger import _semtimedop as sem
+from ipc.ledger import _table as table
+from ipc.ledger._table import RESOURCES
 
 SEM_MUTEX, SEM_EVENTS, SEM_STAMP, SEM_BASE = 0, 1, 2, 3
 NSEMS = SEM_BASE + len(RESOURCES)

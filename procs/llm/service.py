@@ -1,7 +1,7 @@
 """The LLM router service: `route_request(role, request)` for every process of the factory.
 
 In-process use: `LLMRouter(config, BudgetStore(...), tickets).route_request(role, req,
-timeout=)`. As a supervised service (`target = "procs.llm_router:main"`), it answers on
+timeout=)`. As a supervised service (`target = "procs.llm.service:main"`), it answers on
 its control socket `<runtime_dir>/llm_router.sock` (ipc.control framing), several callers at
 once, one thread per call in flight (at most --workers):
 
@@ -39,7 +39,7 @@ from ipc.control import (
     send_frame,
 )
 from ipc.ledger import LedgerError, TicketLedger
-from ipc.stop_signals import StopSignals
+from ipc.posix_signals import StopSignals
 from procs.llm.budget import BudgetStore, DailyBudget, Prices
 from procs.llm.config import RouterConfig, RouterConfigError, default_config
 from procs.llm.errors import (

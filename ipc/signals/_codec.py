@@ -37,7 +37,7 @@ from typing import Any, ClassVar, NamedTuple
 import msgspec
 import orjson
 
-from ipc._signal_wire import NotCanonical, WirePlan, wire_plan
+from ipc.signals._wire import NotCanonical, WirePlan, wire_plan
 from ipc.types import GitHash, InvalidValue, Priority
 
 ENVELOPE_KEYS = ("type", "id", "ts", "source")

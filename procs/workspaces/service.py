@@ -1,8 +1,8 @@
 """The workspace manager service: isolated workspaces on request, over its control socket.
 
-Run by factoryd as a supervised child (target = "procs.workspace_manager:main"), or by hand:
+Run by factoryd as a supervised child (target = "procs.workspaces.service:main"), or by hand:
 
-    python3 -m procs.workspace_manager --ramdisk --golden /path/to/repo [--strategy auto]
+    python3 -m procs.workspaces.service --ramdisk --golden /path/to/repo [--strategy auto]
 
 At start it provisions the configured RAM disk (idempotent: a crash-restart finds it
 mounted), reaps orphans (workspaces whose owner died while it was down, and creates or
@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from ipc import control, paths, service_report
-from ipc.stop_signals import StopSignals
+from ipc.posix_signals import StopSignals
 from procs.workspaces import (
     AUTO_ORDER,
     STRATEGY_CHOICES,

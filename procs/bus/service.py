@@ -1,6 +1,6 @@
-"""The signal bus broker as a supervised service (target = "procs.bus_broker:main").
+"""The signal bus broker as a supervised service (target = "procs.bus.service:main").
 
-    python3 -m procs.bus_broker [--runtime-dir DIR] [--hwm N]
+    python3 -m procs.bus.service [--runtime-dir DIR] [--hwm N]
 
 Binds <runtime_dir>/bus-in.ipc (publishers) and <runtime_dir>/bus-out.ipc (subscribers)
 and forwards between them until SIGTERM/SIGINT; answers `status` on
@@ -16,7 +16,7 @@ from typing import Any
 
 from ipc import paths, service_report
 from ipc.bus import DEFAULT_HWM, BusEndpoints, BusError
-from ipc.bus_broker import run_broker
+from ipc.bus.broker import run_broker
 
 SERVICE = "bus"
 

@@ -20,8 +20,8 @@ from collections.abc import Iterable, Sequence
 import msgspec
 import orjson
 
-from ipc import signals
 from ipc.signals import Envelope, MalformedSignal, Signal, SignalError
+from ipc.signals import _codec as signals
 
 MAX_BATCH = 256
 """Signals in one batch message at most (a publisher splits longer runs). Small on

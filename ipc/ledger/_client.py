@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ipc import _ledger_table as table
-from ipc import _semtimedop as sem
-from ipc._ledger_table import EXHAUSTION_KINDS, RESOURCES
-from ipc._ledger_types import (
+from ipc.ledger import _semtimedop as sem
+from ipc.ledger import _table as table
+from ipc.ledger._table import EXHAUSTION_KINDS, RESOURCES
+from ipc.ledger._types import (
     MUTEX_TIMEOUT_S,
     NSEMS,
     SEM_BASE,

@@ -1,8 +1,8 @@
 """The signal journal writer: subscribes to every signal and stores it in SQLite.
 
-    python3 -m procs.signal_journal [--runtime-dir DIR] [--state-dir DIR] [--keep-rows N]
+    python3 -m procs.journal.service [--runtime-dir DIR] [--state-dir DIR] [--keep-rows N]
 
-Run by factoryd after the bus broker (target = "procs.signal_journal:main"). Writes
+Run by factoryd after the bus broker (target = "procs.journal.service:main"). Writes
 <state_dir>/signals.sqlite3 (schema in ipc/journal.py), one transaction per batch of
 whatever has arrived, so a 10,000-signal burst costs a few commits. Malformed and
 unknown messages are counted (table writer_stats), never stored; only the newest
@@ -21,7 +21,7 @@ import zmq
 from ipc import paths, service_report
 from ipc.bus import BusEndpoints, BusError, Subscriber
 from ipc.journal import JournalError, JournalWriter, journal_path
-from ipc.stop_signals import StopSignals
+from ipc.posix_signals import StopSignals
 
 SERVICE = "signal_journal"
 MAX_BATCH = 5000

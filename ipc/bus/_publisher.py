@@ -9,8 +9,8 @@ from collections.abc import Iterable
 
 import zmq
 
-from ipc import signal_batch, signals
-from ipc._bus_socket import (
+from ipc import signals
+from ipc.bus._socket import (
     _MAX_MS,
     _MORE,
     _MORE_NOBLOCK,
@@ -23,6 +23,7 @@ from ipc._bus_socket import (
     _poll_ms,
 )
 from ipc.signals import Envelope, Signal
+from ipc.signals import batch as signal_batch
 
 
 class PartlyPublished(BusTimeout):

@@ -22,7 +22,7 @@ import zmq
 
 from ipc import control
 from ipc.bus import DEFAULT_HWM, WELCOME, BusEndpoints, BusError
-from ipc.stop_signals import StopSignals
+from ipc.posix_signals import StopSignals
 
 _CONTROL = "inproc://broker-steer"
 _STAT_NAMES = (

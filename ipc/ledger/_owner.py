@@ -10,12 +10,12 @@ import os
 import secrets
 import time
 
-from ipc import _ledger_table as table
-from ipc import _semtimedop as sem
-from ipc._ledger_client import TicketLedger
-from ipc._ledger_snapshot import snapshot_of
-from ipc._ledger_table import EXHAUSTION_KINDS, RESOURCES
-from ipc._ledger_types import (
+from ipc.ledger import _semtimedop as sem
+from ipc.ledger import _table as table
+from ipc.ledger._client import TicketLedger
+from ipc.ledger._snapshot import snapshot_of
+from ipc.ledger._table import EXHAUSTION_KINDS, RESOURCES
+from ipc.ledger._types import (
     DEFAULT_LANE_SLOTS,
     DEFAULT_LANES,
     NSEMS,

@@ -1,0 +1,1 @@
+"""The signal bus broker process: `procs.bus.service:main` (sockets in ipc.bus.broker)."""

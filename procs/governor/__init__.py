@@ -1,0 +1,1 @@
+"""The resource governor process: owns the ledger (`procs.governor.service:main`)."""

@@ -1,0 +1,1 @@
+"""The signal journal process: every bus signal into SQLite (`procs.journal.service:main`)."""
