@@ -1,4 +1,4 @@
-"""procs.acp_client as a real process: one turn to JSON, SIGTERM cancels and reaps the agent."""
+"""procs.agent.service as a real process: one turn to JSON, SIGTERM cancels and reaps the agent."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}  # the agent double runs in the wo
 def client_cmd(ws: Path, ops: list[dict], *extra: str) -> list[str]:
     """The client, with every ResourceWarning printed (a leaked pipe or transport)."""
     return [
-        sys.executable, "-W", "always::ResourceWarning", "-m", "procs.acp_client",
+        sys.executable, "-W", "always::ResourceWarning", "-m", "procs.agent.service",
         "--workspace", str(ws), "--role", "implementer", "--prompt", json.dumps(ops), *extra,
         "--", *AGENT,
     ]  # fmt: skip

@@ -1,6 +1,6 @@
-"""Run one agent turn as its own process: `procs.acp_client:main`.
+"""Run one agent turn as its own process: `procs.agent.service:main`.
 
-    python -m procs.acp_client --workspace WS --role implementer --prompt-file P \
+    python -m procs.agent.service --workspace WS --role implementer --prompt-file P \
         [--timeout-s 600] [--may-execute] [--result-file R] [--cancel-grace-s 5] \
         [--max-turn-updates N] [--max-turn-update-bytes N] [--max-terminals N] \
         -- opencode acp --pure
@@ -80,7 +80,7 @@ def positive_int(text: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="acp_client", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="agent", description=__doc__.split("\n")[0])
     parser.add_argument("--workspace", type=Path, required=True)
     parser.add_argument("--role", required=True)
     group = parser.add_mutually_exclusive_group(required=True)
