@@ -109,6 +109,20 @@ def test_an_agent_ignoring_the_cancel_exits_3_once_the_grace_is_over(tmp_path: P
     assert "did not end the turn within 0.5s of session/cancel" in report["message"]
 
 
+def test_a_turn_past_its_timeout_gets_the_configured_cancel_grace(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    extra = ("--timeout-s", "0.3", "--cancel-grace-s", "0.5")
+    done = subprocess.run(
+        client_cmd(ws, [{"op": "ignore_cancel"}], *extra),
+        cwd=ROOT, env=ENV, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr.decode()
+    report = json.loads(done.stderr.decode().strip().splitlines()[-1])
+    assert report["reason"] == "AgentTimeout"
+    assert "did not end the turn within 0.5s of session/cancel" in report["message"]
+
+
 def test_record_limit_from_the_command_line(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()

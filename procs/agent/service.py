@@ -9,9 +9,10 @@ Spawns the agent command in WS (its own process group), opens a session, sends t
 and writes the TurnResult as JSON (stop reason, message, tool calls, permissions, file
 writes, protocol violations, how many updates the record's limits dropped) to
 --result-file or stdout. The agent inherits this process's environment (for opencode, see
-procs.agent.opencode for an isolated HOME and config). SIGTERM/SIGINT cancel the turn
-(session/cancel), wait up to --cancel-grace-s for it to end, close the agent's group and
-exit 0. Exit status: 0 the turn ended (any stop reason), 2 bad usage, 3 the agent died,
+procs.agent.opencode for an isolated HOME and config). SIGTERM/SIGINT, and --timeout-s,
+cancel the turn (session/cancel) and wait up to --cancel-grace-s for it to end; then the
+agent's group is closed (exit 0 after a signal, the result says timed_out after the
+timeout). Exit status: 0 the turn ended (any stop reason), 2 bad usage, 3 the agent died,
 timed out, ignored the cancel or broke the protocol (the reason is on stderr as JSON).
 """
 
@@ -19,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import signal
 import sys
 from pathlib import Path
 
 import orjson
 
-from procs.agent import AcpAgent, AgentError, AgentTimeout, RolePolicy, TurnResult
+from procs.agent import AcpAgent, AgentError, RolePolicy, TurnResult
 from procs.agent.record import DEFAULT_MAX_UPDATE_BYTES, DEFAULT_MAX_UPDATES, RecordLimits
 from procs.agent.terminals import DEFAULT_MAX_TERMINALS
 
@@ -34,7 +34,11 @@ EXIT_AGENT_FAILED = 3
 
 
 async def run_turn(args: argparse.Namespace, prompt: str) -> TurnResult:
-    """Start the agent, run one prompt (cancelled on SIGTERM/SIGINT), close the agent."""
+    """Start the agent, run one prompt, close the agent.
+
+    The turn is cancelled on SIGTERM/SIGINT or at --timeout-s; either way the agent has
+    --cancel-grace-s to end it (AcpAgent.prompt).
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -49,21 +53,9 @@ async def run_turn(args: argparse.Namespace, prompt: str) -> TurnResult:
     )  # fmt: skip
     try:
         await agent.new_session(timeout=args.start_timeout_s)
-        turn = asyncio.ensure_future(agent.prompt(prompt, timeout=args.timeout_s))
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({turn, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        if not turn.done():
-            await agent.cancel()
-            await asyncio.wait({turn}, timeout=args.cancel_grace_s)
-            if not turn.done():
-                turn.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await turn
-                raise AgentTimeout(
-                    f"agent did not end the turn within {args.cancel_grace_s}s of session/cancel"
-                )
-        return await turn
+        return await agent.prompt(
+            prompt, timeout=args.timeout_s, cancel_grace_s=args.cancel_grace_s, stop=stop
+        )
     finally:
         await agent.close()
 

@@ -55,6 +55,10 @@ class AgentProtocolError(AgentError):
     """The agent answered with an error or with something that is not valid ACP."""
 
 
+class _Stopped(Exception):
+    """The caller's stop event was set while a call waited (prompt() cancels the turn)."""
+
+
 @dataclass
 class TurnResult:
     stop_reason: str
@@ -193,10 +197,21 @@ class AcpAgent:
         return reply.session_id
 
     async def prompt(
-        self, text: str, *, timeout: float, cancel_grace_s: float = 10.0
+        self,
+        text: str,
+        *,
+        timeout: float,
+        cancel_grace_s: float = 10.0,
+        stop: asyncio.Event | None = None,
     ) -> TurnResult:
-        """One turn. At `timeout` s the turn is cancelled; if the agent then ends it within
-        `cancel_grace_s` the result says timed_out=True, else AgentTimeout."""
+        """One turn, cancelled (session/cancel) at `timeout` s or as soon as `stop` is set.
+
+        Either way the agent must then end the turn within `cancel_grace_s` s, or
+        AgentTimeout; the result says timed_out=True when the timeout cancelled it (its stop
+        reason is the agent's, normally "cancelled"). Blocks at most about `timeout` +
+        `cancel_grace_s` + 5 s (the cancel's own send). Raises AgentDied, AgentTimeout,
+        AgentProtocolError.
+        """
         if self.session_id is None:
             raise AgentProtocolError("prompt before new_session()")
         self.client.record = record = self.client.new_record()
@@ -208,11 +223,19 @@ class AcpAgent:
         )
         timed_out = False
         try:
-            reply = await self._call("session/prompt", turn, timeout, keep_on_timeout=True)
-        except AgentTimeout:
-            timed_out = True
-            await self.cancel()
-            reply = await self._call("session/prompt (after cancel)", turn, cancel_grace_s)
+            try:
+                reply = await self._call(
+                    "session/prompt", turn, timeout, keep_on_timeout=True, stop=stop
+                )
+            except (AgentTimeout, _Stopped) as exc:
+                timed_out = isinstance(exc, AgentTimeout)
+                await self.cancel()
+                try:
+                    reply = await self._call("session/prompt (after cancel)", turn, cancel_grace_s)
+                except AgentTimeout:
+                    raise AgentTimeout(
+                        f"agent did not end the turn within {cancel_grace_s}s of session/cancel"
+                    ) from None
         finally:  # cancelled from outside: the request is not left behind in the connection
             turn.cancel()
         usage = reply.usage.model_dump(mode="json", by_alias=True, exclude_none=True) if (
@@ -232,12 +255,24 @@ class AcpAgent:
                 await asyncio.wait_for(self.conn.cancel(session_id=self.session_id), 5.0)
 
     async def _call(
-        self, what: str, call: Awaitable[T], timeout: float, *, keep_on_timeout: bool = False
+        self,
+        what: str,
+        call: Awaitable[T],
+        timeout: float,
+        *,
+        keep_on_timeout: bool = False,
+        stop: asyncio.Event | None = None,
     ) -> T:
         task = asyncio.ensure_future(call)
-        done, _ = await asyncio.wait(
-            {task, self._exit}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-        )
+        stopping = asyncio.ensure_future(stop.wait()) if stop is not None else None
+        try:
+            done, _ = await asyncio.wait(
+                {task, self._exit} | ({stopping} if stopping else set()),
+                timeout=timeout, return_when=asyncio.FIRST_COMPLETED,
+            )  # fmt: skip
+        finally:
+            if stopping is not None:
+                stopping.cancel()
         if task not in done and self._exit in done:
             # The reply may have been written just before the exit: give it a moment.
             done, _ = await asyncio.wait({task}, timeout=0.5)
@@ -245,6 +280,8 @@ class AcpAgent:
             if self._exit.done():
                 task.cancel()
                 raise await self._died(what)
+            if stopping is not None and stopping in done:
+                raise _Stopped(what)  # the task is kept: the caller cancels the turn
             if not keep_on_timeout:
                 task.cancel()
             raise AgentTimeout(f"agent did not answer {what} within {timeout}s")
