@@ -43,6 +43,10 @@ class ControlTimeout(ControlError):
     """The peer did not answer within the timeout."""
 
 
+class ControlBusy(ControlTimeout):
+    """The peer's listen backlog stayed full until the timeout: it is busy, not gone."""
+
+
 class ProtocolError(ControlError):
     """A frame was malformed: bad length, not JSON, or not the expected shape."""
 
@@ -65,6 +69,11 @@ class RequestRefused(Exception):
     def __init__(self, message: str, type_: str = "refused") -> None:
         super().__init__(message)
         self.type = type_
+
+
+def frame_header(length: int) -> bytes:
+    """The 4-byte length prefix of a frame whose body is `length` bytes."""
+    return _HEADER.pack(length)
 
 
 def _recv_exact(sock: socket.socket, n: int, deadline: float) -> bytes:
@@ -150,21 +159,14 @@ def call(
 ) -> Any:
     """Send one request and return the reply's result.
 
-    Blocks at most `timeout` seconds. Raises DaemonNotRunning when nothing listens,
+    Blocks at most `timeout` seconds. A peer whose listen backlog is full is busy, not
+    gone: the connect is retried until the timeout (commands queue). Raises
+    DaemonNotRunning when nothing listens, ControlBusy when the backlog stayed full,
     ControlTimeout, ProtocolError, or RemoteError carrying the peer's error.
     """
     deadline = time.monotonic() + timeout
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = connect(path, deadline=deadline)
     try:
-        sock.settimeout(max(timeout, 0.001))
-        try:
-            sock.connect(os.fspath(path))
-        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
-            raise DaemonNotRunning(f"nothing is listening on {path}") from exc
-        except TimeoutError as exc:
-            raise ControlTimeout(f"timed out connecting to {path}") from exc
-        except OSError as exc:  # permission denied, path too long for AF_UNIX, ...
-            raise ControlError(f"cannot connect to {path}: {exc.strerror or exc}") from exc
         send_frame(sock, {"command": command, "args": args or {}}, deadline=deadline)
         reply = recv_frame(sock, deadline=deadline)
     finally:
@@ -175,6 +177,46 @@ def call(
         return reply.get("result")
     error = reply.get("error") or {}
     raise RemoteError(str(error.get("type", "error")), str(error.get("message", "")))
+
+
+def connect(path: str | os.PathLike[str], *, deadline: float) -> socket.socket:
+    """A stream socket connected to the control socket at `path`.
+
+    A full listen backlog makes an AF_UNIX connect fail at once with EAGAIN (the
+    socket has a timeout, so it is non-blocking underneath): that is retried on a fresh
+    socket, backing off from 1 ms to 50 ms, until `deadline` (monotonic). Raises
+    DaemonNotRunning, ControlBusy (backlog still full at the deadline), ControlTimeout
+    or ControlError naming the path.
+    """
+    name = Path(path).stem
+    pause = 0.001
+    while True:
+        remaining = deadline - time.monotonic()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(max(remaining, 0.001))
+            sock.connect(os.fspath(path))
+        except BlockingIOError as exc:  # EAGAIN: the backlog is full
+            sock.close()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ControlBusy(
+                    f"{name} is busy: its control socket's backlog is full ({path}); "
+                    "no connection was taken before the timeout"
+                ) from exc
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, 0.05)
+            continue
+        except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as exc:
+            sock.close()
+            raise DaemonNotRunning(f"nothing is listening on {path}") from exc
+        except TimeoutError as exc:
+            sock.close()
+            raise ControlTimeout(f"timed out connecting to {path}") from exc
+        except OSError as exc:  # permission denied, path too long for AF_UNIX, ...
+            sock.close()
+            raise ControlError(f"cannot connect to {path}: {exc.strerror or exc}") from exc
+        return sock
 
 
 def parse_request(obj: Any) -> tuple[str, dict[str, Any]]:

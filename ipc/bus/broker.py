@@ -1,28 +1,21 @@
-"""The bus broker loop: libzmq's steerable proxy between XSUB and XPUB.
+"""The bus broker's sockets: libzmq's steerable proxy between XSUB and XPUB.
 
-The proxy runs in C on a thread of its own; the main thread only waits for SIGTERM/
-SIGINT and for operator requests on the broker's control socket (`status`: message
-and byte counts from the proxy's STATISTICS command). Nothing here outlives the
-process: a SIGKILLed broker leaves only its ipc:// files, which the next one rebinds.
+The proxy runs in C on a thread of its own; the process around it (procs/bus) only
+answers operator requests (`status`: message and byte counts from the proxy's
+STATISTICS command) and stops. Nothing here outlives the process: a SIGKILLed broker
+leaves only its ipc:// files, which the next one rebinds.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import selectors
 import struct
 import threading
-import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import zmq
 
-from ipc import control
 from ipc.bus import DEFAULT_HWM, WELCOME, BusEndpoints, BusError
-from ipc.posix_signals import StopSignals
 
 _CONTROL = "inproc://broker-steer"
 _STAT_NAMES = (
@@ -63,7 +56,11 @@ class BrokerSockets:
                 (self.xpub, endpoints.subscribe),
             ):
                 _unlink_ipc(endpoint)  # a SIGKILLed broker's leftover file
-                sock.bind(endpoint)
+                old_umask = os.umask(0o177)  # the ipc:// file is 0600, as control sockets
+                try:
+                    sock.bind(endpoint)
+                finally:
+                    os.umask(old_umask)
         except zmq.ZMQError as exc:
             self.close()
             raise BusError(f"cannot bind the bus: {exc}") from exc
@@ -87,76 +84,57 @@ class BrokerSockets:
             sock.close(linger=0)
 
 
-def run_broker(
-    endpoints: BusEndpoints,
-    *,
-    hwm: int = DEFAULT_HWM,
-    control_path: Path | None = None,
-    on_ready: Callable[[dict[str, Any]], None] | None = None,
-) -> int:
-    """Run the broker until SIGTERM/SIGINT; returns 0 on a clean stop.
+class BrokerProxy:
+    """The bound sockets and libzmq's proxy on a thread of its own, in one context.
 
-    Raises BusError when an endpoint cannot be bound. `on_ready` gets a small dict once
-    the sockets are bound (the process reports it).
+    `start()` binds and starts forwarding (raises BusError when an endpoint cannot be
+    bound); `statistics()` asks the proxy for its counters (from the owning thread);
+    `alive` turns False if the proxy failed; `close()` stops it, terminates the context
+    and removes the ipc:// files. Nothing outlives the process.
     """
-    context = zmq.Context()
-    try:
-        sockets = BrokerSockets(context, endpoints, hwm)
-    except BaseException:
-        context.term()
-        raise
-    failure: list[BaseException] = []
 
-    def proxy() -> None:
+    def __init__(self, endpoints: BusEndpoints, hwm: int = DEFAULT_HWM) -> None:
+        self.endpoints = endpoints
+        self.hwm = hwm
+        self.failure: BaseException | None = None
+        self._context: zmq.Context | None = None
+        self._sockets: BrokerSockets | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._context = zmq.Context()
+        self._sockets = BrokerSockets(self._context, self.endpoints, self.hwm)
+        self._thread = threading.Thread(target=self._run, name="bus-proxy", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        assert self._sockets is not None
+        s = self._sockets
         try:
-            zmq.proxy_steerable(sockets.xsub, sockets.xpub, None, sockets.steer)
+            zmq.proxy_steerable(s.xsub, s.xpub, None, s.steer)
         except zmq.ZMQError as exc:  # ETERM at shutdown is not a failure
             if exc.errno != zmq.ETERM:
-                failure.append(exc)
+                self.failure = exc
 
-    thread = threading.Thread(target=proxy, name="bus-proxy", daemon=True)
-    stop = StopSignals().install()
-    server = control.ControlServer(control_path) if control_path else None
-    started = time.time()
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
-    def handle(command: str, _args: dict[str, Any]) -> Any:
-        if command != "status":
-            raise control.RequestRefused(f"unknown command {command!r}", "not_found")
-        return {
-            "endpoints": {"publish": endpoints.publish, "subscribe": endpoints.subscribe},
-            "hwm": hwm,
-            "pid": os.getpid(),
-            "started_ts": started,
-            "proxy": sockets.statistics(),
-        }
+    def statistics(self) -> dict[str, int]:
+        if self._sockets is None:
+            raise BusError("the proxy is not running")
+        return self._sockets.statistics()
 
-    selector = selectors.DefaultSelector()
-    try:
-        thread.start()
-        selector.register(stop, selectors.EVENT_READ, "wake")
-        if server:
-            selector.register(server.fileno(), selectors.EVENT_READ, "control")
-        if on_ready:
-            on_ready({"publish": endpoints.publish, "subscribe": endpoints.subscribe})
-        while not stop.requested and thread.is_alive():
-            for key, _ in selector.select(timeout=1.0):
-                if key.data == "control" and server:
-                    while server.serve_one(handle, timeout=5.0):
-                        pass
-                else:
-                    stop.drain()
-    finally:
-        if thread.is_alive():
-            sockets.steer_peer.send(b"TERMINATE")
-            thread.join(timeout=5.0)
-        selector.close()
-        if server:
-            server.close()
-        stop.restore()
-        sockets.close()
-        context.term()
-        _unlink_ipc(endpoints.publish)
-        _unlink_ipc(endpoints.subscribe)
-    if failure:
-        raise BusError(f"proxy failed: {failure[0]}")
-    return 0
+    def close(self) -> None:
+        if self._sockets is not None:
+            if self.alive:
+                self._sockets.steer_peer.send(b"TERMINATE")
+                assert self._thread is not None
+                self._thread.join(timeout=5.0)
+            self._sockets.close()
+            self._sockets = None
+        if self._context is not None:
+            self._context.term()
+            self._context = None
+        _unlink_ipc(self.endpoints.publish)
+        _unlink_ipc(self.endpoints.subscribe)

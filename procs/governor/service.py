@@ -26,21 +26,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import selectors
 import sys
 import threading
 import time
 import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from ipc import control, ledger, paths, service_report
+from ipc import ledger, paths, service_report
 from ipc.bus import BusTimeout, Publisher
 from ipc.ledger import LedgerError, LedgerOwner, Limits
-from ipc.posix_signals import StopSignals
+from ipc.service import Call, Ready, Service, ServiceLoop, serve
 from ipc.signals import ResourceExhausted
 
 SERVICE = "resource_governor"
@@ -240,57 +240,55 @@ def main(argv: list[str]) -> int:
         return 1
     info = {"config": asdict(config), "limits": asdict(limits), "gpu_source": gpu_source}
     info["gpus"] = {"driver": gpus.driver, "devices": list(gpus.devices), "error": gpus.error}
-    try:
-        return serve(runtime, led, info)
-    finally:
-        led.close()
+    return serve(Governor(runtime, led, info), runtime)
 
 
-def serve(runtime: Path, led: LedgerOwner, info: dict[str, Any]) -> int:
-    """Answer `status` and watch exhaustion until SIGTERM/SIGINT."""
-    stop = StopSignals().install()
-    watch = ExhaustionWatch(runtime, led)
-    server = control.ControlServer(paths.control_socket(runtime, SERVICE))
+class Governor(Service):
+    """Answers `status` and runs the exhaustion watch until SIGTERM/SIGINT."""
 
-    def handle(command: str, _args: dict[str, Any]) -> Any:
-        if command != "status":
-            raise control.RequestRefused(f"unknown command {command!r}", "not_found")
+    name = SERVICE
+
+    def __init__(self, runtime: Path, led: LedgerOwner, info: dict[str, Any]) -> None:
+        self.runtime = runtime
+        self.ledger = led
+        self.info = info
+        self.watch = ExhaustionWatch(runtime, led)
+
+    def init(self, loop: ServiceLoop) -> Ready:
+        self.watch.start()
+        loop.every(SWEEP_EVERY_S, lambda: self._check(loop))
+        return Ready("ledger ready", ledger=str(self.ledger.path), **self.info)
+
+    def _check(self, loop: ServiceLoop) -> None:
+        if not self.watch.is_alive():  # let it crash: the supervisor restarts a whole governor
+            loop.stop(1, "the exhaustion watch thread ended")
+
+    def calls(self) -> Mapping[str, Call]:
+        return {"status": self.status}
+
+    def status(self, _args: dict[str, Any]) -> dict[str, Any]:
         return {
-            **info,
+            **self.info,
             "pid": os.getpid(),
             "free_ram_mb": ledger.check_free_ram(),
-            "broadcasts": watch.published,
-            "bus_subscriptions": watch.bus_subscriptions,
-            "ledger": ledger.snapshot(runtime),
+            "broadcasts": self.watch.published,
+            "bus_subscriptions": self.watch.bus_subscriptions,
+            "ledger": ledger.snapshot(self.runtime),
         }
 
-    selector = selectors.DefaultSelector()
-    try:
-        watch.start()
-        selector.register(stop, selectors.EVENT_READ, "wake")
-        selector.register(server.fileno(), selectors.EVENT_READ, "control")
-        service_report.ready(SERVICE, "ledger ready", ledger=str(led.path), **info)
-        while not stop.requested and watch.is_alive():
-            for key, _ in selector.select(timeout=1.0):
-                if key.data == "control":
-                    while server.serve_one(handle, timeout=5.0):
-                        pass
-                else:
-                    stop.drain()
-        if not stop.requested:  # let it crash: the supervisor restarts a whole governor
-            report("failed", reason="the exhaustion watch thread ended")
-            return 1
-    finally:
-        watch.stop()
-        selector.close()
-        server.close()
-        stop.restore()
-    if led.live_holders() == 0:
-        led.destroy()
-        report("stopped", ledger="removed")
-    else:
-        report("stopped", ledger="kept: tickets are held")
-    return 0
+    def terminate(self, reason: str) -> None:
+        try:
+            if self.watch.is_alive():
+                self.watch.stop()
+            if reason.startswith("start"):
+                return
+            if self.ledger.live_holders() == 0:
+                self.ledger.destroy()
+                report("stopped", ledger="removed", reason=reason)
+            else:
+                report("stopped", ledger="kept: tickets are held", reason=reason)
+        finally:
+            self.ledger.close()
 
 
 if __name__ == "__main__":

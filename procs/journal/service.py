@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import zmq
@@ -21,7 +22,7 @@ import zmq
 from ipc import paths, service_report
 from ipc.bus import BusEndpoints, BusError, Subscriber
 from ipc.journal import JournalError, JournalWriter, journal_path
-from ipc.posix_signals import StopSignals
+from ipc.service import Call, Ready, Service, ServiceLoop, StartFailed, Timer, serve
 
 SERVICE = "signal_journal"
 MAX_BATCH = 5000
@@ -60,40 +61,73 @@ def main(argv: list[str]) -> int:
     except (BusError, JournalError, OSError) as exc:
         report("start_failed", reason=str(exc))
         return 1
-    try:
-        return run(endpoints, writer, keep_rows=args.keep_rows)
-    finally:
-        writer.close()
+    return serve(Journal(endpoints, writer, keep_rows=args.keep_rows), runtime)
 
 
-def run(endpoints: BusEndpoints, writer: JournalWriter, *, keep_rows: int) -> int:
-    """Journal until SIGTERM/SIGINT, keeping the newest `keep_rows` signals."""
-    with StopSignals() as stop, Subscriber(endpoints) as subscriber:
-        poller = zmq.Poller()
-        poller.register(subscriber.socket, zmq.POLLIN)
-        poller.register(stop.fileno(), zmq.POLLIN)
-        saved_stats: dict[str, int] = {}
-        stored = 0
-        service_report.ready(
-            SERVICE, "journaling", journal=str(writer.path), subscribe=endpoints.subscribe
+class Journal(Service):
+    """Stores every signal that arrives, keeping the newest `keep_rows`; `status` tells
+    the counters."""
+
+    name = SERVICE
+    STATS_PERIOD_S = 1.0
+
+    def __init__(self, endpoints: BusEndpoints, writer: JournalWriter, *, keep_rows: int) -> None:
+        self.endpoints = endpoints
+        self.writer = writer
+        self.keep_rows = keep_rows
+        self.subscriber: Subscriber | None = None
+        self.stored = 0
+        self._saved_stats: dict[str, int] = {}
+        self._again: Timer | None = None
+
+    def init(self, loop: ServiceLoop) -> Ready:
+        try:
+            self.subscriber = Subscriber(self.endpoints)
+        except BusError as exc:
+            raise StartFailed(str(exc)) from None
+        loop.watch(self.subscriber.socket, zmq.POLLIN, lambda _ev: self._store(loop))
+        loop.every(self.STATS_PERIOD_S, self._save_stats)
+        return Ready(
+            "journaling", journal=str(self.writer.path), subscribe=self.endpoints.subscribe
         )
-        more = False  # signals already taken in may be waiting where poll does not look
-        while not stop.requested:
-            events = dict(poller.poll(timeout=0 if more else 1000))  # bounded, as every wait
-            if stop.fileno() in events:
-                stop.drain()
-            added, more = drain(subscriber, writer)
-            if added:
-                stored += added
-                writer.prune(keep_rows)
-            stats = {**subscriber.statistics(), "stored": stored}
-            if stats != saved_stats:
-                writer.save_stats(stats)
-                saved_stats = stats
-        stored += drain(subscriber, writer)[0]  # one bounded helping more, then stop
-        writer.save_stats({**subscriber.statistics(), "stored": stored})
-        report("stopped", stored=stored, **subscriber.statistics())
-    return 0
+
+    def _store(self, loop: ServiceLoop) -> None:
+        """Store what arrived, a bounded amount per turn (a flood cannot hide a stop)."""
+        assert self.subscriber is not None
+        self._again = None
+        added, more = drain(self.subscriber, self.writer)
+        if added:
+            self.stored += added
+            self.writer.prune(self.keep_rows)
+        if more and self._again is None:  # taken in already: poll no longer sees it
+            self._again = loop.after(0.0, lambda: self._store(loop))
+        self._save_stats()
+
+    def _stats(self) -> dict[str, int]:
+        assert self.subscriber is not None
+        return {**self.subscriber.statistics(), "stored": self.stored}
+
+    def _save_stats(self) -> None:
+        stats = self._stats()
+        if stats != self._saved_stats:
+            self.writer.save_stats(stats)
+            self._saved_stats = stats
+
+    def calls(self) -> Mapping[str, Call]:
+        return {"status": self.status}
+
+    def status(self, _args: dict[str, Any]) -> dict[str, Any]:
+        return {"journal": str(self.writer.path), "keep_rows": self.keep_rows, **self._stats()}
+
+    def terminate(self, reason: str) -> None:
+        try:
+            if self.subscriber is not None:
+                self.stored += drain(self.subscriber, self.writer)[0]  # one bounded helping
+                self.writer.save_stats(self._stats())
+                report("stopped", reason=reason, **self._stats())
+                self.subscriber.close()
+        finally:
+            self.writer.close()
 
 
 def drain(
