@@ -142,9 +142,9 @@ def test_factoryctl_create_list_destroy(service: Service, golden: Path) -> None:
 
 def test_bad_requests_get_clear_errors(service: Service, golden: Path) -> None:
     rc, _, err = ctl(service, "workspaces", "create", "x", str(golden), "--strategy", "cow")
-    assert rc == ExitStatus.ERROR and "unknown strategy 'cow'" in err
+    assert rc == ExitStatus.USAGE and "unknown strategy 'cow'" in err
     rc, _, err = ctl(service, "workspaces", "create", "../x", str(golden))
-    assert rc == ExitStatus.ERROR and "bad slug '../x'" in err
+    assert rc == ExitStatus.USAGE and "bad slug '../x'" in err
     rc, _, err = ctl(service, "workspaces", "destroy", "0123456789ab")
     assert rc == ExitStatus.NOT_FOUND and "no workspace with id 0123456789ab" in err
     with pytest.raises(control.RemoteError, match="owner_pid is required") as caught:

@@ -97,6 +97,7 @@ def serve(service: Service, runtime_dir: Path) -> int:
         service_report.ready(service.name, ready.status, socket=str(server.path), **ready.fields)
         code = loop.run()
         reason = loop.stop_reason or "stopped"
+        service.report("stopping", reason=reason, signal=stop.first, exit_code=code)
         return code
     finally:
         if conns is not None:

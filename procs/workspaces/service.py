@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import selectors
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ipc import control, paths, service_report
-from ipc.posix_signals import StopSignals
+from ipc.service import READ, Call, Ready, Service, ServiceLoop, Timer, serve
+from ipc.service import BadRequest as ServiceBadRequest
 from procs.workspaces import (
     AUTO_ORDER,
     STRATEGY_CHOICES,
@@ -69,10 +70,12 @@ def report(event: str, **fields: Any) -> None:
 
 
 class OwnerWatch:
-    """pidfds of workspace owners in a selector: an owner's death wakes the loop."""
+    """pidfds of workspace owners in the service loop: an owner's death wakes it and
+    calls `on_exit(pid)`."""
 
-    def __init__(self, selector: selectors.BaseSelector) -> None:
-        self._selector = selector
+    def __init__(self, loop: ServiceLoop, on_exit: Callable[[int], None]) -> None:
+        self._loop = loop
+        self._on_exit = on_exit
         self._by_pid: dict[int, tuple[int, set[str]]] = {}
 
     def watch(self, ws: Workspace) -> bool:
@@ -85,14 +88,15 @@ class OwnerWatch:
         except ProcessLookupError:
             return False
         self._by_pid[ws.owner_pid] = (fd, {ws.id})
-        self._selector.register(fd, selectors.EVENT_READ, ("owner", ws.owner_pid))
+        pid = ws.owner_pid
+        self._loop.watch(fd, READ, lambda _events: self._on_exit(pid))
         return True
 
     def died(self, pid: int) -> set[str]:
         """Stop watching `pid`; returns the workspace ids it owned."""
         fd, ids = self._by_pid.pop(pid, (-1, set()))
         if fd >= 0:
-            self._selector.unregister(fd)
+            self._loop.unwatch(fd)
             os.close(fd)
         return ids
 
@@ -101,33 +105,75 @@ class OwnerWatch:
             self.died(pid)
 
 
-class WorkspaceService:
+class WorkspaceService(Service):
     """Maps control requests onto the registry and the RAM disk; holds no other state."""
+
+    name = SERVICE
 
     def __init__(
         self,
         registry: WorkspaceRegistry,
-        owners: OwnerWatch,
         ramdisk_spec: ramdisks.RamDiskSpec | None,
         runtime: Path,
     ) -> None:
         self.registry = registry
-        self.owners = owners
         self.ramdisk_spec = ramdisk_spec
         self.runtime = runtime
-        self.server: control.ControlServer | None = None
+        self.owners: OwnerWatch | None = None
+        self.loop: ServiceLoop | None = None
         self.last_reap: list[dict[str, Any]] = []
+        self._refill: Timer | None = None
 
-    def handle(self, command: str, args: dict[str, Any]) -> Any:
-        handler = getattr(self, "do_" + command.replace(".", "_"), None)
-        if handler is None:
-            raise control.RequestRefused(f"unknown command {command!r}", "bad_request")
-        try:
-            return handler(args)
-        except WorkspaceError as exc:
-            raise control.RequestRefused(str(exc), exc.kind) from exc
-        except OSError as exc:
-            raise control.RequestRefused(f"{command}: {exc}", "failed") from exc
+    def init(self, loop: ServiceLoop) -> Ready:
+        self.loop = loop
+        self.owners = OwnerWatch(loop, self.on_owner_exit)
+        self.reap()
+        slots = self.sync_slots()
+        self.watch_all()
+        self.refill()
+        return Ready(
+            f"serving; workspace slots: {slots['summary']}",
+            root=str(self.registry.root),
+            slots=slots,
+        )
+
+    def terminate(self, reason: str) -> None:
+        if self.owners is not None:
+            self.owners.close()
+        self.registry.close()
+        report("stopped", reason=reason)
+
+    def calls(self) -> Mapping[str, Call]:
+        commands = {
+            "workspaces.create": self.do_workspaces_create,
+            "workspaces.destroy": self.do_workspaces_destroy,
+            "workspaces.list": self.do_workspaces_list,
+            "workspaces.reap": self.do_workspaces_reap,
+            "workspaces.choose": self.do_workspaces_choose,
+            "ramdisk.create": self.do_ramdisk_create,
+            "ramdisk.status": self.do_ramdisk_status,
+            "ramdisk.destroy": self.do_ramdisk_destroy,
+            "status": self.do_status,
+        }
+        return {name: self._guarded(name, fn) for name, fn in commands.items()}
+
+    def _guarded(self, command: str, fn: Call) -> Call:
+        """Every failure of a request is an error reply; the pools are topped up after."""
+
+        def call(args: dict[str, Any]) -> Any:
+            try:
+                return fn(args)
+            except WorkspaceError as exc:
+                raise control.RequestRefused(str(exc), exc.kind) from exc
+            except (ValueError, TypeError) as exc:  # a NUL byte in a path, a wrong type
+                raise ServiceBadRequest(f"{command}: {exc}") from exc
+            except OSError as exc:
+                raise control.RequestRefused(f"{command}: {exc}", "failed") from exc
+            finally:
+                if command != "status" and self.loop is not None and self._refill is None:
+                    self._refill = self.loop.after(0.0, self.refill)
+
+        return call
 
     def do_workspaces_create(self, args: dict[str, Any]) -> dict[str, Any]:
         if "owner_pid" not in args:
@@ -139,6 +185,7 @@ class WorkspaceService:
             owner_pid=args["owner_pid"],
         )
         report("workspace_created", workspace=ws.to_dict(), choice=choice.to_dict())
+        assert self.owners is not None
         if not self.owners.watch(ws):
             self._owner_died(ws.owner_pid, {ws.id})
         return {"workspace": ws.to_dict(), "choice": choice.to_dict()}
@@ -203,7 +250,6 @@ class WorkspaceService:
             "registry": self.registry.statistics(),
             "slots": self.registry.slots.statistics(),
             "last_reap": self.last_reap,
-            "control": self.server.statistics() if self.server else {},
             "ramdisk": ramdisks.status(self.ramdisk_spec) if self.ramdisk_spec else None,
         }
 
@@ -223,10 +269,12 @@ class WorkspaceService:
                 report("workspace_orphan", **r.to_dict())
 
     def on_owner_exit(self, pid: int) -> None:
+        assert self.owners is not None
         self._owner_died(pid, self.owners.died(pid))
 
     def refill(self) -> None:
         """Top up the snapshot pools between requests; a failure costs speed, not service."""
+        self._refill = None
         try:
             self.registry.refill_pools()
         except (WorkspaceError, OSError) as exc:
@@ -241,6 +289,7 @@ class WorkspaceService:
         return slots
 
     def watch_all(self) -> None:
+        assert self.owners is not None
         for ws in self.registry.list_workspaces():
             if ws.state == "ready" and not self.owners.watch(ws):
                 self._owner_died(ws.owner_pid, {ws.id})
@@ -254,8 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scratch",
         type=Path,
-        default=Path("/dev/shm/factory-overlay"),
-        help="overlay upper/work layers (tmpfs)",
+        help="overlay upper/work layers (default: overlay/ in the runtime dir, owner only)",
     )
     p.add_argument("--strategy", choices=STRATEGY_CHOICES, default="auto")
     p.add_argument(
@@ -315,7 +363,7 @@ def main(argv: list[str]) -> int:
         registry = WorkspaceRegistry(
             root,
             state / DB_NAME,
-            scratch=args.scratch,
+            scratch=args.scratch or runtime / "overlay",
             default_strategy=args.strategy,
             orphans=args.orphans,
             timeout_s=args.timeout_s,
@@ -328,50 +376,7 @@ def main(argv: list[str]) -> int:
     except (WorkspaceError, OSError) as exc:
         report("start_failed", reason=str(exc))
         return 1
-    return serve(registry, spec, runtime)
-
-
-def serve(registry: WorkspaceRegistry, spec: ramdisks.RamDiskSpec | None, runtime: Path) -> int:
-    """Answer requests until SIGTERM/SIGINT; returns the exit status."""
-    selector = selectors.DefaultSelector()
-    stop = StopSignals().install()
-    owners = OwnerWatch(selector)
-    service = WorkspaceService(registry, owners, spec, runtime)
-    server = control.ControlServer(paths.control_socket(runtime, SERVICE))
-    service.server = server
-    try:
-        selector.register(stop, selectors.EVENT_READ, ("wake", 0))
-        selector.register(server.fileno(), selectors.EVENT_READ, ("control", 0))
-        service.reap()
-        slots = service.sync_slots()
-        service.watch_all()
-        service.refill()
-        service_report.ready(
-            SERVICE,
-            f"serving; workspace slots: {slots['summary']}",
-            socket=str(server.path),
-            root=str(registry.root),
-            slots=slots,
-        )
-        while not stop.requested:
-            for key, _ in selector.select(timeout=None):
-                kind, pid = key.data
-                if kind == "control":
-                    while server.serve_one(service.handle, timeout=10.0):
-                        pass
-                    service.refill()
-                elif kind == "owner":
-                    service.on_owner_exit(pid)
-                else:
-                    stop.drain()
-        report("stopping", signal=stop.first)
-        return 0
-    finally:
-        server.close()
-        owners.close()
-        registry.close()
-        selector.close()
-        stop.restore()
+    return serve(WorkspaceService(registry, spec, runtime), runtime)
 
 
 if __name__ == "__main__":
