@@ -152,15 +152,20 @@ def test_turn_past_its_timeout_is_cancelled_and_says_so(ws: Path) -> None:
 def test_overlong_line_is_skipped_and_reported() -> None:
     from procs.agent.transport import AgentTransport
 
-    async def main() -> tuple[dict | None, dict | None, list[str]]:
+    async def main() -> tuple[dict | None, dict | None, dict | None, list[str]]:
         reader = asyncio.StreamReader(limit=64)
         reader.feed_data(b'{"jsonrpc": "2.0", "id": 1, "result": "' + b"x" * 500 + b'"}\n')
         reader.feed_data(b'{"jsonrpc": "2.0", "id": 2, "result": null}\n')
         reader.feed_eof()
         transport = AgentTransport(reader, None, max_line_bytes=64)  # type: ignore[arg-type]
-        return await transport.receive(), await transport.receive(), transport.violations
+        return (
+            await transport.receive(), await transport.receive(), await transport.receive(),
+            transport.violations,
+        )  # fmt: skip
 
-    first, end, violations = asyncio.run(main())
-    assert first == {"jsonrpc": "2.0", "id": 2, "result": None}
+    dropped, second, end, violations = asyncio.run(main())
+    # The reply that was too long fails the call it answers, instead of leaving it waiting.
+    assert dropped is not None and (dropped["id"], dropped["error"]["code"]) == (1, -32600)
+    assert second == {"jsonrpc": "2.0", "id": 2, "result": None}
     assert end is None
     assert violations == ["agent sent a line longer than 64 bytes"]

@@ -3,8 +3,12 @@
 Newline-delimited JSON-RPC 2.0 (ACP v1). The library's own stdio transport logs and skips
 a line that is not JSON; this one also records why (`violations`), so a session can tell
 its caller "the agent sent garbage" rather than just going quiet. Lines are capped
-(`max_line_bytes`); an over-long line is discarded up to its newline and reported. Every
-send is bounded by `send_timeout_s` (an agent that stops reading cannot block us).
+(`max_line_bytes`); an over-long line is discarded up to its newline and reported. A line
+dropped that way, or one orjson refuses (an escaped lone surrogate), is still answered
+when its bounded prefix shows a readable id (rpc_header): a request of the agent's gets a
+JSON-RPC error -32600 with that id, and a reply to a request of ours is handed on as that
+error, so neither side waits for an answer that cannot come. Every send is bounded by
+`send_timeout_s` (an agent that stops reading cannot block us).
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ from typing import Any
 
 import orjson
 
+from procs.agent.rpc_header import PREFIX_BYTES, read_header
+
 MAX_LINE_BYTES = 16 * 1024 * 1024
+INVALID_REQUEST = -32600
 
 
 class AgentTransport:
@@ -48,47 +55,58 @@ class AgentTransport:
 
     async def receive(self) -> dict[str, Any] | None:
         while True:
-            line = await self._read_line()
-            if line is None:
+            read = await self._read_line()
+            if read is None:
                 return None
-            line = line.strip()
-            if not line:
-                continue
-            message = self._decode(line)
+            line, too_long = read
+            if too_long is not None:
+                self._violation(too_long)
+                message = await self._undecodable(line, too_long)
+            else:
+                line = line.strip()
+                if not line:
+                    continue
+                message = await self._decode(line)
             if message is not None:
                 self.received += 1
                 return message
 
-    async def _read_line(self) -> bytes | None:
+    async def _read_line(self) -> tuple[bytes, str | None] | None:
+        """(the line, None), or (its first PREFIX_BYTES, why) when it is over the limit;
+        None at EOF."""
         try:
             line = await self._reader.readuntil(b"\n")
         except asyncio.IncompleteReadError as exc:
-            return exc.partial or None
+            return (exc.partial, None) if exc.partial else None
         except asyncio.LimitOverrunError:
-            await self._discard_to_newline()
-            self._violation(f"agent sent a line longer than {self.max_line_bytes} bytes")
-            return b""
+            prefix = await self._discard_to_newline()
+            return prefix, f"agent sent a line longer than {self.max_line_bytes} bytes"
         if len(line) > self.max_line_bytes:
-            self._violation(f"agent sent a line of {len(line)} bytes")
-            return b""
-        return line
+            return line[:PREFIX_BYTES], f"agent sent a line of {len(line)} bytes"
+        return line, None
 
-    async def _discard_to_newline(self) -> None:
+    async def _discard_to_newline(self) -> bytes:
+        """Skip the rest of an over-long line; returns its first PREFIX_BYTES."""
+        prefix = b""
         while True:
             try:
-                await self._reader.readuntil(b"\n")
-                return
+                tail = await self._reader.readuntil(b"\n")
             except asyncio.LimitOverrunError as exc:
-                await self._reader.readexactly(exc.consumed)
-            except asyncio.IncompleteReadError:
-                return
+                chunk = await self._reader.readexactly(exc.consumed)
+            except asyncio.IncompleteReadError as exc:
+                return (prefix + exc.partial)[:PREFIX_BYTES]
+            else:
+                return (prefix + tail)[:PREFIX_BYTES]
+            if len(prefix) < PREFIX_BYTES:
+                prefix += chunk[: PREFIX_BYTES - len(prefix)]
 
-    def _decode(self, line: bytes) -> dict[str, Any] | None:
+    async def _decode(self, line: bytes) -> dict[str, Any] | None:
         try:
             message = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            self._violation(f"agent sent a line that is not JSON ({exc}): {line[:120]!r}")
-            return None
+            why = f"agent sent a line that is not JSON ({exc}): {line[:120]!r}"
+            self._violation(why)
+            return await self._undecodable(line, why)
         if not isinstance(message, dict):
             self._violation(f"agent sent JSON that is not an object: {line[:120]!r}")
             return None
@@ -96,6 +114,19 @@ class AgentTransport:
             self._violation(f"agent sent an object that is not JSON-RPC 2.0: {line[:120]!r}")
             return None
         return message
+
+    async def _undecodable(self, line: bytes, why: str) -> dict[str, Any] | None:
+        """Answer what a line we cannot decode asked, when its prefix names an id: the
+        agent's request gets error -32600 (sent now); a reply to ours becomes that error
+        (returned, for the connection to hand to the waiting call). Else None."""
+        header = read_header(line)
+        if header.request_id is None:
+            return None
+        error = {"code": INVALID_REQUEST, "message": "Invalid request", "data": {"details": why}}
+        if header.is_response:
+            return {"jsonrpc": "2.0", "id": header.request_id, "error": error}
+        await self.send({"jsonrpc": "2.0", "id": header.request_id, "error": error})
+        return None
 
     def _violation(self, what: str) -> None:
         if len(self.violations) < 100:

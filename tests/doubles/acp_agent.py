@@ -2,12 +2,12 @@
 
 Real-agent behaviour is tested with opencode; this double exists for what opencode never
 does: call fs/read_text_file, fs/write_text_file and terminal/* through the client, send
-garbage lines, answer with malformed results, die on cue (optionally leaving a child that
-holds its pipes), flood the client with updates, hold terminals open, ask for many
-permissions at once, or run a turn that
-lasts until the client sends session/cancel. The prompt's text is a JSON
-list of operations; the result of each client call (result or error object) is sent back
-as an agent_message_chunk whose text is that JSON, then the turn ends with end_turn.
+garbage lines, over-long lines and JSON that orjson refuses, answer with malformed results,
+die on cue (optionally leaving a child that holds its pipes), flood the client with
+updates, hold terminals open, ask for many permissions at once, or run a turn that lasts
+until the client sends session/cancel. The prompt's text is a JSON list of operations; the
+result of each client call (result or error object) is sent back as an
+agent_message_chunk whose text is that JSON, then the turn ends with end_turn.
 
 Run as: python -m tests.doubles.acp_agent
 """
@@ -59,6 +59,12 @@ def run_op(session_id: str, op: dict[str, Any]) -> dict[str, Any] | None:
         return call_client("fs/write_text_file", params)
     if kind == "read":
         return call_client("fs/read_text_file", {"sessionId": session_id, "path": op["path"]})
+    if kind == "big_write":  # a request line of more than `size` bytes
+        params = {"sessionId": session_id, "path": op["path"], "content": "x" * op["size"]}
+        return call_client("fs/write_text_file", params)
+    if kind == "surrogate_write":  # json escapes it as "\ud800", which orjson refuses
+        params = {"sessionId": session_id, "path": op["path"], "content": "\ud800"}
+        return call_client("fs/write_text_file", params)
     if kind == "terminal":
         created = call_client("terminal/create", {
             "sessionId": session_id, "command": op["command"], "args": op.get("args", []),
@@ -136,9 +142,13 @@ def main() -> None:
             session_id = params["sessionId"]
             ops = json.loads(params["prompt"][0]["text"])
             stop: Any = "end_turn"
+            pad = ""
             for op in ops:
                 if op["op"] == "bad_result":
                     stop = 42
+                    continue
+                if op["op"] == "huge_reply":  # the prompt's reply: a line of `size` bytes
+                    pad = "x" * op["size"]
                     continue
                 if op["op"] == "ignore_cancel":  # a turn that never ends (until stdin EOF)
                     while True:
@@ -151,7 +161,7 @@ def main() -> None:
                 outcome = run_op(session_id, op)
                 if outcome is not None:
                     say(session_id, json.dumps(outcome))
-            reply["result"] = {"stopReason": stop}
+            reply["result"] = {"stopReason": stop, **({"_meta": {"pad": pad}} if pad else {})}
         else:
             reply["error"] = {"code": -32601, "message": f"Method not found: {method}"}
         send(reply)
