@@ -20,26 +20,13 @@ SIGTERM stops accepting, lets calls in flight finish (bounded by --drain-s), exi
 from __future__ import annotations
 
 import argparse
-import contextlib
-import selectors
-import socket
-import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ipc import paths, service_report
-from ipc.control import (
-    ControlServer,
-    ControlTimeout,
-    ProtocolError,
-    error_reply,
-    parse_request,
-    recv_frame,
-    send_frame,
-)
+from ipc import control, paths, service_report
 from ipc.ledger import LedgerError, TicketLedger
-from ipc.posix_signals import StopSignals
+from ipc.service import BadRequest, Call, Deferred, Ready, Service, ServiceLoop, serve
 from procs.llm.budget import BudgetStore, DailyBudget, Prices
 from procs.llm.config import RouterConfig, RouterConfigError, default_config
 from procs.llm.errors import (
@@ -101,41 +88,56 @@ def open_router(config: RouterConfig, runtime: Path, state: Path) -> LLMRouter:
     return LLMRouter(config, budget, open_tickets(config, runtime))
 
 
-def handle(router: LLMRouter, command: str, args: dict[str, Any]) -> Any:
-    """One control command; raises LLMError / LLMRequestInvalid / ValueError on refusal."""
-    if command == "status":
-        return router.statistics()
-    if command != "route":
-        raise ValueError(f"unknown command {command!r} (route, status)")
-    role = args.get("role")
-    if not isinstance(role, str):
-        raise LLMRequestInvalid("args.role must be a string")
-    timeout = args.get("timeout_s", 120.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-        raise LLMRequestInvalid(f"args.timeout_s must be a positive number, got {timeout!r}")
-    request = LLMRequest.from_dict(args.get("request"))
-    timeout = min(float(timeout), MAX_CALL_TIMEOUT_S)
-    return router.route_request(role, request, timeout=timeout).to_dict()
+class RouterService(Service):
+    """`status` is answered in the loop; each `route` runs on a worker thread (at most
+    `workers` at once, `max_queued` more waiting, then `busy`), so a slow model call
+    or an idle client never delays a status."""
 
+    name = ENDPOINT
 
-def serve_connection(router: LLMRouter, conn: socket.socket) -> None:
-    """Read one request from `conn`, answer it, close it; never raises."""
-    with conn:
+    def __init__(self, router: LLMRouter, *, workers: int, drain_s: float) -> None:
+        self.router = router
+        self.workers = max(1, workers)
+        self.max_queued = 2 * self.workers
+        self.drain_s = drain_s
+        self.loop: ServiceLoop | None = None
+
+    def init(self, loop: ServiceLoop) -> Ready:
+        self.loop = loop
+        return Ready("routing")
+
+    def calls(self) -> Mapping[str, Call]:
+        return {"status": self.status, "route": self.route}
+
+    def status(self, _args: dict[str, Any]) -> dict[str, Any]:
+        assert self.loop is not None
+        return {**self.router.statistics(), "workers": self.loop.statistics()}
+
+    def route(self, args: dict[str, Any]) -> Deferred:
+        role = args.get("role")
+        if not isinstance(role, str):
+            raise BadRequest("args.role must be a string")
+        timeout = args.get("timeout_s", 120.0)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise BadRequest(f"args.timeout_s must be a positive number, got {timeout!r}")
         try:
-            command, args = parse_request(recv_frame(conn, deadline=time.monotonic() + 10.0))
-        except (ControlTimeout, ProtocolError) as exc:
-            reply: dict[str, Any] = error_reply("protocol", str(exc))
-        else:
-            try:
-                reply = {"ok": True, "result": handle(router, command, args)}
-            except (LLMError, ValueError) as exc:
-                notes = "; ".join(getattr(exc, "__notes__", []))
-                message = f"{exc} ({notes})" if notes else str(exc)
-                reply = error_reply(type(exc).__name__, message)
-            except Exception as exc:  # noqa: BLE001 - a bug of ours, told to the caller
-                reply = error_reply("internal", f"{type(exc).__name__}: {exc}")
-        with contextlib.suppress(ControlTimeout, OSError):
-            send_frame(conn, reply, deadline=time.monotonic() + 5.0)
+            request = LLMRequest.from_dict(args.get("request"))
+        except LLMRequestInvalid as exc:
+            raise control.RequestRefused(str(exc), type(exc).__name__) from None
+        assert self.loop is not None
+        return self.loop.run_in_thread(self._route, role, request, min(timeout, MAX_CALL_TIMEOUT_S))
+
+    def _route(self, role: str, request: LLMRequest, timeout: float) -> dict[str, Any]:
+        """On a worker thread: one call; an LLM error is an error reply of its type."""
+        try:
+            return self.router.route_request(role, request, timeout=timeout).to_dict()
+        except (LLMError, ValueError) as exc:
+            notes = "; ".join(getattr(exc, "__notes__", []))
+            message = f"{exc} ({notes})" if notes else str(exc)
+            raise control.RequestRefused(message, type(exc).__name__) from None
+
+    def terminate(self, reason: str) -> None:
+        service_report.report(ENDPOINT, "stopped", reason=reason)
 
 
 def main(argv: list[str]) -> int:
@@ -152,35 +154,11 @@ def main(argv: list[str]) -> int:
         parser.error(str(exc))
     runtime, state = paths.runtime_dir(args.runtime_dir), paths.state_dir(args.state_dir)
     router = open_router(config, runtime, state)
-    server = ControlServer(paths.control_socket(runtime, ENDPOINT))
-    stop = StopSignals().install()
-    pool = ThreadPoolExecutor(max_workers=max(1, args.workers), thread_name_prefix="route")
-    service_report.ready(ENDPOINT, "routing", socket=str(server.path))
     try:
-        with selectors.DefaultSelector() as sel:
-            sel.register(server.fileno(), selectors.EVENT_READ, "accept")
-            sel.register(stop, selectors.EVENT_READ, "stop")
-            while not stop.requested:
-                for key, _ in sel.select(timeout=None):
-                    if key.data == "stop":
-                        stop.drain()
-                    elif (conn := server.accept_nowait()) is not None:
-                        pool.submit(serve_connection, router, conn)
-    finally:
-        server.close()
-        pool.shutdown(wait=False, cancel_futures=True)
-        _drain(pool, args.drain_s)
+        return serve(RouterService(router, workers=args.workers, drain_s=args.drain_s), runtime)
+    finally:  # after the calls in flight drained (serve waits up to --drain-s)
         router.close()
         router.budget.close()
-        stop.restore()
-    return 0
-
-
-def _drain(pool: ThreadPoolExecutor, timeout: float) -> None:
-    """Wait up to `timeout` s for the calls in flight (their own timeouts bound them too)."""
-    deadline = time.monotonic() + timeout
-    for thread in list(getattr(pool, "_threads", ())):
-        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 if __name__ == "__main__":
