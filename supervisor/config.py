@@ -27,7 +27,9 @@
     ...
 
 Every problem raises ConfigError naming the file, the key and what is wrong; a config
-that fails anywhere starts nothing.
+that fails anywhere starts nothing. A config is at most 1 MiB, its values nest at most
+100 deep (supervisor/toml_bounds.py) and its supervisors at most MAX_SUPERVISOR_DEPTH
+(32, the root counting as 1): checked before anything walks the tree recursively.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ from supervisor.spec import (
     SupervisorSpec,
     check_unique_ids,
 )
+from supervisor.toml_bounds import TomlBoundsError, check_brackets, check_depth, read_bounded
+
+MAX_SUPERVISOR_DEPTH = 32  # the root is 1; OTP trees are a handful deep
 
 
 class ConfigError(ValueError):
@@ -83,22 +88,35 @@ _WORKER_KEYS = {
 
 
 def load(path: str | Path) -> DaemonConfig:
-    """Read and check a config file; raises ConfigError."""
+    """Read and check a config file; raises ConfigError.
+
+    The file's size and nesting are bounded (toml_bounds) before and after tomllib
+    reads it, so no config makes this recurse past a fixed depth or read past 1 MiB.
+    """
     path = Path(path)
     file = str(path)
     try:
-        data = tomllib.loads(path.read_text())
+        text = read_bounded(path)
+        check_brackets(text)
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError(file, "(file)", "no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(file, "(file)", f"cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(file, "(syntax)", f"not valid TOML: {exc}") from None
+    except TomlBoundsError as exc:
+        raise ConfigError(file, exc.key, exc.problem) from None
     return parse(data, file)
 
 
 def parse(data: dict[str, Any], file: str = "<config>") -> DaemonConfig:
-    """Check a decoded config mapping; raises ConfigError."""
+    """Check a decoded config mapping; raises ConfigError. Its nesting is checked first,
+    without recursion, so nothing after recurses past a fixed depth."""
+    try:
+        check_depth(data)
+    except TomlBoundsError as exc:
+        raise ConfigError(file, exc.key, exc.problem) from None
     _no_unknown(file, "", data, {"factory", "supervisor"})
     factory = data.get("factory", {})
     _expect(file, "factory", factory, dict, "a table")
@@ -127,8 +145,12 @@ def parse(data: dict[str, Any], file: str = "<config>") -> DaemonConfig:
 
 
 def _supervisor(
-    file: str, key: str, table: dict[str, Any], *, root: bool = False
+    file: str, key: str, table: dict[str, Any], *, root: bool = False, depth: int = 1
 ) -> SupervisorSpec:
+    if depth > MAX_SUPERVISOR_DEPTH:
+        raise ConfigError(
+            file, key, f"supervisors nested more than {MAX_SUPERVISOR_DEPTH} deep (the root is 1)"
+        )
     allowed = _FLAG_KEYS | (
         _SUP_KEYS - {"restart", "shutdown_ms", "shutdown", "significant"} if root else _SUP_KEYS
     )
@@ -143,7 +165,9 @@ def _supervisor(
         _expect(file, child_key, child, dict, "a table")
         is_sup = child.get("type") == "supervisor" or "children" in child
         children.append(
-            _supervisor(file, child_key, child) if is_sup else _worker(file, child_key, child)
+            _supervisor(file, child_key, child, depth=depth + 1)
+            if is_sup
+            else _worker(file, child_key, child)
         )
     try:
         flags = SupervisorFlags(

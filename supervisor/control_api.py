@@ -21,7 +21,7 @@ import psutil
 from ipc import ledger
 from ipc.control import RequestRefused
 from supervisor.child_logs import ChildLogs
-from supervisor.config import ConfigError
+from supervisor.live_reload import ReloadRefused
 from supervisor.tree import NoSuchChild, NotAllowed, Registry, StartFailed, SupervisorNode
 from supervisor.zygote import ZygoteGone
 
@@ -163,7 +163,7 @@ class ControlApi:
     def cmd_reload(self, args: dict[str, Any]) -> dict[str, Any]:
         try:
             return self.reload()
-        except ConfigError as exc:
+        except ReloadRefused as exc:
             raise RequestRefused(f"config not reloaded: {exc}", "bad_config") from None
 
     def cmd_shutdown(self, args: dict[str, Any]) -> dict[str, Any]:

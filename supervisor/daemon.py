@@ -45,7 +45,7 @@ from supervisor.child_logs import ChildLogs
 from supervisor.child_notify import ChildNotify
 from supervisor.control_api import ControlApi
 from supervisor.control_listener import ControlListener
-from supervisor.live_reload import reload_config
+from supervisor.live_reload import ReloadRefused, reload_config
 from supervisor.orphans import OrphanReaper
 from supervisor.policy import (
     INTENSITY_EXCEEDED,
@@ -280,15 +280,16 @@ class Daemon:
     def reload(self) -> dict[str, Any]:
         """Re-read the config file and apply the difference to the running tree.
 
-        A bad config changes nothing (raises ConfigError). Children whose spec did not
-        change keep running; `[factory]` settings apply at the next start only.
+        A config that cannot be loaded, checked or diffed changes nothing (raises
+        ReloadRefused, reported). Children whose spec did not change keep running;
+        `[factory]` settings apply at the next start only.
         """
         self.cfg, result = reload_config(self.cfg, self.root)
         self.notifier.status(f"reloaded; running {len(self.registry.by_pid)} workers")
         return result
 
     def _reload_on_signal(self) -> None:
-        with contextlib.suppress(config_mod.ConfigError):  # reported by reload()
+        with contextlib.suppress(ReloadRefused):  # reported by reload_config()
             self.reload()
 
     def _request_stop(self) -> None:

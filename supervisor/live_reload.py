@@ -8,6 +8,7 @@ reload is the node's job, kept in this module so that tree.py stays small.
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import replace
 from typing import Any
 
@@ -19,22 +20,32 @@ from supervisor.spec import ChildSpec, Strategy, SupervisorSpec
 from supervisor.tree import StartFailed, SupervisorNode, WorkerRecord
 
 
+class ReloadRefused(Exception):
+    """A reload that changed nothing: the new config could not be loaded, checked or
+    diffed. `str()` says why (a ConfigError reads `FILE: KEY: problem`)."""
+
+
 def reload_config(
     cfg: config_mod.DaemonConfig, root: SupervisorNode
 ) -> tuple[config_mod.DaemonConfig, dict[str, Any]]:
     """Re-read `cfg.source` and apply the difference to the tree under `root`.
 
-    Returns the new config and the reply (changes, failures, notes). A bad config
-    changes nothing: it is reported and ConfigError is raised. Blocks while replaced
-    children stop (each bounded by its shutdown time) and new ones start.
+    Returns the new config and the reply (changes, failures, notes). Any failure to
+    load, check or diff the new config changes nothing: it is reported
+    ("reload_refused") and ReloadRefused is raised. Blocks while replaced children stop
+    (each bounded by its shutdown time) and new ones start.
     """
     try:
         new = config_mod.load(cfg.source)
         _check_root_kind(cfg.tree, new)
+        plan = plan_reload(cfg.tree, new.tree)
     except config_mod.ConfigError as exc:
         root.host.report("reload_refused", reason=str(exc))
-        raise
-    plan = plan_reload(cfg.tree, new.tree)
+        raise ReloadRefused(str(exc)) from exc
+    except Exception as exc:  # whatever it was, a reload must never take factoryd down
+        reason = f"{cfg.source}: cannot load or diff the config: {exc!r}"
+        root.host.report("reload_refused", reason=reason, traceback=traceback.format_exc())
+        raise ReloadRefused(reason) from exc
     notes = []
     if (new.preload, new.runtime_dir, new.state_dir) != (
         cfg.preload,
