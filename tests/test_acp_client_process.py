@@ -86,6 +86,23 @@ def test_dead_agent_exits_3_with_a_json_reason(tmp_path: Path) -> None:
     assert "exited with status 3" in report["message"]
 
 
+def test_an_agent_gone_before_our_answer_is_its_death_not_a_traceback(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    (ws / "src").mkdir(parents=True)
+    (ws / "src" / "a.py").write_text("a = 1\n")
+    # It closes its stdin, asks to read a file and exits: our answer meets a broken pipe.
+    done = subprocess.run(
+        client_cmd(ws, [{"op": "ask_then_die", "path": "src/a.py"}]),
+        cwd=ROOT, env=ENV, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr.decode()
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1, done.stderr.decode()
+    report = json.loads(lines[0])
+    assert report["reason"] == "AgentDied"
+    assert "exited with status 3" in report["message"]
+
+
 def test_an_agent_ignoring_the_cancel_exits_3_once_the_grace_is_over(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()

@@ -321,6 +321,7 @@ class AcpAgent:
             "pid": self.process.pid, "returncode": self.process.returncode,
             "session_id": self.session_id, "sent": self.transport.sent,
             "received": self.transport.received,
+            "undelivered_replies": self.transport.undelivered_replies,
             "protocol_violations": len(self.transport.violations),
             "pending_permissions": self.client.pending_permissions,
         }  # fmt: skip

@@ -42,16 +42,38 @@ class AgentTransport:
         self.violations: list[str] = []
         self.received = 0
         self.sent = 0
+        self.undelivered_replies = 0
+        self.peer_gone: str | None = None  # why we stopped writing, once the agent's stdin went
 
     async def send(self, message: dict[str, Any]) -> None:
-        self._writer.write(orjson.dumps(message) + b"\n")
-        try:
-            await asyncio.wait_for(self._writer.drain(), self.send_timeout_s)
-        except TimeoutError:
-            raise ConnectionError(
-                f"agent did not read its stdin for {self.send_timeout_s}s"
-            ) from None
-        self.sent += 1
+        """Write one message, waiting up to send_timeout_s for the agent to take it.
+
+        The agent's death is an expected event, not an error of ours. Once its stdin is
+        gone (EPIPE, reset), or it stops reading, our own requests and notifications
+        raise ConnectionError (the session turns that into AgentDied), while a reply to
+        one of its requests is dropped and counted (`undelivered_replies`): nobody waits
+        for it, and the exit itself is reported where a call waits on the agent.
+        """
+        is_reply = "method" not in message
+        if self.peer_gone is None:
+            try:
+                self._writer.write(orjson.dumps(message) + b"\n")
+                await asyncio.wait_for(self._writer.drain(), self.send_timeout_s)
+            except TimeoutError:
+                why = f"agent did not read its stdin for {self.send_timeout_s}s"
+                if not is_reply:
+                    raise ConnectionError(why) from None
+                self._violation(f"{why}; a reply to it was dropped")
+                self.undelivered_replies += 1
+                return
+            except ConnectionError as exc:  # BrokenPipeError, ConnectionResetError
+                self.peer_gone = f"agent's stdin is closed ({type(exc).__name__}: {exc})"
+            else:
+                self.sent += 1
+                return
+        if not is_reply:
+            raise ConnectionError(self.peer_gone)
+        self.undelivered_replies += 1
 
     async def receive(self) -> dict[str, Any] | None:
         while True:

@@ -3,11 +3,11 @@
 Real-agent behaviour is tested with opencode; this double exists for what opencode never
 does: call fs/read_text_file, fs/write_text_file and terminal/* through the client, send
 garbage lines, over-long lines and JSON that orjson refuses, answer with malformed results,
-die on cue (optionally leaving a child that holds its pipes), flood the client with
-updates, hold terminals open, ask for many permissions at once, or run a turn that lasts
-until the client sends session/cancel. The prompt's text is a JSON list of operations; the
-result of each client call (result or error object) is sent back as an
-agent_message_chunk whose text is that JSON, then the turn ends with end_turn.
+die on cue (optionally leaving a child that holds its pipes, or before reading an answer),
+flood the client with updates, hold terminals open, ask for many permissions at once, or
+run a turn that lasts until the client sends session/cancel. The prompt's text is a JSON
+list of operations; the result of each client call (result or error object) is sent back
+as an agent_message_chunk whose text is that JSON, then the turn ends with end_turn.
 
 Run as: python -m tests.doubles.acp_agent
 """
@@ -101,6 +101,11 @@ def run_op(session_id: str, op: dict[str, Any]) -> dict[str, Any] | None:
             sys.stderr.write(f"scripted agent: left child {child.pid}\n")
         sys.stderr.write("scripted agent: dying on cue\n")
         sys.stderr.flush()
+        os._exit(3)
+    if kind == "ask_then_die":  # stdin closed first: our answer meets a broken pipe
+        os.close(0)
+        send({"jsonrpc": "2.0", "id": next(_ids), "method": "fs/read_text_file",
+              "params": {"sessionId": session_id, "path": op["path"]}})  # fmt: skip
         os._exit(3)
     if kind == "ask_many":  # `count` permission requests sent at once, answers in order
         ids = [next(_ids) for _ in range(op["count"])]
