@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +71,37 @@ def _seconds(text: str) -> float:
 def main(
     argv: list[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
 ) -> int:
+    """Run one factoryctl command; returns its ExitStatus.
+
+    A reader that goes away (`factoryctl status | head -1`) ends the command quietly
+    with 141 (128 + SIGPIPE, what a shell reports for a command its pipe killed), as a
+    C tool killed by SIGPIPE would: no traceback, nothing more written.
+    """
     out = out or sys.stdout
     err = err or sys.stderr
+    try:
+        code = _run(argv, out, err)
+        out.flush()  # inside the try: a closed pipe fails here, not at interpreter exit
+    except BrokenPipeError:
+        _silence(out)
+        return ExitStatus.READER_GONE
+    return code
+
+
+def _silence(out: TextIO) -> None:
+    """Point `out` at /dev/null, so nothing buffered fails again when Python exits."""
+    try:
+        fd = out.fileno()
+    except (OSError, ValueError):  # not a file (a StringIO in tests): nothing to flush
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def _run(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
     args = build_parser().parse_args(argv)
     runtime = paths.runtime_dir(getattr(args, "sub_runtime_dir", None) or args.runtime_dir)
     ctx = CtlContext(
