@@ -40,7 +40,10 @@ class ControlApi:
     def handle(self, command: str, args: dict[str, Any]) -> Any:
         handler = getattr(self, f"cmd_{command}", None)
         if handler is None:
-            raise RequestRefused(f"unknown command {command!r}", "unknown_command")
+            known = ", ".join(self.commands())
+            raise RequestRefused(
+                f"unknown command {command!r} (factoryd knows: {known})", "unknown_command"
+            )
         try:
             return handler(args)
         except NoSuchChild as exc:
@@ -65,6 +68,11 @@ class ControlApi:
             raise RequestRefused(
                 f"internal error in {command!r}: {exc!r} (details in factoryd's log)", "internal"
             ) from None
+
+    @classmethod
+    def commands(cls) -> list[str]:
+        """The wire commands factoryd answers, sorted."""
+        return sorted(name.removeprefix("cmd_") for name in dir(cls) if name.startswith("cmd_"))
 
     # -- lookups
 
@@ -150,7 +158,9 @@ class ControlApi:
 
     def cmd_logs(self, args: dict[str, Any]) -> dict[str, Any]:
         child_id = args.get("id")
-        if not isinstance(child_id, str) or child_id not in self.child_logs.rings:
+        if not isinstance(child_id, str) or not child_id:
+            raise RequestRefused("args.id must be a child id", "bad_request")
+        if child_id not in self.child_logs.rings:
             raise NoSuchChild(child_id)
         lines = _count(args, "lines", 50)
         ring = self.child_logs.rings[child_id]

@@ -133,15 +133,31 @@ def _run(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
             file=err,
         )
         return ExitStatus.NOT_RUNNING
+    except control.ControlBusy as exc:
+        print(f"factoryctl: {exc} (waited {ctx.timeout_s}s; --timeout waits longer)", file=err)
+        return ExitStatus.TIMEOUT
     except control.ControlTimeout as exc:
         print(f"factoryctl: no answer within {ctx.timeout_s}s ({exc})", file=err)
         return ExitStatus.TIMEOUT
     except control.RemoteError as exc:
         print(f"factoryctl: {exc}", file=err)
-        return ExitStatus.NOT_FOUND if exc.type == "not_found" else ExitStatus.ERROR
+        return exit_status_of(exc)
     except control.ControlError as exc:
         print(f"factoryctl: {exc}", file=err)
         return ExitStatus.ERROR
+
+
+_REMOTE_ERRORS = {
+    "not_found": ExitStatus.NOT_FOUND,  # no such child / object
+    "unknown_command": ExitStatus.USAGE,  # the service does not know the command
+    "bad_request": ExitStatus.USAGE,  # it knows it, but not those arguments
+}
+
+
+def exit_status_of(error: control.RemoteError) -> ExitStatus:
+    """The exit status for a service's error reply: the uniform error types of every
+    service (ipc.control) map to their own status, any other refusal is ERROR."""
+    return _REMOTE_ERRORS.get(error.type, ExitStatus.ERROR)
 
 
 def endpoint_of(module: object) -> str:
