@@ -1,0 +1,88 @@
+"""A control socket whose listen backlog is full is busy, not gone: call() retries the
+connect (EAGAIN) until its timeout, then fails saying so; commands queue meanwhile."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ipc import control
+
+
+@pytest.fixture
+def full_backlog(tmp_path: Path) -> Iterator[tuple[Path, socket.socket, list[socket.socket]]]:
+    """A listening AF_UNIX socket (backlog 1) nobody accepts, and idle clients queued on
+    it until the kernel refuses one more (EAGAIN)."""
+    path = tmp_path / "factoryd.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(os.fspath(path))
+    listener.listen(1)
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(64):
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.setblocking(False)
+            try:
+                client.connect(os.fspath(path))
+            except BlockingIOError:
+                client.close()
+                break
+            idle.append(client)
+        else:
+            pytest.fail("the backlog never filled")
+        yield path, listener, idle
+    finally:
+        for client in idle:
+            client.close()
+        listener.close()
+
+
+def test_a_full_backlog_is_retried_until_the_timeout_then_reported_busy(full_backlog) -> None:
+    path, _listener, _idle = full_backlog
+    started = time.monotonic()
+    with pytest.raises(control.ControlBusy) as info:
+        control.call(path, "status", timeout=0.3)
+    assert time.monotonic() - started >= 0.3  # it kept trying, it did not fail at once
+    assert str(info.value).startswith("factoryd is busy: its control socket's backlog is full"), (
+        info.value
+    )
+    assert isinstance(info.value, control.ControlTimeout)
+
+
+def test_a_call_waiting_on_a_full_backlog_goes_through_once_the_listener_accepts(
+    full_backlog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, listener, idle = full_backlog
+    retried = threading.Event()
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:  # the backoff between two refused connects
+        retried.set()
+        real_sleep(seconds)
+
+    monkeypatch.setattr(control, "time", types.SimpleNamespace(monotonic=time.monotonic,
+                                                               sleep=sleep))  # fmt: skip
+    result: list[Any] = []
+    caller = threading.Thread(
+        target=lambda: result.append(control.call(path, "status", timeout=30)), daemon=True
+    )
+    caller.start()
+    assert retried.wait(timeout=10), "call() never met the full backlog"
+    listener.settimeout(10)
+    for _ in idle:  # first in, first accepted: the idle clients, then the caller
+        listener.accept()[0].close()
+    conn, _ = listener.accept()
+    with conn:
+        deadline = time.monotonic() + 10
+        assert control.recv_frame(conn, deadline=deadline) == {"command": "status", "args": {}}
+        control.send_frame(conn, {"ok": True, "result": "served"}, deadline=deadline)
+    caller.join(timeout=10)
+    assert result == ["served"]
