@@ -152,6 +152,24 @@ def test_record_limit_from_the_command_line(tmp_path: Path) -> None:
     assert (result["dropped_updates"], len(result["record"]["updates"])) == (35, 5)
 
 
+def test_malformed_notifications_are_counted_and_stderr_stays_small(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    ops = [{"op": "bad_notifications", "count": 1000}, {"op": "pid"}]
+    done = subprocess.run(
+        client_cmd(ws, ops), cwd=ROOT, env=ENV, capture_output=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert len(done.stderr) < 8000, done.stderr.decode()[-2000:]
+    assert b"Traceback" not in done.stderr
+    result = json.loads(done.stdout)
+    assert result["malformed_notifications"] == 1000
+    assert 0 < len(result["protocol_violations"]) <= 100
+    assert "no_such_update" in result["protocol_violations"][0]
+    assert "no such notification 'session/no_such_thing'" in result["protocol_violations"][1]
+    assert len(result["record"]["message_chunks"]) == 1  # the good update after them counts
+
+
 def test_a_bad_limit_is_bad_usage_naming_the_option(tmp_path: Path) -> None:
     done = subprocess.run(
         client_cmd(tmp_path, [], "--max-terminals", "0"),

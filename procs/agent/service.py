@@ -14,6 +14,8 @@ cancel the turn (session/cancel) and wait up to --cancel-grace-s for it to end; 
 agent's group is closed (exit 0 after a signal, the result says timed_out after the
 timeout). Exit status: 0 the turn ended (any stop reason), 2 bad usage, 3 the agent died,
 timed out, ignored the cancel or broke the protocol (the reason is on stderr as JSON).
+Logging goes to stderr one line per record, at most 100 lines (procs.agent.log_lines);
+malformed notifications from the agent are counted in the result, a few logged.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 import orjson
 
 from procs.agent import AcpAgent, AgentError, RolePolicy, TurnResult
+from procs.agent.log_lines import install as install_log_lines
 from procs.agent.record import DEFAULT_MAX_UPDATE_BYTES, DEFAULT_MAX_UPDATES, RecordLimits
 from procs.agent.terminals import DEFAULT_MAX_TERMINALS
 
@@ -95,6 +98,7 @@ def main(argv: list[str]) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     prompt = args.prompt if args.prompt is not None else args.prompt_file.read_text()
+    install_log_lines(sys.stderr)
     try:
         result = asyncio.run(run_turn(args, prompt))
     except (AgentError, OSError) as exc:

@@ -67,6 +67,7 @@ class TurnResult:
     usage: dict[str, Any] = field(default_factory=dict)
     timed_out: bool = False
     protocol_violations: list[str] = field(default_factory=list)
+    malformed_notifications: int = 0  # dropped, counted (the violations keep a sample)
 
     @property
     def dropped_updates(self) -> int:
@@ -82,6 +83,7 @@ class TurnResult:
         return {
             "stop_reason": self.stop_reason, "wall_s": self.wall_s, "usage": self.usage,
             "timed_out": self.timed_out, "protocol_violations": self.protocol_violations,
+            "malformed_notifications": self.malformed_notifications,
             "dropped_updates": self.dropped_updates,
             "dropped_decisions": self.dropped_decisions, "record": self.record.to_dict(),
         }  # fmt: skip
@@ -217,6 +219,7 @@ class AcpAgent:
         self.client.record = record = self.client.new_record()
         self.client.cancelled.clear()
         seen_violations = len(self.transport.violations)
+        seen_malformed = self.transport.malformed_notifications
         began = time.monotonic()
         turn = asyncio.ensure_future(
             self.conn.prompt(session_id=self.session_id, prompt=[acp.text_block(text)])
@@ -245,6 +248,7 @@ class AcpAgent:
             stop_reason=str(reply.stop_reason), record=record,
             wall_s=time.monotonic() - began, usage=usage, timed_out=timed_out,
             protocol_violations=self.transport.violations[seen_violations:],
+            malformed_notifications=self.transport.malformed_notifications - seen_malformed,
         )  # fmt: skip
 
     async def cancel(self) -> None:
@@ -323,6 +327,7 @@ class AcpAgent:
             "received": self.transport.received,
             "undelivered_replies": self.transport.undelivered_replies,
             "protocol_violations": len(self.transport.violations),
+            "malformed_notifications": self.transport.malformed_notifications,
             "pending_permissions": self.client.pending_permissions,
         }  # fmt: skip
 

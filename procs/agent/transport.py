@@ -7,7 +7,9 @@ its caller "the agent sent garbage" rather than just going quiet. Lines are capp
 dropped that way, or one orjson refuses (an escaped lone surrogate), is still answered
 when its bounded prefix shows a readable id (rpc_header): a request of the agent's gets a
 JSON-RPC error -32600 with that id, and a reply to a request of ours is handed on as that
-error, so neither side waits for an answer that cannot come. Every send is bounded by
+error, so neither side waits for an answer that cannot come. A notification the library
+could not dispatch is dropped, counted and sampled here (notifications.py), never handed
+on to be logged with a traceback. Every send is bounded by
 `send_timeout_s` (an agent that stops reading cannot block us).
 """
 
@@ -18,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from procs.agent.notifications import BadNotifications, problem
 from procs.agent.rpc_header import PREFIX_BYTES, read_header
 
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -44,6 +47,7 @@ class AgentTransport:
         self.sent = 0
         self.undelivered_replies = 0
         self.peer_gone: str | None = None  # why we stopped writing, once the agent's stdin went
+        self.bad_notifications = BadNotifications()
 
     async def send(self, message: dict[str, Any]) -> None:
         """Write one message, waiting up to send_timeout_s for the agent to take it.
@@ -89,9 +93,18 @@ class AgentTransport:
                 if not line:
                     continue
                 message = await self._decode(line)
-            if message is not None:
-                self.received += 1
-                return message
+            if message is None:
+                continue
+            if "id" not in message and (why := problem(message)) is not None:
+                self._violation(self.bad_notifications.add(why))
+                continue
+            self.received += 1
+            return message
+
+    @property
+    def malformed_notifications(self) -> int:
+        """Notifications dropped because the library could not dispatch them."""
+        return self.bad_notifications.count
 
     async def _read_line(self) -> tuple[bytes, str | None] | None:
         """(the line, None), or (its first PREFIX_BYTES, why) when it is over the limit;

@@ -2,12 +2,13 @@
 
 Real-agent behaviour is tested with opencode; this double exists for what opencode never
 does: call fs/read_text_file, fs/write_text_file and terminal/* through the client, send
-garbage lines, over-long lines and JSON that orjson refuses, answer with malformed results,
-die on cue (optionally leaving a child that holds its pipes, or before reading an answer),
-flood the client with updates, hold terminals open, ask for many permissions at once, or
-run a turn that lasts until the client sends session/cancel. The prompt's text is a JSON
-list of operations; the result of each client call (result or error object) is sent back
-as an agent_message_chunk whose text is that JSON, then the turn ends with end_turn.
+garbage lines, over-long lines, JSON that orjson refuses and malformed notifications,
+answer with malformed results, die on cue (optionally leaving a child that holds its
+pipes, or before reading an answer), flood the client with updates, hold terminals open,
+ask for many permissions at once, or run a turn that lasts until the client sends
+session/cancel. The prompt's text is a JSON list of operations; the result of each client
+call (result or error object) is sent back as an agent_message_chunk whose text is that
+JSON, then the turn ends with end_turn.
 
 Run as: python -m tests.doubles.acp_agent
 """
@@ -125,6 +126,15 @@ def run_op(session_id: str, op: dict[str, Any]) -> dict[str, Any] | None:
         return {"answers": [answers[i] for i in ids]}
     if kind == "pid":
         return {"pid": os.getpid()}
+    if kind == "bad_notifications":  # `count` notifications the client cannot dispatch
+        for n in range(op["count"]):
+            if n % 2:
+                send({"jsonrpc": "2.0", "method": "session/no_such_thing", "params": {}})
+            else:
+                update = {"sessionUpdate": "no_such_update", "n": n}
+                send({"jsonrpc": "2.0", "method": "session/update",
+                      "params": {"sessionId": session_id, "update": update}})  # fmt: skip
+        return None
     if kind == "garbage":
         sys.stdout.write('this line is not json\n[1, 2]\n{"hello": 1}\n')
         sys.stdout.flush()
