@@ -239,8 +239,9 @@ def error_reply(type_: str, message: str) -> dict[str, Any]:
 class ControlServer:
     """A listening control socket: 0600 file, peer uid checked, one request per connection.
 
-    Use `fileno()` with a selector and call `serve_one(handler, timeout=)` when readable,
-    or `serve_one` directly with a timeout. The socket file is removed on `close()`.
+    Connections are served by ipc.service.ControlConnections (non-blocking, bounded)
+    from the owner's loop: `fileno()` for its poller, `accept_nowait()` when readable.
+    The socket file is removed on `close()`.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, backlog: int = 64) -> None:
@@ -258,10 +259,8 @@ class ControlServer:
             os.umask(old_umask)
         self._sock.listen(backlog)
         self._sock.setblocking(False)
-        self.served = 0
-        self.refused = 0
+        self.refused = 0  # peers of another uid
         self.dropped = 0  # connections closed unserved: no file descriptor was left
-        self.abandoned = 0  # replies the client went away from before reading
         # One fd held in reserve: out of descriptors, accept() fails and the listening
         # socket stays readable for ever (a busy loop); freeing this one lets us take the
         # connection and close it, so the caller hears "closed" and we go on.
@@ -304,68 +303,8 @@ class ControlServer:
             return None
         return conn
 
-    def serve_one(self, handler: Handler, *, timeout: float) -> bool:
-        """Serve one pending request, if any; returns whether one was served.
-
-        The handler gets (command, args) and returns the result, or raises
-        RequestRefused. A malformed request gets an error reply; nothing here raises
-        into the caller's loop except a programming error in the handler itself.
-        """
-        conn = self.accept_nowait()
-        if conn is None:
-            return False
-        self.serve_conn(conn, handler, deadline=time.monotonic() + timeout)
-        return True
-
-    def serve_conn(self, conn: socket.socket, handler: Handler, *, deadline: float) -> None:
-        """Serve the one request of an accepted connection, then close it. A loop that
-        must not wait on a silent client calls this once `conn` is readable."""
-        with conn:
-            try:
-                request = recv_frame(conn, deadline=deadline)
-            except ControlTimeout:
-                self.refused += 1
-                return
-            except ProtocolError as exc:
-                self.refuse(conn, exc, deadline=deadline)
-                return
-            self.answer(conn, request, handler, deadline=deadline)
-
-    def answer(
-        self, conn: socket.socket, request: Any, handler: Handler, *, deadline: float
-    ) -> None:
-        """Answer a decoded request on `conn` (the caller closes it)."""
-        try:
-            command, args = parse_request(request)
-        except ProtocolError as exc:
-            self.refuse(conn, exc, deadline=deadline)
-            return
-        try:
-            reply = {"ok": True, "result": handler(command, args)}
-        except RequestRefused as exc:
-            reply = error_reply(exc.type, str(exc))
-        self._reply(conn, reply, deadline)
-        self.served += 1
-
-    def refuse(self, conn: socket.socket, problem: ProtocolError, *, deadline: float) -> None:
-        """Answer a malformed request with a protocol error (the caller closes `conn`)."""
-        self.refused += 1
-        self._reply(conn, error_reply("protocol", str(problem)), deadline)
-
-    def _reply(self, conn: socket.socket, reply: dict[str, Any], deadline: float) -> None:
-        # The client may have given up and gone away (PeerGone, a timeout): its loss,
-        # never the server's. A reply too large for a frame is answered as an error.
-        deadline = max(deadline, time.monotonic() + 1.0)
-        try:
-            send_frame(conn, reply, deadline=deadline)
-        except (ControlTimeout, PeerGone, OSError):
-            self.abandoned += 1
-        except ProtocolError as exc:
-            with contextlib.suppress(ControlTimeout, PeerGone, OSError):
-                send_frame(conn, error_reply("too_large", str(exc)), deadline=deadline)
-
     def statistics(self) -> dict[str, int]:
-        return {"served": self.served, "refused": self.refused, "abandoned": self.abandoned}
+        return {"refused": self.refused, "dropped": self.dropped}
 
     def _drop_one(self) -> None:
         """Out of descriptors: spend the spare on the waiting connection, close it."""

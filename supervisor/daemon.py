@@ -124,7 +124,7 @@ class Daemon:
         )
         self.selector.register(self.zygote.fileno(), selectors.EVENT_READ, "zygote")
         self.selector.register(self.posix_signals, selectors.EVENT_READ, "posix_signal")
-        self.control_listener = ControlListener(self.control, self.selector)
+        self.control_listener = ControlListener(self.control, self.selector, self.api.handle)
         self.selector.register(self.child_notify, selectors.EVENT_READ, "notify")
 
     # ------------------------------------------------------------------ HostLoop
@@ -212,11 +212,14 @@ class Daemon:
     def _pump(self, timeout: float, *, serve_control: bool) -> None:
         self._beat()
         self.control_listener.listen(serve_control)
-        for key, _ in self.selector.select(timeout):
+        for key, mask in self.selector.select(timeout):
             if self.selector.get_map().get(key.fd) is not key:
                 continue  # a nested wait since select() unregistered it (a closed log pipe)
             kind = key.data
-            if kind == "zygote":
+            if isinstance(kind, tuple):  # a control fd, served only in the main turn
+                if serve_control:
+                    self.control_listener.dispatch(kind, mask)
+            elif kind == "zygote":
                 try:
                     self.zygote.read_nowait()
                 except ZygoteGone:
@@ -228,10 +231,6 @@ class Daemon:
                 self._on_signals()
             elif kind == "notify":
                 self.child_notify.read()
-            elif kind == "control" and serve_control:
-                self.control_listener.accept()
-            elif kind == "control_conn" and serve_control:
-                self.control_listener.serve(key.fd, self.api.handle)
         self.control_listener.close_idle()
         self._beat()
 
@@ -325,7 +324,7 @@ class Daemon:
             "state_dir": str(self.state_dir),
             "orphans_reaped": self.orphans.reaped + self.zygote.orphans_reaped,
             "zygote": self.zygote.statistics(),
-            "control": self.control.statistics(),
+            "control": self.control_listener.statistics(),
             "watchdog_s": self.notifier.watchdog_s,
         }
 

@@ -97,7 +97,11 @@ class Factoryd:
     def _ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise AssertionError(f"factoryd exited {self.proc.returncode}:\n{self.log()}")
-        return '"event":"ready"' in self.log()
+        # factoryd's own record, not a child's ready line (those start with "[id] ")
+        return any(
+            line.startswith("factoryd {") and '"event":"ready"' in line
+            for line in self.log().splitlines()
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
