@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,24 @@ def test_fs_calls_are_served_and_refusals_reach_the_agent(ws: Path) -> None:
         ("write", False),
         ("read", False),
     ]
+
+
+def test_a_hard_link_to_a_file_outside_is_neither_read_nor_written_through(ws: Path) -> None:
+    outside = ws.parent / "secret.txt"
+    outside.write_text("secret\n")
+    os.link(outside, ws / "src" / "linked.py")
+    ops = [
+        {"op": "read", "path": "src/linked.py"},
+        {"op": "write", "path": "src/linked.py", "content": "mine\n"},
+    ]
+    result = run_turn(ws, ops, RolePolicy.for_role("implementer"))
+    read, wrote = replies(result)
+    assert read["error"]["code"] == -32003
+    assert "hard links" in read["error"]["message"]
+    assert "secret" not in json.dumps(read)
+    assert "result" in wrote  # a write replaces the link with a file of its own
+    assert outside.read_text() == "secret\n"
+    assert (ws / "src" / "linked.py").read_text() == "mine\n"
 
 
 def test_terminal_runs_in_the_workspace_with_an_output_cap(ws: Path) -> None:

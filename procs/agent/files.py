@@ -5,7 +5,10 @@ target, so a crash leaves the old file or the new one, never half of it, and a s
 planted at the target is replaced rather than followed. Both ways open the file through
 directory fds walked down from the workspace with O_NOFOLLOW, so a symlink planted after
 the check (the agent's shell racing us) is refused, not followed; reads refuse anything
-but a regular file (a FIFO would block the client). Sizes are capped both ways, line
+but a regular file (a FIFO would block the client), and a file with more than one hard
+link (its fstat's st_nlink, on the fd we read): a hard link inside the workspace can name
+a file outside it, which no path check sees. A write never follows one: it renames a new
+file over the link. Sizes are capped both ways, line
 windows included: an over-long line is skipped in pieces, never held whole.
 """
 
@@ -151,7 +154,8 @@ def _open_dir(target: WorkspacePath, *, create: bool = False) -> int:
 
 
 def _open_file(target: WorkspacePath) -> int:
-    """A read fd on `target`, which must still be a regular file reached without symlinks.
+    """A read fd on `target`, which must still be a regular file reached without symlinks,
+    with one hard link.
 
     O_NONBLOCK: opening a FIFO (or a device) must not hang the client; they are refused.
     """
@@ -167,12 +171,18 @@ def _open_file(target: WorkspacePath) -> int:
         raise
     finally:
         os.close(dir_fd)
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        if stat.S_ISDIR(mode):
+        if stat.S_ISDIR(info.st_mode):
             raise IsADirectoryError(f"{target.relative} is a directory")
         raise PathRefused(f"{target.relative} is not a regular file")
+    if info.st_nlink > 1:
+        os.close(fd)
+        raise PathRefused(
+            f"{target.relative} has {info.st_nlink} hard links; another may be outside the "
+            "workspace, so it is not read"
+        )
     return fd
 
 
