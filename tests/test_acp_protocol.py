@@ -188,3 +188,16 @@ def test_overlong_line_is_skipped_and_reported() -> None:
     assert second == {"jsonrpc": "2.0", "id": 2, "result": None}
     assert end is None
     assert violations == ["agent sent a line longer than 64 bytes"]
+
+
+def test_an_elicitation_is_declined_with_a_reason(ws: Path) -> None:
+    from acp.schema import ElicitationFormSessionMode
+
+    from procs.agent import FactoryClient
+
+    client = FactoryClient(ws, RolePolicy.for_role("implementer"))
+    mode = ElicitationFormSessionMode(session_id="s", requested_schema={"type": "object"})
+    answer = asyncio.run(client.create_elicitation("Which database?", mode))
+    dumped = answer.model_dump(by_alias=True, exclude_none=True)
+    assert dumped["action"] == "decline"
+    assert "no person answers" in dumped["_meta"]["reason"]

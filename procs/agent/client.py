@@ -3,6 +3,7 @@
 `FactoryClient` implements acp's Client protocol for one agent process working in one
 workspace under one role. Every refusal is a JSON-RPC error whose message says why, so the
 agent (and its model) can read it; every decision is also kept in the turn's record.
+Elicitations (questions for a person) are declined: nobody answers them mid-turn.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from typing import Any
 from acp import RequestError
 from acp.schema import (
     AllowedOutcome,
+    CreateElicitationResponse,
     CreateTerminalResponse,
+    DeclineElicitationResponse,
     DeniedOutcome,
+    ElicitationMode,
     EnvVariable,
     KillTerminalResponse,
     PermissionOption,
@@ -292,6 +296,23 @@ class FactoryClient:
             return self.terminals.get(terminal_id)
         except TerminalNotFound as exc:
             raise RequestError(NOT_FOUND, str(exc.args[0]), {"terminalId": terminal_id}) from None
+
+    # elicitation/* ---------------------------------------------------------------------
+
+    async def create_elicitation(
+        self, message: str, mode: ElicitationMode, **kwargs: Any
+    ) -> CreateElicitationResponse:
+        """Declined: an elicitation asks a person for input, and no person answers during a
+        factory turn (the agent must go on without it). acp 0.12 refuses the method before
+        it reaches us unless the unstable protocol is switched on."""
+        return DeclineElicitationResponse(
+            action="decline",
+            field_meta={"reason": "no person answers elicitations during a factory turn"},
+        )
+
+    async def complete_elicitation(self, elicitation_id: str, **kwargs: Any) -> None:
+        """Nothing to do: we never accept an elicitation, so none completes."""
+        return
 
     # extensions ------------------------------------------------------------------------
 
