@@ -1,9 +1,9 @@
 """A config reload carried out on the running tree; the diff itself is pure (reload.py).
 
 `reload_config` re-reads the file, refuses what a reload cannot do, plans the diff and
-applies it; `apply_plan` applies one supervisor's part of the plan. It works on the
-node's own bookkeeping (`_start_child`, `_terminate_child`, `_forget`): applying a
-reload is the node's job, kept in this module so that tree.py stays small.
+applies it; `apply_plan` applies one supervisor's part of the plan through the node's
+child-spec operations (`add_child`, `remove_child`, `replace_child`, `restart_child`),
+kept in this module so that tree.py stays small.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from dataclasses import replace
 from typing import Any
 
 from supervisor import config as config_mod
-from supervisor import policy
 from supervisor.policy import ChildState
 from supervisor.reload import ReloadPlan, plan_reload
 from supervisor.spec import ChildSpec, Strategy, SupervisorSpec
-from supervisor.tree import StartFailed, SupervisorNode, WorkerRecord
+from supervisor.tree import StartFailed, SupervisorNode
 
 
 class ReloadRefused(Exception):
@@ -82,18 +81,11 @@ def apply_plan(node: SupervisorNode, plan: ReloadPlan, new: SupervisorSpec) -> l
         node.template = template
         node.state = replace(node.state, flags=new.flags)
         return failures
-    # A temporary child that ended is already forgotten: in the old config, not here.
-    running = {c.id: c.running for c in node.state.children}
-    for cid in plan.removed:
-        if running.get(cid, False):
-            node._terminate_child(cid)
-        node._forget(cid)
+    for cid in plan.removed:  # one already gone (a temporary that ended) is no error
+        node.remove_child(cid)
     by_id = {c.id: c for c in new.children}
     for cid in plan.replaced:
-        if running.get(cid, False):
-            node._terminate_child(cid)
-        node._forget(cid)
-        _adopt(node, by_id[cid])
+        node.replace_child(by_id[cid])
     for sub_plan in plan.nested:
         if sub_plan.supervisor not in node.subs:  # a temporary one that ended
             continue
@@ -103,7 +95,7 @@ def apply_plan(node: SupervisorNode, plan: ReloadPlan, new: SupervisorSpec) -> l
             by_id[sub_plan.supervisor],  # type: ignore[arg-type]
         )
     for cid in plan.added:
-        _adopt(node, by_id[cid])
+        node.add_child(by_id[cid])
     running = {c.id: c.running for c in node.state.children}
     node.state = replace(
         node.state,
@@ -119,18 +111,7 @@ def apply_plan(node: SupervisorNode, plan: ReloadPlan, new: SupervisorSpec) -> l
             node.workers[child.id].spec = child  # type: ignore[assignment]
         if node.running and (child.id in plan.added or child.id in plan.replaced):
             try:
-                node._start_child(child.id)
+                node.restart_child(child.id)
             except StartFailed as exc:
                 failures.append(f"{child.id}: {exc.reason}")
     return failures
-
-
-def _adopt(node: SupervisorNode, child: ChildSpec | SupervisorSpec) -> None:
-    node.registry.by_id[child.id] = node
-    if isinstance(child, SupervisorSpec):
-        node.subs[child.id] = SupervisorNode(child, node.host, node.registry, node)
-    else:
-        node.workers[child.id] = WorkerRecord(child)
-    node.state = policy.add_child(
-        node.state, ChildState(child.id, child.restart, child.significant)
-    )

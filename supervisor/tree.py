@@ -13,6 +13,7 @@ The node never waits on its own: the `ProcessHost` it is given spawns and termin
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -80,6 +81,18 @@ class Registry:
         """`pid` is now `child_id` of `node` (what it said before this is applied)."""
         self.by_pid[pid] = (node, child_id)
         self.on_register(pid)
+
+    def forget_subtree(self, top: SupervisorNode) -> None:
+        """Drop the ids `top` and the nodes under it own (the subtree is being forgotten)."""
+        nodes = [top]
+        while nodes:
+            node = nodes.pop()
+            for wid in node.workers:
+                if self.by_id.get(wid) is node:
+                    del self.by_id[wid]
+            if self.by_id.get(node.id) is node:
+                del self.by_id[node.id]
+            nodes.extend(node.subs.values())
 
 
 class SupervisorNode:
@@ -222,19 +235,9 @@ class SupervisorNode:
         self.workers.pop(cid, None)
         sub = self.subs.pop(cid, None)
         if sub is not None:
-            sub._unregister()
+            self.registry.forget_subtree(sub)
         if self.registry.by_id.get(cid) is self:
             del self.registry.by_id[cid]
-
-    def _unregister(self) -> None:
-        """Drop this subtree's ids from the registry (it is being forgotten)."""
-        for wid in self.workers:
-            if self.registry.by_id.get(wid) is self:
-                del self.registry.by_id[wid]
-        for sub in self.subs.values():
-            sub._unregister()
-        if self.registry.by_id.get(self.id) is self:
-            del self.registry.by_id[self.id]
 
     # ------------------------------------------------------------------ exits
 
@@ -271,8 +274,10 @@ class SupervisorNode:
                 self._start_child(cid)
             except StartFailed as exc:
                 # OTP's try_again_restart: re-queue, counted against the intensity.
+                # The rest of plan.start is not started here: the retry's own plan starts
+                # it (one_for_all and rest_for_one restart the failed child's siblings).
                 failure = ExitReason(ExitKind.ABNORMAL, f"failed to start: {exc.reason}")
-                self.host.defer(lambda cid=cid, failure=failure: self._try_again(cid, failure))
+                self.host.defer(functools.partial(self._try_again, cid, failure))
                 return
 
     def _count_restart(self, cid: str) -> None:
@@ -328,12 +333,40 @@ class SupervisorNode:
             self._forget(cid)
 
     def restart_child(self, cid: str) -> None:
-        """OTP restart_child: start a stopped child again."""
+        """OTP restart_child: start a stopped child (again, or for the first time after
+        `add_child`). Raises NoSuchChild, NotAllowed, or StartFailed (it stays stopped)."""
         if self._child_state(cid).running:
             raise NotAllowed(f"{cid} is already running")
         if not self.running:  # it would run untracked by the supervisor's next start
             raise NotAllowed(f"supervisor {self.id} is not running: start it instead")
         self._start_child(cid)
+
+    # ------------------------------------------------------------------ child specs (reload)
+
+    def add_child(self, spec: ChildSpec | SupervisorSpec) -> None:
+        """Add a child spec last, stopped (OTP's start_child, less the start: a reload
+        starts it with `restart_child` once the new order is in place)."""
+        self.registry.by_id[spec.id] = self
+        if isinstance(spec, SupervisorSpec):
+            self.subs[spec.id] = SupervisorNode(spec, self.host, self.registry, self)
+        else:
+            self.workers[spec.id] = WorkerRecord(spec)
+        self.state = policy.add_child(
+            self.state, ChildState(spec.id, spec.restart, spec.significant)
+        )
+
+    def remove_child(self, cid: str) -> None:
+        """OTP's terminate_child then delete_child: stop the child if it runs (bounded by
+        its shutdown time) and forget its spec. A child that is already gone (a temporary
+        one that ended) is no error."""
+        if any(c.id == cid and c.running for c in self.state.children):
+            self._terminate_child(cid)
+        self._forget(cid)
+
+    def replace_child(self, spec: ChildSpec | SupervisorSpec) -> None:
+        """`remove_child` of the old child with this id, then `add_child` of `spec`."""
+        self.remove_child(spec.id)
+        self.add_child(spec)
 
     def _child_state(self, cid: str) -> ChildState:
         try:
