@@ -31,8 +31,8 @@ import math
 import os
 import time
 import typing
-from dataclasses import dataclass, fields
-from typing import Any, ClassVar, NamedTuple
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import msgspec
 import orjson
@@ -90,12 +90,15 @@ _CONVERTERS: dict[Any, tuple[tuple[type, ...], typing.Callable[[Any], Any]]] = {
 
 
 class Signal:
-    """Base of the twelve signal dataclasses: fields are checked (and coerced) on creation."""
+    """Base of the twelve signal dataclasses: fields are checked (and coerced) on creation.
+
+    `field_names` is each signal class's own fields, in order (the envelope's not included).
+    """
 
     __slots__ = ()
     __test__: ClassVar[bool] = False  # pytest: these Test* names are not test classes
+    field_names: ClassVar[tuple[str, ...]] = ()
     _checks: ClassVar[tuple[tuple[str, tuple[type, ...], typing.Callable[[Any], Any]], ...]] = ()
-    _names: ClassVar[tuple[str, ...]] = ()
     _required: ClassVar[frozenset[str]] = frozenset()
     _allowed: ClassVar[frozenset[str]] = frozenset()
 
@@ -116,15 +119,20 @@ class Signal:
         return cls.__name__
 
     def fields_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self._names}
+        return {name: getattr(self, name) for name in self.field_names}
 
 
 SIGNAL_TYPES: dict[str, type[Signal]] = {}
-_PLANS: dict[type, WirePlan] = {}  # by signal class and by wire Struct class
+PLANS: dict[type, WirePlan] = {}
+"""Each signal's WirePlan, by signal class and by wire Struct class (for ipc.signals.batch)."""
+
+_S = TypeVar("_S", bound=type[Signal])
 
 
-def _signal(cls: type) -> type:
+def _signal(cls: _S) -> _S:
     """Register a signal dataclass and precompute its field checks (explicit, no metaclass)."""
+    if not is_dataclass(cls):
+        raise TypeError(f"{cls.__name__}: put @_signal above @dataclass")
     hints = typing.get_type_hints(cls)
     checks = []
     required = set()
@@ -136,12 +144,12 @@ def _signal(cls: type) -> type:
         if f.default is f.default_factory:  # both MISSING: the field is required
             required.add(f.name)
     cls._checks = tuple(checks)
-    cls._names = tuple(name for name, _, _ in checks)
+    cls.field_names = tuple(name for name, _, _ in checks)
     cls._required = frozenset(required)
-    cls._allowed = frozenset(cls._names)
+    cls._allowed = frozenset(cls.field_names)
     SIGNAL_TYPES[cls.__name__] = cls
-    plan = wire_plan(cls, cls._names, hints)
-    _PLANS[cls] = _PLANS[plan.wire] = plan
+    plan = wire_plan(cls, cls.field_names, hints)
+    PLANS[cls] = PLANS[plan.wire] = plan
     return cls
 
 
@@ -291,18 +299,23 @@ class _IdSource:
 
 
 _ids = _IdSource()
+next_id = _ids.next
+"""A fresh envelope id (`envelop` uses it; ipc.signals.batch too)."""
 
 
 def envelop(signal: Signal, *, source: str) -> Envelope:
     """Wrap `signal` with a fresh id and the current time."""
     if not isinstance(signal, Signal):
         raise TypeError(f"not a signal: {signal!r:.80}")
-    return _new_tuple(Envelope, (signal, _ids.next(), time.time(), source))
+    return _new_tuple(Envelope, (signal, next_id(), time.time(), source))
 
 
-_ENCODER = msgspec.json.Encoder()
-_WIRE_UNION = typing.Union[tuple(_PLANS[c].wire for c in SIGNAL_TYPES.values())]  # noqa: UP007
-_DECODER = msgspec.json.Decoder(_WIRE_UNION)
+ENCODER = msgspec.json.Encoder()
+"""The msgspec encoder of wire Structs (shared with ipc.signals.batch)."""
+# Built at run time from the registered signals: a value, not a type mypy can read.
+WIRE_UNION: Any = typing.Union[tuple(PLANS[c].wire for c in SIGNAL_TYPES.values())]  # noqa: UP007
+"""The union of every signal's wire Struct, tagged by `type` (what a decoder is built on)."""
+_DECODER = msgspec.json.Decoder(WIRE_UNION)
 _astuple = msgspec.structs.astuple
 _new_object = object.__new__
 
@@ -310,10 +323,10 @@ _new_object = object.__new__
 def encode(envelope: Envelope) -> list[bytes]:
     """The two wire frames `[topic, payload]` of `envelope`."""
     signal = envelope.signal
-    plan = _PLANS.get(type(signal))
+    plan = PLANS.get(type(signal))
     if plan is not None and not plan.has_hash:
         wire = plan.wire(envelope.id, envelope.ts, envelope.source, *plan.values(signal))
-        return [plan.topic, _ENCODER.encode(wire)]
+        return [plan.topic, ENCODER.encode(wire)]
     # GitHash fields (orjson writes a str subclass natively, msgspec through a slow hook)
     # or a subclass of a signal: orjson, from a dict
     return [type(signal).__name__.encode(), orjson.dumps(payload_dict(envelope))]
@@ -328,7 +341,7 @@ def payload_dict(envelope: Envelope) -> dict[str, Any]:
         "ts": envelope.ts,
         "source": envelope.source,
     }
-    for key in signal._names:
+    for key in signal.field_names:
         body[key] = getattr(signal, key)
     return body
 
@@ -349,11 +362,11 @@ def decode(frames: list[bytes]) -> Envelope:
         wire = _DECODER.decode(payload)
     except (msgspec.MsgspecError, ValueError, TypeError):  # said precisely by the slow path
         return decode_checked(frames)
-    plan = _PLANS[type(wire)]
+    plan = PLANS[type(wire)]
     if topic != plan.topic:
         return decode_checked(frames)
     values = _astuple(wire)
-    signal = _new_object(plan.cls)
+    signal: Signal = _new_object(plan.cls)
     try:
         plan.fill(signal, values)
     except NotCanonical:

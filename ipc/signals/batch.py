@@ -22,6 +22,7 @@ import orjson
 
 from ipc.signals import Envelope, MalformedSignal, Signal, SignalError
 from ipc.signals import _codec as signals
+from ipc.signals._wire import NotCanonical
 
 MAX_BATCH = 256
 """Signals in one batch message at most (a publisher splits longer runs). Small on
@@ -29,20 +30,19 @@ purpose: ZeroMQ's high-water marks count messages, so a subscriber that stops re
 can have up to HWM x MAX_BATCH signals queued for it rather than HWM. 32 a message
 already gives most of the gain (bench/bus.py)."""
 
-_BATCH_DECODER = msgspec.json.Decoder(list[signals._WIRE_UNION])  # type: ignore[valid-type]
+_BATCH_DECODER = msgspec.json.Decoder(list[signals.WIRE_UNION])
 _new_tuple = tuple.__new__
 
 
 def envelop_many(batch: Iterable[Signal], *, source: str) -> list[Envelope]:
     """Wrap each signal with a fresh id; they share one timestamp (they leave together)."""
-    out = list(batch)
-    now = time.time()
-    next_id = signals._ids.next
-    for i, signal in enumerate(out):
+    items = list(batch)
+    for signal in items:
         if not isinstance(signal, Signal):
             raise TypeError(f"not a signal: {signal!r:.80}")
-        out[i] = _new_tuple(Envelope, (signal, next_id(), now, source))
-    return out  # type: ignore[return-value]
+    now = time.time()
+    next_id = signals.next_id
+    return [_new_tuple(Envelope, (signal, next_id(), now, source)) for signal in items]
 
 
 def runs(envelopes: Sequence[Envelope], limit: int = MAX_BATCH) -> Iterable[Sequence[Envelope]]:
@@ -75,11 +75,11 @@ def encode_batch(envelopes: Sequence[Envelope]) -> list[bytes]:
     cls = type(envelopes[0].signal)
     if any(type(e.signal) is not cls for e in envelopes):
         raise ValueError(f"a batch holds signals of one type ({cls.__name__}) only")
-    plan = signals._PLANS.get(cls)
+    plan = signals.PLANS.get(cls)
     if plan is not None and not plan.has_hash:
         wire, values = plan.wire, plan.values
         body = [wire(e.id, e.ts, e.source, *values(e.signal)) for e in envelopes]
-        return [plan.topic, signals._ENCODER.encode(body)]
+        return [plan.topic, signals.ENCODER.encode(body)]
     # GitHash fields or a subclass: orjson from dicts, as signals.encode does
     return [cls.__name__.encode(), orjson.dumps([signals.payload_dict(e) for e in envelopes])]
 
@@ -105,20 +105,20 @@ def decode_batch(frames: list[bytes]) -> tuple[list[Envelope], list[SignalError]
         return _decode_batch_checked(frames)  # raises, naming the length
     good: list[Envelope] = []
     bad: list[SignalError] = []
-    plans, astuple, new_object = signals._PLANS, signals._astuple, object.__new__
+    plans, astuple, new_object = signals.PLANS, msgspec.structs.astuple, object.__new__
     for wire in wires:
         plan = plans[type(wire)]
         if plan.topic == topic:
             values = astuple(wire)
-            signal = new_object(plan.cls)
+            signal: Signal = new_object(plan.cls)
             try:
                 plan.fill(signal, values)
-            except signals.NotCanonical:
+            except NotCanonical:
                 pass  # e.g. an upper-case hash: the element alone decides, below
             else:
                 good.append(_new_tuple(Envelope, (signal, values[0], values[1], values[2])))
                 continue
-        _decode_element(topic, signals._ENCODER.encode(wire), good, bad)
+        _decode_element(topic, signals.ENCODER.encode(wire), good, bad)
     return good, bad
 
 
