@@ -1,15 +1,15 @@
-"""The signal bus with a real broker process: handshakes, bursts, bad frames, restarts."""
+"""The signal bus with a real broker process: handshakes, bursts, bad frames, restarts,
+subscriptions changed under a poll, and waits for ever (math.inf)."""
 
 from __future__ import annotations
 
-import os
+import math
 import select
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -18,68 +18,11 @@ import pytest
 from ipc import bus, control, paths, signals
 from ipc.bus import BusEndpoints, Publisher, Subscriber
 from ipc.signals import batch as signal_batch
+from tests.helpers.bus import connected
+from tests.helpers.processes import ROOT, Processes
 from tests.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class Processes:
-    """Children in their own process groups, killed as groups at teardown."""
-
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen[str]] = []
-
-    def start(self, argv: list[str], **kw: object) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            text=True,
-            start_new_session=True,
-            **kw,  # type: ignore[call-overload]
-        )
-        self.procs.append(proc)
-        return proc
-
-    def broker(self, runtime: Path) -> subprocess.Popen[str]:
-        return self.start(
-            [sys.executable, "-m", "procs.bus.service", "--runtime-dir", str(runtime)],
-            stderr=subprocess.DEVNULL,
-        )
-
-    def kill(self, proc: subprocess.Popen[str], sig: int = signal.SIGKILL) -> int:
-        os.killpg(proc.pid, sig)
-        return proc.wait(timeout=10)
-
-    def cleanup(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-            p.wait(timeout=10)
-            for stream in (p.stdin, p.stdout, p.stderr):
-                if stream:
-                    stream.close()
-
-
-@pytest.fixture
-def procs() -> Iterator[Processes]:
-    p = Processes()
-    yield p
-    p.cleanup()
-
-
-@pytest.fixture
-def runtime(tmp_path: Path) -> Path:
-    path = tmp_path / "run"
-    path.mkdir()
-    return path
-
-
-def connected(runtime: Path, **kw: object) -> tuple[Publisher, Subscriber]:
-    pub = Publisher(runtime, source="test")
-    sub = Subscriber(runtime, **kw)  # type: ignore[arg-type]
-    sub.wait_connected(timeout=10)
-    pub.wait_connected(timeout=10)
-    return pub, sub
+pytestmark = pytest.mark.integration  # a broker process, zmq sockets
 
 
 def test_deliver_and_wait_for(procs: Processes, runtime: Path) -> None:
@@ -119,6 +62,29 @@ def test_unsubscribe_and_subscribe_again(procs: Processes, runtime: Path) -> Non
             sub.subscribe("Nope")
     with Subscriber(runtime) as everything, pytest.raises(ValueError, match="takes all types"):
         everything.unsubscribe("LoopFailed")
+
+
+def test_a_signal_read_ahead_by_a_poll_is_not_delivered_after_its_unsubscribe(
+    procs: Processes, runtime: Path
+) -> None:
+    """A service polls `subscriber.socket` (as documented); ZeroMQ then reads the next
+    message ahead and hands it out later without filtering it again, so a signal of a
+    type unsubscribed in between still came out of recv."""
+    procs.broker(runtime)
+    pub, sub = connected(runtime, types=["PatchRejected", "LoopFailed"])
+    with pub, sub:
+        bus.deliver(pub, sub, signals.LoopFailed(loop_id="0", reason="sync"), timeout=10)
+        pub.publish(signals.PatchRejected(reason="before the unsubscribe"))
+        pub.publish_many([signals.PatchRejected(reason=str(i)) for i in range(3)])
+        assert sub.socket.poll(10_000)  # a service's Poller: the message is read ahead
+        sub.unsubscribe("PatchRejected")
+        sent = pub.publish(signals.LoopFailed(loop_id="1", reason="after"))
+        got = []  # in order, up to the sentinel: what was published before it came first
+        while not got or got[-1].id != sent.id:
+            envelope = sub.recv(timeout=10)
+            assert envelope is not None, "the sentinel never came"
+            got.append(envelope)
+        assert {e.type for e in got} == {"LoopFailed"}, [e.signal for e in got]
 
 
 BURST = """
@@ -225,6 +191,36 @@ def test_waits_without_a_broker_are_bounded(runtime: Path) -> None:
         pub.publish(signals.PatchRejected(reason="lost"))  # nobody listens: dropped, no error
 
 
+LATE_PUBLISHER = """
+import sys
+from ipc import bus, signals
+with bus.Publisher(sys.argv[1], source="late") as pub:
+    pub.wait_connected(timeout=30)
+    for i in range(int(sys.argv[2])):
+        pub.publish(signals.PatchRejected(reason=f"late {i}"), timeout=30)
+    sys.stdin.read()  # until the test is done: its sends must not be cut by the exit
+"""
+
+
+def test_bus_waits_take_math_inf_for_ever(procs: Processes, runtime: Path) -> None:
+    """Waiting for ever is spelled math.inf (STYLE 5); every bus wait turned it into
+    int(inf * 1000) for zmq's poll and raised OverflowError at once."""
+    procs.broker(runtime)  # it takes a Python start to come up: both sides wait for it
+    with bus.Publisher(runtime, source="test") as pub, bus.Subscriber(runtime) as sub:
+        sub.wait_connected(timeout=math.inf)
+        pub.wait_connected(timeout=math.inf)
+        bus.deliver(pub, sub, signals.LoopFailed(loop_id="0", reason="sync"), timeout=10)
+        while sub.recv(timeout=0) is not None:
+            pass
+        # a publisher that only starts now: the receives below wait in poll for it
+        procs.start(
+            [sys.executable, "-c", LATE_PUBLISHER, str(runtime), "2"], stdin=subprocess.PIPE
+        )
+        first = sub.recv(timeout=math.inf)
+        assert first is not None and first.signal.reason == "late 0"
+        assert [e.signal.reason for e in sub.recv_many(1, timeout=math.inf)] == ["late 1"]
+
+
 def test_bad_arguments_are_named(tmp_path: Path) -> None:
     with pytest.raises(bus.BusError, match="exceeds 107 bytes"):
         BusEndpoints.in_runtime_dir(tmp_path / ("x" * 120))
@@ -310,6 +306,15 @@ def test_recv_many_takes_at_most_its_limit_and_waits_at_most_its_timeout(
         assert sub.recv_many(100, timeout=10) == sent[4:]
         with pytest.raises(ValueError, match="at least 1 signal, not 0"):
             sub.recv_many(0, timeout=0)
+
+
+@pytest.mark.parametrize("limit", [2.5, "3", None])
+def test_recv_many_names_a_limit_that_is_no_count(runtime: Path, limit: object) -> None:
+    """recv_many now reads at most `limit` messages with range(limit): a float limit
+    must be refused by name, not with range's "'float' object cannot be interpreted"."""
+    message = f"recv_many takes at least 1 signal, not {limit!r}"
+    with bus.Subscriber(runtime) as sub, pytest.raises(ValueError, match=message):
+        sub.recv_many(limit, timeout=0)  # type: ignore[arg-type]
 
 
 SUBSCRIBER = """

@@ -6,53 +6,39 @@ import argparse
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from ipc import bus, control, ledger, paths, signals
+from ipc import bus, ledger, signals
 from ipc.ledger import TicketLedger
 from procs.governor import service as gov
-from tests.test_bus import Processes, connected
+from tests.helpers.bus import connected
+from tests.helpers.governor import governor_status as status
+from tests.helpers.governor import start_governor
+from tests.helpers.processes import Processes
 from tests.waiting import wait_until
 
 
-@pytest.fixture
-def procs() -> Iterator[Processes]:
-    p = Processes()
-    yield p
-    p.cleanup()
+def nvml_gpus() -> tuple[str, ...] | None:
+    """The GPU names NVML gives when asked here directly, or None without a driver."""
+    import pynvml
 
-
-@pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "run"
-    path.mkdir()
-    yield path
-    ledger.destroy(path)
-
-
-def start_governor(procs: Processes, runtime: Path, *flags: str) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "procs.governor.service", "--runtime-dir", str(runtime)]
-    proc = procs.start([*argv, *flags], stderr=subprocess.DEVNULL)
-    wait_until(lambda: _status_or_none(runtime, proc), what="the governor to answer")
-    return proc
-
-
-def _status_or_none(runtime: Path, proc: subprocess.Popen[str]) -> dict[str, Any] | None:
-    assert proc.poll() is None, f"governor exited {proc.returncode}"
     try:
-        return status(runtime)
-    except control.DaemonNotRunning:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
         return None
+    try:
+        count = pynvml.nvmlDeviceGetCount()
+        names = [
+            pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(count)
+        ]
+        return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    finally:
+        pynvml.nvmlShutdown()
 
 
-def status(runtime: Path) -> dict[str, Any]:
-    return control.call(paths.control_socket(runtime, "resource_governor"), "status", timeout=10)
-
-
+@pytest.mark.integration
 def test_exhaustion_is_broadcast_with_resource_current_limit(
     procs: Processes, runtime: Path
 ) -> None:
@@ -73,14 +59,19 @@ def test_exhaustion_is_broadcast_with_resource_current_limit(
         led.release(held)
 
 
+@pytest.mark.integration
 def test_status_shows_limits_gpu_fallback_and_holders(procs: Processes, runtime: Path) -> None:
     start_governor(procs, runtime, "--max-loops", "3", "--gpu-tickets", "2")
     led = TicketLedger.open(runtime)
     ticket = led.acquire({"loop": 1, "gpu": 1}, label="loop-9", timeout=1.0)
     st = status(runtime)
     assert st["limits"]["max_loops"] == 3 and st["limits"]["gpu_tickets"] == 2
-    if not st["gpus"]["driver"]:
+    gpus = nvml_gpus()
+    assert st["gpus"]["driver"] is (gpus is not None)
+    if gpus is None:
         assert "configured gpu_tickets = 2 (no NVIDIA driver" in st["gpu_source"]
+    else:
+        assert st["gpu_source"] == "configured gpu_tickets = 2"
     assert st["free_ram_mb"] > 0
     snap = st["ledger"]
     assert snap["resources"]["loop"]["in_use"] == 1 and snap["resources"]["gpu"]["in_use"] == 1
@@ -88,6 +79,7 @@ def test_status_shows_limits_gpu_fallback_and_holders(procs: Processes, runtime:
     led.release(ticket)
 
 
+@pytest.mark.integration
 def test_a_sigkilled_governor_comes_back_with_the_tickets_still_held(
     procs: Processes, runtime: Path
 ) -> None:
@@ -103,6 +95,7 @@ def test_a_sigkilled_governor_comes_back_with_the_tickets_still_held(
     assert led.release(ticket)
 
 
+@pytest.mark.integration
 def test_sigterm_keeps_a_ledger_with_live_holders_and_removes_an_idle_one(
     procs: Processes, runtime: Path
 ) -> None:
@@ -118,6 +111,7 @@ def test_sigterm_keeps_a_ledger_with_live_holders_and_removes_an_idle_one(
         ledger.snapshot(runtime)
 
 
+@pytest.mark.integration
 def test_a_governor_whose_ledger_is_removed_under_it_exits_1_for_a_restart(
     procs: Processes, runtime: Path
 ) -> None:
@@ -130,6 +124,7 @@ def _args(*argv: str) -> argparse.Namespace:
     return gov.build_parser().parse_args(list(argv))
 
 
+@pytest.mark.integration
 def test_config_file_then_flags(tmp_path: Path) -> None:
     cfg = tmp_path / "factory.toml"
     cfg.write_text("[resource_governor]\nmax_loops = 6\nmax_mutators = 8\ngpu_tickets = 0\n")
@@ -161,7 +156,30 @@ def test_gpu_tickets_come_from_nvml_or_the_config() -> None:
     assert limits.gpu_tickets == 1 and "no NVIDIA driver" in why
     limits, why = gov.resolve_limits(gov.GovernorConfig(gpu_tickets=3, ram_budget_mb=1), two)
     assert limits.gpu_tickets == 3 and why == "configured gpu_tickets = 3"
-    assert gov.detect_gpus().driver in (True, False)  # never raises, with or without a driver
+
+
+def test_gpu_detection_agrees_with_nvml_asked_directly() -> None:
+    gpus, found = nvml_gpus(), gov.detect_gpus()  # never raises, with or without a driver
+    if gpus is None:
+        assert (found.driver, found.devices) == (False, ())
+        assert found.error is not None and found.error.startswith("NVMLError")
+    else:
+        assert found == gov.GpuInfo(True, gpus, None)
+
+
+@pytest.mark.integration
+def test_without_gpu_tickets_the_governor_gives_one_ticket_per_gpu(
+    procs: Processes, runtime: Path
+) -> None:
+    gpus = nvml_gpus()
+    if not gpus:
+        pytest.skip("no NVIDIA GPU here (NVML finds no driver or no device)")
+    start_governor(procs, runtime, "--min-free-ram-mb", "0")
+    st = status(runtime)
+    assert st["gpus"]["devices"] == list(gpus)
+    assert st["limits"]["gpu_tickets"] == len(gpus)
+    assert st["gpu_source"] == f"one ticket per GPU found by NVML ({len(gpus)})"
+    assert st["ledger"]["resources"]["gpu"]["limit"] == len(gpus)
 
 
 def test_exhaustion_signals_scale_ram_units() -> None:

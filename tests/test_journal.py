@@ -1,13 +1,14 @@
-"""The signal journal: a real writer process behind a real broker, and factoryctl signals."""
+"""The signal journal: a real writer process behind a real broker (also stopping on
+SIGTERM while a flood outruns it), and factoryctl signals."""
 
 from __future__ import annotations
 
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,24 +17,15 @@ from ipc import bus, journal, signals
 from ipc.journal import JournalReader, JournalWriter
 from supervisor.ctl import cli
 from supervisor.ctl.exit_status import ExitStatus
-from tests.test_bus import ROOT, Processes, connected
+from tests.helpers.bus import connected, flood
+from tests.helpers.processes import ROOT, Processes
+from tests.helpers.signal_examples import HASH
 from tests.waiting import wait_until
 
-HASH = "0123456789abcdef0123456789abcdef01234567"
-
 
 @pytest.fixture
-def procs() -> Iterator[Processes]:
-    p = Processes()
-    yield p
-    p.cleanup()
-
-
-@pytest.fixture
-def dirs(tmp_path: Path) -> tuple[Path, Path]:
-    runtime, state = tmp_path / "run", tmp_path / "state"
-    runtime.mkdir()
-    return runtime, state
+def dirs(runtime: Path, tmp_path: Path) -> tuple[Path, Path]:
+    return runtime, tmp_path / "state"
 
 
 def start_journal(procs: Processes, runtime: Path, state: Path) -> subprocess.Popen[str]:
@@ -59,6 +51,7 @@ def journal_count(state: Path) -> int:
         return reader.count()
 
 
+@pytest.mark.integration
 def test_the_writer_stores_every_signal_once_and_counts_bad_ones(
     procs: Processes, dirs: tuple[Path, Path]
 ) -> None:
@@ -90,6 +83,22 @@ def test_the_writer_stores_every_signal_once_and_counts_bad_ones(
         assert [r.body["loop_id"] for r in rows[1:-1]] == [str(i) for i in range(2000)]
         assert reader.count("LoopSpawned") == 1
         assert reader.writer_stats()["malformed"] == 1
+
+
+@pytest.mark.integration
+def test_the_journal_stops_on_sigterm_while_a_flood_outruns_it(
+    procs: Processes, dirs: tuple[Path, Path]
+) -> None:
+    """SIGTERM waited for the journal's drain, which kept taking signals as long as the
+    flood kept sending them. The flood here never ends (until the teardown kills it)."""
+    runtime, state = dirs
+    procs.broker(runtime)
+    writer = start_journal(procs, runtime, state)
+    flooder = flood(procs, runtime)  # more than the journal stores meanwhile
+    wait_until(lambda: journal_count(state) > 10_000, what="the flood in the journal")
+    writer.send_signal(signal.SIGTERM)
+    assert writer.wait(timeout=15) == 0
+    assert flooder.poll() is None  # it stopped while the flood was still on
 
 
 def _types(state: Path) -> list[str]:
@@ -149,6 +158,7 @@ def test_factoryctl_signals_errors(tmp_path: Path) -> None:
     assert code == ExitStatus.USAGE and "unknown signal type 'Nope'" in err
 
 
+@pytest.mark.integration
 def test_factoryctl_signals_follow_prints_new_signals(tmp_path: Path, procs: Processes) -> None:
     seed_journal(tmp_path)
     writer = JournalWriter(journal.journal_path(tmp_path))

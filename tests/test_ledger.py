@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,10 +17,11 @@ import psutil
 import pytest
 
 from ipc import ledger
-from ipc.ledger import LedgerOwner, Limits, TicketLedger
+from ipc.ledger import RESOURCES, LedgerOwner, Limits, TicketLedger
+from ipc.ledger import _semtimedop as sem
+from ipc.ledger._types import SEM_BASE
+from tests.helpers.processes import ROOT
 from tests.waiting import wait_gone, wait_until
-
-ROOT = Path(__file__).resolve().parent.parent
 
 HOLDER = """
 import sys
@@ -27,12 +31,6 @@ ticket = led.acquire({%s}, label=sys.argv[2], timeout=30.0)
 print("held", flush=True)
 sys.stdin.read()  # hold until killed (or stdin closes)
 """
-
-
-@pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path
-    ledger.destroy(tmp_path)
 
 
 @pytest.fixture
@@ -148,6 +146,7 @@ def test_only_the_holder_may_release(runtime: Path) -> None:
     assert led.release(ticket)
 
 
+@pytest.mark.integration
 def test_ticket_of_a_sigkilled_holder_comes_back(runtime: Path, children: list) -> None:
     led = LedgerOwner.create(runtime, Limits(gpu_tickets=1))
     holder = spawn_holder(children, runtime, '"gpu": 1', "doomed")
@@ -168,6 +167,7 @@ def test_ticket_of_a_sigkilled_holder_comes_back(runtime: Path, children: list) 
     led.release(ticket)
 
 
+@pytest.mark.integration
 def test_waiter_gets_the_ticket_when_the_holder_dies(runtime: Path, children: list) -> None:
     LedgerOwner.create(runtime, Limits(gpu_tickets=1))
     holder = spawn_holder(children, runtime, '"gpu": 1', "first")
@@ -185,6 +185,7 @@ def test_waiter_gets_the_ticket_when_the_holder_dies(runtime: Path, children: li
     assert labels in ({"first": False, "second": True}, {"second": True})
 
 
+@pytest.mark.integration
 def test_status_reader_in_another_process_does_not_destroy_the_table(runtime: Path) -> None:
     led = LedgerOwner.create(runtime, Limits(max_loops=2))
     ticket = led.acquire_nowait({"loop": 1}, label="kept")
@@ -249,24 +250,29 @@ def test_free_ram_is_memavailable_as_psutil_reports_it() -> None:
     assert abs(ours - theirs.available // 2**20) <= theirs.total // 2**20 // 20
 
 
+@pytest.mark.integration
 def test_a_forked_child_owns_nothing_of_its_parent(runtime: Path) -> None:
     led = LedgerOwner.create(runtime, Limits(gpu_tickets=2))
     parent_ticket = led.acquire_nowait({"gpu": 1}, label="parent")
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # child: report, then leave without pytest's teardown
+    if pid == 0:  # child: report, then leave without pytest's teardown, whatever happens
+        code = 1
         try:
-            led.release(parent_ticket)
-            verdict = b"released"
-        except ledger.NotHolder:
-            mine = led.acquire_nowait({"gpu": 1}, label="child")
-            verdict = b"own-" + str(mine.slot != parent_ticket.slot).encode()
-        os.write(write, verdict)
-        os._exit(0)
+            try:
+                led.release(parent_ticket)
+                verdict = b"released"
+            except ledger.NotHolder:
+                mine = led.acquire_nowait({"gpu": 1}, label="child")
+                verdict = b"own-" + str(mine.slot != parent_ticket.slot).encode()
+            os.write(write, verdict)
+            code = 0
+        finally:
+            os._exit(code)
     os.close(write)
     verdict = os.read(read, 100)
     os.close(read)
-    os.waitpid(pid, 0)
+    assert os.waitpid(pid, 0)[1] == 0
     assert verdict == b"own-True"  # NotHolder, and the child got a slot in its own lane
     # the child exited: the kernel undid its ticket; the parent's is still held
     assert ledger.snapshot(runtime)["resources"]["gpu"]["in_use"] == 1
@@ -281,3 +287,134 @@ def test_memavailable_is_not_trusted_past_memtotal_or_when_missing() -> None:
     assert available_mb(meminfo.replace(b"8192000", b"99999999")) is None  # some containers
     assert available_mb(b"MemTotal: 16384000 kB\nMemFree: 100 kB\n") is None  # old kernels
     assert available_mb(b"MemAvailable: lots\nMemTotal: 1 kB\n") is None
+
+
+# -- timeouts, counts and requests a handle is given ----------------------------------
+
+
+@pytest.mark.parametrize("timeout", [1e19, sys.float_info.max])
+def test_a_huge_finite_timeout_waits_like_forever(runtime: Path, timeout: float) -> None:
+    owner = LedgerOwner.create(runtime, Limits(gpu_tickets=1))
+    held = owner.acquire_nowait({"gpu": 1})
+    waiter = TicketLedger.open(runtime)
+    outcome: list[object] = []
+
+    def wait() -> None:
+        try:
+            outcome.append(waiter.acquire({"gpu": 1}, timeout=timeout))
+        except Exception as exc:  # noqa: BLE001 - hand any outcome back to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    gpu = SEM_BASE + RESOURCES.index("gpu")
+    wait_until(
+        lambda: sem.getncnt(owner.semid, gpu) == 1 or not thread.is_alive(),
+        what="the waiter to block on the gpu semaphore",
+    )
+    owner.release(held)  # wakes the waiter if it waits; no effect if it failed already
+    thread.join(timeout=10.0)
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], ledger.Ticket), outcome
+    waiter.release(outcome[0])
+
+
+def test_a_nan_timeout_is_refused_by_name(runtime: Path) -> None:
+    owner = LedgerOwner.create(runtime, Limits(gpu_tickets=1))
+    held = owner.acquire_nowait({"gpu": 1})
+    with pytest.raises(ValueError, match="timeout"):
+        owner.acquire({"gpu": 1}, timeout=math.nan)
+    owner.release(held)
+
+
+def test_another_handle_of_the_holding_process_may_release(runtime: Path) -> None:
+    owner = LedgerOwner.create(runtime, Limits(gpu_tickets=1))
+    other = TicketLedger.open(runtime)
+    ticket = owner.acquire_nowait({"gpu": 1})
+    assert other.release(ticket) is True
+    assert ledger.snapshot(runtime)["resources"]["gpu"]["in_use"] == 0
+    assert owner.release(ticket) is False  # and a second release stays a no-op
+    again = owner.acquire_nowait({"gpu": 1})
+    owner.release(again)
+
+
+@pytest.mark.parametrize("count", [40_000, 65_537])
+def test_a_count_beyond_a_semaphore_is_refused_not_wrapped(runtime: Path, count: int) -> None:
+    owner = LedgerOwner.create(runtime, Limits(gpu_tickets=1))
+    with pytest.raises(ledger.ResourceError, match=f"asked {count}, limit is 1"):
+        owner.acquire_nowait({"gpu": count})
+    with pytest.raises(ledger.ResourceError, match=f"asked {count}, limit is 1"):
+        owner.acquire({"gpu": count}, timeout=1.0)
+    gpu = ledger.snapshot(runtime)["resources"]["gpu"]
+    assert (gpu["in_use"], gpu["available"]) == (0, 1)
+
+
+class _EmptiedByAnotherThread(list):  # type: ignore[type-arg]
+    """A free list that another thread empties between the `if` and the pop()."""
+
+    def __bool__(self) -> bool:
+        return True
+
+
+def test_a_free_list_emptied_by_another_thread_falls_back_to_a_new_lane(runtime: Path) -> None:
+    # llm_router shares one TicketLedger between its worker threads.
+    owner = LedgerOwner.create(runtime, Limits(gpu_tickets=2))
+    led = TicketLedger.open(runtime)
+    led.release(led.acquire_nowait({"gpu": 1}))  # the handle now has a lane of its own
+    led._free = _EmptiedByAnotherThread()
+    ticket = led.acquire_nowait({"gpu": 1})
+    assert ledger.snapshot(runtime)["resources"]["gpu"]["in_use"] == 1
+    assert led.release(ticket) is True
+    owner.close()
+
+
+@pytest.mark.parametrize("bad", [1.0, True])
+def test_a_count_is_checked_whether_or_not_an_equal_request_came_before(
+    runtime: Path, bad: object
+) -> None:
+    """Requests are cached by `tuple(request.items())`, and 1.0 and True are equal (and
+    hash equal) to 1: once {"gpu": 1} had been asked, {"gpu": 1.0} or {"gpu": True}
+    found its plan and was granted, where a fresh handle refused it."""
+    led = LedgerOwner.create(runtime, Limits(gpu_tickets=2))
+    with pytest.raises(ValueError, match=f"count for gpu must be a non-negative int, got {bad}"):
+        led.acquire_nowait({"gpu": bad})  # type: ignore[dict-item]
+    led.release(led.acquire_nowait({"gpu": 1}))
+    with pytest.raises(ValueError, match=f"count for gpu must be a non-negative int, got {bad}"):
+        led.acquire_nowait({"gpu": bad})  # type: ignore[dict-item]
+    assert ledger.snapshot(runtime)["resources"]["gpu"]["in_use"] == 0
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        ({"gpu": [1]}, r"count for gpu must be a non-negative int, got \[1\]"),
+        ([("gpu", 1)], r"a request maps resource names to counts, got \[\('gpu', 1\)\]"),
+    ],
+)
+def test_a_request_that_cannot_be_a_cache_key_is_refused_by_name(
+    runtime: Path, request_: object, message: str
+) -> None:
+    """An unhashable count or a request that is no mapping raised TypeError
+    ("unhashable type: 'list'") or AttributeError ("'list' object has no attribute
+    'items'") from the cache lookup, naming neither the resource nor the value."""
+    led = LedgerOwner.create(runtime, Limits(gpu_tickets=2))
+    with pytest.raises((ValueError, TypeError), match=message):
+        led.acquire(request_, timeout=0)  # type: ignore[arg-type]
+
+
+def test_a_handle_asked_many_different_amounts_stays_small(runtime: Path) -> None:
+    """Every distinct request (a RAM amount in MB, say) added about 1 KB of cached
+    plan to the handle for good: 20 MB after 20,000 amounts, growing as long as a
+    long-lived process asks for new amounts. The cache is now bounded."""
+    led = LedgerOwner.create(runtime, Limits(ram_budget_mb=64 * 30_000))
+    led.release(led.acquire_nowait({"ram": 1}))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for mb in range(2, 20_002):
+            led.release(led.acquire_nowait({"ram": mb}))
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 4_000_000, f"{grown / 1e6:.1f} MB kept for 20,000 different requests"
+    assert ledger.snapshot(runtime)["resources"]["ram"]["in_use"] == 0

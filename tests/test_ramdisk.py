@@ -1,8 +1,10 @@
 """RAM disk provisioning by hand (`python3 -m procs.workspaces.ramdisk`) on real loop mounts:
-teardown leaves no mount (/proc/mounts), no loop device (`losetup -j`) and no image."""
+teardown leaves no mount (/proc/mounts), no loop device (`losetup -j`) and no image, also
+when the runtime dir is reached through a symlink."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -14,11 +16,17 @@ import pytest
 
 from procs.workspaces import BadRequest, WorkspaceRegistry, _btrfs, _fsinfo
 from procs.workspaces import ramdisk as ramdisks
-from tests import test_workspace_fixtures as fx
-from tests.test_workspace_fixtures import git, in_proc_mounts, losetup_j, make_repo
+from tests.helpers.ramdisks import (
+    in_proc_mounts,
+    losetup_j,
+    new_spec,
+    skip_unless_loop_mounts,
+    teardown_ramdisk,
+)
+from tests.helpers.repos import git, make_repo
 from tests.waiting import wait_until
 
-scratch = fx.scratch
+pytestmark = pytest.mark.integration
 
 
 def run_cli(spec: ramdisks.RamDiskSpec, *argv: str) -> subprocess.CompletedProcess[str]:
@@ -32,11 +40,10 @@ def run_cli(spec: ramdisks.RamDiskSpec, *argv: str) -> subprocess.CompletedProce
 
 @pytest.fixture(params=["btrfs", "xfs"])
 def spec(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ramdisks.RamDiskSpec]:
-    if reason := fx.mount_skip_reason(request.param):
-        pytest.skip(reason)
-    spec = fx.new_spec(tmp_path / "run", request.param)
+    skip_unless_loop_mounts(request.param)
+    spec = new_spec(tmp_path / "run", request.param)
     yield spec
-    fx.teardown_ramdisk(spec)
+    teardown_ramdisk(spec)
 
 
 def assert_gone(spec: ramdisks.RamDiskSpec) -> None:
@@ -46,6 +53,7 @@ def assert_gone(spec: ramdisks.RamDiskSpec) -> None:
     assert not spec.mountpoint.exists()
 
 
+@pytest.mark.needs_root
 def test_create_status_destroy_by_hand(spec: ramdisks.RamDiskSpec, tmp_path: Path) -> None:
     golden = make_repo(tmp_path / "golden")
     made = run_cli(spec, "create", "--golden", str(golden))
@@ -70,6 +78,7 @@ def test_create_status_destroy_by_hand(spec: ramdisks.RamDiskSpec, tmp_path: Pat
     assert_gone(spec)
 
 
+@pytest.mark.needs_root
 def test_destroy_unmounts_overlay_workspaces_inside(
     spec: ramdisks.RamDiskSpec, tmp_path: Path, scratch: Path
 ) -> None:
@@ -84,6 +93,7 @@ def test_destroy_unmounts_overlay_workspaces_inside(
     reg.close()
 
 
+@pytest.mark.needs_root
 def test_busy_ramdisk_is_refused_unless_forced(spec: ramdisks.RamDiskSpec) -> None:
     ramdisks.create(spec)
     holder = subprocess.Popen(
@@ -101,6 +111,7 @@ def test_busy_ramdisk_is_refused_unless_forced(spec: ramdisks.RamDiskSpec) -> No
     assert_gone(spec)
 
 
+@pytest.mark.needs_root
 def test_an_image_left_by_a_crash_is_mounted_again_with_its_data(
     spec: ramdisks.RamDiskSpec,
 ) -> None:
@@ -134,3 +145,33 @@ def test_bad_settings_are_refused(tmp_path: Path) -> None:
     assert bad.returncode == 1
     assert "ramdisk create: btrfs RAM disk needs at least 128 MB" in bad.stderr
     assert os.listdir(tmp_path) == ["plain"]
+
+
+@pytest.mark.needs_root
+def test_a_symlinked_runtime_dir_is_mounted_once_and_torn_down(tmp_path: Path) -> None:
+    skip_unless_loop_mounts("btrfs")
+    real = tmp_path / "real-run"
+    real.mkdir()
+    link = tmp_path / "run"
+    link.symlink_to(real, target_is_directory=True)  # as /var/run -> /run
+    spec = new_spec(link, "btrfs")
+    real_mountpoint = real / "ramdisk" / spec.name
+    try:
+        ramdisks.create(spec, timeout_s=60)
+        ramdisks.create(spec, timeout_s=60)  # idempotent: must not mount a second time
+        assert len(_fsinfo.mounts_under(real_mountpoint)) == 1
+        assert len(ramdisks.loop_devices_for(spec.image)) == 1
+        assert ramdisks.status(spec)["mounted"] is True
+        after = ramdisks.destroy(spec, timeout_s=10)
+        assert after["mounted"] is False
+        assert _fsinfo.mounts_under(real_mountpoint) == []
+        assert ramdisks.loop_devices_for(spec.image) == []
+        assert not spec.image.exists()
+    finally:
+        for entry in _fsinfo.mounts_under(real_mountpoint):
+            with contextlib.suppress(OSError):
+                _fsinfo.unmount(entry.target)
+        for device in ramdisks.loop_devices_for(spec.image):
+            subprocess.run(["losetup", "-d", device], timeout=10, check=False)
+        with contextlib.suppress(FileNotFoundError):
+            spec.image.unlink()

@@ -16,8 +16,7 @@ from ipc import signals
 from ipc.signals import Envelope, MalformedSignal, SignalError, UnknownSignal
 from ipc.signals import batch as signal_batch
 from ipc.signals.batch import MAX_BATCH, decode_batch, encode_batch
-from tests.test_signals import EXAMPLES, GOOD
-from tests.test_signals_codec import _mutations
+from tests.helpers.signal_examples import EXAMPLES, GOOD, mutations
 
 ENVELOPES = [signals.envelop(s, source="loop.7") for s in EXAMPLES]
 
@@ -42,7 +41,7 @@ def _single(topic: bytes, element: Any) -> Envelope | tuple[type, str]:
 def test_each_element_decodes_as_it_would_alone(envelope: Envelope) -> None:
     good = signals.encode(envelope)[1]
     tried = refused = 0
-    for frames in _mutations(envelope):
+    for frames in mutations(envelope):
         if len(frames) != 2 or not isinstance(frames[1], bytes):
             continue
         try:
@@ -126,6 +125,17 @@ def test_runs_split_on_type_changes_and_at_the_limit() -> None:
         ("LoopFailed", 1),
     ]
     assert [e for r in signal_batch.runs(envelopes, limit=2) for e in r] == envelopes
+
+
+@pytest.mark.parametrize("limit", [0, -3, 2.5, True, signal_batch.MAX_BATCH + 1])
+def test_runs_refuses_a_limit_no_batch_can_have(limit: object) -> None:
+    """runs(limit=0) or a negative limit gave runs of one, 2.5 runs of three, and a limit
+    above MAX_BATCH runs that encode_batch then refuses: a bad limit is now named."""
+    envelopes = signal_batch.envelop_many(
+        [signals.PatchRejected(reason=str(i)) for i in range(5)], source="t"
+    )
+    with pytest.raises(ValueError, match=f"run limit must be an int from 1 to 256, not {limit}"):
+        list(signal_batch.runs(envelopes, limit))  # type: ignore[arg-type]
 
 
 def test_envelop_many_gives_fresh_ids_one_timestamp_and_refuses_non_signals() -> None:

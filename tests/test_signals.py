@@ -12,23 +12,7 @@ import pytest
 from ipc import signals
 from ipc.signals import MalformedSignal, UnknownSignal
 from ipc.types import GitHash, InvalidValue, Priority, ProcessId
-
-HASH = "0123456789abcdef0123456789abcdef01234567"
-
-EXAMPLES: list[signals.Signal] = [
-    signals.TestFailure(file="tests/test_x.py", error="AssertionError", context_hash=HASH),
-    signals.TestPassing(hash=HASH),
-    signals.BeadAssigned(task_id="fs-031", spec="slots", requirements="- ok", priority="P1"),
-    signals.PatchProposed(patch_id="p1", base_hash=HASH, diff="--- a\n+++ b\n", workspace="/w"),
-    signals.PatchAccepted(hash=HASH, patch_id="p1"),
-    signals.PatchRejected(reason="suite failed", patch_id="p2"),
-    signals.GoldenMasterUpdated(hash=HASH, previous_hash=None),
-    signals.Evolution(hash=HASH, reason="golden master moved"),
-    signals.LoopSpawned(loop_id="7", task_id="fs-031", phase="auditing"),
-    signals.LoopComplete(commits=3, reverts=1, duration_ms=5400, loop_id="7"),
-    signals.LoopFailed(loop_id="7", reason="intensity"),
-    signals.ResourceExhausted(resource="gpu", current=2, limit=2),
-]
+from tests.helpers.signal_examples import EXAMPLES, GOOD, HASH
 
 
 def test_the_twelve_signals_are_registered() -> None:
@@ -56,14 +40,19 @@ def test_fields_are_coerced_and_checked_on_creation() -> None:
         signals.LoopComplete(commits=True, reverts=0, duration_ms=1)
 
 
+@pytest.mark.integration  # forks
 def test_ids_are_unique_and_fresh_after_fork() -> None:
     ids = {signals.envelop(EXAMPLES[1], source="t").id for _ in range(1000)}
     assert len(ids) == 1000
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: report one id and leave without running pytest's teardown
-        os.write(write, signals.envelop(EXAMPLES[1], source="c").id.encode())
-        os._exit(0)
+        code = 1
+        try:
+            os.write(write, signals.envelop(EXAMPLES[1], source="c").id.encode())
+            code = 0
+        finally:
+            os._exit(code)
     os.close(write)
     child_id = os.read(read, 100).decode()
     os.close(read)
@@ -73,9 +62,6 @@ def test_ids_are_unique_and_fresh_after_fork() -> None:
 
 def _frames(body: dict[str, object], topic: bytes | None = None) -> list[bytes]:
     return [topic if topic is not None else str(body.get("type")).encode(), orjson.dumps(body)]
-
-
-GOOD = {"type": "LoopFailed", "id": "x-1", "ts": 1.5, "source": "s", "loop_id": "7", "reason": "r"}
 
 
 @pytest.mark.parametrize(
@@ -126,13 +112,17 @@ def test_priority() -> None:
         Priority.from_level(9)
 
 
+@pytest.mark.integration  # starts a process
 def test_process_id_tells_a_recycled_pid_from_its_process() -> None:
     me = ProcessId.current()
     assert me.to_pid() == os.getpid() and me.is_alive()
     assert not ProcessId(me.pid, me.start_ticks + 1).is_alive()
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child = subprocess.Popen(  # runs until its stdin closes: alive while we look at it
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
     pid = ProcessId.from_pid(child.pid)
-    child.wait(timeout=30)
+    assert pid.is_alive()
+    child.communicate(timeout=30)
     assert not pid.is_alive()
     with pytest.raises(InvalidValue, match="no live process"):
         ProcessId.from_pid(child.pid)

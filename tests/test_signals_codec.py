@@ -16,14 +16,9 @@ from ipc import signals
 from ipc.signals import Envelope, MalformedSignal, SignalError, UnknownSignal
 from ipc.signals import _codec as codec
 from ipc.types import GitHash, Priority
-from tests.test_signals import EXAMPLES, HASH
+from tests.helpers.signal_examples import EXAMPLES, GOOD, HASH, envelope_body, mutations
 
 ENVELOPES = [signals.envelop(s, source="loop.7") for s in EXAMPLES]
-
-
-def _body(envelope: Envelope) -> dict[str, Any]:
-    head = {"type": envelope.type, "id": envelope.id, "ts": envelope.ts, "source": envelope.source}
-    return {**head, **envelope.signal.fields_dict()}
 
 
 def _outcome(decoder: Any, frames: list[Any]) -> tuple[Any, ...]:
@@ -37,48 +32,9 @@ def _outcome(decoder: Any, frames: list[Any]) -> tuple[Any, ...]:
     return (envelope, type(signal), kinds)
 
 
-def _mutations(envelope: Envelope) -> list[list[Any]]:
-    """Frames for `envelope` with one thing changed at a time, valid and invalid."""
-    body = _body(envelope)
-    topic = envelope.type.encode()
-    odd_values: list[Any] = [
-        *(None, True, 0, -1, 1.5, 2**63 - 1, -(2**63), 2**63, 2**64 - 1, "", "x", [], {}),
-        *(HASH, HASH.upper(), f" {HASH}\n", HASH[:-1], HASH + "0", "g" * 40, "\u00e9" * 40),
-        *("high", "High", "P1", "1", "urgent", " low "),
-    ]
-    out: list[list[Any]] = [[topic, orjson.dumps(body)]]
-    for key in body:
-        out.append([topic, orjson.dumps({k: v for k, v in body.items() if k != key})])
-        out += [[topic, orjson.dumps({**body, key: v})] for v in odd_values]
-    payload = orjson.dumps(body)
-    out += [
-        [topic, orjson.dumps({**body, "extra": 1})],
-        [b"LoopFailed" if topic != b"LoopFailed" else b"LoopSpawned", payload],
-        [topic.lower(), payload],
-        [topic],
-        [topic, payload, b""],
-        [topic, payload + b" x"],
-        [topic, payload + b"  \n"],
-        [topic, payload[:-1]],
-        [topic, b"[" + payload + b"]"],
-        [topic, b"\xff" + payload],
-        [topic, payload.replace(b'"source":', b'"source":"\\ud800","source":')],
-        [topic, payload.replace(b'"source":', b'"source":7,"source":')],
-        [topic, payload[:-1] + b',"source":7}'],
-        [topic, payload.replace(b'"ts":', b'"ts":1e999,"x":')],
-        [topic, payload.replace(b'"ts":', b'"ts":1e999,"ts":')],
-        [topic, payload[:-1] + b',"type":"Bogus"}'],
-        [topic, payload.replace(b'"type":', b'"type":"Bogus","type":')],
-        [topic, payload.replace(b'"type":', b'"type":"Bogus","type":').replace(topic, b"Bogus")],
-        [topic, None],
-        [topic, payload.decode()],
-    ]
-    return out
-
-
 @pytest.mark.parametrize("envelope", ENVELOPES, ids=lambda e: e.type)
 def test_decode_agrees_with_the_reference_on_every_mutation(envelope: Envelope) -> None:
-    cases = _mutations(envelope)
+    cases = mutations(envelope)
     accepted = 0
     for frames in cases:
         fast, slow = _outcome(signals.decode, frames), _outcome(signals.decode_checked, frames)
@@ -118,7 +74,6 @@ def test_lenient_spellings_still_decode_canonically() -> None:
     assert got.signal.hash == HASH and type(got.signal.hash) is GitHash
 
 
-GOOD = {"type": "LoopFailed", "id": "x-1", "ts": 1.5, "source": "s", "loop_id": "7", "reason": "r"}
 BEAD = {**GOOD, "type": "BeadAssigned", "task_id": "t", "spec": "s", "requirements": "r"}
 del BEAD["loop_id"], BEAD["reason"]
 GOLD = {**GOOD, "type": "GoldenMasterUpdated", "hash": HASH}
@@ -164,15 +119,15 @@ def test_integers_outside_64_bits_are_refused_as_before() -> None:
 def test_encode_writes_the_json_orjson_wrote(envelope: Envelope) -> None:
     topic, payload = signals.encode(envelope)
     assert topic == envelope.type.encode()
-    assert payload == orjson.dumps(_body(envelope))  # same keys, order and bytes
+    assert payload == orjson.dumps(envelope_body(envelope))  # same keys, order and bytes
 
 
 def test_encode_differs_from_orjson_only_in_big_exponents() -> None:
     envelope = signals.envelop(signals.LoopFailed(loop_id="7", reason="r"), source="s")
     far = envelope._replace(ts=1.5e300)
     payload = signals.encode(far)[1]
-    assert payload != orjson.dumps(_body(far))  # 1.5e300 vs orjson's 1.5e+300
-    assert orjson.loads(payload) == orjson.loads(orjson.dumps(_body(far)))
+    assert payload != orjson.dumps(envelope_body(far))  # 1.5e300 vs orjson's 1.5e+300
+    assert orjson.loads(payload) == orjson.loads(orjson.dumps(envelope_body(far)))
     assert signals.decode([b"LoopFailed", payload]) == far
 
 

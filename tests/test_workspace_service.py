@@ -6,71 +6,28 @@ from __future__ import annotations
 import io
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 import pytest
 
-from ipc import control, paths
+from ipc import control
 from procs.workspaces import _btrfs
 from supervisor.ctl import cli
 from supervisor.ctl.exit_status import ExitStatus
-from tests import test_workspace_fixtures as fx
-from tests.test_workspace_fixtures import in_proc_mounts, losetup_j, make_repo
+from tests.helpers.host import expected_auto_strategy
+from tests.helpers.ramdisks import (
+    in_proc_mounts,
+    losetup_j,
+    new_spec,
+    skip_unless_loop_mounts,
+    teardown_ramdisk,
+)
+from tests.helpers.workspace_service import Service, start_service
 from tests.waiting import wait_gone, wait_until
 
-scratch = fx.scratch
-
-
-@dataclass
-class Service:
-    proc: subprocess.Popen[bytes]
-    runtime: Path
-    log: Path
-
-    @property
-    def socket(self) -> Path:
-        return paths.control_socket(self.runtime, "workspace_manager")
-
-    def call(self, command: str, args: dict | None = None) -> dict:
-        return control.call(self.socket, command, args, timeout=30)
-
-    def events(self, name: str) -> list[dict]:
-        lines = self.log.read_text().splitlines()
-        return [e for e in map(orjson.loads, lines) if e.get("event") == name]
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        return self.proc.wait(timeout=30)
-
-
-def start_service(tmp_path: Path, *extra: str) -> Service:
-    runtime = tmp_path / "run"
-    log = tmp_path / f"manager-{len(list(tmp_path.glob('manager-*.log')))}.log"
-    argv = [
-        sys.executable, "-m", "procs.workspaces.service",
-        "--runtime-dir", str(runtime), "--state-dir", str(tmp_path / "state"), *extra,
-    ]  # fmt: skip
-    with open(log, "wb") as err:
-        proc = subprocess.Popen(argv, stderr=err, start_new_session=True)
-    service = Service(proc, runtime, log)
-
-    def ready() -> bool:
-        assert proc.poll() is None, f"manager exited {proc.returncode}: {log.read_text()}"
-        return bool(service.events("ready"))
-
-    wait_until(ready, timeout=30, what="workspace manager ready")
-    return service
-
-
-@pytest.fixture
-def golden(tmp_path: Path) -> Path:
-    return make_repo(tmp_path / "golden")
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -81,19 +38,6 @@ def service(tmp_path: Path, scratch: Path) -> Iterator[Service]:
         for ws in svc.call("workspaces.list")["workspaces"]:
             svc.call("workspaces.destroy", {"id": ws["id"]})
     svc.stop()
-
-
-@pytest.fixture
-def owner() -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.stdin.read()"],
-        stdin=subprocess.PIPE,
-        start_new_session=True,
-    )
-    yield proc
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
 
 
 def ctl(service: Service, *argv: str) -> tuple[int, str, str]:
@@ -108,7 +52,8 @@ def test_factoryctl_create_list_destroy(service: Service, golden: Path) -> None:
     )
     assert rc == ExitStatus.SUCCESS, err
     ws_id, path = out.splitlines()[0].split()
-    assert f"strategy {fx.AUTO_ON_EXT4}:" in out  # ext4 golden: overlay if root may mount
+    auto = expected_auto_strategy(golden)  # overlay where root may mount it
+    assert f"strategy {auto}:" in out
     assert (Path(path) / "mod0.py").read_text() == "VALUE = 0\n"
 
     rc, out, _ = ctl(service, "workspaces")
@@ -125,7 +70,7 @@ def test_factoryctl_create_list_destroy(service: Service, golden: Path) -> None:
     assert out.splitlines()[1].split()[:5] == [
         ws_id,
         "feat-1",
-        fx.AUTO_ON_EXT4,
+        auto,
         str(os.getpid()),
         "ready",
     ]
@@ -153,7 +98,7 @@ def test_bad_requests_get_clear_errors(service: Service, golden: Path) -> None:
     rc, _, err = ctl(service, "workspaces", "choose", str(golden), "--strategy", "reflink")
     assert rc == ExitStatus.ERROR and "reflink cannot work here" in err
     rc, out, _ = ctl(service, "workspaces", "choose", str(golden))
-    assert rc == ExitStatus.SUCCESS and out.startswith(f"{fx.AUTO_ON_EXT4}: ")
+    assert rc == ExitStatus.SUCCESS and out.startswith(f"{expected_auto_strategy(golden)}: ")
     assert "  not snapshot: source " in out
 
 
@@ -229,12 +174,12 @@ def test_no_manager_running(tmp_path: Path) -> None:
     assert "workspace_manager is not running" in err.getvalue()
 
 
+@pytest.mark.needs_root
 def test_ramdisk_from_config_then_destroyed_by_factoryctl(
     tmp_path: Path, scratch: Path, golden: Path
 ) -> None:
-    if reason := fx.mount_skip_reason("btrfs"):
-        pytest.skip(reason)
-    spec = fx.new_spec(tmp_path / "run", "btrfs")
+    skip_unless_loop_mounts("btrfs")
+    spec = new_spec(tmp_path / "run", "btrfs")
     try:
         svc = start_service(
             tmp_path, "--scratch", str(scratch), "--ramdisk", "--ramdisk-name", spec.name,
@@ -265,7 +210,7 @@ def test_ramdisk_from_config_then_destroyed_by_factoryctl(
         finally:
             assert svc.stop() == 0
     finally:
-        fx.teardown_ramdisk(spec)
+        teardown_ramdisk(spec)
 
 
 def test_ramdisk_status_when_absent(service: Service) -> None:

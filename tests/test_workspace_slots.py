@@ -20,40 +20,17 @@ from procs.workspaces import SlotsExhausted, StrategyFailed, WorkspaceRegistry, 
 from procs.workspaces import service as workspace_manager
 from supervisor.ctl import cli
 from supervisor.ctl.exit_status import ExitStatus
-from tests import test_workspace_fixtures as fx
-from tests.test_bus import Processes
-from tests.test_governor import start_governor
-from tests.test_governor import status as governor_status
-from tests.test_workspace_fixtures import git, make_repo
-from tests.test_workspace_service import Service, start_service
+from tests.helpers.governor import governor_status, start_governor
+from tests.helpers.processes import ROOT, Processes
+from tests.helpers.repos import git
+from tests.helpers.workspace_service import Service, start_service
 from tests.waiting import wait_gone, wait_until
 
-scratch = fx.scratch
+pytestmark = pytest.mark.integration
 EXHAUSTED_2_OF_2 = (
     "workspace exhausted: 2/2 in use; no workspace was created (destroy one, or raise "
     "max_workspaces)"
 )
-
-
-@pytest.fixture
-def procs() -> Iterator[Processes]:
-    p = Processes()
-    yield p
-    p.cleanup()
-
-
-@pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[Path]:
-    """The runtime dir start_service uses; any ledger made in it is removed afterwards."""
-    path = tmp_path / "run"
-    path.mkdir()
-    yield path
-    ledger.destroy(path)
-
-
-@pytest.fixture
-def golden(tmp_path: Path) -> Path:
-    return make_repo(tmp_path / "golden")
 
 
 def manager_args(tmp_path: Path, scratch: Path, *extra: str) -> tuple[str, ...]:
@@ -274,6 +251,67 @@ def test_without_a_ledger_creates_are_unlimited_and_a_later_ledger_is_used(
         assert svc.stop() == 0
 
 
+LANE_HOLDER = """
+import sys
+from ipc.ledger import TicketLedger
+led = TicketLedger.open(sys.argv[1])
+led.acquire({"workspace": 1}, label="holder", timeout=5)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def hold_the_only_lane(runtime: Path) -> subprocess.Popen[str]:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LANE_HOLDER, str(runtime)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    return holder
+
+
+def test_a_full_pid_table_when_the_ledger_is_attached_is_a_refusal_not_a_crash(
+    tmp_path: Path, runtime: Path, scratch: Path, golden: Path
+) -> None:
+    """Attaching a ledger counts the kept workspaces into it (_cover). A LedgerError
+    there other than a refusal (here: its pid table full) escaped every handler, so
+    `workspaces.list` killed the manager (and a manager started then never came up)."""
+    svc = start_service(tmp_path, *manager_args(tmp_path, scratch))
+    holder = None
+    try:
+        kept = create(svc, "kept", golden)  # no ledger yet: unlimited
+        LedgerOwner.create(runtime, Limits(max_workspaces=4), nlanes=1)
+        holder = hold_the_only_lane(runtime)  # the one lane is another live process's
+
+        listed = svc.call("workspaces.list")  # attaches the ledger
+        assert [w["id"] for w in listed["workspaces"]] == [kept["id"]]
+        assert listed["slots"]["uncovered"] == [kept["id"]]
+        with pytest.raises(control.RemoteError, match="pid table is full") as caught:
+            create(svc, "more", golden)
+        assert caught.value.type == "failed"
+        assert svc.proc.poll() is None
+
+        holder.stdin.close()  # type: ignore[union-attr]
+        assert holder.wait(timeout=10) == 0  # its lane is free to sweep now
+        more = create(svc, "more", golden)
+        assert svc.call("status")["slots"]["uncovered"] == []
+        assert slots_in_use(runtime) == (2, 4)
+        for ws in (kept, more):
+            svc.call("workspaces.destroy", {"id": ws["id"]})
+        assert slots_in_use(runtime) == (0, 4)
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait(timeout=10)
+            holder.stdout.close()  # type: ignore[union-attr]
+            if holder.stdin and not holder.stdin.closed:
+                holder.stdin.close()
+        assert svc.stop() == 0
+
+
 # -- the registry's slots, in process ------------------------------------------------
 
 
@@ -352,7 +390,7 @@ def test_a_create_waits_for_a_slot_another_holder_frees(
         [sys.executable, "-c", HOLDER, str(runtime)],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=ROOT,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"

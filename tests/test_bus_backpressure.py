@@ -1,14 +1,12 @@
-"""Review of the bus batch path (publish_many, recv / recv_many / _take, unsubscribe):
-each test is a bug found in review, shown with a real broker process."""
+"""The bus under pressure, with a real broker process: a full broker queue makes
+`publish` wait its timeout and then raise BusTimeout, `publish_many` say which signals
+went, and `recv_many` and `deliver` keep their bounds while bad messages or a flood of
+other signals keep coming."""
 
 from __future__ import annotations
 
-import math
 import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -16,45 +14,11 @@ import pytest
 
 from ipc import bus, signals
 from ipc.signals import batch as signal_batch
-from tests.test_bus import Processes, connected
+from tests.helpers.bus import connected, flood
+from tests.helpers.processes import Processes
 from tests.waiting import wait_until
 
-
-@pytest.fixture
-def procs() -> Iterator[Processes]:
-    p = Processes()
-    yield p
-    p.cleanup()
-
-
-@pytest.fixture
-def runtime(tmp_path: Path) -> Path:
-    path = tmp_path / "run"
-    path.mkdir()
-    return path
-
-
-def test_a_signal_read_ahead_by_a_poll_is_not_delivered_after_its_unsubscribe(
-    procs: Processes, runtime: Path
-) -> None:
-    """A service polls `subscriber.socket` (as documented); ZeroMQ then reads the next
-    message ahead and hands it out later without filtering it again, so a signal of a
-    type unsubscribed in between still came out of recv."""
-    procs.broker(runtime)
-    pub, sub = connected(runtime, types=["PatchRejected", "LoopFailed"])
-    with pub, sub:
-        bus.deliver(pub, sub, signals.LoopFailed(loop_id="0", reason="sync"), timeout=10)
-        pub.publish(signals.PatchRejected(reason="before the unsubscribe"))
-        pub.publish_many([signals.PatchRejected(reason=str(i)) for i in range(3)])
-        assert sub.socket.poll(10_000)  # a service's Poller: the message is read ahead
-        sub.unsubscribe("PatchRejected")
-        sent = pub.publish(signals.LoopFailed(loop_id="1", reason="after"))
-        got = []  # in order, up to the sentinel: what was published before it came first
-        while not got or got[-1].id != sent.id:
-            envelope = sub.recv(timeout=10)
-            assert envelope is not None, "the sentinel never came"
-            got.append(envelope)
-        assert {e.type for e in got} == {"LoopFailed"}, [e.signal for e in got]
+pytestmark = pytest.mark.integration
 
 
 def test_publish_to_a_full_broker_queue_waits_its_timeout_then_raises_bus_timeout(
@@ -163,51 +127,19 @@ def test_recv_many_keeps_its_bound_while_bad_messages_keep_coming(
         assert malformed < total / 2, f"recv_many refused {malformed} of {total}: all of them"
 
 
-@pytest.mark.parametrize("limit", [0, -3, 2.5, True, signal_batch.MAX_BATCH + 1])
-def test_runs_refuses_a_limit_no_batch_can_have(limit: object) -> None:
-    """runs(limit=0) or a negative limit gave runs of one, 2.5 runs of three, and a limit
-    above MAX_BATCH runs that encode_batch then refuses: a bad limit is now named."""
-    envelopes = signal_batch.envelop_many(
-        [signals.PatchRejected(reason=str(i)) for i in range(5)], source="t"
-    )
-    with pytest.raises(ValueError, match=f"run limit must be an int from 1 to 256, not {limit}"):
-        list(signal_batch.runs(envelopes, limit))  # type: ignore[arg-type]
-
-
-LATE_PUBLISHER = """
-import sys
-from ipc import bus, signals
-with bus.Publisher(sys.argv[1], source="late") as pub:
-    pub.wait_connected(timeout=30)
-    for i in range(int(sys.argv[2])):
-        pub.publish(signals.PatchRejected(reason=f"late {i}"), timeout=30)
-    sys.stdin.read()  # until the test is done: its sends must not be cut by the exit
-"""
-
-
-def test_bus_waits_take_math_inf_for_ever(procs: Processes, runtime: Path) -> None:
-    """Waiting for ever is spelled math.inf (STYLE 5); every bus wait turned it into
-    int(inf * 1000) for zmq's poll and raised OverflowError at once."""
-    procs.broker(runtime)  # it takes a Python start to come up: both sides wait for it
-    with bus.Publisher(runtime, source="test") as pub, bus.Subscriber(runtime) as sub:
-        sub.wait_connected(timeout=math.inf)
-        pub.wait_connected(timeout=math.inf)
-        bus.deliver(pub, sub, signals.LoopFailed(loop_id="0", reason="sync"), timeout=10)
-        while sub.recv(timeout=0) is not None:
-            pass
-        # a publisher that only starts now: the receives below wait in poll for it
-        procs.start(
-            [sys.executable, "-c", LATE_PUBLISHER, str(runtime), "2"], stdin=subprocess.PIPE
-        )
-        first = sub.recv(timeout=math.inf)
-        assert first is not None and first.signal.reason == "late 0"
-        assert [e.signal.reason for e in sub.recv_many(1, timeout=math.inf)] == ["late 1"]
-
-
-@pytest.mark.parametrize("limit", [2.5, "3", None])
-def test_recv_many_names_a_limit_that_is_no_count(runtime: Path, limit: object) -> None:
-    """recv_many now reads at most `limit` messages with range(limit): a float limit
-    must be refused by name, not with range's "'float' object cannot be interpreted"."""
-    message = f"recv_many takes at least 1 signal, not {limit!r}"
-    with bus.Subscriber(runtime) as sub, pytest.raises(ValueError, match=message):
-        sub.recv_many(limit, timeout=0)  # type: ignore[arg-type]
+def test_deliver_gives_up_while_other_signals_keep_coming(
+    procs: Processes, runtime: Path
+) -> None:
+    """`deliver` waited for its signal as long as other signals kept arriving: under a
+    flood it returned only when the flood ended. The flood here never ends (until the
+    teardown kills it), so a deliver that does not give up by itself never returns and
+    pytest-timeout fails the test."""
+    procs.broker(runtime)
+    pub, sub = connected(runtime, types=["LoopFailed"])
+    with pub, sub:
+        flooder = flood(procs, runtime)
+        sub.wait_for("LoopFailed", lambda e: e.source == "flood", timeout=20)
+        with pytest.raises(bus.BusTimeout, match=r"not delivered within 1\.0s"):
+            # PatchAccepted is no type `sub` takes: it can never arrive
+            bus.deliver(pub, sub, signals.PatchAccepted(hash="ab" * 20), timeout=1.0)
+        assert flooder.poll() is None  # the flood was still on

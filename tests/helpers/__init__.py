@@ -1,0 +1,18 @@
+"""What test modules share; no tests here (test modules never import each other).
+
+- `processes`: children in their own process groups, killed as groups at teardown.
+- `bus`: a connected publisher/subscriber pair, and a flooding publisher process.
+- `governor`: the resource governor as a real process, and its status.
+- `workspace_service`: the workspace manager as a real process.
+- `repos`: small committed git repos.
+- `ramdisks`: real loop-mounted RAM disks, and why they cannot be tested here.
+- `host`: facts about this machine (privileges, kernel, filesystems), read without
+  calling the code under test, so a bug in our code cannot turn into a skip or change
+  what a test expects.
+- `signal_examples`: one signal of each type, and mutations of their frames.
+- `skip_policy`: FACTORY_ALLOWED_SKIPS, the skips a run may have and still pass.
+
+Beside the tests, not in here: `tests/harness.py` (a real factoryd), `tests/waiting.py`
+(deadline-bounded waits) and `tests/children.py` (child behaviours, run by factoryd as
+the Python target "tests.children:NAME"). Fixtures live in `tests/conftest.py`.
+"""
