@@ -71,7 +71,7 @@ def test_factoryctl_errors_have_exit_codes_and_words(factoryd, journal, tmp_path
     code, _, err = d.ctl("kill", "nope")
     assert code == ExitStatus.NOT_FOUND and "no child 'nope'" in err
     code, _, err = d.ctl("kill", "svc", "--signal", "NOTASIGNAL")
-    assert code == ExitStatus.ERROR and "unknown signal" in err
+    assert code == ExitStatus.USAGE and "unknown signal" in err  # a bad_request
     code, _, err = d.ctl("start", "svc")
     assert code == ExitStatus.ERROR and "already running" in err
     d.stop()
