@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from ipc.ledger import _semtimedop as sem
 from ipc.ledger import _table as table
@@ -65,7 +65,7 @@ class TicketLedger:
     # -- opening -------------------------------------------------------------------
 
     @classmethod
-    def open(cls, runtime_dir: str | os.PathLike[str]) -> TicketLedger:
+    def open(cls, runtime_dir: str | os.PathLike[str]) -> Self:
         """Attach to the ledger the governor created; raises LedgerMissing."""
         path = table.table_path(runtime_dir)
         try:
@@ -84,11 +84,17 @@ class TicketLedger:
         with contextlib.suppress(BufferError, ValueError):
             self._buf.close()
 
-    def __enter__(self) -> TicketLedger:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def header(self) -> table.Header:
+        """The table's header as read at open: the set, its stamp, the layout (RAM unit,
+        lanes, slots a lane) and who created it when."""
+        return self._header
 
     # -- acquiring and releasing ---------------------------------------------------
 

@@ -49,7 +49,7 @@ class LedgerOwner(TicketLedger):
         path = table.table_path(runtime_dir)
         with contextlib.suppress(LedgerMissing):
             ledger = cls.open(runtime_dir)
-            h = ledger._header
+            h = ledger.header
             if (h.ram_unit_mb, h.nlanes, h.lane_slots) == (limits.ram_unit_mb, nlanes, lane_slots):
                 ledger.adjust_limits(limits)
                 return ledger

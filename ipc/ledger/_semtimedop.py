@@ -13,7 +13,7 @@ import errno
 import math
 import os
 import time
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 IPC_PRIVATE = 0
 IPC_CREAT = 0o1000
@@ -68,7 +68,7 @@ class SemaphoreGone(OSError):
     """The semaphore set was removed (EIDRM/EINVAL): its ledger no longer exists."""
 
 
-def _raise_errno(what: str) -> None:
+def _raise_errno(what: str) -> NoReturn:
     err = ctypes.get_errno()
     if err in (errno.EIDRM, errno.EINVAL):
         raise SemaphoreGone(err, f"{what}: semaphore set is gone ({os.strerror(err)})")
@@ -76,7 +76,7 @@ def _raise_errno(what: str) -> None:
 
 
 def semget(key: int, nsems: int, flags: int) -> int:
-    semid = _semget(key, nsems, flags)
+    semid: int = _semget(key, nsems, flags)
     if semid < 0:
         _raise_errno("semget")
     return semid
@@ -86,7 +86,7 @@ class Ops(NamedTuple):
     """A reusable sembuf array and its length, ready for semtimedop."""
 
     array: ctypes.Array[sembuf]
-    count: ctypes.c_size_t
+    nsops: ctypes.c_size_t  # (not `count`: that would hide tuple.count)
 
 
 def make_ops(ops: list[tuple[int, int, int]]) -> Ops:
@@ -116,7 +116,7 @@ def semop(semid: int, ops: Ops, timeout: float) -> None:
             left = max(deadline - time.monotonic(), 0.0)
             ts = timespec(int(left), int((left - int(left)) * 1e9))
             ts_ptr = ctypes.byref(ts)
-        if _semtimedop(semid, ops.array, ops.count, ts_ptr) == 0:
+        if _semtimedop(semid, ops.array, ops.nsops, ts_ptr) == 0:
             return
         err = ctypes.get_errno()
         if err == errno.EAGAIN:
@@ -127,13 +127,12 @@ def semop(semid: int, ops: Ops, timeout: float) -> None:
 
 def semop_nowait(semid: int, ops: Ops) -> bool:
     """Apply `ops` (which must carry IPC_NOWAIT) at once; False when it would block."""
-    if _semtimedop(semid, ops.array, ops.count, None) == 0:
+    if _semtimedop(semid, ops.array, ops.nsops, None) == 0:
         return True
     err = ctypes.get_errno()
     if err == errno.EAGAIN:
         return False
     _raise_errno("semtimedop")
-    return False  # unreachable; keeps type checkers content
 
 
 def getval(semid: int, num: int) -> int:
