@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from ipc import signals
+from ipc import paths, signals
 from ipc.signals import Envelope
 
 DB_NAME = "signals.sqlite3"
@@ -78,7 +78,8 @@ class JournalWriter:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        paths.private_sqlite(self.path)  # 0600 whatever the umask: signals are private
         self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

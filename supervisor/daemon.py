@@ -344,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Owner-only, whatever umask we were started with: every file and socket factoryd,
+    # the zygote and the children they fork create (databases, images, sockets).
+    os.umask(0o077)
     try:
         cfg = config_mod.load(args.config)
     except config_mod.ConfigError as exc:
@@ -354,9 +357,14 @@ def main(argv: list[str] | None = None) -> int:
         return DaemonExit.STOPPED
     runtime = paths.runtime_dir(args.runtime_dir or cfg.runtime_dir)
     state = paths.state_dir(args.state_dir or cfg.state_dir)
+    tightened: list[str] = []
     for directory in (runtime, state):
         try:
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if note := paths.private_dir(directory):
+                tightened.append(note)
+        except paths.NotPrivate as exc:
+            print(f"factoryd: refusing {directory}: {exc}", file=sys.stderr)
+            return DaemonExit.START_FAILED
         except OSError as exc:
             print(f"factoryd: cannot create {directory}: {exc.strerror or exc}", file=sys.stderr)
             return DaemonExit.START_FAILED
@@ -373,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         why = exc.strerror or exc
         print(f"factoryd: cannot open its sockets in {runtime}: {why}", file=sys.stderr)
         return DaemonExit.START_FAILED
+    for note in tightened:
+        daemon.report("dir_tightened", detail=note)
     return int(daemon.run())
 
 

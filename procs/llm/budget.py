@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ipc import paths
 from procs.llm.errors import BudgetExceeded
 from procs.llm.types import Usage
 
@@ -66,7 +67,8 @@ class BudgetStore:
         self.path = path
         self.budget = budget
         self._today = today
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        paths.private_sqlite(path)  # 0600 whatever the umask
         # One connection shared by the router's handler threads, serialised by a lock.
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ipc import paths
 from procs.workspaces._model import Workspace
 
 _SCHEMA = """
@@ -68,7 +69,8 @@ class WorkspaceRecords:
     """The workspaces table; each method is one short transaction (busy timeout 10 s)."""
 
     def __init__(self, db_path: Path) -> None:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
+        db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        paths.private_sqlite(db_path)  # 0600 whatever the umask
         self.db_path = db_path
         self._db = sqlite3.connect(db_path, timeout=10.0, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -157,14 +157,20 @@ def _provision(spec: RamDiskSpec, *, fresh: bool, timeout_s: float) -> None:
         )
     spec.image_dir.mkdir(parents=True, exist_ok=True)
     made_image = fresh or not spec.image.exists()
-    if made_image:
-        with open(spec.image, "wb") as f:
-            f.truncate(spec.size_mb * 1024 * 1024)
+    if made_image:  # 0600 whatever the umask: the image holds every workspace's files
+        fd = os.open(spec.image, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)  # an image left by an older run may be wider
+            os.ftruncate(fd, spec.size_mb * 1024 * 1024)
+        finally:
+            os.close(fd)
         try:
             run_command([*MKFS[spec.fstype], str(spec.image)], timeout_s=timeout_s)
         except CommandFailed as exc:
             spec.image.unlink()
             raise RamDiskError(f"mkfs {spec.fstype} on {spec.image} failed: {exc}") from exc
+    else:  # an image a crash left, mounted again as it is: no wider than 0600 either
+        paths.private_file(spec.image, create=False)
     spec.mountpoint.mkdir(parents=True, exist_ok=True, mode=0o700)
     argv = ["mount", "-t", spec.fstype, "-o", "loop,noatime", str(spec.image), str(spec.mountpoint)]
     try:
