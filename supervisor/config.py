@@ -18,6 +18,8 @@
     shutdown_ms = 5000            # or shutdown = "brutal_kill" | "infinity"
     ready = "started"             # or "notify": up once it sends READY=1 (sd_notify)
     notify_access = "main"        # or "all": any process of its group may send it
+    pass_env = ["ANTHROPIC_API_KEY"]  # secrets it inherits (*_API_KEY, *_TOKEN, ...):
+                                  # without this, none reach it from factoryd's environment
     start_timeout_ms = 30000      # how long a start (and READY=1) may take
 
     [[supervisor.children]]       # a nested supervisor: has `children`
@@ -41,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.spec import (
+    SECRET_ENV_SUFFIXES,
     AutoShutdown,
     ChildSpec,
     NotifyAccess,
@@ -52,6 +55,7 @@ from supervisor.spec import (
     SupervisorFlags,
     SupervisorSpec,
     check_unique_ids,
+    is_secret_env,
 )
 from supervisor.toml_bounds import TomlBoundsError, check_brackets, check_depth, read_bounded
 
@@ -81,7 +85,7 @@ _FACTORY_KEYS = {"runtime_dir", "state_dir", "preload"}
 _FLAG_KEYS = {"strategy", "intensity", "period", "auto_shutdown"}
 _SUP_KEYS = {"id", "type", "children", "restart", "shutdown_ms", "shutdown", "significant"}
 _WORKER_KEYS = {
-    "id", "type", "command", "target", "args", "env", "cwd",
+    "id", "type", "command", "target", "args", "env", "pass_env", "cwd",
     "restart", "shutdown_ms", "shutdown", "significant", "ready", "notify_access",
     "start_timeout_ms",
 }  # fmt: skip
@@ -211,6 +215,16 @@ def _worker(file: str, key: str, table: dict[str, Any]) -> ChildSpec:
         if not name or "=" in name or "\0" in name:
             raise ConfigError(file, f"{key}.env.{name}", "not a usable variable name")
         _no_nul(file, f"{key}.env.{name}", [value])
+    pass_env = table.get("pass_env", [])
+    _expect_strings(file, f"{key}.pass_env", pass_env)
+    for name in pass_env:
+        if not is_secret_env(name):
+            raise ConfigError(
+                file,
+                f"{key}.pass_env",
+                f"{name!r} is not a secret variable, every child inherits it anyway "
+                f"(pass_env lists names ending in {', '.join(SECRET_ENV_SUFFIXES)})",
+            )
     cwd = table.get("cwd")
     if cwd is not None:
         _expect(file, f"{key}.cwd", cwd, str, "a string")
@@ -234,6 +248,7 @@ def _worker(file: str, key: str, table: dict[str, Any]) -> ChildSpec:
                 args=tuple(args),
                 env=tuple(sorted(env.items())),
                 cwd=cwd,
+                pass_env=tuple(sorted(set(pass_env))),
             ),
             restart=_enum(file, f"{key}.restart", table.get("restart", "permanent"), RestartType),
             shutdown_s=_shutdown(file, key, table, default=5.0),

@@ -14,6 +14,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -87,7 +88,7 @@ class ZygoteProcessHost:
         env.setdefault("FACTORY_RUNTIME_DIR", str(self.runtime_dir))
         env.setdefault("FACTORY_STATE_DIR", str(self.state_dir))
         env["NOTIFY_SOCKET"] = str(self.child_notify.path)
-        start = Start(start.command, start.target, start.args, tuple(env.items()), start.cwd)
+        start = replace(start, env=tuple(env.items()))
         try:  # out of file descriptors (EMFILE/ENFILE): a failed start, reported as such
             read_fd, write_fd = self.child_logs.open_pipe(child_id)
         except OSError as exc:

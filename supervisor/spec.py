@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 
@@ -53,6 +53,18 @@ class AutoShutdown(StrEnum):
     ALL_SIGNIFICANT = "all_significant"
 
 
+# Secrets a child inherits from factoryd's environment only when its spec lists them
+# in pass_env: API keys and tokens stay with the one service that needs them.
+SECRET_ENV = frozenset({"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"})
+SECRET_ENV_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET", "_SECRET_KEY", "_PASSWORD")
+
+
+def is_secret_env(name: str) -> bool:
+    """Whether environment variable `name` holds a secret a child gets only by pass_env."""
+    upper = name.upper()
+    return upper in SECRET_ENV or upper.endswith(SECRET_ENV_SUFFIXES)
+
+
 BRUTAL_KILL = 0.0  # shutdown_s == 0: SIGKILL at once, as OTP's brutal_kill
 INFINITY = math.inf  # shutdown_s == inf: wait as long as it takes (supervisors)
 
@@ -82,12 +94,13 @@ class Start:
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     cwd: str | None = None
+    pass_env: tuple[str, ...] = ()  # secret variables (is_secret_env) it may inherit
 
     def with_extra_args(self, extra: tuple[str, ...]) -> Start:
         """Start with `extra` appended, as simple_one_for_one's start_child(Sup, Extra)."""
         if self.command:
-            return Start(self.command + extra, "", (), self.env, self.cwd)
-        return Start((), self.target, self.args + extra, self.env, self.cwd)
+            return replace(self, command=self.command + extra)
+        return replace(self, args=self.args + extra)
 
     def describe(self) -> str:
         if self.command:

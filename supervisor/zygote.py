@@ -144,6 +144,7 @@ class ZygoteClient:
             "target": start.target,
             "args": list(start.args),
             "env": dict(start.env),
+            "pass_env": list(start.pass_env),
             "cwd": start.cwd,
         }
         deadline = time.monotonic() + timeout

@@ -35,6 +35,7 @@ import psutil
 from ipc.posix_signals import PosixSignalPipe
 from supervisor.prctl import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, prctl
 from supervisor.reaping import reap_exited
+from supervisor.spec import is_secret_env
 
 MAX_PACKET = 1 << 20  # the largest message either side reads
 START_TIMEOUT_S = 60.0  # a child that neither execs nor fails its import by then fails
@@ -298,6 +299,9 @@ def _child(
     try:
         for inherited in ("WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID"):
             os.environ.pop(inherited, None)  # systemd's words to factoryd, not to children
+        passed = set(msg.get("pass_env") or ())
+        for name in [n for n in os.environ if is_secret_env(n) and n not in passed]:
+            del os.environ[name]  # API keys and tokens only where the spec passes them
         os.environ.update(msg.get("env") or {})
         os.environ["FACTORY_CHILD_ID"] = msg["id"]
         if msg.get("cwd"):
