@@ -168,7 +168,8 @@ class JournalReader:
         last: int | None = None,
     ) -> list[JournalEntry]:
         """Entries with seq > after_seq, oldest first; `last` keeps only the newest N."""
-        where, params = ["seq > ?"], [after_seq]
+        where: list[str] = ["seq > ?"]
+        params: list[int | str] = [after_seq]
         wanted = sorted(set(types)) if types else []
         if wanted:
             where.append(f"type IN ({', '.join('?' * len(wanted))})")

@@ -97,12 +97,12 @@ class ChildLogs:
             for line in lines:
                 self._emit(child_id, line)
             if len(rest) > _MAX_LINE:
-                self._emit(child_id, bytes(rest))
-                rest = b""
+                self._emit(child_id, rest)
+                rest.clear()
             partial[:] = rest
         return True
 
-    def _emit(self, child_id: str, line: bytes) -> None:
+    def _emit(self, child_id: str, line: bytes | bytearray) -> None:
         text = line.decode(errors="replace").rstrip("\r")
         self.rings[child_id].append(time.time(), text)
         with contextlib.suppress(OSError, ValueError):

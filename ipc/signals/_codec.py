@@ -31,7 +31,7 @@ import math
 import os
 import time
 import typing
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import msgspec
@@ -101,6 +101,8 @@ class Signal:
     _checks: ClassVar[tuple[tuple[str, tuple[type, ...], typing.Callable[[Any], Any]], ...]] = ()
     _required: ClassVar[frozenset[str]] = frozenset()
     _allowed: ClassVar[frozenset[str]] = frozenset()
+    if typing.TYPE_CHECKING:  # every concrete signal is a dataclass (`fields()` takes it)
+        __dataclass_fields__: ClassVar[dict[str, Any]]
 
     def __post_init__(self) -> None:
         for name, exact, convert in self._checks:
@@ -131,8 +133,6 @@ _S = TypeVar("_S", bound=type[Signal])
 
 def _signal(cls: _S) -> _S:
     """Register a signal dataclass and precompute its field checks (explicit, no metaclass)."""
-    if not is_dataclass(cls):
-        raise TypeError(f"{cls.__name__}: put @_signal above @dataclass")
     hints = typing.get_type_hints(cls)
     checks = []
     required = set()
