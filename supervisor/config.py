@@ -40,7 +40,7 @@ import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from supervisor.spec import (
     SECRET_ENV_SUFFIXES,
@@ -298,9 +298,13 @@ def _no_unknown(file: str, key: str, table: dict[str, Any], allowed: set[str]) -
             )
 
 
-def _expect(file: str, key: str, value: Any, kind: type, words: str) -> None:
+_T = TypeVar("_T")
+
+
+def _expect(file: str, key: str, value: object, kind: type[_T], words: str) -> _T:
     if not isinstance(value, kind):
         raise ConfigError(file, key, f"must be {words} (got {type(value).__name__} {value!r:.60})")
+    return value
 
 
 def _expect_strings(file: str, key: str, value: Any) -> None:
@@ -317,8 +321,7 @@ def _no_nul(file: str, key: str, values: list[str]) -> None:
 def _str(file: str, key: str, value: Any) -> str:
     if value is None:
         raise ConfigError(file, key, "missing")
-    _expect(file, key, value, str, "a string")
-    return value
+    return _expect(file, key, value, str, "a string")
 
 
 def _int(file: str, key: str, value: Any) -> int:
@@ -334,8 +337,7 @@ def _number(file: str, key: str, value: Any) -> float:
 
 
 def _bool(file: str, key: str, value: Any) -> bool:
-    _expect(file, key, value, bool, "true or false")
-    return value
+    return _expect(file, key, value, bool, "true or false")
 
 
 def _enum(file: str, key: str, value: Any, enum: type[Any]) -> Any:

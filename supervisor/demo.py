@@ -22,6 +22,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 from ipc import control, paths
 from supervisor.ctl import cli
@@ -96,7 +97,7 @@ def wait_for(predicate: object, timeout: float = 10.0) -> None:
 
 
 def child_pid(runtime: Path, child_id: str) -> int | None:
-    def find(node: dict) -> int | None:  # type: ignore[type-arg]
+    def find(node: dict[str, Any]) -> int | None:
         if node["id"] == child_id:
             return node.get("pid")
         for c in node.get("children", []):

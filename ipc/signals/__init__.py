@@ -15,9 +15,7 @@ from ipc.signals._codec import (
     BeadAssigned,
     Envelope,
     Evolution,
-    GitHash,
     GoldenMasterUpdated,
-    InvalidValue,
     LoopComplete,
     LoopFailed,
     LoopSpawned,
@@ -25,7 +23,6 @@ from ipc.signals._codec import (
     PatchAccepted,
     PatchProposed,
     PatchRejected,
-    Priority,
     ResourceExhausted,
     Signal,
     SignalError,
@@ -39,6 +36,7 @@ from ipc.signals._codec import (
     parse_frames,
     payload_dict,
 )
+from ipc.types import GitHash, InvalidValue, Priority
 
 __all__ = [
     "ENVELOPE_KEYS",
