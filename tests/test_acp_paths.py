@@ -160,3 +160,29 @@ def test_pick_option_never_allows_always() -> None:
     assert pick_option(options, True) == "once"
     assert pick_option(options, False) == "reject"
     assert pick_option(options[:1], True) is None
+
+
+# what the sandbox locks for each role ---------------------------------------------------
+
+
+def test_each_role_locks_what_it_may_not_write(tmp_path: Path) -> None:
+    from procs.agent.locked_paths import locked_paths
+
+    ws = tmp_path / "ws"
+    for path in ("src/app.py", "src/pkg/tests/test_inner.py", "tests/test_a.py",
+                 "tests/__pycache__/x.pyc", "test_top.py", "conftest.py", "pyproject.toml",
+                 ".git/HEAD", "README.md"):  # fmt: skip
+        (ws / path).parent.mkdir(parents=True, exist_ok=True)
+        (ws / path).write_text("")
+    (ws / "link.py").symlink_to(ws / "tests" / "test_a.py")
+
+    def locked(role: str) -> list[str]:
+        found = locked_paths(RolePolicy.for_role(role), ws)
+        return sorted(str(p.relative_to(ws.resolve())) for p in found)
+
+    assert locked("implementer") == [
+        ".git", "conftest.py", "pyproject.toml", "src/pkg/tests", "test_top.py", "tests",
+    ]  # fmt: skip
+    assert locked("auditor") == [".git", "README.md", "pyproject.toml", "src", "tests/__pycache__"]
+    assert locked("architect") == [".git"]
+    assert locked("reviewer") == ["."]
