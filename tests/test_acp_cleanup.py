@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import sys
+import uuid
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ import pytest
 
 from procs.agent import AcpAgent, AgentDied, RolePolicy
 from procs.agent.terminals import Terminals
+from tests.sandbox_probe import SANDBOX_MODE, pids_with
 from tests.waiting import wait_gone
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,7 +65,9 @@ def run_clean(main: Callable[[], Awaitable[object]]) -> None:
 
 async def turn(ws: Path, ops: list[dict[str, object]], *, timeout: float = 30) -> None:
     policy = RolePolicy.for_role("architect", may_execute=True)
-    agent = await AcpAgent.start(AGENT, workspace=ws, policy=policy, env=ENV, timeout=30)
+    agent = await AcpAgent.start(
+        AGENT, workspace=ws, policy=policy, env=ENV, timeout=30, sandbox_mode=SANDBOX_MODE
+    )
     try:
         await agent.new_session(timeout=10)
         await agent.prompt(json.dumps(ops), timeout=timeout)
@@ -124,7 +128,7 @@ def test_terminals_left_open_at_session_end(tmp_path: Path) -> None:
 
 def test_terminal_released_after_its_leftovers_held_the_output(tmp_path: Path) -> None:
     async def main() -> None:
-        terminals = Terminals(tmp_path)
+        terminals = Terminals(tmp_path, sandbox_mode=SANDBOX_MODE)
         tid = await terminals.create("sh", ["-c", "sleep 60 & echo $!"])
         await terminals.wait_for_exit(tid, timeout=30)
         await terminals.release(tid)
@@ -135,21 +139,22 @@ def test_terminal_released_after_its_leftovers_held_the_output(tmp_path: Path) -
 
 
 def test_terminal_whose_output_is_held_by_an_escaped_process(tmp_path: Path) -> None:
-    # setsid takes the sleep out of the command's process group: the group kill misses
-    # it and it holds the output pipe. We stop waiting for output after pipe_grace_s.
-    escaped: list[int] = []
+    # setsid takes the child out of the command's process group: the group kill misses it
+    # and it holds the output pipe. We stop waiting for output after pipe_grace_s. (In the
+    # sandbox, its PID namespace takes the child when the command exits.)
+    marker = f"marker-{uuid.uuid4().hex}"
+    sleeper = f"setsid {sys.executable} -c 'import time; time.sleep(60)' {marker}"
 
     async def main() -> None:
-        terminals = Terminals(tmp_path, pipe_grace_s=0.2)
-        tid = await terminals.create("sh", ["-c", "setsid sleep 60 & echo $! > escaped.pid"])
+        terminals = Terminals(tmp_path, pipe_grace_s=0.2, sandbox_mode=SANDBOX_MODE)
+        tid = await terminals.create("sh", ["-c", f"{sleeper} &"])
         terminal = await terminals.wait_for_exit(tid, timeout=30)
-        escaped.append(int((tmp_path / "escaped.pid").read_text()))
         assert terminal.exit_status() == {"exitCode": 0, "signal": None}
         await terminals.release(tid)
 
     try:
         run_clean(main)
     finally:
-        for pid in escaped:
+        for pid in pids_with(marker):
             os.kill(pid, signal.SIGKILL)
             wait_gone(pid)

@@ -17,6 +17,7 @@ from procs.agent import AcpAgent, RolePolicy
 from procs.agent.record import RecordLimits, TurnRecord
 from procs.agent.session import TurnResult
 from procs.agent.terminals import TerminalLimit, Terminals
+from tests.sandbox_probe import SANDBOX_MODE
 from tests.waiting import pid_gone, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,8 +31,9 @@ def run_turn(
     async def main() -> TurnResult:
         policy = RolePolicy.for_role(role, may_execute=role == "architect")
         agent = await AcpAgent.start(
-            AGENT, workspace=ws, policy=policy, env=ENV, timeout=30, **limits
-        )
+            AGENT, workspace=ws, policy=policy, env=ENV, timeout=30, sandbox_mode=SANDBOX_MODE,
+            **limits,
+        )  # fmt: skip
         try:
             await agent.new_session(timeout=10)
             return await agent.prompt(json.dumps(ops), timeout=30)
@@ -118,7 +120,9 @@ def test_bad_record_limits_name_the_field(field: str, bad: object) -> None:
 
 def test_terminal_cap_refuses_and_exit_or_release_frees_a_place(tmp_path: Path) -> None:
     async def main() -> list[int]:
-        terminals = Terminals(tmp_path, max_terminals=2, max_kept_terminals=3)
+        terminals = Terminals(
+            tmp_path, max_terminals=2, max_kept_terminals=3, sandbox_mode=SANDBOX_MODE
+        )
         a = await terminals.create("sleep", ["30"])
         b = await terminals.create("sleep", ["30"])
         with pytest.raises(TerminalLimit, match=r"2 commands are already running .*=2") as info:
@@ -147,7 +151,7 @@ def test_terminal_cap_refuses_and_exit_or_release_frees_a_place(tmp_path: Path) 
 
 def test_concurrent_creates_cannot_overshoot_the_cap(tmp_path: Path) -> None:
     async def main() -> list[object]:
-        terminals = Terminals(tmp_path, max_terminals=1)
+        terminals = Terminals(tmp_path, max_terminals=1, sandbox_mode=SANDBOX_MODE)
         try:
             return await asyncio.gather(
                 *(terminals.create("sleep", ["30"]) for _ in range(4)), return_exceptions=True

@@ -14,6 +14,7 @@ import pytest
 
 from procs.agent import AcpAgent, AgentDied, AgentProtocolError, AgentTimeout, RolePolicy
 from procs.agent.session import TurnResult
+from tests.sandbox_probe import SANDBOX_MODE
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENT = [sys.executable, "-m", "tests.doubles.acp_agent"]
@@ -22,7 +23,9 @@ AGENT = [sys.executable, "-m", "tests.doubles.acp_agent"]
 def run_turn(ws: Path, ops: list[dict[str, Any]], policy: RolePolicy) -> TurnResult:
     async def main() -> TurnResult:
         env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-        agent = await AcpAgent.start(AGENT, workspace=ws, policy=policy, env=env, timeout=30)
+        agent = await AcpAgent.start(
+            AGENT, workspace=ws, policy=policy, env=env, timeout=30, sandbox_mode=SANDBOX_MODE
+        )
         try:
             await agent.new_session(timeout=10)
             return await agent.prompt(json.dumps(ops), timeout=30)

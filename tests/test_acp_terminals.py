@@ -1,31 +1,109 @@
-"""terminal/* backing: commands confined to the workspace, killed at their timeout as a group."""
+"""terminal/* backing: commands confined to the workspace, killed at their timeout as a group,
+run in the sandbox with the role's locked paths read-only, refused where it cannot run."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import sys
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from procs.agent import AcpAgent, RolePolicy
 from procs.agent.roles import PathRefused
 from procs.agent.terminals import TerminalNotFound, Terminals
-from tests.waiting import pid_gone
+from tests.sandbox_probe import BWRAP_UNUSABLE, SANDBOX_MODE, pids_with
+from tests.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+AGENT = [sys.executable, "-m", "tests.doubles.acp_agent"]
+ENV = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+
+
+def terminal_turn(ws: Path, script: str, *, sandbox_mode: str = "bwrap") -> dict[str, Any]:
+    """One terminal/create of `sh -c script` by an implementer, through the real wire."""
+
+    async def main() -> dict[str, Any]:
+        policy = RolePolicy.for_role("implementer", may_execute=True)
+        agent = await AcpAgent.start(
+            AGENT, workspace=ws, policy=policy, env=ENV, timeout=30, sandbox_mode=sandbox_mode
+        )
+        try:
+            await agent.new_session(timeout=10)
+            op = {"op": "terminal", "command": "sh", "args": ["-c", script]}
+            result = await agent.prompt(json.dumps([op]), timeout=30)
+        finally:
+            await agent.close()
+        return json.loads(result.record.message_chunks[0])
+
+    return asyncio.run(main())
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    (ws / "src").mkdir(parents=True)
+    (ws / "tests").mkdir()
+    (ws / "src" / "app.py").write_text("a = 1\n")
+    (ws / "tests" / "test_app.py").write_text("def test_a(): pass\n")
+    (ws / "pyproject.toml").write_text("[project]\n")
+    return ws
+
+
+@pytest.mark.skipif(BWRAP_UNUSABLE is not None, reason=str(BWRAP_UNUSABLE))
+def test_an_implementers_command_writes_code_but_not_tests_or_harness(project: Path) -> None:
+    script = (
+        "echo 'a = 2' > src/app.py; echo gone > tests/test_app.py; "
+        "echo new > tests/test_new.py; echo x >> pyproject.toml; echo done"
+    )
+    reply = terminal_turn(project, script)
+    assert reply["exit"] == {"exitCode": 0}
+    output = reply["output"]["output"]
+    assert output.count("Read-only file system") == 3, output
+    assert (project / "src" / "app.py").read_text() == "a = 2\n"
+    assert (project / "tests" / "test_app.py").read_text() == "def test_a(): pass\n"
+    assert not (project / "tests" / "test_new.py").exists()
+    assert (project / "pyproject.toml").read_text() == "[project]\n"
+
+
+def test_without_bwrap_terminals_are_refused_unless_sandbox_none(
+    project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools = tmp_path / "bin"  # the commands the test runs, and no bwrap
+    tools.mkdir()
+    for name in ("prlimit", "sh"):
+        (tools / name).symlink_to(shutil.which(name) or name)
+    monkeypatch.setenv("PATH", str(tools))
+    refused = terminal_turn(project, "echo ran > src/ran.txt")
+    assert refused["error"]["code"] == -32003
+    assert "terminal refused: bwrap" in refused["error"]["message"]
+    assert "not on PATH" in refused["error"]["message"]
+    assert not (project / "src" / "ran.txt").exists()
+    allowed = terminal_turn(project, "echo ran > src/ran.txt", sandbox_mode="none")
+    assert allowed["exit"] == {"exitCode": 0}
+    assert (project / "src" / "ran.txt").read_text() == "ran\n"
 
 
 def test_command_outliving_its_timeout_is_killed_with_its_group(tmp_path: Path) -> None:
-    async def main() -> tuple[dict | None, bool, int]:
-        terminals = Terminals(tmp_path, command_timeout_s=0.5)
-        # The shell's child sleeps in the same group: the kill must take it too.
-        tid = await terminals.create("sh", ["-c", "sleep 30 & echo $!; wait"])
-        terminal = await terminals.wait_for_exit(tid, timeout=10)
-        child = int(terminal.text().split()[0])
-        await terminals.close()
-        return terminal.exit_status(), terminal.timed_out, child
+    marker = f"marker-{uuid.uuid4().hex}"
+    sleeper = f"{sys.executable} -c 'import time; time.sleep(30)' {marker}"
 
-    status, timed_out, child = asyncio.run(main())
+    async def main() -> tuple[dict | None, bool]:
+        terminals = Terminals(tmp_path, command_timeout_s=0.5, sandbox_mode=SANDBOX_MODE)
+        # The shell's child sleeps in the same group: the kill must take it too.
+        tid = await terminals.create("sh", ["-c", f"{sleeper} & wait"])
+        terminal = await terminals.wait_for_exit(tid, timeout=10)
+        await terminals.close()
+        return terminal.exit_status(), terminal.timed_out
+
+    status, timed_out = asyncio.run(main())
     assert status == {"exitCode": None, "signal": "SIGKILL"}
     assert timed_out is True
-    assert pid_gone(child)
+    wait_until(lambda: not pids_with(marker), timeout=10, what="the shell's child to be killed")
 
 
 def test_cwd_must_stay_in_the_workspace(tmp_path: Path) -> None:
@@ -33,7 +111,7 @@ def test_cwd_must_stay_in_the_workspace(tmp_path: Path) -> None:
     (ws / "sub").mkdir(parents=True)
 
     async def main() -> str:
-        terminals = Terminals(ws)
+        terminals = Terminals(ws, sandbox_mode=SANDBOX_MODE)
         with pytest.raises(PathRefused, match="outside the workspace"):
             await terminals.create("pwd", cwd=str(tmp_path))
         with pytest.raises(PathRefused, match=r"contains '\.\.'"):

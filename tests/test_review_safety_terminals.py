@@ -3,31 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import uuid
 from pathlib import Path
 
 from procs.agent.terminals import Terminals
-from tests.waiting import pid_gone, wait_until
+from tests.sandbox_probe import SANDBOX_MODE, pids_with
+from tests.waiting import wait_until
 
 
 def test_background_child_holding_the_output_does_not_stall_wait_for_exit(tmp_path: Path) -> None:
-    async def main() -> tuple[dict | None, str, int]:
-        terminals = Terminals(tmp_path, command_timeout_s=60.0)
+    marker = f"marker-{uuid.uuid4().hex}"
+    sleeper = f"{sys.executable} -c 'import time; time.sleep(60)' {marker}"
+
+    async def main() -> tuple[dict | None, str]:
+        terminals = Terminals(tmp_path, command_timeout_s=60.0, sandbox_mode=SANDBOX_MODE)
         # The shell exits at once; its background child keeps the output pipe open.
-        tid = await terminals.create("sh", ["-c", "sleep 60 & echo $!"])
+        tid = await terminals.create("sh", ["-c", f"{sleeper} & echo started"])
         terminal = await terminals.wait_for_exit(tid, timeout=30.0)
         status, text = terminal.exit_status(), terminal.text()
         await terminals.close()
-        return status, text, int(text.split()[0])
+        return status, text
 
-    status, text, child = asyncio.run(main())
+    status, text = asyncio.run(main())
     assert status == {"exitCode": 0, "signal": None}
-    assert text == f"{child}\n"
-    wait_until(lambda: pid_gone(child), timeout=10.0, what="the leftover child to be killed")
+    assert text == "started\n"
+    wait_until(lambda: not pids_with(marker), timeout=10.0, what="the leftover to be killed")
 
 
 def test_a_command_killed_by_a_realtime_signal_reports_it(tmp_path: Path) -> None:
     async def main() -> dict | None:
-        terminals = Terminals(tmp_path)
+        terminals = Terminals(tmp_path, sandbox_mode=SANDBOX_MODE)
         tid = await terminals.create("sh", ["-c", "kill -s 40 $$"])
         terminal = await terminals.wait_for_exit(tid, timeout=30.0)
         await terminals.close()
@@ -39,7 +45,7 @@ def test_a_command_killed_by_a_realtime_signal_reports_it(tmp_path: Path) -> Non
 def test_cwd_may_be_the_workspace_itself(tmp_path: Path) -> None:
     # ACP agents pass the session's cwd (the workspace's absolute path) as terminal cwd.
     async def main() -> list[str]:
-        terminals = Terminals(tmp_path)
+        terminals = Terminals(tmp_path, sandbox_mode=SANDBOX_MODE)
         texts = []
         for cwd in (str(tmp_path), ".", f"{tmp_path}/"):
             tid = await terminals.create("pwd", cwd=cwd)

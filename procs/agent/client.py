@@ -4,6 +4,8 @@
 workspace under one role. Every refusal is a JSON-RPC error whose message says why, so the
 agent (and its model) can read it; every decision is also kept in the turn's record.
 Elicitations (questions for a person) are declined: nobody answers them mid-turn.
+Terminals run in the sandbox with the role's locked paths read-only (locked_paths.py);
+where the sandbox cannot run they are refused with its reason.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from acp.schema import (
     WaitForTerminalExitResponse,
     WriteTextFileResponse,
 )
+from pydantic import BaseModel
 
 from procs.agent import files
+from procs.agent.locked_paths import TooManyPaths, locked_paths
 from procs.agent.permissions import Decision, decide, paths_named, pick_option
 from procs.agent.record import FileRecord, PermissionRecord, RecordLimits, TurnRecord
 from procs.agent.roles import PathRefused, RolePolicy
@@ -45,6 +49,7 @@ from procs.agent.terminals import (
     TerminalNotFound,
     Terminals,
 )
+from procs.sandbox import DEFAULT_MEMORY_MB, SandboxUnavailable
 
 FORBIDDEN = -32003  # our refusal code: the request was understood and not allowed
 NOT_FOUND = -32002  # as acp's RequestError.resource_not_found
@@ -58,7 +63,7 @@ Review = Callable[[dict[str, Any], Decision], Awaitable[Decision]]
 DEFAULT_MAX_PENDING_PERMISSIONS = 16
 
 
-def _dump(model: Any) -> dict[str, Any]:
+def _dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
@@ -77,6 +82,8 @@ class FactoryClient:
         max_terminals: int = DEFAULT_MAX_TERMINALS,
         max_kept_terminals: int = DEFAULT_MAX_KEPT_TERMINALS,
         max_pending_permissions: int = DEFAULT_MAX_PENDING_PERMISSIONS,
+        sandbox_mode: str = "bwrap",
+        command_memory_mb: int = DEFAULT_MEMORY_MB,
     ) -> None:
         if isinstance(max_pending_permissions, bool) or not (
             isinstance(max_pending_permissions, int) and max_pending_permissions >= 1
@@ -94,7 +101,8 @@ class FactoryClient:
         self.record_limits = record_limits or RecordLimits()
         self.terminals = Terminals(
             workspace, command_timeout_s=command_timeout_s, max_terminals=max_terminals,
-            max_kept_terminals=max_kept_terminals,
+            max_kept_terminals=max_kept_terminals, sandbox_mode=sandbox_mode,
+            locked=lambda: locked_paths(policy, workspace), memory_mb=command_memory_mb,
         )  # fmt: skip
         self.session_ids: set[str] = set()
         self.record = self.new_record()
@@ -241,7 +249,7 @@ class FactoryClient:
                 command, args, env={v.name: v.value for v in env or []}, cwd=cwd,
                 output_byte_limit=output_byte_limit,
             )  # fmt: skip
-        except PathRefused as exc:
+        except (PathRefused, SandboxUnavailable, TooManyPaths) as exc:
             raise RequestError(FORBIDDEN, f"terminal refused: {exc}") from None
         except TerminalLimit as exc:
             raise RequestError(

@@ -3,19 +3,22 @@
     python -m procs.agent.service --workspace WS --role implementer --prompt-file P \
         [--timeout-s 600] [--may-execute] [--result-file R] [--cancel-grace-s 5] \
         [--max-turn-updates N] [--max-turn-update-bytes N] [--max-terminals N] \
-        -- opencode acp --pure
+        [--sandbox bwrap|none] -- opencode acp --pure
 
 Spawns the agent command in WS (its own process group), opens a session, sends the prompt,
 and writes the TurnResult as JSON (stop reason, message, tool calls, permissions, file
 writes, protocol violations, how many updates the record's limits dropped) to
 --result-file or stdout. The agent inherits this process's environment (for opencode, see
-procs.agent.opencode for an isolated HOME and config). SIGTERM/SIGINT, and --timeout-s,
-cancel the turn (session/cancel) and wait up to --cancel-grace-s for it to end; then the
-agent's group is closed (exit 0 after a signal, the result says timed_out after the
-timeout). Exit status: 0 the turn ended (any stop reason), 2 bad usage, 3 the agent died,
-timed out, ignored the cancel or broke the protocol (the reason is on stderr as JSON).
-Logging goes to stderr one line per record, at most 100 lines (procs.agent.log_lines);
-malformed notifications from the agent are counted in the result, a few logged.
+procs.agent.opencode for an isolated HOME and config). With --may-execute, the agent's
+terminal/* commands run under bubblewrap (procs.sandbox) with the role's paths
+read-only; without a usable bwrap they are refused unless --sandbox none.
+SIGTERM/SIGINT, and --timeout-s, cancel the turn (session/cancel) and wait up to
+--cancel-grace-s for it to end; then the agent's group is closed (exit 0 after a signal,
+the result says timed_out after the timeout). Exit status: 0 the turn ended (any stop
+reason), 2 bad usage, 3 the agent died, timed out, ignored the cancel or broke the
+protocol (the reason is on stderr as JSON). Logging goes to stderr one line per record,
+at most 100 lines (procs.agent.log_lines); malformed notifications from the agent are
+counted in the result, a few logged.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from procs.agent import AcpAgent, AgentError, RolePolicy, TurnResult
 from procs.agent.log_lines import install as install_log_lines
 from procs.agent.record import DEFAULT_MAX_UPDATE_BYTES, DEFAULT_MAX_UPDATES, RecordLimits
 from procs.agent.terminals import DEFAULT_MAX_TERMINALS
+from procs.sandbox import SANDBOX_MODES
 
 EXIT_AGENT_FAILED = 3
 
@@ -52,7 +56,7 @@ async def run_turn(args: argparse.Namespace, prompt: str) -> TurnResult:
     )
     agent = await AcpAgent.start(
         args.command, workspace=args.workspace, policy=policy, timeout=args.start_timeout_s,
-        record_limits=limits, max_terminals=args.max_terminals,
+        record_limits=limits, max_terminals=args.max_terminals, sandbox_mode=args.sandbox,
     )  # fmt: skip
     try:
         await agent.new_session(timeout=args.start_timeout_s)
@@ -91,6 +95,10 @@ def main(argv: list[str]) -> int:
         "--max-turn-update-bytes", type=positive_int, default=DEFAULT_MAX_UPDATE_BYTES
     )
     parser.add_argument("--max-terminals", type=positive_int, default=DEFAULT_MAX_TERMINALS)
+    parser.add_argument(
+        "--sandbox", choices=SANDBOX_MODES, default="bwrap",
+        help='how --may-execute commands run; "none" runs them without isolation',
+    )  # fmt: skip
     parser.add_argument("command", nargs="+", help="the agent command, after --")
     args = parser.parse_args(argv)
     try:

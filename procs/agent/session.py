@@ -127,6 +127,7 @@ class AcpAgent:
         max_terminals: int = DEFAULT_MAX_TERMINALS,
         max_kept_terminals: int = DEFAULT_MAX_KEPT_TERMINALS,
         max_pending_permissions: int = DEFAULT_MAX_PENDING_PERMISSIONS,
+        sandbox_mode: str = "bwrap",
     ) -> AcpAgent:
         """Spawn `command` in `workspace` and complete `initialize` within `timeout` s.
 
@@ -134,7 +135,9 @@ class AcpAgent:
         an isolated HOME). `record_limits` bound what a turn's record keeps;
         `max_terminals` / `max_kept_terminals` bound the session's terminals (running /
         not yet released); `max_pending_permissions` how many permission requests may
-        wait for `review` at once (more are refused). Raises ValueError for a bad limit
+        wait for `review` at once (more are refused); `sandbox_mode` how terminal/*
+        commands run ("bwrap", or "none" where the operator chose no isolation; without a
+        usable bwrap they are refused). Raises ValueError for a bad limit
         (before anything is spawned), FileNotFoundError for a missing command,
         AgentDied, AgentTimeout, AgentProtocolError.
         """
@@ -147,7 +150,7 @@ class AcpAgent:
             workspace, policy, review=review, permission_timeout_s=permission_timeout_s,
             command_timeout_s=command_timeout_s, record_limits=record_limits,
             max_terminals=max_terminals, max_kept_terminals=max_kept_terminals,
-            max_pending_permissions=max_pending_permissions,
+            max_pending_permissions=max_pending_permissions, sandbox_mode=sandbox_mode,
         )  # fmt: skip
         process = await spawn(
             *command,

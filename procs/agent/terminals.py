@@ -1,9 +1,15 @@
 """terminal/* for agents: commands run inside the workspace, bounded in time and output.
 
-Each command is its own process group (killed as a group), starts in the workspace (or a
-directory inside it), gets the agent's env additions on top of a trimmed environment, and
-is killed when it outlives `command_timeout_s`. Output (stdout and stderr together) keeps
-the last `output_byte_limit` bytes, cut on a character boundary, and says when it was cut.
+Each command runs in the sandbox (procs.sandbox: bubblewrap, the workspace read-write,
+the role's `locked` paths read-only, no network, a memory limit of `memory_mb`), is its
+own process group (killed as a group; the sandbox's PID namespace takes whatever the
+command left behind), starts in the workspace (or a directory inside it), gets the
+agent's env additions on top of a trimmed environment, and is killed when it outlives
+`command_timeout_s`. Without a usable bwrap, create() refuses with SandboxUnavailable
+unless `sandbox_mode` is "none" (the operator's choice). A command killed by a signal
+inside bwrap is reported as that signal (bwrap itself exits 128 + the signal number).
+Output (stdout and stderr together) keeps the last `output_byte_limit` bytes, cut on a
+character boundary, and says when it was cut.
 
 A session holds a bounded number of terminals: at most `max_terminals` commands running at
 once (a place is freed when the command exits or is released), and at most
@@ -17,12 +23,15 @@ import asyncio
 import contextlib
 import itertools
 import os
+import shutil
 import signal
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from procs.agent.exits import WatchedProcess, signal_name, spawn
 from procs.agent.roles import PathRefused, resolve_in_workspace
+from procs.sandbox import DEFAULT_MEMORY_MB, SANDBOX_MODES, SandboxPolicy, command_prefix
 
 DEFAULT_OUTPUT_LIMIT = 256 * 1024
 MAX_OUTPUT_LIMIT = 16 * DEFAULT_OUTPUT_LIMIT
@@ -54,6 +63,7 @@ class Terminal:
     timed_out: bool = False
     pump: asyncio.Task[None] | None = None
     watchdog: asyncio.Task[None] | None = None
+    sandboxed: bool = False  # under bwrap, which exits 128 + N for a command killed by N
 
     @property
     def exited(self) -> asyncio.Event:
@@ -77,6 +87,8 @@ class Terminal:
             return None
         if code < 0:
             return {"exitCode": None, "signal": signal_name(-code)}
+        if self.sandboxed and 128 < code <= 128 + signal.SIGRTMAX:
+            return {"exitCode": None, "signal": signal_name(code - 128)}
         return {"exitCode": code, "signal": None}
 
 
@@ -91,14 +103,25 @@ class Terminals:
         max_terminals: int = DEFAULT_MAX_TERMINALS,
         max_kept_terminals: int = DEFAULT_MAX_KEPT_TERMINALS,
         pipe_grace_s: float = 5.0,
+        sandbox_mode: str = "bwrap",
+        locked: Callable[[], Sequence[Path]] | None = None,
+        memory_mb: int = DEFAULT_MEMORY_MB,
     ) -> None:
         """`pipe_grace_s`: how long, once a command exited and its group was killed, its
         output pipe may stay open (held by a process that left the group) before we stop
-        waiting for the rest of its output and close our end."""
+        waiting for the rest of its output and close our end. `locked`: the paths inside
+        the workspace each command sees read-only, asked again at every create (the
+        workspace changes); `sandbox_mode` "bwrap" or "none"; `memory_mb` each command's
+        address-space limit."""
         for name, value in (("max_terminals", max_terminals),
                             ("max_kept_terminals", max_kept_terminals)):  # fmt: skip
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if sandbox_mode not in SANDBOX_MODES:
+            raise ValueError(f"sandbox_mode must be one of {SANDBOX_MODES}, got {sandbox_mode!r}")
+        self.sandbox_mode = sandbox_mode
+        self.locked = locked or (lambda: ())
+        self.memory_mb = memory_mb
         self.workspace = workspace
         self.command_timeout_s = command_timeout_s
         self.max_terminals = max_terminals
@@ -143,9 +166,11 @@ class Terminals:
         cwd: str | None = None,
         output_byte_limit: int | None = None,
     ) -> str:
-        """Start `command args...`; returns the terminal id. Raises PathRefused for a cwd
-        outside the workspace, FileNotFoundError for a missing command, TerminalLimit when
-        the session has no room for another terminal."""
+        """Start `command args...` in the sandbox; returns the terminal id. Raises
+        PathRefused for a cwd outside the workspace, FileNotFoundError for a missing
+        command, TerminalLimit when the session has no room for another terminal,
+        SandboxUnavailable when the sandbox cannot run here, TooManyPaths (a ValueError)
+        when the role's read-only paths cannot be listed."""
         self._check_room()
         directory = self.workspace.resolve()
         if cwd is not None and not _names_workspace(self.workspace, cwd):
@@ -158,21 +183,34 @@ class Terminals:
         limit = min(limit, MAX_OUTPUT_LIMIT)
         full_env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
         full_env.update(env or {})
-        self._starting += 1  # holds the place while spawn() awaits: creates run concurrently
+        self._starting += 1  # holds the place while we await: creates run concurrently
         try:
+            # In a thread: the role's paths are a walk of the workspace, the first bwrap
+            # use a probe of it (bounded: locked_paths' limits, the probe's timeout).
+            prefix = await asyncio.to_thread(self._sandbox_prefix)
+            _check_command(command, full_env, directory)
             process = await spawn(
-                command, *(args or []),
+                *prefix, command, *(args or []),
                 cwd=directory, env=full_env, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 process_group=0,
             )  # fmt: skip
         finally:
             self._starting -= 1
-        terminal = Terminal(f"term-{next(self._ids)}", process, limit)
+        terminal = Terminal(
+            f"term-{next(self._ids)}", process, limit, sandboxed=self.sandbox_mode == "bwrap"
+        )
         terminal.pump = asyncio.create_task(self._pump(terminal))
         terminal.watchdog = asyncio.create_task(self._watchdog(terminal))
         self._terminals[terminal.terminal_id] = terminal
         return terminal.terminal_id
+
+    def _sandbox_prefix(self) -> list[str]:
+        policy = SandboxPolicy(
+            self.workspace.absolute(), readonly_paths=tuple(self.locked()),
+            timeout_s=self.command_timeout_s, memory_mb=self.memory_mb, mode=self.sandbox_mode,
+        )  # fmt: skip
+        return command_prefix(policy)
 
     async def _pump(self, terminal: Terminal) -> None:
         assert terminal.process.stdout is not None
@@ -229,6 +267,17 @@ async def _reap(terminal: Terminal, pipe_grace_s: float) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _check_command(command: str, env: dict[str, str], directory: Path) -> None:
+    """FileNotFoundError for a command that does not exist, found as exec would find it
+    (the sandbox sees the same files): else bwrap would start and fail inside."""
+    if "/" in command:
+        found = (directory / command).is_file()
+    else:
+        found = shutil.which(command, path=env.get("PATH", os.defpath)) is not None
+    if not found:
+        raise FileNotFoundError(f"no such command: {command!r}")
 
 
 def _names_workspace(workspace: Path, cwd: object) -> bool:
