@@ -52,6 +52,7 @@ class Factoryd:
     config_text: str
     env: dict[str, str] = field(default_factory=dict)
     name: str = "factoryd"
+    module: str = "supervisor.daemon"  # what `python -m` runs: factoryd, or a test's wrap
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -76,7 +77,7 @@ class Factoryd:
             [
                 sys.executable,
                 "-m",
-                "supervisor.daemon",
+                self.module,
                 "--config",
                 str(cfg),
                 "--runtime-dir",

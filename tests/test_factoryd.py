@@ -3,12 +3,15 @@ orphan reaping, and no process left behind even after factoryd is SIGKILLed."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import signal
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +21,7 @@ import pytest
 from ipc import control
 from supervisor.ctl import cli
 from supervisor.ctl.exit_status import ExitStatus
-from tests.harness import Journal, target
+from tests.harness import ROOT, Journal, target
 from tests.waiting import pid_alive, pid_gone, wait_gone, wait_until
 
 
@@ -54,9 +57,12 @@ def test_factoryctl_status_kill_stop_start_restart(factoryd, journal) -> None:
     journal.wait_count("start", "svc", 2)
     assert d.pid("svc") != old  # permanent: back after the kill
 
+    running = d.pid("svc")
+    assert running is not None and pid_alive(running)
     code, _, _ = d.ctl("stop", "svc")
     assert code == 0 and d.node("svc")["state"] == "stopped"
-    assert not pid_alive(d.pid("svc") or 0)
+    assert d.pid("svc") is None  # a stopped child has no pid ...
+    assert pid_gone(running)  # ... and the one it had is gone (stop waits for the exit)
     code, _, _ = d.ctl("start", "svc")
     assert code == 0 and d.node("svc")["state"] == "running"
     before = d.pid("svc")
@@ -233,27 +239,55 @@ def test_second_daemon_on_the_same_runtime_dir_is_refused(factoryd, journal, tmp
 
 
 def test_watchdog_keeps_beating_while_a_slow_child_stops(factoryd, journal, tmp_path) -> None:
-    """A stop bounded by a 1.5 s shutdown time must not starve the watchdog (200 ms)."""
+    """A stop waiting out a child's shutdown time must not starve the watchdog (200 ms).
+    The shutdown time is longer than the test: three beats must come while the stop
+    is still waiting, then the test ends the stop itself by SIGKILLing the child."""
     sock_path = tmp_path / "notify.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(str(sock_path))
     listener.settimeout(15)
     try:
         d = factoryd(
-            _two_workers(journal),
+            f"""
+            [supervisor]
+            [[supervisor.children]]
+            id = "slow"
+            {target("stubborn", str(journal.path))}
+            shutdown_ms = 600000
+            """,
             env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "200000"},
         ).start()
         journal.wait_count("start", "slow", 1)
-        stopper = threading.Thread(target=lambda: d.call("stop", id="slow"))
+        slow = d.pid("slow")
+        assert slow is not None
+        results: dict[str, object] = {}
+        stopper = threading.Thread(
+            target=lambda: results.update(
+                stop=control.call(d.socket, "stop", {"id": "slow"}, timeout=120)
+            )
+        )
         stopper.start()
         journal.wait_count("term", "slow", 1)  # the stop has begun
+        drain_datagrams(listener)  # beats from before the stop do not count
         beats = 0
-        while stopper.is_alive():  # each recv is bounded by the listener's timeout
+        while beats < 3:  # each recv is bounded by 15 s; a starved watchdog sends none
             beats += listener.recv(4096).decode().count("WATCHDOG=1")
-        stopper.join(timeout=30)
-        assert beats >= 3  # at ~100 ms intervals during the 1.5 s stop
+        assert stopper.is_alive()  # the beats came while the stop was waiting
+        os.kill(slow, signal.SIGKILL)
+        stopper.join(timeout=60)
+        assert results["stop"] == {"id": "slow", "state": "stopped"}
     finally:
         listener.close()
+
+
+def drain_datagrams(listener: socket.socket) -> None:
+    """Read and drop whatever datagrams are queued on `listener` now."""
+    timeout = listener.gettimeout()
+    listener.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            listener.recv(4096)
+    listener.settimeout(timeout)
 
 
 def test_zygote_death_ends_factoryd_for_a_clean_restart(factoryd, journal) -> None:
@@ -301,29 +335,37 @@ def test_status_says_when_there_is_no_resource_ledger(factoryd, journal) -> None
     assert code == 0 and "resources: no ledger" in out
 
 
-def test_a_crashing_control_handler_answers_internal_and_factoryd_lives(tmp_path) -> None:
+def test_a_crashing_control_handler_answers_internal_and_factoryd_lives(factoryd, journal) -> None:
     """A bug in one handler is reported with its traceback and answered 'internal'; it
-    does not take the tree down (driven in-process: no handler crashes on purpose)."""
-    from ipc.control import RequestRefused
-    from supervisor.child_logs import ChildLogs
-    from supervisor.control_api import ControlApi
-
-    reports: list[tuple[str, dict]] = []
-
-    def statistics() -> dict:
-        raise RuntimeError("boom")
-
-    api = ControlApi(
-        registry=None, root=None, child_logs=ChildLogs(io.StringIO()),  # type: ignore[arg-type]
-        statistics=statistics, request_stop=lambda: None, reload=dict,
-        runtime_dir=tmp_path, report=lambda event, **f: reports.append((event, f)),
-    )  # fmt: skip
-    api.cmd_status = lambda args: statistics()  # type: ignore[method-assign]
-    with pytest.raises(RequestRefused) as info:
-        api.handle("status", {})
+    does not take the tree down. No handler crashes on purpose, so this factoryd runs
+    with `logs` broken by the test (tests/helpers/crashing_factoryd.py)."""
+    d = factoryd(
+        f"""
+        [supervisor]
+        intensity = 5
+        [[supervisor.children]]
+        id = "svc"
+        {target("serve", str(journal.path))}
+        """,
+        module="tests.helpers.crashing_factoryd",
+    ).start()
+    svc = d.pid("svc")
+    with pytest.raises(control.RemoteError) as info:
+        d.call("logs", id="svc")
     assert info.value.type == "internal" and "RuntimeError('boom')" in str(info.value)
-    ((event, fields),) = reports
-    assert event == "control_handler_crashed" and "boom" in fields["traceback"]
+    [crash] = [
+        json.loads(line.removeprefix("factoryd "))
+        for line in d.log().splitlines()
+        if line.startswith("factoryd {") and '"event":"control_handler_crashed"' in line
+    ]
+    assert crash["command"] == "logs" and "boom" in crash["traceback"]
+    # factoryd lives, and so does its tree: it answers, and it still supervises
+    assert d.proc is not None and d.proc.poll() is None
+    assert d.node("svc")["state"] == "running" and d.pid("svc") == svc
+    assert svc is not None
+    os.killpg(svc, signal.SIGKILL)
+    journal.wait_count("start", "svc", 2)
+    assert d.pid("svc") not in (None, svc)
 
 
 def test_half_sent_requests_do_not_hold_up_the_loop(factoryd, journal) -> None:
@@ -368,3 +410,29 @@ def test_an_oversized_frame_length_gets_a_protocol_error(factoryd, journal) -> N
     assert reply["ok"] is False and reply["error"]["type"] == "protocol"
     assert "exceeds" in reply["error"]["message"]
     assert d.status()["tree"]["state"] == "running"
+
+
+@pytest.mark.parametrize("problem", ["too long", "Not a directory"])
+def test_factoryd_explains_a_runtime_dir_it_cannot_use(tmp_path: Path, problem: str) -> None:
+    """An unusable runtime dir (socket path too long for AF_UNIX, a file in the way)
+    ended factoryd with a traceback instead of words."""
+    config = tmp_path / "f.toml"
+    config.write_text('[supervisor]\n[[supervisor.children]]\nid = "a"\ncommand = ["true"]\n')
+    if problem == "too long":
+        runtime = tmp_path / ("r" * 110)
+    else:
+        (tmp_path / "file").write_text("")
+        runtime = tmp_path / "file" / "run"
+    argv = ["--config", str(config), "--runtime-dir", str(runtime)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "supervisor.daemon", *argv, "--state-dir", str(tmp_path / "s")],
+        check=False,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert problem in proc.stderr and str(runtime) in proc.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 
+from supervisor.ctl.exit_status import ExitStatus
 from tests.harness import Journal, target
 from tests.waiting import pid_alive, wait_gone, wait_until
 
@@ -259,3 +260,73 @@ def test_auto_shutdown_when_a_significant_child_finishes(factoryd, journal) -> N
     assert d.wait_exit() == 0  # the root shut down on purpose: not a failure
     assert journal.count("stop", "service") == 1
     assert '"reason":"shutdown: auto_shutdown"' in d.log()
+
+
+def test_restart_of_a_temporary_child_starts_it_again(factoryd, journal: Journal) -> None:
+    """`restart` is stop-then-start; it used to stop (and so forget) a temporary child,
+    then fail with "no child" and leave it gone."""
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "once"
+        {target("serve", str(journal.path))}
+        restart = "temporary"
+    """).start()
+    before = d.pid("once")
+    code, out, err = d.ctl("restart", "once")
+    assert (code, err) == (0, ""), err
+    assert "once: restarted" in out
+    journal.wait_count("start", "once", 2)
+    node = d.node("once")
+    assert node["state"] == "running" and node["pid"] not in (None, before)
+    assert journal.count("stop", "once") == 1
+
+
+def test_dynamic_child_ids_do_not_take_a_static_childs_id(factoryd, journal: Journal) -> None:
+    """Dynamic ids are SUP.N; a static worker named "loops.1" passed the config check,
+    then the first dynamic child took over its registry entry (and forgot it on exit)."""
+    j = str(journal.path)
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "loops.1"
+        {target("serve", j)}
+        [[supervisor.children]]
+        id = "loops"
+        strategy = "simple_one_for_one"
+        [[supervisor.children.children]]
+        id = "loop"
+        {target("serve", j)}
+        restart = "temporary"
+    """).start()
+    dynamic = d.call("start", id="loops")
+    assert dynamic["id"] != "loops.1"
+    journal.wait_count("start", dynamic["id"], 1)
+    static_pid = d.pid("loops.1")
+    code, _out, err = d.ctl("stop", "loops.1")
+    assert code == 0, err
+    wait_until(lambda: journal.count("stop", "loops.1") == 1, what="the static loops.1 to stop")
+    assert journal.count("stop", dynamic["id"]) == 0
+    assert d.node("loops.1")["pid"] is None and static_pid is not None
+
+
+def test_a_child_of_a_stopped_supervisor_cannot_be_started_alone(
+    factoryd, journal: Journal
+) -> None:
+    """`start w` under a stopped supervisor started w there; starting the supervisor
+    then spawned w a second time, and the first w ran on untracked."""
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "sub"
+        [[supervisor.children.children]]
+        id = "w"
+        {target("serve", str(journal.path))}
+    """).start()
+    assert d.call("stop", id="sub")["state"] == "stopped"
+    code, _out, err = d.ctl("start", "w")
+    assert code == ExitStatus.ERROR and "sub is not running" in err
+    assert d.call("start", id="sub")["state"] == "running"
+    journal.wait_count("start", "w", 2)
+    running = [pid for e, c, pid in journal.events() if e == "start" and pid_alive(pid)]
+    assert running == [d.pid("w")]

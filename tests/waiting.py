@@ -48,3 +48,31 @@ def wait_gone(pid: int, *, timeout: float = 10.0) -> None:
 
 def pid_alive(pid: int) -> bool:
     return os.path.exists(f"/proc/{pid}") and not pid_gone(pid)
+
+
+def naps(pid: int) -> int:
+    """How many times `pid` (its main thread) has gone to sleep: its voluntary context
+    switches, from /proc/PID/status."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no voluntary_ctxt_switches for pid {pid}")
+
+
+def wait_asleep(pid: int, *, more_naps: int = 2, timeout: float = 30.0, what: str = "") -> None:
+    """Wait until `pid` has gone to sleep `more_naps` more times and sleeps now.
+
+    A process that spins (a select that keeps returning at once on a readable fd) is
+    never put to sleep, so for it this raises WaitTimeout: a check of what the process
+    does while it waits, not of how long anything takes. One nap may be in flight
+    when this starts, so more_naps >= 2 tells a spinning process from a sleeping one.
+    """
+
+    def asleep() -> bool:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+        return naps(pid) >= start + more_naps and state == b"S"
+
+    start = naps(pid)
+    wait_until(asleep, timeout=timeout, what=what or f"pid {pid} to sleep {more_naps} more times")
