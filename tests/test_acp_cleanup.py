@@ -26,7 +26,7 @@ import pytest
 
 from procs.agent import AcpAgent, AgentDied, RolePolicy
 from procs.agent.terminals import Terminals
-from tests.sandbox_probe import SANDBOX_MODE, pids_with
+from tests.helpers.sandbox import SANDBOX_MODE, pids_with
 from tests.waiting import wait_gone
 
 ROOT = Path(__file__).resolve().parent.parent

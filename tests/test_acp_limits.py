@@ -17,7 +17,7 @@ from procs.agent import AcpAgent, RolePolicy
 from procs.agent.record import RecordLimits, TurnRecord
 from procs.agent.session import TurnResult
 from procs.agent.terminals import TerminalLimit, Terminals
-from tests.sandbox_probe import SANDBOX_MODE
+from tests.helpers.sandbox import SANDBOX_MODE
 from tests.waiting import pid_gone, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ import pytest
 
 from procs.agent import AcpAgent, AgentDied, AgentProtocolError, AgentTimeout, RolePolicy
 from procs.agent.session import TurnResult
-from tests.sandbox_probe import SANDBOX_MODE
+from tests.helpers.sandbox import SANDBOX_MODE
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENT = [sys.executable, "-m", "tests.doubles.acp_agent"]

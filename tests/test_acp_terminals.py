@@ -16,7 +16,7 @@ import pytest
 from procs.agent import AcpAgent, RolePolicy
 from procs.agent.roles import PathRefused
 from procs.agent.terminals import TerminalNotFound, Terminals
-from tests.sandbox_probe import BWRAP_UNUSABLE, SANDBOX_MODE, pids_with
+from tests.helpers.sandbox import BWRAP_UNUSABLE, SANDBOX_MODE, pids_with
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

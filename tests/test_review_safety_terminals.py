@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 
 from procs.agent.terminals import Terminals
-from tests.sandbox_probe import SANDBOX_MODE, pids_with
+from tests.helpers.sandbox import SANDBOX_MODE, pids_with
 from tests.waiting import wait_until
 
 

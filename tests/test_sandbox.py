@@ -29,7 +29,7 @@ from procs.sandbox import (
     run,
     sandbox_status,
 )
-from tests.sandbox_probe import BWRAP_UNUSABLE, pids_with
+from tests.helpers.sandbox import BWRAP_UNUSABLE, pids_with
 from tests.waiting import wait_until
 
 needs_bwrap = pytest.mark.skipif(BWRAP_UNUSABLE is not None, reason=str(BWRAP_UNUSABLE))

@@ -11,6 +11,8 @@
   what a test expects.
 - `signal_examples`: one signal of each type, and mutations of their frames.
 - `skip_policy`: FACTORY_ALLOWED_SKIPS, the skips a run may have and still pass.
+- `sandbox`: whether bubblewrap can sandbox here (probed without our code), the mode
+  terminal tests run in, and processes found by a marker in their command line.
 
 Beside the tests, not in here: `tests/harness.py` (a real factoryd), `tests/waiting.py`
 (deadline-bounded waits) and `tests/children.py` (child behaviours, run by factoryd as
