@@ -178,3 +178,13 @@ def record_fds(args: list[str]) -> int:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     signal.sigwait({signal.SIGTERM})
     return 0
+
+
+def dump_env(args: list[str]) -> int:
+    """Write the environment the child got to args[0] as NAME=VALUE lines (renamed into
+    place, so a test sees the whole file or none), then exit 0."""
+    tmp = f"{args[0]}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(f"{name}={value}\n" for name, value in os.environ.items())
+    os.rename(tmp, args[0])
+    return 0

@@ -3,7 +3,6 @@ lists them in pass_env (the LLM router), commands and Python targets alike."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,6 @@ SECRETS = {
     "OPENAI_API_KEY": "sk-openai-test",
     "GITHUB_TOKEN": "ghp-test",
 }
-
-
-def dump_env(args: list[str]) -> int:
-    """A Python target: write its environment to args[0] (NAME=VALUE lines)."""
-    tmp = f"{args[0]}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(f"{k}={v}\n" for k, v in os.environ.items())
-    os.rename(tmp, args[0])
-    return 0
 
 
 def _env_of(path: Path) -> dict[str, str]:
@@ -41,7 +31,7 @@ def test_only_children_that_list_a_secret_in_pass_env_see_it(factoryd, tmp_path:
         return f'command = ["sh", "-c", "{script}"]'
 
     def target(name: str) -> str:
-        return f'target = "tests.test_child_secrets:dump_env"\nargs = ["{out[name]}"]\n'
+        return f'target = "tests.children:dump_env"\nargs = ["{out[name]}"]\n'
 
     config = f"""
 [supervisor]

@@ -67,6 +67,7 @@ def _check(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", sorted(DEEP))
 def test_check_refuses_a_deep_or_large_config_with_exit_2_and_a_message(
     tmp_path: Path, name: str

@@ -16,6 +16,8 @@ import pytest
 
 from ipc import control
 
+pytestmark = pytest.mark.integration  # real processes and sockets
+
 
 @pytest.fixture
 def full_backlog(tmp_path: Path) -> Iterator[tuple[Path, socket.socket, list[socket.socket]]]:

@@ -4,43 +4,22 @@ exit 141 (128 + SIGPIPE), no traceback, nothing on stderr."""
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ipc import control, paths
+import pytest
+
+from ipc import paths
 from supervisor.ctl.exit_status import ExitStatus
 from tests.harness import ROOT
+from tests.helpers.control_server import serving
+
+pytestmark = pytest.mark.integration  # real processes and sockets
 
 CTL = [sys.executable, "-m", "supervisor.ctl.cli"]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
-@contextmanager
-def serving(socket_path: Path, handler: Callable[[str, dict[str, Any]], Any]) -> Iterator[None]:
-    """A real control server on `socket_path`, answered from a thread until the block ends."""
-    server = control.ControlServer(socket_path)
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            ready, _, _ = select.select([server], [], [], 0.05)
-            if ready:
-                server.serve_one(handler, timeout=10)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=10)
-        server.close()
 
 
 def big_status(command: str, args: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,8 @@ from procs.workspaces import ramdisk as ramdisks
 from tests.harness import ROOT
 from tests.waiting import wait_until
 
+pytestmark = pytest.mark.integration  # real processes and sockets
+
 EXAMPLE = ROOT / "systemd" / "factory.example.toml"
 
 
@@ -77,7 +79,6 @@ def test_factoryd_under_umask_022_creates_nothing_others_can_read(
     )
 
 
-@pytest.mark.integration
 def test_factoryd_refuses_a_state_dir_that_is_not_its_own(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip(f"needs root to give a directory away (running as uid {os.geteuid()})")
@@ -131,7 +132,6 @@ def _loop_mount_missing() -> str | None:
     return None
 
 
-@pytest.mark.integration
 @pytest.mark.needs_root
 def test_the_ram_disk_image_is_0600_when_made_by_hand_under_umask_022(
     tmp_path: Path, umask_022: None

@@ -13,7 +13,9 @@ import pytest
 from ipc import control, paths
 from supervisor.ctl import cli
 from supervisor.ctl.exit_status import ExitStatus
-from tests.test_ctl_reader_gone import serving
+from tests.helpers.control_server import serving
+
+pytestmark = pytest.mark.integration  # real processes and sockets
 
 
 def test_factoryd_names_its_commands_for_an_unknown_one(factoryd) -> None:
