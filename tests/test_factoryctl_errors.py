@@ -12,6 +12,7 @@ from supervisor.ctl import cli
 from supervisor.ctl.exit_status import ExitStatus
 
 
+@pytest.mark.integration  # connects AF_UNIX sockets
 def test_factoryctl_explains_a_socket_it_cannot_reach(tmp_path: Path) -> None:
     """connect() errors other than ENOENT/ECONNREFUSED escaped as a traceback."""
     not_a_dir = tmp_path / "file"

@@ -24,6 +24,8 @@ from supervisor.ctl.exit_status import ExitStatus
 from tests.harness import ROOT, Journal, target
 from tests.waiting import pid_alive, pid_gone, wait_gone, wait_until
 
+pytestmark = pytest.mark.integration  # a live factoryd
+
 
 def _two_workers(journal: Journal) -> str:
     j = str(journal.path)

@@ -38,6 +38,8 @@ from tests.doubles.anthropic_messages import AnthropicMessagesDouble
 from tests.doubles.llama_cpp import LlamaCppDouble
 from tests.waiting import wait_until
 
+pytestmark = pytest.mark.integration  # HTTP doubles on real sockets
+
 KEY = "sk-test-double-key"
 REQUEST = LLMRequest(model="", prompt="say ok", max_tokens=16, temperature=0.0)
 

@@ -17,6 +17,8 @@ from tests.doubles._plan import Answer
 from tests.doubles.llama_cpp import LlamaCppDouble
 from tests.waiting import wait_until
 
+pytestmark = pytest.mark.integration  # the router as a real process
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -12,11 +12,14 @@ import socket
 from pathlib import Path
 
 import psutil
+import pytest
 
 from supervisor.spec import Start
 from supervisor.zygote import ZygoteClient
 from tests.harness import target
 from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration  # a live factoryd or zygote
 
 
 def _release(fifo: Path) -> None:

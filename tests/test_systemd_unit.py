@@ -33,6 +33,7 @@ def test_unit_declares_notify_watchdog_and_ordered_stop() -> None:
     assert "--runtime-dir /run/factory" in d["ExecStart"]
 
 
+@pytest.mark.integration  # runs systemd-analyze
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze absent")
 def test_systemd_analyze_verify_is_clean(tmp_path: Path) -> None:
     factoryd = Path(sys.executable).parent / "factoryd"
@@ -51,6 +52,7 @@ def test_systemd_analyze_verify_is_clean(tmp_path: Path) -> None:
     assert result.returncode == 0
 
 
+@pytest.mark.integration  # runs systemd-analyze
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze absent")
 def test_verify_would_catch_a_broken_unit(tmp_path: Path) -> None:
     unit = tmp_path / "factory.service"
