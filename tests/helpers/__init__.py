@@ -11,6 +11,7 @@
   what a test expects.
 - `signal_examples`: one signal of each type, and mutations of their frames.
 - `skip_policy`: FACTORY_ALLOWED_SKIPS, the skips a run may have and still pass.
+- `crashing_factoryd`: factoryd with one control handler broken by the test.
 - `control_server`: a real control server answered from a thread, for client-side
   tests (factoryctl's output, exit codes).
 - `sandbox`: whether bubblewrap can sandbox here (probed without our code), the mode
