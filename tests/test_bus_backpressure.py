@@ -127,9 +127,7 @@ def test_recv_many_keeps_its_bound_while_bad_messages_keep_coming(
         assert malformed < total / 2, f"recv_many refused {malformed} of {total}: all of them"
 
 
-def test_deliver_gives_up_while_other_signals_keep_coming(
-    procs: Processes, runtime: Path
-) -> None:
+def test_deliver_gives_up_while_other_signals_keep_coming(procs: Processes, runtime: Path) -> None:
     """`deliver` waited for its signal as long as other signals kept arriving: under a
     flood it returned only when the flood ended. The flood here never ends (until the
     teardown kills it), so a deliver that does not give up by itself never returns and
