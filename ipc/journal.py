@@ -78,6 +78,7 @@ class JournalWriter:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.too_large = 0  # signals refused for their size (never stored)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         paths.private_sqlite(self.path)  # 0600 whatever the umask: signals are private
         self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -93,9 +94,13 @@ class JournalWriter:
     def append_many(self, envelopes: Iterable[Envelope]) -> int:
         """Store envelopes not stored yet; returns how many rows were added."""
         now = time.time()
-        rows = [
-            (e.id, e.type, e.ts, e.source, now, signals.encode(e)[1].decode()) for e in envelopes
-        ]
+        rows = []
+        for e in envelopes:
+            body = signals.encode(e)[1]
+            if len(body) > signals.MAX_SIGNAL_BYTES:  # (a publisher of ours never sends one)
+                self.too_large += 1
+                continue
+            rows.append((e.id, e.type, e.ts, e.source, now, body.decode()))
         if not rows:
             return 0
         with self._transaction():

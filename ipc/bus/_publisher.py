@@ -93,10 +93,21 @@ class Publisher(_BusSocket):
                 self.stats["unsubscriptions"] += 1
 
     def publish(self, signal: Signal, *, timeout: float = 1.0) -> Envelope:
-        """Envelope `signal` (new id, now, our source), send it, and return the envelope."""
+        """Envelope `signal` (new id, now, our source), send it, and return the envelope.
+        Raises SignalTooLarge (nothing sent) past MAX_SIGNAL_BYTES."""
         envelope = signals.envelop(signal, source=self.source)
-        self._send(signals.encode(envelope), timeout, 1)
+        self._send(self._encode_one(envelope), timeout, 1)
         return envelope
+
+    def _encode_one(self, envelope: Envelope) -> list[bytes]:
+        frames = signals.encode(envelope)
+        if len(frames[1]) > signals.MAX_SIGNAL_BYTES:
+            self.stats["too_large"] = self.stats.get("too_large", 0) + 1
+            raise signals.SignalTooLarge(
+                f"{envelope.type} {envelope.id} is {len(frames[1])} bytes, more than "
+                f"{signals.MAX_SIGNAL_BYTES}: a signal says 'look', the data lives in SQLite"
+            )
+        return frames
 
     def publish_many(self, batch: Iterable[Signal], *, timeout: float = 1.0) -> list[Envelope]:
         """Envelope `batch` and send it in order; returns the envelopes.
@@ -111,22 +122,25 @@ class Publisher(_BusSocket):
         sent = 0
         for run in signal_batch.runs(envelopes):
             try:
-                if len(run) == 1:
-                    self._send(signals.encode(run[0]), timeout, 1)
-                else:
-                    self._send(signal_batch.encode_batch(run), timeout, len(run))
+                frames = signal_batch.encode_batch(run) if len(run) > 1 else []
+                if frames and len(frames[1]) <= signals.MAX_MESSAGE_BYTES:
+                    self._send(frames, timeout, len(run))
+                    sent += len(run)
+                    continue
+                for envelope in run:  # one by one, each within its own bound
+                    self._send(self._encode_one(envelope), timeout, 1)
+                    sent += 1
             except BusTimeout as exc:
                 raise PartlyPublished(
                     f"{exc}: {sent} of {len(envelopes)} signals were sent",
                     envelopes[:sent],
                     envelopes[sent:],
                 ) from None
-            sent += len(run)
         return envelopes
 
     def send(self, envelope: Envelope, *, timeout: float = 1.0) -> None:
         """Send an envelope as is (resending one keeps its id)."""
-        self._send(signals.encode(envelope), timeout, 1)
+        self._send(self._encode_one(envelope), timeout, 1)
 
     def send_frames(self, frames: list[bytes], *, timeout: float = 1.0) -> None:
         """Send raw frames (tests send malformed ones through here)."""

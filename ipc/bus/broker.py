@@ -15,6 +15,7 @@ import threading
 
 import zmq
 
+from ipc import signals
 from ipc.bus import DEFAULT_HWM, WELCOME, BusEndpoints, BusError
 
 _CONTROL = "inproc://broker-steer"
@@ -46,6 +47,9 @@ class BrokerSockets:
         self.steer_peer = context.socket(zmq.PAIR)
         for sock in (self.xsub, self.xpub, self.steer, self.steer_peer):
             sock.setsockopt(zmq.LINGER, 0)
+        # A frame past the bound disconnects the peer that sent it (it reconnects): no
+        # process downstream ever holds a message larger than MAX_MESSAGE_BYTES.
+        self.xsub.setsockopt(zmq.MAXMSGSIZE, signals.MAX_MESSAGE_BYTES)
         for sock in (self.xsub, self.xpub):
             sock.setsockopt(zmq.SNDHWM, hwm)
             sock.setsockopt(zmq.RCVHWM, hwm)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from ipc.signals._codec import (
     ENVELOPE_KEYS,
+    MAX_MESSAGE_BYTES,
+    MAX_SIGNAL_BYTES,
     SIGNAL_TYPES,
     BeadAssigned,
     Envelope,
@@ -26,6 +28,7 @@ from ipc.signals._codec import (
     ResourceExhausted,
     Signal,
     SignalError,
+    SignalTooLarge,
     TestFailure,
     TestPassing,
     UnknownSignal,
@@ -40,6 +43,8 @@ from ipc.types import GitHash, InvalidValue, Priority
 
 __all__ = [
     "ENVELOPE_KEYS",
+    "MAX_MESSAGE_BYTES",
+    "MAX_SIGNAL_BYTES",
     "SIGNAL_TYPES",
     "BeadAssigned",
     "Envelope",
@@ -58,6 +63,7 @@ __all__ = [
     "ResourceExhausted",
     "Signal",
     "SignalError",
+    "SignalTooLarge",
     "TestFailure",
     "TestPassing",
     "UnknownSignal",

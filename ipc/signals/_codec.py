@@ -43,8 +43,19 @@ from ipc.types import GitHash, InvalidValue, Priority
 ENVELOPE_KEYS = ("type", "id", "ts", "source")
 
 
+# A signal says "look"; what must be looked at lives in SQLite. So a signal is small:
+# one larger than MAX_SIGNAL_BYTES is refused by the publisher and the journal, and a
+# bus message (one signal, or a batch) larger than MAX_MESSAGE_BYTES by the broker.
+MAX_SIGNAL_BYTES = 1024 * 1024
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
 class SignalError(ValueError):
     """A message is not a valid signal."""
+
+
+class SignalTooLarge(SignalError):
+    """A signal's payload exceeds MAX_SIGNAL_BYTES; the message names its type and size."""
 
 
 class MalformedSignal(SignalError):

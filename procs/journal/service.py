@@ -105,7 +105,11 @@ class Journal(Service):
 
     def _stats(self) -> dict[str, int]:
         assert self.subscriber is not None
-        return {**self.subscriber.statistics(), "stored": self.stored}
+        return {
+            **self.subscriber.statistics(),
+            "stored": self.stored,
+            "too_large": self.writer.too_large,
+        }
 
     def _save_stats(self) -> None:
         stats = self._stats()
