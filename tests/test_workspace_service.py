@@ -222,3 +222,24 @@ def test_ramdisk_status_when_absent(service: Service) -> None:
         False,
         [],
     )
+
+
+def test_hostile_requests_are_error_replies_and_the_manager_lives(
+    service: Service, golden: Path, tmp_path: Path
+) -> None:
+    """A NUL byte in a path, a wrong type, an absurd RAM disk size: each an error reply
+    naming the problem; nothing is created and the manager keeps serving."""
+    bad = [
+        ("workspaces.create", {"slug": "x", "source": f"{golden}\0evil", "owner_pid": 1}),
+        ("workspaces.create", {"slug": "x", "source": ["not", "a", "path"], "owner_pid": 1}),
+        ("workspaces.choose", {"source": "\0"}),
+        ("ramdisk.create", {"name": "huge", "size_mb": 2**40, "fs": "btrfs"}),
+    ]
+    for command, args in bad:
+        with pytest.raises(control.RemoteError) as caught:
+            service.call(command, args)
+        assert caught.value.type in ("bad_request", "not_found"), (command, caught.value)
+    assert "larger than this machine can hold" in str(caught.value)
+    assert not list(Path("/dev/shm").glob("factory-huge.img"))
+    assert service.proc.poll() is None
+    assert service.call("workspaces.list")["workspaces"] == []

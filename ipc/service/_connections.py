@@ -20,6 +20,7 @@ becomes a `busy` error, so slow readers cannot make the process grow without bou
 from __future__ import annotations
 
 import errno
+import functools
 import socket
 import time
 import traceback
@@ -200,7 +201,7 @@ class ControlConnections:
         if conn.waiting:
             return
         events = READ if conn.out is None else WRITE
-        self.watcher.watch(fd, events, lambda ev, fd=fd: self._on_conn(fd, ev))
+        self.watcher.watch(fd, events, functools.partial(self._on_conn, fd))
 
     def _on_conn(self, fd: int, events: int) -> None:
         conn = self._conns.get(fd)

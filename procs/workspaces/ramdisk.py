@@ -149,6 +149,26 @@ def create(
     return status(spec)
 
 
+def size_limit_mb(image_dir: Path) -> int:
+    """The largest RAM disk that may be made in `image_dir`: at most the machine's
+    memory and the free space of the filesystem holding the image (a tmpfs)."""
+    vfs = os.statvfs(image_dir)
+    free_mb = vfs.f_bavail * vfs.f_frsize // (1024 * 1024)
+    memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+    return min(free_mb, memory_mb)
+
+
+def check_size(spec: RamDiskSpec) -> None:
+    """Refuse a size the machine cannot hold (a 2^40 MB request made a 1 EiB sparse
+    image that would have filled memory as it was written)."""
+    limit = size_limit_mb(spec.image_dir)
+    if spec.size_mb > limit:
+        raise BadRequest(
+            f"RAM disk of {spec.size_mb} MB is larger than this machine can hold: at most "
+            f"{limit} MB (memory, and free space in {spec.image_dir})"
+        )
+
+
 def _provision(spec: RamDiskSpec, *, fresh: bool, timeout_s: float) -> None:
     if shutil.which(MKFS[spec.fstype][0]) is None:
         raise RamDiskError(
@@ -157,7 +177,8 @@ def _provision(spec: RamDiskSpec, *, fresh: bool, timeout_s: float) -> None:
         )
     spec.image_dir.mkdir(parents=True, exist_ok=True)
     made_image = fresh or not spec.image.exists()
-    if made_image:  # 0600 whatever the umask: the image holds every workspace's files
+    if made_image:
+        check_size(spec)  # 0600 whatever the umask: the image holds every workspace's files
         fd = os.open(spec.image, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.fchmod(fd, 0o600)  # an image left by an older run may be wider
