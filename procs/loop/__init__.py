@@ -1,0 +1,25 @@
+"""The factory loop: one process per bead, auditor -> red -> implementer -> TCR -> verify
+(-> architect every N greens) -> ... -> reviewer -> push, resumable after any crash.
+
+Library modules (the process, service.py:main, comes later):
+    state       FactoryPhase, LoopLimits, FactoryLoopState, HistoryEntry (frozen data)
+    events      one dataclass per thing the loop can observe
+    transition  transition(state, event) -> state, pure; IllegalTransition
+    store       LoopStore: SQLite (WAL, 0600), state + history in one transaction
+"""
+
+from procs.loop.events import EVENT_TYPES, LoopEvent
+from procs.loop.state import FactoryLoopState, FactoryPhase, HistoryEntry, LoopLimits
+from procs.loop.transition import EDGES, IllegalTransition, transition
+
+__all__ = [
+    "EDGES",
+    "EVENT_TYPES",
+    "FactoryLoopState",
+    "FactoryPhase",
+    "HistoryEntry",
+    "IllegalTransition",
+    "LoopEvent",
+    "LoopLimits",
+    "transition",
+]
