@@ -84,6 +84,14 @@ def ready_at_once(args: list[str]) -> int:
     return serve(args)
 
 
+def chatter(args: list[str]) -> int:
+    """Print args[1] lines of 8,000 characters (a full log ring), record start, then serve
+    until SIGTERM. args: JOURNAL LINES"""
+    for n in range(int(args[1])):
+        print(f"{n:06d} " + "x" * 7993, flush=True)
+    return serve(args[:1])
+
+
 def say_on_usr1(args: list[str]) -> int:
     """Print "said N" (N from 1) on every SIGUSR1, and args[1] lines at once on SIGUSR2;
     run until SIGTERM. args: JOURNAL BURST"""

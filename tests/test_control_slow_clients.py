@@ -4,6 +4,8 @@ reply delay nobody, and every process answers an unknown command the same way.""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ import pytest
 
 from ipc import control, ledger, paths
 from tests.harness import Factoryd
+from tests.waiting import wait_until
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "systemd" / "factory.example.toml"
 SERVICES = ("bus", "signal_journal", "resource_governor", "workspace_manager", "llm_router")
@@ -65,7 +68,7 @@ def test_idle_half_sent_and_departed_clients_delay_nobody(tree: Factoryd) -> Non
             assert time.monotonic() - started < NORMAL_S, name
         # the tree lives on, nothing restarted
         assert tree.proc is not None and tree.proc.poll() is None
-        code, out, err = tree.ctl("status")
+        code, _, err = tree.ctl("status")
         assert code == 0, err
     finally:
         for s in held:
@@ -79,3 +82,41 @@ def test_every_process_answers_an_unknown_command_alike(tree: Factoryd) -> None:
         assert caught.value.type == "unknown_command", name
         assert "unknown command 'frobnicate'" in str(caught.value), name
         assert "status" in str(caught.value), name  # the known ones are named
+
+
+def test_readers_that_never_take_their_logs_do_not_stall_factoryd(factoryd, journal) -> None:
+    """Eight `logs` requests of ~4 MB each that are never read: factoryd keeps serving
+    and keeps handling child exits (before, each held its loop for seconds)."""
+    j = str(journal.path)
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "chatty"
+        target = "tests.children:chatter"
+        args = ["{j}", "500"]
+        [[supervisor.children]]
+        id = "victim"
+        target = "tests.children:serve"
+        args = ["{j}"]
+    """).start()
+    journal.wait_count("start", "chatty", 1)
+    wait_until(
+        lambda: len(d.call("logs", id="chatty", lines=500)["lines"]) == 500,
+        timeout=20,
+        what="chatty's 500 lines in its ring",
+    )
+    victim = d.pid("victim")
+    assert victim is not None
+    held = []
+    try:
+        for _ in range(8):
+            s = _connect(d.socket)
+            body = b'{"command":"logs","args":{"id":"chatty","lines":500}}'
+            s.sendall(len(body).to_bytes(4, "big") + body)
+            held.append(s)
+        os.killpg(victim, signal.SIGKILL)
+        journal.wait_count("start", "victim", 2, timeout=NORMAL_S)  # restarted meanwhile
+        assert isinstance(control.call(d.socket, "status", timeout=NORMAL_S), dict)
+    finally:
+        for s in held:
+            s.close()
