@@ -42,7 +42,7 @@ def cycle_event(state: FactoryLoopState, n: int) -> LoopEvent:
         case FactoryPhase.VERIFYING_RED:
             return RedConfirmed("1 failed")
         case FactoryPhase.IMPLEMENTING:
-            return CodeWritten("did it")
+            return CodeWritten(head=f"wip{n}", summary="did it")
         case FactoryPhase.TCR_CHECKING:
             return TcrPassed(head=f"green{n}")
         case FactoryPhase.VERIFYING:

@@ -62,8 +62,11 @@ class RedRefused:
 
 @dataclass(frozen=True)
 class CodeWritten:
-    """Implementing: the implementer's turn ended (what it changed is judged next)."""
+    """Implementing: the implementer's turn ended; what it changed is committed, unverified,
+    at `head` (so a crash in TcrChecking redoes the check, not the turn; TcrPassed folds
+    it into the green commit, TcrFailed drops it)."""
 
+    head: str
     summary: str = ""
     ROLE: ClassVar[str] = "implementer"
 

@@ -124,8 +124,8 @@ def transition(state: FactoryLoopState, event: LoopEvent) -> FactoryLoopState:
                 new = {"phase": P.AUDITING, "red_attempt": tries, "last_feedback": reason,
                        "iteration": state.iteration - 1, "phase_start_commit": head,
                        "red_commit": ""}  # fmt: skip
-        case CodeWritten():
-            new = {"phase": P.TCR_CHECKING}
+        case CodeWritten(head=head):
+            new = {"phase": P.TCR_CHECKING, "phase_start_commit": head}
         case TcrPassed(head=head):
             new = {"phase": P.VERIFYING, "commits": state.commits + 1,
                    "phase_start_commit": head, "last_feedback": ""}  # fmt: skip
