@@ -6,6 +6,10 @@ Library modules (the process, service.py:main, comes later):
     events      one dataclass per thing the loop can observe
     transition  transition(state, event) -> state, pure; IllegalTransition
     store       LoopStore: SQLite (WAL, 0600), state + history in one transaction
+    git         the git commands TCR needs, each with a timeout, hooks off
+    paths       which changed paths are tests or test harness
+    suite       run_suite (pytest in the sandbox, junit read back), judge_red, tcr_policy
+    tcr         commit (folding a red commit in), revert_non_test_code, reset_to, touched_tests
 """
 
 from procs.loop.events import EVENT_TYPES, LoopEvent

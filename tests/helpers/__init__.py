@@ -5,6 +5,8 @@
 - `governor`: the resource governor as a real process, and its status.
 - `workspace_service`: the workspace manager as a real process.
 - `repos`: small committed git repos.
+- `loop_repos`: small committed Python projects (a module and its pytest suite) for the
+  loop's TCR tests.
 - `ramdisks`: real loop-mounted RAM disks, and why they cannot be tested here.
 - `host`: facts about this machine (privileges, kernel, filesystems), read without
   calling the code under test, so a bug in our code cannot turn into a skip or change
