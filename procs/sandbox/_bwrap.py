@@ -16,13 +16,19 @@ is RLIMIT_AS, set by prlimit(1) inside the sandbox (it counts address space, not
 resident memory: runtimes that reserve large virtual areas need a higher limit).
 A workspace under /tmp keeps working (it is bound after the private /tmp), but its parent
 directories then exist only in that private /tmp: a write there succeeds and vanishes.
+So does a toolchain under /tmp (a venv made with `python3 -m venv /tmp/v`, a PATH entry):
+the interpreter's prefixes and the PATH directories that live under /tmp are bound again,
+read-only, after the private /tmp, so the command finds the same programs as its caller.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 from procs.sandbox._policy import SandboxPolicy, SandboxUnavailable
@@ -48,12 +54,29 @@ def command_prefix(policy: SandboxPolicy) -> list[str]:
     if not policy.network:
         argv.append("--unshare-net")
     argv += ["--cap-drop", "ALL", *_FILESYSTEM]
+    for path in toolchain_under_tmp():
+        argv += ["--ro-bind", path, path]
     workspace = str(policy.workspace)
     argv += ["--bind", workspace, workspace]
     for path in policy.readonly_paths:
         if path.exists():
             argv += ["--ro-bind", str(path), str(path)]
     return [*argv, "--", *limit]
+
+
+def toolchain_under_tmp(path_var: str | None = None) -> list[str]:
+    """The interpreter's prefixes and PATH directories that lie under /tmp (hidden by
+    the private /tmp unless bound again), outermost first, without duplicates."""
+    found: set[str] = set()
+    entries = (path_var if path_var is not None else os.environ.get("PATH", "")).split(":")
+    for raw in (sys.prefix, sys.base_prefix, sys.exec_prefix, *entries):
+        if not raw:
+            continue
+        path = Path(raw).resolve()
+        if path.is_relative_to("/tmp") and path != Path("/tmp") and path.is_dir():
+            found.add(str(path))
+    outer = sorted(found, key=len)
+    return [p for p in outer if not any(p != q and p.startswith(q + "/") for q in outer)]
 
 
 def usable_bwrap() -> str:

@@ -1,0 +1,60 @@
+"""A toolchain under /tmp (a venv made by `python3 -m venv /tmp/v`, a PATH entry) stays
+visible, read-only, inside the sandbox's private /tmp: the sandboxed command finds the
+same programs its caller does. A fresh-venv run of the suite found this."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from procs.sandbox import SandboxPolicy, run
+from procs.sandbox._bwrap import toolchain_under_tmp
+from tests.helpers.sandbox import skip_without_bwrap
+
+
+@pytest.fixture
+def tool_dir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(dir="/tmp", prefix="toolchain-") as d:
+        bin_dir = Path(d) / "bin"
+        bin_dir.mkdir()
+        tool = bin_dir / "hello-tool"
+        tool.write_text("#!/bin/sh\necho hello from $0\n")
+        tool.chmod(0o755)
+        yield bin_dir
+
+
+def test_only_outermost_dirs_under_tmp_are_named(tool_dir: Path) -> None:
+    inner = tool_dir / "deeper"
+    inner.mkdir()
+    found = toolchain_under_tmp(f"/usr/bin:{tool_dir}:{inner}:/tmp::relative")
+    assert str(tool_dir.resolve()) in found
+    assert str(inner.resolve()) not in found  # inside one already bound
+    assert "/tmp" not in found and all(p.startswith("/tmp/") for p in found)
+
+
+@pytest.mark.integration
+def test_a_program_on_a_path_under_tmp_runs_in_the_sandbox(
+    tool_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    skip_without_bwrap()
+    ws = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="ws-"))
+    try:
+        path = f"{tool_dir}:{os.environ['PATH']}"
+        monkeypatch.setenv("PATH", path)
+        result = run(["hello-tool"], SandboxPolicy(workspace=ws), env={"PATH": path})
+        assert result.returncode == 0, result.stderr
+        assert b"hello from" in result.stdout
+        write = run(
+            ["sh", "-c", f"echo x > {tool_dir}/planted"],
+            SandboxPolicy(workspace=ws),
+            env={"PATH": path},
+        )
+        assert write.returncode != 0 and not (tool_dir / "planted").exists()  # read-only
+    finally:
+        for p in sorted(ws.rglob("*"), reverse=True):
+            p.unlink() if p.is_file() else p.rmdir()
+        ws.rmdir()
