@@ -10,6 +10,7 @@ Library modules (the process, service.py:main, comes later):
     paths       which changed paths are tests or test harness
     suite       run_suite (pytest in the sandbox, junit read back), judge_red, tcr_policy
     tcr         commit (folding a red commit in), revert_non_test_code, reset_to, touched_tests
+    prompts     the role prompts: Jinja2 templates in templates/, StrictUndefined
 """
 
 from procs.loop.events import EVENT_TYPES, LoopEvent
