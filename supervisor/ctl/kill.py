@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from supervisor.ctl.exit_status import ExitStatus
 
 HELP = "signal a worker's process group (default SIGKILL)"
+ENDPOINT = "factoryd"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

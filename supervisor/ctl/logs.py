@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
@@ -23,6 +23,9 @@ from ipc import control, paths
 from supervisor.ctl.exit_status import ExitStatus
 from supervisor.ctl.follow_args import add_follow_arguments
 from supervisor.ctl.render import write_json
+
+if TYPE_CHECKING:
+    from supervisor.ctl.cli import CtlContext
 
 HELP = "show or follow a child's recent output"
 FOLLOW_EVERY_S = 0.25
@@ -36,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the reply as JSON")
 
 
-def run(ctx: Any, args: argparse.Namespace) -> ExitStatus:
+def run(ctx: CtlContext, args: argparse.Namespace) -> ExitStatus:
     if args.lines < 0:
         ctx.err.write(f"factoryctl: -n must be >= 0, got {args.lines}\n")
         return ExitStatus.USAGE

@@ -17,6 +17,7 @@ from supervisor.ctl.exit_status import ExitStatus
 from supervisor.ctl.render import write_json
 
 HELP = "re-read the config and apply the difference"
+ENDPOINT = "factoryd"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 from supervisor.ctl.exit_status import ExitStatus
 
 HELP = "stop a child and start it again"
+ENDPOINT = "factoryd"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ipc import control, paths
 from supervisor.ctl.exit_status import ExitStatus
+
+if TYPE_CHECKING:
+    from supervisor.ctl.cli import CtlContext
 
 HELP = "stop all children in reverse order and exit the daemon"
 
@@ -23,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wait", action="store_true", help="return once the daemon is gone")
 
 
-def run(ctx: Any, args: argparse.Namespace) -> ExitStatus:
+def run(ctx: CtlContext, args: argparse.Namespace) -> ExitStatus:
     sock = paths.control_socket(ctx.runtime_dir)
     result = control.call(sock, "shutdown", {}, timeout=ctx.timeout_s)
     ctx.out.write(f"factoryd (pid {result['pid']}) is stopping\n")

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
+from typing import TYPE_CHECKING, TextIO
 
 import orjson
 
-from ipc import journal, signals
-from ipc.journal import JournalEntry, JournalError
 from supervisor.ctl.exit_status import ExitStatus
 from supervisor.ctl.follow_args import add_follow_arguments
+
+if TYPE_CHECKING:
+    from ipc.journal import JournalEntry
+    from supervisor.ctl.cli import CtlContext
 
 HELP = "show or follow the signals seen on the bus"
 
@@ -35,7 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
 
 
-def run(ctx: Any, args: argparse.Namespace) -> ExitStatus:
+def run(ctx: CtlContext, args: argparse.Namespace) -> ExitStatus:
+    # Imported here, not at the top: the signal codec is most of factoryctl's import
+    # time (~25 ms), and only this command needs it.
+    from ipc import journal, signals  # noqa: PLC0415
+
     types = args.types or []
     unknown = [t for t in types if t not in signals.SIGNAL_TYPES]
     if unknown:
@@ -47,7 +53,7 @@ def run(ctx: Any, args: argparse.Namespace) -> ExitStatus:
         return ExitStatus.USAGE
     try:
         reader = journal.JournalReader(journal.journal_path(ctx.state_dir))
-    except JournalError as exc:
+    except journal.JournalError as exc:
         ctx.err.write(f"factoryctl: {exc}\n")
         return ExitStatus.NOT_RUNNING
     with reader:
@@ -67,7 +73,7 @@ def run(ctx: Any, args: argparse.Namespace) -> ExitStatus:
     return ExitStatus.SUCCESS
 
 
-def _write(entry: JournalEntry, as_json: bool, out: Any) -> None:
+def _write(entry: JournalEntry, as_json: bool, out: TextIO) -> None:
     if as_json:
         out.write(orjson.dumps(entry.as_dict()).decode() + "\n")
         return

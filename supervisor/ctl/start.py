@@ -13,6 +13,7 @@ from typing import Any, TextIO
 from supervisor.ctl.exit_status import ExitStatus
 
 HELP = "start a stopped child, or a dynamic child of a simple_one_for_one supervisor"
+ENDPOINT = "factoryd"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

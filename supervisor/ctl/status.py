@@ -18,6 +18,7 @@ from supervisor.ctl.exit_status import ExitStatus
 from supervisor.ctl.render import duration, size, write_json
 
 HELP = "show the supervision tree"
+ENDPOINT = "factoryd"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

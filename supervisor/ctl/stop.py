@@ -15,6 +15,7 @@ from typing import Any, TextIO
 from supervisor.ctl.exit_status import ExitStatus
 
 HELP = "stop a child (it stays stopped until started)"
+ENDPOINT = "factoryd"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
