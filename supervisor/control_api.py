@@ -182,24 +182,37 @@ class ControlApi:
 
 
 def _add_usage(node: dict[str, Any], now: float) -> None:
-    """Fill uptime, RSS and CPU time of each running worker and its subprocesses."""
+    """Fill uptime, RSS and CPU time of each running worker and its subprocesses; a
+    worker whose usage cannot be read (see `_usage`) gets no usage fields."""
     if node.get("started_at"):
         node["uptime_s"] = round(now - node["started_at"], 3)
     if node["type"] == "worker" and node.get("pid"):
-        with contextlib.suppress(psutil.Error):  # it may exit while we look
-            proc = psutil.Process(node["pid"])
-            procs = [proc, *proc.children(recursive=True)]
-            rss = cpu = 0.0
-            for p in procs:
-                with contextlib.suppress(psutil.Error):
-                    rss += p.memory_info().rss
-                    times = p.cpu_times()
-                    cpu += times.user + times.system
-            node["rss_bytes"] = int(rss)
-            node["cpu_s"] = round(cpu, 3)
-            node["processes"] = len(procs)
+        node.update(_usage(node["pid"]) or {})
     for child in node.get("children", []):
         _add_usage(child, now)
+
+
+def _usage(pid: int) -> dict[str, Any] | None:
+    """RSS, CPU time and process count of `pid` and its subprocesses, or None when they
+    cannot be read: the worker exited while we looked, or factoryd is out of file
+    descriptors (psutil reads /proc; EMFILE and ENFILE reach us as a bare OSError, not
+    a psutil.Error). A subprocess that exits meanwhile is left out."""
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except (psutil.Error, OSError):
+        return None
+    rss = cpu = 0.0
+    for p in procs:
+        try:
+            memory, times = p.memory_info(), p.cpu_times()
+        except psutil.Error:  # gone, or not ours to read
+            continue
+        except OSError:  # no descriptor to read it with: no figures, not wrong ones
+            return None
+        rss += memory.rss
+        cpu += times.user + times.system
+    return {"rss_bytes": int(rss), "cpu_s": round(cpu, 3), "processes": len(procs)}
 
 
 def _count(args: dict[str, Any], key: str, default: int) -> int:

@@ -4,15 +4,18 @@ cannot make a log pipe for is a failed start that the restart policy handles."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from ipc import control
+from supervisor import control_api
 from tests.harness import target
 from tests.waiting import wait_asleep, wait_until
 
@@ -36,6 +39,10 @@ def test_factoryd_out_of_descriptors_refuses_and_fails_starts_by_name(
         ).start()
         svc = d.pid("svc")
         assert d.proc is not None and svc is not None
+        # factoryd closes a control connection just after sending its reply: counted
+        # before that close, the connection's fd would come free under the limit (and
+        # serve the next request). Once it went back to sleep, the close is done.
+        wait_asleep(d.proc.pid, what="factoryd idle after answering status")
         daemon = psutil.Process(d.proc.pid)
         _soft, hard = daemon.rlimit(psutil.RLIMIT_NOFILE)
         full = daemon.num_fds()  # every descriptor it may have is in use
@@ -56,3 +63,40 @@ def test_factoryd_out_of_descriptors_refuses_and_fails_starts_by_name(
                    what="svc gone")  # fmt: skip
     finally:
         notify.close()
+
+
+def _worker(pid: int) -> dict[str, Any]:
+    return {"id": "svc", "type": "worker", "pid": pid, "started_at": 100.0}
+
+
+def test_status_usage_left_out_when_proc_cannot_be_opened(monkeypatch) -> None:
+    """psutil raises a bare OSError (not a psutil.Error) when the daemon has no fd left
+    to open /proc with: the worker is shown without usage figures, nothing crashes."""
+
+    def out_of_fds(pid: int) -> psutil.Process:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    monkeypatch.setattr(control_api.psutil, "Process", out_of_fds)
+    tree = {"id": "root", "type": "supervisor", "children": [_worker(os.getpid())]}
+    control_api._add_usage(tree, now=103.5)
+    worker = tree["children"][0]
+    assert worker["uptime_s"] == 3.5
+    assert "rss_bytes" not in worker and "cpu_s" not in worker and "processes" not in worker
+
+
+def test_status_usage_left_out_when_a_read_runs_out_of_fds(monkeypatch) -> None:
+    """The worker opened, its memory read failing with EMFILE: no figures, not zeros."""
+
+    def out_of_fds(self: psutil.Process) -> Any:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    monkeypatch.setattr(psutil.Process, "memory_info", out_of_fds)
+    worker = _worker(os.getpid())
+    control_api._add_usage(worker, now=100.0)
+    assert "rss_bytes" not in worker and "cpu_s" not in worker
+
+
+def test_status_usage_of_a_live_worker() -> None:
+    worker = _worker(os.getpid())
+    control_api._add_usage(worker, now=100.0)
+    assert worker["rss_bytes"] > 0 and worker["processes"] >= 1 and worker["cpu_s"] >= 0
