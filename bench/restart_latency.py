@@ -1,12 +1,16 @@
 """Restart latency: SIGKILL a supervised external child, time until its replacement runs.
 
-Method: one child, supervised as an external command by each supervisor in turn
-(factoryd, supervisord, circus). The child writes CLOCK_MONOTONIC (system-wide on
-Linux) to a file as its first act; the bench reads the current child's pid, takes
-CLOCK_MONOTONIC, SIGKILLs it, and waits for the next record. Latency = the new
-child's own timestamp minus the kill time, so the bench's polling does not count.
-30 rounds per supervisor after 3 warm-up rounds; median and p95 are printed, and
-factoryd's ratio to each of the others.
+Method: one child, supervised as an external command by each supervisor (factoryd,
+the floor, supervisord, circus). The floor is the least a supervisor can do: a
+blocking waitpid() and a posix_spawn() of the same command, in a loop. The child
+writes CLOCK_MONOTONIC (system-wide on Linux) to a file as its first act; the bench
+reads the current child's pid, takes CLOCK_MONOTONIC, SIGKILLs it, and waits for the
+next record. Latency = the new child's own timestamp minus the kill time, so the
+bench's polling does not count. 30 rounds after 3 warm-up rounds, every supervisor
+running at once and each round killing each one's child in turn, so that load from
+elsewhere drifting over the run weighs on all alike. Median and p95 are printed, and
+factoryd's ratio to each of the others; to the floor it is factoryd's time over the
+floor's, the goal being <= 1.25.
 
 The child is a tiny C program when a C compiler is present (measures the supervisor,
 not interpreter start-up), else `python3 -S`. `--child python` forces the latter.
@@ -17,6 +21,7 @@ supervisord and circus are installed into a bench-only virtualenv (.bench/venv):
 supervisord's import package is named `supervisor`, which would shadow ours.
 
     python3 bench/restart_latency.py [--rounds 30] [--child c|python] [--only factoryd]
+                                     [--skip-others]
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,18 +105,22 @@ def wait_records(path: Path, n: int, timeout: float) -> list[tuple[int, int]]:
         time.sleep(0.0002)
 
 
-def measure(record: Path, rounds: int, warmup: int) -> list[float]:
-    rows = wait_records(record, 1, 30)
-    latencies = []
+def measure(records_at: dict[str, Path], rounds: int, warmup: int) -> dict[str, list[float]]:
+    """Kill each supervisor's child in turn, round after round (the order alternating),
+    so that the machine's load drifting over the run weighs on every supervisor alike."""
+    rows = {name: wait_records(path, 1, 30) for name, path in records_at.items()}
+    latencies: dict[str, list[float]] = {name: [] for name in records_at}
+    names = list(records_at)
     for i in range(warmup + rounds):
-        pid = rows[-1][0]
-        # let the supervisor settle (and leave any start-up grace period) before a kill
-        time.sleep(0.05)
-        t0 = time.monotonic_ns()
-        os.kill(pid, signal.SIGKILL)
-        rows = wait_records(record, len(rows) + 1, 30)
-        if i >= warmup:
-            latencies.append((rows[-1][1] - t0) / 1e6)
+        for name in names if i % 2 == 0 else reversed(names):
+            pid = rows[name][-1][0]
+            # let the supervisor settle (and leave any start-up grace period) before a kill
+            time.sleep(0.05)
+            t0 = time.monotonic_ns()
+            os.kill(pid, signal.SIGKILL)
+            rows[name] = wait_records(records_at[name], len(rows[name]) + 1, 30)
+            if i >= warmup:
+                latencies[name].append((rows[name][-1][1] - t0) / 1e6)
     return latencies
 
 
@@ -145,7 +155,7 @@ def main(args):
 """
 
 
-def run_factoryd(work: Path, cmd: list[str], record: Path, rounds: int, warmup: int) -> list[float]:
+def run_factoryd(work: Path, cmd: list[str], record: Path) -> AbstractContextManager[None]:
     if cmd == ["target"]:
         (work / "bench_child.py").write_text(TARGET_CHILD)
         start = f'target = "bench_child:main"\n        args = ["{record}"]'
@@ -177,13 +187,24 @@ def run_factoryd(work: Path, cmd: list[str], record: Path, rounds: int, warmup: 
         str(work / "state"),
     ]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}:{work}"}
-    with running(argv, work, env):
-        return measure(record, rounds, warmup)
+    return running(argv, work, env)
 
 
-def run_supervisord(
-    work: Path, cmd: list[str], record: Path, rounds: int, warmup: int
-) -> list[float]:
+FLOOR = """import os, sys
+argv = sys.argv[1:]
+while True:
+    pid = os.posix_spawn(argv[0], argv, os.environ)
+    os.waitpid(pid, 0)
+"""
+
+
+def run_floor(work: Path, cmd: list[str], record: Path) -> AbstractContextManager[None]:
+    (work / "floor.py").write_text(FLOOR)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{work}"}  # the child's, as under factoryd
+    return running([sys.executable, str(work / "floor.py"), *cmd, str(record)], work, env)
+
+
+def run_supervisord(work: Path, cmd: list[str], record: Path) -> AbstractContextManager[None]:
     conf = work / "supervisord.conf"
     conf.write_text(
         textwrap.dedent(f"""
@@ -200,11 +221,10 @@ def run_supervisord(
         startretries=1000
     """)
     )
-    with running([str(VENV / "bin" / "supervisord"), "-c", str(conf)], work):
-        return measure(record, rounds, warmup)
+    return running([str(VENV / "bin" / "supervisord"), "-c", str(conf)], work)
 
 
-def run_circus(work: Path, cmd: list[str], record: Path, rounds: int, warmup: int) -> list[float]:
+def run_circus(work: Path, cmd: list[str], record: Path) -> AbstractContextManager[None]:
     conf = work / "circus.ini"
     conf.write_text(
         textwrap.dedent(f"""
@@ -220,8 +240,7 @@ def run_circus(work: Path, cmd: list[str], record: Path, rounds: int, warmup: in
         max_retry = -1
     """)
     )
-    with running([str(VENV / "bin" / "circusd"), str(conf)], work):
-        return measure(record, rounds, warmup)
+    return running([str(VENV / "bin" / "circusd"), str(conf)], work)
 
 
 def ensure_venv() -> bool:
@@ -257,15 +276,21 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--child", choices=["c", "python", "target"], default="c")
-    parser.add_argument("--only", choices=["factoryd", *OTHERS])
+    parser.add_argument("--only", choices=["factoryd", "floor", *OTHERS])
+    parser.add_argument(
+        "--skip-others", action="store_true", help="factoryd and the floor only (no venv)"
+    )
     args = parser.parse_args()
 
-    runners: dict[str, Callable[[Path, list[str], Path, int, int], list[float]]] = {
+    runners: dict[str, Callable[[Path, list[str], Path], AbstractContextManager[None]]] = {
         "factoryd": run_factoryd,
+        "floor": run_floor,
         "supervisord": run_supervisord,
         "circus": run_circus,
     }
     wanted = [args.only] if args.only else list(runners)
+    if args.skip_others:
+        wanted = [n for n in wanted if n not in OTHERS]
     if args.child == "target":
         wanted = ["factoryd"]  # only factoryd forks Python targets from a zygote
     if any(n in OTHERS for n in wanted) and not ensure_venv():
@@ -278,15 +303,24 @@ def main() -> int:
             f"cpus: {os.cpu_count()}",
             flush=True,
         )
+        records_at = {name: Path(tmp) / name / "record" for name in wanted}
+        with contextlib.ExitStack() as stack:
+            for name in wanted:
+                work = Path(tmp) / name
+                work.mkdir()
+                stack.enter_context(runners[name](work, cmd, records_at[name]))
+            latencies = measure(records_at, args.rounds, args.warmup)
         for name in wanted:
-            work = Path(tmp) / name
-            work.mkdir()
-            latencies = runners[name](work, cmd, work / "record", args.rounds, args.warmup)
-            results[name] = summary(name, latencies)
+            results[name] = summary(name, latencies[name])
     if "factoryd" in results:
         fm, fp = results["factoryd"]
         for name, (m, p) in results.items():
-            if name != "factoryd":
+            if name == "floor":
+                print(
+                    f"factoryd / floor: {fm / m:5.2f} at the median, {fp / p:5.2f} at p95 "
+                    f"(goal <= 1.25: {'met' if fm / m <= 1.25 else 'MISSED'})"
+                )
+            elif name != "factoryd":
                 print(
                     f"factoryd is {m / fm:6.1f}x faster than {name} at the median, "
                     f"{p / fp:6.1f}x at p95"
