@@ -54,8 +54,8 @@ def command_prefix(policy: SandboxPolicy) -> list[str]:
     if not policy.network:
         argv.append("--unshare-net")
     argv += ["--cap-drop", "ALL", *_FILESYSTEM]
-    for path in toolchain_under_tmp():
-        argv += ["--ro-bind", path, path]
+    for tool_dir in toolchain_under_tmp():
+        argv += ["--ro-bind", tool_dir, tool_dir]
     workspace = str(policy.workspace)
     argv += ["--bind", workspace, workspace]
     for path in policy.readonly_paths:
