@@ -4,6 +4,7 @@
     runtime_dir = "/run/factory"  # sockets; default per ipc.paths
     state_dir = "/var/lib/factory"
     preload = ["procs"]           # modules the zygote imports once, for fast target starts
+    sandbox = "bwrap"             # how agent-written code runs: "bwrap", or "none" (unisolated)
 
     [supervisor]                  # the root supervisor
     strategy = "one_for_one"      # one_for_all | rest_for_one | simple_one_for_one
@@ -78,10 +79,12 @@ class DaemonConfig:
     runtime_dir: str | None = None
     state_dir: str | None = None
     preload: tuple[str, ...] = ()
+    sandbox: str = "bwrap"
     source: str = "<config>"
 
 
-_FACTORY_KEYS = {"runtime_dir", "state_dir", "preload"}
+_FACTORY_KEYS = {"runtime_dir", "state_dir", "preload", "sandbox"}
+SANDBOX_MODES = ("bwrap", "none")
 _FLAG_KEYS = {"strategy", "intensity", "period", "auto_shutdown"}
 _SUP_KEYS = {"id", "type", "children", "restart", "shutdown_ms", "shutdown", "significant"}
 _WORKER_KEYS = {
@@ -130,6 +133,11 @@ def parse(data: dict[str, Any], file: str = "<config>") -> DaemonConfig:
     for key in ("runtime_dir", "state_dir"):
         if key in factory:
             _expect(file, f"factory.{key}", factory[key], str, "a string")
+    sandbox = factory.get("sandbox", "bwrap")
+    if sandbox not in SANDBOX_MODES:
+        raise ConfigError(
+            file, "factory.sandbox", f"must be one of {', '.join(SANDBOX_MODES)} (got {sandbox!r})"
+        )
     if "supervisor" not in data:
         raise ConfigError(file, "supervisor", "missing: the config needs a [supervisor] table")
     root_table = data["supervisor"]
@@ -144,6 +152,7 @@ def parse(data: dict[str, Any], file: str = "<config>") -> DaemonConfig:
         runtime_dir=factory.get("runtime_dir"),
         state_dir=factory.get("state_dir"),
         preload=tuple(preload),
+        sandbox=sandbox,
         source=file,
     )
 

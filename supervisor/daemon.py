@@ -26,6 +26,7 @@ import contextlib
 import math
 import os
 import selectors
+import shutil
 import signal
 import sys
 import time
@@ -59,6 +60,9 @@ from supervisor.tree import Registry, StartFailed, SupervisorNode
 from supervisor.zygote import ZygoteClient, ZygoteGone
 
 DAEMON_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+
+
+SANDBOX_ENV = "FACTORY_SANDBOX"  # read by procs.sandbox in every child
 
 
 class DaemonExit(IntEnum):
@@ -326,7 +330,24 @@ class Daemon:
             "zygote": self.zygote.statistics(),
             "control": self.control_listener.statistics(),
             "watchdog_s": self.notifier.watchdog_s,
+            "sandbox": sandbox_status(self.cfg.sandbox),
         }
+
+
+def sandbox_status(mode: str) -> dict[str, Any]:
+    """What the operator chose for agent-written code and whether it can hold here:
+    {"mode", "bwrap" (its path or None), "ok", "detail"}. Each process that runs such
+    code checks for itself (procs.sandbox) and refuses where this says it cannot."""
+    bwrap = shutil.which("bwrap")
+    if mode == "none":
+        detail = 'agent-written code runs WITHOUT isolation (sandbox = "none")'
+        return {"mode": mode, "bwrap": bwrap, "ok": True, "detail": detail}
+    if bwrap is None:
+        detail = (
+            "bwrap is not installed: agent-written code will not run (apt-get install bubblewrap)"
+        )
+        return {"mode": mode, "bwrap": None, "ok": False, "detail": detail}
+    return {"mode": mode, "bwrap": bwrap, "ok": True, "detail": f"bubblewrap ({bwrap})"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -369,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"factoryd: cannot create {directory}: {exc.strerror or exc}", file=sys.stderr)
             return DaemonExit.START_FAILED
     prctl(PR_SET_CHILD_SUBREAPER, 1)
+    os.environ[SANDBOX_ENV] = cfg.sandbox  # every child inherits the operator's choice
     zygote = ZygoteClient.start(cfg.preload)
     try:
         daemon = Daemon(cfg, runtime_dir=runtime, state_dir=state, zygote=zygote, log=sys.stderr)

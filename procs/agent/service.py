@@ -35,7 +35,7 @@ from procs.agent import AcpAgent, AgentError, RolePolicy, TurnResult
 from procs.agent.log_lines import install as install_log_lines
 from procs.agent.record import DEFAULT_MAX_UPDATE_BYTES, DEFAULT_MAX_UPDATES, RecordLimits
 from procs.agent.terminals import DEFAULT_MAX_TERMINALS
-from procs.sandbox import SANDBOX_MODES
+from procs.sandbox import SANDBOX_MODES, default_mode
 
 EXIT_AGENT_FAILED = 3
 
@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--max-terminals", type=positive_int, default=DEFAULT_MAX_TERMINALS)
     parser.add_argument(
-        "--sandbox", choices=SANDBOX_MODES, default="bwrap",
+        "--sandbox", choices=SANDBOX_MODES, default=default_mode(),
         help='how --may-execute commands run; "none" runs them without isolation',
     )  # fmt: skip
     parser.add_argument("command", nargs="+", help="the agent command, after --")

@@ -25,6 +25,7 @@ from procs.sandbox._policy import (
     SandboxPolicy,
     SandboxResult,
     SandboxUnavailable,
+    default_mode,
 )
 from procs.sandbox._run import run
 
@@ -36,6 +37,7 @@ __all__ = [
     "SandboxResult",
     "SandboxUnavailable",
     "command_prefix",
+    "default_mode",
     "run",
     "sandbox_status",
     "usable_bwrap",

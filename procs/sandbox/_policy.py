@@ -8,7 +8,8 @@ checked; a read-only path must lie inside the workspace.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SANDBOX_MODES = ("bwrap", "none")
@@ -19,6 +20,15 @@ DEFAULT_MEMORY_MB = 4096
 class SandboxUnavailable(RuntimeError):
     """The sandbox cannot run here (no bwrap on PATH, no namespaces, no prlimit) and the
     operator did not set sandbox mode "none"; the message says what is missing."""
+
+
+MODE_ENV = "FACTORY_SANDBOX"  # factoryd sets it for every child from [factory] sandbox
+
+
+def default_mode() -> str:
+    """The operator's sandbox mode: $FACTORY_SANDBOX (factoryd passes [factory] sandbox
+    to every child), else "bwrap". An unknown value is refused by SandboxPolicy."""
+    return os.environ.get(MODE_ENV) or "bwrap"
 
 
 @dataclass(frozen=True)
@@ -35,7 +45,7 @@ class SandboxPolicy:
     timeout_s: float = DEFAULT_TIMEOUT_S
     memory_mb: int = DEFAULT_MEMORY_MB
     network: bool = False
-    mode: str = "bwrap"
+    mode: str = field(default_factory=default_mode)
 
     def __post_init__(self) -> None:
         workspace = Path(self.workspace)

@@ -39,6 +39,10 @@ def render(result: dict[str, Any], args: argparse.Namespace, out: TextIO) -> Exi
     out.write(header + f"{'RSS':>9} {'CPU':>7}  STATUS / LAST EXIT\n")
     _rows(result["tree"], 0, out)
     _resources(result.get("resources"), out)
+    sandbox = d.get("sandbox")
+    if sandbox:
+        mark = "" if sandbox["ok"] else "  <- NOT OK"
+        out.write(f"\nsandbox: {sandbox['mode']}: {sandbox['detail']}{mark}\n")
     return ExitStatus.SUCCESS
 
 
