@@ -49,8 +49,9 @@ class RedConfirmed:
 
 @dataclass(frozen=True)
 class RedRefused:
-    """VerifyingRed: not a valid red (it passed, did not collect, had no tests, timed out,
-    or broke an old test). The test commit was undone: HEAD is back at `head`."""
+    """Auditing: the auditor wrote no test, or wrote more than tests. VerifyingRed: not a
+    valid red (it passed, did not collect, had no tests, timed out, or broke an old
+    test). Either way its work was undone: HEAD is back at `head`."""
 
     reason: str
     head: str
@@ -147,6 +148,17 @@ class RefactorReverted:
 
 
 @dataclass(frozen=True)
+class RefactorSkipped:
+    """Refactoring: the architect changed nothing."""
+
+    summary: str = ""
+    ROLE: ClassVar[str] = "architect"
+
+    def text(self) -> str:
+        return self.summary
+
+
+@dataclass(frozen=True)
 class ReviewDone:
     """Reviewing: the reviewer's report (it writes nothing)."""
 
@@ -227,12 +239,12 @@ class Aborted:
 LoopEvent = (
     AuditorWroteTest | RequirementsComplete | RedConfirmed | RedRefused | CodeWritten
     | TcrPassed | TcrFailed | GauntletPassed | GauntletFailed | RefactorKept
-    | RefactorReverted | ReviewDone | Pushed | PushConflict | PushError | Rebased
+    | RefactorReverted | RefactorSkipped | ReviewDone | Pushed | PushConflict | PushError | Rebased
     | RebaseConflict | Aborted
 )  # fmt: skip
 
 EVENT_TYPES: tuple[type[LoopEvent], ...] = (
     AuditorWroteTest, RequirementsComplete, RedConfirmed, RedRefused, CodeWritten,
     TcrPassed, TcrFailed, GauntletPassed, GauntletFailed, RefactorKept, RefactorReverted,
-    ReviewDone, Pushed, PushConflict, PushError, Rebased, RebaseConflict, Aborted,
+    RefactorSkipped, ReviewDone, Pushed, PushConflict, PushError, Rebased, RebaseConflict, Aborted,
 )  # fmt: skip

@@ -4,6 +4,8 @@ Every edge of seed fs-104 and fs-170..176 (plus the relaxed-TCR bounds of DESIGN
 
     Auditing      AuditorWroteTest      -> VerifyingRed   iteration+1 (past max_iterations: Failed)
                   RequirementsComplete  -> Reviewing
+                  RedRefused            -> Auditing       red_attempt+1 (no test, or not
+                                                          only tests; bounded as below)
     VerifyingRed  RedConfirmed          -> Implementing   impl_attempt = 1
                   RedRefused            -> Auditing       red_attempt+1
                                                           (past max_red_attempts: Failed)
@@ -18,6 +20,7 @@ Every edge of seed fs-104 and fs-170..176 (plus the relaxed-TCR bounds of DESIGN
                                                           as TcrFailed); after a rebase: Failed
     Refactoring   RefactorKept          -> Auditing       commits+1
                   RefactorReverted      -> Auditing       reverts+1
+                  RefactorSkipped       -> Auditing       (nothing changed)
     Reviewing     ReviewDone            -> Pushing
     Pushing       Pushed                -> Complete
                   PushConflict          -> Rebasing
@@ -53,6 +56,7 @@ from procs.loop.events import (
     RedRefused,
     RefactorKept,
     RefactorReverted,
+    RefactorSkipped,
     RequirementsComplete,
     ReviewDone,
     TcrFailed,
@@ -76,6 +80,7 @@ class IllegalTransition(ValueError):
 EDGES: dict[tuple[FactoryPhase, type], frozenset[FactoryPhase]] = {
     (P.AUDITING, AuditorWroteTest): frozenset({P.VERIFYING_RED, P.FAILED}),
     (P.AUDITING, RequirementsComplete): frozenset({P.REVIEWING}),
+    (P.AUDITING, RedRefused): frozenset({P.AUDITING, P.FAILED}),
     (P.VERIFYING_RED, RedConfirmed): frozenset({P.IMPLEMENTING}),
     (P.VERIFYING_RED, RedRefused): frozenset({P.AUDITING, P.FAILED}),
     (P.IMPLEMENTING, CodeWritten): frozenset({P.TCR_CHECKING}),
@@ -85,6 +90,7 @@ EDGES: dict[tuple[FactoryPhase, type], frozenset[FactoryPhase]] = {
     (P.VERIFYING, GauntletFailed): frozenset({P.IMPLEMENTING, P.FAILED}),
     (P.REFACTORING, RefactorKept): frozenset({P.AUDITING}),
     (P.REFACTORING, RefactorReverted): frozenset({P.AUDITING}),
+    (P.REFACTORING, RefactorSkipped): frozenset({P.AUDITING}),
     (P.REVIEWING, ReviewDone): frozenset({P.PUSHING}),
     (P.PUSHING, Pushed): frozenset({P.COMPLETE}),
     (P.PUSHING, PushConflict): frozenset({P.REBASING}),
@@ -121,8 +127,9 @@ def transition(state: FactoryLoopState, event: LoopEvent) -> FactoryLoopState:
             if tries >= limits.max_red_attempts:
                 new = _failed(f"no valid red test after {tries} tries: {reason}")
             else:
+                undo = 1 if phase is P.VERIFYING_RED else 0  # the test counted on arrival
                 new = {"phase": P.AUDITING, "red_attempt": tries, "last_feedback": reason,
-                       "iteration": state.iteration - 1, "phase_start_commit": head,
+                       "iteration": state.iteration - undo, "phase_start_commit": head,
                        "red_commit": ""}  # fmt: skip
         case CodeWritten(head=head):
             new = {"phase": P.TCR_CHECKING, "phase_start_commit": head}
@@ -139,6 +146,8 @@ def transition(state: FactoryLoopState, event: LoopEvent) -> FactoryLoopState:
         case RefactorReverted(reason=reason, head=head):
             new = {"phase": P.AUDITING, "reverts": state.reverts + 1, "last_feedback": reason,
                    "phase_start_commit": head, "greens_since_refactor": 0}  # fmt: skip
+        case RefactorSkipped():
+            new = {"phase": P.AUDITING, "greens_since_refactor": 0}
         case ReviewDone():
             new = {"phase": P.PUSHING}
         case Pushed():
