@@ -12,12 +12,17 @@ import pytest
 from procs.loop import git
 from procs.loop.suite import Case, SuiteRun, judge_red, run_suite, tcr_policy
 from tests.helpers.loop_repos import TEST_COMMAND, make_project, write
-from tests.helpers.sandbox import BWRAP_UNUSABLE
+from tests.helpers.sandbox import bwrap_unusable
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(BWRAP_UNUSABLE is not None, reason=str(BWRAP_UNUSABLE)),
-]
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _needs_bwrap() -> None:
+    """Skip, naming what is missing, where bubblewrap cannot sandbox (probed without our
+    code, on first use rather than at import)."""
+    if (why := bwrap_unusable()) is not None:
+        pytest.skip(why)
 
 
 @pytest.fixture

@@ -11,6 +11,10 @@ Library modules (the process, service.py:main, comes later):
     suite       run_suite (pytest in the sandbox, junit read back), judge_red, tcr_policy
     tcr         commit (folding a red commit in), revert_non_test_code, reset_to, touched_tests
     prompts     the role prompts: Jinja2 templates in templates/, StrictUndefined
+    turns       AgentTurns (one method per role turn), Turn, TurnReply, TurnFailed,
+                parse_result (the FACTORY_RESULT line), session_history
+    lander      Lander; FastForwardLander (compare-and-swap on a local golden branch)
+    driver      LoopDriver: one persisted phase at a time, resume from phase_start_commit
 """
 
 from procs.loop.events import EVENT_TYPES, LoopEvent

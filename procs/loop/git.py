@@ -71,17 +71,20 @@ def resolve(workspace: Path, rev: str) -> str:
     return git(workspace, "rev-parse", "--verify", "--end-of-options", f"{rev}^{{commit}}").strip()
 
 
-def commit_all(workspace: Path, message: str, *, onto: str | None = None) -> str:
+def commit_all(
+    workspace: Path, message: str, *, onto: str | None = None, allow_empty: bool = False
+) -> str:
     """Commit every change in the work tree (new, changed, deleted files); return HEAD.
 
     With `onto`, the commits since `onto` are folded into this one (`reset --soft onto`
     first): a red test commit and its implementation land as one green commit. Raises
-    GitError when there is nothing to commit.
+    GitError when there is nothing to commit, unless `allow_empty`.
     """
     if onto is not None:
         git(workspace, "reset", "-q", "--soft", resolve(workspace, onto))
     git(workspace, "add", "-A")
-    git(workspace, "commit", "-q", "--no-verify", "-m", message)
+    empty = ["--allow-empty"] if allow_empty else []
+    git(workspace, "commit", "-q", "--no-verify", *empty, "-m", message)
     return head(workspace)
 
 

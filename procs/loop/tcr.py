@@ -29,11 +29,13 @@ class NotAncestor(ValueError):
     would drop commits the loop made, or jump to unrelated history."""
 
 
-def commit(workspace: Path, message: str, *, onto: str | None = None) -> str:
+def commit(
+    workspace: Path, message: str, *, onto: str | None = None, allow_empty: bool = False
+) -> str:
     """Commit everything in the work tree; return the new HEAD. With `onto`, the commits
     since `onto` (a red test commit) are folded in, so no red commit stays in the history.
-    Raises git.GitError (also when there is nothing to commit)."""
-    return git.commit_all(workspace, message, onto=onto)
+    Raises git.GitError (also when there is nothing to commit, unless `allow_empty`)."""
+    return git.commit_all(workspace, message, onto=onto, allow_empty=allow_empty)
 
 
 def revert_non_test_code(workspace: Path, to_commit: str) -> str:

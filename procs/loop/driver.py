@@ -1,0 +1,305 @@
+"""LoopDriver: runs one bead's loop to Complete or Failed, one persisted phase at a time.
+
+    LoopDriver(store, turns, config, lander, gauntlet).run(state) -> final state
+
+Each step does one phase's work (a role turn, a test run, a commit or revert, a landing)
+and ends in exactly one event, which store.advance persists with the new state in one
+transaction. Resume: run() first resets the workspace to the stored state's
+phase_start_commit (`git reset --hard` + `git clean -fd`), so a phase interrupted by a
+crash (an agent turn, a test run, a commit not yet recorded) is redone from its start;
+work that was never recorded is redone, work that was recorded is never redone. A loop
+killed after store.advance but before the next step only redoes that next step.
+
+What the loop judges, never trusting the agent's words (DESIGN.md "TDD-TCR"):
+- Auditing: the auditor changed only test files (else reverted: RedRefused) and changed
+  something (else REQUIREMENTS_COMPLETE if it said so, or RedRefused); the test is
+  committed alone (the red commit).
+- VerifyingRed: judge_red against the suite at the last green commit.
+- Implementing: the implementer's work is committed unverified (a WIP commit, folded or
+  dropped by TcrChecking).
+- TcrChecking: a change touching tests or harness files since the red commit is refused
+  whatever the tests say; else the suite must be green; green: one commit folding the red
+  test and the implementation onto the last green commit; else revert to the red commit.
+- Verifying: the gauntlet on HEAD.  Refactoring: the suite after the architect's change.
+Every suite run goes through procs.sandbox (suite.run_suite) with the config's timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+from procs.loop import git, prompts, suite, tcr
+from procs.loop.events import (
+    Aborted,
+    AuditorWroteTest,
+    CodeWritten,
+    GauntletFailed,
+    GauntletPassed,
+    LoopEvent,
+    RedConfirmed,
+    RedRefused,
+    RefactorKept,
+    RefactorReverted,
+    RefactorSkipped,
+    RequirementsComplete,
+    ReviewDone,
+    TcrFailed,
+    TcrPassed,
+)
+from procs.loop.lander import Lander
+from procs.loop.paths import is_harness_path, is_test_path
+from procs.loop.state import FactoryLoopState, FactoryPhase
+from procs.loop.store import LoopStore
+from procs.loop.turns import AgentTurns, Turn, TurnFailed, parse_result, session_history
+
+P = FactoryPhase
+MAX_FEEDBACK_CHARS = 8 * 1024
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """What a loop needs besides its state: the bead's `requirements`, the project's
+    `language` and pytest `test_command`, the suite's timeout and sandbox, the
+    architect's hard limits."""
+
+    requirements: str
+    test_command: tuple[str, ...]
+    language: str = "Python"
+    suite_timeout_s: float = 300.0
+    sandbox_mode: str = "bwrap"
+    memory_mb: int = 4096
+    hard_limits: dict[str, int] = field(
+        default_factory=lambda: {"max_function_lines": 40, "max_file_lines": 400}
+    )
+
+    def __post_init__(self) -> None:
+        if not self.test_command:
+            raise ValueError("loop config: test_command is empty")
+        if not self.requirements.strip():
+            raise ValueError("loop config: the bead has no requirements text")
+
+
+class Gauntlet(Protocol):
+    """Verifying's checks (step 8 brings the stages); None when HEAD passes, else why."""
+
+    def check(self, state: FactoryLoopState) -> str | None: ...
+
+
+class SuiteGauntlet:
+    """Until step 8: the project's suite alone, green on HEAD."""
+
+    def __init__(self, config: LoopConfig) -> None:
+        self.config = config
+
+    def check(self, state: FactoryLoopState) -> str | None:
+        run = _run_suite(Path(state.workspace), self.config)
+        return None if run.green else run.why_not_green()
+
+
+class LoopDriver:
+    """Drives one loop; `clock` gives the wall-clock time stamped on history entries."""
+
+    def __init__(
+        self,
+        store: LoopStore,
+        turns: AgentTurns,
+        config: LoopConfig,
+        lander: Lander,
+        *,
+        gauntlet: Gauntlet | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.turns = turns
+        self.config = config
+        self.lander = lander
+        self.gauntlet = gauntlet if gauntlet is not None else SuiteGauntlet(config)
+        self.clock = clock
+        self._green_runs: dict[str, suite.SuiteRun] = {}
+
+    def run(self, state: FactoryLoopState) -> FactoryLoopState:
+        """Create or resume the loop in the store and run it to Complete or Failed."""
+        state = self.store.create(state, self.clock())
+        if not state.phase.terminal:
+            tcr.reset_to(Path(state.workspace), state.phase_start_commit)
+        while not state.phase.terminal:
+            state = self.step(state)
+        return state
+
+    def step(self, state: FactoryLoopState) -> FactoryLoopState:
+        """Do the current phase's work and persist its event; return the new state."""
+        try:
+            event = self._work(state)
+        except TurnFailed as exc:
+            event = Aborted(f"{state.phase.value}: {exc}")
+        return self.store.advance(state, event, self.clock())
+
+    def _work(self, state: FactoryLoopState) -> LoopEvent:
+        workspace = Path(state.workspace)
+        match state.phase:
+            case P.AUDITING:
+                return self._audit(state, workspace)
+            case P.VERIFYING_RED:
+                return self._verify_red(state, workspace)
+            case P.IMPLEMENTING:
+                reply = self.turns.implementer(self._turn("implementer", state))
+                summary = _summary(reply.text)
+                head = tcr.commit(workspace, f"wip: implementation attempt {state.impl_attempt}",
+                                  allow_empty=True)  # fmt: skip
+                return CodeWritten(head=head, summary=summary)
+            case P.TCR_CHECKING:
+                return self._tcr_check(state, workspace)
+            case P.VERIFYING:
+                why = self.gauntlet.check(state)
+                if why is None:
+                    return GauntletPassed("gauntlet passed")
+                back = state.red_commit or state.phase_start_commit
+                return GauntletFailed(why, head=tcr.reset_to(workspace, back))
+            case P.REFACTORING:
+                return self._refactor(state, workspace)
+            case P.REVIEWING:
+                return ReviewDone(self.turns.reviewer(self._turn("reviewer", state)).text)
+            case P.PUSHING:
+                return self.lander.land(state)
+            case P.REBASING:
+                return self.lander.rebase(state)
+        raise AssertionError(f"no work for phase {state.phase}")
+
+    def _audit(self, state: FactoryLoopState, workspace: Path) -> LoopEvent:
+        reply = self.turns.auditor(self._turn("auditor", state))
+        result = parse_result(reply.text) or {}
+        changed = git.changed_paths(workspace, state.phase_start_commit)
+        if not changed:
+            if result.get("status") == "requirements_complete":
+                return RequirementsComplete(reply.text)
+            return RedRefused("the auditor wrote no test", head=state.phase_start_commit)
+        not_tests = [str(p) for p in changed if not is_test_path(p) or is_harness_path(p)]
+        if not_tests:
+            head = tcr.reset_to(workspace, state.phase_start_commit)
+            return RedRefused(f"the auditor may write tests only; it changed {not_tests}", head)
+        head = tcr.commit(workspace, f"red: {result.get('test', 'a new failing test')}")
+        return AuditorWroteTest(head=head, reasoning=reply.text)
+
+    def _verify_red(self, state: FactoryLoopState, workspace: Path) -> LoopEvent:
+        before = self._green_run(state, workspace)
+        after = _run_suite(workspace, self.config)
+        why = suite.judge_red(before, after)
+        if why is None:
+            return RedConfirmed(_clip(after.output))
+        head = tcr.reset_to(workspace, state.green_commit)
+        return RedRefused(f"{why}\n{_clip(after.output)}", head=head)
+
+    def _tcr_check(self, state: FactoryLoopState, workspace: Path) -> LoopEvent:
+        touched = tcr.touched_tests(workspace, state.red_commit)
+        if touched:
+            head = tcr.revert_non_test_code(workspace, state.red_commit)
+            names = [str(p) for p in touched]
+            return TcrFailed(f"the implementer may not change tests or harness files: {names}",
+                             head=head)  # fmt: skip
+        run = _run_suite(workspace, self.config)
+        if not run.green:
+            head = tcr.revert_non_test_code(workspace, state.red_commit)
+            return TcrFailed(f"{run.why_not_green()}\n{_clip(run.output)}", head=head)
+        head = tcr.commit(workspace, f"green: iteration {state.iteration}",
+                          onto=state.green_commit)  # fmt: skip
+        self._green_runs[head] = run
+        return TcrPassed(head=head, output=_clip(run.output))
+
+    def _refactor(self, state: FactoryLoopState, workspace: Path) -> LoopEvent:
+        reply = self.turns.architect(self._turn("architect", state))
+        if not git.changed_paths(workspace, state.phase_start_commit):
+            return RefactorSkipped(_summary(reply.text))
+        run = _run_suite(workspace, self.config)
+        if not run.green:
+            head = tcr.reset_to(workspace, state.phase_start_commit)
+            return RefactorReverted(f"{run.why_not_green()}\n{_clip(run.output)}", head=head)
+        head = tcr.commit(workspace, f"refactor after {state.greens} greens")
+        self._green_runs[head] = run
+        return RefactorKept(head=head, summary=_summary(reply.text))
+
+    def _green_run(self, state: FactoryLoopState, workspace: Path) -> suite.SuiteRun:
+        """The suite at the last green commit (cached; else run there and come back)."""
+        cached = self._green_runs.get(state.green_commit)
+        if cached is not None:
+            return cached
+        tcr.reset_to(workspace, state.green_commit)
+        try:
+            run = _run_suite(workspace, self.config)
+        finally:
+            tcr.reset_to(workspace, state.phase_start_commit)
+        self._green_runs[state.green_commit] = run
+        return run
+
+    def _turn(self, role: str, state: FactoryLoopState) -> Turn:
+        workspace = Path(state.workspace)
+        return Turn(role=role, workspace=workspace, system_prompt=prompts.system_prompt(role),
+                    prompt=self._prompt(role, state), state=state)  # fmt: skip
+
+    def _prompt(self, role: str, state: FactoryLoopState) -> str:
+        config = self.config
+        command = " ".join(config.test_command)
+        history = self.store.history(state.loop_id)
+        if role == "auditor":
+            return prompts.render(
+                role, language=config.language, test_command=command,
+                requirements=config.requirements, iteration=state.iteration + 1,
+                refactor_interval=state.limits.refactor_interval,
+                last_feedback=state.last_feedback,
+            )  # fmt: skip
+        if role == "implementer":
+            reasoning = next((h.content for h in reversed(history)
+                              if h.event == AuditorWroteTest.__name__), "")  # fmt: skip
+            return prompts.render(
+                role, language=config.language, test_command=command,
+                requirements=config.requirements, auditor_reasoning=reasoning,
+                test_output=state.last_feedback, attempt=state.impl_attempt,
+                max_attempts=state.limits.max_impl_attempts,
+            )  # fmt: skip
+        if role == "architect":
+            before, now = _code_lines(Path(state.workspace), state.golden_hash)
+            return prompts.render(
+                role, language=config.language, test_command=command, greens=state.greens,
+                session_history=session_history(config.requirements, history),
+                hard_limits=config.hard_limits, cupid_properties=list(prompts.CUPID_PROPERTIES),
+                lines_before=before, lines_now=now,
+            )  # fmt: skip
+        statistics = {"iterations": state.iteration, "greens": state.greens,
+                      "commits": state.commits, "reverts": state.reverts}  # fmt: skip
+        diff = git.git(Path(state.workspace), "diff", state.golden_hash, "HEAD")
+        return prompts.render(role, requirements=config.requirements, statistics=statistics,
+                              diff=_clip(diff, 32 * 1024))  # fmt: skip
+
+
+def _run_suite(workspace: Path, config: LoopConfig) -> suite.SuiteRun:
+    policy = suite.tcr_policy(workspace, timeout_s=config.suite_timeout_s,
+                              memory_mb=config.memory_mb, mode=config.sandbox_mode)  # fmt: skip
+    return suite.run_suite(workspace, config.test_command, policy)
+
+
+def _code_lines(workspace: Path, since: str) -> tuple[int, int]:
+    """Lines of non-test Python code at `since` and now (from the work tree and numstat)."""
+    now = 0
+    for name in git.git(workspace, "ls-files", "-z", "--", "*.py").split("\0"):
+        path = workspace / name
+        if name and not is_test_path(PurePosixPath(name)) and path.is_file():
+            now += len(path.read_bytes().splitlines())
+    added = deleted = 0
+    for line in git.git(workspace, "diff", "--numstat", since, "--", "*.py").splitlines():
+        plus, minus, name = line.split("\t", 2)
+        if plus != "-" and not is_test_path(PurePosixPath(name)):
+            added, deleted = added + int(plus), deleted + int(minus)
+    return now - added + deleted, now
+
+
+def _summary(text: str) -> str:
+    result = parse_result(text) or {}
+    summary = result.get("summary")
+    return summary if isinstance(summary, str) else _clip(text, 2000)
+
+
+def _clip(text: str, limit: int = MAX_FEEDBACK_CHARS) -> str:
+    return text if len(text) <= limit else "...\n" + text[-limit:]

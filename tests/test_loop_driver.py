@@ -1,0 +1,296 @@
+"""The loop driver end to end on a real repo, real pytest under bubblewrap and a scripted
+in-process AgentTurns (a test double: it writes files as an agent would): an honest run
+lands green commits only, with a TCR revert and a refactor; a cheating implementer is
+never committed; an auditor test that does not collect is refused and the auditor asked
+again; a loop killed in any phase resumes and lands the same work without a doubled
+history entry."""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from procs.loop import FactoryLoopState, FactoryPhase, LoopLimits, git
+from procs.loop.driver import LoopConfig, LoopDriver
+from procs.loop.events import LoopEvent
+from procs.loop.lander import FastForwardLander
+from procs.loop.store import LoopStore
+from procs.loop.suite import run_suite, tcr_policy
+from procs.loop.turns import Turn, TurnReply
+from tests.helpers import repos
+from tests.helpers.loop_repos import CALC, TEST_COMMAND, make_project, write
+from tests.helpers.sandbox import bwrap_unusable
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def _needs_bwrap() -> None:
+    """Skip, naming what is missing, where bubblewrap cannot sandbox (probed without our
+    code, on first use rather than at import)."""
+    if (why := bwrap_unusable()) is not None:
+        pytest.skip(why)
+
+
+P = FactoryPhase
+# name -> (implementation, the test's assertion)
+REQUIREMENTS = {
+    "mul": ("def mul(a, b):\n    return a * b\n", "assert calc.mul(2, 3) == 6"),
+    "neg": ("def neg(a):\n    return -a\n", "assert calc.neg(4) == -4"),
+}
+IMPORT_ERROR_TEST = "from calc import mul\n\n\ndef test_mul():\n    assert mul(2, 3) == 6\n"
+REQUIREMENTS_TEXT = "calc gains mul(a, b) (the product) and neg(a) (the negation)."
+
+
+def result(obj: str) -> str:
+    return f"Done.\nFACTORY_RESULT {obj}"
+
+
+class HonestTurns:
+    """Auditor: one test per missing requirement, then REQUIREMENTS_COMPLETE.
+    Implementer: calc.py with every function whose test exists. Architect: a docstring.
+    Reviewer: approves. Records every prompt it was given."""
+
+    def __init__(self) -> None:
+        self.prompts: list[tuple[str, str]] = []
+
+    def _note(self, turn: Turn) -> None:
+        self.prompts.append((turn.role, turn.prompt))
+
+    def auditor(self, turn: Turn) -> TurnReply:
+        self._note(turn)
+        for name, (_, check) in REQUIREMENTS.items():
+            test = turn.workspace / "tests" / f"test_{name}.py"
+            if not test.exists():
+                test.write_text(f"import calc\n\n\ndef test_{name}():\n    {check}\n")
+                return TurnReply(result(f'{{"status": "test_written", "test": "{test.name}"}}'))
+        return TurnReply(result('{"status": "requirements_complete"}'))
+
+    def implementer(self, turn: Turn) -> TurnReply:
+        self._note(turn)
+        code = [CALC] + [impl for name, (impl, _) in REQUIREMENTS.items()
+                         if (turn.workspace / "tests" / f"test_{name}.py").exists()]  # fmt: skip
+        existing = (turn.workspace / "calc.py").read_text()
+        docstring = existing.split("\n")[0] if existing.startswith('"""') else ""
+        text = "\n\n".join(code)
+        (turn.workspace / "calc.py").write_text(f"{docstring}\n{text}" if docstring else text)
+        return TurnReply(result('{"status": "implemented", "summary": "wrote calc"}'))
+
+    def architect(self, turn: Turn) -> TurnReply:
+        self._note(turn)
+        path = turn.workspace / "calc.py"
+        path.write_text('"""Arithmetic."""\n' + path.read_text())
+        return TurnReply(result('{"status": "refactored", "lines_after": 9}'))
+
+    def reviewer(self, turn: Turn) -> TurnReply:
+        self._note(turn)
+        return TurnReply(result('{"status": "approve", "issues": []}'))
+
+
+class WrongFirstTurns(HonestTurns):
+    """The implementer's first try at the first test is wrong (TCR reverts it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tries = 0
+
+    def implementer(self, turn: Turn) -> TurnReply:
+        self.tries += 1
+        if turn.state.impl_attempt == 1 and turn.state.iteration == 1:
+            self._note(turn)
+            write(turn.workspace, "calc.py", CALC + "\n\ndef mul(a, b):\n    return a + b\n")
+            write(turn.workspace, "helper.py", "LEFTOVER = True\n")
+            return TurnReply(result('{"status": "implemented"}'))
+        return super().implementer(turn)
+
+
+class DeletingCheater(HonestTurns):
+    def implementer(self, turn: Turn) -> TurnReply:
+        self._note(turn)
+        for test in (turn.workspace / "tests").glob("test_mul.py"):
+            test.unlink()
+        return TurnReply(result('{"status": "implemented"}'))
+
+
+class EditingCheater(HonestTurns):
+    def implementer(self, turn: Turn) -> TurnReply:
+        self._note(turn)
+        write(turn.workspace, "tests/test_mul.py", "def test_mul():\n    assert True\n")
+        write(turn.workspace, "calc.py", CALC + "\n\ndef mul(a, b):\n    return 6\n")
+        return TurnReply(result('{"status": "implemented"}'))
+
+
+class CollectionErrorFirst(HonestTurns):
+    """The auditor's first test does not even import; its second is honest."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = True
+
+    def auditor(self, turn: Turn) -> TurnReply:
+        if self.first:
+            self.first = False
+            self._note(turn)
+            write(turn.workspace, "tests/test_mul.py", IMPORT_ERROR_TEST)
+            return TurnReply(result('{"status": "test_written"}'))
+        return super().auditor(turn)
+
+
+@dataclasses.dataclass
+class Setup:
+    golden: Path
+    workspace: Path
+    store: LoopStore
+    state: FactoryLoopState
+    config: LoopConfig
+
+    def driver(self, turns: HonestTurns, store: LoopStore | None = None) -> LoopDriver:
+        return LoopDriver(store or self.store, turns, self.config, FastForwardLander(self.golden))
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Setup:
+    source = make_project(tmp_path / "source")
+    golden = tmp_path / "golden.git"
+    repos.git(tmp_path, "clone", "-q", "--bare", str(source), str(golden))
+    workspace = tmp_path / "ws"
+    repos.git(tmp_path, "clone", "-q", str(golden), str(workspace))
+    state = FactoryLoopState(
+        loop_id="loop-1", bead_id="bd-1", attempt=1, workspace=str(workspace),
+        golden_hash=git.head(workspace),
+        limits=LoopLimits(max_impl_attempts=2, refactor_interval=2, max_red_attempts=2),
+    )  # fmt: skip
+    config = LoopConfig(requirements=REQUIREMENTS_TEXT, test_command=TEST_COMMAND,
+                        suite_timeout_s=120.0)  # fmt: skip
+    return Setup(golden, workspace, LoopStore(tmp_path / "state" / "loops.sqlite3"), state, config)
+
+
+def landed(setup: Setup) -> list[str]:
+    return git.commits_between(setup.golden, setup.state.golden_hash, "refs/heads/main")
+
+
+def assert_every_commit_green(setup: Setup, commits: list[str], tmp_path: Path) -> None:
+    for n, commit in enumerate(commits):
+        checkout = tmp_path / f"check{n}"
+        repos.git(tmp_path, "clone", "-q", str(setup.golden), str(checkout))
+        repos.git(checkout, "checkout", "-q", commit)
+        run = run_suite(checkout, TEST_COMMAND, tcr_policy(checkout, timeout_s=120.0))
+        assert run.green, f"commit {commit} is not green: {run.why_not_green()}"
+
+
+def events(setup: Setup) -> list[str]:
+    return [entry.event for entry in setup.store.history("loop-1")]
+
+
+def test_an_honest_loop_lands_green_commits_with_a_revert_and_a_refactor(
+    setup: Setup, tmp_path: Path
+) -> None:
+    turns = WrongFirstTurns()
+    final = setup.driver(turns).run(setup.state)
+    assert final.phase is P.COMPLETE, final.reason
+    assert (final.greens, final.commits, final.reverts) == (2, 3, 1)
+    assert events(setup) == [
+        "AuditorWroteTest", "RedConfirmed", "CodeWritten", "TcrFailed", "CodeWritten",
+        "TcrPassed", "GauntletPassed",
+        "AuditorWroteTest", "RedConfirmed", "CodeWritten", "TcrPassed", "GauntletPassed",
+        "RefactorKept", "RequirementsComplete", "ReviewDone", "Pushed",
+    ]  # fmt: skip
+    commits = landed(setup)
+    assert len(commits) == 3 and commits[-1] == git.head(setup.workspace)
+    assert not (setup.workspace / "helper.py").exists()
+    assert_every_commit_green(setup, commits, tmp_path)
+    second_try = [p for role, p in turns.prompts if role == "implementer"][1]
+    assert "attempt 2 of 2" in second_try and "test_mul" in second_try
+    architect = next(p for role, p in turns.prompts if role == "architect")
+    assert "Session History" in architect and "TcrFailed" in architect
+
+
+@pytest.mark.parametrize("cheater", [DeletingCheater, EditingCheater], ids=["delete", "edit"])
+def test_a_cheating_implementer_is_never_committed(
+    setup: Setup, cheater: type[HonestTurns]
+) -> None:
+    final = setup.driver(cheater()).run(setup.state)
+    assert final.phase is P.FAILED
+    assert "may not change tests" in final.reason
+    assert events(setup).count("TcrFailed") == 2
+    assert landed(setup) == []
+    head = git.head(setup.workspace)
+    assert "def test_mul():\n    assert calc.mul(2, 3) == 6" in repos.git(
+        setup.workspace, "show", f"{head}:tests/test_mul.py"
+    )
+    assert git.is_clean(setup.workspace)
+
+
+def test_a_test_that_does_not_collect_is_refused_and_the_auditor_asked_again(
+    setup: Setup,
+) -> None:
+    turns = CollectionErrorFirst()
+    final = setup.driver(turns).run(setup.state)
+    assert final.phase is P.COMPLETE, final.reason
+    assert events(setup)[:3] == ["AuditorWroteTest", "RedRefused", "AuditorWroteTest"]
+    second = [p for role, p in turns.prompts if role == "auditor"][1]
+    assert "collection" in second
+    assert final.iteration == 2
+
+
+class Crash(BaseException):
+    """Stands in for SIGKILL: nothing in the driver catches it."""
+
+
+class CrashingStore(LoopStore):
+    """Crashes once, before persisting the first `event` of a kind: the phase's git
+    work is done, its record is not (the worst moment to die)."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        super().__init__(path)
+        self.kind = kind
+        self.crashed = False
+
+    def advance(self, state: FactoryLoopState, event: LoopEvent, now: float) -> FactoryLoopState:
+        if type(event).__name__ == self.kind and not self.crashed:
+            self.crashed = True
+            raise Crash(self.kind)
+        return super().advance(state, event, now)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["AuditorWroteTest", "RedConfirmed", "CodeWritten", "TcrPassed", "GauntletPassed",
+     "RefactorKept", "ReviewDone", "Pushed"],
+)  # fmt: skip
+def test_a_loop_killed_in_any_phase_resumes_without_doubles(
+    setup: Setup, kind: str, tmp_path: Path
+) -> None:
+    crashing = CrashingStore(setup.store.path, kind)
+    with pytest.raises(Crash):
+        setup.driver(HonestTurns(), crashing).run(setup.state)
+    crashing.close()
+    resumed = LoopStore(setup.store.path)  # a fresh process: only the database survives
+    final = setup.driver(HonestTurns(), resumed).run(setup.state)
+    assert final.phase is P.COMPLETE, final.reason
+    assert (final.greens, final.commits, final.reverts) == (2, 3, 0)
+    names = [entry.event for entry in resumed.history("loop-1")]
+    assert names.count("AuditorWroteTest") == 2 and names.count("TcrPassed") == 2
+    assert names[-1] == "Pushed" and len(names) == 14
+    commits = landed(setup)
+    assert len(commits) == 3
+    assert_every_commit_green(setup, commits, tmp_path)
+
+
+def test_a_crash_inside_a_turn_redoes_the_turn_from_the_phase_start(setup: Setup) -> None:
+    class HalfWayImplementer(HonestTurns):
+        def implementer(self, turn: Turn) -> TurnReply:
+            write(turn.workspace, "calc.py", "half written = (\n")
+            write(turn.workspace, "scratch/notes.txt", "thinking\n")
+            raise Crash("killed mid-turn")
+
+    with pytest.raises(Crash):
+        setup.driver(HalfWayImplementer()).run(setup.state)
+    final = setup.driver(HonestTurns(), LoopStore(setup.store.path)).run(setup.state)
+    assert final.phase is P.COMPLETE, final.reason
+    assert final.reverts == 0
+    assert not (setup.workspace / "scratch").exists()
+    assert textwrap.dedent(CALC) in (setup.workspace / "calc.py").read_text()
