@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from ipc.signals import LoopComplete, LoopFailed, LoopSpawned, Signal
 from procs.loop import FactoryLoopState, FactoryPhase, LoopLimits, git
 from procs.loop.driver import LoopConfig, LoopDriver
 from procs.loop.events import LoopEvent
@@ -54,15 +55,16 @@ class HonestTurns:
     Implementer: calc.py with every function whose test exists. Architect: a docstring.
     Reviewer: approves. Records every prompt it was given."""
 
-    def __init__(self) -> None:
+    def __init__(self, requirements: tuple[str, ...] = ("mul", "neg")) -> None:
         self.prompts: list[tuple[str, str]] = []
+        self.requirements = {name: REQUIREMENTS[name] for name in requirements}
 
     def _note(self, turn: Turn) -> None:
         self.prompts.append((turn.role, turn.prompt))
 
     def auditor(self, turn: Turn) -> TurnReply:
         self._note(turn)
-        for name, (_, check) in REQUIREMENTS.items():
+        for name, (_, check) in self.requirements.items():
             test = turn.workspace / "tests" / f"test_{name}.py"
             if not test.exists():
                 test.write_text(f"import calc\n\n\ndef test_{name}():\n    {check}\n")
@@ -71,7 +73,7 @@ class HonestTurns:
 
     def implementer(self, turn: Turn) -> TurnReply:
         self._note(turn)
-        code = [CALC] + [impl for name, (impl, _) in REQUIREMENTS.items()
+        code = [CALC] + [impl for name, (impl, _) in self.requirements.items()
                          if (turn.workspace / "tests" / f"test_{name}.py").exists()]  # fmt: skip
         existing = (turn.workspace / "calc.py").read_text()
         docstring = existing.split("\n")[0] if existing.startswith('"""') else ""
@@ -189,8 +191,15 @@ def test_an_honest_loop_lands_green_commits_with_a_revert_and_a_refactor(
     setup: Setup, tmp_path: Path
 ) -> None:
     turns = WrongFirstTurns()
-    final = setup.driver(turns).run(setup.state)
+    signals: list[Signal] = []
+    driver = LoopDriver(setup.store, turns, setup.config, FastForwardLander(setup.golden),
+                        publish=signals.append)  # fmt: skip
+    final = driver.run(setup.state)
     assert final.phase is P.COMPLETE, final.reason
+    spawned, complete = signals
+    assert spawned == LoopSpawned(loop_id="loop-1", task_id="bd-1", phase="auditing")
+    assert isinstance(complete, LoopComplete) and complete.loop_id == "loop-1"
+    assert (complete.commits, complete.reverts) == (3, 1) and complete.duration_ms > 0
     assert (final.greens, final.commits, final.reverts) == (2, 3, 1)
     assert events(setup) == [
         "AuditorWroteTest", "RedConfirmed", "CodeWritten", "TcrFailed", "CodeWritten",
@@ -212,9 +221,13 @@ def test_an_honest_loop_lands_green_commits_with_a_revert_and_a_refactor(
 def test_a_cheating_implementer_is_never_committed(
     setup: Setup, cheater: type[HonestTurns]
 ) -> None:
-    final = setup.driver(cheater()).run(setup.state)
+    signals: list[Signal] = []
+    driver = LoopDriver(setup.store, cheater(), setup.config, FastForwardLander(setup.golden),
+                        publish=signals.append)  # fmt: skip
+    final = driver.run(setup.state)
     assert final.phase is P.FAILED
     assert "may not change tests" in final.reason
+    assert signals[-1] == LoopFailed(loop_id="loop-1", reason=final.reason)
     assert events(setup).count("TcrFailed") == 2
     assert landed(setup) == []
     head = git.head(setup.workspace)
@@ -264,19 +277,23 @@ class CrashingStore(LoopStore):
 def test_a_loop_killed_in_any_phase_resumes_without_doubles(
     setup: Setup, kind: str, tmp_path: Path
 ) -> None:
+    # One requirement and a refactor after every green: each phase once, fewer test runs.
+    limits = dataclasses.replace(setup.state.limits, refactor_interval=1)
+    state = dataclasses.replace(setup.state, limits=limits)
     crashing = CrashingStore(setup.store.path, kind)
     with pytest.raises(Crash):
-        setup.driver(HonestTurns(), crashing).run(setup.state)
+        setup.driver(HonestTurns(("mul",)), crashing).run(state)
     crashing.close()
     resumed = LoopStore(setup.store.path)  # a fresh process: only the database survives
-    final = setup.driver(HonestTurns(), resumed).run(setup.state)
+    final = setup.driver(HonestTurns(("mul",)), resumed).run(state)
     assert final.phase is P.COMPLETE, final.reason
-    assert (final.greens, final.commits, final.reverts) == (2, 3, 0)
-    names = [entry.event for entry in resumed.history("loop-1")]
-    assert names.count("AuditorWroteTest") == 2 and names.count("TcrPassed") == 2
-    assert names[-1] == "Pushed" and len(names) == 14
+    assert (final.greens, final.commits, final.reverts) == (1, 2, 0)
+    assert [entry.event for entry in resumed.history("loop-1")] == [
+        "AuditorWroteTest", "RedConfirmed", "CodeWritten", "TcrPassed", "GauntletPassed",
+        "RefactorKept", "RequirementsComplete", "ReviewDone", "Pushed",
+    ]  # fmt: skip
     commits = landed(setup)
-    assert len(commits) == 3
+    assert len(commits) == 2
     assert_every_commit_green(setup, commits, tmp_path)
 
 
@@ -294,3 +311,47 @@ def test_a_crash_inside_a_turn_redoes_the_turn_from_the_phase_start(setup: Setup
     assert final.reverts == 0
     assert not (setup.workspace / "scratch").exists()
     assert textwrap.dedent(CALC) in (setup.workspace / "calc.py").read_text()
+
+
+class GoldenMovesBeforeLanding(HonestTurns):
+    """While the reviewer reads, another bead lands on golden (touching `path`)."""
+
+    def __init__(self, golden: Path, scratch: Path, path: str, text: str) -> None:
+        super().__init__(("mul",))
+        self.golden, self.scratch, self.path, self.text = golden, scratch, path, text
+
+    def reviewer(self, turn: Turn) -> TurnReply:
+        if not self.scratch.exists():
+            repos.git(self.scratch.parent, "clone", "-q", str(self.golden), str(self.scratch))
+            write(self.scratch, self.path, self.text)
+            repos.git(self.scratch, "add", "-A")
+            repos.git(self.scratch, "commit", "-q", "-m", "another bead")
+            repos.git(self.scratch, "push", "-q", "origin", "HEAD:main")
+        return super().reviewer(turn)
+
+
+def test_golden_moved_the_loop_rebases_verifies_and_lands(setup: Setup, tmp_path: Path) -> None:
+    turns = GoldenMovesBeforeLanding(setup.golden, tmp_path / "other", "README.txt", "hi\n")
+    final = setup.driver(turns).run(setup.state)
+    assert final.phase is P.COMPLETE, final.reason
+    assert events(setup)[-5:] == [
+        "ReviewDone", "PushConflict", "Rebased", "GauntletPassed", "Pushed",
+    ]  # fmt: skip
+    tip = git.resolve(setup.golden, "refs/heads/main")
+    assert tip == git.head(setup.workspace)
+    assert (setup.workspace / "README.txt").exists() and "def mul" in (
+        setup.workspace / "calc.py"
+    ).read_text()
+    assert final.golden_hash != setup.state.golden_hash and not final.rebased
+
+
+def test_a_rebase_conflict_fails_the_loop_and_leaves_golden_alone(
+    setup: Setup, tmp_path: Path
+) -> None:
+    turns = GoldenMovesBeforeLanding(setup.golden, tmp_path / "other", "calc.py", "X = 1\n")
+    final = setup.driver(turns).run(setup.state)
+    assert final.phase is P.FAILED and "rebase conflict" in final.reason
+    assert events(setup)[-3:] == ["ReviewDone", "PushConflict", "RebaseConflict"]
+    other = git.resolve(setup.golden, "refs/heads/main")
+    assert git.git(setup.golden, "show", f"{other}:calc.py") == "X = 1\n"
+    assert not git.rebase_in_progress(setup.workspace)

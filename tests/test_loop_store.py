@@ -104,6 +104,9 @@ def test_create_is_idempotent_for_the_same_loop_only(tmp_path: Path) -> None:
         with pytest.raises(LoopNotFound):
             store.load("nope")
         assert store.loop_ids() == ["loop-1"]
+        assert store.created_at("loop-1") == 1.0
+        with pytest.raises(LoopNotFound):
+            store.created_at("nope")
 
 
 def _writer(path: Path, started: Path) -> None:

@@ -114,3 +114,17 @@ def test_git_errors_name_the_command(project: Path) -> None:
     assert caught.value.returncode == 128
     with pytest.raises(git.GitError, match=r"commit .* exit 1"):
         tcr.commit(project, "empty")
+
+
+def test_reset_to_quits_a_rebase_a_crash_left_half_done(project: Path) -> None:
+    base = git.head(project)
+    write(project, "calc.py", "A = 1\n")
+    theirs = tcr.commit(project, "theirs")
+    tcr.reset_to(project, base)
+    write(project, "calc.py", "B = 2\n")
+    ours = tcr.commit(project, "ours")
+    with pytest.raises(git.GitError, match="rebase"):
+        git.git(project, "rebase", theirs)  # conflicts and stops half way
+    assert git.rebase_in_progress(project)
+    assert tcr.reset_to(project, ours) == ours
+    assert not git.rebase_in_progress(project) and git.is_clean(project)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from ipc.signals import LoopComplete, LoopFailed, LoopSpawned, Signal
 from procs.loop import git, prompts, suite, tcr
 from procs.loop.events import (
     Aborted,
@@ -112,6 +113,7 @@ class LoopDriver:
         *,
         gauntlet: Gauntlet | None = None,
         clock: Callable[[], float] = time.time,
+        publish: Callable[[Signal], None] | None = None,
     ) -> None:
         self.store = store
         self.turns = turns
@@ -119,15 +121,30 @@ class LoopDriver:
         self.lander = lander
         self.gauntlet = gauntlet if gauntlet is not None else SuiteGauntlet(config)
         self.clock = clock
+        self.publish = publish if publish is not None else _drop
         self._green_runs: dict[str, suite.SuiteRun] = {}
 
     def run(self, state: FactoryLoopState) -> FactoryLoopState:
-        """Create or resume the loop in the store and run it to Complete or Failed."""
+        """Create or resume the loop in the store and run it to Complete or Failed.
+
+        Publishes LoopSpawned when it starts (each start: a restart is a new spawn) and
+        LoopComplete or LoopFailed at the end, also when the stored loop had already
+        ended (a loop killed before it published): signals only say "look".
+        """
         state = self.store.create(state, self.clock())
+        self.publish(LoopSpawned(loop_id=state.loop_id, task_id=state.bead_id,
+                                 phase=state.phase.value))  # fmt: skip
         if not state.phase.terminal:
             tcr.reset_to(Path(state.workspace), state.phase_start_commit)
         while not state.phase.terminal:
             state = self.step(state)
+        if state.phase is P.COMPLETE:
+            began = self.store.created_at(state.loop_id)
+            duration_ms = max(0, round((self.clock() - began) * 1000))
+            self.publish(LoopComplete(commits=state.commits, reverts=state.reverts,
+                                      duration_ms=duration_ms, loop_id=state.loop_id))  # fmt: skip
+        else:
+            self.publish(LoopFailed(loop_id=state.loop_id, reason=state.reason))
         return state
 
     def step(self, state: FactoryLoopState) -> FactoryLoopState:
@@ -272,6 +289,10 @@ class LoopDriver:
         diff = git.git(Path(state.workspace), "diff", state.golden_hash, "HEAD")
         return prompts.render(role, requirements=config.requirements, statistics=statistics,
                               diff=_clip(diff, 32 * 1024))  # fmt: skip
+
+
+def _drop(signal: Signal) -> None:
+    """The default publish: no bus (the one-shot runner, tests)."""
 
 
 def _run_suite(workspace: Path, config: LoopConfig) -> suite.SuiteRun:

@@ -90,11 +90,23 @@ def commit_all(
 
 def reset_hard(workspace: Path, commit: str) -> str:
     """`git reset --hard commit` then `git clean -fd`: the work tree is exactly `commit`
-    (ignored files stay). Returns HEAD."""
+    (ignored files stay). A rebase a crash left half done is quit first (its state would
+    refuse the next rebase). Returns HEAD."""
     target = resolve(workspace, commit)
+    if rebase_in_progress(workspace):
+        git(workspace, "rebase", "--quit")
     git(workspace, "reset", "-q", "--hard", target)
     git(workspace, "clean", "-q", "-f", "-d")
     return head(workspace)
+
+
+def rebase_in_progress(workspace: Path) -> bool:
+    """Whether a rebase (merge or apply backend) was started and not finished."""
+    for name in ("rebase-merge", "rebase-apply"):
+        where = Path(git(workspace, "rev-parse", "--git-path", name).strip())
+        if (where if where.is_absolute() else workspace / where).exists():
+            return True
+    return False
 
 
 def changed_paths(workspace: Path, since: str) -> list[PurePosixPath]:

@@ -168,6 +168,15 @@ class LoopStore:
             for lid, seq, it, role, src, dst, ev, text, ts in rows
         ]
 
+    def created_at(self, loop_id: str) -> float:
+        """When create() first stored the loop (wall-clock seconds); LoopNotFound."""
+        row = self._db.execute(
+            "SELECT created_at FROM loops WHERE loop_id = ?", (loop_id,)
+        ).fetchone()
+        if row is None:
+            raise LoopNotFound(loop_id)
+        return float(row[0])
+
     def loop_ids(self) -> list[str]:
         """Every stored loop id, oldest first."""
         rows = self._db.execute("SELECT loop_id FROM loops ORDER BY created_at, loop_id")
