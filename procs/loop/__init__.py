@@ -13,6 +13,7 @@ Library modules (the process, service.py:main, comes later):
     prompts     the role prompts: Jinja2 templates in templates/, StrictUndefined
     turns       AgentTurns (one method per role turn), Turn, TurnReply, TurnFailed,
                 parse_result (the FACTORY_RESULT line), session_history
+    agent_process  ProcessTurns: AgentTurns through procs.agent.service, a process per turn
     lander      Lander; FastForwardLander (compare-and-swap on a local golden branch)
     driver      LoopDriver: one persisted phase at a time, resume from phase_start_commit
 """
