@@ -6,7 +6,9 @@ local golden repository's branch to the workspace's HEAD with a compare-and-swap
 loop started from (or last rebased onto), and only to a descendant of it, so what lands
 is exactly the tree Verifying tested. Golden moved: PushConflict, and rebase() replays
 the loop's commits onto the new golden (a conflict aborts the rebase: RebaseConflict).
-The golden repository's work tree, if any, is not touched (it should be bare).
+A non-bare golden whose work tree has the branch checked out (a person's repository, for
+the one-shot runner) is moved by `git merge --ff-only` instead, so its work tree follows;
+git refuses (PushError) when local changes there would be overwritten.
 """
 
 from __future__ import annotations
@@ -51,12 +53,25 @@ class FastForwardLander:
             git.git(self.golden, "fetch", "-q", "--no-tags", str(workspace), tip)
             if not git.is_ancestor(self.golden, current, tip):
                 return PushError(f"{tip} does not descend from golden {current}")
-            git.git(self.golden, "update-ref", ref, tip, current)
+            if self._checked_out(ref):
+                # A non-bare golden with the branch checked out: its work tree moves too,
+                # and git refuses if local changes there would be overwritten.
+                git.git(self.golden, "merge", "-q", "--ff-only", tip)
+            else:
+                git.git(self.golden, "update-ref", ref, tip, current)
         except git.GitError as exc:
             if git.resolve(self.golden, ref) != state.golden_hash:
                 return PushConflict(f"golden {self.branch} moved while landing: {exc}")
             return PushError(str(exc))
         return Pushed(head=tip)
+
+    def _checked_out(self, ref: str) -> bool:
+        if git.git(self.golden, "rev-parse", "--is-bare-repository").strip() == "true":
+            return False
+        try:
+            return git.git(self.golden, "symbolic-ref", "-q", "HEAD").strip() == ref
+        except git.GitError:
+            return False  # a detached HEAD
 
     def rebase(self, state: FactoryLoopState) -> Rebased | RebaseConflict:
         workspace = Path(state.workspace)
