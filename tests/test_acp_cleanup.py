@@ -26,7 +26,7 @@ import pytest
 
 from procs.agent import AcpAgent, AgentDied, RolePolicy
 from procs.agent.terminals import Terminals
-from tests.helpers.sandbox import SANDBOX_MODE, pids_with
+from tests.helpers.sandbox import pids_with, sandbox_mode
 from tests.waiting import wait_gone
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,7 +66,7 @@ def run_clean(main: Callable[[], Awaitable[object]]) -> None:
 async def turn(ws: Path, ops: list[dict[str, object]], *, timeout: float = 30) -> None:
     policy = RolePolicy.for_role("architect", may_execute=True)
     agent = await AcpAgent.start(
-        AGENT, workspace=ws, policy=policy, env=ENV, timeout=30, sandbox_mode=SANDBOX_MODE
+        AGENT, workspace=ws, policy=policy, env=ENV, timeout=30, sandbox_mode=sandbox_mode()
     )
     try:
         await agent.new_session(timeout=10)
@@ -128,7 +128,7 @@ def test_terminals_left_open_at_session_end(tmp_path: Path) -> None:
 
 def test_terminal_released_after_its_leftovers_held_the_output(tmp_path: Path) -> None:
     async def main() -> None:
-        terminals = Terminals(tmp_path, sandbox_mode=SANDBOX_MODE)
+        terminals = Terminals(tmp_path, sandbox_mode=sandbox_mode())
         tid = await terminals.create("sh", ["-c", "sleep 60 & echo $!"])
         await terminals.wait_for_exit(tid, timeout=30)
         await terminals.release(tid)
@@ -146,7 +146,7 @@ def test_terminal_whose_output_is_held_by_an_escaped_process(tmp_path: Path) -> 
     sleeper = f"setsid {sys.executable} -c 'import time; time.sleep(60)' {marker}"
 
     async def main() -> None:
-        terminals = Terminals(tmp_path, pipe_grace_s=0.2, sandbox_mode=SANDBOX_MODE)
+        terminals = Terminals(tmp_path, pipe_grace_s=0.2, sandbox_mode=sandbox_mode())
         tid = await terminals.create("sh", ["-c", f"{sleeper} &"])
         terminal = await terminals.wait_for_exit(tid, timeout=30)
         assert terminal.exit_status() == {"exitCode": 0, "signal": None}

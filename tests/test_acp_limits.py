@@ -17,7 +17,7 @@ from procs.agent import AcpAgent, RolePolicy
 from procs.agent.record import RecordLimits, TurnRecord
 from procs.agent.session import TurnResult
 from procs.agent.terminals import TerminalLimit, Terminals
-from tests.helpers.sandbox import SANDBOX_MODE
+from tests.helpers.sandbox import sandbox_mode
 from tests.waiting import pid_gone, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ def run_turn(
     async def main() -> TurnResult:
         policy = RolePolicy.for_role(role, may_execute=role == "architect")
         agent = await AcpAgent.start(
-            AGENT, workspace=ws, policy=policy, env=ENV, timeout=30, sandbox_mode=SANDBOX_MODE,
+            AGENT, workspace=ws, policy=policy, env=ENV, timeout=30, sandbox_mode=sandbox_mode(),
             **limits,
         )  # fmt: skip
         try:
@@ -121,7 +121,7 @@ def test_bad_record_limits_name_the_field(field: str, bad: object) -> None:
 def test_terminal_cap_refuses_and_exit_or_release_frees_a_place(tmp_path: Path) -> None:
     async def main() -> list[int]:
         terminals = Terminals(
-            tmp_path, max_terminals=2, max_kept_terminals=3, sandbox_mode=SANDBOX_MODE
+            tmp_path, max_terminals=2, max_kept_terminals=3, sandbox_mode=sandbox_mode()
         )
         a = await terminals.create("sleep", ["30"])
         b = await terminals.create("sleep", ["30"])
@@ -151,7 +151,7 @@ def test_terminal_cap_refuses_and_exit_or_release_frees_a_place(tmp_path: Path) 
 
 def test_concurrent_creates_cannot_overshoot_the_cap(tmp_path: Path) -> None:
     async def main() -> list[object]:
-        terminals = Terminals(tmp_path, max_terminals=1, sandbox_mode=SANDBOX_MODE)
+        terminals = Terminals(tmp_path, max_terminals=1, sandbox_mode=sandbox_mode())
         try:
             return await asyncio.gather(
                 *(terminals.create("sleep", ["30"]) for _ in range(4)), return_exceptions=True

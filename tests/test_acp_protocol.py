@@ -14,7 +14,7 @@ import pytest
 
 from procs.agent import AcpAgent, AgentDied, AgentProtocolError, AgentTimeout, RolePolicy
 from procs.agent.session import TurnResult
-from tests.helpers.sandbox import SANDBOX_MODE
+from tests.helpers.sandbox import sandbox_mode
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENT = [sys.executable, "-m", "tests.doubles.acp_agent"]
@@ -24,7 +24,7 @@ def run_turn(ws: Path, ops: list[dict[str, Any]], policy: RolePolicy) -> TurnRes
     async def main() -> TurnResult:
         env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
         agent = await AcpAgent.start(
-            AGENT, workspace=ws, policy=policy, env=env, timeout=30, sandbox_mode=SANDBOX_MODE
+            AGENT, workspace=ws, policy=policy, env=env, timeout=30, sandbox_mode=sandbox_mode()
         )
         try:
             await agent.new_session(timeout=10)

@@ -16,7 +16,7 @@ import pytest
 from procs.agent import AcpAgent, RolePolicy
 from procs.agent.roles import PathRefused
 from procs.agent.terminals import TerminalNotFound, Terminals
-from tests.helpers.sandbox import BWRAP_UNUSABLE, SANDBOX_MODE, pids_with
+from tests.helpers.sandbox import pids_with, sandbox_mode, skip_without_bwrap
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,8 +54,8 @@ def project(tmp_path: Path) -> Path:
     return ws
 
 
-@pytest.mark.skipif(BWRAP_UNUSABLE is not None, reason=str(BWRAP_UNUSABLE))
 def test_an_implementers_command_writes_code_but_not_tests_or_harness(project: Path) -> None:
+    skip_without_bwrap()
     script = (
         "echo 'a = 2' > src/app.py; echo gone > tests/test_app.py; "
         "echo new > tests/test_new.py; echo x >> pyproject.toml; echo done"
@@ -93,7 +93,7 @@ def test_command_outliving_its_timeout_is_killed_with_its_group(tmp_path: Path) 
     sleeper = f"{sys.executable} -c 'import time; time.sleep(30)' {marker}"
 
     async def main() -> tuple[dict | None, bool]:
-        terminals = Terminals(tmp_path, command_timeout_s=0.5, sandbox_mode=SANDBOX_MODE)
+        terminals = Terminals(tmp_path, command_timeout_s=0.5, sandbox_mode=sandbox_mode())
         # The shell's child sleeps in the same group: the kill must take it too.
         tid = await terminals.create("sh", ["-c", f"{sleeper} & wait"])
         terminal = await terminals.wait_for_exit(tid, timeout=10)
@@ -111,7 +111,7 @@ def test_cwd_must_stay_in_the_workspace(tmp_path: Path) -> None:
     (ws / "sub").mkdir(parents=True)
 
     async def main() -> str:
-        terminals = Terminals(ws, sandbox_mode=SANDBOX_MODE)
+        terminals = Terminals(ws, sandbox_mode=sandbox_mode())
         with pytest.raises(PathRefused, match="outside the workspace"):
             await terminals.create("pwd", cwd=str(tmp_path))
         with pytest.raises(PathRefused, match=r"contains '\.\.'"):

@@ -29,10 +29,9 @@ from procs.sandbox import (
     run,
     sandbox_status,
 )
-from tests.helpers.sandbox import BWRAP_UNUSABLE, pids_with
+from tests.helpers.sandbox import pids_with, skip_without_bwrap
 from tests.waiting import wait_until
 
-needs_bwrap = pytest.mark.skipif(BWRAP_UNUSABLE is not None, reason=str(BWRAP_UNUSABLE))
 ENV = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
 
 # Run inside the sandbox: try each write and the connection, print what happened.
@@ -88,10 +87,10 @@ def probe(policy: SandboxPolicy, targets: dict[str, Path], port: int) -> dict[st
     return json.loads(result.stdout)
 
 
-@needs_bwrap
 def test_only_the_workspace_is_writable_and_there_is_no_network(
     ws: Path, listener: socket.socket
 ) -> None:
+    skip_without_bwrap()
     implementer = RolePolicy.for_role("implementer")
     policy = SandboxPolicy(ws, readonly_paths=locked_paths(implementer, ws), timeout_s=60)
     targets = {
@@ -115,14 +114,14 @@ def test_only_the_workspace_is_writable_and_there_is_no_network(
     assert not (ws / "tests" / "test_new.py").exists()
 
 
-@needs_bwrap
 def test_network_is_kept_only_when_the_policy_asks(ws: Path, listener: socket.socket) -> None:
+    skip_without_bwrap()
     policy = SandboxPolicy(ws, timeout_s=60, network=True)
     assert probe(policy, {}, listener.getsockname()[1]) == {"network": "connected"}
 
 
-@needs_bwrap
 def test_a_workspace_under_tmp_keeps_its_parents_private(tmp_path: Path) -> None:
+    skip_without_bwrap()
     ws = tmp_path / "ws"
     ws.mkdir()
     script = "open('../escaped.txt', 'w').write('x'); open('inside.txt', 'w').write('y')"
@@ -132,8 +131,8 @@ def test_a_workspace_under_tmp_keeps_its_parents_private(tmp_path: Path) -> None
     assert not (tmp_path / "escaped.txt").exists()  # it went to the sandbox's private /tmp
 
 
-@needs_bwrap
 def test_the_timeout_kills_everything_the_command_started(ws: Path) -> None:
+    skip_without_bwrap()
     marker = f"marker-{uuid.uuid4().hex}"
     sleeper = f"{sys.executable} -c 'import time; time.sleep(60)' {marker}"
     # One child in the shell's group, one that left it (setsid): both go.
@@ -145,8 +144,8 @@ def test_the_timeout_kills_everything_the_command_started(ws: Path) -> None:
     wait_until(lambda: not pids_with(marker), timeout=10, what="the sandbox's processes to die")
 
 
-@needs_bwrap
 def test_the_sandbox_stays_in_the_callers_process_group_and_session(ws: Path) -> None:
+    skip_without_bwrap()
     marker = f"marker-{uuid.uuid4().hex}"
     argv = [sys.executable, "-c", "import time; time.sleep(60)", marker]
     outcome: list[SandboxResult] = []
@@ -181,8 +180,8 @@ def _argv0(pid: int) -> str | None:
         return None
 
 
-@needs_bwrap
 def test_the_memory_limit_is_enforced(ws: Path) -> None:
+    skip_without_bwrap()
     policy = SandboxPolicy(ws, timeout_s=60, memory_mb=200)
     allocate = "import sys; x = bytearray(int(sys.argv[1]) * 1024 * 1024); print('ok')"
     small = run([sys.executable, "-c", allocate, "16"], policy, env=ENV)
