@@ -1,6 +1,7 @@
 """The factory loop: one process per bead, auditor -> red -> implementer -> TCR -> verify
 (-> architect every N greens) -> ... -> reviewer -> push, resumable after any crash.
 
+`python -m procs.loop run ...` (cli.py) runs one bead's loop in the foreground.
 Library modules (the process, service.py:main, comes later):
     state       FactoryPhase, LoopLimits, FactoryLoopState, HistoryEntry (frozen data)
     events      one dataclass per thing the loop can observe
@@ -16,6 +17,9 @@ Library modules (the process, service.py:main, comes later):
     agent_process  ProcessTurns: AgentTurns through procs.agent.service, a process per turn
     lander      Lander; FastForwardLander (compare-and-swap on a local golden branch)
     driver      LoopDriver: one persisted phase at a time, resume from phase_start_commit
+    config      RunnerConfig from a TOML [loop] table, checked once
+    bead_text   one bead's requirements from a beads JSONL export (read only)
+    cli         the one-shot runner: checks every input before any change
 """
 
 from procs.loop.events import EVENT_TYPES, LoopEvent

@@ -1,0 +1,166 @@
+"""The one-shot runner: one bead's loop in the foreground, no factoryd.
+
+    python -m procs.loop run --repo REPO --beads FILE --bead ID [--config factory.toml]
+                             [--state-dir DIR] [--json]
+
+Checks every input before it changes anything: the config's [loop] table (a test command
+is required), the repo (a git repository, its work tree clean, on a branch), the bead (in
+FILE, with requirements), the sandbox (bwrap usable, unless sandbox = "none"), the agent
+command (on PATH) and, when [loop.model] names one, the model endpoint (answers within
+MODEL_PROBE_TIMEOUT_S). Then it clones REPO into STATE/workspaces/LOOP_ID, runs the loop
+(agents through ProcessTurns, landing on REPO's branch by fast-forward) and prints the
+outcome and the history. Run again with the same bead, it resumes the stored loop.
+
+Exit status: 0 the loop completed, 1 it failed (the reason is printed), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+import orjson
+
+from procs import sandbox
+from procs.loop import git
+from procs.loop.agent_process import ProcessTurns
+from procs.loop.bead_text import BeadNotFound, read_bead
+from procs.loop.config import LoopConfigError, RunnerConfig, load_config
+from procs.loop.driver import LoopConfig, LoopDriver
+from procs.loop.lander import FastForwardLander
+from procs.loop.state import FactoryLoopState, FactoryPhase
+from procs.loop.store import LoopStore, state_path
+
+EXIT_COMPLETE, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+MODEL_PROBE_TIMEOUT_S = 5.0
+
+
+class BadInput(ValueError):
+    """An input the runner refuses before changing anything; the message says which."""
+
+
+def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m procs.loop", description=__doc__.split("\n")[0]
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run one bead's loop in the foreground")
+    run.add_argument("--repo", type=Path, required=True)
+    run.add_argument("--beads", type=Path, required=True)
+    run.add_argument("--bead", required=True)
+    run.add_argument("--config", type=Path)
+    run.add_argument("--state-dir", type=Path, default=_default_state_dir())
+    run.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        plan = _check(args)
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    final, store = _run(plan)
+    try:
+        _report(final, store, out, as_json=args.json)
+    finally:
+        store.close()
+    return EXIT_COMPLETE if final.phase is FactoryPhase.COMPLETE else EXIT_FAILED
+
+
+class _Plan:
+    def __init__(self, args: argparse.Namespace, config: RunnerConfig, requirements: str,
+                 branch: str, golden: str) -> None:  # fmt: skip
+        self.args, self.config, self.requirements = args, config, requirements
+        self.branch, self.golden = branch, golden
+        self.loop_id = f"oneshot-{args.bead}"
+
+
+def _check(args: argparse.Namespace) -> _Plan:
+    try:
+        config = load_config(args.config)
+    except LoopConfigError as exc:
+        raise BadInput(str(exc)) from None
+    repo = args.repo.resolve()
+    try:
+        golden = git.head(repo)
+        bare = git.git(repo, "rev-parse", "--is-bare-repository").strip() == "true"
+        if not bare and not git.is_clean(repo):
+            raise BadInput(f"repo {repo} has uncommitted changes; commit or stash them first")
+        ref = git.git(repo, "symbolic-ref", "-q", "HEAD").strip()
+    except git.GitError as exc:
+        raise BadInput(f"repo {repo} is not a usable git repository on a branch: {exc}") from None
+    try:
+        bead = read_bead(args.beads, args.bead)
+    except (OSError, ValueError, BeadNotFound) as exc:
+        raise BadInput(str(exc)) from None
+    if not bead.requirements.strip():
+        raise BadInput(f"bead {args.bead} has no title or description to work from")
+    if config.sandbox == "bwrap":
+        try:
+            sandbox.usable_bwrap()
+        except sandbox.SandboxUnavailable as exc:
+            raise BadInput(str(exc)) from None
+    if shutil.which(config.agent_command[0]) is None:
+        raise BadInput(f"agent command {config.agent_command[0]!r} is not on PATH")
+    if config.model is not None:
+        _probe_model(config.model.base_url)
+    return _Plan(args, config, bead.requirements, ref.removeprefix("refs/heads/"), golden)
+
+
+def _probe_model(base_url: str) -> None:
+    try:
+        httpx.get(f"{base_url.rstrip('/')}/models", timeout=MODEL_PROBE_TIMEOUT_S)
+    except httpx.HTTPError as exc:
+        raise BadInput(f"the model endpoint {base_url} does not answer: {exc}") from None
+
+
+def _run(plan: _Plan) -> tuple[FactoryLoopState, LoopStore]:
+    config, args = plan.config, plan.args
+    state_dir = args.state_dir.resolve()
+    store = LoopStore(state_path(state_dir))
+    workspace = state_dir / "workspaces" / plan.loop_id
+    if not workspace.exists():
+        workspace.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        git.git(state_dir, "clone", "-q", "--branch", plan.branch, str(args.repo.resolve()),
+                str(workspace), timeout_s=600.0)  # fmt: skip
+    state = FactoryLoopState(loop_id=plan.loop_id, bead_id=args.bead, attempt=1,
+                             workspace=str(workspace), golden_hash=plan.golden,
+                             limits=config.limits)  # fmt: skip
+    turns = ProcessTurns(config.agent_command, timeout_s=config.turn_timeout_s,
+                         sandbox_mode=config.sandbox)  # fmt: skip
+    loop_config = LoopConfig(requirements=plan.requirements, test_command=config.test_command,
+                             language=config.language, suite_timeout_s=config.suite_timeout_s,
+                             sandbox_mode=config.sandbox)  # fmt: skip
+    lander = FastForwardLander(args.repo.resolve(), plan.branch)
+    return LoopDriver(store, turns, loop_config, lander, clock=time.time).run(state), store
+
+
+def _report(final: FactoryLoopState, store: LoopStore, out: TextIO, *, as_json: bool) -> None:
+    history = store.history(final.loop_id)
+    if as_json:
+        document: dict[str, Any] = {
+            "loop_id": final.loop_id, "bead": final.bead_id, "phase": final.phase.value,
+            "reason": final.reason, "iteration": final.iteration, "greens": final.greens,
+            "commits": final.commits, "reverts": final.reverts,
+            "history": [{"seq": h.seq, "iteration": h.iteration, "role": h.role,
+                         "event": h.event, "from": h.phase_from.value, "to": h.phase_to.value,
+                         "content": h.content, "ts": h.ts} for h in history],
+        }  # fmt: skip
+        out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    for h in history:
+        first = h.content.strip().splitlines()[0][:100] if h.content.strip() else ""
+        out.write(f"{h.seq:4} it{h.iteration:<3} {h.role:<11} {h.event:<20} "
+                  f"{h.phase_from.value} -> {h.phase_to.value}  {first}\n")  # fmt: skip
+    outcome = final.phase.value + (f": {final.reason}" if final.reason else "")
+    out.write(f"{final.loop_id} {outcome} (greens {final.greens}, commits {final.commits}, "
+              f"reverts {final.reverts})\n")  # fmt: skip
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "factory" / "oneshot"
