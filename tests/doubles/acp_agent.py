@@ -97,8 +97,11 @@ def run_op(session_id: str, op: dict[str, Any]) -> dict[str, Any] | None:
     if kind == "die":
         if op.get("leave_child"):  # it inherits stdout/stderr and outlives us
             # "escaped": in a session of its own, out of reach of a kill of our group
-            argv = ["setsid", "sleep", "60"] if op["leave_child"] == "escaped" else ["sleep", "60"]
-            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+            # (already when Popen returns: the child calls setsid() before its exec)
+            escaped = op["leave_child"] == "escaped"
+            child = subprocess.Popen(
+                ["sleep", "60"], stdin=subprocess.DEVNULL, start_new_session=escaped
+            )
             sys.stderr.write(f"scripted agent: left child {child.pid}\n")
         sys.stderr.write("scripted agent: dying on cue\n")
         sys.stderr.flush()
