@@ -306,6 +306,8 @@ def test_a_crash_inside_a_turn_redoes_the_turn_from_the_phase_start(setup: Setup
 
     with pytest.raises(Crash):
         setup.driver(HalfWayImplementer()).run(setup.state)
+    red = git.resolve(setup.workspace, "refs/factory/red")  # pinned: no gc can prune it
+    assert red == setup.store.load("loop-1").red_commit == git.head(setup.workspace)
     final = setup.driver(HonestTurns(), LoopStore(setup.store.path)).run(setup.state)
     assert final.phase is P.COMPLETE, final.reason
     assert final.reverts == 0

@@ -149,6 +149,7 @@ class LoopDriver:
 
     def step(self, state: FactoryLoopState) -> FactoryLoopState:
         """Do the current phase's work and persist its event; return the new state."""
+        _pin(state)
         try:
             event = self._work(state)
         except TurnFailed as exc:
@@ -289,6 +290,21 @@ class LoopDriver:
         diff = git.git(Path(state.workspace), "diff", state.golden_hash, "HEAD")
         return prompts.render(role, requirements=config.requirements, statistics=statistics,
                               diff=_clip(diff, 32 * 1024))  # fmt: skip
+
+
+PINS = {"phase-start": "phase_start_commit", "red": "red_commit", "green": "green_commit"}
+
+
+def _pin(state: FactoryLoopState) -> None:
+    """Keep the commits the state names reachable (refs/factory/*), so that no git gc can
+    prune a commit a resumed phase resets to (a red or WIP commit is on no branch)."""
+    workspace = Path(state.workspace)
+    for name, attribute in PINS.items():
+        commit = getattr(state, attribute)
+        if commit:
+            git.git(workspace, "update-ref", f"refs/factory/{name}", commit)
+        else:
+            git.git(workspace, "update-ref", "-d", f"refs/factory/{name}")
 
 
 def _drop(signal: Signal) -> None:
