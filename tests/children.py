@@ -58,15 +58,21 @@ def exit_on_usr1(args: list[str]) -> int:
 
 def ready_from_group(args: list[str]) -> int:
     """A subprocess of our group sends READY=1 (as a wrapper script's worker would) and
-    stays until we end; then serve until SIGTERM. args: JOURNAL"""
+    stays until we end; once its datagram is in factoryd's queue we record "spoke"; then
+    serve until SIGTERM. args: JOURNAL"""
     _record(args[0], "start")
     speaker = (
         "import os, socket, sys\n"
         "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
         "s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n"
+        "print('sent', flush=True)\n"
         "sys.stdin.read()\n"
     )
-    helper = subprocess.Popen([sys.executable, "-c", speaker], stdin=subprocess.PIPE)
+    helper = subprocess.Popen(
+        [sys.executable, "-c", speaker], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    helper.stdout.readline()  # type: ignore[union-attr]
+    _record(args[0], "spoke")
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     signal.sigwait({signal.SIGTERM})
     helper.stdin.close()  # type: ignore[union-attr]

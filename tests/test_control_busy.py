@@ -47,12 +47,32 @@ def full_backlog(tmp_path: Path) -> Iterator[tuple[Path, socket.socket, list[soc
         listener.close()
 
 
-def test_a_full_backlog_is_retried_until_the_timeout_then_reported_busy(full_backlog) -> None:
+class SteppedClock:
+    """control's clock: monotonic() is what the sleeps so far add up to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_a_full_backlog_is_retried_until_the_timeout_then_reported_busy(
+    full_backlog, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path, _listener, _idle = full_backlog
-    started = time.monotonic()
+    clock = SteppedClock()
+    monkeypatch.setattr(control, "time", clock)
     with pytest.raises(control.ControlBusy) as info:
         control.call(path, "status", timeout=0.3)
-    assert time.monotonic() - started >= 0.3  # it kept trying, it did not fail at once
+    # it kept trying, backing off, and gave up only at its deadline, not at once
+    assert len(clock.sleeps) > 1
+    assert clock.now >= 1000.0 + 0.3  # the deadline, as call() computed it
     assert str(info.value).startswith("factoryd is busy: its control socket's backlog is full"), (
         info.value
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,10 +61,8 @@ def test_idle_half_sent_and_departed_clients_delay_nobody(tree: Factoryd) -> Non
                 with _connect(path) as gone:
                     gone.sendall(_frame("status"))
         for name, path in _sockets(tree).items():
-            started = time.monotonic()
-            result = control.call(path, "status", timeout=NORMAL_S)
+            result = control.call(path, "status", timeout=NORMAL_S)  # raises past NORMAL_S
             assert isinstance(result, dict), name
-            assert time.monotonic() - started < NORMAL_S, name
         # the tree lives on, nothing restarted
         assert tree.proc is not None and tree.proc.poll() is None
         code, _, err = tree.ctl("status")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +59,13 @@ def _ask_and_never_read(path: Path, command: str) -> socket.socket:
     return s
 
 
+@pytest.mark.integration  # a real control socket
 def test_readers_that_never_take_a_large_reply_hold_up_nobody(tmp_path: Path) -> None:
     path = tmp_path / "svc.sock"
     svc = Running(path, reply_timeout_s=60.0)
     held = [_ask_and_never_read(path, "big") for _ in range(8)]
     try:
-        started = time.monotonic()
-        assert control.call(path, "small", timeout=5) == {"echo": "small"}
-        assert time.monotonic() - started < 5
+        assert control.call(path, "small", timeout=5) == {"echo": "small"}  # not held up
         stats = svc.conns.statistics()
         assert stats["open"] >= 8 and stats["reply_backlog_bytes"] > 0
     finally:
@@ -76,6 +74,7 @@ def test_readers_that_never_take_a_large_reply_hold_up_nobody(tmp_path: Path) ->
         svc.close()
 
 
+@pytest.mark.integration  # a real control socket
 def test_unread_replies_are_bounded_and_then_busy(tmp_path: Path) -> None:
     path = tmp_path / "svc.sock"
     svc = Running(path, max_reply_backlog_bytes=6 * 1024 * 1024)
@@ -89,6 +88,7 @@ def test_unread_replies_are_bounded_and_then_busy(tmp_path: Path) -> None:
         svc.close()
 
 
+@pytest.mark.integration  # a real control socket
 def test_slow_reader_is_closed_at_its_deadline(tmp_path: Path) -> None:
     path = tmp_path / "svc.sock"
     svc = Running(path, reply_timeout_s=0.2)
@@ -101,6 +101,7 @@ def test_slow_reader_is_closed_at_its_deadline(tmp_path: Path) -> None:
         svc.close()
 
 
+@pytest.mark.integration  # a real control socket
 def test_errors_are_replies_and_the_service_goes_on(tmp_path: Path) -> None:
     path = tmp_path / "svc.sock"
     svc = Running(path)
@@ -116,6 +117,7 @@ def test_errors_are_replies_and_the_service_goes_on(tmp_path: Path) -> None:
         svc.close()
 
 
+@pytest.mark.integration  # a real control socket
 def test_a_deferred_reply_comes_from_a_worker_and_busy_past_the_bound(tmp_path: Path) -> None:
     path = tmp_path / "svc.sock"
     release = threading.Event()
