@@ -105,6 +105,12 @@ def test_create_is_idempotent_for_the_same_loop_only(tmp_path: Path) -> None:
             store.load("nope")
         assert store.loop_ids() == ["loop-1"]
         assert store.created_at("loop-1") == 1.0
+        (row,) = store.summaries(now=11.0)
+        assert row["bead"] == "bd-7" and row["phase"] == "verifying_red"
+        assert row["iteration"] == 1 and row["age_s"] == 10.0
+        statistics = store.statistics()
+        assert statistics["verifying_red"] == 1 and statistics["failed"] == 0
+        assert statistics["history_entries"] == 1
         with pytest.raises(LoopNotFound):
             store.created_at("nope")
 

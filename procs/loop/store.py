@@ -177,6 +177,30 @@ class LoopStore:
             raise LoopNotFound(loop_id)
         return float(row[0])
 
+    def summaries(self, now: float) -> list[dict[str, Any]]:
+        """One row per loop, oldest first, for `factoryctl loops`: loop_id, bead, attempt,
+        phase, iteration, greens, commits, reverts, workspace, reason, age_s."""
+        rows = self._db.execute("SELECT state, created_at FROM loops ORDER BY created_at, loop_id")
+        out = []
+        for text, created in rows:
+            state = _decode(text)
+            out.append({
+                "loop_id": state.loop_id, "bead": state.bead_id, "attempt": state.attempt,
+                "phase": state.phase.value, "iteration": state.iteration,
+                "greens": state.greens, "commits": state.commits, "reverts": state.reverts,
+                "workspace": state.workspace, "reason": state.reason,
+                "age_s": max(0.0, now - float(created)),
+            })  # fmt: skip
+        return out
+
+    def statistics(self) -> dict[str, int]:
+        """Loops by phase (every phase listed, zeros included) and history entries."""
+        counts = dict.fromkeys((phase.value for phase in FactoryPhase), 0)
+        for phase, count in self._db.execute("SELECT phase, count(*) FROM loops GROUP BY phase"):
+            counts[phase] = int(count)
+        (entries,) = self._db.execute("SELECT count(*) FROM history").fetchone()
+        return {**counts, "history_entries": int(entries)}
+
     def loop_ids(self) -> list[str]:
         """Every stored loop id, oldest first."""
         rows = self._db.execute("SELECT loop_id FROM loops ORDER BY created_at, loop_id")
