@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.waiting import pid_gone, wait_until
+
+pytestmark = pytest.mark.integration  # the client and the agent double as processes
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENT = [sys.executable, "-m", "tests.doubles.acp_agent"]
@@ -43,12 +47,11 @@ def test_one_turn_prints_the_result(tmp_path: Path) -> None:
 def test_sigterm_cancels_the_turn_and_reaps_the_agent(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()
-    marker = ws / "src" / "started.txt"
-    ops = [
-        {"op": "pid"},
-        {"op": "write", "path": str(marker), "content": "started\n"},
-        {"op": "wait_cancel"},
-    ]
+    marker = ws / "started.txt"
+    # The agent touches the marker itself, then waits for the cancel: our SIGTERM comes
+    # after its last client call was answered (a cancel sent while it still waited for
+    # the answer to a write was read and dropped there, and the turn never ended).
+    ops = [{"op": "pid"}, {"op": "touch", "path": str(marker)}, {"op": "wait_cancel"}]
     proc = subprocess.Popen(
         client_cmd(ws, ops, "--result-file", str(tmp_path / "result.json")),
         cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0,
@@ -106,8 +109,8 @@ def test_an_agent_gone_before_our_answer_is_its_death_not_a_traceback(tmp_path: 
 def test_an_agent_ignoring_the_cancel_exits_3_once_the_grace_is_over(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()
-    marker = ws / "src" / "started.txt"
-    ops = [{"op": "write", "path": str(marker), "content": "x\n"}, {"op": "ignore_cancel"}]
+    marker = ws / "started.txt"
+    ops = [{"op": "touch", "path": str(marker)}, {"op": "ignore_cancel"}]
     proc = subprocess.Popen(
         client_cmd(ws, ops, "--cancel-grace-s", "0.5"),
         cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0,

@@ -3,6 +3,7 @@
 Real-agent behaviour is tested with opencode; this double exists for what opencode never
 does: call fs/read_text_file, fs/write_text_file and terminal/* through the client, send
 garbage lines, over-long lines, JSON that orjson refuses and malformed notifications,
+touch a file itself (so a test knows how far the turn got),
 answer with malformed results, die on cue (optionally leaving a child that holds its
 pipes, or before reading an answer), flood the client with updates, hold terminals open,
 ask for many permissions at once, or run a turn that lasts until the client sends
@@ -129,6 +130,10 @@ def run_op(session_id: str, op: dict[str, Any]) -> dict[str, Any] | None:
         return {"answers": [answers[i] for i in ids]}
     if kind == "pid":
         return {"pid": os.getpid()}
+    if kind == "touch":  # a file the agent itself writes (no client call): "I got here"
+        with open(op["path"], "w") as f:
+            f.write("here\n")
+        return None
     if kind == "bad_notifications":  # `count` notifications the client cannot dispatch
         for n in range(op["count"]):
             if n % 2:
