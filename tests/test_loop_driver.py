@@ -20,7 +20,7 @@ from procs.loop.events import LoopEvent
 from procs.loop.lander import FastForwardLander
 from procs.loop.store import LoopStore
 from procs.loop.suite import run_suite, tcr_policy
-from procs.loop.turns import Turn, TurnReply
+from procs.loop.turns import Turn, TurnFailed, TurnReply
 from tests.helpers import repos
 from tests.helpers.loop_repos import CALC, TEST_COMMAND, make_project, write
 from tests.helpers.sandbox import bwrap_unusable
@@ -357,3 +357,43 @@ def test_a_rebase_conflict_fails_the_loop_and_leaves_golden_alone(
     other = git.resolve(setup.golden, "refs/heads/main")
     assert git.git(setup.golden, "show", f"{other}:calc.py") == "X = 1\n"
     assert not git.rebase_in_progress(setup.workspace)
+
+
+class SneakyAuditor(HonestTurns):
+    """The auditor's first turn also writes the code under test: refused, asked again."""
+
+    def __init__(self) -> None:
+        super().__init__(("mul",))
+        self.first = True
+
+    def auditor(self, turn: Turn) -> TurnReply:
+        if self.first:
+            self.first = False
+            write(turn.workspace, "calc.py", CALC + "\n\ndef mul(a, b):\n    return a * b\n")
+        return super().auditor(turn)
+
+
+def test_an_auditor_that_writes_code_is_refused_and_asked_again(setup: Setup) -> None:
+    turns = SneakyAuditor()
+    final = setup.driver(turns).run(setup.state)
+    assert final.phase is P.COMPLETE, final.reason
+    history = setup.store.history("loop-1")
+    assert history[0].event == "RedRefused" and "tests only" in history[0].content
+    assert "calc.py" in history[0].content
+    second = [p for role, p in turns.prompts if role == "auditor"][1]
+    assert "may write tests only" in second
+
+
+def test_an_agent_that_cannot_do_its_turn_fails_the_loop(setup: Setup) -> None:
+    class Unreachable(HonestTurns):
+        def implementer(self, turn: Turn) -> TurnReply:
+            raise TurnFailed("the model endpoint refused the connection")
+
+    signals: list[Signal] = []
+    driver = LoopDriver(setup.store, Unreachable(), setup.config,
+                        FastForwardLander(setup.golden), publish=signals.append)  # fmt: skip
+    final = driver.run(setup.state)
+    assert final.phase is P.FAILED
+    assert final.reason == "implementing: the model endpoint refused the connection"
+    assert signals[-1] == LoopFailed(loop_id="loop-1", reason=final.reason)
+    assert landed(setup) == []
