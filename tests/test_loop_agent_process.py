@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ipc import ledger
+from ipc.ledger import LedgerOwner, Limits, TicketLedger
 from procs.loop import FactoryLoopState
 from procs.loop.agent_process import ProcessTurns
 from procs.loop.turns import Turn, TurnFailed
@@ -60,3 +62,26 @@ def test_a_turn_past_its_timeout_fails(tmp_path: Path) -> None:
     ws.mkdir()
     with pytest.raises(TurnFailed, match=r"timed out after 2\.0 s"):
         turns(timeout_s=2.0).architect(turn(ws, "architect", [{"op": "wait_cancel"}]))
+
+
+def test_each_turn_reserves_the_agents_ram_and_gives_it_back(tmp_path: Path) -> None:
+    runtime = tmp_path / "run"
+    runtime.mkdir()
+    owner = LedgerOwner.create(runtime, Limits(ram_budget_mb=1024))
+    try:
+        client = TicketLedger.open(runtime)
+        ws = tmp_path / "ws"
+        ws.mkdir()
+        ops = [{"op": "write", "path": str(ws / "calc.py"), "content": "X = 1\n"}]
+        reserving = ProcessTurns(AGENT, env=ENV, system_prompt_first=False, sandbox_mode="none",
+                                 ledger=client, agent_ram_mb=800, ram_wait_s=0.2)  # fmt: skip
+        held = owner.acquire({"ram": 512}, label="another loop's agent", timeout=1.0)
+        with pytest.raises(TurnFailed, match="could not reserve 800 MB of RAM"):
+            reserving.implementer(turn(ws, "implementer", ops))
+        assert not (ws / "calc.py").exists(), "the agent started without its RAM"
+        owner.release(held)
+        reserving.implementer(turn(ws, "implementer", ops))
+        assert (ws / "calc.py").exists()
+        owner.release(owner.acquire({"ram": 1024}, label="all of it", timeout=1.0))  # back
+    finally:
+        ledger.destroy(runtime)

@@ -14,6 +14,12 @@ A turn that cannot be done raises TurnFailed naming why: the agent died, broke t
 protocol or ignored a cancel (the service's exit 3 and its JSON reason), the turn timed
 out, the service exited otherwise, or its result is unreadable.
 
+Memory: with a ledger (the governor's, ipc.ledger), each turn first reserves the agent's
+expected RSS (`agent_ram_mb`, e.g. ~400 MB for opencode) as "ram", waiting at most
+`ram_wait_s`, and gives it back when the agent has exited; the reservation is held by
+this (the loop's) process with SEM_UNDO, so a SIGKILLed loop's RAM comes back too. A
+reservation that cannot be had in time is a TurnFailed naming the RAM.
+
 Interim, for the next step: starting the agent costs seconds per turn (opencode: ~4.4 s
 plus ~2.1 s for session/new); the design keeps one agent process per loop and opens a new
 session per turn. The reviewer also runs here as an agent that may write nothing, until
@@ -32,6 +38,7 @@ from typing import Any
 
 import orjson
 
+from ipc.ledger import ResourceError, TicketLedger
 from procs.loop.turns import Turn, TurnFailed, TurnReply
 
 START_TIMEOUT_S = 90.0
@@ -46,6 +53,7 @@ class ProcessTurns:
     how the agent's terminal commands run. `env`: the service's and the agent's whole
     environment (default: ours). `system_prompt_first`: put the role's standing
     instructions before the prompt (off only for scripted agents that parse the prompt).
+    `ledger`, `agent_ram_mb`, `ram_wait_s`: the RAM reservation around each turn.
     """
 
     def __init__(
@@ -58,6 +66,9 @@ class ProcessTurns:
         env: Mapping[str, str] | None = None,
         system_prompt_first: bool = True,
         python: str = sys.executable,
+        ledger: TicketLedger | None = None,
+        agent_ram_mb: int = 400,
+        ram_wait_s: float = 60.0,
     ) -> None:
         if not agent_command:
             raise ValueError("agent_command is empty")
@@ -68,6 +79,9 @@ class ProcessTurns:
         self.env = dict(os.environ if env is None else env)
         self.system_prompt_first = system_prompt_first
         self.python = python
+        self.ledger = ledger
+        self.agent_ram_mb = agent_ram_mb
+        self.ram_wait_s = ram_wait_s
 
     def auditor(self, turn: Turn) -> TurnReply:
         return self._run(turn)
@@ -82,6 +96,23 @@ class ProcessTurns:
         return self._run(turn)
 
     def _run(self, turn: Turn) -> TurnReply:
+        if self.ledger is None:
+            return self._run_agent(turn)
+        label = f"loop {turn.state.loop_id} {turn.role} agent"
+        try:
+            ticket = self.ledger.acquire({"ram": self.agent_ram_mb}, label=label,
+                                         timeout=self.ram_wait_s)  # fmt: skip
+        except ResourceError as exc:
+            raise TurnFailed(
+                f"could not reserve {self.agent_ram_mb} MB of RAM for the {turn.role} agent "
+                f"within {self.ram_wait_s} s: {exc}"
+            ) from None
+        try:
+            return self._run_agent(turn)
+        finally:
+            self.ledger.release(ticket)
+
+    def _run_agent(self, turn: Turn) -> TurnReply:
         text = f"{turn.system_prompt}\n\n{turn.prompt}" if self.system_prompt_first else turn.prompt
         with tempfile.TemporaryDirectory(prefix="factory-turn-") as scratch:
             prompt_file = Path(scratch) / "prompt.md"
