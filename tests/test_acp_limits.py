@@ -54,6 +54,7 @@ def ws(tmp_path: Path) -> Path:
 # the turn record -------------------------------------------------------------------------
 
 
+@pytest.mark.integration  # the agent double or commands as processes
 def test_a_flood_of_updates_keeps_the_first_and_counts_the_rest(ws: Path) -> None:
     ops = [
         {"op": "write", "path": str(ws / "src" / "new.py"), "content": "n = 1\n"},
@@ -73,6 +74,7 @@ def test_a_flood_of_updates_keeps_the_first_and_counts_the_rest(ws: Path) -> Non
     assert data["record"]["limits"]["max_updates"] == 50
 
 
+@pytest.mark.integration  # the agent double or commands as processes
 def test_the_byte_budget_bounds_the_record(ws: Path) -> None:
     budget = 20_000
     result = run_turn(
@@ -88,6 +90,7 @@ def test_the_byte_budget_bounds_the_record(ws: Path) -> None:
     assert result.dropped_updates == 400 - kept
 
 
+@pytest.mark.integration  # the agent double or commands as processes
 def test_decisions_past_their_budget_are_served_but_not_kept(ws: Path) -> None:
     ops = [{"op": "read", "path": str(ws / "src" / "app.py")}] * 10
     result = run_turn(ws, ops, record_limits=RecordLimits(max_decisions=3))
@@ -118,6 +121,7 @@ def test_bad_record_limits_name_the_field(field: str, bad: object) -> None:
 # terminals -------------------------------------------------------------------------------
 
 
+@pytest.mark.integration  # the agent double or commands as processes
 def test_terminal_cap_refuses_and_exit_or_release_frees_a_place(tmp_path: Path) -> None:
     async def main() -> list[int]:
         terminals = Terminals(
@@ -149,6 +153,7 @@ def test_terminal_cap_refuses_and_exit_or_release_frees_a_place(tmp_path: Path) 
         wait_until(lambda pid=pid: pid_gone(pid), timeout=10, what=f"command {pid} to be reaped")
 
 
+@pytest.mark.integration  # the agent double or commands as processes
 def test_concurrent_creates_cannot_overshoot_the_cap(tmp_path: Path) -> None:
     async def main() -> list[object]:
         terminals = Terminals(tmp_path, max_terminals=1, sandbox_mode=sandbox_mode())
@@ -170,6 +175,7 @@ def test_bad_terminal_limits_name_the_limit(tmp_path: Path, name: str) -> None:
         Terminals(tmp_path, **{name: 0})
 
 
+@pytest.mark.integration  # the agent double or commands as processes
 def test_terminal_refusal_reaches_the_agent_as_an_error_naming_the_limit(ws: Path) -> None:
     sleep = {"op": "create_terminal", "command": "sleep", "args": ["30"]}
     ops = [sleep, sleep, {"op": "release_terminal", "index": 0}, sleep]

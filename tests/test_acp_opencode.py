@@ -32,9 +32,13 @@ def find_opencode() -> str | None:
 
 
 OPENCODE = find_opencode()
-pytestmark = pytest.mark.skipif(
-    OPENCODE is None, reason="opencode not installed (.ci/run installs opencode-ai into .ci/node)"
-)
+pytestmark = [
+    pytest.mark.integration,  # opencode and the model double as processes
+    pytest.mark.skipif(
+        OPENCODE is None,
+        reason="opencode not installed (.ci/run installs opencode-ai into .ci/node)",
+    ),
+]
 
 
 @dataclass

@@ -31,6 +31,7 @@ async def _until(condition: Any, what: str, timeout: float = 20.0) -> None:
         await asyncio.sleep(0.005)  # yield to the loop serving the agent; bounded above
 
 
+@pytest.mark.integration  # the agent double as a process
 def test_requests_past_the_cap_are_refused_at_once_naming_it(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     (ws / "src").mkdir(parents=True)

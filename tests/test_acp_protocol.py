@@ -47,6 +47,7 @@ def ws(tmp_path: Path) -> Path:
     return workspace
 
 
+@pytest.mark.integration  # the agent double as a process
 def test_fs_calls_are_served_and_refusals_reach_the_agent(ws: Path) -> None:
     ops = [
         {"op": "read", "path": str(ws / "src" / "app.py")},
@@ -75,6 +76,7 @@ def test_fs_calls_are_served_and_refusals_reach_the_agent(ws: Path) -> None:
     ]
 
 
+@pytest.mark.integration  # the agent double as a process
 def test_a_hard_link_to_a_file_outside_is_neither_read_nor_written_through(ws: Path) -> None:
     outside = ws.parent / "secret.txt"
     outside.write_text("secret\n")
@@ -93,6 +95,7 @@ def test_a_hard_link_to_a_file_outside_is_neither_read_nor_written_through(ws: P
     assert (ws / "src" / "linked.py").read_text() == "mine\n"
 
 
+@pytest.mark.integration  # the agent double as a process
 def test_terminal_runs_in_the_workspace_with_an_output_cap(ws: Path) -> None:
     script = "import os; print(os.getcwd()); print('y' * 5000)"
     ops = [
@@ -111,6 +114,7 @@ def test_terminal_runs_in_the_workspace_with_an_output_cap(ws: Path) -> None:
     assert "may not run commands" in replies(refused)[0]["error"]["message"]
 
 
+@pytest.mark.integration  # the agent double as a process
 def test_garbage_from_the_agent_is_reported(ws: Path) -> None:
     result = run_turn(ws, [{"op": "garbage"}], RolePolicy.for_role("reviewer"))
     assert result.stop_reason == "end_turn"
@@ -120,17 +124,20 @@ def test_garbage_from_the_agent_is_reported(ws: Path) -> None:
     assert "not JSON-RPC 2.0" in result.protocol_violations[2]
 
 
+@pytest.mark.integration  # the agent double as a process
 def test_malformed_prompt_reply_is_a_protocol_error(ws: Path) -> None:
     with pytest.raises(AgentProtocolError, match="session/prompt is not valid ACP"):
         run_turn(ws, [{"op": "bad_result"}], RolePolicy.for_role("reviewer"))
 
 
+@pytest.mark.integration  # the agent double as a process
 def test_agent_death_names_status_and_stderr(ws: Path) -> None:
     with pytest.raises(AgentDied, match="exited with status 3 during session/prompt") as info:
         run_turn(ws, [{"op": "die"}], RolePolicy.for_role("reviewer"))
     assert "dying on cue" in str(info.value)
 
 
+@pytest.mark.integration  # the agent double as a process
 def test_missing_agent_command_is_a_clear_error(ws: Path) -> None:
     async def main() -> None:
         await AcpAgent.start(
@@ -141,6 +148,7 @@ def test_missing_agent_command_is_a_clear_error(ws: Path) -> None:
         asyncio.run(main())
 
 
+@pytest.mark.integration  # the agent double as a process
 def test_agent_that_never_answers_times_out(ws: Path) -> None:
     async def main() -> None:
         await AcpAgent.start(
@@ -152,6 +160,7 @@ def test_agent_that_never_answers_times_out(ws: Path) -> None:
         asyncio.run(main())
 
 
+@pytest.mark.integration  # the agent double as a process
 def test_turn_past_its_timeout_is_cancelled_and_says_so(ws: Path) -> None:
     async def main() -> tuple[TurnResult, dict[str, Any]]:
         env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}

@@ -42,6 +42,7 @@ def ws(tmp_path: Path) -> Path:
     return workspace
 
 
+@pytest.mark.integration  # the agent double as a process
 def test_an_over_long_request_is_answered_with_its_id(ws: Path) -> None:
     target = ws / "src" / "big.py"
     ops = [{"op": "big_write", "path": str(target), "size": MAX_LINE_BYTES}]
@@ -54,6 +55,7 @@ def test_an_over_long_request_is_answered_with_its_id(ws: Path) -> None:
     assert result.protocol_violations == [f"agent sent a line longer than {MAX_LINE_BYTES} bytes"]
 
 
+@pytest.mark.integration  # the agent double as a process
 def test_a_request_orjson_refuses_is_answered_with_its_id(ws: Path) -> None:
     target = ws / "src" / "lone.py"
     result = run_turn(ws, [{"op": "surrogate_write", "path": str(target)}])
@@ -64,6 +66,7 @@ def test_a_request_orjson_refuses_is_answered_with_its_id(ws: Path) -> None:
     assert not target.exists()
 
 
+@pytest.mark.integration  # the agent double as a process
 def test_an_over_long_reply_fails_our_call_at_once(ws: Path) -> None:
     with pytest.raises(AgentProtocolError, match=r"session/prompt.*longer than"):
         run_turn(ws, [{"op": "huge_reply", "size": MAX_LINE_BYTES}])

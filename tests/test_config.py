@@ -182,6 +182,7 @@ def test_missing_file(tmp_path: Path) -> None:
         load(tmp_path / "absent.toml")
 
 
+@pytest.mark.integration  # factoryd as a process
 def test_factoryd_refuses_a_bad_config_and_starts_nothing(tmp_path: Path) -> None:
     marker = tmp_path / "started"
     path = _write(
@@ -218,6 +219,7 @@ def test_factoryd_refuses_a_bad_config_and_starts_nothing(tmp_path: Path) -> Non
     assert not (tmp_path / "run" / "factoryd.sock").exists()
 
 
+@pytest.mark.integration  # factoryd as a process
 def test_check_flag_validates_without_starting(tmp_path: Path) -> None:
     path = _write(tmp_path, GOOD)
     result = subprocess.run(

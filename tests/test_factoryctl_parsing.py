@@ -85,6 +85,7 @@ def test_every_command_is_a_request_or_a_run_command() -> None:
         assert module.__doc__ and "CLI:" in module.__doc__, name
 
 
+@pytest.mark.integration  # a fresh interpreter as a process
 def test_the_console_entry_does_not_import_the_signal_codec() -> None:
     """~25 ms of factoryctl's start-up: only `factoryctl signals` needs it."""
     code = (

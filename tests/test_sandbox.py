@@ -87,6 +87,7 @@ def probe(policy: SandboxPolicy, targets: dict[str, Path], port: int) -> dict[st
     return json.loads(result.stdout)
 
 
+@pytest.mark.integration  # runs real commands
 def test_only_the_workspace_is_writable_and_there_is_no_network(
     ws: Path, listener: socket.socket
 ) -> None:
@@ -114,12 +115,14 @@ def test_only_the_workspace_is_writable_and_there_is_no_network(
     assert not (ws / "tests" / "test_new.py").exists()
 
 
+@pytest.mark.integration  # runs real commands
 def test_network_is_kept_only_when_the_policy_asks(ws: Path, listener: socket.socket) -> None:
     skip_without_bwrap()
     policy = SandboxPolicy(ws, timeout_s=60, network=True)
     assert probe(policy, {}, listener.getsockname()[1]) == {"network": "connected"}
 
 
+@pytest.mark.integration  # runs real commands
 def test_a_workspace_under_tmp_keeps_its_parents_private(tmp_path: Path) -> None:
     skip_without_bwrap()
     ws = tmp_path / "ws"
@@ -131,6 +134,7 @@ def test_a_workspace_under_tmp_keeps_its_parents_private(tmp_path: Path) -> None
     assert not (tmp_path / "escaped.txt").exists()  # it went to the sandbox's private /tmp
 
 
+@pytest.mark.integration  # runs real commands
 def test_the_timeout_kills_everything_the_command_started(ws: Path) -> None:
     skip_without_bwrap()
     marker = f"marker-{uuid.uuid4().hex}"
@@ -144,6 +148,7 @@ def test_the_timeout_kills_everything_the_command_started(ws: Path) -> None:
     wait_until(lambda: not pids_with(marker), timeout=10, what="the sandbox's processes to die")
 
 
+@pytest.mark.integration  # runs real commands
 def test_the_sandbox_stays_in_the_callers_process_group_and_session(ws: Path) -> None:
     skip_without_bwrap()
     marker = f"marker-{uuid.uuid4().hex}"
@@ -180,6 +185,7 @@ def _argv0(pid: int) -> str | None:
         return None
 
 
+@pytest.mark.integration  # runs real commands
 def test_the_memory_limit_is_enforced(ws: Path) -> None:
     skip_without_bwrap()
     policy = SandboxPolicy(ws, timeout_s=60, memory_mb=200)
@@ -191,6 +197,7 @@ def test_the_memory_limit_is_enforced(ws: Path) -> None:
     assert b"MemoryError" in large.stderr
 
 
+@pytest.mark.integration  # runs real commands
 def test_without_bwrap_nothing_runs_unless_the_operator_chose_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
