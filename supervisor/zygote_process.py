@@ -1,7 +1,7 @@
-"""What runs inside the zygote process: its fork loop, and each child's set-up up to exec.
+"""What runs inside the zygote process: its fork loop and its reaping.
 
 `zygote_main` is called in the fork that `ZygoteClient.start` (supervisor/zygote.py)
-makes; it never returns to factoryd's code. It forks one child per "spawn" message,
+makes; it never returns to factoryd's code. It starts one child per "spawn" message,
 reaps them on SIGCHLD and reports each exit; when factoryd goes away it SIGKILLs every
 child's process group and exits. The wire: one orjson message per SOCK_SEQPACKET packet.
 
@@ -17,6 +17,7 @@ import takes seconds holds up neither other children's exit reports nor EOF hand
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 import select
@@ -26,6 +27,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,9 +35,9 @@ import orjson
 import psutil
 
 from ipc.posix_signals import PosixSignalPipe
+from supervisor import zygote_child
 from supervisor.prctl import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, prctl
 from supervisor.reaping import reap_exited
-from supervisor.spec import is_secret_env
 
 MAX_PACKET = 1 << 20  # the largest message either side reads
 START_TIMEOUT_S = 60.0  # a child that neither execs nor fails its import by then fails
@@ -44,7 +46,7 @@ _MAX_ERROR = 64 * 1024  # of a failed start's error text
 
 @dataclass
 class _Starting:
-    """A forked child whose error pipe has not said yet how its start went."""
+    """A child whose error pipe has not said yet how its start went."""
 
     pid: int
     seq: Any
@@ -65,7 +67,6 @@ def zygote_main(sock: socket.socket, parent_pid: int, preload: tuple[str, ...]) 
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # SIGCHLD wakes the loop to reap; SIGTERM (parent died) only wakes it: EOF comes next.
     wake = PosixSignalPipe((signal.SIGCHLD, signal.SIGTERM)).install()
-    wake_r, wake_w = wake.fileno(), wake.write_fd
 
     for name in preload:
         try:
@@ -74,149 +75,190 @@ def zygote_main(sock: socket.socket, parent_pid: int, preload: tuple[str, ...]) 
             sys.stderr.write(f"factoryd zygote: cannot preload {name}:\n")
             traceback.print_exc()
 
-    children: set[int] = set()
-    starting: dict[int, _Starting] = {}  # by error-pipe fd
-    sel = selectors.DefaultSelector()
-    sel.register(sock, selectors.EVENT_READ, "channel")
-    sel.register(wake_r, selectors.EVENT_READ, "wake")
+    zygote = _Zygote(sock, wake, parent_pid)
     try:
+        return zygote.run()
+    finally:
+        zygote.kill_all()
+
+
+class _Zygote:
+    """The loop's state: the channel to factoryd, the children and those still starting."""
+
+    def __init__(self, sock: socket.socket, wake: PosixSignalPipe, parent_pid: int) -> None:
+        self.sock = sock
+        self.wake = wake
+        self.parent_pid = parent_pid
+        self.pid = os.getpid()
+        self.children: set[int] = set()
+        self.starting: dict[int, _Starting] = {}  # by error-pipe fd
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(sock, selectors.EVENT_READ, "channel")
+        self.sel.register(wake.fileno(), selectors.EVENT_READ, "wake")
+
+    def run(self) -> int:
         while True:
-            events = sel.select(timeout=_select_timeout(starting))
+            events = self.sel.select(timeout=self._select_timeout())
             # answers first: a child that started and died at once is "spawned", then "exit"
             events.sort(key=lambda event: event[0].data != "starting")
             for key, _ in events:
                 if key.data == "starting":
-                    _on_error_pipe(key.fd, starting, children, sock, sel)
+                    self._on_error_pipe(key.fd)
                 elif key.data == "wake":
-                    wake.read_nowait()
-                    _reap(children, sock)
-                elif not _on_message(sock, sel, children, starting, wake_r, wake_w):
+                    self.wake.read_nowait()
+                    self._reap()
+                elif not self._on_message():
                     return 0  # factoryd is gone, or said quit
-            _expire(starting, children, sock, sel)
-            if os.getppid() != parent_pid:
+            self._expire()
+            if os.getppid() != self.parent_pid:
                 return 0
-    finally:
-        _kill_all(children, wake_r)
 
+    def _select_timeout(self) -> float:
+        timeout = 5.0
+        if self.starting:
+            nearest = min(s.deadline for s in self.starting.values())
+            timeout = min(timeout, nearest - time.monotonic())
+        return max(0.0, timeout)
 
-def _select_timeout(starting: dict[int, _Starting]) -> float:
-    if not starting:
-        return 5.0
-    nearest = min(s.deadline for s in starting.values())
-    return max(0.0, min(5.0, nearest - time.monotonic()))
+    def _send(self, msg: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.send(orjson.dumps(msg))
 
+    # ------------------------------------------------------------------ factoryd's word
 
-def _on_message(  # noqa: PLR0917 - one call site, all state of the zygote loop
-    sock: socket.socket,
-    sel: selectors.BaseSelector,
-    children: set[int],
-    starting: dict[int, _Starting],
-    wake_r: int,
-    wake_w: int,
-) -> bool:
-    """One message from factoryd; False when it is gone or said quit."""
-    try:
-        data, fds, _flags, _addr = socket.recv_fds(sock, MAX_PACKET, 4)
-    except ConnectionResetError:
-        data, fds = b"", []
-    try:
-        if not data:
-            return False
-        msg = orjson.loads(data)
-        if msg.get("op") == "quit":
-            return False
-        if msg.get("op") == "spawn":
-            _spawn(msg, fds, sock, children, starting, sel, (wake_r, wake_w))
-        return True
-    finally:
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+    def _on_message(self) -> bool:
+        """One message from factoryd; False when it is gone or said quit."""
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(self.sock, MAX_PACKET, 4)
+        except ConnectionResetError:
+            data, fds = b"", []
+        try:
+            if not data:
+                return False
+            msg = orjson.loads(data)
+            if msg.get("op") == "quit":
+                return False
+            if msg.get("op") == "spawn":
+                self._spawn(msg, fds)
+            return True
+        finally:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
+    def _spawn(self, msg: dict[str, Any], fds: list[int]) -> None:
+        """Fork the child; the answer goes out from the loop once its error pipe says
+        how the start went."""
+        seq = msg.get("seq")
+        if len(fds) != 1:
+            self._send({"op": "spawn_failed", "seq": seq, "error": "spawn needs one log fd"})
+            return
+        try:  # the kernel may refuse (EAGAIN at a pids limit, ENOMEM, EMFILE): that
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)  # spawn fails, the zygote goes on
+        except OSError as exc:
+            error = f"cannot start {msg.get('id')}: {exc}"
+            self._send({"op": "spawn_failed", "seq": seq, "error": error})
+            return
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.close(err_r)
+            os.close(err_w)
+            error = f"cannot fork {msg.get('id')}: {exc}"
+            self._send({"op": "spawn_failed", "seq": seq, "error": error})
+            return
+        if pid == 0:
+            code = 127
+            try:
+                os.close(err_r)
+                start = functools.partial(zygote_child.start, msg, fds[0], err_w)
+                code = self._child(start, err_w, fds[0])
+            finally:
+                os._exit(code)
+        os.close(err_w)
+        self._watch_start(pid, err_r, seq)
 
-def _on_error_pipe(
-    fd: int,
-    starting: dict[int, _Starting],
-    children: set[int],
-    sock: socket.socket,
-    sel: selectors.BaseSelector,
-) -> None:
-    """Read a starting child's error pipe; at EOF, answer its spawn."""
-    start = starting[fd]
-    try:
-        data = os.read(fd, 65536)
-    except BlockingIOError:
-        return
-    if data:
-        start.error += data[: _MAX_ERROR - len(start.error)]
-        return
-    _answer(fd, start.error.decode(errors="replace") or None, starting, children, sock, sel)
+    def _child(self, then: Callable[[], int], *keep: int) -> int:
+        """In a fresh fork: let go of the zygote's channel, become clean (keeping the
+        fds in `keep`), then `then()`; returns the exit code."""
+        self.sock.close()
+        if not zygote_child.become_clean(self.pid, keep):
+            return 1  # the zygote died before PR_SET_PDEATHSIG was set
+        return then()
 
+    def _watch_start(self, pid: int, err_r: int, seq: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)
+        os.set_blocking(err_r, False)
+        self.children.add(pid)  # from now on: reaped and reported like any child
+        self.starting[err_r] = _Starting(pid, seq, time.monotonic() + START_TIMEOUT_S)
+        self.sel.register(err_r, selectors.EVENT_READ, "starting")
 
-def _expire(
-    starting: dict[int, _Starting],
-    children: set[int],
-    sock: socket.socket,
-    sel: selectors.BaseSelector,
-) -> None:
-    now = time.monotonic()
-    for fd, start in list(starting.items()):
-        if now >= start.deadline:
-            why = f"child {start.pid} neither started nor failed within {START_TIMEOUT_S:g}s"
-            _answer(fd, why, starting, children, sock, sel)
+    # ------------------------------------------------------------------ starts under way
 
+    def _on_error_pipe(self, fd: int) -> None:
+        """Read a starting child's error pipe; at EOF, answer its spawn. Read to EOF
+        when it is there: a child that wrote why and exited is answered before its
+        exit is reaped (in the same turn), so it is a failed start and not an exit."""
+        start = self.starting[fd]
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                break
+            start.error += data[: _MAX_ERROR - len(start.error)]
+        self._answer(fd, start.error.decode(errors="replace") or None)
 
-def _answer(  # noqa: PLR0917 - one call site each, all state of the zygote loop
-    fd: int,
-    error: str | None,
-    starting: dict[int, _Starting],
-    children: set[int],
-    sock: socket.socket,
-    sel: selectors.BaseSelector,
-) -> None:
-    """Say how a start went; a failed child is killed with its group, and not reported
-    as an exit (it was never factoryd's child)."""
-    start = starting.pop(fd)
-    sel.unregister(fd)
-    os.close(fd)
-    if error is None:
-        reply = {"op": "spawned", "seq": start.seq, "pid": start.pid}
-    else:
-        children.discard(start.pid)
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for fd, start in list(self.starting.items()):
+            if now >= start.deadline:
+                why = f"child {start.pid} neither started nor failed within {START_TIMEOUT_S:g}s"
+                self._answer(fd, why)
+
+    def _answer(self, fd: int, error: str | None) -> None:
+        """Say how a start went; a failed child is killed with its group, and not
+        reported as an exit (it was never factoryd's child)."""
+        start = self.starting.pop(fd)
+        self.sel.unregister(fd)
+        os.close(fd)
+        if error is None:
+            self._send({"op": "spawned", "seq": start.seq, "pid": start.pid})
+            return
+        self.children.discard(start.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(start.pid, signal.SIGKILL)
-        reply = {"op": "spawn_failed", "seq": start.seq, "error": error}
-    with contextlib.suppress(OSError):
-        sock.send(orjson.dumps(reply))
+        self._send({"op": "spawn_failed", "seq": start.seq, "error": error})
 
+    # ------------------------------------------------------------------ exits
 
-def _reap(children: set[int], sock: socket.socket) -> None:
-    for pid, status in reap_exited():
-        op = "exit" if pid in children else "orphan"  # an orphan: adopted, now reaped
-        children.discard(pid)
-        msg = {"op": op, "pid": pid, "exit_code": os.waitstatus_to_exitcode(status)}
-        with contextlib.suppress(OSError):
-            sock.send(orjson.dumps(msg))
+    def _reap(self) -> None:
+        for pid, status in reap_exited():
+            op = "exit" if pid in self.children else "orphan"  # an orphan: adopted, reaped
+            self.children.discard(pid)
+            self._send({"op": op, "pid": pid, "exit_code": os.waitstatus_to_exitcode(status)})
 
-
-def _kill_all(children: set[int], wake_r: int, *, timeout_s: float = 10.0) -> None:
-    """SIGKILL every child's process group and every adopted orphan, again for those
-    adopted meanwhile (a child's daemon is adopted when the child dies), and reap them:
-    until none is left or `timeout_s` passed."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        pids = children | _our_children()
-        if not pids:
-            return
-        for pid in pids:
-            for kill in (os.killpg, os.kill):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    kill(pid, signal.SIGKILL)
-        for pid, _status in reap_exited():
-            children.discard(pid)
-        with contextlib.suppress(OSError):  # SIGCHLD writes here: wait for the next one
-            select.select([wake_r], [], [], min(0.1, max(0.0, deadline - time.monotonic())))
-            os.read(wake_r, 4096)
+    def kill_all(self, *, timeout_s: float = 10.0) -> None:
+        """SIGKILL every child's process group and every adopted orphan, again for those
+        adopted meanwhile (a child's daemon is adopted when the child dies), and reap
+        them: until none is left or `timeout_s` passed."""
+        wake_r = self.wake.fileno()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            pids = self.children | _our_children()
+            if not pids:
+                return
+            for pid in pids:
+                for kill in (os.killpg, os.kill):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        kill(pid, signal.SIGKILL)
+            for pid, _status in reap_exited():
+                self.children.discard(pid)
+            with contextlib.suppress(OSError):  # SIGCHLD writes here: wait for the next one
+                select.select([wake_r], [], [], min(0.1, max(0.0, deadline - time.monotonic())))
+                os.read(wake_r, 4096)
 
 
 def _our_children() -> set[int]:
@@ -224,132 +266,3 @@ def _our_children() -> set[int]:
     with contextlib.suppress(psutil.Error):
         return {child.pid for child in psutil.Process().children()}
     return set()
-
-
-def _spawn(  # noqa: PLR0917 - one call site, all state of the zygote loop
-    msg: dict[str, Any],
-    fds: list[int],
-    sock: socket.socket,
-    children: set[int],
-    starting: dict[int, _Starting],
-    sel: selectors.BaseSelector,
-    wake: tuple[int, int],
-) -> None:
-    """Fork the child and watch its error pipe; the answer goes out from the loop."""
-    seq = msg.get("seq")
-    if len(fds) != 1:
-        error = "spawn needs one log fd"
-        sock.send(orjson.dumps({"op": "spawn_failed", "seq": seq, "error": error}))
-        return
-    try:  # the kernel may refuse (EAGAIN at a pids limit, ENOMEM, EMFILE): that
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)  # spawn fails, the zygote goes on
-    except OSError as exc:
-        error = f"cannot start {msg.get('id')}: {exc}"
-        sock.send(orjson.dumps({"op": "spawn_failed", "seq": seq, "error": error}))
-        return
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        os.close(err_r)
-        os.close(err_w)
-        error = f"cannot fork {msg.get('id')}: {exc}"
-        sock.send(orjson.dumps({"op": "spawn_failed", "seq": seq, "error": error}))
-        return
-    if pid == 0:
-        code = 127
-        try:
-            os.close(err_r)
-            code = _child(msg, fds[0], err_w, sock, wake)
-        finally:
-            os._exit(code)
-    with contextlib.suppress(OSError):
-        os.setpgid(pid, pid)
-    os.close(err_w)
-    os.set_blocking(err_r, False)
-    children.add(pid)  # from now on: reaped and reported like any child
-    deadline = time.monotonic() + START_TIMEOUT_S
-    starting[err_r] = _Starting(pid, seq, deadline)
-    sel.register(err_r, selectors.EVENT_READ, "starting")
-
-
-def _child(
-    msg: dict[str, Any], log_fd: int, err_w: int, sock: socket.socket, wake: tuple[int, int]
-) -> int:
-    """Runs in the forked child: become a clean process, then exec or call the target."""
-    os.setpgid(0, 0)
-    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    signal.set_wakeup_fd(-1)
-    # SIGPIPE and SIGXFSZ too: Python ignores them, and SIG_IGN survives exec.
-    for sig in (
-        signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE,
-        signal.SIGXFSZ,
-    ):  # fmt: skip
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    sock.close()
-    for fd in wake:
-        os.close(fd)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    for fd in (devnull, log_fd):
-        if fd > 2:
-            os.close(fd)
-    try:
-        for inherited in ("WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID"):
-            os.environ.pop(inherited, None)  # systemd's words to factoryd, not to children
-        passed = set(msg.get("pass_env") or ())
-        for name in [n for n in os.environ if is_secret_env(n) and n not in passed]:
-            del os.environ[name]  # API keys and tokens only where the spec passes them
-        os.environ.update(msg.get("env") or {})
-        os.environ["FACTORY_CHILD_ID"] = msg["id"]
-        if msg.get("cwd"):
-            os.chdir(msg["cwd"])
-    except (OSError, ValueError) as exc:  # ValueError: a bad env name, a NUL byte
-        os.write(err_w, f"cannot prepare {msg['id']}: {exc}".encode())
-        return 127
-    # Nothing the zygote holds (its epoll fd, fds factoryd inherited) reaches a child,
-    # a Python target as much as an exec'd command.
-    os.closerange(3, err_w)
-    os.closerange(err_w + 1, os.sysconf("SC_OPEN_MAX"))
-    if msg.get("command"):
-        argv = msg["command"]
-        try:
-            os.execvpe(argv[0], argv, os.environ)
-        except (OSError, ValueError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) else exc
-            os.write(err_w, f"cannot exec {argv[0]!r}: {why}".encode())
-            return 127
-    return _run_target(msg, err_w)
-
-
-def _run_target(msg: dict[str, Any], err_w: int) -> int:
-    # The dispositions a fresh python3 has: a write to a closed socket raises
-    # BrokenPipeError instead of killing the service with SIGPIPE.
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    module_name, _, func_name = msg["target"].partition(":")
-    try:
-        func = getattr(importlib.import_module(module_name), func_name)
-    except Exception as exc:  # noqa: BLE001 - any import error is a failed start
-        os.write(err_w, f"cannot load target {msg['target']!r}: {exc!r}".encode())
-        return 1
-    os.close(err_w)
-    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
-    sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
-    try:
-        result = func(list(msg.get("args") or []))
-    except SystemExit as exc:
-        result = exc.code
-    except BaseException:  # noqa: BLE001 - report the crash in the child's log, then exit 1
-        traceback.print_exc()
-        result = 1
-    finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-    if result is None:
-        return 0
-    return result if isinstance(result, int) else 1
