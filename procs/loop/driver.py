@@ -122,7 +122,7 @@ class LoopDriver:
         self.gauntlet = gauntlet if gauntlet is not None else SuiteGauntlet(config)
         self.clock = clock
         self.publish = publish if publish is not None else _drop
-        self._green_runs: dict[str, suite.SuiteRun] = {}
+        self._green_run_at: tuple[str, suite.SuiteRun] | None = None  # the latest only
 
     def run(self, state: FactoryLoopState) -> FactoryLoopState:
         """Create or resume the loop in the store and run it to Complete or Failed.
@@ -224,7 +224,7 @@ class LoopDriver:
             return TcrFailed(f"{run.why_not_green()}\n{_clip(run.output)}", head=head)
         head = tcr.commit(workspace, f"green: iteration {state.iteration}",
                           onto=state.green_commit)  # fmt: skip
-        self._green_runs[head] = run
+        self._green_run_at = (head, run)
         return TcrPassed(head=head, output=_clip(run.output))
 
     def _refactor(self, state: FactoryLoopState, workspace: Path) -> LoopEvent:
@@ -236,20 +236,19 @@ class LoopDriver:
             head = tcr.reset_to(workspace, state.phase_start_commit)
             return RefactorReverted(f"{run.why_not_green()}\n{_clip(run.output)}", head=head)
         head = tcr.commit(workspace, f"refactor after {state.greens} greens")
-        self._green_runs[head] = run
+        self._green_run_at = (head, run)
         return RefactorKept(head=head, summary=_summary(reply.text))
 
     def _green_run(self, state: FactoryLoopState, workspace: Path) -> suite.SuiteRun:
         """The suite at the last green commit (cached; else run there and come back)."""
-        cached = self._green_runs.get(state.green_commit)
-        if cached is not None:
-            return cached
+        if self._green_run_at is not None and self._green_run_at[0] == state.green_commit:
+            return self._green_run_at[1]
         tcr.reset_to(workspace, state.green_commit)
         try:
             run = _run_suite(workspace, self.config)
         finally:
             tcr.reset_to(workspace, state.phase_start_commit)
-        self._green_runs[state.green_commit] = run
+        self._green_run_at = (state.green_commit, run)
         return run
 
     def _turn(self, role: str, state: FactoryLoopState) -> Turn:
