@@ -6,7 +6,6 @@ not ours is refused)."""
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -19,9 +18,9 @@ from ipc.bus import BusEndpoints
 from ipc.bus.broker import BrokerProxy
 from ipc.journal import JournalWriter
 from procs.llm.budget import BudgetStore, DailyBudget
-from procs.workspaces import _fsinfo
 from procs.workspaces import ramdisk as ramdisks
 from tests.harness import ROOT
+from tests.helpers.ramdisks import skip_unless_loop_mounts
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration  # real processes and sockets
@@ -121,23 +120,11 @@ def test_the_bus_endpoints_are_0600(tmp_path: Path, umask_022: None) -> None:
         proxy.close()
 
 
-def _loop_mount_missing() -> str | None:
-    if os.geteuid() != 0 or not _fsinfo.has_sys_admin():
-        return f"loop mounts need root with CAP_SYS_ADMIN (running as uid {os.geteuid()})"
-    if not os.path.exists("/dev/loop-control"):
-        return "no /dev/loop-control: this machine has no loop devices"
-    for tool in ("mkfs.btrfs", "losetup"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    return None
-
-
 @pytest.mark.needs_root
 def test_the_ram_disk_image_is_0600_when_made_by_hand_under_umask_022(
     tmp_path: Path, umask_022: None
 ) -> None:
-    if reason := _loop_mount_missing():
-        pytest.skip(reason)
+    skip_unless_loop_mounts("btrfs")
     spec = ramdisks.RamDiskSpec(
         name=f"private{os.getpid()}",
         size_mb=ramdisks.MIN_SIZE_MB["btrfs"],
