@@ -397,3 +397,20 @@ def test_an_agent_that_cannot_do_its_turn_fails_the_loop(setup: Setup) -> None:
     assert final.reason == "implementing: the model endpoint refused the connection"
     assert signals[-1] == LoopFailed(loop_id="loop-1", reason=final.reason)
     assert landed(setup) == []
+
+
+def test_a_refactor_that_drops_a_passing_test_is_reverted(setup: Setup) -> None:
+    class DroppingArchitect(HonestTurns):
+        def architect(self, turn: Turn) -> TurnReply:
+            (turn.workspace / "tests" / "test_calc.py").unlink()  # green, one test fewer
+            return super().architect(turn)
+
+    limits = dataclasses.replace(setup.state.limits, refactor_interval=1)
+    final = setup.driver(DroppingArchitect(("mul",))).run(
+        dataclasses.replace(setup.state, limits=limits)
+    )
+    assert final.phase is P.COMPLETE, final.reason
+    reverted = next(h for h in setup.store.history("loop-1") if h.event == "RefactorReverted")
+    assert "lost passing tests: ['tests.test_calc::test_add']" in reverted.content
+    assert (setup.workspace / "tests" / "test_calc.py").exists()
+    assert final.reverts == 1 and final.commits == 1

@@ -20,7 +20,8 @@ What the loop judges, never trusting the agent's words (DESIGN.md "TDD-TCR"):
 - TcrChecking: a change touching tests or harness files since the red commit is refused
   whatever the tests say; else the suite must be green; green: one commit folding the red
   test and the implementation onto the last green commit; else revert to the red commit.
-- Verifying: the gauntlet on HEAD.  Refactoring: the suite after the architect's change.
+- Verifying: the gauntlet on HEAD.  Refactoring: the suite after the architect's change
+  must be green and still pass every test that passed before it (by id).
 Every suite run goes through procs.sandbox (suite.run_suite) with the config's timeout.
 """
 
@@ -228,13 +229,17 @@ class LoopDriver:
         return TcrPassed(head=head, output=_clip(run.output))
 
     def _refactor(self, state: FactoryLoopState, workspace: Path) -> LoopEvent:
+        before = self._green_run(state, workspace)  # first: it may reset the work tree
         reply = self.turns.architect(self._turn("architect", state))
         if not git.changed_paths(workspace, state.phase_start_commit):
             return RefactorSkipped(_summary(reply.text))
         run = _run_suite(workspace, self.config)
-        if not run.green:
+        lost = sorted(set(before.with_outcome(suite.Case.PASSED))
+                      - set(run.with_outcome(suite.Case.PASSED)))  # fmt: skip
+        if not run.green or lost:
             head = tcr.reset_to(workspace, state.phase_start_commit)
-            return RefactorReverted(f"{run.why_not_green()}\n{_clip(run.output)}", head=head)
+            why = run.why_not_green() or f"the refactor lost passing tests: {lost[:10]}"
+            return RefactorReverted(f"{why}\n{_clip(run.output)}", head=head)
         head = tcr.commit(workspace, f"refactor after {state.greens} greens")
         self._green_run_at = (head, run)
         return RefactorKept(head=head, summary=_summary(reply.text))
