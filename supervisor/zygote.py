@@ -9,6 +9,9 @@ threads and none of the daemon's sockets. Every child is forked from it:
   in the fork (modules listed in `preload` are imported once, in the zygote);
 - a close-on-exec error pipe tells exec or import failure from success, so a bad child
   is a failed start, not a crash loop;
+- a restart does not wait for a fork: once idle, the zygote keeps one child forked and
+  made clean ahead of need (its "spare", announced as {"op": "spare", "pid"}), and the
+  next spawn becomes that child;
 - the zygote reaps its children on SIGCHLD and reports each exit to factoryd; it is a
   child subreaper, so orphans a child leaves behind are adopted and reaped there too;
 - when factoryd goes away (EOF on the channel, even after SIGKILL) the zygote kills every
@@ -17,7 +20,8 @@ threads and none of the daemon's sockets. Every child is forked from it:
 
 Wire: an AF_UNIX SOCK_SEQPACKET pair, one orjson message per packet, the child's log fd
 passed with SCM_RIGHTS on "spawn". This module is factoryd's side; what runs in the
-zygote is in supervisor/zygote_process.py.
+zygote is in supervisor/zygote_process.py, and in its children up to exec in
+supervisor/zygote_child.py.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ class ZygoteClient:
         self.spawned = 0
         self.spawn_failures = 0
         self.orphans_reaped = 0  # adopted by the zygote (a subreaper) and reaped there
+        self.spare_pid: int | None = None  # the zygote's spare, forked ahead of need
         self._seq = 0  # numbers spawn requests, so a late reply is not taken for the next
         self._awaiting: int | None = None  # the spawn being waited for, and its reply
         self._reply: dict[str, Any] | None = None
@@ -112,6 +117,8 @@ class ZygoteClient:
             self.exits.append(Exit(int(msg["pid"]), int(msg["exit_code"])))
         elif msg.get("op") == "orphan":
             self.orphans_reaped += 1
+        elif msg.get("op") == "spare":
+            self.spare_pid = int(msg["pid"])
         elif self._awaiting is not None and msg.get("seq") == self._awaiting:
             self._reply = msg
         elif msg.get("op") == "spawned":  # the reply to a spawn that already timed out:
@@ -167,7 +174,10 @@ class ZygoteClient:
             self._awaiting = self._reply = None
         if reply.get("op") == "spawned":
             self.spawned += 1
-            return int(reply["pid"])
+            pid = int(reply["pid"])
+            if pid == self.spare_pid:  # the spare became this child
+                self.spare_pid = None
+            return pid
         self.spawn_failures += 1
         raise SpawnError(str(reply.get("error", "unknown spawn failure")))
 
@@ -197,5 +207,10 @@ class ZygoteClient:
                 os.waitpid(self.pid, 0)
         self._sock.close()
 
-    def statistics(self) -> dict[str, int]:
-        return {"pid": self.pid, "spawned": self.spawned, "spawn_failures": self.spawn_failures}
+    def statistics(self) -> dict[str, int | None]:
+        return {
+            "pid": self.pid,
+            "spawned": self.spawned,
+            "spawn_failures": self.spawn_failures,
+            "spare_pid": self.spare_pid,
+        }

@@ -3,12 +3,14 @@
 A child is first made clean (`become_clean`): its own process group, PR_SET_PDEATHSIG
 (SIGKILL) so that it dies with the zygote, default signal dispositions and an empty
 mask, stdin on /dev/null, and none of the zygote's descriptors but those it is told to
-keep. `start` then carries the request out: the log pipe becomes stdout and stderr,
-the environment is set (secrets only where pass_env lists them), the cwd, then exec or
-the target's import and call. A command gets its environment as a plain dict at exec
-(`Inherited`: the zygote's, split into what every child gets and the secrets, plus
-what the request adds), which costs far less than os.environ's putenv() per variable;
-a target gets it in os.environ.
+keep. None of that needs the spawn request, so a spare does it before the request
+comes (`serve_as_spare`). `start` then carries the request out: the log pipe becomes
+stdout and stderr, the environment is set (secrets only where pass_env lists them),
+the cwd, then exec or the target's import and call. A command gets its environment as
+a plain dict at exec (`Inherited`: the zygote's, split into what every child gets and
+the secrets, plus what the request adds), which costs far less than os.environ's
+putenv() per variable; a target gets it in os.environ. A spare reads `Inherited`
+before its request comes.
 
 Whatever stops a start before exec or before the target's import returned is written
 to the error pipe, which is close-on-exec: the zygote reads EOF with nothing written
@@ -22,14 +24,18 @@ import contextlib
 import importlib
 import os
 import signal
+import socket
 import sys
 import traceback
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from supervisor.prctl import PR_SET_PDEATHSIG, prctl
 from supervisor.spec import is_secret_env
 
+MAX_PACKET = 1 << 20  # the largest message read on the zygote's channels
 # systemd's words to factoryd, not to its children
 _NOT_INHERITED = ("WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")
 
@@ -97,6 +103,23 @@ class Inherited:
             env[name] = value
         env["FACTORY_CHILD_ID"] = msg["id"]
         return env
+
+
+def serve_as_spare(channel: socket.socket, err_w: int) -> int:
+    """A spare: wait for one spawn request (a message and its log fd) from the zygote,
+    then become that child. EOF (the zygote dropped this spare) ends it quietly.
+
+    Blocks until the request or EOF; the zygote dying ends it by PR_SET_PDEATHSIG.
+    """
+    inherited = Inherited.from_environ()
+    try:
+        data, fds, _flags, _addr = socket.recv_fds(channel, MAX_PACKET, 4)
+    except OSError:
+        return 0
+    channel.close()
+    if not data or len(fds) != 1:
+        return 0
+    return start(orjson.loads(data), fds[0], err_w, inherited)
 
 
 def start(msg: dict[str, Any], log_fd: int, err_w: int, inherited: Inherited | None = None) -> int:

@@ -1,4 +1,4 @@
-"""What runs inside the zygote process: its fork loop and its reaping.
+"""What runs inside the zygote process: its fork loop, its spare, and its reaping.
 
 `zygote_main` is called in the fork that `ZygoteClient.start` (supervisor/zygote.py)
 makes; it never returns to factoryd's code. It starts one child per "spawn" message,
@@ -12,6 +12,15 @@ killed with everything else when factoryd goes away, even by SIGKILL.
 A spawn is answered when the child's error pipe says how its start went (EOF: exec or
 import succeeded; bytes: why not). The loop does not wait for that: a target whose
 import takes seconds holds up neither other children's exit reports nor EOF handling.
+
+The spare: forking a process the size of the zygote, and the Python that makes the
+fork a clean child, cost more than a restart should wait for. So once the zygote has
+been idle for SPARE_IDLE_S it forks one child ahead of need, made clean already
+(supervisor/zygote_child.py), blocked until it is handed a spawn request. A spawn goes
+to the spare when there is one (else it forks, as before), and the next spare is
+forked at the next idle moment, not while the new child starts. Like Android's
+pre-forked app processes: the spare knows nothing of what it will run, and whether to
+restart anything stays factoryd's decision. factoryd hears each spare's pid ("spare").
 """
 
 from __future__ import annotations
@@ -39,8 +48,9 @@ from supervisor import zygote_child
 from supervisor.prctl import PR_SET_CHILD_SUBREAPER, PR_SET_PDEATHSIG, prctl
 from supervisor.reaping import reap_exited
 
-MAX_PACKET = 1 << 20  # the largest message either side reads
+MAX_PACKET = zygote_child.MAX_PACKET  # the largest message either side reads
 START_TIMEOUT_S = 60.0  # a child that neither execs nor fails its import by then fails
+SPARE_IDLE_S = 0.02  # idle this long (no message, exit or start under way): fork a spare
 _MAX_ERROR = 64 * 1024  # of a failed start's error text
 
 
@@ -52,6 +62,20 @@ class _Starting:
     seq: Any
     deadline: float
     error: bytearray = field(default_factory=bytearray)
+
+
+@dataclass
+class _Spare:
+    """A child forked ahead of need and made clean, waiting on `channel` for a request."""
+
+    pid: int
+    channel: socket.socket  # the zygote's end
+    err_r: int  # its error pipe, as for any start
+
+    def close(self) -> None:
+        """Drop it: EOF on its channel ends it (if it is still there)."""
+        self.channel.close()
+        os.close(self.err_r)
 
 
 def zygote_main(sock: socket.socket, parent_pid: int, preload: tuple[str, ...]) -> int:
@@ -83,7 +107,8 @@ def zygote_main(sock: socket.socket, parent_pid: int, preload: tuple[str, ...]) 
 
 
 class _Zygote:
-    """The loop's state: the channel to factoryd, the children and those still starting."""
+    """The loop's state: the channel to factoryd, the children, those still starting,
+    and the spare."""
 
     def __init__(self, sock: socket.socket, wake: PosixSignalPipe, parent_pid: int) -> None:
         self.sock = sock
@@ -92,6 +117,8 @@ class _Zygote:
         self.pid = os.getpid()
         self.children: set[int] = set()
         self.starting: dict[int, _Starting] = {}  # by error-pipe fd
+        self.spare: _Spare | None = None
+        self.spare_wanted = True  # False after a refused fork, until the next spawn
         self.sel = selectors.DefaultSelector()
         self.sel.register(sock, selectors.EVENT_READ, "channel")
         self.sel.register(wake.fileno(), selectors.EVENT_READ, "wake")
@@ -99,6 +126,8 @@ class _Zygote:
     def run(self) -> int:
         while True:
             events = self.sel.select(timeout=self._select_timeout())
+            if not events and self.spare is None and self.spare_wanted:
+                self._fork_spare()
             # answers first: a child that started and died at once is "spawned", then "exit"
             events.sort(key=lambda event: event[0].data != "starting")
             for key, _ in events:
@@ -115,6 +144,8 @@ class _Zygote:
 
     def _select_timeout(self) -> float:
         timeout = 5.0
+        if self.spare is None and self.spare_wanted:
+            timeout = SPARE_IDLE_S
         if self.starting:
             nearest = min(s.deadline for s in self.starting.values())
             timeout = min(timeout, nearest - time.monotonic())
@@ -139,20 +170,25 @@ class _Zygote:
             if msg.get("op") == "quit":
                 return False
             if msg.get("op") == "spawn":
-                self._spawn(msg, fds)
+                self._spawn(msg, data, fds)
             return True
         finally:
             for fd in fds:
                 with contextlib.suppress(OSError):
                     os.close(fd)
 
-    def _spawn(self, msg: dict[str, Any], fds: list[int]) -> None:
-        """Fork the child; the answer goes out from the loop once its error pipe says
-        how the start went."""
+    def _spawn(self, msg: dict[str, Any], data: bytes, fds: list[int]) -> None:
+        """Hand the request to the spare, or fork the child; the answer goes out from
+        the loop once its error pipe says how the start went."""
         seq = msg.get("seq")
+        self.spare_wanted = True
         if len(fds) != 1:
             self._send({"op": "spawn_failed", "seq": seq, "error": "spawn needs one log fd"})
             return
+        if self.spare is not None:
+            spare, self.spare = self.spare, None
+            if self._hand_to(spare, data, fds[0], seq):
+                return
         try:  # the kernel may refuse (EAGAIN at a pids limit, ENOMEM, EMFILE): that
             err_r, err_w = os.pipe2(os.O_CLOEXEC)  # spawn fails, the zygote goes on
         except OSError as exc:
@@ -178,6 +214,58 @@ class _Zygote:
         os.close(err_w)
         self._watch_start(pid, err_r, seq)
 
+    def _hand_to(self, spare: _Spare, data: bytes, log_fd: int, seq: Any) -> bool:
+        """Pass the request and its log fd on to `spare`; False if it is gone."""
+        try:
+            socket.send_fds(spare.channel, [data], [log_fd])
+        except OSError:  # it died (its exit is reaped as nothing): fork instead
+            spare.close()
+            return False
+        spare.channel.close()
+        self._watch_start(spare.pid, spare.err_r, seq, forked=False)
+        return True
+
+    def _fork_spare(self) -> None:
+        """Fork the next spare. If the kernel refuses (a pids limit, no memory, no fds)
+        there is none until after the next spawn, which forks (and says why it cannot)."""
+        try:
+            err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        except OSError:
+            self.spare_wanted = False
+            return
+        try:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        except OSError:
+            os.close(err_r)
+            os.close(err_w)
+            self.spare_wanted = False
+            return
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (err_r, err_w):
+                os.close(fd)
+            ours.close()
+            theirs.close()
+            self.spare_wanted = False
+            return
+        if pid == 0:
+            code = 127
+            try:
+                os.close(err_r)
+                ours.close()
+                serve = functools.partial(zygote_child.serve_as_spare, theirs, err_w)
+                code = self._child(serve, err_w, theirs.fileno())
+            finally:
+                os._exit(code)
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)
+        os.close(err_w)
+        theirs.close()
+        ours.setblocking(False)  # a hand-over never waits on a spare
+        self.spare = _Spare(pid, ours, err_r)
+        self._send({"op": "spare", "pid": pid})
+
     def _child(self, then: Callable[[], int], *keep: int) -> int:
         """In a fresh fork: let go of the zygote's channel, become clean (keeping the
         fds in `keep`), then `then()`; returns the exit code."""
@@ -186,9 +274,10 @@ class _Zygote:
             return 1  # the zygote died before PR_SET_PDEATHSIG was set
         return then()
 
-    def _watch_start(self, pid: int, err_r: int, seq: Any) -> None:
-        with contextlib.suppress(OSError):
-            os.setpgid(pid, pid)
+    def _watch_start(self, pid: int, err_r: int, seq: Any, *, forked: bool = True) -> None:
+        if forked:
+            with contextlib.suppress(OSError):
+                os.setpgid(pid, pid)
         os.set_blocking(err_r, False)
         self.children.add(pid)  # from now on: reaped and reported like any child
         self.starting[err_r] = _Starting(pid, seq, time.monotonic() + START_TIMEOUT_S)
@@ -236,6 +325,10 @@ class _Zygote:
 
     def _reap(self) -> None:
         for pid, status in reap_exited():
+            if self.spare is not None and pid == self.spare.pid:
+                self.spare.close()  # killed while it waited: fork another when idle
+                self.spare = None
+                continue
             op = "exit" if pid in self.children else "orphan"  # an orphan: adopted, reaped
             self.children.discard(pid)
             self._send({"op": op, "pid": pid, "exit_code": os.waitstatus_to_exitcode(status)})
@@ -244,6 +337,9 @@ class _Zygote:
         """SIGKILL every child's process group and every adopted orphan, again for those
         adopted meanwhile (a child's daemon is adopted when the child dies), and reap
         them: until none is left or `timeout_s` passed."""
+        if self.spare is not None:
+            self.spare.close()
+            self.spare = None
         wake_r = self.wake.fileno()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -18,6 +18,7 @@
   tests (factoryctl's output, exit codes).
 - `sandbox`: whether bubblewrap can sandbox here (probed without our code), the mode
   terminal tests run in, and processes found by a marker in their command line.
+- `zygote`: waiting for the zygote's spare child.
 
 Beside the tests, not in here: `tests/harness.py` (a real factoryd), `tests/waiting.py`
 (deadline-bounded waits) and `tests/children.py` (child behaviours, run by factoryd as
