@@ -59,12 +59,13 @@ def become_clean(zygote_pid: int, keep: tuple[int, ...]) -> bool:
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
+    if devnull != 0:
+        os.dup2(devnull, 0)
+        os.close(devnull)
     # Nothing the zygote holds (its channel, epoll fd, fds factoryd inherited) reaches
     # a child, a Python target as much as an exec'd command.
     low = 3
-    for fd in sorted(keep):
+    for fd in sorted(k for k in keep if k > 2):  # stdio is set above, not kept
         os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, os.sysconf("SC_OPEN_MAX"))
