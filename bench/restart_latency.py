@@ -10,7 +10,8 @@ bench's polling does not count. 30 rounds after 3 warm-up rounds, every supervis
 running at once and each round killing each one's child in turn, so that load from
 elsewhere drifting over the run weighs on all alike. Median and p95 are printed, and
 factoryd's ratio to each of the others; to the floor it is factoryd's time over the
-floor's, the goal being <= 1.25.
+floor's, the goal being <= 1.25. `--baseline DIR` adds factoryd from another checkout
+to the same rounds: a before/after on a machine whose load drifts.
 
 The child is a tiny C program when a C compiler is present (measures the supervisor,
 not interpreter start-up), else `python3 -S`. `--child python` forces the latter.
@@ -21,13 +22,14 @@ supervisord and circus are installed into a bench-only virtualenv (.bench/venv):
 supervisord's import package is named `supervisor`, which would shadow ours.
 
     python3 bench/restart_latency.py [--rounds 30] [--child c|python] [--only factoryd]
-                                     [--skip-others]
+                                     [--skip-others] [--baseline OTHER_CHECKOUT]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -155,7 +157,9 @@ def main(args):
 """
 
 
-def run_factoryd(work: Path, cmd: list[str], record: Path) -> AbstractContextManager[None]:
+def run_factoryd(
+    work: Path, cmd: list[str], record: Path, root: Path = ROOT
+) -> AbstractContextManager[None]:
     if cmd == ["target"]:
         (work / "bench_child.py").write_text(TARGET_CHILD)
         start = f'target = "bench_child:main"\n        args = ["{record}"]'
@@ -186,7 +190,7 @@ def run_factoryd(work: Path, cmd: list[str], record: Path) -> AbstractContextMan
         "--state-dir",
         str(work / "state"),
     ]
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{work}"}
+    env = {**os.environ, "PYTHONPATH": f"{root}:{work}"}
     return running(argv, work, env)
 
 
@@ -280,6 +284,12 @@ def main() -> int:
     parser.add_argument(
         "--skip-others", action="store_true", help="factoryd and the floor only (no venv)"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also run factoryd from this other checkout (say, main before a change: "
+        "git archive REV | tar -x -C DIR), in the same rounds, as 'baseline'",
+    )
     args = parser.parse_args()
 
     runners: dict[str, Callable[[Path, list[str], Path], AbstractContextManager[None]]] = {
@@ -295,6 +305,9 @@ def main() -> int:
         wanted = ["factoryd"]  # only factoryd forks Python targets from a zygote
     if any(n in OTHERS for n in wanted) and not ensure_venv():
         wanted = ["factoryd"]
+    if args.baseline:
+        runners["baseline"] = functools.partial(run_factoryd, root=args.baseline.resolve())
+        wanted.append("baseline")
     results: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="factory-bench-") as tmp:
         cmd = child_command(Path(tmp), args.child)
@@ -315,11 +328,15 @@ def main() -> int:
     if "factoryd" in results:
         fm, fp = results["factoryd"]
         for name, (m, p) in results.items():
-            if name == "floor":
+            if name in ("floor", "baseline"):
+                goal = f" (goal <= 1.25: {'met' if fm / m <= 1.25 else 'MISSED'})"
                 print(
-                    f"factoryd / floor: {fm / m:5.2f} at the median, {fp / p:5.2f} at p95 "
-                    f"(goal <= 1.25: {'met' if fm / m <= 1.25 else 'MISSED'})"
+                    f"factoryd / {name}: {fm / m:5.2f} at the median, {fp / p:5.2f} at p95"
+                    + (goal if name == "floor" else "")
                 )
+                if name == "baseline" and "floor" in results:
+                    bm, bp = results["floor"]
+                    print(f"baseline / floor: {m / bm:5.2f} at the median, {p / bp:5.2f} at p95")
             elif name != "factoryd":
                 print(
                     f"factoryd is {m / fm:6.1f}x faster than {name} at the median, "
