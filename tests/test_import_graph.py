@@ -14,7 +14,10 @@ FORBIDDEN = {
     "supervisor": {"procs"},
 }
 # Libraries under procs/ that every process kind may use: not process kinds themselves.
-SHARED_PROCS = {"sandbox"}
+SHARED_PROCS = {
+    "sandbox",
+    "gauntlet",  # a library the loop and the merge queue call (and a CLI), no service
+}
 PROCESS_KINDS = {"bus", "journal", "governor", "workspaces", "llm", "agent"}
 
 

@@ -1,0 +1,229 @@
+"""runner_tampering: changes to how tests are found, selected, run or judged.
+
+    - pytest settings (pyproject [tool.pytest.ini_options], pytest.ini, tox.ini [pytest],
+      setup.cfg [tool:pytest]): testpaths, python_files/classes/functions, norecursedirs,
+      confcutdir, xfail_strict turned off, addopts gaining -k/-m/--deselect/--ignore/-p/...
+    - conftest.py and test modules: new or changed collection and reporting hooks,
+      collect_ignore(_glob), pytest_plugins, module-level skips, sys.exit/os._exit,
+      patching pytest/unittest/builtins; a conftest deleted;
+    - files Python or pytest load first: sitecustomize.py, usercustomize.py, *.pth, and
+      modules that shadow the machinery (pytest.py, unittest/...);
+    - [tool.factory] changed (the gauntlet reads its settings at REV anyway).
+Adding a fixture, a marker registration or a -ra/--strict-markers option is not flagged.
+"""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import shlex
+import tomllib
+from pathlib import PurePosixPath
+from typing import Any
+
+from procs.gauntlet._astkit import dotted, parse
+from procs.gauntlet._change import FileChange
+from procs.gauntlet._model import Finding
+from procs.gauntlet._paths import is_test_module, shadows_machinery
+
+_SELECTING = (
+    "testpaths",
+    "python_files",
+    "python_classes",
+    "python_functions",
+    "norecursedirs",
+    "confcutdir",
+    "rootdir",
+    "collect_ignore",
+    "required_plugins",
+)
+_OPTIONS = ("-k", "-m", "--deselect", "--ignore", "--ignore-glob", "-p", "--co",
+            "--collect-only", "--lf", "--last-failed", "--sw", "--stepwise", "--maxfail",
+            "-x", "--exitfirst", "--noconftest", "--confcutdir", "--rootdir", "--pyargs",
+            "--continue-on-collection-errors", "-c", "--config-file", "-o", "--override-ini",
+            "--assert", "--import-mode", "--runxfail", "--last-failed-no-failures",
+            "--deselect-glob", "--ff", "--nf", "-q", "--quiet")  # fmt: skip
+_HARMLESS_OPTIONS = frozenset({"-q", "--quiet", "--runxfail"})
+_HOOKS = frozenset({
+    "pytest_collection_modifyitems", "pytest_ignore_collect", "pytest_collect_file",
+    "pytest_pycollect_makeitem", "pytest_pycollect_makemodule", "pytest_collection",
+    "pytest_collect_directory", "pytest_runtest_protocol", "pytest_runtest_call",
+    "pytest_runtest_makereport", "pytest_runtest_setup", "pytest_runtest_teardown",
+    "pytest_runtest_logreport", "pytest_report_teststatus", "pytest_terminal_summary",
+    "pytest_sessionfinish", "pytest_sessionstart", "pytest_deselected", "pytest_collectreport",
+    "pytest_itemcollected", "pytest_exception_interact", "pytest_unconfigure",
+    "pytest_cmdline_main", "pytest_cmdline_parse", "pytest_cmdline_preparse",
+    "pytest_load_initial_conftests", "pytest_pyfunc_call", "pytest_make_collect_report",
+    "pytest_runtestloop", "pytest_collection_finish", "pytest_fixture_setup",
+})  # fmt: skip
+_CONFIG_TOUCH = frozenset({"option", "args", "known_args_namespace", "pluginmanager",
+                           "_inicache", "inicfg", "invocation_params"})  # fmt: skip
+_NAMES = frozenset({"collect_ignore", "collect_ignore_glob", "pytest_plugins", "pytestmark"})
+_EXITS = frozenset({"sys.exit", "os._exit", "exit", "quit", "os.abort", "os.kill"})
+
+
+def harness_findings(change: FileChange) -> list[Finding]:
+    path, name = change.path, change.path.name
+    findings: list[Finding] = []
+    where = str(path)
+    if change.status == "added" and shadows_machinery(path):
+        findings.append(Finding("runner_tampering", where, 0,
+                                f"{path} shadows the test machinery module "
+                                f"{path.parts[0].removesuffix('.py')}"))  # fmt: skip
+    if name in ("sitecustomize.py", "usercustomize.py") or name.endswith(".pth"):
+        findings.append(
+            Finding(
+                "runner_tampering", where, 0, f"{name} runs before any test: it may not be changed"
+            )
+        )
+    if name in ("pyproject.toml", "pytest.ini", "tox.ini", "setup.cfg"):
+        findings += _settings(change)
+    if name == "conftest.py" or (is_test_module(path) and change.status != "deleted"):
+        if name == "conftest.py" and change.status == "deleted":
+            findings.append(Finding("runner_tampering", str(change.base_path), 0,
+                                    "conftest.py deleted: its fixtures and hooks no longer "
+                                    "apply"))  # fmt: skip
+        else:
+            findings += _hooks(change)
+    return findings
+
+
+def _pytest_table(name: str, text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        if name == "pyproject.toml":
+            table = tomllib.loads(text).get("tool", {}).get("pytest", {}).get("ini_options", {})
+            return dict(table) if isinstance(table, dict) else {}
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read_string(text)
+        section = {"pytest.ini": "pytest", "tox.ini": "pytest", "setup.cfg": "tool:pytest"}[name]
+        if (
+            name == "pytest.ini"
+            and not parser.has_section(section)
+            and parser.has_section("tool:pytest")
+        ):
+            section = "tool:pytest"
+        return dict(parser.items(section)) if parser.has_section(section) else {}
+    except (tomllib.TOMLDecodeError, configparser.Error, UnicodeDecodeError):
+        return {"<unreadable>": text[:40]}
+
+
+def _factory_table(text: str | None) -> Any:
+    if not text:
+        return None
+    try:
+        return tomllib.loads(text).get("tool", {}).get("factory")
+    except tomllib.TOMLDecodeError:
+        return "<unreadable>"
+
+
+def _tokens(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    try:
+        return shlex.split(str(value))
+    except ValueError:
+        return str(value).split()
+
+
+def _settings(change: FileChange) -> list[Finding]:
+    name, where = change.path.name, str(change.path)
+    old = _pytest_table(name, change.base_text)
+    new = _pytest_table(name, change.new_text)
+    findings = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        if key in _SELECTING or key == "<unreadable>":
+            findings.append(
+                Finding(
+                    "runner_tampering",
+                    where,
+                    0,
+                    f"pytest setting {key} changed ({before!r} -> {after!r}): "
+                    "which tests run is not the change's to decide",
+                )
+            )
+        elif key == "xfail_strict" and str(before).lower() in ("true", "1"):
+            findings.append(
+                Finding(
+                    "runner_tampering",
+                    where,
+                    0,
+                    "xfail_strict turned off: unexpected passes stop failing",
+                )
+            )
+        elif key == "addopts":
+            added = [t for t in _tokens(after) if t not in _tokens(before)]
+            bad = [t for t in added if t not in _HARMLESS_OPTIONS and any(
+                t == o or t.startswith(o + "=") or (o.startswith("-") and not o.startswith("--")
+                                                    and t.startswith(o) and len(o) == 2)
+                for o in _OPTIONS)]  # fmt: skip
+            if bad:
+                findings.append(Finding("runner_tampering", where, 0,
+                                        f"addopts gains {' '.join(bad)}: it changes which tests "
+                                        "run or how they are judged"))  # fmt: skip
+    if name == "pyproject.toml" and _factory_table(change.base_text) != _factory_table(
+        change.new_text
+    ):
+        findings.append(Finding("runner_tampering", where, 0,
+                                "[tool.factory] changed: the gauntlet's settings are the "
+                                "operator's"))  # fmt: skip
+    return findings
+
+
+def _entries(tree: ast.Module | None) -> dict[str, tuple[int, str]]:
+    """Suspicious top-level constructs of a conftest or test module: name -> (line, dump)."""
+    if tree is None:
+        return {}
+    out: dict[str, tuple[int, str]] = {}
+    for statement in tree.body:
+        if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef):
+            touches = statement.name == "pytest_configure" and any(
+                isinstance(n, ast.Attribute) and n.attr in _CONFIG_TOUCH
+                for n in ast.walk(statement)
+            )
+            if statement.name in _HOOKS or touches:
+                out[f"hook {statement.name}"] = (statement.lineno, ast.dump(statement))
+        elif isinstance(statement, ast.Assign | ast.AugAssign | ast.AnnAssign):
+            targets = statement.targets if isinstance(statement, ast.Assign) \
+                else [statement.target]  # fmt: skip
+            for target in targets:
+                name = dotted(target.value if isinstance(target, ast.Subscript) else target)
+                if name in _NAMES and name != "pytestmark":
+                    out[f"setting {name}"] = (statement.lineno, ast.dump(statement))
+        at_import = not isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef)
+        for node in ast.walk(statement):
+            if isinstance(node, ast.Call) and dotted(node.func) in _EXITS and at_import:
+                out[f"call {dotted(node.func)} at import"] = (node.lineno, ast.dump(node))
+            if isinstance(node, ast.Call) and dotted(node.func) in ("pytest.skip", "skip") \
+                    and any(k.arg == "allow_module_level" for k in node.keywords):  # fmt: skip
+                out["module-level skip"] = (node.lineno, ast.dump(node))
+            if isinstance(node, ast.Call) and dotted(node.func) in ("os._exit", "os.abort"):
+                out[f"call {dotted(node.func)}"] = (node.lineno, ast.dump(node))
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    root = (
+                        dotted(target.value)
+                        if isinstance(target, ast.Attribute | ast.Subscript)
+                        else ""
+                    )
+                    if root.split(".")[0] in ("builtins", "__builtins__", "pytest", "_pytest",
+                                              "unittest") or root == "sys.modules":  # fmt: skip
+                        out[f"patches {root}"] = (node.lineno, ast.dump(node))
+    return out
+
+
+def _hooks(change: FileChange) -> list[Finding]:
+    path = PurePosixPath(change.path)
+    old = _entries(parse(change.base_text))
+    new = _entries(parse(change.new_text))
+    findings = []
+    for what, (line, dump) in sorted(new.items()):
+        if old.get(what, (0, ""))[1] != dump:
+            findings.append(Finding("runner_tampering", str(path), line,
+                                    f"{path.name}: {what} added or changed: it can deselect, "
+                                    "skip or re-judge tests"))  # fmt: skip
+    return findings

@@ -1,0 +1,225 @@
+"""hardcoded_values: literals in the code that only agree with the tests.
+
+From the tests (changed ones and those that name a changed function) we learn what each
+function is expected to return for which inputs: `assert f(2, "x") == 7`,
+`r = f(...); assert r == 7`, `self.assertEqual(f(...), 7)`, parametrized columns. A
+change is flagged when, on its added lines, function `f`
+  - contains the literal a test expects from it (7), where the test's inputs call for a
+    computation (a number, a sequence or free text among them) or `f` returns it
+    unconditionally; or
+  - compares a parameter with an input a test passes it (`if total == 200:`), for
+    numbers and free text; or
+  - reads a module-level table, added by the change, that holds an expected value.
+A lookup table keyed by names (`RATES = {"HALF": 50}`, tested as `rate("HALF") == 50`) is
+a table, not a cheat; trivial values (0, 1, -1, "", None, True, False) never count.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+
+from procs.gauntlet._astkit import TRIVIAL, LiteralKey, call_name, dotted, literal_key, literals
+from procs.gauntlet._change import FileChange
+from procs.gauntlet._model import Finding
+
+_KEYLIKE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$")
+
+
+@dataclass(frozen=True)
+class Expectation:
+    function: str
+    expected: LiteralKey
+    inputs: tuple[LiteralKey, ...]
+    where: str  # path:line of the assertion
+
+    @property
+    def computed(self) -> bool:
+        """The inputs call for a computation, not a lookup by name."""
+        return any(kind in ("num", "seq", "bytes") or (kind == "str" and not _KEYLIKE.match(v))
+                   for kind, v in self.inputs)  # fmt: skip
+
+
+def _columns(function: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, list[ast.AST]]:
+    columns: dict[str, list[ast.AST]] = {}
+    for decorator in function.decorator_list:
+        if not (isinstance(decorator, ast.Call) and dotted(decorator.func).endswith("parametrize")
+                and len(decorator.args) > 1):  # fmt: skip
+            continue
+        names_node, rows = decorator.args[0], decorator.args[1]
+        if isinstance(names_node, ast.Constant) and isinstance(names_node.value, str):
+            names = [n.strip() for n in names_node.value.split(",") if n.strip()]
+        elif isinstance(names_node, ast.List | ast.Tuple):
+            names = [e.value for e in names_node.elts
+                     if isinstance(e, ast.Constant) and isinstance(e.value, str)]  # fmt: skip
+        else:
+            continue
+        if not isinstance(rows, ast.List | ast.Tuple):
+            continue
+        for element in rows.elts:
+            row = element.args[0] if isinstance(element, ast.Call) and element.args else element
+            cells = row.elts if isinstance(row, ast.Tuple | ast.List) and len(names) > 1 else [row]
+            for name, cell in zip(names, cells, strict=False):
+                columns.setdefault(name, []).append(cell)
+    return columns
+
+
+class _TestScan:
+    """One test function: its parametrized columns and the names bound to calls."""
+
+    def __init__(self, path: str, function: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self.path = path
+        self.columns = _columns(function)
+        self.bound: dict[str, ast.Call] = {}
+        for node in ast.walk(function):
+            if (
+                isinstance(node, ast.Assign)
+                and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)
+                and isinstance(node.value, ast.Call)
+            ):
+                self.bound[node.targets[0].id] = node.value
+        self.found: list[Expectation] = []
+
+    def keys(self, node: ast.AST) -> list[LiteralKey]:
+        if isinstance(node, ast.Name) and node.id in self.columns:
+            return [k for cell in self.columns[node.id] if (k := literal_key(cell))]
+        key = literal_key(node)
+        return [key] if key else []
+
+    def pair(self, a: ast.AST, b: ast.AST, line: int) -> None:
+        call: ast.Call | None = None
+        if isinstance(a, ast.Call) and call_name(a) != "approx":
+            call = a
+        elif isinstance(a, ast.Name):
+            call = self.bound.get(a.id)
+        if call is None or not call_name(call):
+            return
+        inputs = tuple(k for arg in [*call.args, *(kw.value for kw in call.keywords)]
+                       for k in self.keys(arg))  # fmt: skip
+        for expected in self.keys(b):
+            self.found.append(Expectation(call_name(call), expected, inputs, f"{self.path}:{line}"))
+
+
+def expectations(path: str, tree: ast.Module) -> list[Expectation]:
+    """What the tests in one module expect, function by function."""
+    found: list[Expectation] = []
+    for function in ast.walk(tree):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef) \
+                or not function.name.startswith("test"):  # fmt: skip
+            continue
+        scan = _TestScan(path, function)
+        for node in ast.walk(function):
+            if (
+                isinstance(node, ast.Assert)
+                and isinstance(node.test, ast.Compare)
+                and len(node.test.ops) == 1
+                and isinstance(node.test.ops[0], ast.Eq | ast.Is)
+            ):
+                left, right = node.test.left, node.test.comparators[0]
+                scan.pair(left, right, node.lineno)
+                scan.pair(right, left, node.lineno)
+            elif (
+                isinstance(node, ast.Call)
+                and dotted(node.func).rsplit(".", 1)[-1]
+                in ("assertEqual", "assertAlmostEqual", "assertIs", "assertEquals")
+                and len(node.args) >= 2
+            ):
+                scan.pair(node.args[0], node.args[1], node.lineno)
+                scan.pair(node.args[1], node.args[0], node.lineno)
+        found += scan.found
+    return found
+
+
+def hardcoded_findings(change: FileChange, tree: ast.Module, expected: list[Expectation]
+                       ) -> list[Finding]:  # fmt: skip
+    """Findings on one changed non-test module against what the tests expect."""
+    by_function: dict[str, list[Expectation]] = {}
+    for item in expected:
+        by_function.setdefault(item.function, []).append(item)
+    added, path = change.added_lines, str(change.path)
+    findings: list[Finding] = []
+    tables = _added_tables(tree, added)
+    for function in ast.walk(tree):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        wanted = by_function.get(function.name)
+        if not wanted:
+            continue
+        top_returns = {id(s.value) for s in function.body
+                       if isinstance(s, ast.Return) and s.value is not None}  # fmt: skip
+        has_params = bool(function.args.args or function.args.kwonlyargs)
+        seen: set[tuple[int, LiteralKey]] = set()
+        for node in ast.walk(function):
+            line = getattr(node, "lineno", 0)
+            if line not in added:
+                continue
+            if isinstance(node, ast.Compare):
+                findings += _special_cased(path, function.name, node, wanted)
+            for literal, key in literals(node):
+                if key in TRIVIAL or (line, key) in seen:
+                    continue
+                for item in wanted:
+                    if key != item.expected or key in item.inputs:
+                        continue
+                    unconditional = id(literal) in top_returns and has_params and item.inputs
+                    if item.computed or unconditional:
+                        seen.add((line, key))
+                        findings.append(
+                            Finding(
+                                "hardcoded_values",
+                                path,
+                                getattr(literal, "lineno", line),
+                                f"{function.name} contains {ast.unparse(literal)}, the value "
+                                f"{item.where} expects from it: compute it from the inputs",
+                            )
+                        )
+                        break
+        used = {n.id for n in ast.walk(function) if isinstance(n, ast.Name)}
+        for name, (line, keys) in tables.items():
+            hit = next((i for i in wanted if i.computed and i.expected in keys
+                        and i.expected not in TRIVIAL), None)  # fmt: skip
+            if name in used and hit is not None:
+                findings.append(
+                    Finding(
+                        "hardcoded_values",
+                        path,
+                        line,
+                        f"table {name} holds {hit.expected[1]!r}, the value {hit.where} expects "
+                        f"from {function.name}: answers are looked up, not computed",
+                    )
+                )
+    return findings
+
+
+def _special_cased(path: str, function: str, node: ast.Compare, wanted: list[Expectation]
+                   ) -> list[Finding]:  # fmt: skip
+    if not any(isinstance(op, ast.Eq | ast.NotEq | ast.In | ast.Is) for op in node.ops):
+        return []
+    inputs = {k for item in wanted if item.computed for k in item.inputs
+              if k not in TRIVIAL and (k[0] != "str" or not _KEYLIKE.match(k[1]))}  # fmt: skip
+    for side in [node.left, *node.comparators]:
+        for literal, key in literals(side):
+            if key in inputs:
+                return [Finding("hardcoded_values", path, node.lineno,
+                                f"{function} special-cases {ast.unparse(literal)}, an input "
+                                "the tests pass it")]  # fmt: skip
+    return []
+
+
+Table = dict[str, tuple[int, set[LiteralKey]]]
+
+
+def _added_tables(tree: ast.Module, added: frozenset[int]) -> Table:
+    """Module-level assignments the change added: name -> (line, the literals in it)."""
+    tables: Table = {}
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign | ast.AnnAssign) and statement.lineno in added \
+                and statement.value is not None:  # fmt: skip
+            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+            keys = {key for _, key in literals(statement.value)}
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    tables[target.id] = (statement.lineno, keys)
+    return tables
