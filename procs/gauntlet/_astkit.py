@@ -90,6 +90,18 @@ def literal_key(node: ast.AST) -> LiteralKey | None:
         keys = [literal_key(element) for element in node.elts]
         if node.elts and all(keys):
             return ("seq", repr(keys))
+    if isinstance(node, ast.Set):
+        keys = [literal_key(element) for element in node.elts]
+        if node.elts and all(keys):
+            return ("seq", repr(sorted(map(repr, keys))))
+    if isinstance(node, ast.Dict) and node.keys and all(k is not None for k in node.keys):
+        pairs = [
+            (literal_key(k), literal_key(v))
+            for k, v in zip(node.keys, node.values, strict=True)
+            if k is not None
+        ]
+        if all(k and v for k, v in pairs):
+            return ("dict", repr(sorted(map(repr, pairs))))
     return None
 
 
@@ -98,7 +110,7 @@ def literals(node: ast.AST) -> Iterator[tuple[ast.AST, LiteralKey]]:
     key = literal_key(node)
     if key is not None:
         yield node, key
-        if key[0] != "seq":
+        if key[0] not in ("seq", "dict"):
             return
     for child in ast.iter_child_nodes(node):
         yield from literals(child)

@@ -36,12 +36,18 @@ _STACK = frozenset({
     "sys.settrace", "sys.setprofile", "sys.gettrace", "sys.getprofile", "gc.get_referrers",
     "gc.get_objects", "_getframe", "currentframe", "extract_stack",
 })  # fmt: skip
-_PATCHED_ROOTS = frozenset({"builtins", "__builtins__", *MACHINERY_MODULES, "sys.modules"})
+_PATCHED_ROOTS = frozenset({"builtins", "__builtins__", *MACHINERY_MODULES, "sys.modules",
+                            "AssertionError"})  # fmt: skip
+_TEST_ENV = re.compile(r"TEST", re.IGNORECASE)
+_TEST_NAMES = re.compile(r"^_?(test|tests|test_|testing|conftest)$", re.IGNORECASE)
+_ENV_READS = frozenset({"os.getenv", "os.environ.get", "getenv", "environ.get", "os.environ",
+                        "environ"})  # fmt: skip
 _TEST_WORDS = re.compile(r"pytest|unittest|PYTEST_", re.IGNORECASE)
 _DIRECTIVE = re.compile(r"^(noqa|type:|pragma|fmt:|pylint|mypy|isort|ruff|nosec|TODO|FIXME|XXX)",
                         re.IGNORECASE)  # fmt: skip
 _COMPARISONS = {"__eq__": True, "__ne__": False}
-_ORDERING = frozenset({"__lt__", "__le__", "__gt__", "__ge__", "__contains__"})
+_ORDERING = frozenset({"__lt__", "__le__", "__gt__", "__ge__", "__contains__",
+                       "__instancecheck__", "__subclasscheck__"})  # fmt: skip
 
 
 def code_findings(change: FileChange, tree: ast.Module, *, test_file: bool) -> list[Finding]:
@@ -50,6 +56,7 @@ def code_findings(change: FileChange, tree: ast.Module, *, test_file: bool) -> l
     added = change.added_lines
     path = str(change.path)
     findings = _commented(change) + _disabled(path, tree, added)
+    aliases = _aliases(tree)
     prose = {
         id(n.value)
         for n in ast.walk(tree)
@@ -60,13 +67,40 @@ def code_findings(change: FileChange, tree: ast.Module, *, test_file: bool) -> l
             continue
         if isinstance(node, ast.ExceptHandler):
             findings += _handler(path, node)
+        elif isinstance(node, ast.Try | ast.TryStar) and node.finalbody:
+            findings += _finally_exits(path, node)
         elif isinstance(node, ast.With | ast.AsyncWith):
             findings += _suppress(path, node)
         if test_file:
             continue
-        findings += _detects_tests(path, node)
+        findings += _detects_tests(path, node, aliases)
         findings += _rigged(path, node)
     return findings
+
+
+def _aliases(tree: ast.Module) -> dict[str, str]:
+    """`import builtins as b` -> {"b": "builtins"}: patched roots are seen through aliases."""
+    found = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    found[alias.asname] = alias.name
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                found[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return found
+
+
+def _finally_exits(path: str, node: ast.Try | ast.TryStar) -> list[Finding]:
+    """return/break/continue in a finally block drops whatever exception was raised."""
+    for statement in node.finalbody:
+        for child in ast.walk(statement):
+            if isinstance(child, ast.Return | ast.Break | ast.Continue):
+                return [Finding("ignored_errors", path, child.lineno,
+                                f"{type(child).__name__.lower()} inside finally discards any "
+                                "exception raised in the try block")]  # fmt: skip
+    return []
 
 
 def _handler(path: str, handler: ast.ExceptHandler) -> list[Finding]:
@@ -205,7 +239,13 @@ def _disabled(path: str, tree: ast.Module, added: frozenset[int]) -> list[Findin
     return findings
 
 
-def _detects_tests(path: str, node: ast.AST) -> list[Finding]:
+def _resolve(name: str, aliases: dict[str, str]) -> str:
+    head, _, rest = name.partition(".")
+    real = aliases.get(head)
+    return (f"{real}.{rest}" if rest else real) if real else name
+
+
+def _detects_tests(path: str, node: ast.AST, aliases: dict[str, str]) -> list[Finding]:
     def found(why: str) -> list[Finding]:
         return [Finding("test_detection", path, node.lineno, why)]  # type: ignore[attr-defined]
 
@@ -219,8 +259,32 @@ def _detects_tests(path: str, node: ast.AST) -> list[Finding]:
     if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
             _TEST_WORDS.search(node.value) and len(node.value) < 80:  # fmt: skip
         return found(f"code under test looks for the test runner ({node.value!r})")
+    if isinstance(node, ast.Call) and _resolve(dotted(node.func), aliases) in _ENV_READS:
+        for arg in node.args[:1]:
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str) \
+                    and _TEST_ENV.search(arg.value):  # fmt: skip
+                return found(f"code under test reads {arg.value!r} from the environment")
+    if isinstance(node, ast.Compare | ast.Subscript):
+        parts = [node.left, *node.comparators] if isinstance(node, ast.Compare) else [node.slice]
+        env = isinstance(node, ast.Subscript) and _resolve(dotted(node.value), aliases) in (
+            "os.environ",
+            "environ",
+        )
+        in_env = isinstance(node, ast.Compare) and any(
+            _resolve(dotted(c), aliases) in ("os.environ", "environ") for c in node.comparators
+        )
+        for part in parts:
+            if (
+                isinstance(part, ast.Constant)
+                and isinstance(part.value, str)
+                and (
+                    _TEST_NAMES.match(part.value)
+                    or ((env or in_env) and _TEST_ENV.search(part.value))
+                )
+            ):
+                return found(f"code under test compares with {part.value!r}: it looks for tests")
     if isinstance(node, ast.Attribute | ast.Name):
-        name = dotted(node)
+        name = _resolve(dotted(node), aliases)
         if name in _STACK or name.endswith(("._getframe", ".currentframe")):
             return found(f"code under test inspects the call stack or tracer ({name})")
         if name == "os._exit":
@@ -241,7 +305,7 @@ def _detects_tests(path: str, node: ast.AST) -> list[Finding]:
         targets = [ast.Attribute(value=node.args[0], attr="_", ctx=ast.Store())]
     for target in targets:
         base = target.value if isinstance(target, ast.Attribute | ast.Subscript) else None
-        name = dotted(base) if base is not None else ""
+        name = _resolve(dotted(base), aliases) if base is not None else ""
         if name and (name.split(".")[0] in _PATCHED_ROOTS or name in _PATCHED_ROOTS
                      or name.endswith(("TestCase", "sys.modules"))):  # fmt: skip
             return found(f"code under test patches {name} (the builtins or test machinery)")

@@ -24,7 +24,7 @@ from typing import Any
 from procs.gauntlet._astkit import dotted, parse
 from procs.gauntlet._change import FileChange
 from procs.gauntlet._model import Finding
-from procs.gauntlet._paths import is_test_module, shadows_machinery
+from procs.gauntlet._paths import is_test_path, shadows_machinery
 
 _SELECTING = (
     "testpaths",
@@ -37,12 +37,14 @@ _SELECTING = (
     "collect_ignore",
     "required_plugins",
 )
+# Options that change which tests run or how they are judged (-x or --maxfail only stop
+# early: a failure still fails, so they are not here).
 _OPTIONS = ("-k", "-m", "--deselect", "--ignore", "--ignore-glob", "-p", "--co",
-            "--collect-only", "--lf", "--last-failed", "--sw", "--stepwise", "--maxfail",
-            "-x", "--exitfirst", "--noconftest", "--confcutdir", "--rootdir", "--pyargs",
+            "--collect-only", "--lf", "--last-failed", "--sw", "--stepwise",
+            "--stepwise-skip", "--noconftest", "--confcutdir", "--rootdir", "--pyargs",
             "--continue-on-collection-errors", "-c", "--config-file", "-o", "--override-ini",
-            "--assert", "--import-mode", "--runxfail", "--last-failed-no-failures",
-            "--deselect-glob", "--ff", "--nf", "-q", "--quiet")  # fmt: skip
+            "--assert", "--import-mode", "--last-failed-no-failures", "--deselect-glob",
+            "--doctest-modules", "--ignore-glob", "--trace", "--pdb")  # fmt: skip
 _HARMLESS_OPTIONS = frozenset({"-q", "--quiet", "--runxfail"})
 _HOOKS = frozenset({
     "pytest_collection_modifyitems", "pytest_ignore_collect", "pytest_collect_file",
@@ -78,7 +80,8 @@ def harness_findings(change: FileChange) -> list[Finding]:
         )
     if name in ("pyproject.toml", "pytest.ini", "tox.ini", "setup.cfg"):
         findings += _settings(change)
-    if name == "conftest.py" or (is_test_module(path) and change.status != "deleted"):
+    if name == "conftest.py" or (is_test_path(path) and path.suffix == ".py"
+                                 and change.status != "deleted"):  # fmt: skip
         if name == "conftest.py" and change.status == "deleted":
             findings.append(Finding("runner_tampering", str(change.base_path), 0,
                                     "conftest.py deleted: its fixtures and hooks no longer "
@@ -107,6 +110,16 @@ def _pytest_table(name: str, text: str | None) -> dict[str, Any]:
         return dict(parser.items(section)) if parser.has_section(section) else {}
     except (tomllib.TOMLDecodeError, configparser.Error, UnicodeDecodeError):
         return {"<unreadable>": text[:40]}
+
+
+def _plugins(text: str | None) -> Any:
+    if not text:
+        return None
+    try:
+        points = tomllib.loads(text).get("project", {}).get("entry-points", {})
+    except tomllib.TOMLDecodeError:
+        return "<unreadable>"
+    return points.get("pytest11") if isinstance(points, dict) else None
 
 
 def _factory_table(text: str | None) -> Any:
@@ -165,6 +178,15 @@ def _settings(change: FileChange) -> list[Finding]:
                 findings.append(Finding("runner_tampering", where, 0,
                                         f"addopts gains {' '.join(bad)}: it changes which tests "
                                         "run or how they are judged"))  # fmt: skip
+    if name == "pyproject.toml" and _plugins(change.base_text) != _plugins(change.new_text):
+        findings.append(
+            Finding(
+                "runner_tampering",
+                where,
+                0,
+                "a pytest11 entry point (a pytest plugin) added or changed",
+            )
+        )
     if name == "pyproject.toml" and _factory_table(change.base_text) != _factory_table(
         change.new_text
     ):
@@ -180,6 +202,13 @@ def _entries(tree: ast.Module | None) -> dict[str, tuple[int, str]]:
         return {}
     out: dict[str, tuple[int, str]] = {}
     for statement in tree.body:
+        if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef) and _patching_fixture(
+            statement
+        ):
+            out[f"autouse fixture {statement.name} patching code"] = (
+                statement.lineno,
+                ast.dump(statement),
+            )
         if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef):
             touches = statement.name == "pytest_configure" and any(
                 isinstance(n, ast.Attribute) and n.attr in _CONFIG_TOUCH
@@ -214,6 +243,24 @@ def _entries(tree: ast.Module | None) -> dict[str, tuple[int, str]]:
                                               "unittest") or root == "sys.modules":  # fmt: skip
                         out[f"patches {root}"] = (node.lineno, ast.dump(node))
     return out
+
+
+_PATCH_CALLS = frozenset({"monkeypatch.setattr", "monkeypatch.setitem", "mock.patch", "patch",
+                          "patch.object", "mocker.patch", "mocker.patch.object", "setattr",
+                          "unittest.mock.patch", "mock.patch.object"})  # fmt: skip
+
+
+def _patching_fixture(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """An autouse fixture that replaces something: every test then checks a stand-in."""
+    autouse = any(
+        isinstance(d, ast.Call) and dotted(d.func).endswith("fixture")
+        and any(k.arg == "autouse" and isinstance(k.value, ast.Constant) and k.value.value
+                for k in d.keywords)
+        for d in function.decorator_list
+    )  # fmt: skip
+    return autouse and any(
+        isinstance(n, ast.Call) and dotted(n.func) in _PATCH_CALLS for n in ast.walk(function)
+    )
 
 
 def _hooks(change: FileChange) -> list[Finding]:

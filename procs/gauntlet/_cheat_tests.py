@@ -172,6 +172,79 @@ def _fenced(test: TestFunction) -> list[tuple[int, str]]:
     return found
 
 
+_PATCHERS = ("monkeypatch.setattr", "monkeypatch.setitem", "mock.patch", "patch",
+             "patch.object", "mock.patch.object", "mocker.patch", "mocker.patch.object",
+             "unittest.mock.patch", "patch.dict", "mock.patch.dict")  # fmt: skip
+
+
+def _patched_in_test(old: TestFunction, new: TestFunction) -> list[Finding]:
+    """A test that now replaces code with a stand-in (monkeypatch, mock.patch) it did not
+    replace at REV: what it checks is no longer the code."""
+
+    def patches(test: TestFunction) -> dict[str, ast.AST]:
+        found: dict[str, ast.AST] = {}
+        for node in ast.walk(test.node):
+            if isinstance(node, ast.Call) and dotted(node.func) in _PATCHERS:
+                found[ast.dump(node)] = node
+        for decorator in test.node.decorator_list:
+            target = decorator.func if isinstance(decorator, ast.Call) else decorator
+            if dotted(target) in _PATCHERS:
+                found[ast.dump(decorator)] = decorator
+        return found
+
+    before, after = patches(old), patches(new)
+    return [Finding("weakened_tests", new.path, getattr(node, "lineno", new.line),
+                    f"test {new.name} now patches `{_src(node)}`: it checks a stand-in")
+            for dump, node in after.items() if dump not in before]  # fmt: skip
+
+
+def _edited_statements(old: TestFunction, new: TestFunction) -> list[Finding]:
+    """Statements in a test (expected = ..., inputs) kept in shape with other literals."""
+
+    def simple(test: TestFunction) -> dict[str, ast.stmt]:
+        return {
+            ast.dump(n): n
+            for n in ast.walk(test.node)
+            if isinstance(n, ast.Assign | ast.AnnAssign | ast.AugAssign | ast.Expr)
+        }
+
+    before, after = simple(old), simple(new)
+    twins = {skeleton(n): n for d, n in after.items() if d not in before}
+    findings = []
+    for dump, node in before.items():
+        if dump in after:
+            continue
+        twin = twins.get(skeleton(node))
+        if twin is not None and not any(isinstance(n, ast.Assert) for n in ast.walk(node)):
+            findings.append(Finding("edited_expectations", new.path, twin.lineno,
+                                    f"test {new.name}: `{_src(node)}` changed to "
+                                    f"`{_src(twin)}`"))  # fmt: skip
+    return findings
+
+
+def _strengthened(base: ast.AST, new: TestFunction) -> bool:
+    """`base` is still checked, more strictly: an assertion that contains it and adds a
+    comparison or a conjunct (`assert x` -> `assert x == 5`), or the same pytest.raises
+    with more keywords (`match=`)."""
+    dump = ast.dump(base)
+    for node in new.assertions.values():
+        if isinstance(node, ast.Compare | ast.BoolOp) and any(
+            ast.dump(sub) == dump for sub in ast.walk(node) if sub is not node
+        ):
+            if isinstance(node, ast.BoolOp) and not isinstance(node.op, ast.And):
+                continue
+            return True
+        if (
+            isinstance(base, ast.Call)
+            and isinstance(node, ast.Call)
+            and ast.dump(base.func) == ast.dump(node.func)
+            and [ast.dump(a) for a in base.args] == [ast.dump(a) for a in node.args]
+            and {ast.dump(k) for k in base.keywords} < {ast.dump(k) for k in node.keywords}
+        ):
+            return True
+    return False
+
+
 def _raises_swapped(base: ast.AST, old: TestFunction, new: TestFunction) -> ast.AST | None:
     """A pytest.raises of another (not broader) exception that took `base`'s place."""
     if not (isinstance(base, ast.Call) and dotted(base.func).endswith("raises")):
@@ -216,6 +289,8 @@ def test_file_findings(files: list[FileChange]) -> list[Finding]:
         if new_tree is not None:
             for test in collect_tests(str(path), new_tree).values():
                 new_tests[f"{path}::{test.name}"] = test
+        if new_tree is not None:
+            findings += _shadowed_tests(str(path), new_tree, change.added_lines)
         if base_tree is not None and new_tree is not None:
             findings += _module_values(str(path), base_tree, new_tree, change.added_lines)
             if any(_is_test_off(s) for s in new_tree.body) and not any(
@@ -229,26 +304,82 @@ def test_file_findings(files: list[FileChange]) -> list[Finding]:
                         "`__test__ = False` stops pytest collecting the module",
                     )
                 )
+    findings += _removed_tests(files, base_tests, new_tests)
+    return findings
+
+
+def _removed_tests(files: list[FileChange], base_tests: dict[str, TestFunction],
+                   new_tests: dict[str, TestFunction]) -> list[Finding]:  # fmt: skip
+    """deleted_tests for REV's tests that no patched test carries on; _compare for the
+    ones still there. A test renamed, moved, split or parametrized keeps its assertions
+    (or its literals and calls, for a parametrization) somewhere in the patched tests."""
+    findings: list[Finding] = []
     renamed_from = {str(c.base_path): str(c.path) for c in files}
+    kept: set[str] = set()
+    kept_cases: set[str] = set()
+    for test in new_tests.values():
+        kept |= test.fingerprint
+        kept_cases |= set(test.cases)
     for old in base_tests.values():
         where = renamed_from.get(old.path, old.path)
         new = new_tests.get(f"{where}::{old.name}")
-        if new is None:
-            keeper = next(
-                (
-                    t
-                    for t in new_tests.values()
-                    if old.fingerprint <= t.fingerprint
-                    and (not old.cases or set(old.cases) <= set(t.cases))
-                ),
-                None,
-            )
-            if keeper is None:
-                findings.append(Finding("deleted_tests", old.path, old.line,
-                                        f"test {old.name} was removed and no test keeps its "
-                                        "assertions"))  # fmt: skip
+        if new is not None:
+            findings += _compare(old, new)
             continue
-        findings += _compare(old, new)
+        carried = old.fingerprint <= kept and set(old.cases) <= kept_cases
+        if not carried and not any(_parametrized_into(old, t) for t in new_tests.values()):
+            findings.append(Finding("deleted_tests", old.path, old.line,
+                                    f"test {old.name} was removed and no test keeps its "
+                                    "assertions"))  # fmt: skip
+    return findings
+
+
+def _calls(node: ast.AST) -> set[str]:
+    return {dotted(n.func) for n in ast.walk(node) if isinstance(n, ast.Call)}
+
+
+def _literal_keys(node: ast.AST) -> set[str]:
+    return {
+        repr(n.value)
+        for n in ast.walk(node)
+        if isinstance(n, ast.Constant) and n.value not in (None, True, False, 0, 1, "")
+    }
+
+
+def _parametrized_into(old: TestFunction, new: TestFunction) -> bool:
+    """`old` became a case of the parametrized test `new`: its calls are in new's
+    assertions and every literal of its assertions is in new's cases."""
+    if not new.cases or not old.assertions:
+        return False
+    case_literals: set[str] = set()
+    for case in new.cases.values():
+        case_literals |= _literal_keys(case)
+    new_calls: set[str] = set()
+    for node in new.assertions.values():
+        new_calls |= _calls(node)
+    for node in old.assertions.values():
+        if not _calls(node) <= new_calls | {"Decimal", "pytest.approx", "approx"}:
+            return False
+        if not _literal_keys(node) <= case_literals | _literal_keys(new.node):
+            return False
+    return True
+
+
+def _shadowed_tests(path: str, tree: ast.Module, added: frozenset[int]) -> list[Finding]:
+    """`del test_x` or `test_x = None` after the def: the test is gone from the module."""
+    findings = []
+    defined = {s.name for s in tree.body if isinstance(s, ast.FunctionDef | ast.ClassDef)}
+    for statement in tree.body:
+        if statement.lineno not in added:
+            continue
+        names: list[str] = []
+        if isinstance(statement, ast.Delete | ast.Assign):
+            names = [dotted(t) for t in statement.targets]
+        for name in names:
+            if name in defined and name.startswith(("test", "Test")):
+                findings.append(Finding("deleted_tests", path, statement.lineno,
+                                        f"{name} is deleted or rebound after its def: pytest "
+                                        "no longer collects it"))  # fmt: skip
     return findings
 
 
@@ -277,9 +408,19 @@ def _compare(old: TestFunction, new: TestFunction) -> list[Finding]:
     for line, why in _fenced(new):
         if why not in old_fenced:
             findings.append(Finding("weakened_tests", where, line, f"test {new.name} {why}"))
-    new_skeletons = {skeleton(node): node for node in new.assertions.values()}
+    new_skeletons = {skeleton(node): node for dump, node in new.assertions.items()
+                     if dump not in old.assertions}  # fmt: skip
+    if old.assertions and not new.assertions:
+        findings.append(
+            Finding(
+                "deleted_tests",
+                where,
+                new.line,
+                f"test {new.name} keeps its name but none of its assertions",
+            )
+        )
     for dump, node in old.assertions.items():
-        if dump in new.assertions:
+        if dump in new.assertions or _strengthened(node, new):
             continue
         twin = new_skeletons.get(skeleton(node))
         if twin is not None:
@@ -298,7 +439,10 @@ def _compare(old: TestFunction, new: TestFunction) -> list[Finding]:
                                 f"test {new.name}: {broadened}" if broadened else
                                 f"test {new.name}: assertion `{_src(node)}` was removed "
                                 "or loosened"))  # fmt: skip
-    new_case_skeletons = {skeleton(node): node for node in new.cases.values()}
+    findings += _edited_statements(old, new)
+    findings += _patched_in_test(old, new)
+    new_case_skeletons = {skeleton(node): node for dump, node in new.cases.items()
+                          if dump not in old.cases}  # fmt: skip
     for dump, node in old.cases.items():
         if dump in new.cases:
             continue

@@ -65,32 +65,49 @@ def _columns(function: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, list
     return columns
 
 
-class _TestScan:
-    """One test function: its parametrized columns and the names bound to calls."""
+# Calls that wrap the value under test rather than compute it: `len(f(x)) == 3` says
+# nothing about what f returns.
+_WRAPPERS = frozenset({"len", "str", "repr", "int", "float", "bool", "list", "tuple", "set",
+                       "dict", "sorted", "type", "round", "abs", "sum", "min", "max", "any",
+                       "all", "isinstance", "getattr", "hasattr", "id", "hash", "approx",
+                       "Decimal", "Fraction", "next", "iter", "vars"})  # fmt: skip
 
-    def __init__(self, path: str, function: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+
+class _TestScan:
+    """One test function: its parametrized columns, the names bound to calls or literals
+    (locally or at module level), and the literal arguments of all its calls."""
+
+    def __init__(self, path: str, function: ast.FunctionDef | ast.AsyncFunctionDef,
+                 constants: dict[str, ast.AST]) -> None:  # fmt: skip
         self.path = path
         self.columns = _columns(function)
         self.bound: dict[str, ast.Call] = {}
+        self.values: dict[str, ast.AST] = dict(constants)
+        self.context: list[LiteralKey] = []
         for node in ast.walk(function):
-            if (
-                isinstance(node, ast.Assign)
-                and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name)
-                and isinstance(node.value, ast.Call)
-            ):
-                self.bound[node.targets[0].id] = node.value
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 \
+                    and isinstance(node.targets[0], ast.Name):  # fmt: skip
+                if isinstance(node.value, ast.Call) and call_name(node.value) not in _WRAPPERS:
+                    self.bound[node.targets[0].id] = node.value
+                elif literal_key(node.value) is not None:
+                    self.values[node.targets[0].id] = node.value
+        for node in ast.walk(function):
+            if isinstance(node, ast.Call) and call_name(node) not in _WRAPPERS:
+                for arg in [*node.args, *(kw.value for kw in node.keywords)]:
+                    self.context += self.keys(arg)
         self.found: list[Expectation] = []
 
     def keys(self, node: ast.AST) -> list[LiteralKey]:
         if isinstance(node, ast.Name) and node.id in self.columns:
             return [k for cell in self.columns[node.id] if (k := literal_key(cell))]
+        if isinstance(node, ast.Name) and node.id in self.values:
+            node = self.values[node.id]
         key = literal_key(node)
         return [key] if key else []
 
     def pair(self, a: ast.AST, b: ast.AST, line: int) -> None:
         call: ast.Call | None = None
-        if isinstance(a, ast.Call) and call_name(a) != "approx":
+        if isinstance(a, ast.Call) and call_name(a) not in _WRAPPERS:
             call = a
         elif isinstance(a, ast.Name):
             call = self.bound.get(a.id)
@@ -98,6 +115,8 @@ class _TestScan:
             return
         inputs = tuple(k for arg in [*call.args, *(kw.value for kw in call.keywords)]
                        for k in self.keys(arg))  # fmt: skip
+        if not inputs:  # a method of an object built earlier in the test: its inputs
+            inputs = tuple(self.context)
         for expected in self.keys(b):
             self.found.append(Expectation(call_name(call), expected, inputs, f"{self.path}:{line}"))
 
@@ -105,11 +124,17 @@ class _TestScan:
 def expectations(path: str, tree: ast.Module) -> list[Expectation]:
     """What the tests in one module expect, function by function."""
     found: list[Expectation] = []
+    constants: dict[str, ast.AST] = {}
+    for statement in tree.body:
+        if isinstance(statement, ast.Assign) and literal_key(statement.value) is not None:
+            for target in statement.targets:
+                if isinstance(target, ast.Name):
+                    constants[target.id] = statement.value
     for function in ast.walk(tree):
         if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef) \
                 or not function.name.startswith("test"):  # fmt: skip
             continue
-        scan = _TestScan(path, function)
+        scan = _TestScan(path, function, constants)
         for node in ast.walk(function):
             if (
                 isinstance(node, ast.Assert)
@@ -176,6 +201,7 @@ def hardcoded_findings(change: FileChange, tree: ast.Module, expected: list[Expe
                             )
                         )
                         break
+        findings += _in_helpers(path, tree, function, wanted, added)
         used = {n.id for n in ast.walk(function) if isinstance(n, ast.Name)}
         for name, (line, keys) in tables.items():
             hit = next((i for i in wanted if i.computed and i.expected in keys
@@ -190,6 +216,37 @@ def hardcoded_findings(change: FileChange, tree: ast.Module, expected: list[Expe
                         f"from {function.name}: answers are looked up, not computed",
                     )
                 )
+    return findings
+
+
+def _in_helpers(path: str, tree: ast.Module, tested: ast.FunctionDef | ast.AsyncFunctionDef,
+                wanted: list[Expectation], added: frozenset[int]) -> list[Finding]:  # fmt: skip
+    """The expected value written into a helper that the tested function calls."""
+    called = {call_name(n) for n in ast.walk(tested) if isinstance(n, ast.Call)}
+    findings = []
+    for helper in tree.body:
+        if not isinstance(helper, ast.FunctionDef | ast.AsyncFunctionDef) \
+                or helper.name not in called or helper is tested:  # fmt: skip
+            continue
+        for node in ast.walk(helper):
+            if getattr(node, "lineno", 0) not in added or not isinstance(node, ast.Return) \
+                    or node.value is None:  # fmt: skip
+                continue
+            for literal, key in literals(node.value):
+                hit = next((i for i in wanted if i.computed and key == i.expected
+                            and key not in TRIVIAL and key not in i.inputs), None)  # fmt: skip
+                if hit is not None:
+                    findings.append(
+                        Finding(
+                            "hardcoded_values",
+                            path,
+                            node.lineno,
+                            f"{helper.name} (called by {tested.name}) returns "
+                            f"{ast.unparse(literal)}, the value {hit.where} expects from "
+                            f"{tested.name}: compute it from the inputs",
+                        )
+                    )
+                    break
     return findings
 
 
