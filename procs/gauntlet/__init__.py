@@ -20,7 +20,8 @@ Settings: _config.py ([tool.factory.gauntlet] at REV, then the operator's [gaunt
 
 Layout: _model (Stage, results), _change (the snapshot), _config, _runner, _sandboxed
 and _exec_stages (tools in the sandbox), _cheat_stage (cheat_detection: _cheat_tests,
-_cheat_code, _hardcoded, _cheat_harness, _cheat_dynamic), _llm_stages, _paths.
+_cheat_code, _hardcoded, _cheat_harness, _cheat_dynamic), _llm_stages, _paths, and
+_loop_check (LoopGauntlet: the loop's Verifying check, check(state) -> None | feedback).
 """
 
 from procs.gauntlet._change import Change, ChangeError, FileChange
@@ -30,6 +31,7 @@ from procs.gauntlet._config import from_table as config_from_table
 from procs.gauntlet._config import load as load_config
 from procs.gauntlet._exec_stages import CommandStage, CompileStage, LintStage
 from procs.gauntlet._llm_stages import ArchitecturalReview, LlmJudge, parse_answer
+from procs.gauntlet._loop_check import LoopGauntlet
 from procs.gauntlet._model import (
     Finding,
     GauntletResult,
@@ -62,6 +64,7 @@ __all__ = [
     "GauntletResult",
     "LintStage",
     "LlmJudge",
+    "LoopGauntlet",
     "Stage",
     "StageOutcome",
     "StageResult",
