@@ -3,6 +3,7 @@ control socket, always torn down (SIGTERM, bounded wait, SIGKILL of the group)."
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -12,6 +13,8 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from ipc import control, paths
 from supervisor.ctl import cli
@@ -103,6 +106,17 @@ class Factoryd:
             line.startswith("factoryd {") and '"event":"ready"' in line
             for line in self.log().splitlines()
         )
+
+    def records(self, event: str) -> list[dict[str, Any]]:
+        """factoryd's own structured records of `event`, in the order it wrote them."""
+        out = []
+        for line in self.log().splitlines():
+            if line.startswith("factoryd {"):
+                with contextlib.suppress(ValueError):
+                    record = orjson.loads(line[len("factoryd ") :])
+                    if record.get("event") == event:
+                        out.append(record)
+        return out
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
