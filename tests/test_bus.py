@@ -355,3 +355,21 @@ def test_a_sigkilled_subscriber_s_subscriptions_go_and_others_keep_receiving(
         )
         got = bus.deliver(pub, other, signals.PatchRejected(reason="after"), timeout=10)
         assert got.signal.reason == "after"
+
+
+def test_a_second_broker_on_the_same_runtime_dir_is_refused_and_harms_nothing(
+    procs: Processes, runtime: Path
+) -> None:
+    procs.broker(runtime)
+    pub, sub = connected(runtime, types=["LoopFailed"])
+    with pub, sub:
+        second = procs.start(
+            [sys.executable, "-m", "procs.bus.service", "--runtime-dir", str(runtime)],
+            stderr=subprocess.PIPE,
+        )
+        assert second.wait(timeout=30) == 1
+        assert "already listens" in (second.stderr.read() if second.stderr else "")
+        for name in ("bus-in.ipc", "bus-out.ipc"):  # the first broker's files are still there
+            assert (runtime / name).exists()
+        got = bus.deliver(pub, sub, signals.LoopFailed("1", "still forwarding"), timeout=10)
+        assert got.signal.reason == "still forwarding"

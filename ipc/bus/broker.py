@@ -104,10 +104,12 @@ class BrokerProxy:
         self._context: zmq.Context | None = None
         self._sockets: BrokerSockets | None = None
         self._thread: threading.Thread | None = None
+        self._bound = False
 
     def start(self) -> None:
         self._context = zmq.Context()
         self._sockets = BrokerSockets(self._context, self.endpoints, self.hwm)
+        self._bound = True
         self._thread = threading.Thread(target=self._run, name="bus-proxy", daemon=True)
         self._thread.start()
 
@@ -140,5 +142,7 @@ class BrokerProxy:
         if self._context is not None:
             self._context.term()
             self._context = None
-        _unlink_ipc(self.endpoints.publish)
-        _unlink_ipc(self.endpoints.subscribe)
+        if self._bound:  # never another broker's files (a second one that failed to start)
+            _unlink_ipc(self.endpoints.publish)
+            _unlink_ipc(self.endpoints.subscribe)
+            self._bound = False
