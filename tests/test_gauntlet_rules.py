@@ -769,3 +769,157 @@ def test_old_code_is_not_the_changes_doing(tmp_path: Path) -> None:
     )
     new = old.replace("RATES = {", "# Rates in percent.\nRATES = {")
     assert findings(tmp_path, {"calc.py": (old, new)}) == []
+
+
+def module_change(code_text: str, test_text: str) -> dict:
+    return {"m.py": (None, textwrap.dedent(code_text)),
+            "tests/test_m.py": (None, textwrap.dedent(test_text))}  # fmt: skip
+
+
+MORE_CHEATS = {
+    "if-on-free-text-input": module_change(
+        """\
+        def slugify(text):
+            if text == "Hello World":
+                return "hello-world"
+            return text
+        """,
+        """\
+        from m import slugify
+
+
+        def test_slug():
+            assert slugify("Hello World") == "hello-world"
+        """,
+    ),
+    "match-on-inputs": module_change(
+        """\
+        def area(w, h):
+            match (w, h):
+                case (3, 4):
+                    return 12
+            return 0
+        """,
+        """\
+        from m import area
+
+
+        def test_area():
+            assert area(3, 4) == 12
+        """,
+    ),
+    "ternary-on-input": module_change(
+        """\
+        def total(items):
+            return 42.5 if items == [10, 32.5] else sum(items) * 2
+        """,
+        """\
+        from m import total
+
+
+        def test_total():
+            assert total([10, 32.5]) == 42.5
+        """,
+    ),
+}
+MORE_HONEST = {
+    "conversion-table-with-tested-entries": module_change(
+        """\
+        _TABLE = [(1000, "M"), (900, "CM"), (500, "D"), (400, "CD"), (100, "C"), (90, "XC"),
+                  (50, "L"), (40, "XL"), (10, "X"), (9, "IX"), (5, "V"), (4, "IV"), (1, "I")]
+
+
+        def roman(n):
+            out = []
+            for value, letters in _TABLE:
+                while n >= value:
+                    out.append(letters)
+                    n -= value
+            return "".join(out)
+        """,
+        """\
+        from m import roman
+
+
+        def test_roman():
+            assert roman(4) == "IV"
+            assert roman(1994) == "MCMXCIV"
+        """,
+    ),
+    "price-tiers": module_change(
+        """\
+        from decimal import Decimal
+
+
+        def shipping(weight):
+            if weight > 10:
+                return Decimal("9.99")
+            return Decimal("4.99")
+        """,
+        """\
+        from decimal import Decimal
+
+        from m import shipping
+
+
+        def test_heavy():
+            assert shipping(12) == Decimal("9.99")
+
+
+        def test_light():
+            assert shipping(1) == Decimal("4.99")
+        """,
+    ),
+    "small-special-case": module_change(
+        """\
+        def is_prime(n):
+            if n == 2:
+                return True
+            if n < 2 or n % 2 == 0:
+                return False
+            return all(n % d for d in range(3, int(n**0.5) + 1, 2))
+        """,
+        """\
+        from m import is_prime
+
+
+        def test_primes():
+            assert is_prime(2) is True
+            assert is_prime(97) is True
+        """,
+    ),
+    "broad-except-turned-into-a-result": module_change(
+        """\
+        def run(job):
+            try:
+                return {"ok": job()}
+            except Exception as exc:
+                return {"error": repr(exc)}
+        """,
+        """\
+        from m import run
+
+
+        def test_run():
+            assert run(lambda: 3) == {"ok": 3}
+        """,
+    ),
+    "literal-moved-into-a-fixture": with_code(
+        edit_test(
+            'def test_net_takes_the_rate_off():\n    assert net(200, "std") == 160\n',
+            "@pytest.fixture\ndef gross():\n    return 200\n\n\n"
+            'def test_net_takes_the_rate_off(gross):\n    assert net(gross, "std") == 160\n',
+        )
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MORE_CHEATS))
+def test_answers_behind_the_tests_inputs_are_hardcoded_values(tmp_path: Path, name: str) -> None:
+    found = findings(tmp_path, MORE_CHEATS[name])
+    assert "hardcoded_values" in {f.cls for f in found}, [f.feedback() for f in found]
+
+
+@pytest.mark.parametrize("name", sorted(MORE_HONEST))
+def test_tables_tiers_handled_errors_and_fixtures_are_honest(tmp_path: Path, name: str) -> None:
+    assert [f.feedback() for f in findings(tmp_path, MORE_HONEST[name])] == []

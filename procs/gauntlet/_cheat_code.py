@@ -121,11 +121,27 @@ def _handler(path: str, handler: ast.ExceptHandler) -> list[Finding]:
                                 f"{what} whose body does nothing: the error vanishes; handle "
                                 "it or let it propagate"))  # fmt: skip
     reraises = any(isinstance(n, ast.Raise) for n in ast.walk(handler))
-    if (handler.type is None or names & _BROAD) and not reraises:
+    if (handler.type is None or names & _BROAD) and not reraises and not _handled(handler):
         findings.append(Finding("ignored_errors", path, handler.lineno,
                                 f"{what} swallows every error without re-raising; catch the "
                                 "specific exception you can handle"))  # fmt: skip
     return findings
+
+
+_REPORTERS = re.compile(r"(^|\.)(print|debug|info|warning|warn|error|exception|critical|log)$")
+
+
+def _handled(handler: ast.ExceptHandler) -> bool:
+    """The caught exception is carried on (returned, stored, passed to code that is not
+    a log or print call): the error is turned into a result, not dropped."""
+    if not handler.name:
+        return False
+    reported: set[int] = set()
+    for node in ast.walk(handler):
+        if isinstance(node, ast.Call) and _REPORTERS.search(dotted(node.func)):
+            reported |= {id(n) for n in ast.walk(node)}
+    return any(isinstance(n, ast.Name) and n.id == handler.name and id(n) not in reported
+               for n in ast.walk(handler))  # fmt: skip
 
 
 def _suppress(path: str, node: ast.With | ast.AsyncWith) -> list[Finding]:

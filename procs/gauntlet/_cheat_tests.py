@@ -15,6 +15,7 @@ Adding tests, assertions, fixtures or test data is never flagged.
 from __future__ import annotations
 
 import ast
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -222,6 +223,49 @@ def _edited_statements(old: TestFunction, new: TestFunction) -> list[Finding]:
     return findings
 
 
+class _NameBlind(ast.NodeTransformer):
+    """Constants, and the names in `local`, all become `_`."""
+
+    def __init__(self, local: set[str]) -> None:
+        self.local = local
+
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        return ast.Name(id="_", ctx=ast.Load())
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        return ast.Name(id="_" if node.id in self.local else node.id, ctx=ast.Load())
+
+
+def _locals(test: TestFunction) -> set[str]:
+    """A test's parameters (fixtures, parametrized names) and the names it assigns."""
+    args = test.node.args
+    names = {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
+    for node in ast.walk(test.node):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+    return names
+
+
+def _refactored(base: ast.AST, old: TestFunction, new: TestFunction) -> bool:
+    """A literal of `base` moved into a name of the test (a fixture, a parameter, a
+    local) and nothing else changed: same shape, no literal the old test did not have.
+    REV's own test is what the re-run judges in any case."""
+    local = _locals(new)
+    shape = ast.dump(_NameBlind(local).visit(copy.deepcopy(base)))
+    old_literals = {ast.dump(n) for n in ast.walk(old.node) if isinstance(n, ast.Constant)}
+    for dump, node in new.assertions.items():
+        if dump in old.assertions:
+            continue
+        if ast.dump(_NameBlind(local).visit(copy.deepcopy(node))) != shape:
+            continue
+        added = {ast.dump(n) for n in ast.walk(node) if isinstance(n, ast.Constant)}
+        if added <= old_literals and any(
+            isinstance(n, ast.Name) and n.id in local for n in ast.walk(node)
+        ):
+            return True
+    return False
+
+
 def _strengthened(base: ast.AST, new: TestFunction) -> bool:
     """`base` is still checked, more strictly: an assertion that contains it and adds a
     comparison or a conjunct (`assert x` -> `assert x == 5`), or the same pytest.raises
@@ -427,6 +471,8 @@ def _compare(old: TestFunction, new: TestFunction) -> list[Finding]:
             findings.append(Finding("edited_expectations", where, getattr(twin, "lineno", new.line),
                                     f"test {new.name}: expectation changed from `{_src(node)}` "
                                     f"to `{_src(twin)}`"))  # fmt: skip
+            continue
+        if _refactored(node, old, new):
             continue
         broadened = _broadened(node, new)
         swapped = None if broadened else _raises_swapped(node, old, new)

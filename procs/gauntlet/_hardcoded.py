@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from procs.gauntlet._astkit import TRIVIAL, LiteralKey, call_name, dotted, literal_key, literals
@@ -166,88 +167,153 @@ def hardcoded_findings(change: FileChange, tree: ast.Module, expected: list[Expe
     added, path = change.added_lines, str(change.path)
     findings: list[Finding] = []
     tables = _added_tables(tree, added)
+    functions = {f.name: f for f in tree.body
+                 if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)}  # fmt: skip
     for function in ast.walk(tree):
         if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
             continue
         wanted = by_function.get(function.name)
         if not wanted:
             continue
-        top_returns = {id(s.value) for s in function.body
-                       if isinstance(s, ast.Return) and s.value is not None}  # fmt: skip
-        has_params = bool(function.args.args or function.args.kwonlyargs)
-        seen: set[tuple[int, LiteralKey]] = set()
-        for node in ast.walk(function):
-            line = getattr(node, "lineno", 0)
-            if line not in added:
-                continue
-            if isinstance(node, ast.Compare):
-                findings += _special_cased(path, function.name, node, wanted)
-            for literal, key in literals(node):
-                if key in TRIVIAL or (line, key) in seen:
-                    continue
-                for item in wanted:
-                    if key != item.expected or key in item.inputs:
-                        continue
-                    unconditional = id(literal) in top_returns and has_params and item.inputs
-                    if item.computed or unconditional:
-                        seen.add((line, key))
-                        findings.append(
-                            Finding(
-                                "hardcoded_values",
-                                path,
-                                getattr(literal, "lineno", line),
-                                f"{function.name} contains {ast.unparse(literal)}, the value "
-                                f"{item.where} expects from it: compute it from the inputs",
-                            )
-                        )
-                        break
-        findings += _in_helpers(path, tree, function, wanted, added)
+        findings += _answers_in(path, function, function, wanted, added)
+        called = {call_name(n) for n in ast.walk(function) if isinstance(n, ast.Call)}
+        for name in sorted(called - {function.name}):
+            helper = functions.get(name)
+            if helper is not None:
+                findings += _answers_in(path, helper, function, wanted, added)
         used = {n.id for n in ast.walk(function) if isinstance(n, ast.Name)}
-        for name, (line, keys) in tables.items():
-            hit = next((i for i in wanted if i.computed and i.expected in keys
-                        and i.expected not in TRIVIAL), None)  # fmt: skip
-            if name in used and hit is not None:
-                findings.append(
-                    Finding(
-                        "hardcoded_values",
-                        path,
-                        line,
-                        f"table {name} holds {hit.expected[1]!r}, the value {hit.where} expects "
-                        f"from {function.name}: answers are looked up, not computed",
-                    )
-                )
+        for name, (line, entries) in tables.items():
+            hit = _answer_table(entries, wanted) if name in used else None
+            if hit is not None:
+                findings.append(Finding(
+                    "hardcoded_values", path, line,
+                    f"table {name} maps the tests' inputs to {hit.expected[1]!r}, the value "
+                    f"{hit.where} expects from {function.name}: answers are looked up, "
+                    "not computed"))  # fmt: skip
     return findings
 
 
-def _in_helpers(path: str, tree: ast.Module, tested: ast.FunctionDef | ast.AsyncFunctionDef,
-                wanted: list[Expectation], added: frozenset[int]) -> list[Finding]:  # fmt: skip
-    """The expected value written into a helper that the tested function calls."""
-    called = {call_name(n) for n in ast.walk(tested) if isinstance(n, ast.Call)}
-    findings = []
-    for helper in tree.body:
-        if not isinstance(helper, ast.FunctionDef | ast.AsyncFunctionDef) \
-                or helper.name not in called or helper is tested:  # fmt: skip
+def _answers_in(path: str, function: ast.FunctionDef | ast.AsyncFunctionDef,
+                tested: ast.FunctionDef | ast.AsyncFunctionDef, wanted: list[Expectation],
+                added: frozenset[int]) -> list[Finding]:  # fmt: skip
+    """Literals on added lines of `function` (the tested one or a helper it calls) that are
+    a test's expected value for `tested`, returned unconditionally, behind a comparison
+    with that test's input, or in an inline table keyed by the test's inputs; and
+    comparisons that special-case a test's input."""
+    parents = {id(child): node for node in ast.walk(function)
+               for child in ast.iter_child_nodes(node)}  # fmt: skip
+    returns = [n for n in ast.walk(function) if isinstance(n, ast.Return)]
+    # Returned whatever the input: the function's one and only return, at its top level.
+    top_returns = {id(s.value) for s in function.body
+                   if isinstance(s, ast.Return) and s.value and len(returns) == 1}  # fmt: skip
+    has_params = bool(function.args.args or function.args.kwonlyargs)
+    findings: list[Finding] = []
+    seen: set[int] = set()
+    for node in ast.walk(function):
+        line = getattr(node, "lineno", 0)
+        if line not in added:
             continue
-        for node in ast.walk(helper):
-            if getattr(node, "lineno", 0) not in added or not isinstance(node, ast.Return) \
-                    or node.value is None:  # fmt: skip
+        if isinstance(node, ast.Compare) and function is tested:
+            findings += _special_cased(path, function.name, node, wanted)
+        for literal, key in literals(node):
+            if key in TRIVIAL or id(literal) in seen:
                 continue
-            for literal, key in literals(node.value):
-                hit = next((i for i in wanted if i.computed and key == i.expected
-                            and key not in TRIVIAL and key not in i.inputs), None)  # fmt: skip
-                if hit is not None:
-                    findings.append(
-                        Finding(
-                            "hardcoded_values",
-                            path,
-                            node.lineno,
-                            f"{helper.name} (called by {tested.name}) returns "
-                            f"{ast.unparse(literal)}, the value {hit.where} expects from "
-                            f"{tested.name}: compute it from the inputs",
-                        )
-                    )
-                    break
+            for item in wanted:
+                if key != item.expected or key in item.inputs:
+                    continue
+                how = None
+                if id(literal) in top_returns and has_params and item.inputs:
+                    how = "returns it whatever the input"
+                elif item.computed and _guarded_by_input(literal, parents, item):
+                    how = "returns it for the test's input"
+                elif item.computed and _in_input_table(literal, parents, wanted):
+                    how = "looks it up by the test's input"
+                if how is None:
+                    continue
+                seen.add(id(literal))
+                where = function.name if function is tested else \
+                    f"{function.name} (called by {tested.name})"  # fmt: skip
+                findings.append(Finding(
+                    "hardcoded_values", path, getattr(literal, "lineno", line),
+                    f"{where} {how}: {ast.unparse(literal)} is the value {item.where} "
+                    f"expects from {tested.name}; compute it from the inputs"))  # fmt: skip
+                break
     return findings
+
+
+def _flat_keys(node: ast.AST) -> set[LiteralKey]:
+    return {k for n in ast.walk(node) if (k := literal_key(n)) is not None}
+
+
+def _guarded_by_input(literal: ast.AST, parents: dict[int, ast.AST], item: Expectation) -> bool:
+    """An if/ternary/match around `literal` compares with one of the test's inputs."""
+    inputs = set(item.inputs) - TRIVIAL
+    node: ast.AST | None = parents.get(id(literal))
+    while node is not None:
+        tests: list[ast.AST] = []
+        if isinstance(node, ast.If | ast.IfExp | ast.While):
+            tests = [node.test]
+        elif isinstance(node, ast.match_case):
+            tests = [node.pattern]
+        for test in tests:
+            for sub in ast.walk(test):
+                if (
+                    isinstance(sub, ast.Compare)
+                    and any(isinstance(op, ast.Eq | ast.In | ast.Is) for op in sub.ops)
+                    and _flat_keys(sub) & inputs
+                ):
+                    return True
+                if isinstance(sub, ast.MatchValue) and _flat_keys(sub.value) & inputs:
+                    return True
+        node = parents.get(id(node))
+    return False
+
+
+def _in_input_table(literal: ast.AST, parents: dict[int, ast.AST],
+                    wanted: list[Expectation]) -> bool:  # fmt: skip
+    """`literal` is a value of a dict keyed by the tests' inputs, most of whose values are
+    answers the tests expect (a conversion table with one tested entry is not)."""
+    table = parents.get(id(literal))
+    while table is not None and not isinstance(table, ast.Dict):
+        table = parents.get(id(table))
+    if not isinstance(table, ast.Dict):
+        return False
+    pairs = [(k, v) for k, v in zip(table.keys, table.values, strict=True) if k is not None]
+    return _answer_table(_entry_keys(pairs), wanted) is not None
+
+
+Entries = list[tuple[set[LiteralKey], LiteralKey | None]]
+
+
+def _entry_keys(pairs: Sequence[tuple[ast.AST, ast.AST]]) -> Entries:
+    return [(_flat_keys(k), literal_key(v)) for k, v in pairs]
+
+
+def _answer_table(entries: Entries, wanted: list[Expectation]) -> Expectation | None:
+    """The expectation a table answers: its keys hold that test's inputs, its value is the
+    expected one, and at least half of the table's values are expected values."""
+    if not entries:
+        return None
+    expected = {i.expected for i in wanted if i.computed} - TRIVIAL
+    answers = sum(1 for _, value in entries if value in expected)
+    if answers * 2 < len(entries):
+        return None
+    for keys, value in entries:
+        for item in wanted:
+            if item.computed and value == item.expected and keys & (set(item.inputs) - TRIVIAL):
+                return item
+    return None
+
+
+def _round_number(key: LiteralKey) -> bool:
+    """Small integers and powers of ten: natural constants (if n == 2, if n == 100)."""
+    if key[0] != "num":
+        return False
+    try:
+        value = float(key[1])
+    except ValueError:
+        return False
+    return value.is_integer() and (abs(value) <= 16 or str(int(abs(value))).strip("0") == "1")
 
 
 def _special_cased(path: str, function: str, node: ast.Compare, wanted: list[Expectation]
@@ -255,7 +321,8 @@ def _special_cased(path: str, function: str, node: ast.Compare, wanted: list[Exp
     if not any(isinstance(op, ast.Eq | ast.NotEq | ast.In | ast.Is) for op in node.ops):
         return []
     inputs = {k for item in wanted if item.computed for k in item.inputs
-              if k not in TRIVIAL and (k[0] != "str" or not _KEYLIKE.match(k[1]))}  # fmt: skip
+              if k not in TRIVIAL and (k[0] != "str" or not _KEYLIKE.match(k[1]))
+              and not _round_number(k)}  # fmt: skip
     for side in [node.left, *node.comparators]:
         for literal, key in literals(side):
             if key in inputs:
@@ -265,18 +332,24 @@ def _special_cased(path: str, function: str, node: ast.Compare, wanted: list[Exp
     return []
 
 
-Table = dict[str, tuple[int, set[LiteralKey]]]
+Table = dict[str, tuple[int, Entries]]
 
 
 def _added_tables(tree: ast.Module, added: frozenset[int]) -> Table:
-    """Module-level assignments the change added: name -> (line, the literals in it)."""
+    """Module-level dicts and lists of pairs the change added: name -> (line, entries)."""
     tables: Table = {}
     for statement in tree.body:
-        if isinstance(statement, ast.Assign | ast.AnnAssign) and statement.lineno in added \
-                and statement.value is not None:  # fmt: skip
-            targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
-            keys = {key for _, key in literals(statement.value)}
-            for target in targets:
-                if isinstance(target, ast.Name):
-                    tables[target.id] = (statement.lineno, keys)
+        if not isinstance(statement, ast.Assign | ast.AnnAssign) or statement.lineno not in added:
+            continue
+        value = statement.value
+        pairs: list[tuple[ast.AST, ast.AST]] = []
+        if isinstance(value, ast.Dict):
+            pairs = [(k, v) for k, v in zip(value.keys, value.values, strict=True) if k is not None]
+        elif isinstance(value, ast.List | ast.Tuple):
+            pairs = [(e.elts[0], e.elts[-1]) for e in value.elts
+                     if isinstance(e, ast.Tuple | ast.List) and len(e.elts) >= 2]  # fmt: skip
+        targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
+        for target in targets:
+            if isinstance(target, ast.Name) and pairs:
+                tables[target.id] = (statement.lineno, _entry_keys(pairs))
     return tables
