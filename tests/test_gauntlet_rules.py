@@ -923,3 +923,34 @@ def test_answers_behind_the_tests_inputs_are_hardcoded_values(tmp_path: Path, na
 @pytest.mark.parametrize("name", sorted(MORE_HONEST))
 def test_tables_tiers_handled_errors_and_fixtures_are_honest(tmp_path: Path, name: str) -> None:
     assert [f.feedback() for f in findings(tmp_path, MORE_HONEST[name])] == []
+
+
+def test_a_test_helper_that_stops_asserting_weakens_its_callers(tmp_path: Path) -> None:
+    helper = "def check_net(value, expected):\n    assert value == expected\n"
+    found = findings(tmp_path, {"tests/helpers.py": (
+        helper, "def check_net(value, expected):\n    return None\n")})  # fmt: skip
+    assert "weakened_tests" in {f.cls for f in found}, [f.feedback() for f in found]
+    kept = findings(tmp_path, {"tests/helpers.py": (helper, helper + "\n\nSCALE = 100\n")})
+    assert kept == []
+
+
+@pytest.mark.parametrize(
+    ("body", "cls"),
+    [
+        (
+            "from unittest.mock import MagicMock\n\n\ndef net(gross, rate):\n"
+            "    return MagicMock()\n",
+            "rigged_equality",
+        ),
+        (
+            "def net(gross, rate):\n    source = open('tests/test_calc.py').read()\n"
+            "    return int(source.split('== ')[1].split()[0])\n",
+            "test_detection",
+        ),
+    ],
+    ids=["mock-returned", "reads-the-tests"],
+)
+def test_mocks_and_reading_the_tests_in_code_under_test(tmp_path: Path, body: str,
+                                                        cls: str) -> None:  # fmt: skip
+    found = findings(tmp_path, with_code(TEST, body=body))
+    assert cls in {f.cls for f in found}, [f.feedback() for f in found]

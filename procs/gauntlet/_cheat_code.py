@@ -4,12 +4,16 @@ change's doing), from the patched file's AST and the diff's added lines:
     commented_code    code commented out, turned into a string, or put behind `if False:`
     empty_catch       an except handler that does nothing (pass, ..., a bare constant)
     ignored_errors    a broad handler (bare, Exception, BaseException, AssertionError) that
-                      does not re-raise; contextlib.suppress of those
+                      neither re-raises nor carries the exception on (returned, stored:
+                      logging it is not handling it); contextlib.suppress of those;
+                      return/break/continue in a finally block
     test_detection    code under test that looks for the tests (sys.modules["pytest"],
                       PYTEST_CURRENT_TEST, the call stack, imports of the test machinery) or
-                      patches the machinery or builtins; os._exit (no report is written)
+                      patches the machinery or builtins, or names the test files;
+                      os._exit (runner_tampering: no report is written)
     rigged_equality   __eq__ that is always true, __ne__ always false, comparisons that
-                      never look at the other operand, mock.ANY outside tests
+                      never look at the other operand, unittest.mock stand-ins (ANY,
+                      MagicMock, ...) outside tests
     hardcoded_values  literals that only agree with the tests: the value a test expects
                       from a function, written into that function (rules in _hardcoded.py)
 
@@ -39,6 +43,7 @@ _STACK = frozenset({
 _PATCHED_ROOTS = frozenset({"builtins", "__builtins__", *MACHINERY_MODULES, "sys.modules",
                             "AssertionError"})  # fmt: skip
 _TEST_ENV = re.compile(r"TEST", re.IGNORECASE)
+_TEST_FILES = re.compile(r"(^|/)(tests?/|test_\w*\.py|\w+_test\.py|conftest\.py|pytest\.ini)")
 _TEST_NAMES = re.compile(r"^_?(test|tests|test_|testing|conftest)$", re.IGNORECASE)
 _ENV_READS = frozenset({"os.getenv", "os.environ.get", "getenv", "environ.get", "os.environ",
                         "environ"})  # fmt: skip
@@ -74,7 +79,7 @@ def code_findings(change: FileChange, tree: ast.Module, *, test_file: bool) -> l
         if test_file:
             continue
         findings += _detects_tests(path, node, aliases)
-        findings += _rigged(path, node)
+        findings += _rigged(path, node, aliases)
     return findings
 
 
@@ -272,6 +277,9 @@ def _detects_tests(path: str, node: ast.AST, aliases: dict[str, str]) -> list[Fi
             root = module.split(".")[0]
             if root in MACHINERY_MODULES or module.startswith("unittest.mock") or root == "mock":
                 return found(f"code under test imports the test machinery ({module})")
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+            and _TEST_FILES.search(node.value):  # fmt: skip
+        return found(f"code under test names the test files ({node.value!r})")
     if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
             _TEST_WORDS.search(node.value) and len(node.value) < 80:  # fmt: skip
         return found(f"code under test looks for the test runner ({node.value!r})")
@@ -328,7 +336,11 @@ def _detects_tests(path: str, node: ast.AST, aliases: dict[str, str]) -> list[Fi
     return []
 
 
-def _rigged(path: str, node: ast.AST) -> list[Finding]:
+_MOCKS = frozenset({"ANY", "Mock", "MagicMock", "NonCallableMock", "NonCallableMagicMock",
+                    "AsyncMock", "sentinel", "create_autospec", "PropertyMock"})  # fmt: skip
+
+
+def _rigged(path: str, node: ast.AST, aliases: dict[str, str]) -> list[Finding]:
     if isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda):
         names = [t.id for t in node.targets if isinstance(t, ast.Name)]
         for name in names:
@@ -337,15 +349,12 @@ def _rigged(path: str, node: ast.AST) -> list[Finding]:
                 return [Finding("rigged_equality", path, node.lineno,
                                 f"{name} is a lambda returning {value.value!r}: every "
                                 "comparison agrees")]  # fmt: skip
-    if isinstance(node, ast.Attribute) and dotted(node).endswith("mock.ANY"):
-        return [
-            Finding(
-                "rigged_equality",
-                path,
-                node.lineno,
-                "mock.ANY equals everything; code under test must not return it",
-            )
-        ]
+    if isinstance(node, ast.Attribute | ast.Name):
+        name = _resolve(dotted(node), aliases)
+        if name.startswith(("unittest.mock.", "mock.")) and name.rsplit(".", 1)[-1] in _MOCKS:
+            return [Finding("rigged_equality", path, node.lineno,
+                            f"{name} in code under test: a stand-in that agrees with what "
+                            "the tests look for")]  # fmt: skip
     if not isinstance(node, ast.FunctionDef) or not (
         node.name in _COMPARISONS or node.name in _ORDERING
     ):

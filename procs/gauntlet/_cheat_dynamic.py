@@ -81,9 +81,13 @@ def run_protected(change: Change, config: GauntletConfig) -> ProtectedRun:
         protected = build_tree(change, scratch)
         if not any(is_test_module(PurePosixPath(p)) for p in protected):
             return ProtectedRun()  # REV has no tests to protect
-        report = scratch / f".gauntlet-junit-{secrets.token_hex(8)}.xml"
+        # Everything read-only (the code under test cannot rewrite REV's tests at import)
+        # but the report's own directory.
+        out = scratch / f".gauntlet-report-{secrets.token_hex(8)}"
+        out.mkdir()
+        report = out / "junit.xml"
         argv = [*config.unit_command, "-p", "no:cacheprovider", f"--junitxml={report}"]
-        done = run_readonly(argv, scratch, config, writable=True)
+        done = run_readonly(argv, scratch, config, writable=out)
         cases, problem = _read_report(report)
     if done.timed_out:
         return ProtectedRun(problem=done.why("REV's tests", config.timeout_s))

@@ -18,6 +18,7 @@ import ast
 import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 from procs.gauntlet._astkit import dotted, parse, skeleton
 from procs.gauntlet._change import FileChange
@@ -325,6 +326,9 @@ def test_file_findings(files: list[FileChange]) -> list[Finding]:
             findings.append(Finding("edited_expectations", str(path), 0,
                                     f"test data {change.status}: {base_path}"))  # fmt: skip
             continue
+        if _is_helper(base_path) and _is_helper(path):
+            findings += _helper_findings(change)
+            continue
         base_tree = parse(change.base_text) if is_test_module(base_path) else None
         new_tree = parse(change.new_text) if is_test_module(path) else None
         if base_tree is not None:
@@ -424,6 +428,39 @@ def _shadowed_tests(path: str, tree: ast.Module, added: frozenset[int]) -> list[
                 findings.append(Finding("deleted_tests", path, statement.lineno,
                                         f"{name} is deleted or rebound after its def: pytest "
                                         "no longer collects it"))  # fmt: skip
+    return findings
+
+
+def _is_helper(path: PurePosixPath) -> bool:
+    """A Python file under the tests that is not a test module nor a conftest: helpers."""
+    return (path.suffix == ".py" and is_test_path(path) and not is_test_module(path)
+            and path.name != "conftest.py")  # fmt: skip
+
+
+def _helper_findings(change: FileChange) -> list[Finding]:
+    """A test helper's functions compared as tests are: a helper that stops asserting,
+    or asserts other values, weakens every test that calls it."""
+    base, new = parse(change.base_text), parse(change.new_text)
+    if base is None or new is None:
+        return []
+
+    def functions(tree: ast.Module, path: str) -> dict[str, TestFunction]:
+        found = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                found[node.name] = TestFunction(node.name, path, node.lineno, node,
+                                                assertions=_assertions(node))  # fmt: skip
+        return found
+
+    old_functions = functions(base, str(change.base_path))
+    findings = []
+    for name, helper in functions(new, str(change.path)).items():
+        old = old_functions.get(name)
+        if old is not None and old.assertions:
+            findings += [
+                Finding(f.cls, f.path, f.line, f.message.replace("test ", "test helper ", 1))
+                for f in _compare(old, helper)
+            ]
     return findings
 
 

@@ -45,14 +45,18 @@ def command_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def run_readonly(argv: Sequence[str], workspace: Path, config: GauntletConfig,
-                 *, writable: bool = False) -> CommandRun:  # fmt: skip
-    """Run `argv` in `workspace` under the sandbox (read-only unless `writable`), bounded
-    by config.timeout_s. Raises SandboxUnavailable (nothing ran)."""
+                 *, writable: Path | None = None) -> CommandRun:  # fmt: skip
+    """Run `argv` in `workspace` under the sandbox, bounded by config.timeout_s. The
+    workspace is read-only; with `writable` (a directory directly inside it) every other
+    top-level entry is bound read-only and that one stays writable. Raises
+    SandboxUnavailable (nothing ran)."""
     root = Path(workspace).resolve()
-    readonly = () if writable else (root,)
-    git_dir = root / ".git"
-    if writable and git_dir.exists():
-        readonly = (git_dir,)
+    readonly: tuple[Path, ...] = (root,)
+    if writable is not None:
+        keep = Path(writable).resolve()
+        if keep.parent != root:
+            raise ValueError(f"writable {keep} is not directly inside {root}")
+        readonly = tuple(sorted(entry for entry in root.iterdir() if entry.resolve() != keep))
     policy = sandbox.SandboxPolicy(
         workspace=root, readonly_paths=readonly, timeout_s=config.timeout_s,
         memory_mb=config.memory_mb, mode=config.sandbox,
