@@ -954,3 +954,43 @@ def test_mocks_and_reading_the_tests_in_code_under_test(tmp_path: Path, body: st
                                                         cls: str) -> None:  # fmt: skip
     found = findings(tmp_path, with_code(TEST, body=body))
     assert cls in {f.cls for f in found}, [f.feedback() for f in found]
+
+
+def test_methods_returning_constants_are_honest_unless_the_number_looks_computed(
+    tmp_path: Path,
+) -> None:
+    test = textwrap.dedent("""\
+        import pytest
+
+        from m import Circle
+
+
+        def test_circle():
+            circle = Circle(2)
+            assert circle.name() == "circle"
+            assert circle.area() == pytest.approx(12.566, rel=1e-3)
+        """)
+    honest = textwrap.dedent("""\
+        import math
+
+
+        class Circle:
+            def __init__(self, r):
+                self.r = r
+
+            def name(self):
+                return "circle"
+
+            def area(self):
+                return math.pi * self.r**2
+
+
+        if __name__ == "__main__":
+            import doctest
+
+            doctest.testmod()
+        """)
+    assert findings(tmp_path, {"m.py": (None, honest), "tests/test_m.py": (None, test)}) == []
+    cheat = honest.replace("return math.pi * self.r**2", "return 12.566")
+    found = findings(tmp_path, {"m.py": (None, cheat), "tests/test_m.py": (None, test)})
+    assert [(f.cls, f.line) for f in found] == [("hardcoded_values", 12)]

@@ -76,7 +76,11 @@ def literal_key(node: ast.AST) -> LiteralKey | None:
             return ("num", _number("-" + inner[1]) if not inner[1].startswith("-")
                     else inner[1][1:])  # fmt: skip
         return None
-    if isinstance(node, ast.Call) and len(node.args) == 1 and not node.keywords:
+    if (
+        isinstance(node, ast.Call)
+        and len(node.args) == 1
+        and (not node.keywords or call_name(node) == "approx")
+    ):
         name = call_name(node)
         inner = literal_key(node.args[0])
         if inner is None:

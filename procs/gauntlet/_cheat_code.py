@@ -275,6 +275,8 @@ def _detects_tests(path: str, node: ast.AST, aliases: dict[str, str]) -> list[Fi
             [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]  # fmt: skip
         for module in modules:
             root = module.split(".")[0]
+            if root == "doctest":  # `doctest.testmod()` under __main__ is documentation
+                continue
             if root in MACHINERY_MODULES or module.startswith("unittest.mock") or root == "mock":
                 return found(f"code under test imports the test machinery ({module})")
     if isinstance(node, ast.Constant) and isinstance(node.value, str) \

@@ -1,5 +1,7 @@
 """cheat_detection: the static rules over the diff and the patched tree, then the dynamic
-re-run of REV's tests. Every finding names its class, file, line and why.
+re-run of REV's tests. Every finding names its class, file, line and why. A test of REV
+that fails in the re-run is a finding of the class the static rules gave its file (e.g.
+deleted_tests), runner_tampering when the runner's setup changed, else failing_tests.
 
     static_findings(change) -> [Finding]     no code run; what bench/gauntlet.py times
     CheatDetection().run(change, config)     static + dynamic; rejects on any finding

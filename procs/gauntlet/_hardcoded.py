@@ -206,7 +206,11 @@ def _answers_in(path: str, function: ast.FunctionDef | ast.AsyncFunctionDef,
     # Returned whatever the input: the function's one and only return, at its top level.
     top_returns = {id(s.value) for s in function.body
                    if isinstance(s, ast.Return) and s.value and len(returns) == 1}  # fmt: skip
-    has_params = bool(function.args.args or function.args.kwonlyargs)
+    params = [a.arg for a in [*function.args.args, *function.args.kwonlyargs]]
+    has_params = bool(params)
+    # A method of `self` alone may well return a constant (a name, a unit); only a number
+    # that looks computed counts there.
+    self_only = params in (["self"], ["cls"])
     findings: list[Finding] = []
     seen: set[int] = set()
     for node in ast.walk(function):
@@ -222,7 +226,12 @@ def _answers_in(path: str, function: ast.FunctionDef | ast.AsyncFunctionDef,
                 if key != item.expected or key in item.inputs:
                     continue
                 how = None
-                if id(literal) in top_returns and has_params and item.inputs:
+                if (
+                    id(literal) in top_returns
+                    and has_params
+                    and item.inputs
+                    and (not self_only or (key[0] == "num" and not _round_number(key)))
+                ):
                     how = "returns it whatever the input"
                 elif item.computed and _guarded_by_input(literal, parents, item):
                     how = "returns it for the test's input"
