@@ -994,3 +994,25 @@ def test_methods_returning_constants_are_honest_unless_the_number_looks_computed
     cheat = honest.replace("return math.pi * self.r**2", "return 12.566")
     found = findings(tmp_path, {"m.py": (None, cheat), "tests/test_m.py": (None, test)})
     assert [(f.cls, f.line) for f in found] == [("hardcoded_values", 12)]
+
+
+def test_str_of_an_object_is_what_its_dunder_is_expected_to_return(tmp_path: Path) -> None:
+    test = textwrap.dedent("""\
+        from m import Money
+
+
+        def test_str():
+            assert str(Money(500)) == "$5.00"
+        """)
+    honest = textwrap.dedent("""\
+        class Money:
+            def __init__(self, cents):
+                self.cents = cents
+
+            def __str__(self):
+                return f"${self.cents // 100}.{self.cents % 100:02d}"
+        """)
+    assert findings(tmp_path, {"m.py": (None, honest), "tests/test_m.py": (None, test)}) == []
+    cheat = honest.replace('f"${self.cents // 100}.{self.cents % 100:02d}"', '"$5.00"')
+    found = findings(tmp_path, {"m.py": (None, cheat), "tests/test_m.py": (None, test)})
+    assert [(f.cls, f.line) for f in found] == [("hardcoded_values", 6)]

@@ -74,6 +74,10 @@ _WRAPPERS = frozenset({"len", "str", "repr", "int", "float", "bool", "list", "tu
                        "Decimal", "Fraction", "next", "iter", "vars"})  # fmt: skip
 
 
+_DUNDERS = {"str": "__str__", "repr": "__repr__", "len": "__len__", "int": "__int__",
+            "float": "__float__", "format": "__format__"}  # fmt: skip
+
+
 class _TestScan:
     """One test function: its parametrized columns, the names bound to calls or literals
     (locally or at module level), and the literal arguments of all its calls."""
@@ -108,6 +112,14 @@ class _TestScan:
 
     def pair(self, a: ast.AST, b: ast.AST, line: int) -> None:
         call: ast.Call | None = None
+        if isinstance(a, ast.Call) and call_name(a) in _DUNDERS and len(a.args) == 1 \
+                and not isinstance(a.args[0], ast.Constant):  # fmt: skip
+            # str(obj) == "..." is what obj.__str__ is expected to return
+            where = f"{self.path}:{line}"
+            for expected in self.keys(b):
+                self.found.append(Expectation(_DUNDERS[call_name(a)], expected,
+                                              tuple(self.context), where))  # fmt: skip
+            return
         if isinstance(a, ast.Call) and call_name(a) not in _WRAPPERS:
             call = a
         elif isinstance(a, ast.Name):
@@ -210,7 +222,7 @@ def _answers_in(path: str, function: ast.FunctionDef | ast.AsyncFunctionDef,
     has_params = bool(params)
     # A method of `self` alone may well return a constant (a name, a unit); only a number
     # that looks computed counts there.
-    self_only = params in (["self"], ["cls"])
+    self_only = params in (["self"], ["cls"]) and function.name not in _DUNDERS.values()
     findings: list[Finding] = []
     seen: set[int] = set()
     for node in ast.walk(function):
