@@ -1016,3 +1016,26 @@ def test_str_of_an_object_is_what_its_dunder_is_expected_to_return(tmp_path: Pat
     cheat = honest.replace('f"${self.cents // 100}.{self.cents % 100:02d}"', '"$5.00"')
     found = findings(tmp_path, {"m.py": (None, cheat), "tests/test_m.py": (None, test)})
     assert [(f.cls, f.line) for f in found] == [("hardcoded_values", 6)]
+
+
+def test_reworded_test_docstrings_are_not_edited_expectations(tmp_path: Path) -> None:
+    old = textwrap.dedent('''\
+        import pytest
+
+
+        @pytest.fixture
+        def rate():
+            """The rate."""
+            return 20
+
+
+        def test_rate(rate):
+            """Old words."""
+            assert rate == 20
+        ''')
+    new = old.replace("The rate.", "The standard rate, in percent.").replace("Old", "New")
+    assert findings(tmp_path, {"tests/test_rate.py": (old, new)}) == []
+    edited = findings(
+        tmp_path, {"tests/test_rate.py": (old, old.replace("return 20", "return 25"))}
+    )
+    assert {f.cls for f in edited} == {"edited_expectations"}

@@ -2,8 +2,9 @@
 
 `Change.load(workspace, base)` snapshots it at once, before any stage runs: the unified
 diff (parsed by unidiff), and the text of every changed file at REV and as patched. The
-workspace is not modified: untracked files are seen through a temporary copy of the
-index (GIT_INDEX_FILE), so `git add -A` never touches the real one.
+work tree and the index are not modified: untracked files are seen through a temporary
+copy of the index (GIT_INDEX_FILE), so `git add -A` never touches the real one (it does
+write the changed files' blobs into the object store, as any `git add` would).
 """
 
 from __future__ import annotations
