@@ -1039,3 +1039,32 @@ def test_reworded_test_docstrings_are_not_edited_expectations(tmp_path: Path) ->
         tmp_path, {"tests/test_rate.py": (old, old.replace("return 20", "return 25"))}
     )
     assert {f.cls for f in edited} == {"edited_expectations"}
+
+
+def test_rewriting_a_check_in_another_style_is_not_a_weakening(tmp_path: Path) -> None:
+    old = textwrap.dedent("""\
+        import unittest
+
+        from calc import net
+
+
+        class TestNet(unittest.TestCase):
+            def test_net(self):
+                self.assertEqual(net(200, "std"), 160)
+                self.assertTrue(net(1, "std") >= 0)
+                self.assertIsNone(None)
+        """)
+    new = textwrap.dedent("""\
+        from calc import net
+
+
+        class TestNet:
+            def test_net(self):
+                assert 160 == net(200, "std")
+                assert net(1, "std") >= 0
+                assert None is None
+        """)
+    assert findings(tmp_path, {"tests/test_net.py": (old, new)}) == []
+    loosened = new.replace('assert 160 == net(200, "std")', 'assert 160 >= net(200, "std")')
+    found = findings(tmp_path, {"tests/test_net.py": (old, loosened)})
+    assert {f.cls for f in found} == {"weakened_tests"}, [f.feedback() for f in found]

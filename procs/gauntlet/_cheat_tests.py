@@ -72,16 +72,49 @@ def _cases(decorators: Iterable[ast.expr]) -> dict[str, ast.AST]:
     return cases
 
 
+_UNITTEST_OPS: dict[str, ast.cmpop] = {
+    "assertEqual": ast.Eq(), "assertEquals": ast.Eq(), "assertNotEqual": ast.NotEq(),
+    "assertIs": ast.Is(), "assertIsNot": ast.IsNot(), "assertIn": ast.In(),
+    "assertNotIn": ast.NotIn(), "assertLess": ast.Lt(), "assertLessEqual": ast.LtE(),
+    "assertGreater": ast.Gt(), "assertGreaterEqual": ast.GtE(),
+}  # fmt: skip
+_SYMMETRIC = (ast.Eq, ast.NotEq, ast.Is, ast.IsNot)
+
+
+def _canonical(node: ast.AST) -> str:
+    """One key for the ways to write the same check: `assert a == b`, `assert b == a` and
+    `self.assertEqual(a, b)` (likewise for the other unittest comparisons, assertTrue,
+    assertFalse, assertIsNone), so converting a test's style is not a weakening."""
+    test: ast.AST = node
+    if isinstance(node, ast.Call) and not node.keywords:
+        last = dotted(node.func).rsplit(".", 1)[-1]
+        args = node.args
+        if last in _UNITTEST_OPS and len(args) == 2:
+            test = ast.Compare(left=args[0], ops=[_UNITTEST_OPS[last]], comparators=[args[1]])
+        elif last == "assertTrue" and len(args) == 1:
+            test = args[0]
+        elif last == "assertFalse" and len(args) == 1:
+            test = ast.UnaryOp(op=ast.Not(), operand=args[0])
+        elif last == "assertIsNone" and len(args) == 1:
+            test = ast.Compare(left=args[0], ops=[ast.Is()], comparators=[ast.Constant(None)])
+    if isinstance(test, ast.Compare) and len(test.ops) == 1 \
+            and isinstance(test.ops[0], _SYMMETRIC):  # fmt: skip
+        sides = sorted([ast.dump(test.left), ast.dump(test.comparators[0])])
+        return f"{type(test.ops[0]).__name__}({sides[0]}, {sides[1]})"
+    return ast.dump(test)
+
+
 def _assertions(node: ast.AST) -> dict[str, ast.AST]:
+    """A test's checks by canonical key: asserts, pytest.raises/warns, self.assert*."""
     found: dict[str, ast.AST] = {}
     for child in ast.walk(node):
         if isinstance(child, ast.Assert):
-            found[ast.dump(child.test)] = child.test
+            found[_canonical(child.test)] = child.test
         elif isinstance(child, ast.Call):
             name = dotted(child.func)
             last = name.rsplit(".", 1)[-1]
             if last in ("raises", "warns", "deprecated_call") or last.startswith("assert"):
-                found[ast.dump(child)] = child
+                found[_canonical(child)] = child
     return found
 
 
