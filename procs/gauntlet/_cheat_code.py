@@ -27,7 +27,7 @@ import ast
 import re
 import textwrap
 
-from procs.gauntlet._astkit import dotted
+from procs.gauntlet._astkit import call_name, dotted
 from procs.gauntlet._change import FileChange
 from procs.gauntlet._model import Finding
 from procs.gauntlet._paths import MACHINERY_MODULES
@@ -62,6 +62,7 @@ def code_findings(change: FileChange, tree: ast.Module, *, test_file: bool) -> l
     path = str(change.path)
     findings = _commented(change) + _disabled(path, tree, added)
     aliases = _aliases(tree)
+    parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
     prose = {
         id(n.value)
         for n in ast.walk(tree)
@@ -78,7 +79,7 @@ def code_findings(change: FileChange, tree: ast.Module, *, test_file: bool) -> l
             findings += _suppress(path, node)
         if test_file:
             continue
-        findings += _detects_tests(path, node, aliases)
+        findings += _detects_tests(path, node, aliases, _looked_for(node, parents))
         findings += _rigged(path, node, aliases)
     return findings
 
@@ -266,7 +267,28 @@ def _resolve(name: str, aliases: dict[str, str]) -> str:
     return (f"{real}.{rest}" if rest else real) if real else name
 
 
-def _detects_tests(path: str, node: ast.AST, aliases: dict[str, str]) -> list[Finding]:
+# Calls that look a string up or open it, as opposed to printing or raising it.
+_LOOKUPS = frozenset({"get", "getenv", "__contains__", "startswith", "endswith", "find",
+                      "index", "search", "match", "fullmatch", "count", "open", "Path",
+                      "read_text", "read_bytes", "exists", "is_file", "glob", "rglob",
+                      "import_module", "__import__", "getattr", "hasattr", "pop",
+                      "setdefault", "getmodule", "find_spec", "listdir", "walk"})  # fmt: skip
+
+
+def _looked_for(node: ast.AST, parents: dict[int, ast.AST]) -> bool:
+    """A string that is compared, used as a key, or handed to a lookup (not a message)."""
+    parent = parents.get(id(node))
+    if isinstance(parent, ast.Dict):  # a key, not a message held as a value
+        return any(key is node for key in parent.keys)
+    if isinstance(parent, ast.Compare | ast.Subscript | ast.Set):
+        return True
+    if isinstance(parent, ast.Tuple | ast.List):  # "x" in ("pytest", "py.test")
+        return isinstance(parents.get(id(parent)), ast.Compare)
+    return isinstance(parent, ast.Call) and call_name(parent) in _LOOKUPS
+
+
+def _detects_tests(path: str, node: ast.AST, aliases: dict[str, str], looked_for: bool
+                   ) -> list[Finding]:  # fmt: skip
     def found(why: str) -> list[Finding]:
         return [Finding("test_detection", path, node.lineno, why)]  # type: ignore[attr-defined]
 
@@ -279,12 +301,11 @@ def _detects_tests(path: str, node: ast.AST, aliases: dict[str, str]) -> list[Fi
                 continue
             if root in MACHINERY_MODULES or module.startswith("unittest.mock") or root == "mock":
                 return found(f"code under test imports the test machinery ({module})")
-    if isinstance(node, ast.Constant) and isinstance(node.value, str) \
-            and _TEST_FILES.search(node.value):  # fmt: skip
-        return found(f"code under test names the test files ({node.value!r})")
-    if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
-            _TEST_WORDS.search(node.value) and len(node.value) < 80:  # fmt: skip
-        return found(f"code under test looks for the test runner ({node.value!r})")
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) and looked_for:
+        if _TEST_FILES.search(node.value):
+            return found(f"code under test names the test files ({node.value!r})")
+        if _TEST_WORDS.search(node.value):
+            return found(f"code under test looks for the test runner ({node.value!r})")
     if isinstance(node, ast.Call) and _resolve(dotted(node.func), aliases) in _ENV_READS:
         for arg in node.args[:1]:
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str) \
