@@ -191,3 +191,24 @@ def test_the_module_runs_as_a_program(repo: tuple[Path, str], tmp_path: Path) ->
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     assert "[empty_catch]" in done.stdout and "verdict: reject" in done.stdout
+
+
+def test_lint_judges_only_the_lines_the_change_added(repo: tuple[Path, str], tmp_path: Path
+                                                     ) -> None:  # fmt: skip
+    if shutil.which("ruff") is None:
+        pytest.skip("ruff is not on PATH")
+    old = Patch("old-problem", None, "", (Write("shop/util.py", "import os\n\nX = 1\n"),))
+    ws, _ = workspace(repo, tmp_path, old)
+    commit(ws, "util with an unused import")
+    base = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ws, capture_output=True,
+                          text=True, check=True, timeout=60).stdout.strip()  # fmt: skip
+    (ws / "shop" / "util.py").write_text("import os\n\nX = 1\nY = 2\n")
+    args = ["--workspace", str(ws), "--base", base, "--stage", "lint", "--json"]
+    code, out, _ = gauntlet(*args)
+    (stage,) = json.loads(out)["stages"]
+    assert code == 0 and "1 older one(s) left alone" in stage["reason"], stage
+    (ws / "shop" / "util.py").write_text("import os\nimport sys\n\nX = 1\nY = 2\n")
+    code, out, _ = gauntlet(*args)
+    (stage,) = json.loads(out)["stages"]
+    assert code == 1
+    assert [(f["path"], f["line"]) for f in stage["findings"]] == [("shop/util.py", 2)]

@@ -87,7 +87,10 @@ class CommandStage:
 
 
 class LintStage:
-    """The lint command (ruff by default) over the changed Python files."""
+    """The lint command (ruff by default) over the changed Python files. Only what it
+    reports on lines the change added counts: a file's older problems are not the
+    change's doing (they are named in the pass reason). Output it reports without a
+    path:line location, or a non-zero exit with no located finding, rejects."""
 
     name = "lint"
 
@@ -100,7 +103,16 @@ class LintStage:
             return StageOutcome.skipped(f"lint tool {tool!r} is not on PATH")
         argv = [*config.lint_command, *map(str, files)]
         done = run_readonly(argv, change.workspace, config)
-        if done.timed_out or done.returncode != 0:
-            findings = () if done.timed_out else _located(done.output, "lint")
-            return StageOutcome.rejected(done.why(tool, config.timeout_s), findings)
-        return StageOutcome.passed(f"{len(files)} file(s) lint clean")
+        if done.timed_out:
+            return StageOutcome.rejected(done.why(tool, config.timeout_s))
+        if done.returncode == 0:
+            return StageOutcome.passed(f"{len(files)} file(s) lint clean")
+        located = _located(done.output, "lint")
+        if not located:
+            return StageOutcome.rejected(done.why(tool, config.timeout_s))
+        added = {str(f.path): f.added_lines for f in change.files}
+        new = tuple(f for f in located if f.line in added.get(f.path, frozenset()))
+        if new:
+            return StageOutcome.rejected(f"{tool}: {len(new)} problem(s) on changed lines", new)
+        return StageOutcome.passed(f"{len(files)} file(s): no problem on changed lines "
+                                   f"({len(located)} older one(s) left alone)")  # fmt: skip
