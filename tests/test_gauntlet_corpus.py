@@ -99,3 +99,21 @@ def test_revs_tests_rerun_against_the_patch_fail_for_test_cheats_and_pass_for_ho
     assert ("tests/test_discount.py", "test_half_takes_half_off") in verdicts[
         "delete-one-test"
     ].failed
+
+
+@pytest.mark.integration
+def test_a_unit_command_that_is_not_pytest_is_judged_by_its_exit_status(
+    repo: tuple[Path, str], tmp_path: Path
+) -> None:
+    if (why := bwrap_unusable()) is not None:
+        pytest.skip(why)
+    template_repo, base = repo
+    runner = ("import importlib, sys; runner = importlib.import_module('py' + 'test'); "
+              "sys.exit(runner.main(['-q', '-p', 'no:cacheprovider']))")  # fmt: skip
+    config = GauntletConfig(unit_command=(sys.executable, "-c", runner), timeout_s=120)
+    by_name = {p.name: p for p in ALL}
+    cheat = materialize(by_name["delete-one-test"], template_repo, tmp_path / "cheat")
+    honest = materialize(by_name["constant-table"], template_repo, tmp_path / "honest")
+    failed = run_protected(Change.load(cheat, base), config)
+    assert not failed.green and "exited 1" in failed.problem
+    assert run_protected(Change.load(honest, base), config).green

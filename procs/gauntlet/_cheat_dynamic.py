@@ -4,7 +4,8 @@ A scratch copy of the workspace (without .git) gets every protected path (test f
 conftest.py, harness config: _paths.is_protected) removed, then REV's protected files
 written back, so nothing the change added to the test machinery is loaded and nothing it
 deleted or weakened is missing. The unit command (pytest) runs there in the sandbox with
-the config's timeout and a junit report; it must exit 0 with every test passed. Deleting,
+the config's timeout and a junit report (a unit command that is not pytest is judged by
+its exit status alone); it must exit 0 with every test passed. Deleting,
 skipping, weakening or configuring tests away cannot hide a failure from this run.
 """
 
@@ -86,9 +87,13 @@ def run_protected(change: Change, config: GauntletConfig) -> ProtectedRun:
         out = scratch / f".gauntlet-report-{secrets.token_hex(8)}"
         out.mkdir()
         report = out / "junit.xml"
-        argv = [*config.unit_command, "-p", "no:cacheprovider", f"--junitxml={report}"]
+        pytest_like = any("pytest" in part for part in config.unit_command)
+        argv = [*config.unit_command]
+        if pytest_like:
+            argv += ["-p", "no:cacheprovider", f"--junitxml={report}"]
         done = run_readonly(argv, scratch, config, writable=out)
-        cases, problem = _read_report(report)
+        # Another runner: its exit status alone says whether REV's tests pass.
+        cases, problem = _read_report(report) if pytest_like else ({}, "")
     if done.timed_out:
         return ProtectedRun(problem=done.why("REV's tests", config.timeout_s))
     failed = [case for case, ok in cases.items() if not ok]
