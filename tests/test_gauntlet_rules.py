@@ -1068,3 +1068,13 @@ def test_rewriting_a_check_in_another_style_is_not_a_weakening(tmp_path: Path) -
     loosened = new.replace('assert 160 == net(200, "std")', 'assert 160 >= net(200, "std")')
     found = findings(tmp_path, {"tests/test_net.py": (old, loosened)})
     assert {f.cls for f in found} == {"weakened_tests"}, [f.feedback() for f in found]
+
+
+def test_os_exit_is_how_a_forked_child_ends_and_elsewhere_a_way_out_of_the_report(
+    tmp_path: Path,
+) -> None:
+    forked = "import os\n\n\ndef spawn():\n    pid = os.fork()\n    if pid == 0:\n" \
+             "        os._exit(0)\n    return pid\n"  # fmt: skip
+    assert findings(tmp_path, {"m.py": (None, forked)}) == []
+    bare = "import os\n\n\ndef done():\n    os._exit(0)\n"
+    assert [f.cls for f in findings(tmp_path, {"m.py": (None, bare)})] == ["runner_tampering"]

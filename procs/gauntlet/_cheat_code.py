@@ -62,6 +62,12 @@ def code_findings(change: FileChange, tree: ast.Module, *, test_file: bool) -> l
     path = str(change.path)
     findings = _commented(change) + _disabled(path, tree, added)
     aliases = _aliases(tree)
+    # os._exit is how a forked child ends; only outside a module that forks is it a way out
+    # of the test runner's report.
+    forks = any(
+        isinstance(n, ast.Call) and dotted(n.func).endswith(("fork", "forkpty"))
+        for n in ast.walk(tree)
+    )
     parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
     prose = {
         id(n.value)
@@ -79,7 +85,7 @@ def code_findings(change: FileChange, tree: ast.Module, *, test_file: bool) -> l
             findings += _suppress(path, node)
         if test_file:
             continue
-        findings += _detects_tests(path, node, aliases, _looked_for(node, parents))
+        findings += _detects_tests(path, node, aliases, _looked_for(node, parents), forks)
         findings += _rigged(path, node, aliases)
     return findings
 
@@ -287,8 +293,8 @@ def _looked_for(node: ast.AST, parents: dict[int, ast.AST]) -> bool:
     return isinstance(parent, ast.Call) and call_name(parent) in _LOOKUPS
 
 
-def _detects_tests(path: str, node: ast.AST, aliases: dict[str, str], looked_for: bool
-                   ) -> list[Finding]:  # fmt: skip
+def _detects_tests(path: str, node: ast.AST, aliases: dict[str, str], looked_for: bool,
+                   forks: bool = False) -> list[Finding]:  # fmt: skip
     def found(why: str) -> list[Finding]:
         return [Finding("test_detection", path, node.lineno, why)]  # type: ignore[attr-defined]
 
@@ -334,7 +340,7 @@ def _detects_tests(path: str, node: ast.AST, aliases: dict[str, str], looked_for
         name = _resolve(dotted(node), aliases)
         if name in _STACK or name.endswith(("._getframe", ".currentframe")):
             return found(f"code under test inspects the call stack or tracer ({name})")
-        if name == "os._exit":
+        if name == "os._exit" and not forks:
             return [
                 Finding(
                     "runner_tampering",
