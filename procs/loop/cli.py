@@ -28,6 +28,7 @@ import httpx
 import orjson
 
 from procs import sandbox
+from procs.gauntlet import GauntletConfig, LoopGauntlet
 from procs.loop import git
 from procs.loop.agent_process import ProcessTurns
 from procs.loop.bead_text import BeadNotFound, read_bead
@@ -136,7 +137,14 @@ def _run(plan: _Plan) -> tuple[FactoryLoopState, LoopStore]:
                              language=config.language, suite_timeout_s=config.suite_timeout_s,
                              sandbox_mode=config.sandbox)  # fmt: skip
     lander = FastForwardLander(args.repo.resolve(), plan.branch)
-    return LoopDriver(store, turns, loop_config, lander, clock=time.time).run(state), store
+    # Verifying (fs-168): the step 8 gauntlet on the change, with the project's tests as
+    # its unit stage; its findings go back to the implementer as feedback.
+    gauntlet = LoopGauntlet(GauntletConfig(
+        unit_command=config.test_command, timeout_s=config.suite_timeout_s,
+        sandbox=config.sandbox, requirements=plan.requirements,
+    ))  # fmt: skip
+    driver = LoopDriver(store, turns, loop_config, lander, gauntlet=gauntlet, clock=time.time)
+    return driver.run(state), store
 
 
 def _report(final: FactoryLoopState, store: LoopStore, out: TextIO, *, as_json: bool) -> None:
