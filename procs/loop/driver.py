@@ -302,13 +302,13 @@ PINS = {"phase-start": "phase_start_commit", "red": "red_commit", "green": "gree
 def _pin(state: FactoryLoopState) -> None:
     """Keep the commits the state names reachable (refs/factory/*), so that no git gc can
     prune a commit a resumed phase resets to (a red or WIP commit is on no branch)."""
-    workspace = Path(state.workspace)
+    lines = []
     for name, attribute in PINS.items():
         commit = getattr(state, attribute)
-        if commit:
-            git.git(workspace, "update-ref", f"refs/factory/{name}", commit)
-        else:
-            git.git(workspace, "update-ref", "-d", f"refs/factory/{name}")
+        lines.append(f"update refs/factory/{name} {commit}" if commit
+                     else f"delete refs/factory/{name}")  # fmt: skip
+    # one git process and one ref transaction for all three (was three processes a step)
+    git.git(Path(state.workspace), "update-ref", "--stdin", stdin="\n".join(lines) + "\n")
 
 
 def _drop(signal: Signal) -> None:

@@ -36,8 +36,11 @@ class GitTimeout(GitError):
     """A git command ran past its timeout and was killed."""
 
 
-def git(workspace: Path, *args: str, timeout_s: float = GIT_TIMEOUT_S) -> str:
-    """Run `git -C workspace ARGS`; return stdout. Blocks at most `timeout_s`."""
+def git(
+    workspace: Path, *args: str, timeout_s: float = GIT_TIMEOUT_S, stdin: str | None = None
+) -> str:
+    """Run `git -C workspace ARGS` (with `stdin` as its input, else none); return stdout.
+    Blocks at most `timeout_s`."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent",
         "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "LC_ALL": "C",
@@ -45,10 +48,16 @@ def git(workspace: Path, *args: str, timeout_s: float = GIT_TIMEOUT_S) -> str:
     }  # fmt: skip
     argv = ["git", "-C", str(workspace), *_SAFE, *args]
     try:
-        done = subprocess.run(
-            argv, capture_output=True, env=env, timeout=timeout_s, check=False,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+        if stdin is None:
+            done = subprocess.run(
+                argv, capture_output=True, env=env, timeout=timeout_s, check=False,
+                stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        else:
+            done = subprocess.run(
+                argv, capture_output=True, env=env, timeout=timeout_s, check=False,
+                input=stdin.encode(),
+            )  # fmt: skip
     except subprocess.TimeoutExpired:
         raise GitTimeout(
             f"git {' '.join(args)} in {workspace}: no answer in {timeout_s} s"
