@@ -14,13 +14,8 @@ import pytest
 from procs.agent import files
 from procs.agent.files import FileTooLarge, read_text_file, write_text_file
 from procs.agent.permissions import decide, pick_option
-from procs.agent.roles import (
-    PathRefused,
-    RolePolicy,
-    check_write,
-    is_test_path,
-    resolve_in_workspace,
-)
+from procs.agent.roles import PathRefused, RolePolicy, check_write, resolve_in_workspace
+from procs.testfiles import is_test_path
 
 AUDITOR = RolePolicy.for_role("auditor")
 IMPLEMENTER = RolePolicy.for_role("implementer")

@@ -1,5 +1,5 @@
-"""The gauntlet's test and harness path rules are the loop's (procs/loop/paths.py),
-restated because a library under procs/ does not import a process kind."""
+"""The gauntlet's test and harness path rules are procs.testfiles, the ones the loop and
+the agent's role locks use."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ PARTS = st.sampled_from([
 
 @given(st.lists(PARTS, min_size=1, max_size=4))
 def test_the_gauntlet_and_the_loop_agree_on_test_and_harness_paths(parts: list[str]) -> None:
+    assert gauntlet_paths.is_test_path is loop_paths.is_test_path  # one set of rules
     path = PurePosixPath(*parts)
     assert gauntlet_paths.is_test_path(path) == loop_paths.is_test_path(path)
     assert gauntlet_paths.is_harness_path(path) == loop_paths.is_harness_path(path)

@@ -15,6 +15,7 @@ FORBIDDEN = {
 }
 # Libraries under procs/ that every process kind may use: not process kinds themselves.
 SHARED_PROCS = {
+    "testfiles",
     "sandbox",
     "gauntlet",  # a library the loop and the merge queue call (and a CLI), no service
 }

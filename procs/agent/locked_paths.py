@@ -25,7 +25,8 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-from procs.agent.roles import TEST_DIRS, RolePolicy, is_harness_path, is_test_path
+from procs.agent.roles import RolePolicy
+from procs.testfiles import TEST_DIRS, is_harness_path, is_test_path
 
 MAX_ENTRIES = 100_000
 MAX_LOCKED = 1024

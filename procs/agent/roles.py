@@ -22,13 +22,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-TEST_DIRS = frozenset({"tests", "test"})
-HARNESS_FILES = frozenset(
-    {
-        "pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", "noxfile.py", ".coveragerc",
-        "sitecustomize.py", "usercustomize.py",
-    }
-)  # fmt: skip
+from procs.testfiles import is_harness_path, is_test_path
+
 MAX_PATH_BYTES = 4096
 
 
@@ -71,17 +66,6 @@ class RolePolicy:
             Role.REVIEWER: (False, False),
         }[role]
         return cls(role=role, writes_tests=tests, writes_code=code, may_execute=may_execute)
-
-
-def is_test_path(relative: PurePosixPath) -> bool:
-    name = relative.name
-    if any(part in TEST_DIRS for part in relative.parts[:-1]):
-        return True
-    return (
-        (name.startswith("test_") and name.endswith(".py"))
-        or name.endswith("_test.py")
-        or (name == "conftest.py")
-    )
 
 
 @dataclass(frozen=True)
@@ -130,16 +114,6 @@ def resolve_in_workspace(workspace: Path, raw: object) -> WorkspacePath:
     if str(relative) == ".":
         raise PathRefused(f"path {raw!r} is the workspace itself, not a file")
     return WorkspacePath(real=real, relative=relative)
-
-
-def is_harness_path(relative: PurePosixPath) -> bool:
-    """A file that decides how tests run or what Python imports first."""
-    name = relative.name
-    return (
-        name in HARNESS_FILES
-        or name.endswith((".pth", ".pyc", ".pyo"))
-        or "__pycache__" in relative.parts
-    )
 
 
 def check_write(policy: RolePolicy, workspace: Path, raw: object) -> WorkspacePath:
