@@ -6,6 +6,7 @@ tree boots ends factoryd with 70."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import signal
@@ -102,10 +103,21 @@ def pids_cgroup() -> Iterator[Path]:
     try:
         yield path
     finally:
-        for pid in (path / "cgroup.procs").read_text().split():
-            with contextlib.suppress(OSError):  # gone already
-                (PIDS / "cgroup.procs").write_text(pid)
-        path.rmdir()
+        # Members may still fork meanwhile (the zygote refills its spare child): move
+        # them out until none is left, then remove the group.
+        def emptied() -> bool:
+            for pid in (path / "cgroup.procs").read_text().split():
+                with contextlib.suppress(OSError):  # gone already
+                    (PIDS / "cgroup.procs").write_text(pid)
+            try:
+                path.rmdir()
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    raise
+                return False
+            return True
+
+        wait_until(emptied, timeout=10, what=f"{path} to be emptied and removed")
 
 
 @pytest.mark.needs_root
