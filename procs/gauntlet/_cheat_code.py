@@ -30,7 +30,7 @@ import textwrap
 from procs.gauntlet._astkit import call_name, dotted
 from procs.gauntlet._change import FileChange
 from procs.gauntlet._model import Finding
-from procs.gauntlet._paths import MACHINERY_MODULES
+from procs.testfiles import MACHINERY_MODULES
 
 _BROAD = frozenset({"Exception", "BaseException", "AssertionError", "builtins.Exception",
                     "builtins.BaseException"})  # fmt: skip

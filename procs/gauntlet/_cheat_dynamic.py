@@ -1,7 +1,7 @@
 """The dynamic check: REV's tests, exactly as they were, against the patched code.
 
 A scratch copy of the workspace (without .git) gets every protected path (test files,
-conftest.py, harness config: _paths.is_protected) removed, then REV's protected files
+conftest.py, harness config: procs.testfiles.is_protected) removed, then REV's protected files
 written back, so nothing the change added to the test machinery is loaded and nothing it
 deleted or weakened is missing. The unit command (pytest) runs there in the sandbox with
 the config's timeout and a junit report (a unit command that is not pytest is judged by
@@ -22,8 +22,8 @@ from pathlib import Path, PurePosixPath
 
 from procs.gauntlet._change import Change, ChangeError, git
 from procs.gauntlet._config import GauntletConfig
-from procs.gauntlet._paths import is_protected, is_test_module
 from procs.gauntlet._sandboxed import run_readonly
+from procs.testfiles import is_protected, is_test_module
 
 GIT_TIMEOUT_S = 120.0
 

@@ -24,7 +24,7 @@ from typing import Any
 from procs.gauntlet._astkit import dotted, parse
 from procs.gauntlet._change import FileChange
 from procs.gauntlet._model import Finding
-from procs.gauntlet._paths import is_test_path, shadows_machinery
+from procs.testfiles import is_test_path, shadows_machinery
 
 _SELECTING = (
     "testpaths",

@@ -22,7 +22,7 @@ from procs.gauntlet._cheat_tests import test_file_findings
 from procs.gauntlet._config import GauntletConfig
 from procs.gauntlet._hardcoded import Expectation, expectations, hardcoded_findings
 from procs.gauntlet._model import Finding, StageOutcome
-from procs.gauntlet._paths import is_test_module, is_test_path
+from procs.testfiles import is_test_module, is_test_path
 
 MAX_RELATED_TESTS = 200
 GREP_TIMEOUT_S = 30.0

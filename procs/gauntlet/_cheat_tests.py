@@ -23,7 +23,7 @@ from pathlib import PurePosixPath
 from procs.gauntlet._astkit import dotted, parse, skeleton
 from procs.gauntlet._change import FileChange
 from procs.gauntlet._model import Finding
-from procs.gauntlet._paths import is_test_module, is_test_path
+from procs.testfiles import is_test_module, is_test_path
 
 _SKIP_MARKS = ("skip", "skipif", "xfail")
 _SKIP_CALLS = frozenset({"pytest.skip", "pytest.xfail", "pytest.importorskip", "skip", "xfail",

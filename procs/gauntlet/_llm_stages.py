@@ -24,7 +24,7 @@ from ipc import control, paths
 from procs.gauntlet._change import Change
 from procs.gauntlet._config import GauntletConfig
 from procs.gauntlet._model import Finding, StageOutcome
-from procs.gauntlet._paths import is_test_path
+from procs.testfiles import is_test_path
 
 MAX_DIFF_CHARS = 60_000
 MAX_TOKENS = 1024

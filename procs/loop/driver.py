@@ -53,10 +53,10 @@ from procs.loop.events import (
     TcrPassed,
 )
 from procs.loop.lander import Lander
-from procs.loop.paths import is_harness_path, is_test_path
 from procs.loop.state import FactoryLoopState, FactoryPhase
 from procs.loop.store import LoopStore
 from procs.loop.turns import AgentTurns, Turn, TurnFailed, parse_result, session_history
+from procs.testfiles import is_harness_path, is_test_path
 
 P = FactoryPhase
 MAX_FEEDBACK_CHARS = 8 * 1024

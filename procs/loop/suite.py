@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 
 from procs import sandbox
 from procs.loop import git
-from procs.loop.paths import TEST_DIRS, is_harness_path, is_test_path
+from procs.testfiles import TEST_DIRS, is_harness_path, is_test_path
 
 MAX_REPORT_BYTES = 16 * 1024 * 1024
 MAX_OUTPUT_CHARS = 64 * 1024

@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from procs.loop import git
-from procs.loop.paths import protected
+from procs.testfiles import protected
 
 
 class NotAncestor(ValueError):
