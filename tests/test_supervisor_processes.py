@@ -7,7 +7,7 @@ import os
 import signal
 
 from supervisor.ctl.exit_status import ExitStatus
-from tests.harness import Journal, target
+from tests.harness import Factoryd, Journal, target
 from tests.waiting import pid_alive, wait_gone, wait_until
 
 
@@ -42,6 +42,13 @@ def test_one_for_one_restarts_only_the_killed_child(factoryd, journal) -> None:
     assert d.node("b")["last_exit"] == "abnormal: killed by SIGKILL"
 
 
+def _started(d: Factoryd, n: int) -> list[str]:
+    """The ids of factoryd's child_started records, once there are `n` (a child may
+    journal its start before factoryd has written its own record of it)."""
+    wait_until(lambda: len(d.records("child_started")) >= n, what=f"{n} child_started records")
+    return [r["child"] for r in d.records("child_started")]
+
+
 def test_one_for_all_restarts_every_child_in_order(factoryd, journal) -> None:
     d = factoryd(_tree(journal, "one_for_all", ["a", "b", "c"])).start()
     before = {c: d.pid(c) for c in "abc"}
@@ -51,7 +58,7 @@ def test_one_for_all_restarts_every_child_in_order(factoryd, journal) -> None:
     # siblings stopped in reverse start order (their own records: each stop is waited
     # for), then all started in order (factoryd's records: "started" is not "ready")
     assert [c for e, c, _ in journal.events() if e == "stop"] == ["c", "a"]
-    assert [r["child"] for r in d.records("child_started")][3:] == ["a", "b", "c"]
+    assert _started(d, 6)[3:] == ["a", "b", "c"]
     assert all(d.pid(c) != before[c] for c in "abc")
 
 
@@ -67,8 +74,7 @@ def test_rest_for_one_restarts_the_child_and_those_after_it(factoryd, journal) -
     assert stops == ["d", "c"]
     # ... then started again in order: factoryd's own records (a child's first line may
     # be written after its next sibling was started: "started" is not "ready")
-    restarted = [r["child"] for r in d.records("child_started")][4:]
-    assert restarted == ["b", "c", "d"]
+    assert _started(d, 7)[4:] == ["b", "c", "d"]
     assert d.pid("a") == before["a"]
 
 
