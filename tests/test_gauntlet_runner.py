@@ -220,4 +220,4 @@ def test_architectural_review_runs_only_for_big_changes_or_new_modules(tmp_path:
     assert review.run(module, CONFIG).verdict is Verdict.PASS
     big = Change.from_texts(tmp_path, {"m.py": ("", "".join(f"x{i} = {i}\n" for i in range(101)))})
     assert review.run(big, CONFIG).verdict is Verdict.PASS
-    assert [c["args"]["role"] for c in router.calls] == ["architect", "architect"]
+    assert [c["args"]["role"] for c in router.calls] == ["architectural_review"] * 2

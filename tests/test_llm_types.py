@@ -46,8 +46,12 @@ def test_bad_response_usage_is_refused() -> None:
 def test_default_routes_follow_the_seed() -> None:
     config = default_config()
     assert config.roles["auditor"] == "local"
-    assert config.roles["reviewer"] == "anthropic"
     assert config.endpoints["local"].gpu_ticket is True
+    fast = config.endpoints[config.roles["reviewer"]]
+    strong = config.endpoints[config.roles["architectural_review"]]
+    assert config.roles["judge"] == config.roles["reviewer"]
+    assert (fast.kind, fast.model) == ("anthropic", "claude-haiku-4-5")  # fs-140, fs-165
+    assert (strong.kind, strong.model) == ("anthropic", "claude-opus-4-5")  # fs-167
 
 
 @pytest.mark.parametrize(

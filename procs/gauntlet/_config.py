@@ -14,7 +14,7 @@ Two sources, later wins:
     sandbox = "bwrap"          # or "none" (the operator's choice; default $FACTORY_SANDBOX)
     skip = {integration = "no integration suite yet"}       # stage -> reason
     judge_role = "judge"       # the router's role for llm_judge
-    review_role = "architect"  # the router's role for architectural_review
+    review_role = "architectural_review"  # the router's role for it (a stronger model)
     router_socket = "/run/factory/llm_router.sock"          # default: <runtime_dir>/...
     llm_timeout_s = 120
     review_min_lines = 100     # architectural_review runs above this many changed lines
@@ -60,7 +60,7 @@ class GauntletConfig:
     sandbox: str = field(default_factory=lambda: os.environ.get("FACTORY_SANDBOX") or "bwrap")
     skip: dict[str, str] = field(default_factory=dict)
     judge_role: str = "judge"
-    review_role: str = "architect"
+    review_role: str = "architectural_review"
     router_socket: Path | None = None
     llm_timeout_s: float = 120.0
     review_min_lines: int = 100

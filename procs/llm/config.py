@@ -10,7 +10,7 @@ offending key. Example:
     auditor = "local"
     implementer = "local"
     architect = "local"
-    reviewer = "anthropic"
+    reviewer = "anthropic"              # the defaults: see default_config()
     [endpoints.local]
     kind = "llama_cpp"                 # or "anthropic"
     base_url = "http://127.0.0.1:8080"
@@ -104,22 +104,32 @@ class RouterConfig:
 
 
 def default_config() -> RouterConfig:
-    """Local llama.cpp for the loop roles, Anthropic for the reviewer (seed fs-052)."""
+    """The seed's routes: llama.cpp for the agents' roles (fs-052); Anthropic for the
+    reviewer and the gauntlet's judge (haiku, fs-140, fs-165) and for the architectural
+    review of big changes (opus, fs-167)."""
     return RouterConfig.from_dict(
         {
             "roles": {
                 "auditor": "local",
                 "implementer": "local",
                 "architect": "local",
-                "reviewer": "anthropic",
+                "reviewer": "anthropic_fast",
+                "judge": "anthropic_fast",
+                "architectural_review": "anthropic_strong",
             },
             "endpoints": {
                 "local": {"kind": "llama_cpp", "gpu_ticket": True},
-                "anthropic": {
+                "anthropic_fast": {
                     "kind": "anthropic",
-                    "model": "claude-sonnet-4-5",
-                    "input_per_mtok": 3.0,
-                    "output_per_mtok": 15.0,
+                    "model": "claude-haiku-4-5",
+                    "input_per_mtok": 1.0,
+                    "output_per_mtok": 5.0,
+                },
+                "anthropic_strong": {
+                    "kind": "anthropic",
+                    "model": "claude-opus-4-5",
+                    "input_per_mtok": 5.0,
+                    "output_per_mtok": 25.0,
                 },
             },
         }
