@@ -1,8 +1,13 @@
 """Our side of ACP: the handlers an agent calls (permissions, fs/*, terminal/*, updates).
 
 `FactoryClient` implements acp's Client protocol for one agent process working in one
-workspace under one role. Every refusal is a JSON-RPC error whose message says why, so the
-agent (and its model) can read it; every decision is also kept in the turn's record.
+workspace. The role is a property of the session, not of the agent (sessions.py): each
+session is opened with its role's policy, and every permission request, fs/* call and
+terminal is judged by the policy of the session it names; a request for a session that
+is not open (never opened, or its turn has ended) is refused as invalid params naming it.
+Every refusal is a JSON-RPC error whose message says why, so the
+agent (and its model) can read it; every decision is also kept in the session's turn
+record.
 Elicitations (questions for a person) are declined: nobody answers them mid-turn.
 Terminals run in the sandbox with the role's locked paths read-only (locked_paths.py);
 where the sandbox cannot run they are refused with its reason.
@@ -38,10 +43,11 @@ from acp.schema import (
 from pydantic import BaseModel
 
 from procs.agent import files
-from procs.agent.locked_paths import TooManyPaths, locked_paths
+from procs.agent.locked_paths import TooManyPaths
 from procs.agent.permissions import Decision, decide, paths_named, pick_option
 from procs.agent.record import FileRecord, PermissionRecord, RecordLimits, TurnRecord
 from procs.agent.roles import PathRefused, RolePolicy
+from procs.agent.sessions import AgentSession, Sessions, UnknownSession, role_locked_paths
 from procs.agent.terminals import (
     DEFAULT_MAX_KEPT_TERMINALS,
     DEFAULT_MAX_TERMINALS,
@@ -71,8 +77,9 @@ class FactoryClient:
     def __init__(
         self,
         workspace: Path,
-        policy: RolePolicy,
+        policy: RolePolicy | None = None,
         *,
+        may_execute: bool | None = None,
         review: Review | None = None,
         permission_timeout_s: float = 300.0,
         command_timeout_s: float = 600.0,
@@ -85,6 +92,9 @@ class FactoryClient:
         sandbox_mode: str = "bwrap",
         command_memory_mb: int = DEFAULT_MEMORY_MB,
     ) -> None:
+        """`policy`: the policy of sessions opened without one (None: each session must
+        name its own). `may_execute`: whether the agent is told that it may use terminals
+        at all (default: `policy`'s); each session's own policy still decides."""
         if isinstance(max_pending_permissions, bool) or not (
             isinstance(max_pending_permissions, int) and max_pending_permissions >= 1
         ):
@@ -94,20 +104,68 @@ class FactoryClient:
         self.max_pending_permissions = max_pending_permissions
         self.workspace = workspace
         self.policy = policy
+        self.may_execute = (
+            may_execute if may_execute is not None else bool(policy and policy.may_execute)
+        )
         self.review = review
         self.permission_timeout_s = permission_timeout_s
         self.max_write_bytes = max_write_bytes
         self.max_read_bytes = max_read_bytes
         self.record_limits = record_limits or RecordLimits()
-        self.terminals = Terminals(
-            workspace, command_timeout_s=command_timeout_s, max_terminals=max_terminals,
-            max_kept_terminals=max_kept_terminals, sandbox_mode=sandbox_mode,
-            locked=lambda: locked_paths(policy, workspace), memory_mb=command_memory_mb,
-        )  # fmt: skip
-        self.session_ids: set[str] = set()
-        self.record = self.new_record()
-        self.cancelled = asyncio.Event()
+
+        def terminals_for(session_policy: RolePolicy) -> Terminals:
+            return Terminals(
+                workspace, command_timeout_s=command_timeout_s, max_terminals=max_terminals,
+                max_kept_terminals=max_kept_terminals, sandbox_mode=sandbox_mode,
+                locked=role_locked_paths(session_policy, workspace),
+                memory_mb=command_memory_mb,
+            )  # fmt: skip
+
+        # Each session gets Terminals of its own (its role's read-only paths); one built
+        # here checks the terminal limits before anything is spawned.
+        terminals_for(policy or RolePolicy.for_role("reviewer"))
+        self.sessions = Sessions(workspace, self.record_limits, terminals_for)
         self.pending_permissions = 0
+        self.updates_for_unknown_sessions = 0
+
+    def open_session(self, session_id: str, policy: RolePolicy | None = None) -> AgentSession:
+        """Judge `session_id`'s requests by `policy` (default: the client's) from now on.
+        Raises ValueError when there is no policy, or the id is already open."""
+        policy = policy or self.policy
+        if policy is None:
+            raise ValueError(f"session {session_id!r} needs a role policy (the client has none)")
+        if policy.may_execute and not self.may_execute:
+            raise ValueError(
+                f"role {policy.role.value} may run commands, but the agent was not offered "
+                "terminals (start it with may_execute)"
+            )
+        return self.sessions.open(session_id, policy)
+
+    async def end_session(self, session_id: str) -> None:
+        """No request naming `session_id` is served any more (see Sessions.end)."""
+        await self.sessions.end(session_id)
+
+    async def close(self) -> None:
+        """End every session (their terminals are killed and reaped)."""
+        await self.sessions.end_all()
+
+    @property
+    def session_ids(self) -> set[str]:
+        """The ids of the open sessions."""
+        return self.sessions.ids()
+
+    @property
+    def record(self) -> TurnRecord:
+        """The record of the last session opened (its current turn)."""
+        latest = self.sessions.latest
+        return latest.record if latest is not None else self.new_record()
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            **{f"sessions_{k}": v for k, v in self.sessions.statistics().items()},
+            "pending_permissions": self.pending_permissions,
+            "updates_for_unknown_sessions": self.updates_for_unknown_sessions,
+        }
 
     def new_record(self) -> TurnRecord:
         """An empty record for the next turn, bounded by `record_limits`."""
@@ -116,15 +174,21 @@ class FactoryClient:
     def on_connect(self, conn: Any) -> None:
         return
 
-    def _check_session(self, session_id: str) -> None:
-        if session_id not in self.session_ids:
-            raise RequestError.invalid_params({"details": f"unknown session {session_id!r}"})
+    def _session(self, session_id: str) -> AgentSession:
+        try:
+            return self.sessions.get(session_id)
+        except UnknownSession as exc:
+            raise RequestError.invalid_params(
+                {"sessionId": session_id, "details": str(exc.args[0])}
+            ) from None
 
     # session/update -------------------------------------------------------------------
 
     async def session_update(self, session_id: str, update: Any, **kwargs: Any) -> None:
-        if session_id in self.session_ids:
-            self.record.add_update(_dump(update))
+        if session_id in self.sessions:
+            self.sessions.get(session_id).record.add_update(_dump(update))
+        else:  # a notification has nobody to answer: counted
+            self.updates_for_unknown_sessions += 1
 
     # session/request_permission --------------------------------------------------------
 
@@ -132,11 +196,11 @@ class FactoryClient:
         self, session_id: str, tool_call: ToolCallUpdate, options: list[PermissionOption],
         **kwargs: Any,
     ) -> RequestPermissionResponse:  # fmt: skip
-        self._check_session(session_id)
+        session = self._session(session_id)
         call = _dump(tool_call)
-        decision = decide(self.policy, self.workspace, call)
+        decision = decide(session.policy, self.workspace, call)
         outcome = "allowed" if decision.allow else "refused"
-        if self.cancelled.is_set():  # the turn is being cancelled: nothing more runs
+        if session.cancelled.is_set():  # the turn is being cancelled: nothing more runs
             outcome, decision = "cancelled", Decision(False, "turn cancelled")
         elif self.review is not None and self.pending_permissions >= self.max_pending_permissions:
             outcome = "refused"
@@ -149,7 +213,7 @@ class FactoryClient:
         elif self.review is not None:
             self.pending_permissions += 1
             try:
-                reviewed = await self._reviewed(call, decision)
+                reviewed = await self._reviewed(call, decision, session.cancelled)
             finally:
                 self.pending_permissions -= 1
             if reviewed is None:
@@ -162,7 +226,7 @@ class FactoryClient:
         )  # fmt: skip
         if option is None and outcome != "cancelled":
             outcome = "cancelled"  # no matching option offered: cancelling is the safe answer
-        self.record.add_permission(
+        session.record.add_permission(
             PermissionRecord(
                 tool_call_id=tool_call.tool_call_id, kind=call.get("kind", "other"),
                 paths=paths_named(call), outcome=outcome, reason=decision.reason,
@@ -174,11 +238,13 @@ class FactoryClient:
             outcome=AllowedOutcome(outcome="selected", option_id=option)
         )
 
-    async def _reviewed(self, call: dict[str, Any], decision: Decision) -> Decision | None:
+    async def _reviewed(
+        self, call: dict[str, Any], decision: Decision, cancelled: asyncio.Event
+    ) -> Decision | None:
         """The review's answer; None when the turn is cancelled first."""
         assert self.review is not None
         review = asyncio.ensure_future(self.review(call, decision))
-        cancel = asyncio.ensure_future(self.cancelled.wait())
+        cancel = asyncio.ensure_future(cancelled.wait())
         try:
             done, _ = await asyncio.wait(
                 {review, cancel}, timeout=self.permission_timeout_s,
@@ -200,38 +266,39 @@ class FactoryClient:
         self, session_id: str, path: str, line: int | None = None, limit: int | None = None,
         **kwargs: Any,
     ) -> ReadTextFileResponse:  # fmt: skip
-        self._check_session(session_id)
+        record = self._session(session_id).record
         try:
             content = files.read_text_file(
                 self.workspace, path, line=line, limit=limit, max_bytes=self.max_read_bytes
             )
         except PathRefused as exc:
-            self.record.add_file(FileRecord("read", path, False, str(exc)))
+            record.add_file(FileRecord("read", path, False, str(exc), refused=True))
             raise RequestError(FORBIDDEN, f"read refused: {exc}", {"path": path}) from None
         except FileNotFoundError:
-            self.record.add_file(FileRecord("read", path, False, "not found"))
+            record.add_file(FileRecord("read", path, False, "not found"))
             raise RequestError(NOT_FOUND, f"no such file: {path}", {"path": path}) from None
         except (OSError, ValueError) as exc:
-            self.record.add_file(FileRecord("read", path, False, str(exc)))
+            record.add_file(FileRecord("read", path, False, str(exc)))
             raise RequestError.invalid_params({"path": path, "details": str(exc)}) from None
-        self.record.add_file(FileRecord("read", path, True, f"{len(content)} chars"))
+        record.add_file(FileRecord("read", path, True, f"{len(content)} chars"))
         return ReadTextFileResponse(content=content)
 
     async def write_text_file(
         self, session_id: str, path: str, content: str, **kwargs: Any
     ) -> WriteTextFileResponse:
-        self._check_session(session_id)
+        session = self._session(session_id)
+        record = session.record
         try:
             files.write_text_file(
-                self.policy, self.workspace, path, content, max_bytes=self.max_write_bytes
+                session.policy, self.workspace, path, content, max_bytes=self.max_write_bytes
             )
         except PathRefused as exc:
-            self.record.add_file(FileRecord("write", path, False, str(exc)))
+            record.add_file(FileRecord("write", path, False, str(exc), refused=True))
             raise RequestError(FORBIDDEN, f"write refused: {exc}", {"path": path}) from None
         except (OSError, ValueError, TypeError) as exc:
-            self.record.add_file(FileRecord("write", path, False, str(exc)))
+            record.add_file(FileRecord("write", path, False, str(exc)))
             raise RequestError.invalid_params({"path": path, "details": str(exc)}) from None
-        self.record.add_file(FileRecord("write", path, True, f"{len(content)} chars"))
+        record.add_file(FileRecord("write", path, True, f"{len(content)} chars"))
         return WriteTextFileResponse()
 
     # terminal/* ------------------------------------------------------------------------
@@ -241,11 +308,11 @@ class FactoryClient:
         env: list[EnvVariable] | None = None, cwd: str | None = None,
         output_byte_limit: int | None = None, **kwargs: Any,
     ) -> CreateTerminalResponse:  # fmt: skip
-        self._check_session(session_id)
-        if not self.policy.may_execute:
-            raise RequestError(FORBIDDEN, f"role {self.policy.role.value} may not run commands")
+        session = self._session(session_id)
+        if not session.policy.may_execute:
+            raise RequestError(FORBIDDEN, f"role {session.policy.role.value} may not run commands")
         try:
-            terminal_id = await self.terminals.create(
+            terminal_id = await session.terminals.create(
                 command, args, env={v.name: v.value for v in env or []}, cwd=cwd,
                 output_byte_limit=output_byte_limit,
             )  # fmt: skip
@@ -262,8 +329,7 @@ class FactoryClient:
     async def terminal_output(
         self, session_id: str, terminal_id: str, **kwargs: Any
     ) -> TerminalOutputResponse:
-        self._check_session(session_id)
-        terminal = self._terminal(terminal_id)
+        terminal = self._terminal(self._session(session_id), terminal_id)
         status = terminal.exit_status()
         return TerminalOutputResponse(
             output=terminal.text(), truncated=terminal.truncated,
@@ -273,12 +339,12 @@ class FactoryClient:
     async def wait_for_terminal_exit(
         self, session_id: str, terminal_id: str, **kwargs: Any
     ) -> WaitForTerminalExitResponse:
-        self._check_session(session_id)
-        self._terminal(terminal_id)
+        session = self._session(session_id)
+        self._terminal(session, terminal_id)
         # Bounded: the terminal's watchdog kills the command at command_timeout_s.
-        limit = self.terminals.command_timeout_s + 10.0
+        limit = session.terminals.command_timeout_s + 10.0
         try:
-            terminal = await self.terminals.wait_for_exit(terminal_id, timeout=limit)
+            terminal = await session.terminals.wait_for_exit(terminal_id, timeout=limit)
         except TimeoutError:
             raise RequestError.internal_error({"details": "command did not exit"}) from None
         return WaitForTerminalExitResponse.model_validate(terminal.exit_status() or {})
@@ -286,22 +352,22 @@ class FactoryClient:
     async def kill_terminal(
         self, session_id: str, terminal_id: str, **kwargs: Any
     ) -> KillTerminalResponse:
-        self._check_session(session_id)
-        self._terminal(terminal_id)
-        self.terminals.kill(terminal_id)
+        session = self._session(session_id)
+        self._terminal(session, terminal_id)
+        session.terminals.kill(terminal_id)
         return KillTerminalResponse()
 
     async def release_terminal(
         self, session_id: str, terminal_id: str, **kwargs: Any
     ) -> ReleaseTerminalResponse:
-        self._check_session(session_id)
-        self._terminal(terminal_id)
-        await self.terminals.release(terminal_id)
+        session = self._session(session_id)
+        self._terminal(session, terminal_id)
+        await session.terminals.release(terminal_id)
         return ReleaseTerminalResponse()
 
-    def _terminal(self, terminal_id: str) -> Any:
+    def _terminal(self, session: AgentSession, terminal_id: str) -> Any:
         try:
-            return self.terminals.get(terminal_id)
+            return session.terminals.get(terminal_id)
         except TerminalNotFound as exc:
             raise RequestError(NOT_FOUND, str(exc.args[0]), {"terminalId": terminal_id}) from None
 

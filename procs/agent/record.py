@@ -89,6 +89,7 @@ class FileRecord:
     path: str
     ok: bool
     detail: str = ""
+    refused: bool = False  # the role's rules refused it (not an I/O error)
 
 
 class TurnRecord:
@@ -163,6 +164,12 @@ class TurnRecord:
             return False
         self.files.append(operation)
         return True
+
+    def refusals(self) -> list[str]:
+        """The reasons of what the role refused in this turn (permissions, then file
+        operations), in order: what the loop feeds back to the next turn."""
+        found = [p.reason for p in self.permissions if p.outcome == "refused"]
+        return found + [f.detail for f in self.files if f.refused]
 
     def _tool_call(self, update: dict[str, Any]) -> None:
         call_id = str(update.get("toolCallId", ""))

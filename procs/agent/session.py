@@ -1,10 +1,13 @@
 """AcpAgent: one ACP agent process (e.g. `opencode acp --pure`) driven from our side.
 
 Lifecycle: `start()` spawns the command in the workspace, in its own process group, and
-runs `initialize`; `new_session()` runs session/new; `prompt()` runs session/prompt and
-returns a TurnResult with the session/updates of the turn (bounded: see record.py);
-`cancel()` sends session/cancel and answers pending permission requests "cancelled";
-`close()` ends the process group (stdin EOF, then SIGTERM, then SIGKILL). Every wait is
+runs `initialize`; `new_session(policy=...)` runs session/new and judges that session by
+the given role's policy (one agent serves turns of different roles, a session each);
+`prompt()` runs session/prompt and returns a TurnResult with the session/updates of the
+turn (bounded: see record.py) and its outcome (completed, refused, cancelled, timed_out);
+`end_session()` stops serving a session's requests (and asks the agent to close it where
+it can); `cancel()` sends session/cancel and answers pending permission requests
+"cancelled"; `close()` ends the process group (stdin EOF, then SIGTERM, then SIGKILL). Every wait is
 bounded: a call that outlives its timeout raises AgentTimeout, an agent that exits while
 we wait raises AgentDied (exit status + its last stderr lines), a malformed reply raises
 AgentProtocolError. A crash of ours leaves the agent's group to the supervisor, which
@@ -59,8 +62,23 @@ class _Stopped(Exception):
     """The caller's stop event was set while a call waited (prompt() cancels the turn)."""
 
 
+OUTCOMES = ("completed", "refused", "cancelled", "timed_out")
+
+
 @dataclass
 class TurnResult:
+    """What one prompt turn ended with. `outcome` tells apart what the stop reason alone
+    does not (an agent may end a turn "cancelled" after a refusal):
+
+    timed_out  our timeout cancelled the turn
+    cancelled  our caller cancelled it (`stop`), or the agent ended it "cancelled" with
+               no refusal of ours in the turn
+    refused    the role refused at least one request of the turn (a permission or an
+               fs write), whatever the stop reason: feedback for the next turn (the
+               reasons are `refusals`), never a cancel
+    completed  anything else (end_turn, max_tokens, ...: see stop_reason)
+    """
+
     stop_reason: str
     record: TurnRecord
     wall_s: float
@@ -68,6 +86,22 @@ class TurnResult:
     timed_out: bool = False
     protocol_violations: list[str] = field(default_factory=list)
     malformed_notifications: int = 0  # dropped, counted (the violations keep a sample)
+    stopped: bool = False  # the caller's stop event cancelled the turn
+
+    @property
+    def refusals(self) -> list[str]:
+        """Why the role refused what it refused in this turn, in order."""
+        return self.record.refusals()
+
+    @property
+    def outcome(self) -> str:
+        if self.timed_out:
+            return "timed_out"
+        if self.stopped:
+            return "cancelled"
+        if self.refusals:
+            return "refused"
+        return "cancelled" if self.stop_reason == "cancelled" else "completed"
 
     @property
     def dropped_updates(self) -> int:
@@ -81,8 +115,10 @@ class TurnResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "outcome": self.outcome, "refusals": self.refusals,
             "stop_reason": self.stop_reason, "wall_s": self.wall_s, "usage": self.usage,
-            "timed_out": self.timed_out, "protocol_violations": self.protocol_violations,
+            "timed_out": self.timed_out, "stopped": self.stopped,
+            "protocol_violations": self.protocol_violations,
             "malformed_notifications": self.malformed_notifications,
             "dropped_updates": self.dropped_updates,
             "dropped_decisions": self.dropped_decisions, "record": self.record.to_dict(),
@@ -117,7 +153,8 @@ class AcpAgent:
         command: Sequence[str],
         *,
         workspace: Path,
-        policy: RolePolicy,
+        policy: RolePolicy | None = None,
+        may_execute: bool | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float = 60.0,
         review: Review | None = None,
@@ -131,6 +168,9 @@ class AcpAgent:
     ) -> AcpAgent:
         """Spawn `command` in `workspace` and complete `initialize` within `timeout` s.
 
+        `policy`: the role of sessions opened without one (None: new_session must name
+        it). `may_execute`: offer terminals to the agent at all (default: `policy`'s);
+        a session's terminals are still its own role's to allow.
         `env` replaces the environment entirely (pass what the agent needs, e.g. PATH and
         an isolated HOME). `record_limits` bound what a turn's record keeps;
         `max_terminals` / `max_kept_terminals` bound the session's terminals (running /
@@ -147,7 +187,8 @@ class AcpAgent:
         if not workspace.is_dir():
             raise FileNotFoundError(f"workspace {workspace} is not a directory")
         client = FactoryClient(
-            workspace, policy, review=review, permission_timeout_s=permission_timeout_s,
+            workspace, policy, may_execute=may_execute, review=review,
+            permission_timeout_s=permission_timeout_s,
             command_timeout_s=command_timeout_s, record_limits=record_limits,
             max_terminals=max_terminals, max_kept_terminals=max_kept_terminals,
             max_pending_permissions=max_pending_permissions, sandbox_mode=sandbox_mode,
@@ -172,7 +213,7 @@ class AcpAgent:
     async def _initialize(self, timeout: float) -> None:
         capabilities = ClientCapabilities(
             fs=FileSystemCapabilities(read_text_file=True, write_text_file=True),
-            terminal=self.client.policy.may_execute,
+            terminal=self.client.may_execute,
         )
         reply = await self._call(
             "initialize",
@@ -190,16 +231,43 @@ class AcpAgent:
         self.agent_info = data.get("agentInfo") or {}
         self.capabilities = data.get("agentCapabilities") or {}
 
-    async def new_session(self, *, timeout: float = 60.0) -> str:
-        """session/new in the workspace (no MCP servers); returns and keeps the id."""
+    async def new_session(self, *, timeout: float = 60.0, policy: RolePolicy | None = None) -> str:
+        """session/new in the workspace (no MCP servers); returns the id and makes it the
+        current session (the one prompt() uses). Its requests are judged by `policy`
+        (default: the agent's). Sessions opened before stay open until end_session().
+        Raises ValueError (before any call) when there is no policy, AgentProtocolError
+        when the agent hands out an id that is already open."""
+        if (policy or self.client.policy) is None:
+            raise ValueError("new_session needs a role policy (the agent was started without)")
         reply = await self._call(
             "session/new",
             self.conn.new_session(cwd=str(self.client.workspace), mcp_servers=[]),
             timeout,
         )
+        try:
+            self.client.open_session(reply.session_id, policy)
+        except ValueError as exc:
+            raise AgentProtocolError(f"session/new: {exc}") from None
         self.session_id = reply.session_id
-        self.client.session_ids.add(reply.session_id)
         return reply.session_id
+
+    async def end_session(self, session_id: str | None = None, *, timeout: float = 5.0) -> None:
+        """Stop serving `session_id` (default: the current one): later requests naming it
+        are refused, its terminals are reaped (Sessions.end). Where the agent offers
+        session/close, it is asked to close it too (best effort, at most `timeout` s: an
+        agent that does not answer is not waited for)."""
+        session_id = session_id or self.session_id
+        if session_id is None:
+            return
+        if self.session_id == session_id:
+            self.session_id = None
+        await self.client.end_session(session_id)
+        closes = (self.capabilities.get("sessionCapabilities") or {}).get("close") is not None
+        if closes and self.process.returncode is None:
+            with contextlib.suppress(AgentError):
+                await self._call(
+                    "session/close", self.conn.close_session(session_id=session_id), timeout
+                )
 
     async def prompt(
         self,
@@ -219,15 +287,16 @@ class AcpAgent:
         """
         if self.session_id is None:
             raise AgentProtocolError("prompt before new_session()")
-        self.client.record = record = self.client.new_record()
-        self.client.cancelled.clear()
+        session = self.client.sessions.get(self.session_id)
+        session.record = record = self.client.new_record()
+        session.cancelled.clear()
         seen_violations = len(self.transport.violations)
         seen_malformed = self.transport.malformed_notifications
         began = time.monotonic()
         turn = asyncio.ensure_future(
             self.conn.prompt(session_id=self.session_id, prompt=[acp.text_block(text)])
         )
-        timed_out = False
+        timed_out = stopped = False
         try:
             try:
                 reply = await self._call(
@@ -235,6 +304,7 @@ class AcpAgent:
                 )
             except (AgentTimeout, _Stopped) as exc:
                 timed_out = isinstance(exc, AgentTimeout)
+                stopped = not timed_out
                 await self.cancel()
                 try:
                     reply = await self._call("session/prompt (after cancel)", turn, cancel_grace_s)
@@ -252,12 +322,17 @@ class AcpAgent:
             wall_s=time.monotonic() - began, usage=usage, timed_out=timed_out,
             protocol_violations=self.transport.violations[seen_violations:],
             malformed_notifications=self.transport.malformed_notifications - seen_malformed,
+            stopped=stopped,
         )  # fmt: skip
 
     async def cancel(self) -> None:
-        """session/cancel; pending permission requests are answered "cancelled"."""
-        self.client.cancelled.set()
-        if self.session_id is not None and self.process.returncode is None:
+        """session/cancel of the current session; its pending permission requests are
+        answered "cancelled"."""
+        if self.session_id is None:
+            return
+        if self.session_id in self.client.sessions:
+            self.client.sessions.get(self.session_id).cancelled.set()
+        if self.process.returncode is None:
             with contextlib.suppress(ConnectionError):
                 await asyncio.wait_for(self.conn.cancel(session_id=self.session_id), 5.0)
 
@@ -331,7 +406,7 @@ class AcpAgent:
             "undelivered_replies": self.transport.undelivered_replies,
             "protocol_violations": len(self.transport.violations),
             "malformed_notifications": self.transport.malformed_notifications,
-            "pending_permissions": self.client.pending_permissions,
+            **self.client.statistics(),
         }  # fmt: skip
 
     def stderr_tail(self, limit: int = STDERR_TAIL_BYTES) -> str:
@@ -344,7 +419,7 @@ class AcpAgent:
         SIGKILL; then its pipes and transport are closed (after up to 1 s more for them to
         reach EOF). At most about `timeout` + 3 s in all.
         """
-        await self.client.terminals.close()
+        await self.client.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.conn.close(), 2.0)
         grace = {None: min(1.0, timeout / 3), signal.SIGTERM: timeout / 2, signal.SIGKILL: 2.0}

@@ -24,6 +24,7 @@ import sys
 from typing import Any
 
 _ids = itertools.count(1000)
+_sessions = itertools.count(1)  # session ids: scripted-1, scripted-2, ...
 _terminal_ids: list[str] = []  # terminals created by "create_terminal", in order
 
 
@@ -56,8 +57,9 @@ def say(session_id: str, text: str) -> None:
 
 def run_op(session_id: str, op: dict[str, Any]) -> dict[str, Any] | None:
     kind = op["op"]
-    if kind == "write":
-        params = {"sessionId": session_id, "path": op["path"], "content": op["content"]}
+    if kind == "write":  # "session": name another session than the turn's
+        params = {"sessionId": op.get("session", session_id), "path": op["path"],
+                  "content": op["content"]}  # fmt: skip
         return call_client("fs/write_text_file", params)
     if kind == "read":
         return call_client("fs/read_text_file", {"sessionId": session_id, "path": op["path"]})
@@ -160,7 +162,7 @@ def main() -> None:
         if method == "initialize":
             reply["result"] = {"protocolVersion": 1, "agentCapabilities": {}, "authMethods": []}
         elif method == "session/new":
-            reply["result"] = {"sessionId": "scripted-1"}
+            reply["result"] = {"sessionId": f"scripted-{next(_sessions)}"}
         elif method == "session/prompt":
             session_id = params["sessionId"]
             ops = json.loads(params["prompt"][0]["text"])
