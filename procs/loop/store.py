@@ -2,7 +2,11 @@
 
 The system of record for loops (DESIGN.md "State"). The database lives in the state
 directory, 0600 whatever the umask, in WAL mode with synchronous=FULL (a transition is
-durable once `advance` returns, even across a power loss). Two tables:
+durable once `advance` returns, even across a power loss). Every loop process of a
+state dir writes the same file (WAL: one writer at a time, each transaction short and
+BEGIN IMMEDIATE, `busy_timeout_s` the longest wait; readers never block). The schema is
+ipc.loop_records.SCHEMA, so that `factoryctl loops` reads it without importing procs.
+Two tables:
 
     loops    one row per loop: identity columns for queries (bead, phase, seq) and the
              whole FactoryLoopState as JSON
@@ -20,34 +24,18 @@ leaves the previous transition, whole (SQLite's atomic commit). Every call block
 from __future__ import annotations
 
 import dataclasses
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from ipc import paths
+from ipc import loop_records, paths
 from procs.loop.events import LoopEvent
 from procs.loop.state import FactoryLoopState, FactoryPhase, HistoryEntry, LoopLimits
 from procs.loop.transition import transition
 
 DEFAULT_BUSY_TIMEOUT_S = 10.0
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS loops (
-    loop_id TEXT PRIMARY KEY, bead_id TEXT NOT NULL, attempt INTEGER NOT NULL,
-    phase TEXT NOT NULL, seq INTEGER NOT NULL, state TEXT NOT NULL,
-    created_at REAL NOT NULL, updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS history (
-    loop_id TEXT NOT NULL, seq INTEGER NOT NULL, iteration INTEGER NOT NULL,
-    role TEXT NOT NULL, phase_from TEXT NOT NULL, phase_to TEXT NOT NULL,
-    event TEXT NOT NULL, content TEXT NOT NULL, ts REAL NOT NULL,
-    PRIMARY KEY (loop_id, seq)
-);
-CREATE INDEX IF NOT EXISTS loops_by_bead ON loops (bead_id, attempt);
-"""
 
 
 class LoopNotFound(KeyError):
@@ -74,7 +62,7 @@ class LoopStore:
         self._db = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(loop_records.SCHEMA)
 
     def close(self) -> None:
         self._db.close()
@@ -249,5 +237,5 @@ def _decode(text: str) -> FactoryLoopState:
 
 
 def state_path(state_dir: Path) -> Path:
-    """Where the loops database lives in a state directory."""
-    return Path(os.fspath(state_dir)) / "loops.sqlite3"
+    """Where the loops database lives in a state directory (ipc.loop_records says)."""
+    return loop_records.loops_path(state_dir)
