@@ -2,7 +2,9 @@
 
 The `anthropic` SDK is pointed at it with base_url. It checks the key (x-api-key, or the
 `Authorization: Bearer` header that SDK 2.x sends; 401 without one, like the real API),
-answers from a Plan, and records only whether a key came, never the key itself.
+answers from a Plan, and records only whether a key came, never the key itself. A request
+with `"stream": true` is answered as the real API streams (message_start with the input
+tokens, one text delta, message_delta with the output tokens, message_stop).
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ class AnthropicMessagesDouble:
             return
         assert isinstance(step, Answer)
         body = ctx.json()
+        if body.get("stream") is True:
+            self._stream(ctx, step, body)
+            return
         ctx.reply_json(
             200,
             {
@@ -84,3 +89,29 @@ class AnthropicMessagesDouble:
                 "usage": {"input_tokens": step.input_tokens, "output_tokens": step.output_tokens},
             },
         )
+
+    def _stream(self, ctx: RequestContext, step: Answer, body: dict[str, Any]) -> None:
+        message = {
+            "id": f"msg_{next(self._ids)}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", "claude-double"),
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": step.input_tokens, "output_tokens": 1},
+        }
+        ctx.start_sse()
+        ctx.send_sse({"type": "message_start", "message": message}, event="message_start")
+        block = {"type": "content_block_start", "index": 0,
+                 "content_block": {"type": "text", "text": ""}}  # fmt: skip
+        ctx.send_sse(block, event="content_block_start")
+        ctx.send_sse({"type": "ping"}, event="ping")
+        delta = {"type": "content_block_delta", "index": 0,
+                 "delta": {"type": "text_delta", "text": step.text}}  # fmt: skip
+        ctx.send_sse(delta, event="content_block_delta")
+        ctx.send_sse({"type": "content_block_stop", "index": 0}, event="content_block_stop")
+        end = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+               "usage": {"output_tokens": step.output_tokens}}  # fmt: skip
+        ctx.send_sse(end, event="message_delta")
+        ctx.send_sse({"type": "message_stop"}, event="message_stop")

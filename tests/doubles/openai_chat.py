@@ -54,8 +54,20 @@ class RecordedRequest:
 class ChatCompletionsDouble:
     """POST /v1/chat/completions (streaming or not) answered from a script."""
 
-    def __init__(self, script: list[Reply], *, model: str = "scripted") -> None:
+    def __init__(
+        self,
+        script: list[Reply],
+        *,
+        model: str = "scripted",
+        usage: tuple[int, int] = (10, 5),
+        models: list[str] | None = None,
+    ) -> None:
+        """`usage` is (prompt_tokens, completion_tokens) reported by every answer,
+        streamed ones in their last chunk; `models` makes GET /v1/models list those ids
+        (None: 404, as before)."""
         self.model = model
+        self.usage = usage
+        self.models = models
         self._script = list(script)
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -112,7 +124,19 @@ class ChatCompletionsDouble:
             reply = self._script.pop(0) if self._script else TextReply("done")
             return reply, record
 
+    def _usage(self) -> dict[str, int]:
+        prompt, completion = self.usage
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+
     def _route(self, ctx: RequestContext) -> None:
+        if self.models is not None and ctx.method == "GET" and ctx.path.endswith("/models"):
+            data = [{"id": m, "object": "model", "owned_by": "double"} for m in self.models]
+            ctx.reply_json(200, {"object": "list", "data": data})
+            return
         if ctx.method != "POST" or not ctx.path.endswith("/chat/completions"):
             ctx.reply_json(404, {"error": {"message": f"no route {ctx.method} {ctx.path}"}})
             return
@@ -147,7 +171,7 @@ class ChatCompletionsDouble:
             "created": int(time.time()),
             "model": self.model,
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            "usage": self._usage(),
         }
 
     def _stream(self, ctx: RequestContext, reply: TextReply | ToolCallReply) -> None:
@@ -167,6 +191,5 @@ class ChatCompletionsDouble:
         chunk = {"index": 0, "delta": delta, "finish_reason": None}
         ctx.send_sse(dict(base, choices=[chunk]))
         ctx.send_sse(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": finish}]))
-        usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
-        ctx.send_sse(dict(base, choices=[], usage=usage))
+        ctx.send_sse(dict(base, choices=[], usage=self._usage()))
         ctx.send_sse("[DONE]")

@@ -1,0 +1,213 @@
+"""The model gateway: agents' model server on 127.0.0.1, a metered pass-through.
+
+Coding agents (opencode, Claude Code, ...) are pointed at it instead of their model
+server, with a token from the gateway as their API key, so every agent token is counted
+per bead and role, budgeted, GPU-ticketed and passes the breaker:
+
+    POST /v1/chat/completions   OpenAI chat completions (streamed or not) -> the "openai" upstream
+    GET  /v1/models             the upstream's model list (Anthropic's with anthropic-version)
+    POST /v1/messages           Anthropic Messages (streamed or not) -> the "anthropic" upstream
+
+In-process (the one-shot loop runner, tests, benches):
+
+    gateway = Gateway(config, GatewayStore(state / "model_gateway.sqlite"), tickets)
+    base_url = gateway.start()             # serving on a thread: http://127.0.0.1:PORT
+    token = gateway.store.issue("bead-1", "loop-1", budget_tokens=200_000)
+    gateway.store.set_role(token, "implementer")    # before each role's turn
+    gateway.store.usage("bead-1")          # counts per role, over_budget, reason
+    gateway.stop()
+
+Refusals are JSON in the protocol's error shape: 401 missing or unknown token, 400 bad
+body, 413 body over max_body_bytes, 429 bead over budget (before the upstream is asked),
+502/504 upstream down or silent, 503 open breaker, no GPU ticket, or too busy. The server
+is the stdlib's ThreadingHTTPServer (one thread per connection, `max_concurrent` requests
+at once); an idle or slow client is dropped after IDLE_S.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+
+from procs.llm.gateway_config import GatewayConfig
+from procs.llm.gateway_exchange import BodyTooLarge, Exchange, MalformedHttp
+from procs.llm.gateway_store import CallUsage, GatewayStore, UnknownToken
+from procs.llm.gateway_upstream import Refusal, Request, Upstream
+from procs.llm.gateway_usage import BadRequestBody, StreamMeter, ask_openai_usage, parse_request
+from procs.llm.tickets import GpuTickets
+
+IDLE_S = 120.0
+HOST = "127.0.0.1"
+# (method, path) -> (protocol kind, metered)
+ROUTES = {
+    ("POST", "/v1/chat/completions"): ("openai", True),
+    ("POST", "/v1/messages"): ("anthropic", True),
+    ("GET", "/v1/models"): ("openai", False),
+}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    gateway: Gateway
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes
+    timeout = IDLE_S
+    server: _Server
+
+    def _serve(self) -> None:
+        self.server.gateway.handle(Exchange(self))
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # never log: request lines may carry what agents send
+
+
+class Gateway:
+    """The HTTP front; `store` holds tokens and counts, one Upstream per protocol kind."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        store: GatewayStore,
+        tickets: GpuTickets | None = None,
+        *,
+        port: int | None = None,
+    ) -> None:
+        """Binds and listens at once (raises OSError when `port` is taken); serves once
+        `start()` or `serve()` is called. `port` None: the config's (0: any free)."""
+        self.config = config
+        self.store = store
+        self.upstreams = {spec.kind: Upstream(spec, tickets) for spec in config.upstreams.values()}
+        self._slots = threading.BoundedSemaphore(config.max_concurrent)
+        self._lock = threading.Lock()
+        self._statuses: dict[int, int] = {}
+        self._server = _Server((HOST, config.port if port is None else port), _Handler)
+        self._server.gateway = self
+        self._thread: threading.Thread | None = None
+        self._serving = False
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """Anthropic clients take this; OpenAI clients take `openai_base_url`."""
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        return self.base_url + "/v1"
+
+    def start(self) -> str:
+        """Serve on a daemon thread; returns `base_url`."""
+        self._serving = True
+        self._thread = threading.Thread(target=self.serve, name="model-gateway", daemon=True)
+        self._thread.start()
+        return self.base_url
+
+    def serve(self) -> None:
+        """Serve on this thread until `stop()`."""
+        self._serving = True
+        self._server.serve_forever(poll_interval=0.5)
+
+    def stop(self) -> None:
+        """Stop accepting and close the listener; calls in flight end on their own."""
+        if self._serving:  # (shutdown() waits for serve_forever, which must have run)
+            self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for upstream in self.upstreams.values():
+            upstream.close()
+
+    def statistics(self) -> dict[str, Any]:
+        with self._lock:
+            statuses = {str(k): v for k, v in sorted(self._statuses.items())}
+        return {
+            "base_url": self.base_url,
+            "responses": statuses,
+            "upstreams": {
+                u.spec.name: {
+                    "kind": kind,
+                    "base_url": u.spec.base_url,
+                    "breaker": u.breaker.statistics(),
+                }
+                for kind, u in self.upstreams.items()
+            },
+            **self.store.statistics(),
+        }
+
+    def handle(self, exchange: Exchange) -> None:
+        """Answer one request (on its connection's thread); never raises past ClientGone."""
+        route = ROUTES.get((exchange.method, exchange.path))
+        kind = "anthropic" if exchange.path == "/v1/messages" else "openai"
+        if route is None:
+            self._refuse(exchange, kind, Refusal(404, "not_found", exchange.unknown_route()))
+            return
+        kind, metered = route
+        if kind == "openai" and exchange.header("anthropic-version"):
+            kind = "anthropic"  # GET /v1/models from an Anthropic client
+        if not self._slots.acquire(blocking=False):
+            busy = f"the gateway serves {self.config.max_concurrent} requests at once already"
+            self._refuse(exchange, kind, Refusal(503, "overloaded", busy))
+            return
+        try:
+            status = self._answer(exchange, kind, metered)
+            self._count(status)
+        except Refusal as refusal:
+            self._refuse(exchange, kind, refusal)
+        finally:
+            self._slots.release()
+
+    def _answer(self, exchange: Exchange, kind: str, metered: bool) -> int:
+        try:
+            body = exchange.read_body(self.config.max_body_bytes)
+        except BodyTooLarge as exc:
+            raise Refusal(413, "request_too_large", str(exc)) from None
+        except MalformedHttp as exc:
+            raise Refusal(400, "invalid_request", str(exc)) from None
+        try:
+            grant = self.store.grant(exchange.token())
+        except UnknownToken as exc:
+            hint = "ask for one with the gateway's `token` command, send it as the API key"
+            raise Refusal(401, "authentication_error", f"{exc}; {hint}") from None
+        upstream = self.upstreams.get(kind)
+        if upstream is None:
+            raise Refusal(503, "no_upstream", f"this gateway has no {kind!r} upstream configured")
+        headers = upstream.headers(exchange.headers())
+        path = exchange.raw_path.removeprefix("/v1") if kind == "openai" else exchange.raw_path
+        if not metered:
+            return upstream.relay(
+                Request("GET", upstream.url(path), b"", headers), exchange, None
+            ).status
+        try:
+            request = parse_request(kind, body)
+        except BadRequestBody as exc:
+            raise Refusal(400, "invalid_request", str(exc)) from None
+        if refusal := self.store.over_budget(grant.bead):
+            raise Refusal(429, "budget_exceeded", refusal)
+        asked = ask_openai_usage(request) if kind == "openai" else None
+        if asked is not None:
+            body = orjson.dumps(asked)
+        meter = StreamMeter(kind, hide_usage_chunk=asked is not None)
+        call = Request("POST", upstream.url(path), body, headers)
+        outcome = upstream.relay(call, exchange, meter)
+        self.store.record(grant, outcome.usage or CallUsage(), aborted=outcome.aborted)
+        return outcome.status
+
+    def _refuse(self, exchange: Exchange, kind: str, refusal: Refusal) -> None:
+        self._count(refusal.status)
+        exchange.refuse(kind, refusal.status, refusal.type, refusal.message)
+
+    def _count(self, status: int) -> None:
+        with self._lock:
+            self._statuses[status] = self._statuses.get(status, 0) + 1
