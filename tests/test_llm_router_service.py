@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ipc import paths
 from ipc.control import RemoteError, call
 from tests.doubles._plan import Answer
 from tests.doubles.llama_cpp import LlamaCppDouble
-from tests.waiting import wait_until
+from tests.helpers.llm_router import router_process
 
 pytestmark = pytest.mark.integration  # the router as a real process
 
@@ -25,9 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path, LlamaCppDouble]]:
     with LlamaCppDouble() as llama:
-        config = tmp_path / "router.toml"
-        config.write_text(
-            f"""
+        config = f"""
 [roles]
 auditor = "local"
 [endpoints.local]
@@ -36,25 +32,8 @@ base_url = "{llama.base_url}"
 gpu_ticket = true
 retries = 0
 """
-        )
-        runtime = tmp_path / "run"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "procs.llm.service",
-             "--config", str(config), "--runtime-dir", str(runtime),
-             "--state-dir", str(tmp_path / "state")],
-            cwd=ROOT, process_group=0, stderr=subprocess.PIPE,
-        )  # fmt: skip
-        sock = paths.control_socket(runtime, "llm_router")
-        try:
-            wait_until(lambda: sock.exists() or proc.poll() is not None, what="router socket")
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        with router_process(tmp_path, config) as (proc, sock):
             yield proc, sock, llama
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-            if proc.stderr:
-                proc.stderr.close()
 
 
 def test_service_routes_and_reports(

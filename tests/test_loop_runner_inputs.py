@@ -99,7 +99,10 @@ def refused(inputs: dict[str, Path], capsys: pytest.CaptureFixture[str], message
 
 @pytest.mark.integration  # runs git
 def test_the_runner_refuses_bad_input_before_any_change(
-    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    inputs: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     refused(inputs, capsys, "no bead 'bd-404'", bead="bd-404")
     refused(inputs, capsys, "bead bd-2 has no title or description", bead="bd-2")
@@ -118,5 +121,10 @@ def test_the_runner_refuses_bad_input_before_any_change(
                            '["true"]\nsandbox = "none"\n[loop.model]\nkind = "openai"\n'
                            f'base_url = "http://127.0.0.1:{port}/v1"\n')  # fmt: skip
     refused(inputs, capsys, "does not answer", config=no_model)
+    monkeypatch.setenv("FACTORY_RUNTIME_DIR", str(tmp_path / "run"))  # no router there
+    routed = config_file(tmp_path, '[loop]\ntest_command = ["pytest"]\nagent_command = '
+                         '["true"]\nsandbox = "none"\nreviewer = "router"\n')  # fmt: skip
+    refused(inputs, capsys, "no LLM router answers on", config=routed)
+    refused(inputs, capsys, '[loop] reviewer = "agent"', config=routed)
     write(inputs["repo"], "calc.py", "# uncommitted\n")
     refused(inputs, capsys, "has uncommitted changes")

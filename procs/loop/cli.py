@@ -6,10 +6,12 @@
 Checks every input before it changes anything: the config's [loop] table (a test command
 is required), the repo (a git repository, its work tree clean, on a branch), the bead (in
 FILE, with requirements), the sandbox (bwrap usable, unless sandbox = "none"), the agent
-command (on PATH) and, when [loop.model] names one, the model endpoint (answers within
-MODEL_PROBE_TIMEOUT_S). Then it clones REPO into STATE/workspaces/LOOP_ID, runs the loop
-(agents through ProcessTurns, landing on REPO's branch by fast-forward) and prints the
-outcome and the history. Run again with the same bead, it resumes the stored loop.
+command (on PATH), when [loop.model] names one, the model endpoint (answers within
+MODEL_PROBE_TIMEOUT_S) and, with the reviewer on the router (the default), that an LLM
+router answers on its socket (`<runtime_dir>/llm_router.sock`). Then it clones REPO
+into STATE/workspaces/LOOP_ID, runs the loop (agents through ProcessTurns, the reviewer
+through the router, landing on REPO's branch by fast-forward) and prints the outcome and
+the history. Run again with the same bead, it resumes the stored loop.
 
 Exit status: 0 the loop completed, 1 it failed (the reason is printed), 2 bad input.
 """
@@ -27,6 +29,7 @@ from typing import Any, TextIO
 import httpx
 import orjson
 
+from ipc import paths
 from procs import sandbox
 from procs.gauntlet import GauntletConfig, LoopGauntlet
 from procs.loop import git
@@ -35,8 +38,10 @@ from procs.loop.bead_text import BeadNotFound, read_bead
 from procs.loop.config import LoopConfigError, RunnerConfig, load_config
 from procs.loop.driver import LoopConfig, LoopDriver
 from procs.loop.lander import FastForwardLander
+from procs.loop.reviewer import ROUTER_ENDPOINT, RoutedReviewer, router_answers
 from procs.loop.state import FactoryLoopState, FactoryPhase
 from procs.loop.store import LoopStore, state_path
+from procs.loop.turns import AgentTurns
 
 EXIT_COMPLETE, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MODEL_PROBE_TIMEOUT_S = 5.0
@@ -109,6 +114,11 @@ def _check(args: argparse.Namespace) -> _Plan:
         raise BadInput(f"agent command {config.agent_command[0]!r} is not on PATH")
     if config.model is not None:
         _probe_model(config.model.base_url)
+    if config.reviewer == "router":
+        why = router_answers(_router_socket())
+        if why is not None:
+            raise BadInput(f'{why}; start factoryd with its llm_router, or set [loop] '
+                           f'reviewer = "agent"')  # fmt: skip
     return _Plan(args, config, bead.requirements, ref.removeprefix("refs/heads/"), golden)
 
 
@@ -131,8 +141,11 @@ def _run(plan: _Plan) -> tuple[FactoryLoopState, LoopStore]:
     state = FactoryLoopState(loop_id=plan.loop_id, bead_id=args.bead, attempt=1,
                              workspace=str(workspace), golden_hash=plan.golden,
                              limits=config.limits)  # fmt: skip
-    turns = ProcessTurns(config.agent_command, timeout_s=config.turn_timeout_s,
-                         sandbox_mode=config.sandbox)  # fmt: skip
+    agents = ProcessTurns(config.agent_command, timeout_s=config.turn_timeout_s,
+                          sandbox_mode=config.sandbox)  # fmt: skip
+    turns: AgentTurns = agents
+    if config.reviewer == "router":
+        turns = RoutedReviewer(agents, _router_socket(), timeout_s=config.turn_timeout_s)
     loop_config = LoopConfig(requirements=plan.requirements, test_command=config.test_command,
                              language=config.language, suite_timeout_s=config.suite_timeout_s,
                              sandbox_mode=config.sandbox)  # fmt: skip
@@ -167,6 +180,10 @@ def _report(final: FactoryLoopState, store: LoopStore, out: TextIO, *, as_json: 
     outcome = final.phase.value + (f": {final.reason}" if final.reason else "")
     out.write(f"{final.loop_id} {outcome} (greens {final.greens}, commits {final.commits}, "
               f"reverts {final.reverts})\n")  # fmt: skip
+
+
+def _router_socket() -> Path:
+    return paths.runtime_dir() / ROUTER_ENDPOINT
 
 
 def _default_state_dir() -> Path:

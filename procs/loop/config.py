@@ -11,9 +11,14 @@
     refactor_interval = 3
     max_red_attempts = 3
     max_iterations = 50
+    reviewer = "router"                              # or "agent": who reviews (see below)
     [loop.model]                                     # optional: where agents' models are
     kind = "openai"                                  # "openai" (compatible) or "anthropic"
     base_url = "http://127.0.0.1:8080/v1"
+
+The reviewer changes nothing and only reports, so by default it is one call to the LLM
+router's `reviewer` role (procs/loop/reviewer.py: Anthropic, budgeted and counted);
+"agent" runs it as an agent turn that may write nothing, for a box with no router.
 
 Every error names the key and the value (LoopConfigError). Unknown keys are errors, so a
 typo is never a silent default. The model upstream is parsed and checked here; writing
@@ -31,9 +36,10 @@ from procs.loop.state import LoopLimits
 
 DEFAULT_AGENT = ("opencode", "acp", "--pure")
 MODEL_KINDS = ("openai", "anthropic")
+REVIEWERS = ("router", "agent")
 _LIMITS = ("max_impl_attempts", "refactor_interval", "max_red_attempts", "max_iterations")
 _KEYS = frozenset({"agent_command", "test_command", "language", "sandbox", "suite_timeout_s",
-                   "turn_timeout_s", "model", *_LIMITS})  # fmt: skip
+                   "turn_timeout_s", "model", "reviewer", *_LIMITS})  # fmt: skip
 
 
 class LoopConfigError(ValueError):
@@ -58,6 +64,7 @@ class RunnerConfig:
     turn_timeout_s: float = 600.0
     limits: LoopLimits = field(default_factory=LoopLimits)
     model: ModelUpstream | None = None
+    reviewer: str = "router"
 
 
 def load_config(path: Path | None) -> RunnerConfig:
@@ -90,6 +97,9 @@ def config_from(table: dict[str, Any]) -> RunnerConfig:
     sandbox = table.get("sandbox", "bwrap")
     if sandbox not in ("bwrap", "none"):
         raise LoopConfigError(f'[loop] sandbox must be "bwrap" or "none", got {sandbox!r}')
+    reviewer = table.get("reviewer", "router")
+    if reviewer not in REVIEWERS:
+        raise LoopConfigError(f"[loop] reviewer must be one of {REVIEWERS}, got {reviewer!r}")
     language = table.get("language", "Python")
     if not isinstance(language, str) or not language:
         raise LoopConfigError(f"[loop] language must be a non-empty string, got {language!r}")
@@ -100,7 +110,7 @@ def config_from(table: dict[str, Any]) -> RunnerConfig:
         language=language, sandbox=sandbox,
         suite_timeout_s=_seconds(table, "suite_timeout_s", 300.0),
         turn_timeout_s=_seconds(table, "turn_timeout_s", 600.0),
-        limits=limits, model=_model(table.get("model")),
+        limits=limits, model=_model(table.get("model")), reviewer=reviewer,
     )  # fmt: skip
 
 
