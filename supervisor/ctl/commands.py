@@ -23,6 +23,7 @@ from supervisor.ctl import (
     kill,
     llm,
     logs,
+    loops,
     ramdisk,
     reload,
     restart,
@@ -84,4 +85,5 @@ COMMANDS: dict[str, CtlCommand] = {
     "ramdisk": ramdisk,
     "signals": signals,
     "llm": llm,
+    "loops": loops,
 }

@@ -1,0 +1,119 @@
+"""List the factory's loops, or show one loop's history.
+
+CLI:  factoryctl loops [--json]          one line per loop: loop id, bead, phase, iteration,
+                                         greens, commits, reverts, cost, age, workspace
+      factoryctl loops ID [--json]       that loop (or bead ID's newest loop), then its
+                                         history: one line per transition
+Wire: none; reads <state_dir>/loops.sqlite3 (written by every loop process through
+      procs/loop/store.py, schema in ipc/loop_records.py) read-only. --json prints
+      {"loops": [summary, ...]} or the one loop's summary with "history": [...]; a
+      summary is {loop_id, bead, attempt, phase, iteration, greens, commits, reverts,
+      cost (null until the gateway counts it), workspace, reason, created_at,
+      updated_at, age_s}.
+
+Exit status: 0; 5 (not found) for an unknown loop or bead id, or when there is no
+loops database yet (no loop has run with this state dir).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import TYPE_CHECKING, Any, TextIO
+
+import orjson
+
+from supervisor.ctl.exit_status import ExitStatus
+
+if TYPE_CHECKING:
+    from supervisor.ctl.cli import CtlContext
+
+HELP = "list the loops (bead, phase, counters, workspace) or show one loop's history"
+CONTENT_CHARS = 100  # of a history entry's content, in the table
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", nargs="?", help="a loop id (or a bead id: its newest loop)")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def run(ctx: CtlContext, args: argparse.Namespace) -> ExitStatus:
+    from ipc import loop_records  # noqa: PLC0415 - only this command needs it
+
+    try:
+        reader = loop_records.LoopReader(loop_records.loops_path(ctx.state_dir))
+    except loop_records.LoopRecordsError as exc:
+        ctx.err.write(f"factoryctl: {exc}\n")
+        return ExitStatus.NOT_FOUND
+    with reader:
+        if args.id is None:
+            loops = reader.summaries()
+            if args.json:
+                _json({"loops": loops}, ctx.out)
+            else:
+                render_table(loops, ctx.out)
+            return ExitStatus.SUCCESS
+        try:
+            loop = reader.loop(args.id)
+        except loop_records.UnknownLoop as exc:
+            ctx.err.write(f"factoryctl: {exc.args[0]}\n")
+            return ExitStatus.NOT_FOUND
+    if args.json:
+        _json(loop, ctx.out)
+    else:
+        render_loop(loop, ctx.out)
+    return ExitStatus.SUCCESS
+
+
+def render_table(loops: list[dict[str, Any]], out: TextIO) -> None:
+    if not loops:
+        out.write("no loops\n")
+        return
+    rows = [("LOOP", "BEAD", "PHASE", "ITER", "GREENS", "COMMITS", "REVERTS", "COST", "AGE",
+             "WORKSPACE")]  # fmt: skip
+    rows += [
+        (loop["loop_id"], loop["bead"], loop["phase"], _text(loop["iteration"]),
+         _text(loop["greens"]), _text(loop["commits"]), _text(loop["reverts"]),
+         _cost(loop["cost"]), _age(loop["age_s"]), _text(loop["workspace"]))
+        for loop in loops
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        out.write("  ".join([*cells, row[-1]]) + "\n")
+
+
+def render_loop(loop: dict[str, Any], out: TextIO) -> None:
+    outcome = loop["phase"] + (f": {loop['reason']}" if loop.get("reason") else "")
+    out.write(f"loop {loop['loop_id']}  bead {loop['bead']} (attempt {loop['attempt']})  "
+              f"{outcome}\n")  # fmt: skip
+    out.write(f"iteration {_text(loop['iteration'])}, greens {_text(loop['greens'])}, "
+              f"commits {_text(loop['commits'])}, reverts {_text(loop['reverts'])}, "
+              f"cost {_cost(loop['cost'])}, age {_age(loop['age_s'])}\n")  # fmt: skip
+    out.write(f"workspace {_text(loop['workspace'])}\n")
+    for entry in loop["history"]:
+        lines = entry["content"].strip().splitlines()
+        first = lines[0][:CONTENT_CHARS] if lines else ""
+        stamp = time.strftime("%H:%M:%S", time.localtime(entry["ts"]))
+        out.write(f"{entry['seq']:4} {stamp} it{entry['iteration']:<3} {entry['role']:<11} "
+                  f"{entry['event']:<20} {entry['from']} -> {entry['to']}  {first}\n")  # fmt: skip
+
+
+def _json(document: Any, out: TextIO) -> None:
+    out.write(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _text(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _cost(value: object) -> str:
+    return "-" if value is None else f"${float(value):.2f}"  # type: ignore[arg-type]
+
+
+def _age(seconds: float) -> str:
+    whole = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole >= size:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
