@@ -36,7 +36,7 @@ from procs.llm.gateway_config import GatewayConfig
 from procs.llm.gateway_exchange import BodyTooLarge, Exchange, MalformedHttp
 from procs.llm.gateway_store import CallUsage, GatewayStore, UnknownToken
 from procs.llm.gateway_upstream import Refusal, Request, Upstream
-from procs.llm.gateway_usage import BadRequestBody, StreamMeter, ask_openai_usage, parse_request
+from procs.llm.gateway_usage import BadRequestBody, ask_openai_usage, parse_request
 from procs.llm.tickets import GpuTickets
 
 IDLE_S = 120.0
@@ -117,7 +117,7 @@ class Gateway:
     def serve(self) -> None:
         """Serve on this thread until `stop()`."""
         self._serving = True
-        self._server.serve_forever(poll_interval=0.5)
+        self._server.serve_forever(poll_interval=0.1)  # how soon stop() is seen
 
     def stop(self) -> None:
         """Stop accepting and close the listener; calls in flight end on their own."""
@@ -147,34 +147,33 @@ class Gateway:
         }
 
     def handle(self, exchange: Exchange) -> None:
-        """Answer one request (on its connection's thread); never raises past ClientGone."""
+        """Answer one request (on its connection's thread); never raises past ClientGone.
+        The body is read (bounded) first, whatever the answer, so the connection stays in
+        step for the client's next request."""
         route = ROUTES.get((exchange.method, exchange.path))
         kind = "anthropic" if exchange.path == "/v1/messages" else "openai"
-        if route is None:
-            self._refuse(exchange, kind, Refusal(404, "not_found", exchange.unknown_route()))
-            return
-        kind, metered = route
-        if kind == "openai" and exchange.header("anthropic-version"):
-            kind = "anthropic"  # GET /v1/models from an Anthropic client
-        if not self._slots.acquire(blocking=False):
-            busy = f"the gateway serves {self.config.max_concurrent} requests at once already"
-            self._refuse(exchange, kind, Refusal(503, "overloaded", busy))
-            return
-        try:
-            status = self._answer(exchange, kind, metered)
-            self._count(status)
-        except Refusal as refusal:
-            self._refuse(exchange, kind, refusal)
-        finally:
-            self._slots.release()
-
-    def _answer(self, exchange: Exchange, kind: str, metered: bool) -> int:
+        if route is not None and route[0] == "openai" and exchange.header("anthropic-version"):
+            route = ("anthropic", route[1])  # GET /v1/models from an Anthropic client
         try:
             body = exchange.read_body(self.config.max_body_bytes)
+            if route is None:
+                raise Refusal(404, "not_found", exchange.unknown_route())
+            kind, metered = route
+            if not self._slots.acquire(blocking=False):
+                busy = f"the gateway serves {self.config.max_concurrent} requests at once already"
+                raise Refusal(503, "overloaded", busy)
+            try:
+                self._count(self._answer(exchange, kind, metered, body))
+            finally:
+                self._slots.release()
         except BodyTooLarge as exc:
-            raise Refusal(413, "request_too_large", str(exc)) from None
+            self._refuse(exchange, kind, Refusal(413, "request_too_large", str(exc)))
         except MalformedHttp as exc:
-            raise Refusal(400, "invalid_request", str(exc)) from None
+            self._refuse(exchange, kind, Refusal(400, "invalid_request", str(exc)))
+        except Refusal as refusal:
+            self._refuse(exchange, kind, refusal)
+
+    def _answer(self, exchange: Exchange, kind: str, metered: bool, body: bytes) -> int:
         try:
             grant = self.store.grant(exchange.token())
         except UnknownToken as exc:
@@ -186,9 +185,7 @@ class Gateway:
         headers = upstream.headers(exchange.headers())
         path = exchange.raw_path.removeprefix("/v1") if kind == "openai" else exchange.raw_path
         if not metered:
-            return upstream.relay(
-                Request("GET", upstream.url(path), b"", headers), exchange, None
-            ).status
+            return upstream.relay(Request("GET", upstream.url(path), b"", headers), exchange)
         try:
             request = parse_request(kind, body)
         except BadRequestBody as exc:
@@ -198,11 +195,12 @@ class Gateway:
         asked = ask_openai_usage(request) if kind == "openai" else None
         if asked is not None:
             body = orjson.dumps(asked)
-        meter = StreamMeter(kind, hide_usage_chunk=asked is not None)
+
+        def settle(usage: CallUsage | None, aborted: bool) -> None:
+            self.store.record(grant, usage or CallUsage(), aborted=aborted)
+
         call = Request("POST", upstream.url(path), body, headers)
-        outcome = upstream.relay(call, exchange, meter)
-        self.store.record(grant, outcome.usage or CallUsage(), aborted=outcome.aborted)
-        return outcome.status
+        return upstream.relay(call, exchange, settle, hide_usage_chunk=asked is not None)
 
     def _refuse(self, exchange: Exchange, kind: str, refusal: Refusal) -> None:
         self._count(refusal.status)

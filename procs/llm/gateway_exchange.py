@@ -16,6 +16,7 @@ import orjson
 from procs.llm.gateway_store import UnknownToken
 from procs.llm.gateway_upstream import ClientGone
 
+DRAIN_BYTES = 1024 * 1024
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
@@ -69,7 +70,11 @@ class Exchange:
         )
 
     def read_body(self, limit: int) -> bytes:
-        """The whole body, at most `limit` bytes; raises BodyTooLarge or MalformedHttp."""
+        """The whole body, at most `limit` bytes; raises BodyTooLarge or MalformedHttp.
+
+        A body over the limit by at most DRAIN_BYTES is read and dropped, so the refusal
+        reaches the client (closing on unread bytes resets the connection, and the client
+        may lose the answer); a larger one closes the connection after the refusal."""
         if "chunked" in self.header("transfer-encoding").lower():
             return self._read_chunked(limit)
         raw = self.header("content-length").strip() or "0"
@@ -78,7 +83,10 @@ class Exchange:
             raise MalformedHttp(f"Content-Length is not a number: {raw[:40]!r}")
         length = int(raw)
         if length > limit:
-            self._handler.close_connection = True  # the rest is never read
+            if length <= limit + DRAIN_BYTES:
+                self._read(length)
+            else:
+                self._handler.close_connection = True
             raise BodyTooLarge(f"request body of {length} bytes is over the limit of {limit}")
         return self._read(length)
 
@@ -95,22 +103,30 @@ class Exchange:
 
     def _read_chunked(self, limit: int) -> bytes:
         body = bytearray()
-        while True:
-            line = self._handler.rfile.readline(80).split(b";", 1)[0].strip()
-            try:
-                size = int(line, 16)
-            except ValueError:
-                self._handler.close_connection = True
-                raise MalformedHttp(f"bad chunk size line {line[:20]!r}") from None
-            if size == 0:
-                while self._handler.rfile.readline(8192).strip():
-                    pass  # trailers
-                return bytes(body)
-            if len(body) + size > limit:
+        total = 0
+        while (size := self._chunk_size()) > 0:
+            total += size
+            if total > limit + DRAIN_BYTES:
                 self._handler.close_connection = True
                 raise BodyTooLarge(f"chunked request body is over the limit of {limit} bytes")
-            body += self._read(size)
-            self._read(2)  # the chunk's CRLF
+            data = self._read(size + 2)  # the chunk and its CRLF
+            if total <= limit:
+                body += data[:-2]
+        while self._handler.rfile.readline(8192).strip():
+            pass  # trailers
+        if total > limit:
+            raise BodyTooLarge(
+                f"chunked request body of {total} bytes is over the limit of {limit}"
+            )
+        return bytes(body)
+
+    def _chunk_size(self) -> int:
+        line = self._handler.rfile.readline(80).split(b";", 1)[0].strip()
+        try:
+            return int(line, 16)
+        except ValueError:
+            self._handler.close_connection = True
+            raise MalformedHttp(f"bad chunk size line {line[:20]!r}") from None
 
     # ----------------------------------------------------------------- the Sink
 

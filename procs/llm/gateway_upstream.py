@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -73,11 +74,20 @@ class Request:
     headers: dict[str, str]
 
 
-@dataclass(frozen=True)
-class Outcome:
-    status: int
-    usage: CallUsage | None
-    aborted: bool
+Settle = Callable[[CallUsage | None, bool], None]
+
+
+class _Meter:
+    """The stream meter of one call, and its settlement, made at most once."""
+
+    def __init__(self, stream: StreamMeter, settle: Settle | None) -> None:
+        self.stream = stream
+        self._settle = settle
+
+    def settle(self, usage: CallUsage | None, *, aborted: bool) -> None:
+        if self._settle is not None:
+            settle, self._settle = self._settle, None
+            settle(usage, aborted)
 
 
 def error_event(kind: str, type_: str, message: str) -> bytes:
@@ -127,12 +137,17 @@ class Upstream:
             out["authorization"] = f"Bearer {key}"
         return out
 
-    def relay(self, request: Request, sink: Sink, meter: StreamMeter | None) -> Outcome:
-        """Forward one request and write the answer to `sink`; raises Refusal before the
-        answer started. `meter` None: a call that is neither metered nor ticketed."""
+    def relay(self, request: Request, sink: Sink, settle: Settle | None = None, *,
+              hide_usage_chunk: bool = False) -> int:  # fmt: skip
+        """Forward one request, write the answer to `sink`, return the upstream's status;
+        raises Refusal before the answer started. A metered call (`settle` given) holds a
+        GPU ticket for local upstreams, and `settle(usage, aborted)` is called once, before
+        the end of the answer reaches the client, so a caller who reads the counts after
+        its call sees it counted."""
+        meter = _Meter(StreamMeter(self.spec.kind, hide_usage_chunk=hide_usage_chunk), settle)
         admission = self._admit()
         try:
-            with self._ticket(metered=meter is not None):
+            with self._ticket(metered=settle is not None):
                 return self._exchange(request, sink, meter, admission)
         except TicketTimeout as exc:
             self.breaker.record_neutral(admission)
@@ -165,18 +180,13 @@ class Upstream:
             return contextlib.nullcontext()
         return self.tickets.acquire(deadline=time.monotonic() + self.spec.ticket_wait_s)
 
-    def _exchange(
-        self, call: Request, sink: Sink, meter: StreamMeter | None, admission: Admission
-    ) -> Outcome:
+    def _exchange(self, call: Request, sink: Sink, meter: _Meter, admission: Admission) -> int:
         timeout = httpx.Timeout(self.spec.timeout_s, connect=min(self.spec.timeout_s, 5.0))
         deadline = time.monotonic() + self.spec.max_call_s
         request = self._http.build_request(
-            call.method,
-            call.url,
-            content=call.body or None,
-            headers=call.headers,
+            call.method, call.url, content=call.body or None, headers=call.headers,
             timeout=timeout,
-        )
+        )  # fmt: skip
         try:
             answer = self._http.send(request, stream=True)
         except httpx.TimeoutException:
@@ -191,24 +201,22 @@ class Upstream:
                 f"({type(exc).__name__}: {exc}); is the model server running?",
             ) from None
         try:
-            failed = answer.status_code == 429 or answer.status_code >= 500
-            streamed = answer.status_code == 200 and answer.headers.get(
-                "content-type", ""
-            ).startswith("text/event-stream")
+            content_type = answer.headers.get("content-type", "")
+            streamed = answer.status_code == 200 and content_type.startswith("text/event-stream")
             back = {k: v for k, v in answer.headers.items() if k in PASSED_BACK}
             try:
                 if streamed:
-                    outcome = self._stream(answer, sink, meter, back, deadline)
+                    broken = self._stream(answer, sink, meter, back, deadline)
                 else:
-                    outcome = self._whole(answer, sink, meter, back, deadline)
+                    broken = self._whole(answer, sink, meter, back, deadline)
             except Refusal:
                 self.breaker.record_failure(admission)
                 raise
-            if failed or outcome.status == 0:
+            if broken or answer.status_code == 429 or answer.status_code >= 500:
                 self.breaker.record_failure(admission)
             else:
                 self.breaker.record_success(admission)
-            return Outcome(answer.status_code, outcome.usage, outcome.aborted)
+            return answer.status_code
         finally:
             answer.close()
 
@@ -221,13 +229,10 @@ class Upstream:
         )
 
     def _whole(
-        self,
-        answer: httpx.Response,
-        sink: Sink,
-        meter: StreamMeter | None,
-        back: dict[str, str],
+        self, answer: httpx.Response, sink: Sink, meter: _Meter, back: dict[str, str],
         deadline: float,
-    ) -> Outcome:
+    ) -> bool:  # fmt: skip
+        """Relay an answer of known size; settled before it is sent. False: not broken."""
         data = bytearray()
         try:
             for chunk in answer.iter_bytes():
@@ -242,49 +247,47 @@ class Upstream:
                 "upstream_broken",
                 f"upstream {self.spec.name!r} cut its answer short ({type(exc).__name__}: {exc})",
             ) from None
-        usage = body_usage(self.spec.kind, bytes(data)) if meter and answer.is_success else None
-        try:
+        ok = answer.is_success
+        meter.settle(body_usage(self.spec.kind, bytes(data)) if ok else None, aborted=False)
+        with contextlib.suppress(ClientGone):  # counted all the same: the upstream did it
             sink.start(answer.status_code, back, length=len(data))
             sink.write(bytes(data))
-        except ClientGone:
-            return Outcome(answer.status_code, usage, aborted=True)
-        return Outcome(answer.status_code, usage, aborted=False)
+        return False
 
     def _stream(
-        self,
-        answer: httpx.Response,
-        sink: Sink,
-        meter: StreamMeter | None,
-        back: dict[str, str],
+        self, answer: httpx.Response, sink: Sink, meter: _Meter, back: dict[str, str],
         deadline: float,
-    ) -> Outcome:
-        meter = meter or StreamMeter(self.spec.kind)
+    ) -> bool:  # fmt: skip
+        """Relay an SSE answer event by event; settled before its last event is sent.
+        True when the upstream broke the stream (an error event ends it)."""
         splitter = SseSplitter()
         try:
             sink.start(200, back, length=None)
             try:
                 for chunk in answer.iter_bytes():
-                    out = b"".join(e for e in splitter.feed(chunk) if meter.keep(e))
-                    if out:
-                        sink.write(out)
+                    out = b"".join(e for e in splitter.feed(chunk) if meter.stream.keep(e))
+                    if meter.stream.done:
+                        meter.settle(meter.stream.usage, aborted=False)
+                    sink.write(out)
                     if time.monotonic() > deadline:
                         raise httpx.ReadTimeout("max_call_s")
-                if rest := splitter.rest():
-                    sink.write(rest)
+                meter.settle(meter.stream.usage, aborted=not meter.stream.done)
+                sink.write(splitter.rest())
             except httpx.HTTPError as exc:
+                meter.settle(meter.stream.usage, aborted=True)
                 message = (
                     self._timeout_refusal().message
                     if isinstance(exc, httpx.TimeoutException)
-                    else f"upstream {self.spec.name!r} broke "
-                    f"the stream ({type(exc).__name__}: {exc})"
+                    else f"upstream {self.spec.name!r} broke the stream "
+                    f"({type(exc).__name__}: {exc})"
                 )
                 sink.write(error_event(self.spec.kind, "upstream_error", message))
                 sink.finish()
-                return Outcome(0, meter.usage, aborted=True)
+                return True
             sink.finish()
         except ClientGone:
-            return Outcome(200, meter.usage, aborted=True)
-        return Outcome(200, meter.usage, aborted=False)
+            meter.settle(meter.stream.usage, aborted=True)
+        return False
 
     def close(self) -> None:
         self._http.close()
