@@ -269,7 +269,10 @@ def test_upstream_errors_pass_through_with_their_body(
     )
     assert answer.status_code == 529
     assert answer.json()["error"]["message"] == "overloaded right now"
-    assert gateway.statistics()["upstreams"]["claude"]["breaker"]["consecutive_failures"] == 1
+    wait_until(  # the breaker counts it once the answer is through
+        lambda: gateway.statistics()["upstreams"]["claude"]["breaker"]["consecutive_failures"],
+        what="the breaker to count the 529",
+    )
 
 
 def test_no_upstream_gives_502_then_the_open_breaker_503(
