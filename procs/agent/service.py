@@ -1,4 +1,13 @@
-"""Run one agent turn as its own process: `procs.agent.service:main`.
+"""Run one agent turn as its own process, or keep an agent for many: `procs.agent.service:main`.
+
+With --serve (procs.agent.serve): start the agent once, then read one JSON turn request
+per line on stdin (role, prompt, timeout) and write one JSON result per line on stdout,
+a new session per turn under the role's policy:
+
+    python -m procs.agent.service --serve --workspace WS [--idle-timeout-s 3600] ... \
+        -- opencode acp --pure
+
+Without, one turn:
 
     python -m procs.agent.service --workspace WS --role implementer --prompt-file P \
         [--timeout-s 600] [--may-execute] [--result-file R] [--cancel-grace-s 5] \
@@ -34,6 +43,7 @@ import orjson
 from procs.agent import AcpAgent, AgentError, RolePolicy, TurnResult
 from procs.agent.log_lines import install as install_log_lines
 from procs.agent.record import DEFAULT_MAX_UPDATE_BYTES, DEFAULT_MAX_UPDATES, RecordLimits
+from procs.agent.serve import serve
 from procs.agent.terminals import DEFAULT_MAX_TERMINALS
 from procs.sandbox import SANDBOX_MODES, default_mode
 
@@ -81,11 +91,16 @@ def positive_int(text: str) -> int:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="agent", description=__doc__.split("\n")[0])
     parser.add_argument("--workspace", type=Path, required=True)
-    parser.add_argument("--role", required=True)
-    group = parser.add_mutually_exclusive_group(required=True)
+    parser.add_argument("--serve", action="store_true", help="keep the agent: turns on stdin")
+    parser.add_argument("--role", help="the turn's role (without --serve)")
+    group = parser.add_mutually_exclusive_group()
     group.add_argument("--prompt")
     group.add_argument("--prompt-file", type=Path)
     parser.add_argument("--timeout-s", type=float, default=600.0)
+    parser.add_argument(
+        "--idle-timeout-s", type=float, default=3600.0,
+        help="--serve: exit (0) after this long without a request",
+    )  # fmt: skip
     parser.add_argument("--start-timeout-s", type=float, default=90.0)
     parser.add_argument("--may-execute", action="store_true")
     parser.add_argument("--result-file", type=Path)
@@ -101,6 +116,15 @@ def main(argv: list[str]) -> int:
     )  # fmt: skip
     parser.add_argument("command", nargs="+", help="the agent command, after --")
     args = parser.parse_args(argv)
+    if args.serve:
+        if args.role or args.prompt is not None or args.prompt_file:
+            parser.error("--serve takes the role and prompt per request, on stdin")
+        if not args.idle_timeout_s > 0:
+            parser.error(f"--idle-timeout-s must be > 0, got {args.idle_timeout_s}")
+        install_log_lines(sys.stderr)
+        return asyncio.run(serve(args))
+    if args.role is None or (args.prompt is None and args.prompt_file is None):
+        parser.error("one turn needs --role and --prompt or --prompt-file (or use --serve)")
     try:
         RolePolicy.for_role(args.role)
     except ValueError as exc:

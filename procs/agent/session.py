@@ -28,7 +28,12 @@ from typing import Any, TypeVar
 
 import acp
 from acp import RequestError
-from acp.schema import ClientCapabilities, FileSystemCapabilities, Implementation
+from acp.schema import (
+    ClientCapabilities,
+    FileSystemCapabilities,
+    Implementation,
+    NewSessionResponse,
+)
 from pydantic import ValidationError
 
 from procs.agent.client import DEFAULT_MAX_PENDING_PERMISSIONS, FactoryClient, Review
@@ -139,6 +144,8 @@ class AcpAgent:
         self.client = client
         self.conn = acp.connect_to_agent(client, transport)
         self.session_id: str | None = None
+        # A session/new started ahead of its turn (prepare_session).
+        self._prepared: asyncio.Future[NewSessionResponse] | None = None
         self.agent_info: dict[str, Any] = {}
         self.capabilities: dict[str, Any] = {}
         self._stderr = bytearray()
@@ -239,17 +246,34 @@ class AcpAgent:
         when the agent hands out an id that is already open."""
         if (policy or self.client.policy) is None:
             raise ValueError("new_session needs a role policy (the agent was started without)")
-        reply = await self._call(
-            "session/new",
-            self.conn.new_session(cwd=str(self.client.workspace), mcp_servers=[]),
-            timeout,
-        )
+        if self._prepared is not None:  # bounded by prepare_session's own timeout
+            prepared, self._prepared = self._prepared, None
+            reply = await prepared
+        else:
+            reply = await self._session_new(timeout)
         try:
             self.client.open_session(reply.session_id, policy)
         except ValueError as exc:
             raise AgentProtocolError(f"session/new: {exc}") from None
         self.session_id = reply.session_id
         return reply.session_id
+
+    def prepare_session(self, *, timeout: float = 60.0) -> None:
+        """Start a session/new now, in the background, for the next new_session() to
+        take: a turn then starts without waiting for the agent (opencode: 20-60 ms a
+        session, 1.2 s for its first). Until new_session() gives it a policy, the client
+        knows nothing of it, so every request naming it is refused as unknown. A failure
+        (AgentDied, AgentTimeout after `timeout` s...) is raised by that new_session().
+        No-op while one is already prepared."""
+        if self._prepared is None:
+            self._prepared = asyncio.ensure_future(self._session_new(timeout))
+
+    async def _session_new(self, timeout: float) -> NewSessionResponse:
+        return await self._call(
+            "session/new",
+            self.conn.new_session(cwd=str(self.client.workspace), mcp_servers=[]),
+            timeout,
+        )
 
     async def end_session(self, session_id: str | None = None, *, timeout: float = 5.0) -> None:
         """Stop serving `session_id` (default: the current one): later requests naming it
@@ -419,6 +443,11 @@ class AcpAgent:
         SIGKILL; then its pipes and transport are closed (after up to 1 s more for them to
         reach EOF). At most about `timeout` + 3 s in all.
         """
+        if self._prepared is not None:
+            self._prepared.cancel()
+            with contextlib.suppress(asyncio.CancelledError, AgentError):
+                await self._prepared  # its exception retrieved, not logged at collection
+            self._prepared = None
         await self.client.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.conn.close(), 2.0)

@@ -47,9 +47,14 @@ class Turn:
 
 @dataclass(frozen=True)
 class TurnReply:
-    """What the agent answered (its final message, whole)."""
+    """What the agent answered (its final message, whole), and how the turn ended:
+    `outcome` "completed", "refused" (the role refused some of what the agent tried;
+    `refusals` says what, in the role's words: feedback for the next turn, never a
+    cancel) or "cancelled" (a timed-out turn is a TurnFailed)."""
 
     text: str
+    outcome: str = "completed"
+    refusals: tuple[str, ...] = ()
 
 
 class AgentTurns(Protocol):

@@ -1,0 +1,194 @@
+"""KeptAgentTurns: AgentTurns through one kept agent per loop, a new session per turn.
+
+The first turn starts `procs.agent.service --serve` (agent_service.AgentService), which
+starts the agent (e.g. `opencode acp --pure`) once; every turn after it is one request
+to that process: a new ACP session under the turn's role policy (the implementer's
+session may not write tests/, the auditor's may write only tests), the prompt, the
+session's end. So a turn after the first costs no agent start (opencode: ~4.4 s) and,
+as the service opens the next session ahead of its turn, no session/new either. ACP has
+no system-prompt field, so the role's standing instructions go first in the prompt text.
+
+Restarts: an agent that died between turns (the service then says so and exits) is
+started anew for the next turn, which runs as if nothing happened. One that dies during
+a turn fails that turn (TurnFailed naming it); the next turn starts a new one. A turn
+past its limit (its timeout, the cancel's grace, session/new, and a margin) stops the
+service and fails the turn. The agent also restarts when a turn names another workspace.
+
+A turn that cannot be done raises TurnFailed naming why: the agent died, timed out (our
+timeout cancelled the turn), ignored the cancel or broke the protocol, the service could
+not start (the RAM, the agent's own start), or the service stopped answering. A turn the
+role refused some of (TurnReply.outcome "refused", with the reasons) is a reply, never a
+failure: it is the next turn's feedback.
+
+Memory: with a ledger (ipc.ledger), the agent's expected RSS (`agent_ram_mb`, ~400 MB for
+opencode) is reserved before the service starts, waiting at most `ram_wait_s`, and held
+for as long as the agent lives; it is given back when the service exits (a restart
+reserves again). `close()` (the loop's end; also `with`) stops the service and gives it
+back.
+
+The reviewer also runs here, as an agent that may write nothing, until it goes through
+the router.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ipc.ledger import TicketLedger
+from procs.loop.agent_service import AgentService, ServiceFailed, ServiceSettings
+from procs.loop.turns import Turn, TurnFailed, TurnReply
+
+START_TIMEOUT_S = 90.0
+IDLE_TIMEOUT_S = 3600.0
+CANCEL_GRACE_S = 5.0
+MARGIN_S = 30.0
+
+
+class KeptAgentTurns:
+    """AgentTurns over one kept agent (see the module docstring).
+
+    `agent_command`: e.g. `opencode acp --pure`. `timeout_s`: one turn's limit (the
+    service cancels the turn then, and the turn fails "timed out"). `start_timeout_s`:
+    the agent's start and each session/new. `idle_timeout_s`: the service exits after
+    this long without a turn (the next turn starts it again). `sandbox_mode`: how the
+    agent's terminal commands run. `env`: the service's and the agent's whole environment
+    (default: ours). `system_prompt_first`: put the role's standing instructions before
+    the prompt (off only for scripted agents that parse the prompt). `ledger`,
+    `agent_ram_mb`, `ram_wait_s`: the RAM reservation held while the agent lives.
+    """
+
+    def __init__(
+        self,
+        agent_command: Sequence[str],
+        *,
+        timeout_s: float = 600.0,
+        start_timeout_s: float = START_TIMEOUT_S,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
+        cancel_grace_s: float = CANCEL_GRACE_S,
+        sandbox_mode: str = "bwrap",
+        env: Mapping[str, str] | None = None,
+        system_prompt_first: bool = True,
+        python: str = sys.executable,
+        ledger: TicketLedger | None = None,
+        agent_ram_mb: int = 400,
+        ram_wait_s: float = 60.0,
+    ) -> None:
+        if not agent_command:
+            raise ValueError("agent_command is empty")
+        for name, value in (("timeout_s", timeout_s), ("start_timeout_s", start_timeout_s),
+                            ("idle_timeout_s", idle_timeout_s)):  # fmt: skip
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        self.settings = ServiceSettings(
+            agent_command=tuple(agent_command), python=python,
+            env=dict(os.environ if env is None else env), timeout_s=timeout_s,
+            start_timeout_s=start_timeout_s, idle_timeout_s=idle_timeout_s,
+            cancel_grace_s=cancel_grace_s, sandbox_mode=sandbox_mode,
+        )  # fmt: skip
+        self.system_prompt_first = system_prompt_first
+        self.ledger = ledger
+        self.agent_ram_mb = agent_ram_mb
+        self.ram_wait_s = ram_wait_s
+        self.service: AgentService | None = None
+        self.starts = 0
+        self.turns = 0
+        self.outcomes: dict[str, int] = {}
+
+    def auditor(self, turn: Turn) -> TurnReply:
+        return self._run(turn)
+
+    def implementer(self, turn: Turn) -> TurnReply:
+        return self._run(turn)
+
+    def architect(self, turn: Turn) -> TurnReply:
+        return self._run(turn)
+
+    def reviewer(self, turn: Turn) -> TurnReply:
+        return self._run(turn)
+
+    def close(self) -> None:
+        """Stop the agent (bounded: AgentService.stop) and give its RAM back; the next
+        turn, if any, would start it again."""
+        if self.service is not None:
+            service, self.service = self.service, None
+            service.stop()
+
+    def __enter__(self) -> KeptAgentTurns:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def statistics(self) -> dict[str, Any]:
+        service = self.service
+        return {
+            "agent_starts": self.starts, "turns": self.turns, "outcomes": dict(self.outcomes),
+            "service_pid": service.process.pid if service else None,
+            "agent_pid": service.agent_pid if service else None,
+            "holds_ram_mb": self.agent_ram_mb if service and service.holds_ram else 0,
+        }  # fmt: skip
+
+    def _service_for(self, turn: Turn) -> AgentService:
+        """The running service for `turn`'s workspace, started (again) if need be."""
+        service = self.service
+        if service is not None and service.workspace == turn.workspace and service.alive():
+            return service
+        self.close()  # gone, or for another workspace: reaped, its RAM given back
+        try:
+            service = AgentService.start(
+                self.settings, turn.workspace, ledger=self.ledger, ram_mb=self.agent_ram_mb,
+                ram_wait_s=self.ram_wait_s, label=f"loop {turn.state.loop_id} agent",
+            )  # fmt: skip
+        except ServiceFailed as exc:
+            raise TurnFailed(f"{turn.role} turn: {exc}") from None
+        self.starts += 1
+        self.service = service
+        return service
+
+    def _run(self, turn: Turn) -> TurnReply:
+        text = f"{turn.system_prompt}\n\n{turn.prompt}" if self.system_prompt_first else turn.prompt
+        request = {"role": turn.role, "prompt": text, "timeout_s": self.settings.timeout_s}
+        self.turns += 1
+        for attempt in (1, 2):  # a second only when the agent was gone before the turn began
+            service = self._service_for(turn)
+            limit = (
+                self.settings.timeout_s + self.settings.cancel_grace_s
+                + self.settings.start_timeout_s + MARGIN_S
+            )  # fmt: skip
+            try:
+                answer = service.request(request, time.monotonic() + limit)
+            except TimeoutError:
+                self.close()
+                raise TurnFailed(f"{turn.role} turn ran past {limit:.0f} s") from None
+            except ServiceFailed as exc:  # ServiceGone too: it may have begun the turn
+                self.close()
+                raise TurnFailed(f"{turn.role} turn failed: {exc}") from None
+            if answer.get("event") == "agent_exited":
+                self.close()
+                if attempt == 1:
+                    continue  # died while idle: the turn never began; a new agent takes it
+                raise TurnFailed(f"{turn.role} turn failed: {answer.get('message')}")
+            return self._reply(turn, answer)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _reply(self, turn: Turn, answer: dict[str, Any]) -> TurnReply:
+        if not answer.get("ok"):
+            if not answer.get("agent_alive"):
+                self.close()  # the service exits after saying so: reaped, RAM back
+            error = str(answer.get("error", "error")).replace("_", " ")
+            raise TurnFailed(f"{turn.role} turn failed ({error}): {answer.get('message')}")
+        result = answer.get("result")
+        outcome = answer.get("outcome")
+        self.outcomes[str(outcome)] = self.outcomes.get(str(outcome), 0) + 1
+        if outcome == "timed_out":
+            raise TurnFailed(f"{turn.role} turn timed out after {self.settings.timeout_s} s")
+        record = result.get("record") if isinstance(result, dict) else None
+        message = record.get("message") if isinstance(record, dict) else None
+        if not isinstance(message, str) or not isinstance(result, dict):
+            raise TurnFailed(f"{turn.role} turn result has no message")
+        refusals = tuple(str(r) for r in result.get("refusals") or ())
+        return TurnReply(text=message, outcome=str(outcome), refusals=refusals)
