@@ -1,0 +1,129 @@
+"""The model gateway's added latency per model call (issue 11's Bench).
+
+Method: the OpenAI chat-completions TEST DOUBLE (tests/doubles/openai_chat.py) on
+127.0.0.1 answers at once, so what is timed is plumbing, not a model. One httpx client
+(keep-alive) sends the same chat request
+  direct   to the double,
+  gateway  through the model gateway running as its real service process
+           (procs.llm.gateway_service: token lookup, budget check, breaker, a flock GPU
+           ticket, the upstream call, usage read from the answer, one SQLite WAL upsert),
+plain and streamed (SSE, timed to the last byte; the gateway adds stream_options and
+relays event by event). N calls per variant after a warm-up, interleaved round-robin so
+a load swing on this shared box hits all variants alike; median and p95 in ms, and the
+differences (gateway - direct). The double closes each streamed connection (Connection:
+close), so direct streams pay a TCP connect, and so does the gateway's upstream leg.
+
+    python bench/gateway.py [--calls 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import orjson  # noqa: E402
+
+from ipc import paths  # noqa: E402
+from ipc.control import call  # noqa: E402
+from tests.doubles.openai_chat import ChatCompletionsDouble  # noqa: E402
+
+CHAT = {"model": "scripted", "messages": [{"role": "user", "content": "say ok"}]}
+
+
+def interleaved(fns: dict[str, Callable[[], object]], calls: int) -> dict[str, list[float]]:
+    """Time each function `calls` times, round-robin, after a warm-up of each."""
+    for fn in fns.values():
+        for _ in range(min(30, calls)):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(calls):
+        for name, fn in fns.items():
+            began = time.perf_counter()
+            fn()
+            samples[name].append((time.perf_counter() - began) * 1000)
+    return samples
+
+
+def summary(name: str, samples: list[float]) -> tuple[float, float]:
+    median = statistics.median(samples)
+    p95 = statistics.quantiles(samples, n=20)[18]
+    print(f"{name:<16} n={len(samples):<5} median {median:7.3f} ms   p95 {p95:7.3f} ms")
+    return median, p95
+
+
+def start_gateway(tmp: Path, upstream: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """The service process; returns once it sent READY=1."""
+    config = tmp / "gateway.toml"
+    config.write_text(
+        f'[upstreams.local]\nkind = "openai"\nbase_url = "{upstream}"\ngpu_ticket = true\n'
+    )
+    notify_path = tmp / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(str(notify_path))
+        notify.settimeout(60)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "procs.llm.gateway_service", "--config", str(config),
+             "--runtime-dir", str(tmp / "run"), "--state-dir", str(tmp / "state")],
+            cwd=ROOT, process_group=0, env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
+        )  # fmt: skip
+        notify.recv(4096)
+    return proc, paths.control_socket(tmp / "run", "model_gateway")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=300)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+    with ChatCompletionsDouble([]) as double:
+        proc, sock = start_gateway(tmp, double.base_url)
+        try:
+            grant = call(sock, "token", {"bead": "bench", "loop": "bench"}, timeout=10)
+            call(sock, "turn", {"token": grant["token"], "role": "implementer"}, timeout=10)
+            client = httpx.Client(trust_env=False, timeout=10)
+            direct_url = double.base_url + "/chat/completions"
+            gateway_url = grant["openai_base_url"] + "/chat/completions"
+            auth = {"Authorization": f"Bearer {grant['token']}"}
+            plain, streamed = orjson.dumps(CHAT), orjson.dumps({**CHAT, "stream": True})
+
+            def post(url: str, body: bytes) -> Callable[[], object]:
+                return lambda: client.post(url, content=body, headers=auth).read()
+
+            samples = interleaved(
+                {
+                    "direct plain": post(direct_url, plain),
+                    "gateway plain": post(gateway_url, plain),
+                    "direct stream": post(direct_url, streamed),
+                    "gateway stream": post(gateway_url, streamed),
+                },
+                args.calls,
+            )
+            usage = call(sock, "usage", {"bead": "bench"}, timeout=10)
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+    print(f"OpenAI chat TEST DOUBLE on 127.0.0.1, gateway as a service process, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    figures = {name: summary(name, values) for name, values in samples.items()}
+    for kind in ("plain", "stream"):
+        (dm, dp), (gm, gp) = figures[f"direct {kind}"], figures[f"gateway {kind}"]
+        print(f"added by the gateway, {kind}: median {gm - dm:.3f} ms, p95 {gp - dp:.3f} ms")
+    calls = usage["roles"]["implementer"]["calls"]
+    print(f"gateway counted {calls} calls for the bench's bead ({usage['used_tokens']} tokens)")
+
+
+if __name__ == "__main__":
+    main()
