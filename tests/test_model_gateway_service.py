@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,14 @@ import pytest
 
 from ipc import paths
 from ipc.control import RemoteError, call
-from tests.doubles.openai_chat import ChatCompletionsDouble
+from tests.doubles.openai_chat import ChatCompletionsDouble, HeldReply, TextReply
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration  # the gateway as a real process
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAT = {"model": "scripted", "messages": [{"role": "user", "content": "hi"}]}
+TOOLS = [{"type": "function", "function": {"name": "noop", "parameters": {"type": "object"}}}]
 
 
 class GatewayProcess:
@@ -159,3 +162,41 @@ def test_control_errors_name_the_problem(gateway: GatewayProcess) -> None:
     status = call(gateway.sock, "status", timeout=10)
     assert status["upstreams"]["local"]["breaker"]["state"] == "closed"
     assert status["live_tokens"] == 0
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_sigterm_lets_the_call_in_flight_finish(
+    gateway: GatewayProcess, upstream: ChatCompletionsDouble
+) -> None:
+    info = gateway.start()
+    held = HeldReply(TextReply("finished after the stop"))
+    upstream.set_script([held])
+    grant = call(gateway.sock, "token", {"bead": "fs-4"}, timeout=10)
+    answers: list[httpx.Response] = []
+
+    def ask() -> None:
+        with httpx.Client(trust_env=False, timeout=20) as client:
+            answers.append(client.post(
+                grant["openai_base_url"] + "/chat/completions", json={**CHAT, "tools": TOOLS},
+                headers={"Authorization": f"Bearer {grant['token']}"},
+            ))  # fmt: skip
+
+    worker = threading.Thread(target=ask)
+    worker.start()
+    assert held.started.wait(10)
+    assert gateway.proc is not None
+    os.kill(gateway.proc.pid, signal.SIGTERM)
+    wait_until(lambda: _refused(info["port"]), what="the listener to close on SIGTERM")
+    assert gateway.proc.poll() is None  # still draining
+    held.release.set()
+    worker.join(20)
+    assert answers[0].status_code == 200
+    assert answers[0].json()["choices"][0]["message"]["content"] == "finished after the stop"
+    assert gateway.proc.wait(timeout=20) == 0

@@ -26,12 +26,14 @@ at once); an idle or slow client is dropped after IDLE_S.
 
 from __future__ import annotations
 
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
 
+from ipc import service_report
 from procs.llm.gateway_config import GatewayConfig
 from procs.llm.gateway_exchange import BodyTooLarge, Exchange, MalformedHttp
 from procs.llm.gateway_store import CallUsage, GatewayStore, UnknownToken
@@ -53,6 +55,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     gateway: Gateway
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed outside a request (a reset while reading the request
+        line): one record, not socketserver's traceback on stderr."""
+        error = sys.exc_info()[1]
+        service_report.report("model_gateway", "connection_error", error=repr(error))
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -88,6 +96,8 @@ class Gateway:
         self.upstreams = {spec.kind: Upstream(spec, tickets) for spec in config.upstreams.values()}
         self._slots = threading.BoundedSemaphore(config.max_concurrent)
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._active = 0
         self._statuses: dict[int, int] = {}
         self._server = _Server((HOST, config.port if port is None else port), _Handler)
         self._server.gateway = self
@@ -119,13 +129,16 @@ class Gateway:
         self._serving = True
         self._server.serve_forever(poll_interval=0.1)  # how soon stop() is seen
 
-    def stop(self) -> None:
-        """Stop accepting and close the listener; calls in flight end on their own."""
+    def stop(self, *, drain_s: float = 0.0) -> None:
+        """Stop accepting, close the listener, and give the calls in flight up to
+        `drain_s` to finish (what is still running after that is cut off)."""
         if self._serving:  # (shutdown() waits for serve_forever, which must have run)
             self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        with self._idle:
+            self._idle.wait_for(lambda: self._active == 0, timeout=drain_s)
         for upstream in self.upstreams.values():
             upstream.close()
 
@@ -162,16 +175,24 @@ class Gateway:
             if not self._slots.acquire(blocking=False):
                 busy = f"the gateway serves {self.config.max_concurrent} requests at once already"
                 raise Refusal(503, "overloaded", busy)
+            with self._idle:
+                self._active += 1
             try:
                 self._count(self._answer(exchange, kind, metered, body))
             finally:
                 self._slots.release()
+                with self._idle:
+                    self._active -= 1
+                    self._idle.notify_all()
         except BodyTooLarge as exc:
             self._refuse(exchange, kind, Refusal(413, "request_too_large", str(exc)))
         except MalformedHttp as exc:
             self._refuse(exchange, kind, Refusal(400, "invalid_request", str(exc)))
         except Refusal as refusal:
             self._refuse(exchange, kind, refusal)
+        except Exception as exc:  # noqa: BLE001 - a bug here must not kill the connection silently
+            service_report.report("model_gateway", "internal_error", error=repr(exc))
+            self._refuse(exchange, kind, Refusal(500, "internal_error", repr(exc)))
 
     def _answer(self, exchange: Exchange, kind: str, metered: bool, body: bytes) -> int:
         try:

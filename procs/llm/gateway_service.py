@@ -16,6 +16,7 @@ READY goes out once the HTTP port listens. The URLs are also written to
 `<runtime_dir>/model_gateway.json` (0600, with the pid); a restart binds the port named
 there again when it is free, so agents configured before a crash keep their base URL.
 Tokens and counts live in `<state_dir>/model_gateway.sqlite` and survive restarts.
+SIGTERM stops accepting and lets calls in flight finish (bounded by --drain-s), exit 0.
 """
 
 from __future__ import annotations
@@ -109,8 +110,11 @@ class GatewayService(Service):
     name = ENDPOINT
     workers = 1
 
-    def __init__(self, config: GatewayConfig, runtime: Path, state: Path) -> None:
+    def __init__(
+        self, config: GatewayConfig, runtime: Path, state: Path, *, drain_s: float = 20.0
+    ) -> None:
         self.config = config
+        self.drain_s = drain_s
         self.runtime = runtime
         self.state = state
         self.store: GatewayStore | None = None
@@ -180,7 +184,7 @@ class GatewayService(Service):
 
     def terminate(self, reason: str) -> None:
         if self.gateway is not None:
-            self.gateway.stop()
+            self.gateway.stop(drain_s=self.drain_s)
         if self.store is not None:
             self.store.close()
 
@@ -195,6 +199,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--runtime-dir")
     parser.add_argument("--state-dir")
+    parser.add_argument("--drain-s", type=float, default=20.0, help="on stop, wait for calls")
     args = parser.parse_args(argv)
     try:
         config = (
@@ -205,7 +210,8 @@ def main(argv: list[str]) -> int:
     except GatewayConfigError as exc:
         parser.error(str(exc))
     runtime, state = paths.runtime_dir(args.runtime_dir), paths.state_dir(args.state_dir)
-    return serve(GatewayService(config, runtime, state), runtime)
+    service = GatewayService(config, runtime, state, drain_s=args.drain_s)
+    return serve(service, runtime)
 
 
 if __name__ == "__main__":
