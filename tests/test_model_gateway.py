@@ -256,7 +256,11 @@ def test_models_and_unknown_routes(gateway: Gateway, client: httpx.Client) -> No
     lost = client.post(gateway.base_url + "/v1/completions", json=CHAT)
     assert lost.status_code == 404
     assert "POST /v1/chat/completions" in lost.json()["error"]["message"]
-    assert gateway.store.usage("fs-8")["roles"] == {}  # listing models is not a model call
+    counted = client.post(gateway.base_url + "/v1/messages/count_tokens", json=MESSAGES,
+                          headers={"x-api-key": token})  # fmt: skip
+    assert counted.status_code == 404  # relayed: the double has no token counter
+    assert "no route POST /v1/messages/count_tokens" in counted.json()["error"]["message"]
+    assert gateway.store.usage("fs-8")["roles"] == {}  # neither is a model call
 
 
 def test_upstream_errors_pass_through_with_their_body(

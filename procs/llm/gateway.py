@@ -6,6 +6,7 @@ per bead and role, budgeted, GPU-ticketed and passes the breaker:
 
     POST /v1/chat/completions   OpenAI chat completions (streamed or not) -> the "openai" upstream
     GET  /v1/models             the upstream's model list (Anthropic's with anthropic-version)
+    POST /v1/messages/count_tokens  Anthropic's token counter (no tokens spent: not metered)
     POST /v1/messages           Anthropic Messages (streamed or not) -> the "anthropic" upstream
 
 In-process (the one-shot loop runner, tests, benches):
@@ -48,6 +49,7 @@ ROUTES = {
     ("POST", "/v1/chat/completions"): ("openai", True),
     ("POST", "/v1/messages"): ("anthropic", True),
     ("GET", "/v1/models"): ("openai", False),
+    ("POST", "/v1/messages/count_tokens"): ("anthropic", False),
 }
 
 
@@ -206,7 +208,8 @@ class Gateway:
         headers = upstream.headers(exchange.headers())
         path = exchange.raw_path.removeprefix("/v1") if kind == "openai" else exchange.raw_path
         if not metered:
-            return upstream.relay(Request("GET", upstream.url(path), b"", headers), exchange)
+            plain = Request(exchange.method, upstream.url(path), body, headers)
+            return upstream.relay(plain, exchange)
         try:
             request = parse_request(kind, body)
         except BadRequestBody as exc:
