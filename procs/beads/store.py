@@ -1,0 +1,155 @@
+"""The two ways to the beads store, behind one interface: `bd` when it is on PATH
+(procs.beads.bd), else the JSONL export (JsonlBackend, here).
+
+Every method either does all it says, read back, or raises StoreError (the store could
+not be read or written: an error, never "no work") or Refused (the compare-and-swap
+condition did not hold). Neither changes anything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from procs.beads import edits
+from procs.beads.edits import Refused
+from procs.beads.jsonl import JsonlFile, Patch, StoreError, read_snapshot
+from procs.beads.ready import Bead, ReadySet, Verdict
+
+__all__ = ["Backend", "JsonlBackend", "ReadBackFailed", "Refused", "StoreError", "View"]
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ReadBackFailed(StoreError):
+    """The write went through but reading the bead back did not show it: the store is
+    not what we wrote (someone else wrote it meanwhile, or the tool lied)."""
+
+
+@dataclass(frozen=True)
+class View:
+    """One reading of the store: the ready beads in dispatch order, the open beads that
+    are held back (with reasons), the beads in progress, the malformed lines."""
+
+    source: str
+    ready: list[Bead]
+    held: list[Verdict] = field(default_factory=list)
+    in_progress: list[Bead] = field(default_factory=list)
+    malformed_lines: int = 0
+    malformed: list[dict[str, Any]] = field(default_factory=list)
+    records: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def dispatchable(self) -> list[Bead]:
+        return [b for b in self.ready if not b.assignee]
+
+
+class Backend(Protocol):
+    name: str
+
+    def read(self) -> View:
+        """The store now. Raises StoreError."""
+        ...
+
+    def holder(self, bead_id: str) -> tuple[str, str]:
+        """(status, assignee) of the bead as the store says now. Raises StoreError."""
+        ...
+
+    def claim(self, bead_id: str, actor: str) -> Mapping[str, Any]:
+        """Compare-and-swap open & unassigned (or ours) -> in_progress & `actor`, read
+        back. Returns the record. Raises Refused, StoreError, ReadBackFailed."""
+        ...
+
+    def close(
+        self, bead_id: str, actor: str, reason: str, stats: Mapping[str, Any]
+    ) -> Mapping[str, Any]: ...
+
+    def fail(
+        self, bead_id: str, actor: str, reason: str, attempt: int, max_attempts: int
+    ) -> Mapping[str, Any]: ...
+
+    def release(self, bead_id: str, actor: str) -> Mapping[str, Any]: ...
+
+
+class JsonlBackend:
+    """The JSONL export, through JsonlFile (flock, temp file, fsync, rename)."""
+
+    name = "jsonl"
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Clock = utc_now,
+                 file: JsonlFile | None = None) -> None:  # fmt: skip
+        self.path = Path(path)
+        self.file = file or JsonlFile(self.path)
+        self.clock = clock
+
+    def read(self) -> View:
+        snap = read_snapshot(self.path)
+        rules = ReadySet(snap.beads.values(), self.clock())
+        notes = [f"bead {d} appears on more than one line: the last one counts"
+                 for d in snap.duplicates]  # fmt: skip
+        return View(
+            source=str(self.path),
+            ready=rules.ready(),
+            held=rules.held(),
+            in_progress=[b for b in snap.beads.values() if b.status == "in_progress"],
+            malformed_lines=snap.malformed_lines,
+            malformed=snap.malformed_report(),
+            records=snap.records,
+            notes=notes,
+        )
+
+    def holder(self, bead_id: str) -> tuple[str, str]:
+        record = read_snapshot(self.path).records.get(bead_id)
+        if record is None:
+            raise StoreError(f"{self.path}: no bead {bead_id!r}")
+        return str(record.get("status") or "open"), str(record.get("assignee") or "")
+
+    def _change(
+        self, bead_id: str, make: Callable[[dict[str, Any]], Patch], want: tuple[str, str]
+    ) -> Mapping[str, Any]:
+        _, written = self.file.update(bead_id, make)
+        status, assignee = self.holder(bead_id)
+        if (status, assignee) != want:
+            raise ReadBackFailed(
+                f"{self.path}: {bead_id} reads back {status}/{assignee or 'unassigned'}, "
+                f"not {want[0]}/{want[1] or 'unassigned'} as written"
+            )
+        return written
+
+    def claim(self, bead_id: str, actor: str) -> Mapping[str, Any]:
+        return self._change(
+            bead_id, lambda r: edits.claim(r, actor, self.clock()), ("in_progress", actor)
+        )
+
+    def close(
+        self, bead_id: str, actor: str, reason: str, stats: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        return self._change(
+            bead_id,
+            lambda r: edits.close(r, actor, reason, stats, self.clock()),
+            ("closed", actor),
+        )
+
+    def fail(
+        self, bead_id: str, actor: str, reason: str, attempt: int, max_attempts: int
+    ) -> Mapping[str, Any]:
+        status = "blocked" if attempt >= max_attempts else "open"
+        return self._change(
+            bead_id,
+            lambda r: edits.fail(
+                r, actor, reason, self.clock(), attempt=attempt, max_attempts=max_attempts
+            ),
+            (status, ""),
+        )
+
+    def release(self, bead_id: str, actor: str) -> Mapping[str, Any]:
+        return self._change(bead_id, lambda r: edits.release(r, actor, self.clock()), ("open", ""))
