@@ -387,6 +387,44 @@ def _try_ticket(tickets: FlockTickets) -> int | None:
         return None
 
 
+def test_an_upstream_that_breaks_its_stream_ends_it_with_an_error_event(
+    tmp_path: Path, client: httpx.Client
+) -> None:
+    def broken(ctx: RequestContext) -> None:
+        handler = ctx.handler
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/event-stream")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        event = (
+            b"event: message_start\ndata: "
+            + orjson.dumps({"type": "message_start", "message": {"usage": {"input_tokens": 21}}})
+            + b"\n\n"
+        )
+        handler.wfile.write(b"%x\r\n%b\r\n" % (len(event), event))
+        handler.close_connection = True  # hang up with no last chunk
+
+    with DoubleServer(broken) as server:
+        upstream = {"kind": "anthropic", "base_url": server.base_url, "api_key_env": ""}
+        with make_gateway(tmp_path, {"claude": upstream}) as gateway:
+            token = gateway.store.issue("fs-15", "loop-15", role="implementer")
+            body = {**MESSAGES, "stream": True}
+            url = gateway.base_url + "/v1/messages"
+            with client.stream("POST", url, json=body, headers={"x-api-key": token}) as answer:
+                text = answer.read().decode()
+            assert text.startswith("event: message_start")
+            assert "event: error" in text and "broke the stream" in text
+            usage = gateway.store.usage("fs-15")["roles"]["implementer"]
+            assert (usage["aborted"], usage["input_tokens"]) == (1, 21)
+            wait_until(  # counted once the answer is through
+                lambda: (
+                    gateway.statistics()["upstreams"]["claude"]["breaker"]["consecutive_failures"]
+                    == 1
+                ),
+                what="the breaker to count the broken stream",
+            )
+
+
 def test_counts_and_tokens_survive_a_new_gateway_on_the_same_store(
     tmp_path: Path, client: httpx.Client, openai_double: ChatCompletionsDouble
 ) -> None:

@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import httpx
@@ -71,7 +71,7 @@ class Request:
     method: str
     url: str
     body: bytes
-    headers: dict[str, str]
+    headers: dict[str, str] = field(repr=False)  # it carries the upstream's key
 
 
 Settle = Callable[[CallUsage | None, bool], None]
@@ -271,7 +271,7 @@ class Upstream:
                     sink.write(out)
                     if time.monotonic() > deadline:
                         raise httpx.ReadTimeout("max_call_s")
-                meter.settle(meter.stream.usage, aborted=not meter.stream.done)
+                meter.settle(meter.stream.usage, aborted=False)  # ended without a marker
                 sink.write(splitter.rest())
             except httpx.HTTPError as exc:
                 meter.settle(meter.stream.usage, aborted=True)
