@@ -200,3 +200,37 @@ def test_sigterm_lets_the_call_in_flight_finish(
     assert answers[0].status_code == 200
     assert answers[0].json()["choices"][0]["message"]["content"] == "finished after the stop"
     assert gateway.proc.wait(timeout=20) == 0
+
+
+# The child block the example config gets (with a config naming the test's upstream).
+CHILD_BLOCK = """
+[[supervisor.children.children]]
+id = "model_gateway"
+target = "procs.llm.gateway_service:main"
+ready = "notify"
+shutdown_ms = 25000
+pass_env = ["ANTHROPIC_API_KEY"]
+"""
+
+
+def test_runs_under_factoryd_as_the_example_child(
+    factoryd: Any, tmp_path: Path, upstream: ChatCompletionsDouble
+) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'[upstreams.local]\nkind = "openai"\nbase_url = "{upstream.base_url}"\n')
+    d = factoryd(
+        '[supervisor]\n[[supervisor.children]]\nid = "services"\nstrategy = "one_for_one"\n'
+        + CHILD_BLOCK
+        + f'args = ["--config", "{config}"]\n'
+    ).start()
+    assert d.node("model_gateway")["state"] == "running"
+    sock = paths.control_socket(d.runtime_dir, "model_gateway")
+    grant = call(sock, "token", {"bead": "fs-5", "role": "auditor"}, timeout=10)
+    info = orjson.loads((d.runtime_dir / "model_gateway.json").read_bytes())
+    assert info["openai_base_url"] == grant["openai_base_url"]
+    stream_chat(grant["openai_base_url"], grant["token"])
+    usage = call(sock, "usage", {"bead": "fs-5"}, timeout=10)
+    assert usage["roles"]["auditor"] == {"calls": 1, "input_tokens": 123, "output_tokens": 45,
+                                         "cached_tokens": 0, "aborted": 0}  # fmt: skip
+    d.stop()
+    assert d.proc is not None and d.proc.returncode == 0
