@@ -100,15 +100,19 @@ def _row(row: sqlite3.Row) -> Claim:
 
 class ClaimLedger:
     """The claims table of `<state_dir>/beads.sqlite3`. Safe to share between processes
-    (each write is one IMMEDIATE transaction); one instance per thread."""
+    (each write is one IMMEDIATE transaction); one thread at a time per instance."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             paths.private_sqlite(self.path)
-            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
-                                       isolation_level=None)  # fmt: skip
+            self._db = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,
+                check_same_thread=False,  # one thread at a time: the service's worker
+            )
             self._db.row_factory = sqlite3.Row
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._db.execute("PRAGMA journal_mode = WAL")

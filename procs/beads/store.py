@@ -37,12 +37,14 @@ class ReadBackFailed(StoreError):
 @dataclass(frozen=True)
 class View:
     """One reading of the store: the ready beads in dispatch order, the open beads that
-    are held back (with reasons), the beads in progress, the malformed lines."""
+    are held back (with reasons), the beads in progress, those whose status is blocked
+    (a bead that failed max_attempts times, say), the malformed lines."""
 
     source: str
     ready: list[Bead]
     held: list[Verdict] = field(default_factory=list)
     in_progress: list[Bead] = field(default_factory=list)
+    stuck: list[Verdict] = field(default_factory=list)  # status `blocked`, with why
     malformed_lines: int = 0
     malformed: list[dict[str, Any]] = field(default_factory=list)
     records: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -80,6 +82,13 @@ class Backend(Protocol):
     def release(self, bead_id: str, actor: str) -> Mapping[str, Any]: ...
 
 
+def _last_comment(record: Mapping[str, Any]) -> str:
+    comments = record.get("comments")
+    if isinstance(comments, list) and comments and isinstance(comments[-1], Mapping):
+        return str(comments[-1].get("text") or "")
+    return ""
+
+
 class JsonlBackend:
     """The JSONL export, through JsonlFile (flock, temp file, fsync, rename)."""
 
@@ -101,6 +110,11 @@ class JsonlBackend:
             ready=rules.ready(),
             held=rules.held(),
             in_progress=[b for b in snap.beads.values() if b.status == "in_progress"],
+            stuck=[
+                Verdict(b, (_last_comment(snap.records[b.id]) or "status is blocked",), True)
+                for b in snap.beads.values()
+                if b.status == "blocked"
+            ],
             malformed_lines=snap.malformed_lines,
             malformed=snap.malformed_report(),
             records=snap.records,
