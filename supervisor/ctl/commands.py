@@ -20,6 +20,7 @@ import argparse
 from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeAlias, runtime_checkable
 
 from supervisor.ctl import (
+    beads,
     kill,
     llm,
     logs,
@@ -86,4 +87,5 @@ COMMANDS: dict[str, CtlCommand] = {
     "signals": signals,
     "llm": llm,
     "loops": loops,
+    "beads": beads,
 }
