@@ -103,15 +103,24 @@ class SseSplitter:
         self._buffer = b""
 
     def feed(self, data: bytes) -> list[bytes]:
-        self._buffer += data
+        """The events `data` completes, in order. Linear in the bytes fed: each separator
+        is searched for again only once the cut has passed where it was found."""
+        buffer = self._buffer + data
         events: list[bytes] = []
+        start = 0
+        found = {sep: buffer.find(sep) for sep in _SEPARATORS}
         while True:
-            cuts = [(i, len(s)) for s in _SEPARATORS if (i := self._buffer.find(s)) >= 0]
+            for sep, at in found.items():
+                if 0 <= at < start:
+                    found[sep] = buffer.find(sep, start)
+            cuts = [(at, len(sep)) for sep, at in found.items() if at >= 0]
             if not cuts:
-                return events
+                break
             at, width = min(cuts)
-            events.append(self._buffer[: at + width])
-            self._buffer = self._buffer[at + width :]
+            events.append(buffer[start : at + width])
+            start = at + width
+        self._buffer = buffer[start:]
+        return events
 
     def rest(self) -> bytes:
         """What came after the last whole event (a stream cut short)."""
