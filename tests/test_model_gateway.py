@@ -172,6 +172,30 @@ def test_usage_is_attributed_to_the_role_of_each_turn(
     }
 
 
+def test_calls_at_once_are_each_counted(gateway: Gateway) -> None:
+    tokens = [gateway.store.issue(f"fs-{i % 2}", f"loop-{i}", role="implementer")
+              for i in range(8)]  # fmt: skip
+    url = gateway.openai_base_url + "/chat/completions"
+
+    def stream(token: str) -> None:
+        with (
+            httpx.Client(trust_env=False, timeout=20) as own,
+            own.stream("POST", url, json={**CHAT, "stream": True},
+                       headers={"Authorization": f"Bearer {token}"}) as answer,
+        ):  # fmt: skip
+            assert answer.status_code == 200
+            answer.read()
+
+    workers = [threading.Thread(target=stream, args=(t,)) for t in tokens for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    for bead in ("fs-0", "fs-1"):
+        usage = gateway.store.usage(bead)["roles"]["implementer"]
+        assert (usage["calls"], usage["input_tokens"]) == (12, 12 * 123)
+
+
 def test_a_bead_over_budget_is_refused_before_the_upstream(
     gateway: Gateway, client: httpx.Client, openai_double: ChatCompletionsDouble
 ) -> None:
