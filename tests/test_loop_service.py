@@ -179,10 +179,12 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tree]:
     )
     agent_config = tmp / "agent.toml"
     agent_config.write_text(
-        f'[loop]\ntest_command = ["{PY}", "-m", "pytest", "-q"]\n'
-        f'agent_command = ["{PY}", "-m", "tests.doubles.tdd_agent"]\n{common}'
+        f'[loop]\ntest_command = ["{PY}", "{HOLDS_SCRIPT}", "{holds}", "--", "{PY}", "-m", '
+        f'"pytest", "-q"]\nagent_command = ["{PY}", "-m", "tests.doubles.tdd_agent"]\n{common}'
     )
     d = Factoryd(tmp, f"""
+        [factory]
+        preload = ["procs.loop.service"]  # as in production: a loop (re)start is a fork
         [supervisor]
         strategy = "rest_for_one"
         intensity = 5

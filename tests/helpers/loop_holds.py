@@ -11,7 +11,8 @@ phase until the test releases it or kills it. Hold points:
   one test for calc.mul, its implementation, a docstring as the refactor, an approval.
 - `suite`: the start of a test run. This file run as a script is the test command's
   wrapper: `python loop_holds.py HOLDS -- python -m pytest -q ...` takes the `suite`
-  hold if one is armed, then execs the rest (stdlib only: it runs as a script).
+  hold if one is armed, then execs the rest (stdlib only: it runs as a script), with
+  PYTEST_DISABLE_PLUGIN_AUTOLOAD=1.
 
 The test side: `arm`, `wait_held` (the marker is written once the FIFO is open, so the
 loop is in its wait or about to be), `release` (renamed away first, so a hold armed
@@ -115,4 +116,7 @@ if __name__ == "__main__":  # the test command wrapper: HOLDS -- COMMAND...
     holds_dir, separator, *command = sys.argv[1:]
     assert separator == "--" and command, "usage: loop_holds.py HOLDS -- COMMAND..."
     hold(Path(holds_dir), "suite")
+    # The scratch projects use no pytest plugin; loading this environment's (hypothesis
+    # and the like) would cost about a second a run.
+    os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     os.execvp(command[0], command)
