@@ -342,7 +342,7 @@ def _workspace_source(plan: _Plan) -> workspaces.WorkspaceSource:
     else:
         manager = None
     return workspaces.WorkspaceSource(
-        manager_socket=manager, clone_root=plan.state_dir / "workspaces",
+        manager_socket=manager, clone_root=plan.state_dir / "loop-workspaces",
         owner_pid=os.getppid(), strategy=plan.args.workspace_strategy,
     )  # fmt: skip
 

@@ -15,7 +15,7 @@ Where it comes from (`WorkspaceSource`):
   at its end (`workspaces.destroy`). A restart finds it again by its slug, or by the
   path the loop store recorded.
 - otherwise (no manager running), a clone of the golden repository at
-  <state_dir>/workspaces/<loop id>, as the one-shot runner makes: cloned beside, then
+  <state_dir>/loop-workspaces/<loop id>, as the one-shot runner makes: cloned beside, then
   renamed into place, so a crash mid-clone leaves no half workspace to be mistaken for
   a real one.
 
