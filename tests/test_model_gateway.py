@@ -156,6 +156,52 @@ def test_anthropic_counts_match_the_upstream_plain_and_streamed(
     assert usage["input_tokens"] == 62 and usage["output_tokens"] == 34 and usage["calls"] == 2
 
 
+def responses_double(ctx: RequestContext) -> None:
+    """A TEST DOUBLE of POST /v1/responses (OpenAI Responses), plain or streamed."""
+    body = ctx.json()
+    usage = {"input_tokens": 77, "output_tokens": 11, "total_tokens": 88}
+    done = {
+        "id": "resp_1",
+        "object": "response",
+        "status": "completed",
+        "usage": usage,
+        "output": [{"type": "message", "content": [{"type": "output_text", "text": "ok"}]}],
+    }
+    if not body.get("stream"):
+        ctx.reply_json(200, done)
+        return
+    ctx.start_sse()
+    ctx.send_sse(
+        {"type": "response.created", "response": {**done, "status": "in_progress", "usage": None}},
+        "response.created",
+    )
+    ctx.send_sse(
+        {"type": "response.output_text.delta", "delta": "ok"}, "response.output_text.delta"
+    )
+    ctx.send_sse({"type": "response.completed", "response": done}, "response.completed")
+
+
+def test_openai_responses_are_counted_plain_and_streamed(
+    tmp_path: Path, client: httpx.Client
+) -> None:
+    with DoubleServer(responses_double) as server:
+        upstream = {"kind": "openai", "base_url": server.base_url + "/v1"}
+        with make_gateway(tmp_path, {"local": upstream}) as gateway:
+            token = gateway.store.issue("fs-16", "loop-16", role="implementer")
+            url = gateway.openai_base_url + "/responses"
+            auth = {"Authorization": f"Bearer {token}"}
+            request = {"model": "m", "input": "hi"}
+            assert client.post(url, json=request, headers=auth).json()["status"] == "completed"
+            body = {**request, "stream": True}
+            with client.stream("POST", url, json=body, headers=auth) as answer:
+                text = answer.read().decode()
+            assert text.split("\n\n")[-2].startswith("event: response.completed")
+            missing = client.post(url, json={"model": "m"}, headers=auth)
+            assert "needs 'input'" in missing.json()["error"]["message"]
+            usage = gateway.store.usage("fs-16")["roles"]["implementer"]
+            assert (usage["calls"], usage["input_tokens"], usage["output_tokens"]) == (2, 154, 22)
+
+
 def test_usage_is_attributed_to_the_role_of_each_turn(
     gateway: Gateway, client: httpx.Client
 ) -> None:

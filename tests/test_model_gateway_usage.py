@@ -85,6 +85,17 @@ def test_openai_stream_usage_and_the_hidden_usage_chunk(cuts: list[int]) -> None
         assert meter.done
 
 
+def test_responses_stream_usage_comes_with_the_completed_event() -> None:
+    meter = StreamMeter("responses")
+    created = sse({"type": "response.created", "response": {"usage": None}}, "response.created")
+    assert meter.keep(created) and meter.usage is None and not meter.done
+    completed = {"type": "response.completed",
+                 "response": {"usage": {"input_tokens": 8, "output_tokens": 3}}}  # fmt: skip
+    assert meter.keep(sse(completed, "response.completed"))
+    assert meter.usage == CallUsage(8, 3) and meter.done
+    assert body_usage("responses", orjson.dumps(completed["response"])) == CallUsage(8, 3)
+
+
 def test_whole_answers_usage() -> None:
     openai = orjson.dumps({"usage": {"prompt_tokens": 5, "completion_tokens": 2}})
     assert body_usage("openai", openai) == CallUsage(5, 2)

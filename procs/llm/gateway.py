@@ -5,6 +5,7 @@ server, with a token from the gateway as their API key, so every agent token is 
 per bead and role, budgeted, GPU-ticketed and passes the breaker:
 
     POST /v1/chat/completions   OpenAI chat completions (streamed or not) -> the "openai" upstream
+    POST /v1/responses          OpenAI Responses (streamed or not) -> the "openai" upstream
     GET  /v1/models             the upstream's model list (Anthropic's with anthropic-version)
     POST /v1/messages/count_tokens  Anthropic's token counter (no tokens spent: not metered)
     POST /v1/messages           Anthropic Messages (streamed or not) -> the "anthropic" upstream
@@ -44,9 +45,10 @@ from procs.llm.tickets import GpuTickets
 
 IDLE_S = 120.0
 HOST = "127.0.0.1"
-# (method, path) -> (protocol kind, metered)
+# (method, path) -> (protocol, metered); the protocol's upstream kind is UPSTREAM_KIND's
 ROUTES = {
     ("POST", "/v1/chat/completions"): ("openai", True),
+    ("POST", "/v1/responses"): ("responses", True),
     ("POST", "/v1/messages"): ("anthropic", True),
     ("GET", "/v1/models"): ("openai", False),
     ("POST", "/v1/messages/count_tokens"): ("anthropic", False),
@@ -196,12 +198,13 @@ class Gateway:
             service_report.report("model_gateway", "internal_error", error=repr(exc))
             self._refuse(exchange, kind, Refusal(500, "internal_error", repr(exc)))
 
-    def _answer(self, exchange: Exchange, kind: str, metered: bool, body: bytes) -> int:
+    def _answer(self, exchange: Exchange, protocol: str, metered: bool, body: bytes) -> int:
         try:
             grant = self.store.grant(exchange.token())
         except UnknownToken as exc:
             hint = "ask for one with the gateway's `token` command, send it as the API key"
             raise Refusal(401, "authentication_error", f"{exc}; {hint}") from None
+        kind = "anthropic" if protocol == "anthropic" else "openai"
         upstream = self.upstreams.get(kind)
         if upstream is None:
             raise Refusal(503, "no_upstream", f"this gateway has no {kind!r} upstream configured")
@@ -211,12 +214,12 @@ class Gateway:
             plain = Request(exchange.method, upstream.url(path), body, headers)
             return upstream.relay(plain, exchange)
         try:
-            request = parse_request(kind, body)
+            request = parse_request(protocol, body)
         except BadRequestBody as exc:
             raise Refusal(400, "invalid_request", str(exc)) from None
         if refusal := self.store.over_budget(grant.bead):
             raise Refusal(429, "budget_exceeded", refusal)
-        asked = ask_openai_usage(request) if kind == "openai" else None
+        asked = ask_openai_usage(request) if protocol == "openai" else None
         if asked is not None:
             body = orjson.dumps(asked)
 
@@ -224,7 +227,9 @@ class Gateway:
             self.store.record(grant, usage or CallUsage(), aborted=aborted)
 
         call = Request("POST", upstream.url(path), body, headers)
-        return upstream.relay(call, exchange, settle, hide_usage_chunk=asked is not None)
+        return upstream.relay(
+            call, exchange, settle, protocol=protocol, hide_usage_chunk=asked is not None
+        )
 
     def _refuse(self, exchange: Exchange, kind: str, refusal: Refusal) -> None:
         self._count(refusal.status)

@@ -90,10 +90,13 @@ class _Meter:
             settle(usage, aborted)
 
 
-def error_event(kind: str, type_: str, message: str) -> bytes:
+def error_event(protocol: str, type_: str, message: str) -> bytes:
     """A mid-stream failure as the protocol's clients expect to read it."""
-    if kind == "anthropic":
+    if protocol == "anthropic":
         data = orjson.dumps({"type": "error", "error": {"type": type_, "message": message}})
+        return b"event: error\ndata: " + data + b"\n\n"
+    if protocol == "responses":
+        data = orjson.dumps({"type": "error", "code": type_, "message": message})
         return b"event: error\ndata: " + data + b"\n\n"
     return b"data: " + orjson.dumps({"error": {"type": type_, "message": message}}) + b"\n\n"
 
@@ -138,13 +141,15 @@ class Upstream:
         return out
 
     def relay(self, request: Request, sink: Sink, settle: Settle | None = None, *,
-              hide_usage_chunk: bool = False) -> int:  # fmt: skip
+              protocol: str = "", hide_usage_chunk: bool = False) -> int:  # fmt: skip
         """Forward one request, write the answer to `sink`, return the upstream's status;
         raises Refusal before the answer started. A metered call (`settle` given) holds a
         GPU ticket for local upstreams, and `settle(usage, aborted)` is called once, before
         the end of the answer reaches the client, so a caller who reads the counts after
-        its call sees it counted."""
-        meter = _Meter(StreamMeter(self.spec.kind, hide_usage_chunk=hide_usage_chunk), settle)
+        its call sees it counted. `protocol` (default: the upstream's kind) says how usage
+        and errors are written: "openai" (chat), "responses" or "anthropic"."""
+        stream = StreamMeter(protocol or self.spec.kind, hide_usage_chunk=hide_usage_chunk)
+        meter = _Meter(stream, settle)
         admission = self._admit()
         try:
             with self._ticket(metered=settle is not None):
@@ -248,7 +253,7 @@ class Upstream:
                 f"upstream {self.spec.name!r} cut its answer short ({type(exc).__name__}: {exc})",
             ) from None
         ok = answer.is_success
-        meter.settle(body_usage(self.spec.kind, bytes(data)) if ok else None, aborted=False)
+        meter.settle(body_usage(meter.stream.kind, bytes(data)) if ok else None, aborted=False)
         with contextlib.suppress(ClientGone):  # counted all the same: the upstream did it
             sink.start(answer.status_code, back, length=len(data))
             sink.write(bytes(data))
@@ -281,7 +286,7 @@ class Upstream:
                     else f"upstream {self.spec.name!r} broke the stream "
                     f"({type(exc).__name__}: {exc})"
                 )
-                sink.write(error_event(self.spec.kind, "upstream_error", message))
+                sink.write(error_event(meter.stream.kind, "upstream_error", message))
                 sink.finish()
                 return True
             sink.finish()

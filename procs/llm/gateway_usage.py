@@ -7,6 +7,8 @@ The counts are the upstream's own usage fields, never an estimate:
   that carries `usage` (the last one wins: some servers repeat it cumulatively). A streamed
   request that did not ask for it gets `stream_options.include_usage` added, and the
   usage-only chunk (empty `choices`) it brings is kept from the client, which never asked.
+- OpenAI Responses: `usage.input_tokens` / `output_tokens`; streamed, the `response` of
+  the final `response.completed` (or `.incomplete` / `.failed`) event.
 - Anthropic Messages: `usage.input_tokens` / `output_tokens` (+ cache creation and cache
   reads as cached tokens); streamed, `message_start`'s usage, then `message_delta`'s
   cumulative counts over it.
@@ -21,13 +23,14 @@ import orjson
 from procs.llm.gateway_store import CallUsage
 
 _SEPARATORS = (b"\r\n\r\n", b"\n\n")
+RESPONSES_ENDS = ("response.completed", "response.incomplete", "response.failed")
 
 
 class BadRequestBody(ValueError):
     """The client's request body is not what the protocol expects; says what is wrong."""
 
 
-def parse_request(kind: str, body: bytes) -> dict[str, Any]:
+def parse_request(protocol: str, body: bytes) -> dict[str, Any]:
     """The request as a dict; raises BadRequestBody naming the first problem."""
     try:
         obj = orjson.loads(body)
@@ -35,11 +38,14 @@ def parse_request(kind: str, body: bytes) -> dict[str, Any]:
         raise BadRequestBody(f"request body is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise BadRequestBody(f"request body must be a JSON object, got {type(obj).__name__}")
-    if not isinstance(obj.get("messages"), list):
+    if protocol == "responses":
+        if not isinstance(obj.get("input"), str | list):
+            raise BadRequestBody("request body needs 'input', a string or a list")
+    elif not isinstance(obj.get("messages"), list):
         raise BadRequestBody("request body needs 'messages', a list")
     if not isinstance(obj.get("stream", False), bool):
         raise BadRequestBody(f"'stream' must be true or false, got {obj['stream']!r}")
-    if kind == "anthropic" and not isinstance(obj.get("model"), str):
+    if protocol == "anthropic" and not isinstance(obj.get("model"), str):
         raise BadRequestBody("request body needs 'model', a string")
     return obj
 
@@ -68,6 +74,14 @@ def openai_usage(obj: Any) -> CallUsage | None:
     return CallUsage(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
 
 
+def responses_usage(obj: Any) -> CallUsage | None:
+    """Usage of a Responses answer (input_tokens counts its cached part already)."""
+    usage = obj.get("usage") if isinstance(obj, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    return CallUsage(_count(usage.get("input_tokens")), _count(usage.get("output_tokens")))
+
+
 def anthropic_usage(usage: Any, before: CallUsage | None = None) -> CallUsage | None:
     """An Anthropic `usage` object over the counts `before` it (fields absent keep them)."""
     if not isinstance(usage, dict):
@@ -85,14 +99,16 @@ def anthropic_usage(usage: Any, before: CallUsage | None = None) -> CallUsage | 
     )
 
 
-def body_usage(kind: str, body: bytes) -> CallUsage | None:
+def body_usage(protocol: str, body: bytes) -> CallUsage | None:
     """Usage of a whole (non-streamed) answer; None when absent or not JSON."""
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    if kind == "openai":
+    if protocol == "openai":
         return openai_usage(obj)
+    if protocol == "responses":
+        return responses_usage(obj)
     return anthropic_usage(obj.get("usage")) if isinstance(obj, dict) else None
 
 
@@ -164,6 +180,11 @@ class StreamMeter:
                 return True
             self.usage = usage
             return not (self.hide_usage_chunk and obj.get("choices") == [])
+        if self.kind == "responses":
+            if isinstance(obj, dict) and obj.get("type") in RESPONSES_ENDS:
+                self.usage = responses_usage(obj.get("response"))
+                self.done = True
+            return True
         if isinstance(obj, dict) and obj.get("type") == "message_start":
             message = obj.get("message")
             self.usage = anthropic_usage(
