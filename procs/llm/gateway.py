@@ -10,7 +10,8 @@ per bead and role, budgeted, GPU-ticketed and passes the breaker:
     POST /v1/messages/count_tokens  Anthropic's token counter (no tokens spent: not metered)
     POST /v1/messages           Anthropic Messages (streamed or not) -> the "anthropic" upstream
 
-In-process (the one-shot loop runner, tests, benches):
+In-process (tests, benches, this process kind; other kinds may not import procs.llm, so
+a loop, one-shot or not, runs `procs.llm.gateway_service` and speaks to its socket):
 
     gateway = Gateway(config, GatewayStore(state / "model_gateway.sqlite"), tickets)
     base_url = gateway.start()             # serving on a thread: http://127.0.0.1:PORT

@@ -66,7 +66,7 @@ class Exchange:
     def unknown_route(self) -> str:
         return (
             f"no route {self.method} {self.path}: the gateway serves POST /v1/chat/completions, "
-            "POST /v1/messages (and /v1/messages/count_tokens) and GET /v1/models"
+            "POST /v1/responses, POST /v1/messages (and /count_tokens) and GET /v1/models"
         )
 
     def read_body(self, limit: int) -> bytes:
