@@ -46,6 +46,13 @@ def opencode_config(base_url: str, model: str, *, api_key: str = "unused") -> di
         # A refused tool call goes back to the model as a failed tool result and the turn
         # goes on (opencode's default is to end the turn at the first refusal).
         "experimental": {"continue_loop_on_deny": True},
+        # No session titles: opencode asks the model for one at every session's first
+        # prompt, a model call (and tokens) per turn that nobody reads in a factory.
+        "agent": {"title": {"disable": True}},
+        # No snapshots (a shadow git repo of the workspace, taken at every step so that
+        # opencode can undo): the loop reverts with git itself, and they cost time at
+        # every turn's start and disk per workspace.
+        "snapshot": False,
         "autoupdate": False,
         "share": "disabled",
     }

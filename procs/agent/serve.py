@@ -14,7 +14,9 @@ then, on stdin, a turn request per line, each answered by one line on stdout:
         (or "prompt_file": "/abs/path"; "id" is any JSON scalar, echoed; "timeout_s"
         defaults to --timeout-s)
     {"event": "turn", "id": 7, "ok": true, "outcome": "refused", "session_s": 0.002,
-     "result": {TurnResult.to_dict() without the raw updates and chunks}}
+     "prompt_sent_at": 1234.5, "result": {TurnResult.to_dict() less the raw updates}}
+        (session_s: from the request to its session; prompt_sent_at: time.monotonic()
+        when session/prompt went out, for benches)
     {"event": "turn", "id": 7, "ok": false, "error": "bad_request", "message": "...",
      "agent_alive": true}
 
@@ -242,13 +244,14 @@ class KeptAgent:
         try:
             session_id = await agent.new_session(timeout=args.start_timeout_s, policy=policy)
             session_s = time.monotonic() - began
+            prompt_sent_at = time.monotonic()  # CLOCK_MONOTONIC: comparable across processes
             try:
                 result = await agent.prompt(
                     request.prompt, timeout=request.timeout_s,
                     cancel_grace_s=args.cancel_grace_s, stop=self.stop,
                 )  # fmt: skip
-            finally:
-                await agent.end_session(session_id)
+            finally:  # nothing is served for it from here on (the agent's close: below)
+                await agent.client.end_session(session_id)
         except AgentError as exc:
             alive = not isinstance(exc, (AgentDied, AgentTimeout)) and (
                 agent.process.returncode is None
@@ -261,11 +264,14 @@ class KeptAgent:
             if alive:
                 agent.prepare_session(timeout=args.start_timeout_s)
             return alive
-        if not self.stop.is_set():
-            agent.prepare_session(timeout=args.start_timeout_s)
         self.write({"event": "turn", "id": request.request_id, "ok": True,
                     "outcome": result.outcome, "session_s": round(session_s, 6),
-                    "result": compact(result)})  # fmt: skip
+                    "prompt_sent_at": prompt_sent_at, "result": compact(result)})  # fmt: skip
+        # After the answer, off the turn's path: the agent closes the session (bounded),
+        # and the next turn's session is opened ahead of it.
+        await agent.end_session(session_id)
+        if not self.stop.is_set():
+            agent.prepare_session(timeout=args.start_timeout_s)
         return True
 
     def _gone(self, when: str) -> str:

@@ -37,6 +37,7 @@ from ipc.ledger import ResourceError, Ticket, TicketLedger
 
 MAX_LINE_BYTES = 64 * 1024 * 1024  # a turn's line: its record less the raw updates
 MAX_STDERR_CHARS = 2000
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the tree holding procs/ and ipc/
 CLOSE_GRACE_S = 15.0  # the service closes its agent: up to ~8 s (AcpAgent.close)
 
 
@@ -61,6 +62,15 @@ class ServiceSettings:
     cancel_grace_s: float
     sandbox_mode: str
     may_execute: bool = False
+
+    def service_env(self) -> dict[str, str]:
+        """`env`, with the tree that holds `procs` first on PYTHONPATH: the service runs
+        in the workspace, where `python -m procs.agent.service` would not find it."""
+        env = dict(self.env)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        return env
 
     def argv(self, workspace: Path) -> list[str]:
         return [
@@ -165,7 +175,7 @@ class AgentService:
         try:
             process = subprocess.Popen(
                 settings.argv(workspace), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=stderr, env=dict(settings.env), cwd=workspace,
+                stderr=stderr, env=settings.service_env(), cwd=workspace,
             )  # fmt: skip
         except OSError as exc:
             stderr.close()
