@@ -14,6 +14,9 @@ Library modules (the process, service.py:main, comes later):
     prompts     the role prompts: Jinja2 templates in templates/, StrictUndefined
     turns       AgentTurns (one method per role turn), Turn, TurnReply, TurnFailed,
                 parse_result (the FACTORY_RESULT line), session_history
+    kept_agent  KeptAgentTurns: AgentTurns over one kept agent per loop, a new session
+                (under the turn's role policy) per turn; the RAM held while it lives
+    agent_service  AgentService: the kept `procs.agent.service --serve` process, bounded
     agent_process  ProcessTurns: AgentTurns through procs.agent.service, a process per turn
     lander      Lander; FastForwardLander (compare-and-swap on a local golden branch)
     driver      LoopDriver: one persisted phase at a time, resume from phase_start_commit

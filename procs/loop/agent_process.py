@@ -20,10 +20,10 @@ expected RSS (`agent_ram_mb`, e.g. ~400 MB for opencode) as "ram", waiting at mo
 this (the loop's) process with SEM_UNDO, so a SIGKILLed loop's RAM comes back too. A
 reservation that cannot be had in time is a TurnFailed naming the RAM.
 
-Interim, for the next step: starting the agent costs seconds per turn (opencode: ~4.4 s
-plus ~2.1 s for session/new); the design keeps one agent process per loop and opens a new
-session per turn. The reviewer also runs here as an agent that may write nothing, until
-it goes through the router.
+Starting the agent costs seconds per turn (opencode: ~4.4 s plus ~2.1 s for its first
+session/new): a loop uses KeptAgentTurns (kept_agent.py), one agent process per loop and
+a new session per turn, with the same constructor arguments. This one remains for a
+single turn in a process of its own.
 """
 
 from __future__ import annotations
