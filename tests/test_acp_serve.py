@@ -158,3 +158,14 @@ def test_serve_takes_role_and_prompt_per_request_only(ws: Path) -> None:
                           stdin=subprocess.DEVNULL, check=False)  # fmt: skip
     assert done.returncode == 2
     assert "--serve takes the role and prompt per request" in done.stderr
+
+
+def test_an_over_long_request_line_is_refused_and_the_service_goes_on(served: Served) -> None:
+    served.send("x" * (9 * 1024 * 1024))  # past MAX_REQUEST_BYTES (8 MiB)
+    served.send(json.dumps({"id": 10, "role": "auditor", "prompt": "[]"}))
+    answers = [served.read()]
+    while answers[-1].get("id") != 10:  # the line's tail may read as one more bad line
+        answers.append(served.read())
+    assert "request line longer than 8388608 bytes" in answers[0]["message"]
+    assert all(a["error"] == "bad_request" for a in answers[:-1]) and len(answers) <= 3
+    assert answers[-1]["ok"] is True
