@@ -3,7 +3,8 @@ in step (never two live loops on one bead).
 
     claim(bead, loop)   ledger.begin (refused if another loop holds it) -> the store's CAS,
                         read back -> ledger.confirm; on any refusal or error, ledger.abort
-                        and the error goes to the caller (the store was not changed)
+                        and the error goes to the caller (the store was not changed), unless
+                        reading the bead shows our actor on it after all (then confirm)
     close(...)          only the live generation's loop; the store first, then the ledger
     fail(...)           the same; attempt n of max_attempts: open again, or blocked
     release(...)        a claim whose loop never ran: open again, no attempt counted
@@ -60,11 +61,22 @@ class BeadKeeper:
         try:
             self.backend.claim(bead_id, actor)
         except (Refused, StoreError) as exc:
+            if isinstance(exc, StoreError) and self._holds(bead_id, actor):
+                # the write went through before the tool failed (a bd killed at its
+                # timeout after committing): the store says it is ours, so it is
+                self.counts["claimed"] += 1
+                return self.ledger.confirm(bead_id, claim.generation)
             self.counts["refused"] += 1
             self.ledger.abort(bead_id, claim.generation, str(exc))
             raise
         self.counts["claimed"] += 1
         return self.ledger.confirm(bead_id, claim.generation)
+
+    def _holds(self, bead_id: str, actor: str) -> bool:
+        try:
+            return self.backend.holder(bead_id) == ("in_progress", actor)
+        except StoreError:
+            return False
 
     def _live(self, bead_id: str, loop_id: str, generation: int | None) -> Claim:
         claim = self.ledger.live(bead_id)
