@@ -22,7 +22,8 @@ def test_example_config_runs_every_service_and_stops_cleanly(factoryd) -> None:
     try:
         workers = _workers(d.status()["tree"])
         assert {w["id"] for w in workers} == {
-            "bus", "signal_journal", "resource_governor", "workspaces", "llm_router"
+            "bus", "signal_journal", "resource_governor", "workspaces", "llm_router",
+            "model_gateway",
         }  # fmt: skip
         assert all(w["state"] == "running" for w in workers)
         wait_until(lambda: d.status()["resources"] is not None, timeout=20,
