@@ -10,7 +10,10 @@ workspace manager (copy strategy) in the tree.
   (tests/helpers/loop_holds.py: the scripted in-process turns, a wrapper of the test
   command, a FIFO in golden's git config), the loop is restarted by factoryd, resumes
   in the same workspace and lands the same commits (messages and trees) as an unkilled
-  run, with the same history, no entry doubled.
+  run, with the same history, no entry doubled; killed while Rebasing (golden moved
+  under it), it lands the same changes on the new golden;
+- stopped (SIGTERM to its group) in the middle of a test run, it records nothing the
+  stop broke (no red suite, no revert), and a new start resumes it.
 One factoryd and one unkilled baseline run serve the whole module.
 """
 
@@ -20,6 +23,7 @@ import itertools
 import json
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -60,7 +64,15 @@ TDD_SCRIPT = {
     "steps": [{"test_path": "tests/test_mul.py", "code": "def mul(a, b):\n    return a * b\n",
                "test": "import calc\n\n\ndef test_mul():\n    assert calc.mul(2, 3) == 6\n"}],
 }  # fmt: skip
-BEADS = ["bd-base", "bd-agent", "bd-bad-text", "bd-second", *(f"bd-{phase}" for phase in PHASES)]
+BEADS = [
+    "bd-base",
+    "bd-agent",
+    "bd-bad-text",
+    "bd-second",
+    "bd-rebasing",
+    "bd-stop",
+    *(f"bd-{phase}" for phase in PHASES),
+]
 
 
 @dataclass
@@ -225,7 +237,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tree]:
 
 @dataclass(frozen=True)
 class Outcome:
-    commits: list[str]  # "subject <tree>" of each commit landed on golden, oldest first
+    commits: list[tuple[str, str, str]]  # (subject, tree, patch id) landed on golden, in order
     events: list[str]
     counters: tuple[int, int, int, int]  # iteration, greens, commits, reverts
 
@@ -235,9 +247,15 @@ def outcome(t: Tree, loop_id: str, golden: Path, start: str) -> Outcome:
     assert loop["phase"] == "complete", loop
     seqs = [entry["seq"] for entry in loop["history"]]
     assert seqs == list(range(1, len(seqs) + 1)), f"history seqs {seqs}"
-    log = git(golden, "log", "--reverse", "--format=%s %T", f"{start}..main").splitlines()
+    commits = []
+    for commit in git(golden, "rev-list", "--reverse", f"{start}..main").split():
+        subject, tree_id = git(golden, "log", "-1", "--format=%s%n%T", commit).splitlines()
+        patch = subprocess.run(["git", "-C", str(golden), "patch-id", "--stable"], check=True,
+                               input=git(golden, "show", commit), capture_output=True,
+                               text=True, timeout=10).stdout.split()[0]  # fmt: skip
+        commits.append((subject, tree_id, patch))
     return Outcome(
-        log,
+        commits,
         [entry["event"] for entry in loop["history"]],
         (loop["iteration"], loop["greens"], loop["commits"], loop["reverts"]),
     )
@@ -255,7 +273,8 @@ def baseline(tree: Tree) -> Outcome:
         "AuditorWroteTest", "RedConfirmed", "CodeWritten", "TcrPassed", "GauntletPassed",
         "RefactorKept", "RequirementsComplete", "ReviewDone", "Pushed",
     ]  # fmt: skip
-    assert [line.split()[0] for line in result.commits] == ["green:", "refactor"]
+    assert [subject for subject, _, _ in result.commits] == [
+        "green: iteration 1", "refactor after 1 greens"]  # fmt: skip
     return result
 
 
@@ -318,4 +337,66 @@ def test_a_loop_sigkilled_in_a_phase_resumes_with_the_same_commits(
     assert loop["phase"] == "complete", loop["reason"]
     assert tree.starts(child["id"]) == 2  # restarted by factoryd, once
     assert loop["workspace"] == before["workspace"]  # the same workspace, not a new one
+    assert outcome(tree, loop_id, golden, start) == baseline
+
+
+def test_a_loop_sigkilled_while_rebasing_lands_the_same_changes_on_the_new_golden(
+    tree: Tree, baseline: Outcome
+) -> None:
+    loop_id = "bd-rebasing.1"
+    golden = tree.golden("golden-rebasing")
+    start = git(golden, "rev-parse", "HEAD").strip()
+    tree.clear_holds()
+    tree.arm("reviewer", golden)
+    child = tree.start_held("bd-rebasing", golden)
+    tree.wait_held("reviewer", golden)
+    (golden / "README.txt").write_text("another bead landed first\n")
+    git(golden, "add", "README.txt")
+    git(golden, "commit", "-q", "-m", "another bead")
+    tree.arm(GOLDEN_HOLD, golden)
+    tree.release("reviewer")
+    while True:  # the loop waits on golden's config while we look: its phase holds still
+        tree.wait_held(GOLDEN_HOLD, golden)
+        phase = tree.loop(loop_id)["phase"]
+        if phase == "rebasing":
+            break
+        assert phase == "pushing"
+        tree.close_golden_fds()  # the lander reads on (and finds golden moved)
+    tree.disarm_golden(golden)
+    os.killpg(child["pid"], signal.SIGKILL)
+    tree.close_golden_fds()
+    loop = tree.wait_ended(loop_id, child["id"])
+    assert loop["phase"] == "complete", loop["reason"]
+    assert tree.starts(child["id"]) == 2
+    result = outcome(tree, loop_id, golden, start)
+    assert result.events == [*baseline.events[:-1], "PushConflict", "Rebased",
+                             "GauntletPassed", "Pushed"]  # fmt: skip
+    assert result.commits[0][0] == "another bead"
+    ours = [(subject, patch) for subject, _, patch in result.commits[1:]]
+    assert ours == [(subject, patch) for subject, _, patch in baseline.commits]
+    assert result.counters == baseline.counters
+
+
+def test_a_loop_stopped_during_a_test_run_records_nothing_the_stop_broke(
+    tree: Tree, baseline: Outcome
+) -> None:
+    loop_id = "bd-stop.1"
+    golden = tree.golden("golden-stop")
+    start = git(golden, "rev-parse", "HEAD").strip()
+    tree.clear_holds()
+    tree.arm("implementer", golden)
+    child = tree.start_held("bd-stop", golden)
+    tree.wait_held("implementer", golden)
+    tree.arm("suite", golden)
+    tree.release("implementer")
+    tree.wait_held("suite", golden)
+    # SIGTERM to the group: the test run dies of it too; that is not a red suite
+    tree.d.call("stop", id=child["id"])
+    stopped = tree.loop(loop_id)
+    assert stopped["phase"] == "tcr_checking"
+    assert [h["event"] for h in stopped["history"]] == baseline.events[:3]
+    assert '"event":"stopped"' in tree.d.log()
+    again = tree.start_held("bd-stop", golden)  # as the dispatcher would, later
+    loop = tree.wait_ended(loop_id, again["id"])
+    assert loop["phase"] == "complete", loop["reason"]
     assert outcome(tree, loop_id, golden, start) == baseline
