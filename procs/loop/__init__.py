@@ -1,8 +1,9 @@
 """The factory loop: one process per bead, auditor -> red -> implementer -> TCR -> verify
 (-> architect every N greens) -> ... -> reviewer -> push, resumable after any crash.
 
-`python -m procs.loop run ...` (cli.py) runs one bead's loop in the foreground.
-Library modules (the process, service.py:main, comes later):
+service.py:main is the loop process factoryd supervises (a dynamic child of the `loops`
+simple_one_for_one supervisor); `python -m procs.loop run ...` (cli.py) runs one bead's
+loop in the foreground. Library modules:
     state       FactoryPhase, LoopLimits, FactoryLoopState, HistoryEntry (frozen data)
     events      one dataclass per thing the loop can observe
     transition  transition(state, event) -> state, pure; IllegalTransition
@@ -23,6 +24,9 @@ Library modules (the process, service.py:main, comes later):
     config      RunnerConfig from a TOML [loop] table, checked once
     bead_text   one bead's requirements from a beads JSONL export (read only)
     cli         the one-shot runner: checks every input before any change
+    workspace   a loop's workspace from the workspace manager (or a clone), found again
+                by every restart
+    service     the supervised loop process: slot, workspace, driver, bus, STATUS=
 """
 
 from procs.loop.events import EVENT_TYPES, LoopEvent
