@@ -197,11 +197,17 @@ def _settings(change: FileChange) -> list[Finding]:
 
 
 def _entries(tree: ast.Module | None) -> dict[str, tuple[int, str]]:
-    """Suspicious top-level constructs of a conftest or test module: name -> (line, dump)."""
+    """Suspicious top-level constructs of a conftest or test module: name -> (line, dump).
+    A hook counts only when it steers (see _steers); os._exit only in a module that does
+    not fork (a forked child leaves that way); code under `if __name__ == "__main__":`
+    does not run at import."""
     if tree is None:
         return {}
+    forks = any(isinstance(n, ast.Call) and dotted(n.func).endswith(_FORKS) for n in ast.walk(tree))
     out: dict[str, tuple[int, str]] = {}
     for statement in tree.body:
+        if _main_guard(statement):
+            continue
         if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef) and _patching_fixture(
             statement
         ):
@@ -212,10 +218,13 @@ def _entries(tree: ast.Module | None) -> dict[str, tuple[int, str]]:
         if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef):
             touches = statement.name == "pytest_configure" and any(
                 isinstance(n, ast.Attribute) and n.attr in _CONFIG_TOUCH
+                and isinstance(n.ctx, ast.Store | ast.Del)
                 for n in ast.walk(statement)
-            )
-            if statement.name in _HOOKS or touches:
-                out[f"hook {statement.name}"] = (statement.lineno, ast.dump(statement))
+            )  # fmt: skip
+            why = _steers(statement) if statement.name in _HOOKS else None
+            if why or touches:
+                out[f"hook {statement.name} ({why or 'rewrites the configuration'})"] = (
+                    statement.lineno, ast.dump(statement))  # fmt: skip
         elif isinstance(statement, ast.Assign | ast.AugAssign | ast.AnnAssign):
             targets = statement.targets if isinstance(statement, ast.Assign) \
                 else [statement.target]  # fmt: skip
@@ -230,7 +239,8 @@ def _entries(tree: ast.Module | None) -> dict[str, tuple[int, str]]:
             if isinstance(node, ast.Call) and dotted(node.func) in ("pytest.skip", "skip") \
                     and any(k.arg == "allow_module_level" for k in node.keywords):  # fmt: skip
                 out["module-level skip"] = (node.lineno, ast.dump(node))
-            if isinstance(node, ast.Call) and dotted(node.func) in ("os._exit", "os.abort"):
+            if isinstance(node, ast.Call) and dotted(node.func) in ("os._exit", "os.abort") \
+                    and not forks:  # fmt: skip
                 out[f"call {dotted(node.func)}"] = (node.lineno, ast.dump(node))
             if isinstance(node, ast.Assign):
                 for target in node.targets:
@@ -243,6 +253,95 @@ def _entries(tree: ast.Module | None) -> dict[str, tuple[int, str]]:
                                               "unittest") or root == "sys.modules":  # fmt: skip
                         out[f"patches {root}"] = (node.lineno, ast.dump(node))
     return out
+
+
+_FORKS = ("fork", "forkpty", "Process", "ProcessPoolExecutor", "Pool")
+
+
+def _main_guard(statement: ast.stmt) -> bool:
+    """`if __name__ == "__main__":` (a helper run as a script, not imported by pytest)."""
+    test = statement.test if isinstance(statement, ast.If) else None
+    return (
+        isinstance(test, ast.Compare)
+        and dotted(test.left) == "__name__"
+        and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
+    )
+
+
+# Hooks whose first non-None result decides: returning one replaces pytest's own answer.
+_DECIDING = frozenset({
+    "pytest_ignore_collect", "pytest_collect_file", "pytest_pycollect_makeitem",
+    "pytest_pycollect_makemodule", "pytest_runtest_protocol", "pytest_pyfunc_call",
+    "pytest_report_teststatus", "pytest_cmdline_main", "pytest_runtestloop",
+    "pytest_make_collect_report", "pytest_collection", "pytest_fixture_setup",
+    "pytest_collect_directory", "pytest_cmdline_parse", "pytest_runtest_call",
+})  # fmt: skip
+# Writes a hook may make to what it is given: notes on the item or report, not outcomes.
+_HARMLESS_WRITES = frozenset({"user_properties", "sections", "stash", "extra", "_report_sections"})
+_STEERING_CALLS = frozenset({"remove", "pop", "clear", "__delitem__", "__setitem__",
+                             "force_result", "force_exception", "pytest_deselected", "skip",
+                             "xfail", "exit", "_exit", "setattr", "delattr", "fail"})  # fmt: skip
+_FAILING = frozenset({"TESTS_FAILED", "INTERRUPTED", "INTERNAL_ERROR", "USAGE_ERROR"})
+
+
+def _steers(hook: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
+    """How a hook changes which tests run or how they are judged, or None when it only
+    adds markers, reorders, reports or makes the exit status stricter."""
+    params = {a.arg for a in [*hook.args.posonlyargs, *hook.args.args, *hook.args.kwonlyargs]}
+    wrapper = any(
+        isinstance(d, ast.Call) and any(k.arg in ("hookwrapper", "wrapper") for k in d.keywords)
+        for d in hook.decorator_list
+    )
+    skip_marks = {
+        t.id for n in ast.walk(hook) if isinstance(n, ast.Assign) and _is_skip_mark(n.value)
+        for t in n.targets if isinstance(t, ast.Name)
+    }  # fmt: skip
+    for node in ast.walk(hook):
+        if hook.name in _DECIDING and isinstance(node, ast.Return) and node.value is not None \
+                and not (isinstance(node.value, ast.Constant) and node.value.value is None) \
+                and not wrapper:  # fmt: skip
+            return "returns its own answer"
+        if isinstance(node, ast.Assign | ast.AugAssign | ast.Delete):
+            targets = node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target]
+            for target in targets:
+                if not isinstance(target, ast.Attribute | ast.Subscript):
+                    continue
+                root = dotted(target.value).split(".")[0] if dotted(target.value) else ""
+                attr = target.attr if isinstance(target, ast.Attribute) else ""
+                if (root in params or wrapper) and attr not in _HARMLESS_WRITES \
+                        and not _stricter(attr, getattr(node, "value", None)):  # fmt: skip
+                    return f"rewrites {ast.unparse(target)}"
+        if isinstance(node, ast.Call):
+            name = dotted(node.func)
+            last = name.rsplit(".", 1)[-1]
+            owner = name.split(".")[0]
+            if last in _STEERING_CALLS and (owner in params or owner in ("pytest", "os", "sys")
+                                            or wrapper or "hook" in name):  # fmt: skip
+                return f"calls {name}"
+            if (
+                last == "add_marker"
+                and node.args
+                and (
+                    _is_skip_mark(node.args[0])
+                    or (isinstance(node.args[0], ast.Name) and node.args[0].id in skip_marks)
+                )
+            ):
+                return "marks tests skip or xfail"
+    return None
+
+
+def _is_skip_mark(node: ast.AST | None) -> bool:
+    target = node.func if isinstance(node, ast.Call) else node
+    return target is not None and dotted(target).rsplit(".", 1)[-1] in ("skip", "skipif", "xfail")
+
+
+def _stricter(attr: str, value: ast.AST | None) -> bool:
+    """An exit status made a failing one."""
+    if attr not in ("exitstatus", "returncode") or value is None:
+        return False
+    if isinstance(value, ast.Constant):
+        return isinstance(value.value, int) and value.value not in (0, 5)
+    return dotted(value).rsplit(".", 1)[-1] in _FAILING
 
 
 _PATCH_CALLS = frozenset({"monkeypatch.setattr", "monkeypatch.setitem", "mock.patch", "patch",
