@@ -1,10 +1,11 @@
 """The loop process under a real factoryd: a dynamic child of the `loops` supervisor
-(simple_one_for_one, transient), with the resource governor (one loop slot) and the
-workspace manager (copy strategy) in the tree.
+(simple_one_for_one, transient), with the bus and its journal, the resource governor
+(one loop slot) and the workspace manager (copy strategy) in the tree.
 
 - a bead becomes a commit on golden through the production path: ProcessTurns, one
   procs.agent.service process per turn, driving a scripted ACP agent (a test double:
-  tests/doubles/tdd_agent.py); the loop exits 0 and is not restarted, its workspace freed;
+  tests/doubles/tdd_agent.py); LoopSpawned and LoopComplete reach the bus (its journal);
+  the loop exits 0 and is not restarted, its workspace freed;
 - a bad bead is a failed start, reported by `start`; a second loop finds no loop slot;
 - SIGKILLed (its whole process group) once in each phase, held there by a hold point
   (tests/helpers/loop_holds.py: the scripted in-process turns, a wrapper of the test
@@ -32,7 +33,8 @@ from typing import Any
 
 import pytest
 
-from ipc import control
+from ipc import control, ledger
+from ipc.journal import JournalReader, journal_path
 from ipc.loop_records import LoopReader, loops_path
 from tests.harness import ROOT, Factoryd
 from tests.helpers import loop_holds
@@ -64,6 +66,7 @@ TDD_SCRIPT = {
     "steps": [{"test_path": "tests/test_mul.py", "code": "def mul(a, b):\n    return a * b\n",
                "test": "import calc\n\n\ndef test_mul():\n    assert calc.mul(2, 3) == 6\n"}],
 }  # fmt: skip
+LOOP_SIGNALS = ["LoopSpawned", "LoopComplete", "LoopFailed"]
 BEADS = [
     "bd-base",
     "bd-agent",
@@ -202,6 +205,14 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tree]:
         intensity = 5
         period = 30
         [[supervisor.children]]
+        id = "bus"
+        target = "procs.bus.service:main"
+        ready = "notify"
+        [[supervisor.children]]
+        id = "signal_journal"
+        target = "procs.journal.service:main"
+        ready = "notify"
+        [[supervisor.children]]
         id = "governor"
         target = "procs.governor.service:main"
         args = ["--max-loops", "1", "--min-free-ram-mb", "0"]
@@ -233,6 +244,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tree]:
     finally:
         t.close_golden_fds()
         d.stop()
+        ledger.destroy(d.runtime_dir)
 
 
 @dataclass(frozen=True)
@@ -295,6 +307,17 @@ def test_a_bead_becomes_a_commit_through_agent_processes(tree: Tree) -> None:
     listed = control.call(tree.d.runtime_dir / "workspace_manager.sock", "workspaces.list",
                           {}, timeout=10)  # fmt: skip
     assert [w for w in listed["workspaces"] if w["slug"].startswith("loop-bd-agent")] == []
+
+    def signals() -> list[tuple[str, dict[str, Any]]] | None:
+        with JournalReader(journal_path(tree.state)) as journal:
+            found = [(e.type, e.fields()) for e in journal.read(types=LOOP_SIGNALS)
+                     if e.fields().get("loop_id") == "bd-agent.1"]  # fmt: skip
+        return found if len(found) == 2 else None
+
+    (spawned, spawned_fields), (ended, ended_fields) = wait_until(signals, what="loop signals")
+    assert (spawned, spawned_fields["task_id"], spawned_fields["phase"]) == (
+        "LoopSpawned", "bd-agent", "auditing")  # fmt: skip
+    assert (ended, ended_fields["commits"], ended_fields["reverts"]) == ("LoopComplete", 1, 0)
 
 
 def test_a_bead_without_text_is_a_failed_start(tree: Tree) -> None:
