@@ -162,3 +162,29 @@ def test_outcomes_tell_refused_from_cancelled_and_timed_out(tmp_path: Path) -> N
     assert (cancelled.outcome, cancelled.stop_reason, cancelled.stopped) == (
         "cancelled", "cancelled", True,
     )  # fmt: skip
+
+
+def test_a_permission_request_is_judged_on_the_whole_tool_call(tmp_path: Path) -> None:
+    """The request names only the toolCallId; its kind and path came in session/update."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+
+    async def main() -> TurnResult:
+        agent = await started(ws, policy=RolePolicy.for_role("implementer"))
+        try:
+            await agent.new_session(timeout=10)
+            ops = [{"op": "announce_then_ask", "kind": "edit", "path": str(ws / "calc.py")},
+                   {"op": "announce_then_ask", "kind": "edit",
+                    "path": str(ws / "tests" / "test_calc.py")}]  # fmt: skip
+            return await agent.prompt(json.dumps(ops), timeout=30)
+        finally:
+            await agent.close()
+
+    result = asyncio.run(main())
+    code, test = replies(result)
+    assert code["result"]["outcome"] == {"outcome": "selected", "optionId": "allow"}
+    assert test["result"]["outcome"] == {"outcome": "selected", "optionId": "reject"}
+    allowed_code, refused_test = result.record.permissions
+    assert (allowed_code.kind, allowed_code.paths) == ("edit", [str(ws / "calc.py")])
+    assert (refused_test.kind, refused_test.outcome) == ("edit", "refused")
+    assert "may not write tests" in refused_test.reason

@@ -5,6 +5,8 @@ workspace. The role is a property of the session, not of the agent (sessions.py)
 session is opened with its role's policy, and every permission request, fs/* call and
 terminal is judged by the policy of the session it names; a request for a session that
 is not open (never opened, or its turn has ended) is refused as invalid params naming it.
+A permission request is judged on the whole tool call: what it leaves out (kind,
+locations, rawInput) is filled from the session/updates of the same toolCallId.
 Every refusal is a JSON-RPC error whose message says why, so the
 agent (and its model) can read it; every decision is also kept in the session's turn
 record.
@@ -44,7 +46,13 @@ from pydantic import BaseModel
 
 from procs.agent import files
 from procs.agent.locked_paths import TooManyPaths
-from procs.agent.permissions import Decision, decide, paths_named, pick_option
+from procs.agent.permissions import (
+    Decision,
+    decide,
+    merged_tool_call,
+    paths_named,
+    pick_option,
+)
 from procs.agent.record import FileRecord, PermissionRecord, RecordLimits, TurnRecord
 from procs.agent.roles import PathRefused, RolePolicy
 from procs.agent.sessions import AgentSession, Sessions, UnknownSession, role_locked_paths
@@ -186,7 +194,10 @@ class FactoryClient:
 
     async def session_update(self, session_id: str, update: Any, **kwargs: Any) -> None:
         if session_id in self.sessions:
-            self.sessions.get(session_id).record.add_update(_dump(update))
+            session, data = self.sessions.get(session_id), _dump(update)
+            session.record.add_update(data)
+            if data.get("sessionUpdate") in ("tool_call", "tool_call_update"):
+                session.note_tool_call(data)
         else:  # a notification has nobody to answer: counted
             self.updates_for_unknown_sessions += 1
 
@@ -197,7 +208,7 @@ class FactoryClient:
         **kwargs: Any,
     ) -> RequestPermissionResponse:  # fmt: skip
         session = self._session(session_id)
-        call = _dump(tool_call)
+        call = merged_tool_call(session.tool_calls.get(tool_call.tool_call_id), _dump(tool_call))
         decision = decide(session.policy, self.workspace, call)
         outcome = "allowed" if decision.allow else "refused"
         if session.cancelled.is_set():  # the turn is being cancelled: nothing more runs

@@ -16,12 +16,15 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from procs.agent.locked_paths import locked_paths
+from procs.agent.permissions import MERGED_KEYS
 from procs.agent.record import RecordLimits, TurnRecord
 from procs.agent.roles import RolePolicy
 from procs.agent.terminals import Terminals
 
+MAX_TOOL_CALLS_KEPT = 1000
 # Builds a session's Terminals from its policy (the client knows the workspace and limits).
 TerminalsFor = Callable[[RolePolicy], Terminals]
 
@@ -39,6 +42,22 @@ class AgentSession:
     record: TurnRecord
     terminals: Terminals
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    # What session/update said of each tool call (kind, title, locations, rawInput), for
+    # permission requests that leave some out; the last MAX_TOOL_CALLS_KEPT ids.
+    tool_calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def note_tool_call(self, update: dict[str, Any]) -> None:
+        """Keep what a tool_call / tool_call_update says of its call (later values win)."""
+        call_id = update.get("toolCallId")
+        if not isinstance(call_id, str):
+            return
+        known = self.tool_calls.pop(call_id, {})  # re-inserted: the newest last
+        for key in MERGED_KEYS:
+            if update.get(key) not in (None, "", [], {}):
+                known[key] = update[key]
+        self.tool_calls[call_id] = known
+        while len(self.tool_calls) > MAX_TOOL_CALLS_KEPT:
+            del self.tool_calls[next(iter(self.tool_calls))]
 
 
 class Sessions:

@@ -130,6 +130,25 @@ def run_op(session_id: str, op: dict[str, Any]) -> dict[str, Any] | None:
             if message.get("id") in ids and "method" not in message:
                 answers[message["id"]] = message.get("result", message.get("error"))
         return {"answers": [answers[i] for i in ids]}
+    if kind == "announce_then_ask":  # kind and path in session/update only, as
+        # @zed-industries/claude-code-acp does: the permission request names the call alone
+        call_id = f"announced-{next(_ids)}"
+        update = {
+            "sessionUpdate": "tool_call",
+            "toolCallId": call_id,
+            "title": "Write",
+            "kind": op["kind"],
+            "status": "pending",
+            "locations": [{"path": op["path"]}],
+            "rawInput": {"file_path": op["path"]},
+        }
+        send({"jsonrpc": "2.0", "method": "session/update",
+              "params": {"sessionId": session_id, "update": update}})  # fmt: skip
+        options = [{"optionId": "allow", "name": "Allow", "kind": "allow_once"},
+                   {"optionId": "reject", "name": "Reject", "kind": "reject_once"}]  # fmt: skip
+        return call_client("session/request_permission", {
+            "sessionId": session_id, "toolCall": {"toolCallId": call_id}, "options": options,
+        })  # fmt: skip
     if kind == "pid":
         return {"pid": os.getpid()}
     if kind == "touch":  # a file the agent itself writes (no client call): "I got here"
