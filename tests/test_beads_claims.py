@@ -162,13 +162,13 @@ def test_loop_ids_are_one_token(tmp_path: Path) -> None:
 FAKE_BD = """\
 #!{python}
 # A stand-in for beads' bd: issues in $FAKE_BD_STATE (a JSON list), each call logged to
-# $FAKE_BD_LOG. $FAKE_BD_MODE: ok, fail, hang, garbage, lie (a claim that exits 0 and
-# changes nothing), stolen (a claim that another actor wins).
+# $FAKE_BD_LOG. The mode, in the file $FAKE_BD_MODE: ok, fail, hang, garbage, lie (a claim
+# that exits 0 and changes nothing), stolen (a claim that another actor wins).
 import json, os, sys, time
 args = sys.argv[1:]
 with open(os.environ["FAKE_BD_LOG"], "a") as log:
     log.write(json.dumps(args) + "\\n")
-mode = os.environ.get("FAKE_BD_MODE", "ok")
+mode = open(os.environ["FAKE_BD_MODE"]).read().strip() or "ok"
 mutating = args[0] in ("update", "close", "comments")
 if mode == "fail" and (mutating or args[0] == "ready"):
     sys.stderr.write("Error: database is locked\\n"); sys.exit(1)
@@ -224,16 +224,18 @@ class FakeBd:
         self.state = tmp_path / "bd-state.json"
         self.log = tmp_path / "bd-log.jsonl"
         self.log.touch()
+        self.mode_file = tmp_path / "bd-mode"
+        self.mode_file.touch()
+        monkeypatch.setenv("FAKE_BD_MODE", str(self.mode_file))
         monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
         monkeypatch.setenv("FAKE_BD_STATE", str(self.state))
         monkeypatch.setenv("FAKE_BD_LOG", str(self.log))
-        self.monkeypatch = monkeypatch
 
     def issues(self, *beads: dict[str, Any]) -> None:
         self.state.write_bytes(orjson.dumps(list(beads)))
 
     def mode(self, mode: str) -> None:
-        self.monkeypatch.setenv("FAKE_BD_MODE", mode)
+        self.mode_file.write_text(mode)
 
     def calls(self) -> list[list[str]]:
         return [orjson.loads(line) for line in self.log.read_text().splitlines()]

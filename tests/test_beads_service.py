@@ -210,3 +210,34 @@ def test_the_service_refuses_to_start_without_the_directory(tmp_path: Path) -> N
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=30, check=False)
     assert done.returncode == 1
     assert b"no such directory" in done.stderr
+
+
+@pytest.mark.integration
+def test_with_bd_on_path_the_service_goes_through_bd(
+    tmp_path: Path, procs: Processes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_beads_claims import FakeBd
+
+    fake = FakeBd(tmp_path, monkeypatch)
+    fake.issues(orjson.loads(issue("a", 2)), orjson.loads(issue("b", 0)))
+    (tmp_path / "repo" / ".beads").mkdir(parents=True)  # no JSONL file: bd is the store
+    beads = BeadsProcess(tmp_path, procs, "--no-bus", "--bd-timeout-s", "2")
+    try:
+        assert beads.call("status")["backend"] == "bd"
+        assert [b["id"] for b in beads.call("ready")["ready"]] == ["b", "a"]
+        assert beads.call("claim", bead_id="b", loop_id="7")["state"] == "claimed"
+        assert ["update", "b", "--claim", "--actor", "factory/7", "--json"] in fake.calls()
+        fake.mode("garbage")
+        with pytest.raises(control.RemoteError, match="printed garbage") as err:
+            beads.call("ready")
+        assert err.value.type == "store_error"
+        fake.mode("hang")
+        with pytest.raises(control.RemoteError, match=r"no answer after 2\.0s") as err:
+            beads.call("claim", bead_id="a", loop_id="8")
+        assert err.value.type == "store_error"
+        fake.mode("ok")
+        _, out, _ = beads.ctl("beads", "--json")
+        assert [c["bead_id"] for c in orjson.loads(out)["claimed"]] == ["b"]
+    finally:
+        os.kill(beads.proc.pid, signal.SIGTERM)
+        assert beads.proc.wait(timeout=10) == 0

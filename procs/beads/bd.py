@@ -128,12 +128,12 @@ class BdBackend:
 
     # -- the Backend interface ---------------------------------------------------------
 
-    def read(self) -> View:
+    def read(self, *, listing: bool = True) -> View:
         ready = self._beads(["ready", "--json", "--limit", "0"])
         notes: list[str] = []
         held: list[Verdict] = []
         try:
-            for bead, record in self._beads(["blocked", "--json"]):
+            for bead, record in self._beads(["blocked", "--json"]) if listing else ():
                 blockers = record.get("blocked_by") or []
                 reason = f"blocked by {', '.join(map(str, blockers))}" if blockers else "blocked"
                 held.append(Verdict(bead, (reason,), True))

@@ -48,8 +48,8 @@ class BeadKeeper:
         self.max_attempts = max_attempts
         self.counts = {"claimed": 0, "refused": 0, "closed": 0, "failed": 0, "released": 0}
 
-    def read(self) -> View:
-        return self.backend.read()
+    def read(self, *, listing: bool = True) -> View:
+        return self.backend.read(listing=listing)
 
     def claim(self, bead_id: str, loop_id: str) -> Claim:
         """Claim `bead_id` for `loop_id`. Raises AlreadyClaimed, Refused, StoreError

@@ -98,6 +98,7 @@ class BeadsService(Service):
     name = SERVICE
     workers = 1  # the store and the claims database, one call at a time
     max_queued = 64
+    drain_s = 10.0  # a write in flight finishes; a longer bd call is settled at restart
 
     def __init__(
         self,
@@ -179,8 +180,9 @@ class BeadsService(Service):
             self._read_again = True
             return
         assert self.loop is not None and self.keeper is not None
+        keeper = self.keeper
         try:
-            deferred = self.loop.run_in_thread(self.keeper.read)
+            deferred = self.loop.run_in_thread(lambda: keeper.read(listing=False))
         except control.RequestRefused:  # the worker queue is full: the timer comes back
             return
         self._reading = True
@@ -406,7 +408,6 @@ class BeadsService(Service):
     def do_status(self, args: dict[str, Any]) -> dict[str, Any]:
         assert self.keeper is not None
         view = self.last_view
-        stats = getattr(self.backend, "statistics", None)
         return {
             "pid": os.getpid(),
             "backend": self.backend.name,
@@ -424,7 +425,7 @@ class BeadsService(Service):
             "published": self.published,
             "inotify_events": self.watch.events if self.watch else None,
             "counts": dict(self.keeper.counts),
-            "backend_stats": stats() if callable(stats) else {},
+            "backend_stats": self.backend.statistics(),
         }
 
 

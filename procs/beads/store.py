@@ -58,9 +58,12 @@ class View:
 class Backend(Protocol):
     name: str
 
-    def read(self) -> View:
-        """The store now. Raises StoreError."""
+    def read(self, *, listing: bool = True) -> View:
+        """The store now; `listing=False` may leave out what only a listing shows (the
+        blocked beads, for bd: one call fewer per reconcile). Raises StoreError."""
         ...
+
+    def statistics(self) -> dict[str, int]: ...
 
     def holder(self, bead_id: str) -> tuple[str, str]:
         """(status, assignee) of the bead as the store says now. Raises StoreError."""
@@ -100,7 +103,7 @@ class JsonlBackend:
         self.file = file or JsonlFile(self.path)
         self.clock = clock
 
-    def read(self) -> View:
+    def read(self, *, listing: bool = True) -> View:
         snap = read_snapshot(self.path)
         rules = ReadySet(snap.beads.values(), self.clock())
         notes = [f"bead {d} appears on more than one line: the last one counts"
@@ -120,6 +123,9 @@ class JsonlBackend:
             records=snap.records,
             notes=notes,
         )
+
+    def statistics(self) -> dict[str, int]:
+        return {"writes": self.file.writes, "write_retries": self.file.retries}
 
     def holder(self, bead_id: str) -> tuple[str, str]:
         record = read_snapshot(self.path).records.get(bead_id)
