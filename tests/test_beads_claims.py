@@ -335,3 +335,26 @@ def test_a_hung_bd_is_killed_with_its_children(bd: FakeBd, tmp_path: Path) -> No
         BdBackend(str(bd.exe), timeout_s=0.5).read()
     child = int((tmp_path / "child.pid").read_text())
     wait_until(lambda: process_start_ticks(child) is None, timeout=5, what="bd's child killed")
+
+
+def test_a_bead_blocked_since_the_reading_is_not_claimed(tmp_path: Path) -> None:
+    keeper = jsonl_keeper(tmp_path, issue("a"), issue("b"))
+    assert [b.id for b in keeper.read().dispatchable] == ["a", "b"]
+    path = tmp_path / "issues.jsonl"  # meanwhile someone makes b wait for a
+    dep = {"issue_id": "b", "depends_on_id": "a", "type": "blocks", "metadata": "{}"}
+    lines = path.read_bytes().splitlines()
+    lines[1] = orjson.dumps({**orjson.loads(lines[1]), "dependencies": [dep]})
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.raises(Refused, match=r"b is not ready: blocks on a \(open\)"):
+        keeper.claim("b", "7")
+    assert record(tmp_path, "b")["status"] == "open"
+
+
+def test_a_symlinked_export_is_written_through(tmp_path: Path) -> None:
+    real = tmp_path / "real.jsonl"
+    real.write_bytes(orjson.dumps(issue("a")) + b"\n")
+    (tmp_path / "issues.jsonl").symlink_to(real)
+    keeper = jsonl_keeper(tmp_path)
+    keeper.claim("a", "7")
+    assert (tmp_path / "issues.jsonl").is_symlink()
+    assert orjson.loads(real.read_bytes())["assignee"] == "factory/7"

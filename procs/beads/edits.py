@@ -6,7 +6,8 @@ condition does not hold, and nothing is written.
 
 - claim (beads' ClaimIssue): only while `status` is open and the bead is unassigned or
   already ours; sets status in_progress, assignee = actor, updated_at, and started_at if
-  it had none. Claiming again what we hold in_progress is a no-op success.
+  it had none. Claiming again what we hold in_progress is a no-op success. (The JSONL
+  store also checks, under the same lock, that the bead is still ready.)
 - close: only while we hold it (in_progress, assignee = actor); sets status closed,
   closed_at, close_reason (the completion stats in words) and metadata.factory (the stats).
 - fail: only while we hold it; back to open and unassigned, or `blocked` once the bead

@@ -169,7 +169,7 @@ class JsonlFile:
         lock_timeout_s: float = 10.0,
         before_rename: Callable[[], None] | None = None,
     ) -> None:
-        self.path = Path(path)
+        self.path = Path(os.path.realpath(path))  # a symlinked export: write its target
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.lock_timeout_s = lock_timeout_s
         self._before_rename = before_rename  # tests: an edit lands mid-write
@@ -180,11 +180,16 @@ class JsonlFile:
         return read_snapshot(self.path)
 
     def update(
-        self, bead_id: str, make_patch: Callable[[dict[str, Any]], Patch]
+        self,
+        bead_id: str,
+        make_patch: Callable[[dict[str, Any]], Patch],
+        *,
+        check: Callable[[Snapshot], None] | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Change bead `bead_id`: `make_patch(record)` gets its current record (read
         under the lock) and returns the fields to set; it may raise to refuse (the
-        file is then untouched). Returns (the record before, the record written).
+        file is then untouched), and so may `check(snapshot)`, called first with the
+        whole file as read under the lock. Returns (the record before, the record written).
         Blocks at most `lock_timeout_s` for the lock plus the write. Raises
         BeadMissing, WriteConflict, StoreError, or what `make_patch` raised."""
         with self._locked():
@@ -194,6 +199,8 @@ class JsonlFile:
                 if index is None:
                     raise BeadMissing(f"{self.path}: no bead {bead_id!r}")
                 before = snap.records[bead_id]
+                if check is not None:
+                    check(snap)
                 patch = make_patch(dict(before))
                 try:
                     new_raw = splice(snap.lines[index].raw, patch)

@@ -12,12 +12,11 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 from procs.beads import edits
 from procs.beads.edits import Refused
-from procs.beads.jsonl import JsonlFile, Patch, StoreError, read_snapshot
+from procs.beads.jsonl import JsonlFile, Patch, Snapshot, StoreError, read_snapshot
 from procs.beads.ready import Bead, ReadySet, Verdict
 
 __all__ = ["Backend", "JsonlBackend", "ReadBackFailed", "Refused", "StoreError", "View"]
@@ -99,8 +98,8 @@ class JsonlBackend:
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock = utc_now,
                  file: JsonlFile | None = None) -> None:  # fmt: skip
-        self.path = Path(path)
-        self.file = file or JsonlFile(self.path)
+        self.file = file or JsonlFile(path)
+        self.path = self.file.path
         self.clock = clock
 
     def read(self, *, listing: bool = True) -> View:
@@ -134,9 +133,13 @@ class JsonlBackend:
         return str(record.get("status") or "open"), str(record.get("assignee") or "")
 
     def _change(
-        self, bead_id: str, make: Callable[[dict[str, Any]], Patch], want: tuple[str, str]
+        self,
+        bead_id: str,
+        make: Callable[[dict[str, Any]], Patch],
+        want: tuple[str, str],
+        check: Callable[[Snapshot], None] | None = None,
     ) -> Mapping[str, Any]:
-        _, written = self.file.update(bead_id, make)
+        _, written = self.file.update(bead_id, make, check=check)
         status, assignee = self.holder(bead_id)
         if (status, assignee) != want:
             raise ReadBackFailed(
@@ -146,8 +149,22 @@ class JsonlBackend:
         return written
 
     def claim(self, bead_id: str, actor: str) -> Mapping[str, Any]:
+        """Beads' CAS, and one more condition checked under the same lock: the bead is
+        still ready (a blocker added since the dispatcher's reading refuses the claim)."""
+
+        def still_ready(snap: Snapshot) -> None:
+            bead = snap.beads[bead_id]
+            if bead.status == "in_progress" and bead.assignee == actor:
+                return  # ours already: the CAS makes this a no-op
+            verdict = ReadySet(snap.beads.values(), self.clock()).verdicts[bead_id]
+            if not verdict.ready:
+                raise Refused(f"{bead_id} is not ready: {'; '.join(verdict.reasons)}")
+
         return self._change(
-            bead_id, lambda r: edits.claim(r, actor, self.clock()), ("in_progress", actor)
+            bead_id,
+            lambda r: edits.claim(r, actor, self.clock()),
+            ("in_progress", actor),
+            check=still_ready,
         )
 
     def close(
