@@ -499,7 +499,7 @@ def main(argv: list[str]) -> int:
         backend = bd_cli.BdBackend(executable, timeout_s=args.bd_timeout_s, cwd=args.bd_cwd)
         watch = None
     else:
-        watch = Path(args.jsonl).absolute()
+        watch = Path(os.path.realpath(args.jsonl))  # a symlinked export: watch its target
         backend = JsonlBackend(watch)
     try:
         paths.private_dir(state)
