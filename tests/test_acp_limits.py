@@ -15,7 +15,7 @@ import pytest
 
 from procs.agent import AcpAgent, RolePolicy
 from procs.agent.record import RecordLimits, TurnRecord
-from procs.agent.session import TurnResult
+from procs.agent.result import TurnResult
 from procs.agent.terminals import TerminalLimit, Terminals
 from tests.helpers.sandbox import sandbox_mode
 from tests.waiting import pid_gone, wait_until

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from procs.agent import AcpAgent, AgentDied, AgentProtocolError, AgentTimeout, RolePolicy
-from procs.agent.session import TurnResult
+from procs.agent.result import TurnResult
 from tests.helpers.sandbox import sandbox_mode
 
 ROOT = Path(__file__).resolve().parent.parent

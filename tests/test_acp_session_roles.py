@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from procs.agent import AcpAgent, RolePolicy
-from procs.agent.session import TurnResult
+from procs.agent.result import TurnResult
 from tests.harness import ROOT
 
 pytestmark = pytest.mark.integration  # the agent double as a process

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from procs.agent import AcpAgent, AgentProtocolError, RolePolicy
+from procs.agent.result import TurnResult
 from procs.agent.rpc_header import read_header
-from procs.agent.session import TurnResult
 from procs.agent.transport import MAX_LINE_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,15 +2,18 @@
 
 A thin adapter over the `agent-client-protocol` package (module `acp`): session.AcpAgent
 (process, initialize, session/new, prompt, cancel, close), client.FactoryClient (the
-handlers the agent calls), roles (what each role may write), permissions (the decision
-per tool call), files (fs/*), terminals (terminal/*), transport (stdio that reports bad
-input), record (what a turn produced, bounded), opencode (config/env for opencode-ai).
+handlers the agent calls), sessions (each session's role policy, record and terminals),
+result (TurnResult and its outcome), serve (a kept agent serving turns on stdio), roles
+(what each role may write), permissions (the decision per tool call), files (fs/*),
+terminals (terminal/*), transport (stdio that reports bad input), record (what a turn
+produced, bounded), opencode (config/env for opencode-ai).
 This package is named `agent`, not `acp`, so that it never shadows the library.
 """
 
 from procs.agent.client import FactoryClient
 from procs.agent.permissions import Decision, decide
 from procs.agent.record import RecordLimits, TurnRecord
+from procs.agent.result import TurnResult
 from procs.agent.roles import PathRefused, Role, RolePolicy
 from procs.agent.session import (
     AcpAgent,
@@ -18,7 +21,6 @@ from procs.agent.session import (
     AgentError,
     AgentProtocolError,
     AgentTimeout,
-    TurnResult,
 )
 
 __all__ = [

@@ -52,8 +52,9 @@ from typing import Any
 import orjson
 
 from procs.agent.record import RecordLimits
+from procs.agent.result import TurnResult
 from procs.agent.roles import RolePolicy
-from procs.agent.session import AcpAgent, AgentDied, AgentError, AgentTimeout, TurnResult
+from procs.agent.session import AcpAgent, AgentDied, AgentError, AgentTimeout
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 MAX_PROMPT_FILE_BYTES = 8 * 1024 * 1024
