@@ -66,13 +66,6 @@ class BeadsProcess:
         return code, out.getvalue(), err.getvalue()
 
 
-@pytest.fixture
-def procs() -> Any:
-    p = Processes()
-    yield p
-    p.cleanup()
-
-
 def assigned(sub: Subscriber, bead_id: str) -> Any:
     return sub.wait_for("BeadAssigned", lambda e: e.signal.task_id == bead_id, timeout=10).signal
 
@@ -241,3 +234,44 @@ def test_with_bd_on_path_the_service_goes_through_bd(
     finally:
         os.kill(beads.proc.pid, signal.SIGTERM)
         assert beads.proc.wait(timeout=10) == 0
+
+
+CHILD_BLOCK = """
+# The beads store's only reader and writer: `factoryctl beads`. With bd on PATH it goes
+# through bd (run it in the repository: cwd = "/srv/repo"); otherwise it reads and
+# writes the JSONL export, watched with inotify. Claims: <state_dir>/beads.sqlite3.
+[[supervisor.children.children]]
+id = "beads"
+target = "procs.beads.service:main"
+ready = "notify"
+shutdown_ms = 15000
+"""
+
+
+@pytest.mark.integration
+def test_runs_under_factoryd_as_the_example_child(factoryd: Any, tmp_path: Path) -> None:
+    jsonl = tmp_path / "repo" / ".beads" / "issues.jsonl"
+    jsonl.parent.mkdir(parents=True)
+    jsonl.write_bytes(issue("a", 1) + issue("b", 0, "a"))
+    d = factoryd(
+        '[supervisor]\nstrategy = "rest_for_one"\n'
+        '[[supervisor.children]]\nid = "bus"\ntarget = "procs.bus.service:main"\n'
+        'ready = "notify"\n'
+        '[[supervisor.children]]\nid = "services"\nstrategy = "one_for_one"\n'
+        + CHILD_BLOCK
+        + f'args = ["--jsonl", "{jsonl}", "--bd", "never", "--max-attempts", "3"]\n'
+    ).start()
+    assert d.node("beads")["state"] == "running"
+    sub = Subscriber(d.runtime_dir, types=["BeadAssigned"])
+    try:
+        sub.wait_connected(timeout=10)
+        sock = paths.control_socket(d.runtime_dir, "beads")
+        control.call(sock, "claim", {"bead_id": "a", "loop_id": "1"}, timeout=10)
+        control.call(sock, "close", {"bead_id": "a", "loop_id": "1"}, timeout=10)
+        assigned(sub, "b")  # announced once a closed
+        code, out, _ = d.ctl("beads")
+        assert code == 0 and "READY (1, dispatch order)" in out
+    finally:
+        sub.close()
+    d.stop()
+    assert d.proc is not None and d.proc.returncode == 0
