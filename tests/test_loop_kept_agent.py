@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -160,3 +161,27 @@ def test_the_agents_ram_is_held_while_it_lives_and_given_back(ws: Path, runtime:
     finally:
         kept.close()
     assert room_for(1024), "given back when the agent exited"
+
+
+def test_a_turn_cut_short_by_a_stop_signal_fails(ws: Path, kept: KeptAgentTurns) -> None:
+    kept.reviewer(turn(ws, "reviewer", []))  # started
+    service = kept.service
+    assert service is not None
+    marker = ws.parent / "in-turn"
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        ops = [{"op": "touch", "path": str(marker)}, {"op": "wait_cancel"}]
+        try:
+            kept.reviewer(turn(ws, "reviewer", ops))
+        except TurnFailed as exc:
+            failed.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    wait_until(marker.exists, timeout=30, what="the turn to begin")
+    service.process.send_signal(signal.SIGTERM)  # as a SIGTERM to the loop's group would
+    worker.join(60)
+    assert not worker.is_alive()
+    assert [str(e) for e in failed] == ["reviewer turn cancelled: the agent service was stopped"]
+    assert service.process.returncode == 0 and kept.service is None

@@ -16,7 +16,8 @@ service and fails the turn. The agent also restarts when a turn names another wo
 
 A turn that cannot be done raises TurnFailed naming why: the agent died, timed out (our
 timeout cancelled the turn), ignored the cancel or broke the protocol, the service could
-not start (the RAM, the agent's own start), or the service stopped answering. A turn the
+not start (the RAM, the agent's own start), was stopped mid-turn (a signal to the loop's
+group reaches it too: it cancels the turn and exits), or stopped answering. A turn the
 role refused some of (TurnReply.outcome "refused", with the reasons) is a reply, never a
 failure: it is the next turn's feedback.
 
@@ -186,6 +187,9 @@ class KeptAgentTurns:
         self.outcomes[str(outcome)] = self.outcomes.get(str(outcome), 0) + 1
         if outcome == "timed_out":
             raise TurnFailed(f"{turn.role} turn timed out after {self.settings.timeout_s} s")
+        if isinstance(result, dict) and result.get("stopped"):  # SIGTERM/SIGINT to the group
+            self.close()
+            raise TurnFailed(f"{turn.role} turn cancelled: the agent service was stopped")
         record = result.get("record") if isinstance(result, dict) else None
         message = record.get("message") if isinstance(record, dict) else None
         if not isinstance(message, str) or not isinstance(result, dict):
