@@ -141,5 +141,34 @@ class BeadKeeper:
                 out.append({"bead_id": claim.bead_id, "action": "aborted", "reason": why})
         return out
 
+    def listing(self) -> dict[str, Any]:
+        """Ready beads, live claims (with titles), blocked beads with reasons. A store
+        that cannot be read gives `error` (and the claims, which SQLite still knows)."""
+        claims = self.ledger.all_live()
+        try:
+            view: View | None = self.read()
+            error = None
+        except StoreError as exc:
+            view, error = None, str(exc)
+        records = view.records if view else {}
+        blocked = []
+        for v in [*view.held, *view.stuck] if view else ():
+            deferred = any("deferred until" in r for r in v.reasons)
+            if v.blocked or v.bead.status == "blocked" or deferred:
+                blocked.append({**v.bead.summary(), "reasons": list(v.reasons)})
+        return {
+            "source": view.source if view else None,
+            "error": error,
+            "ready": [b.summary() for b in view.ready] if view else [],
+            "claimed": [
+                {**c.to_dict(), "title": str(records.get(c.bead_id, {}).get("title") or "")}
+                for c in claims
+            ],
+            "blocked": blocked,
+            "malformed_lines": view.malformed_lines if view else None,
+            "malformed": view.malformed if view else [],
+            "notes": view.notes if view else [],
+        }
+
     def statistics(self) -> dict[str, Any]:
         return {**self.counts, "claims": self.ledger.statistics()}

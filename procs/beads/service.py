@@ -41,14 +41,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from inotify_simple import INotify, flags
-
 from ipc import control, paths, service_report
 from ipc.bus import BusError, Publisher
-from ipc.service import READ, BadRequest, Call, Deferred, Ready, Service, ServiceLoop, serve
+from ipc.service import BadRequest, Call, Deferred, Ready, Service, ServiceLoop, serve
 from ipc.service import StartFailed as ServiceStartFailed
-from ipc.signals import BeadAssigned, Priority
 from procs.beads import bd as bd_cli
+from procs.beads.announce import Announcements, bead_assigned
 from procs.beads.claims import AlreadyClaimed, ClaimError, ClaimLedger, StaleClaim
 from procs.beads.edits import Refused
 from procs.beads.jsonl import StoreError
@@ -56,42 +54,16 @@ from procs.beads.keeper import BadLoopId, BeadKeeper
 from procs.beads.ready import Bead
 from procs.beads.store import Backend, JsonlBackend, View
 from procs.beads.text import requirements
+from procs.beads.watch import StoreWatch
 
 SERVICE = "beads"
 DB_NAME = "beads.sqlite3"
-MAX_REQUIREMENTS_CHARS = 16 * 1024  # a signal says "look"; `show` gives the whole text
 PUBLISH_TIMEOUT_S = 1.0
 BUS_RETRY_S = 0.5
 
 
 def report(event: str, **fields: Any) -> None:
     service_report.report(SERVICE, event, **fields)
-
-
-class StoreWatch:
-    """inotify on the JSONL file's directory: `on_change()` when the file may have
-    changed (written, replaced by rename, created, removed)."""
-
-    def __init__(self, path: Path, loop: ServiceLoop, on_change: Callable[[], None]) -> None:
-        self.name = path.name
-        self.inotify = INotify(nonblocking=True)
-        mask = flags.CLOSE_WRITE | flags.MOVED_TO | flags.MOVED_FROM | flags.CREATE | flags.DELETE
-        self.inotify.add_watch(str(path.parent), mask)
-        self._on_change = on_change
-        self.events = 0
-        loop.watch(self.inotify.fileno(), READ, self._ready)
-
-    def _ready(self, _events: int) -> None:
-        try:
-            events = self.inotify.read(timeout=0)
-        except BlockingIOError:
-            return
-        if any(e.name == self.name for e in events):
-            self.events += 1
-            self._on_change()
-
-    def close(self) -> None:
-        self.inotify.close()
 
 
 class BeadsService(Service):
@@ -122,9 +94,7 @@ class BeadsService(Service):
         self.loop: ServiceLoop | None = None
         self.watch: StoreWatch | None = None
         self.publisher: Publisher | None = None
-        self.announced: set[str] = set()  # dispatchable at the last good reading
-        self.unannounced: list[Bead] = []  # newly dispatchable, waiting for the bus
-        self.published = 0
+        self.announcements = Announcements()
         self.readings = 0
         self.last_view: View | None = None
         self.last_read_at: float | None = None
@@ -170,7 +140,7 @@ class BeadsService(Service):
             self.publisher.close()
         if self.keeper is not None:
             self.keeper.ledger.close()
-        report("stopped", reason=reason, published=self.published)
+        report("stopped", reason=reason, published=self.announcements.published)
 
     # -- reading the store and announcing ----------------------------------------------
 
@@ -202,40 +172,34 @@ class BeadsService(Service):
             self.last_view, self.last_read_at = view, time.time()
             if view.malformed_lines:
                 report("malformed_lines", count=view.malformed_lines, lines=view.malformed[:5])
-            now = view.dispatchable
-            still = {b.id for b in now}
-            waiting = [b for b in self.unannounced if b.id in still]
-            queued = {b.id for b in waiting}
-            fresh = [b for b in now if b.id not in self.announced and b.id not in queued]
-            self.unannounced = waiting + fresh
-            self.announced = still
+            self.announcements.reading(view.dispatchable)
             self._announce()
         if self._read_again:
             self._read_again = False
             self.reconcile()
 
     def _announce(self) -> None:
-        """Publish BeadAssigned for each unannounced bead once the bus is connected."""
-        if self.publisher is None or not self.unannounced:
-            self.unannounced = []
+        """Publish BeadAssigned for each bead newly dispatchable, once the bus is there."""
+        if self.publisher is None or not self.announcements.pending:
+            self.announcements.pending.clear()
             return
-        self.publisher.drain_subscriptions()
-        if self.publisher.statistics()["subscriptions"] == 0:  # nothing reaches the broker
+        publisher = self.publisher
+        publisher.drain_subscriptions()
+        if publisher.statistics()["subscriptions"] == 0:  # nothing reaches the broker yet
             if not self._bus_retry and self.loop is not None:
                 self._bus_retry = True
                 self.loop.after(BUS_RETRY_S, self._retry_announce)
             return
         records = self.last_view.records if self.last_view else {}
-        while self.unannounced:
-            bead = self.unannounced[0]
-            signal = bead_assigned(bead, records.get(bead.id, {}))
-            try:
-                self.publisher.publish(signal, timeout=PUBLISH_TIMEOUT_S)
-            except BusError as exc:
-                report("announce_failed", bead_id=bead.id, reason=str(exc))
-                return  # kept: the next reading tries again
-            self.published += 1
-            self.unannounced.pop(0)
+
+        def send(bead: Bead) -> None:
+            publisher.publish(bead_assigned(bead, records.get(bead.id, {})),
+                              timeout=PUBLISH_TIMEOUT_S)  # fmt: skip
+
+        try:
+            self.announcements.publish(send)
+        except BusError as exc:  # kept pending: the next reading tries again
+            report("announce_failed", reason=str(exc), pending=len(self.announcements.pending))
 
     def _retry_announce(self) -> None:
         self._bus_retry = False
@@ -295,39 +259,7 @@ class BeadsService(Service):
 
     def do_list(self, args: dict[str, Any]) -> Any:
         assert self.keeper is not None
-        keeper = self.keeper
-
-        def listing() -> dict[str, Any]:
-            claims = keeper.ledger.all_live()
-            try:
-                view: View | None = keeper.read()
-                error = None
-            except StoreError as exc:
-                view, error = None, str(exc)
-            records = view.records if view else {}
-            blocked = []
-            if view is not None:
-                for v in [*view.held, *view.stuck]:
-                    if v.blocked or v.bead.status == "blocked" or _deferred(v.reasons):
-                        blocked.append({**v.bead.summary(), "reasons": list(v.reasons)})
-            return {
-                "source": view.source if view else None,
-                "error": error,
-                "ready": [b.summary() for b in view.ready] if view else [],
-                "claimed": [
-                    {
-                        **c.to_dict(),
-                        "title": str(records.get(c.bead_id, {}).get("title") or ""),
-                    }
-                    for c in claims
-                ],
-                "blocked": blocked,
-                "malformed_lines": view.malformed_lines if view else None,
-                "malformed": view.malformed if view else [],
-                "notes": view.notes if view else [],
-            }
-
-        return self._in_worker(listing)
+        return self._in_worker(self.keeper.listing)
 
     def do_show(self, args: dict[str, Any]) -> Any:
         assert self.keeper is not None
@@ -421,16 +353,12 @@ class BeadsService(Service):
             "ready": len(view.ready) if view else None,
             "dispatchable": len(view.dispatchable) if view else None,
             "malformed_lines": view.malformed_lines if view else None,
-            "announced": len(self.announced),
-            "published": self.published,
+            "announced": len(self.announcements.announced),
+            "published": self.announcements.published,
             "inotify_events": self.watch.events if self.watch else None,
             "counts": dict(self.keeper.counts),
             "backend_stats": self.backend.statistics(),
         }
-
-
-def _deferred(reasons: tuple[str, ...]) -> bool:
-    return any("deferred until" in r for r in reasons)
 
 
 def _text_arg(args: dict[str, Any], name: str) -> str:
@@ -447,20 +375,6 @@ def _generation(args: dict[str, Any]) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise BadRequest(f"generation must be a positive integer, got {value!r:.40}")
     return value
-
-
-def bead_assigned(bead: Bead, record: Mapping[str, Any]) -> BeadAssigned:
-    text = requirements(record) if record else f"## {bead.title}"
-    if len(text) > MAX_REQUIREMENTS_CHARS:
-        text = (
-            text[:MAX_REQUIREMENTS_CHARS] + "\n\n[truncated: the beads service's `show` has it all]"
-        )
-    return BeadAssigned(
-        task_id=bead.id,
-        spec=bead.title,
-        requirements=text,
-        priority=Priority.from_level(min(max(bead.priority, 0), 4)),
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
