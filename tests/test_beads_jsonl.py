@@ -297,3 +297,57 @@ def test_splice_sets_and_deletes_and_keeps_order(
             want[k] = v
     assert got == want
     assert list(got) == list(want)  # kept keys in place, new ones at the end
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 138),
+            st.sampled_from(["title", "notes", "labels", "priority", "x_unknown"]),
+            st.text(max_size=12) | st.integers(0, 4) | st.lists(st.text(max_size=4), max_size=2),
+        ),
+        max_size=6,
+    ),
+    st.integers(0, 3),
+)
+def test_edits_landing_mid_write_are_all_kept(
+    tmp_path_factory: pytest.TempPathFactory, theirs: list[tuple[int, str, Any]], added: int
+) -> None:
+    path = copy(tmp_path_factory.mktemp("race"), LEGACY)
+    ids = list(read_snapshot(path).records)
+    target = "bd-45"
+    expected: dict[str, dict[str, Any]] = {}
+
+    def they_write() -> None:
+        if store.file.retries:
+            return
+        snap = read_snapshot(path)
+        data = snap.data
+        for index, key, value in theirs:
+            bead_id = ids[index]
+            raw = read_snapshot_bytes(data).lines[snap.line_of[bead_id]].raw
+            data = data.replace(raw, splice(raw, {key: value}), 1)
+            expected.setdefault(bead_id, {})[key] = value
+        for i in range(added):
+            data += orjson.dumps({"id": f"new-{i}", "title": "theirs"}) + b"\n"
+        path.write_bytes(data)
+
+    store = backend(path, before_rename=they_write)
+    store.claim(target, "factory/5")
+    snap = read_snapshot(path)
+    for bead_id, fields in expected.items():
+        for key, value in fields.items():
+            assert snap.records[bead_id][key] == value
+    assert (snap.records[target]["status"], snap.records[target]["assignee"]) == (
+        "in_progress",
+        "factory/5",
+    )
+    assert all(f"new-{i}" in snap.records for i in range(added))
+    assert snap.malformed_lines == 0 and len(snap.records) == 139 + added
+
+
+def read_snapshot_bytes(data: bytes) -> Any:
+    from procs.beads.jsonl import parse
+
+    return parse(Path("-"), data)

@@ -134,8 +134,13 @@ class BdBackend:
         held: list[Verdict] = []
         try:
             for bead, record in self._beads(["blocked", "--json"]) if listing else ():
-                blockers = record.get("blocked_by") or []
-                reason = f"blocked by {', '.join(map(str, blockers))}" if blockers else "blocked"
+                names = [
+                    str(b.get("id") or b.get("depends_on_id") or b)
+                    if isinstance(b, dict)
+                    else str(b)
+                    for b in record.get("blocked_by") or []
+                ]  # bd writes ids, or objects with an id
+                reason = f"blocked by {', '.join(names)}" if names else "blocked"
                 held.append(Verdict(bead, (reason,), True))
         except BdError as exc:  # a listing without the blocked beads, said so
             notes.append(f"blocked beads unknown: {exc}")
