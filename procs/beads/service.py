@@ -169,9 +169,10 @@ class BeadsService(Service):
         else:
             self.readings += 1
             self.last_error = None
-            self.last_view, self.last_read_at = view, time.time()
-            if view.malformed_lines:
+            before = self.last_view.malformed if self.last_view else []
+            if view.malformed and view.malformed != before:  # said once, not every reading
                 report("malformed_lines", count=view.malformed_lines, lines=view.malformed[:5])
+            self.last_view, self.last_read_at = view, time.time()
             self.announcements.reading(view.dispatchable)
             self._announce()
         if self._read_again:
