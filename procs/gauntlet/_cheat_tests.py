@@ -21,6 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from procs.gauntlet._astkit import dotted, parse, skeleton
+from procs.gauntlet._carried import (
+    benign_edit,
+    bindings,
+    carried,
+    gone_names,
+    substitute,
+    timing,
+    unqualified,
+)
 from procs.gauntlet._change import FileChange
 from procs.gauntlet._model import Finding
 from procs.testfiles import is_test_module, is_test_path
@@ -42,6 +51,8 @@ class TestFunction:
     marks: set[str] = field(default_factory=set)
     assertions: dict[str, ast.AST] = field(default_factory=dict)  # dump -> node
     cases: dict[str, ast.AST] = field(default_factory=dict)  # parametrize case dump -> node
+    helpers: dict[str, ast.AST] = field(default_factory=dict)  # the module's other functions
+    inlined: dict[str, ast.AST] = field(default_factory=dict)  # assertions, locals inlined
 
     @property
     def fingerprint(self) -> frozenset[str]:
@@ -104,17 +115,23 @@ def _canonical(node: ast.AST) -> str:
     return ast.dump(test)
 
 
-def _assertions(node: ast.AST) -> dict[str, ast.AST]:
-    """A test's checks by canonical key: asserts, pytest.raises/warns, self.assert*."""
+def _assertions(node: ast.AST, inline: bool = False) -> dict[str, ast.AST]:
+    """A test's checks by canonical key: asserts, pytest.raises/warns, self.assert*; with
+    `inline`, the locals bound once are inlined (`r = f(x); assert r == 5` is
+    `assert f(x) == 5`)."""
+    values = bindings(node) if inline and isinstance(node, ast.FunctionDef
+                                                     | ast.AsyncFunctionDef) else {}  # fmt: skip
     found: dict[str, ast.AST] = {}
     for child in ast.walk(node):
         if isinstance(child, ast.Assert):
-            found[_canonical(child.test)] = child.test
+            test = substitute(child.test, values)
+            found[_canonical(test)] = test
         elif isinstance(child, ast.Call):
             name = dotted(child.func)
             last = name.rsplit(".", 1)[-1]
             if last in ("raises", "warns", "deprecated_call") or last.startswith("assert"):
-                found[_canonical(child)] = child
+                call = substitute(child, values)
+                found[_canonical(call)] = call
     return found
 
 
@@ -130,6 +147,10 @@ def collect_tests(path: str, tree: ast.Module) -> dict[str, TestFunction]:
                 else [statement.value]  # fmt: skip
             module_marks |= _mark_names(values)
     tests: dict[str, TestFunction] = {}
+    helpers: dict[str, ast.AST] = {
+        s.name: s for s in tree.body
+        if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef) and not s.name.startswith("test")
+    }  # fmt: skip
 
     def add(function: ast.FunctionDef | ast.AsyncFunctionDef, prefix: str, marks: set[str]
             ) -> None:  # fmt: skip
@@ -137,6 +158,7 @@ def collect_tests(path: str, tree: ast.Module) -> dict[str, TestFunction]:
             name=f"{prefix}{function.name}", path=path, line=function.lineno, node=function,
             marks=marks | _mark_names(function.decorator_list),
             assertions=_assertions(function), cases=_cases(function.decorator_list),
+            helpers=helpers, inlined=_assertions(function, inline=True),
         )  # fmt: skip
         tests[test.name] = test
 
@@ -228,12 +250,46 @@ def _patched_in_test(old: TestFunction, new: TestFunction) -> list[Finding]:
         return found
 
     before, after = patches(old), patches(new)
+    after = {dump: node for dump, node in after.items() if not _environment_patch(node)}
     return [Finding("weakened_tests", new.path, getattr(node, "lineno", new.line),
                     f"test {new.name} now patches `{_src(node)}`: it checks a stand-in")
             for dump, node in after.items() if dump not in before]  # fmt: skip
 
 
-def _edited_statements(old: TestFunction, new: TestFunction) -> list[Finding]:
+# What a test may replace without checking a stand-in: the clock, randomness, the
+# environment, the process's streams.
+_ENVIRONMENT = frozenset({"time", "random", "datetime", "os", "sys", "uuid", "secrets",
+                          "socket", "subprocess", "shutil", "tempfile", "platform", "getpass",
+                          "signal", "asyncio", "threading", "monotonic", "perf_counter",
+                          "sleep", "now",
+                          "utcnow", "today", "randint", "choice", "uuid4", "urandom", "getpid",
+                          "environ", "getenv", "argv", "stdin", "stdout", "stderr", "home",
+                          "cwd", "getcwd", "gethostname", "cpu_count", "clock", "timer",
+                          "token_hex", "token_bytes"})  # fmt: skip
+
+
+def _environment_patch(node: ast.AST) -> bool:
+    """monkeypatch.setattr(mod, "time", fake) / patch("m.time.sleep"): a stand-in for the
+    clock, randomness or the environment, not for the code under test."""
+    call = node if isinstance(node, ast.Call) else None
+    if call is None or not call.args:
+        return False
+    first = call.args[0]
+    if isinstance(first, ast.Constant) and isinstance(first.value, str):
+        target = first.value  # "pkg.mod.name" (setattr with one string, patch)
+    elif len(call.args) > 1 and isinstance(call.args[1], ast.Constant) \
+            and isinstance(call.args[1].value, str):  # fmt: skip
+        target = call.args[1].value  # setattr(obj, "name", value)
+    elif isinstance(first, ast.Attribute | ast.Name):
+        target = dotted(first)  # patch.object(time, ...) / setattr(time.sleep, ...)
+    else:
+        return False
+    parts = target.split(".")
+    return parts[-1] in _ENVIRONMENT or any(p in _ENVIRONMENT for p in parts[-2:-1])
+
+
+def _edited_statements(old: TestFunction, new: TestFunction, gone: frozenset[str] = frozenset()
+                       ) -> list[Finding]:  # fmt: skip
     """Statements in a test (expected = ..., inputs) kept in shape with other literals."""
 
     def simple(test: TestFunction) -> dict[str, ast.stmt]:
@@ -251,7 +307,8 @@ def _edited_statements(old: TestFunction, new: TestFunction) -> list[Finding]:
         if dump in after:
             continue
         twin = twins.get(skeleton(node))
-        if twin is not None and not any(isinstance(n, ast.Assert) for n in ast.walk(node)):
+        if twin is not None and not any(isinstance(n, ast.Assert) for n in ast.walk(node)) \
+                and not benign_edit(node, twin, gone):  # fmt: skip
             findings.append(Finding("edited_expectations", new.path, twin.lineno,
                                     f"test {new.name}: `{_src(node)}` changed to "
                                     f"`{_src(twin)}`"))  # fmt: skip
@@ -354,6 +411,7 @@ def test_file_findings(files: list[FileChange]) -> list[Finding]:
     findings: list[Finding] = []
     base_tests: dict[str, TestFunction] = {}
     new_tests: dict[str, TestFunction] = {}
+    gone = gone_names(str(c.base_path) for c in files if c.status in ("deleted", "renamed"))
     for change in files:
         base_path, path = change.base_path, change.path
         if is_test_path(base_path) and base_path.suffix != ".py" and change.status != "added":
@@ -374,7 +432,7 @@ def test_file_findings(files: list[FileChange]) -> list[Finding]:
         if new_tree is not None:
             findings += _shadowed_tests(str(path), new_tree, change.added_lines)
         if base_tree is not None and new_tree is not None:
-            findings += _module_values(str(path), base_tree, new_tree, change.added_lines)
+            findings += _module_values(str(path), base_tree, new_tree, change.added_lines, gone)
             if any(_is_test_off(s) for s in new_tree.body) and not any(
                 _is_test_off(s) for s in base_tree.body
             ):
@@ -386,12 +444,13 @@ def test_file_findings(files: list[FileChange]) -> list[Finding]:
                         "`__test__ = False` stops pytest collecting the module",
                     )
                 )
-    findings += _removed_tests(files, base_tests, new_tests)
+    findings += _removed_tests(files, base_tests, new_tests, gone)
     return findings
 
 
 def _removed_tests(files: list[FileChange], base_tests: dict[str, TestFunction],
-                   new_tests: dict[str, TestFunction]) -> list[Finding]:  # fmt: skip
+                   new_tests: dict[str, TestFunction], gone: frozenset[str] = frozenset()
+                   ) -> list[Finding]:  # fmt: skip
     """deleted_tests for REV's tests that no patched test carries on; _compare for the
     ones still there. A test renamed, moved, split or parametrized keeps its assertions
     (or its literals and calls, for a parametrization) somewhere in the patched tests."""
@@ -402,11 +461,17 @@ def _removed_tests(files: list[FileChange], base_tests: dict[str, TestFunction],
     for test in new_tests.values():
         kept |= test.fingerprint
         kept_cases |= set(test.cases)
+    by_name: dict[str, list[TestFunction]] = {}
+    for test in new_tests.values():
+        by_name.setdefault(test.name.rsplit("::", 1)[-1], []).append(test)
     for old in base_tests.values():
         where = renamed_from.get(old.path, old.path)
         new = new_tests.get(f"{where}::{old.name}")
         if new is not None:
-            findings += _compare(old, new)
+            findings += _compare(old, new, gone)
+            continue
+        # Moved to another file or class under the same name: judged as if it stayed.
+        if any(not _compare(old, t, gone) for t in by_name.get(old.name.rsplit("::", 1)[-1], [])):
             continue
         carried = old.fingerprint <= kept and set(old.cases) <= kept_cases
         if not carried and not any(_parametrized_into(old, t) for t in new_tests.values()):
@@ -507,7 +572,8 @@ def _is_test_off(statement: ast.stmt) -> bool:
     )
 
 
-def _compare(old: TestFunction, new: TestFunction) -> list[Finding]:
+def _compare(old: TestFunction, new: TestFunction, gone: frozenset[str] = frozenset()
+             ) -> list[Finding]:  # fmt: skip
     findings = []
     where = new.path
     for mark in sorted(new.marks - old.marks):
@@ -534,16 +600,27 @@ def _compare(old: TestFunction, new: TestFunction) -> list[Finding]:
                 f"test {new.name} keeps its name but none of its assertions",
             )
         )
-    for dump, node in old.assertions.items():
+    old_inlined = list(old.inlined.items())
+    for index, (dump, node) in enumerate(old.assertions.items()):
         if dump in new.assertions or _strengthened(node, new):
             continue
+        inlined_key, inlined = old_inlined[index] if index < len(old_inlined) else (dump, node)
+        if inlined_key in new.inlined:
+            continue
         twin = new_skeletons.get(skeleton(node))
+        if twin is not None and benign_edit(node, twin, gone):
+            continue
         if twin is not None:
             findings.append(Finding("edited_expectations", where, getattr(twin, "lineno", new.line),
                                     f"test {new.name}: expectation changed from `{_src(node)}` "
                                     f"to `{_src(twin)}`"))  # fmt: skip
             continue
-        if _refactored(node, old, new):
+        if _refactored(node, old, new) or timing(inlined, {}):
+            continue
+        fresh = [n for d, n in new.inlined.items() if d not in old.inlined]
+        if carried(inlined, fresh, new.helpers) or unqualified(inlined) in {
+            unqualified(n) for n in fresh
+        }:
             continue
         broadened = _broadened(node, new)
         swapped = None if broadened else _raises_swapped(node, old, new)
@@ -556,7 +633,7 @@ def _compare(old: TestFunction, new: TestFunction) -> list[Finding]:
                                 f"test {new.name}: {broadened}" if broadened else
                                 f"test {new.name}: assertion `{_src(node)}` was removed "
                                 "or loosened"))  # fmt: skip
-    findings += _edited_statements(old, new)
+    findings += _edited_statements(old, new, gone)
     findings += _patched_in_test(old, new)
     new_case_skeletons = {skeleton(node): node for dump, node in new.cases.items()
                           if dump not in old.cases}  # fmt: skip
@@ -587,8 +664,8 @@ def _bare(node: ast.AST) -> str:
     return ast.dump(stripped)
 
 
-def _module_values(path: str, base: ast.Module, new: ast.Module, added: frozenset[int]
-                   ) -> list[Finding]:  # fmt: skip
+def _module_values(path: str, base: ast.Module, new: ast.Module, added: frozenset[int],
+                   gone: frozenset[str] = frozenset()) -> list[Finding]:  # fmt: skip
     """Module-level values and fixtures/helpers kept in shape but with other literals."""
 
     def named(tree: ast.Module) -> dict[str, ast.stmt]:
@@ -611,8 +688,12 @@ def _module_values(path: str, base: ast.Module, new: ast.Module, added: frozense
         before = old_named.get(name)
         if before is None or _bare(before) == _bare(statement):
             continue
-        if skeleton(before) == skeleton(statement) and any(
-            line in added for line in range(statement.lineno, (statement.end_lineno or 0) + 1)
+        if (
+            skeleton(before) == skeleton(statement)
+            and not benign_edit(before, statement, gone)
+            and any(
+                line in added for line in range(statement.lineno, (statement.end_lineno or 0) + 1)
+            )
         ):
             findings.append(Finding("edited_expectations", path, statement.lineno,
                                     f"`{name}` keeps its shape but its values changed: "

@@ -1,0 +1,232 @@
+"""When a test's old check is still made, in other words: the refactors weakened_tests,
+deleted_tests and edited_expectations must not take for a loss.
+
+    substitute        `r = f(x); assert r == 5` is `assert f(x) == 5`: locals bound once
+                      are inlined before checks are compared, so moving a subject or an
+                      expected value into a local is not a change.
+    carried           an assertion `S == E` removed while new equality checks in the same
+                      test still expect every literal of E, on subjects that share a name
+                      or call with S (directly or through a helper of the test module):
+                      a check split in two, pinned further, or read through a helper.
+                      `in`, `!=`, `or`, truthiness and approx with a tolerance never carry.
+    timing            an assertion on elapsed wall time (time.monotonic() - started < 5):
+                      removing it drops a flaky measure, not a behaviour.
+    benign_edit       literals that differ only in a timeout/delay/retry argument, or in a
+                      module or file name the change itself renamed or deleted.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import re
+from collections.abc import Iterable, Iterator
+
+from procs.gauntlet._astkit import dotted, literal_key
+
+_TOLERANCES = frozenset({"abs", "rel", "places", "delta"})
+_CLOCKS = frozenset({"time.monotonic", "time.time", "time.perf_counter", "monotonic",
+                     "perf_counter", "time.monotonic_ns", "time.perf_counter_ns",
+                     "time.process_time", "loop.time"})  # fmt: skip
+_TIMING_NAMES = re.compile(r"elapsed|duration|took|seconds|_s$|_ms$|latency|started|start$",
+                           re.IGNORECASE)  # fmt: skip
+_PATIENCE = re.compile(r"timeout|deadline|delay|interval|wait|retries|attempts|poll|sleep|"
+                       r"grace|patience", re.IGNORECASE)  # fmt: skip
+
+
+def bindings(function: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, ast.expr]:
+    """Locals of a test bound exactly once, by a plain `name = value`."""
+    counts: dict[str, int] = {}
+    values: dict[str, ast.expr] = {}
+    for node in ast.walk(function):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            counts[node.id] = counts.get(node.id, 0) + 1
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 \
+                and isinstance(node.targets[0], ast.Name):  # fmt: skip
+            values[node.targets[0].id] = node.value
+    return {name: value for name, value in values.items() if counts.get(name) == 1}
+
+
+class _Inline(ast.NodeTransformer):
+    def __init__(self, values: dict[str, ast.expr]) -> None:
+        self.values = values
+        self.depth = 0
+
+    def visit_Name(self, node: ast.Name) -> ast.AST:
+        value = self.values.get(node.id)
+        if value is None or not isinstance(node.ctx, ast.Load) or self.depth > 8:
+            return node
+        self.depth += 1
+        try:
+            inlined: ast.AST = self.visit(copy.deepcopy(value))
+            return inlined
+        finally:
+            self.depth -= 1
+
+
+def substitute(node: ast.AST, values: dict[str, ast.expr]) -> ast.AST:
+    """`node` with the once-bound locals in `values` inlined (a copy)."""
+    if not values:
+        return node
+    return _Inline(values).visit(copy.deepcopy(node))  # type: ignore[no-any-return]
+
+
+def _is_literal(node: ast.AST) -> bool:
+    return literal_key(node) is not None
+
+
+def _constants(node: ast.AST) -> set[str]:
+    return {repr(n.value) for n in ast.walk(node) if isinstance(n, ast.Constant)}
+
+
+def _anchors(node: ast.AST, helpers: dict[str, ast.AST]) -> set[str]:
+    """The names a check is about: called functions (last name) and attribute chains,
+    through the bodies of the test module's own helpers it calls."""
+    found: set[str] = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Call):
+            name = dotted(sub.func).rsplit(".", 1)[-1]
+            found.add(name)
+            helper = helpers.get(name)
+            if helper is not None:
+                found |= _anchors(helper, {})
+        elif isinstance(sub, ast.Attribute):
+            found.add(sub.attr)
+    return found - {"Decimal", "approx", "len", "str", "int", "float", "list", "tuple", "set",
+                    "dict", "sorted", "repr"}  # fmt: skip
+
+
+def _equalities(node: ast.AST) -> Iterator[tuple[ast.AST, ast.AST]]:
+    """(subject, expected) pairs of an equality check (either order; none for `in`,
+    ordering, `!=`, `or`, not)."""
+    test = node
+    if isinstance(test, ast.Call):  # self.assertEqual(a, b)
+        last = dotted(test.func).rsplit(".", 1)[-1]
+        if last in ("assertEqual", "assertEquals", "assertIs", "assertListEqual",
+                    "assertDictEqual", "assertTupleEqual") and len(test.args) >= 2:  # fmt: skip
+            yield test.args[0], test.args[1]
+            yield test.args[1], test.args[0]
+        return
+    if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And):
+        for value in test.values:
+            yield from _equalities(value)
+        return
+    if isinstance(test, ast.Compare) and all(isinstance(op, ast.Eq | ast.Is) for op in test.ops):
+        sides = [test.left, *test.comparators]
+        for i, a in enumerate(sides):
+            for b in sides[i + 1 :]:
+                yield a, b
+                yield b, a
+
+
+def _tolerant(node: ast.AST) -> bool:
+    return any(
+        isinstance(n, ast.Call) and dotted(n.func).rsplit(".", 1)[-1] in ("approx", "isclose")
+        and any(k.arg in _TOLERANCES for k in n.keywords)
+        for n in ast.walk(node)
+    )  # fmt: skip
+
+
+def carried(old: ast.AST, new_checks: Iterable[ast.AST], helpers: dict[str, ast.AST]) -> bool:
+    """`old` (an equality on a subject) is still expected by `new_checks`, the checks the
+    patched test added: each literal of its expected side appears in a new equality whose
+    other side is no literal and shares a name or call with old's subject."""
+    pairs = [(s, e) for s, e in _equalities(old) if not _is_literal(s)]
+    if not pairs:
+        return False
+    fresh = [c for c in new_checks if not _tolerant(c) or _tolerant(old)]
+    for subject, expected in pairs:
+        wanted = _constants(expected)
+        anchors = _anchors(subject, helpers)
+        if not anchors:
+            continue
+        seen: set[str] = set()
+        for check in fresh:
+            for new_subject, new_expected in _equalities(check):
+                if _is_literal(new_subject) or not anchors & _anchors(new_subject, helpers):
+                    continue
+                seen |= _constants(new_expected) | _constants(new_subject)
+        if wanted and wanted <= seen:
+            return True
+    return False
+
+
+class _Unqualified(ast.NodeTransformer):
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        if isinstance(node.func, ast.Attribute):
+            node.func = ast.Name(id=node.func.attr, ctx=ast.Load())
+        return node
+
+
+def unqualified(node: ast.AST) -> str:
+    """ast.dump with `module.f(...)` read as `f(...)`: the same check when the test now
+    reaches the function through another module (an import moved)."""
+    return ast.dump(_Unqualified().visit(copy.deepcopy(node)))
+
+
+def timing(node: ast.AST, values: dict[str, ast.expr]) -> bool:
+    """An ordering check on elapsed wall time: a clock call or a name bound to one (or
+    named like a duration) on one side."""
+    if not isinstance(node, ast.Compare) or any(isinstance(op, ast.Eq | ast.Is | ast.In)
+                                                for op in node.ops):  # fmt: skip
+        return False
+    for sub in ast.walk(substitute(node, values)):
+        if isinstance(sub, ast.Call) and dotted(sub.func) in _CLOCKS:
+            return True
+    return any(isinstance(sub, ast.Name) and _TIMING_NAMES.search(sub.id)
+               for sub in ast.walk(node))  # fmt: skip
+
+
+def _pairs(a: ast.AST, b: ast.AST, context: str = "") -> Iterator[tuple[object, object, str]]:
+    """Differing constants of two nodes of the same shape, with the keyword or call each
+    sits in."""
+    if isinstance(a, ast.Constant) and isinstance(b, ast.Constant):
+        if a.value != b.value or type(a.value) is not type(b.value):
+            yield a.value, b.value, context
+        return
+    if type(a) is not type(b):
+        yield a, b, context
+        return
+    if isinstance(a, ast.keyword):
+        context = a.arg or context
+    elif isinstance(a, ast.Assign | ast.AnnAssign | ast.AugAssign):
+        target = a.targets[0] if isinstance(a, ast.Assign) else a.target
+        context = dotted(target) or context
+    elif isinstance(a, ast.Call):
+        context = dotted(a.func) if "sleep" in dotted(a.func) else context
+    children_a, children_b = list(ast.iter_child_nodes(a)), list(ast.iter_child_nodes(b))
+    if len(children_a) != len(children_b):
+        yield a, b, context
+        return
+    for x, y in zip(children_a, children_b, strict=True):
+        yield from _pairs(x, y, context)
+
+
+def benign_edit(old: ast.AST, new: ast.AST, gone: frozenset[str]) -> bool:
+    """`old` became `new` changing only how long to wait (timeout=, sleep()) or a module
+    or path name that the change renamed or deleted."""
+    differences = list(_pairs(old, new))
+    if not differences:
+        return False
+    for before, after, context in differences:
+        if context and _PATIENCE.search(context) and isinstance(before, int | float) \
+                and isinstance(after, int | float):  # fmt: skip
+            continue
+        if isinstance(before, str) and isinstance(after, str) and gone \
+                and any(name in before for name in gone):  # fmt: skip
+            continue
+        return False
+    return True
+
+
+def gone_names(paths: Iterable[str]) -> frozenset[str]:
+    """Module and file names of Python files a change deleted or renamed away from:
+    `procs/bus_broker.py` gives it and `procs.bus_broker`."""
+    names: set[str] = set()
+    for path in paths:
+        if not path.endswith(".py"):
+            continue
+        stem = path.removesuffix(".py").removesuffix("/__init__")
+        names |= {path, stem.replace("/", ".")}
+    return frozenset(n for n in names if "." in n or "/" in n)
