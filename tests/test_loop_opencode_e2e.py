@@ -1,6 +1,6 @@
 """The loop end to end with a real agent: `python -m procs.loop run` drives real opencode
-(`opencode acp --pure`, one agent process per turn through procs.agent.service), whose
-model is a scripted OpenAI-compatible server playing the four roles (a TEST DOUBLE:
+(`opencode acp --pure`, through whichever AgentTurns the runner uses), whose model is a
+scripted OpenAI-compatible server playing the four roles (a TEST DOUBLE:
 tests/doubles/role_model.py). The suite runs under real pytest in the sandbox.
 
 Two loops, run once per module and at the same time (opencode costs seconds per turn):
