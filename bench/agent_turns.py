@@ -28,6 +28,8 @@ Per turn (perf_counter/monotonic, one clock, the double runs in this process):
         what the kept agent adds to a turn in all (request and result lines, the
         session, its end).
 First turn (the agent's start) apart. Median and p95 (nearest rank) of the later turns.
+Memory: RSS of the agent's process tree (opencode and its children) after the first turn
+and after the last (does a kept agent grow with its sessions?), and of the service.
 With --baseline-turns N, N turns through ProcessTurns (a service + opencode per turn)
 for comparison, measured the same way.
 
@@ -47,6 +49,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -93,6 +97,24 @@ class StampedDouble(ChatCompletionsDouble):
         raise RuntimeError("no model request with tools in the turn")
 
 
+def tree_rss_mb(pid: int | None) -> float:
+    """RSS of `pid` and its descendants, MB (0 when it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total / (1024 * 1024)
+
+
 def p95(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
@@ -131,7 +153,7 @@ def make_repo(ws: Path) -> None:
 def run_turns(
     turns: Any, double: StampedDouble, ws: Path, count: int, gap_s: float
 ) -> list[dict[str, float]]:
-    rows = []
+    rows: list[dict[str, float]] = []
     for n in range(count):
         if n:
             time.sleep(gap_s)  # the loop's own work between turns (its test run)
@@ -149,7 +171,13 @@ def run_turns(
             row["overhead"] = (ended - began) - last["result"]["wall_s"]
             row["ours"] = last["prompt_sent_at"] - began
             row["opencode"] = first - last["prompt_sent_at"] - model_before
-        rows.append({k: v * 1000 for k, v in row.items()})
+        row = {k: v * 1000 for k, v in row.items()}
+        stats_of = getattr(turns, "statistics", None)
+        if stats_of is not None:
+            now = stats_of()
+            row["agent_mb"] = tree_rss_mb(now["agent_pid"])
+            row["service_mb"] = tree_rss_mb(now["service_pid"]) - row["agent_mb"]
+        rows.append(row)
     return rows
 
 
@@ -202,6 +230,9 @@ def main() -> None:
             ("wall", "wall"),
         ):
             print(f"  later turns, {label:<36} {stats([r[key] for r in later])}")
+        print(f"  RSS: agent tree {first['agent_mb']:.0f} MB after the first turn, "
+              f"{rows[-1]['agent_mb']:.0f} MB after turn {len(rows)}; the service "
+              f"{rows[-1]['service_mb']:.0f} MB")  # fmt: skip
         for what, key in (("request -> first model request", "first_model"),
                           ("our share (request -> session/prompt)", "ours")):  # fmt: skip
             value = p95([r[key] for r in later])

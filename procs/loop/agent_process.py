@@ -15,7 +15,7 @@ protocol or ignored a cancel (the service's exit 3 and its JSON reason), the tur
 out, the service exited otherwise, or its result is unreadable.
 
 Memory: with a ledger (the governor's, ipc.ledger), each turn first reserves the agent's
-expected RSS (`agent_ram_mb`, e.g. ~400 MB for opencode) as "ram", waiting at most
+expected RSS (`agent_ram_mb`; ~630 MB for opencode 1.18, measured) as "ram", waiting at most
 `ram_wait_s`, and gives it back when the agent has exited; the reservation is held by
 this (the loop's) process with SEM_UNDO, so a SIGKILLed loop's RAM comes back too. A
 reservation that cannot be had in time is a TurnFailed naming the RAM.
@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 
 from ipc.ledger import ResourceError, TicketLedger
+from procs.loop.kept_agent import AGENT_RAM_MB
 from procs.loop.turns import Turn, TurnFailed, TurnReply
 
 START_TIMEOUT_S = 90.0
@@ -67,7 +68,7 @@ class ProcessTurns:
         system_prompt_first: bool = True,
         python: str = sys.executable,
         ledger: TicketLedger | None = None,
-        agent_ram_mb: int = 400,
+        agent_ram_mb: int = AGENT_RAM_MB,
         ram_wait_s: float = 60.0,
     ) -> None:
         if not agent_command:

@@ -21,8 +21,9 @@ group reaches it too: it cancels the turn and exits), or stopped answering. A tu
 role refused some of (TurnReply.outcome "refused", with the reasons) is a reply, never a
 failure: it is the next turn's feedback.
 
-Memory: with a ledger (ipc.ledger), the agent's expected RSS (`agent_ram_mb`, ~400 MB for
-opencode) is reserved before the service starts, waiting at most `ram_wait_s`, and held
+Memory: with a ledger (ipc.ledger), the agent's expected RSS (`agent_ram_mb`; opencode
+1.18 measured ~570 MB USS, 630 MB RSS, steady over 30 sessions: bench/agent_turns.py) is
+reserved before the service starts, waiting at most `ram_wait_s`, and held
 for as long as the agent lives; it is given back when the service exits (a restart
 reserves again). `close()` (the loop's end; also `with`) stops the service and gives it
 back.
@@ -47,6 +48,7 @@ START_TIMEOUT_S = 90.0
 IDLE_TIMEOUT_S = 3600.0
 CANCEL_GRACE_S = 5.0
 MARGIN_S = 30.0
+AGENT_RAM_MB = 640  # opencode 1.18: ~630 MB RSS kept across turns (bench/agent_turns.py)
 
 
 class KeptAgentTurns:
@@ -75,7 +77,7 @@ class KeptAgentTurns:
         system_prompt_first: bool = True,
         python: str = sys.executable,
         ledger: TicketLedger | None = None,
-        agent_ram_mb: int = 400,
+        agent_ram_mb: int = AGENT_RAM_MB,
         ram_wait_s: float = 60.0,
     ) -> None:
         if not agent_command:
