@@ -351,3 +351,26 @@ def read_snapshot_bytes(data: bytes) -> Any:
     from procs.beads.jsonl import parse
 
     return parse(Path("-"), data)
+
+
+def test_the_cli_shows_one_beads_requirements(tmp_path: Path) -> None:
+    path = copy(tmp_path, LEGACY)
+    out = io.StringIO()
+    assert cli.main(["show", "--jsonl", str(path), "bd-10", "--json"], out, io.StringIO()) == 0
+    body = orjson.loads(out.getvalue())
+    assert body["title"] == "Make beads reusable as a Go library for external projects like vc"
+    assert body["requirements"].startswith(f"## {body['title']}\n\nCurrently beads is only")
+    err = io.StringIO()
+    assert cli.main(["show", "--jsonl", str(path), "nope"], io.StringIO(), err) == 1
+    assert "no bead 'nope' among 139" in err.getvalue()
+
+
+@pytest.mark.parametrize("source", [EXPORT, LEGACY], ids=["export", "legacy"])
+def test_the_requirements_are_the_loops_text(source: Path) -> None:
+    """The same text procs/loop/bead_text.py makes, so the loop can take it from here."""
+    from procs.beads.text import requirements
+    from procs.loop.bead_text import read_bead
+
+    snap = read_snapshot(source)
+    for bead_id in list(snap.records)[::7]:
+        assert requirements(snap.records[bead_id]) == read_bead(source, bead_id).requirements

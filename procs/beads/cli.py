@@ -1,6 +1,7 @@
 """The beads CLI, which needs no daemon: it reads the store and never writes it.
 
     python -m procs.beads ready --jsonl FILE [--unassigned] [--json] [--now RFC3339]
+    python -m procs.beads show --jsonl FILE ID [--json]
 
 prints the ready beads in dispatch order (priority 0 first, then the oldest). With
 --json, one object:
@@ -9,9 +10,12 @@ prints the ready beads in dispatch order (priority 0 first, then the oldest). Wi
                 "created_at"}, ...],
      "malformed_lines": N, "malformed": [{"line", "error", "text"}, ...]}
 
---unassigned leaves out assigned beads (what the dispatcher may take). Exit status 0;
-2 for a bad command line or a file that is missing or cannot be read (the message
-says which and why; an unreadable store is never an empty ready list).
+--unassigned leaves out assigned beads (what the dispatcher may take). `show` prints one
+bead's requirements as the loop's prompts take them (title, description, design,
+acceptance criteria); with --json {"id", "title", "status", "requirements",
+"malformed_lines"}. Exit status 0; 1 for a bead that is not in the file; 2 for a bad
+command line or a file that is missing or cannot be read (the message says which and
+why; an unreadable store is never an empty ready list).
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ from typing import TextIO
 
 import orjson
 
-from procs.beads.jsonl import StoreError
+from procs.beads.jsonl import StoreError, read_snapshot
 from procs.beads.ready import parse_time
 from procs.beads.store import JsonlBackend
+from procs.beads.text import requirements
 
 EXIT_OK = 0
+EXIT_NOT_FOUND = 1
 EXIT_USAGE = 2
 
 
@@ -39,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     ready.add_argument("--unassigned", action="store_true", help="only unassigned beads")
     ready.add_argument("--json", action="store_true", help="one JSON object on stdout")
     ready.add_argument("--now", help="judge defer_until at this RFC 3339 time (default: now)")
+    show = sub.add_parser("show", help="one bead's requirements (read-only)")
+    show.add_argument("--jsonl", required=True, help="the beads JSONL export to read")
+    show.add_argument("id", help="the bead's id")
+    show.add_argument("--json", action="store_true", help="one JSON object on stdout")
     return parser
 
 
@@ -50,6 +60,8 @@ def main(
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse printed why
         return EXIT_USAGE if exc.code else EXIT_OK
+    if args.command == "show":
+        return _show(args, out, err)
     backend = JsonlBackend(args.jsonl)
     if args.now is not None:
         now = parse_time(args.now)
@@ -78,4 +90,29 @@ def main(
         out.write("no ready beads\n")
     for line in view.malformed:
         err.write(f"beads: {args.jsonl}:{line['line']}: skipped: {line['error']}\n")
+    return EXIT_OK
+
+
+def _show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        snap = read_snapshot(args.jsonl)
+    except StoreError as exc:
+        print(f"beads: {exc}", file=err)
+        return EXIT_USAGE
+    record = snap.records.get(args.id)
+    if record is None:
+        print(f"beads: no bead {args.id!r} among {len(snap.records)} in {args.jsonl}", file=err)
+        return EXIT_NOT_FOUND
+    text = requirements(record)
+    if args.json:
+        body = {
+            "id": args.id,
+            "title": str(record.get("title") or ""),
+            "status": str(record.get("status") or "open"),
+            "requirements": text,
+            "malformed_lines": snap.malformed_lines,
+        }
+        out.write(orjson.dumps(body).decode() + "\n")
+    else:
+        out.write(text + "\n")
     return EXIT_OK
