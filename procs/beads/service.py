@@ -138,7 +138,8 @@ class BeadsService(Service):
             self.watch.close()
         if self.publisher is not None:
             self.publisher.close()
-        if self.keeper is not None:
+        idle = self.loop is None or self.loop.statistics()["calls_in_flight"] == 0
+        if self.keeper is not None and idle:  # a call in flight keeps it for the drain
             self.keeper.ledger.close()
         report("stopped", reason=reason, published=self.announcements.published)
 
