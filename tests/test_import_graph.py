@@ -19,7 +19,7 @@ SHARED_PROCS = {
     "sandbox",
     "gauntlet",  # a library the loop and the merge queue call (and a CLI), no service
 }
-PROCESS_KINDS = {"bus", "journal", "governor", "workspaces", "llm", "agent"}
+PROCESS_KINDS = {"bus", "journal", "governor", "workspaces", "llm", "agent", "loop", "beads"}
 
 
 def _imports(path: Path) -> set[str]:
