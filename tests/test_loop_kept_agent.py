@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from ipc.ledger import LedgerOwner, Limits, ResourceError, TicketLedger
-from procs.loop import FactoryLoopState
+from procs.loop import FactoryLoopState, kept_agent
 from procs.loop.kept_agent import KeptAgentTurns
 from procs.loop.turns import Turn, TurnFailed, TurnReply
 from tests.waiting import pid_gone, wait_until
@@ -185,3 +185,18 @@ def test_a_turn_cut_short_by_a_stop_signal_fails(ws: Path, kept: KeptAgentTurns)
     assert not worker.is_alive()
     assert [str(e) for e in failed] == ["reviewer turn cancelled: the agent service was stopped"]
     assert service.process.returncode == 0 and kept.service is None
+
+
+def test_a_service_that_stops_answering_fails_the_turn_within_its_bound(
+    ws: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stand-in for the service (run as `python`) says ready, then never answers."""
+    hung = tmp_path / "hung-service"
+    hung.write_text('#!/bin/sh\necho \'{"event": "ready", "agent_pid": null}\'\nexec sleep 600\n')
+    hung.chmod(0o755)
+    monkeypatch.setattr(kept_agent, "MARGIN_S", 0.0)
+    turns = KeptAgentTurns(AGENT, env=ENV, python=str(hung), timeout_s=0.5, start_timeout_s=0.5,
+                           cancel_grace_s=0.5)  # fmt: skip
+    with turns, pytest.raises(TurnFailed, match=r"implementer turn ran past 2 s"):
+        turns.implementer(turn(ws, "implementer", []))
+    assert turns.service is None  # stopped: SIGTERM once stdin's EOF went unheeded

@@ -41,7 +41,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ipc.ledger import TicketLedger
-from procs.loop.agent_service import AgentService, ServiceFailed, ServiceSettings
+from procs.loop.agent_service import (
+    CLOSE_GRACE_S,
+    AgentService,
+    ServiceFailed,
+    ServiceSettings,
+)
 from procs.loop.turns import Turn, TurnFailed, TurnReply
 
 START_TIMEOUT_S = 90.0
@@ -113,12 +118,13 @@ class KeptAgentTurns:
     def reviewer(self, turn: Turn) -> TurnReply:
         return self._run(turn)
 
-    def close(self) -> None:
-        """Stop the agent (bounded: AgentService.stop) and give its RAM back; the next
-        turn, if any, would start it again."""
+    def close(self, *, grace_s: float = CLOSE_GRACE_S) -> None:
+        """Stop the agent and give its RAM back; the next turn, if any, starts it again.
+        The service gets `grace_s` to close its agent after stdin's EOF, then SIGTERM
+        (AgentService.stop: about grace_s + 7 s at most)."""
         if self.service is not None:
             service, self.service = self.service, None
-            service.stop()
+            service.stop(timeout_s=grace_s)
 
     def __enter__(self) -> KeptAgentTurns:
         return self
@@ -164,8 +170,8 @@ class KeptAgentTurns:
             )  # fmt: skip
             try:
                 answer = service.request(request, time.monotonic() + limit)
-            except TimeoutError:
-                self.close()
+            except TimeoutError:  # it reads no stdin mid-turn: SIGTERM (it cancels) at once
+                self.close(grace_s=0.0)
                 raise TurnFailed(f"{turn.role} turn ran past {limit:.0f} s") from None
             except ServiceFailed as exc:  # ServiceGone too: it may have begun the turn
                 self.close()
