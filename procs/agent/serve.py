@@ -28,7 +28,8 @@ so a turn after the first starts without waiting for the agent. Errors: "bad_req
 "agent_protocol". After agent_died or agent_timeout ("agent_alive": false) the agent is
 closed and this process exits 3: whoever started it starts a new one for the next turn.
 The agent dying between turns is reported at once, `{"event": "agent_exited", ...}`,
-and the process exits 3. Bounded: every agent call has its timeout (the turn's
+and the process exits 3; a request read as it died is not started (that event is its
+answer). Bounded: every agent call has its timeout (the turn's
 timeout_s, then --cancel-grace-s for the cancel; --start-timeout-s for the start and
 session/new), an idle wait ends after --idle-timeout-s (exit 0, "idle_timeout"), and a
 request line longer than MAX_REQUEST_BYTES is a bad request. Stdin EOF or SIGTERM while
@@ -197,12 +198,15 @@ class KeptAgent:
                     {reading, exited, stopping}, timeout=timeout,
                     return_when=asyncio.FIRST_COMPLETED,
                 )  # fmt: skip
+                if exited in done or agent.process.exited.is_set():
+                    # Before any turn began (a request read with it is not started: the
+                    # answer to it is this event, and its sender may retry elsewhere).
+                    reading.cancel()
+                    self.write({"event": "agent_exited",
+                                "message": self._gone("between turns")})  # fmt: skip
+                    return EXIT_AGENT_FAILED
                 if reading not in done:
                     reading.cancel()
-                    if exited in done:
-                        self.write({"event": "agent_exited",
-                                    "message": self._gone("between turns")})  # fmt: skip
-                        return EXIT_AGENT_FAILED
                     if not done:
                         self.write({"event": "idle_timeout",
                                     "idle_timeout_s": self.args.idle_timeout_s})  # fmt: skip
