@@ -125,6 +125,7 @@ def test_close_ends_the_service_and_its_agent(ws: Path, kept: KeptAgentTurns) ->
     [seen] = replies(kept.reviewer(turn(ws, "reviewer", [{"op": "pid"}])))
     service = kept.service
     assert service is not None
+    assert os.getpgid(service.process.pid) == os.getpgrp()  # in the loop's process group
     kept.close()
     assert service.process.returncode == 0
     wait_until(lambda: pid_gone(seen["pid"]), timeout=10, what="the agent's exit")
