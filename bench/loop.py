@@ -32,13 +32,12 @@ the start of an agent turn.
    importing the driver's modules (prompts brings Jinja2), after the loop ran. Jinja2's
    share, in fresh interpreters (Python + psutil): `import jinja2, jinja2.meta` alone,
    and the same with every other module of the loop imported first (its marginal share).
-4. Agent turn start through procs.agent.service: ProcessTurns (the loop's AgentTurns
-   today: a service process + an agent process per turn) with the scripted ACP agent
-   (TEST DOUBLE tests/doubles/acp_agent.py) and an empty turn (the prompt "[]"), so the
-   turn's wall time is its start cost (spawn the service, spawn the agent, initialize,
-   session/new) plus an empty prompt; first turn and the later ones. For comparison, the
-   design's kept agent: one AcpAgent started in this process, then per turn only
-   session/new + the empty prompt.
+4. Agent turn start with the scripted ACP agent (TEST DOUBLE tests/doubles/acp_agent.py)
+   and an empty turn (the prompt "[]"), so a turn's wall time is its start cost plus an
+   empty prompt; first turn and the later ones. ProcessTurns: a service process + an
+   agent process per turn (spawn both, initialize, session/new). KeptAgentTurns (what a
+   loop uses): one kept service + agent, a new session per turn, opened ahead of it.
+   With real opencode, and split into our share and opencode's: bench/agent_turns.py.
 
     python3 bench/loop.py [--iterations 20] [--suite-runs 8] [--turns 8]
 
@@ -452,6 +451,7 @@ def jinja2_share() -> list[tuple[float, float]]:
 def bench_turns(root: Path, count: int) -> None:
     from procs.loop import FactoryLoopState
     from procs.loop.agent_process import ProcessTurns
+    from procs.loop.kept_agent import KeptAgentTurns
     from procs.loop.turns import Turn
 
     agent = [sys.executable, "-m", "tests.doubles.acp_agent"]
@@ -472,36 +472,15 @@ def bench_turns(root: Path, count: int) -> None:
         walls.append((time.perf_counter() - began) * 1000)
     print(f"   ProcessTurns (service + agent processes per turn), first turn {walls[0]:.0f} ms")
     print(f"   ProcessTurns, later turns       {stats(walls[1:])}")
-    kept_agent(ws, agent, env, count)
-
-
-def kept_agent(ws: Path, agent: list[str], env: dict[str, str], count: int) -> None:
-    import asyncio
-
-    from procs.agent import AcpAgent, RolePolicy
-
-    async def main() -> tuple[float, list[float], list[float]]:
-        began = time.perf_counter()
-        acp = await AcpAgent.start(
-            agent, workspace=ws, policy=RolePolicy.for_role("implementer"), env=env, timeout=30
-        )
-        started = (time.perf_counter() - began) * 1000
-        sessions, turns = [], []
-        try:
-            for _ in range(count):
-                began = time.perf_counter()
-                await acp.new_session(timeout=30)
-                sessions.append((time.perf_counter() - began) * 1000)
-                await acp.prompt("[]", timeout=30)
-                turns.append((time.perf_counter() - began) * 1000)
-        finally:
-            await acp.close()
-        return started, sessions, turns
-
-    started, sessions, turns = asyncio.run(main())
-    print(f"   kept agent (in process): start + initialize {started:.0f} ms once; then per turn:")
-    print(f"     session/new               {stats(sessions)}")
-    print(f"     session/new + empty turn  {stats(turns)}")
+    walls = []
+    with KeptAgentTurns(agent, env=env, system_prompt_first=False, sandbox_mode="none",
+                        timeout_s=60.0) as kept:  # fmt: skip
+        for _ in range(count):
+            began = time.perf_counter()
+            kept.implementer(turn)
+            walls.append((time.perf_counter() - began) * 1000)
+    print(f"   KeptAgentTurns (one agent, a session per turn), first turn {walls[0]:.0f} ms")
+    print(f"   KeptAgentTurns, later turns     {stats(walls[1:])}")
 
 
 def filesystem(path: Path) -> str:
