@@ -296,6 +296,24 @@ def _steers(hook: ast.FunctionDef | ast.AsyncFunctionDef) -> str | None:
         t.id for n in ast.walk(hook) if isinstance(n, ast.Assign) and _is_skip_mark(n.value)
         for t in n.targets if isinstance(t, ast.Name)
     }  # fmt: skip
+    if wrapper:
+        yielded = {
+            t.id for n in ast.walk(hook) if isinstance(n, ast.Assign)
+            and isinstance(n.value, ast.Yield | ast.YieldFrom)
+            for t in n.targets if isinstance(t, ast.Name)
+        }  # fmt: skip
+        for node in ast.walk(hook):
+            if isinstance(node, ast.Try | ast.TryStar) and node.handlers:
+                return "catches what the tests raise"
+            if (
+                isinstance(node, ast.Return)
+                and node.value is not None
+                and not (
+                    isinstance(node.value, ast.Yield | ast.YieldFrom)
+                    or (isinstance(node.value, ast.Name) and node.value.id in yielded)
+                )
+            ):
+                return "returns its own result for the tests"
     for node in ast.walk(hook):
         if hook.name in _DECIDING and isinstance(node, ast.Return) and node.value is not None \
                 and not (isinstance(node.value, ast.Constant) and node.value.value is None) \

@@ -53,6 +53,7 @@ class TestFunction:
     cases: dict[str, ast.AST] = field(default_factory=dict)  # parametrize case dump -> node
     helpers: dict[str, ast.AST] = field(default_factory=dict)  # the module's other functions
     inlined: dict[str, ast.AST] = field(default_factory=dict)  # assertions, locals inlined
+    inline_of: dict[str, tuple[str, ast.AST]] = field(default_factory=dict)  # raw -> inlined
 
     @property
     def fingerprint(self) -> frozenset[str]:
@@ -106,6 +107,8 @@ def _canonical(node: ast.AST) -> str:
             test = args[0]
         elif last == "assertFalse" and len(args) == 1:
             test = ast.UnaryOp(op=ast.Not(), operand=args[0])
+        elif last in ("assertRaises", "raises") and args:  # self.assertRaises(E) is raises(E)
+            return "raises(" + ", ".join(ast.dump(a) for a in args) + ")"
         elif last == "assertIsNone" and len(args) == 1:
             test = ast.Compare(left=args[0], ops=[ast.Is()], comparators=[ast.Constant(None)])
     if isinstance(test, ast.Compare) and len(test.ops) == 1 \
@@ -115,23 +118,50 @@ def _canonical(node: ast.AST) -> str:
     return ast.dump(test)
 
 
-def _assertions(node: ast.AST, inline: bool = False) -> dict[str, ast.AST]:
+def _fixture_values(tree: ast.Module) -> dict[str, ast.expr]:
+    """Module fixtures that only return an expression: name -> that expression."""
+    found: dict[str, ast.expr] = {}
+    for statement in tree.body:
+        if not isinstance(statement, ast.FunctionDef) or not any(
+            dotted(d.func if isinstance(d, ast.Call) else d).endswith("fixture")
+            for d in statement.decorator_list
+        ):
+            continue
+        body = [s for s in statement.body
+                if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]  # fmt: skip
+        if len(body) == 1 and isinstance(body[0], ast.Return) and body[0].value is not None:
+            found[statement.name] = body[0].value
+    return found
+
+
+def _assertions(node: ast.AST, inline: bool = False,
+                fixtures: dict[str, ast.expr] | None = None) -> dict[str, ast.AST]:  # fmt: skip
     """A test's checks by canonical key: asserts, pytest.raises/warns, self.assert*; with
-    `inline`, the locals bound once are inlined (`r = f(x); assert r == 5` is
-    `assert f(x) == 5`)."""
-    values = bindings(node) if inline and isinstance(node, ast.FunctionDef
-                                                     | ast.AsyncFunctionDef) else {}  # fmt: skip
-    found: dict[str, ast.AST] = {}
+    `inline`, the locals bound once and the simple fixtures it takes are inlined
+    (`r = f(x); assert r == 5` is `assert f(x) == 5`)."""
+    return {key: check for key, check, _, _ in _checks(node, inline, fixtures)}
+
+
+def _checks(node: ast.AST, inline: bool = False, fixtures: dict[str, ast.expr] | None = None
+            ) -> list[tuple[str, ast.AST, str, ast.AST]]:  # fmt: skip
+    """Each check as (key, node, key with locals inlined, node with locals inlined)."""
+    values: dict[str, ast.expr] = {}
+    if inline and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        params = {a.arg for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]}
+        values = {n: v for n, v in (fixtures or {}).items() if n in params}
+        values.update(bindings(node))
+    found: list[tuple[str, ast.AST, str, ast.AST]] = []
     for child in ast.walk(node):
+        check: ast.AST | None = None
         if isinstance(child, ast.Assert):
-            test = substitute(child.test, values)
-            found[_canonical(test)] = test
+            check = child.test
         elif isinstance(child, ast.Call):
-            name = dotted(child.func)
-            last = name.rsplit(".", 1)[-1]
+            last = dotted(child.func).rsplit(".", 1)[-1]
             if last in ("raises", "warns", "deprecated_call") or last.startswith("assert"):
-                call = substitute(child, values)
-                found[_canonical(call)] = call
+                check = child
+        if check is not None:
+            inlined = substitute(check, values)
+            found.append((_canonical(check), check, _canonical(inlined), inlined))
     return found
 
 
@@ -151,14 +181,17 @@ def collect_tests(path: str, tree: ast.Module) -> dict[str, TestFunction]:
         s.name: s for s in tree.body
         if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef) and not s.name.startswith("test")
     }  # fmt: skip
+    fixtures = _fixture_values(tree)
 
     def add(function: ast.FunctionDef | ast.AsyncFunctionDef, prefix: str, marks: set[str]
             ) -> None:  # fmt: skip
+        checks = _checks(function, inline=True, fixtures=fixtures)
         test = TestFunction(
             name=f"{prefix}{function.name}", path=path, line=function.lineno, node=function,
             marks=marks | _mark_names(function.decorator_list),
             assertions=_assertions(function), cases=_cases(function.decorator_list),
-            helpers=helpers, inlined=_assertions(function, inline=True),
+            helpers=helpers, inlined={k: n for _, _, k, n in checks},
+            inline_of={k: (ik, n) for k, _, ik, n in checks},
         )  # fmt: skip
         tests[test.name] = test
 
@@ -600,12 +633,20 @@ def _compare(old: TestFunction, new: TestFunction, gone: frozenset[str] = frozen
                 f"test {new.name} keeps its name but none of its assertions",
             )
         )
-    old_inlined = list(old.inlined.items())
-    for index, (dump, node) in enumerate(old.assertions.items()):
+    fresh_skeletons = {skeleton(n): n for d, n in new.inlined.items() if d not in old.inlined}
+    for dump, node in old.assertions.items():
         if dump in new.assertions or _strengthened(node, new):
             continue
-        inlined_key, inlined = old_inlined[index] if index < len(old_inlined) else (dump, node)
+        inlined_key, inlined = old.inline_of.get(dump, (dump, node))
         if inlined_key in new.inlined:
+            continue
+        inlined_twin = fresh_skeletons.get(skeleton(inlined))
+        if inlined_twin is not None and ast.dump(inlined_twin) != ast.dump(inlined) \
+                and new_skeletons.get(skeleton(node)) is None \
+                and not benign_edit(inlined, inlined_twin, gone):  # fmt: skip
+            findings.append(Finding("edited_expectations", where, new.line,
+                                    f"test {new.name}: expectation changed from "
+                                    f"`{_src(inlined)}` to `{_src(inlined_twin)}`"))  # fmt: skip
             continue
         twin = new_skeletons.get(skeleton(node))
         if twin is not None and benign_edit(node, twin, gone):
