@@ -107,10 +107,10 @@ class _Lines:
                 raise ServiceFailed(f"the agent service wrote a line past {MAX_LINE_BYTES} bytes")
             if self._eof:
                 return b""
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError
+            left = max(0.0, deadline - time.monotonic())  # 0: a poll of what is there
             if not self._selector.select(min(left, 3600.0)):
+                if time.monotonic() >= deadline:
+                    raise TimeoutError
                 continue
             try:
                 chunk = os.read(self.fd, 1 << 20)
