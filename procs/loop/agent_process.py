@@ -15,7 +15,7 @@ protocol or ignored a cancel (the service's exit 3 and its JSON reason), the tur
 out, the service exited otherwise, or its result is unreadable.
 
 Memory: with a ledger (the governor's, ipc.ledger), each turn first reserves the agent's
-expected RSS (`agent_ram_mb`; ~630 MB for opencode 1.18, measured) as "ram", waiting at most
+expected RSS (`agent_ram_mb`; up to ~770 MB for opencode 1.18, measured) as "ram", waiting at most
 `ram_wait_s`, and gives it back when the agent has exited; the reservation is held by
 this (the loop's) process with SEM_UNDO, so a SIGKILLed loop's RAM comes back too. A
 reservation that cannot be had in time is a TurnFailed naming the RAM.

@@ -22,8 +22,8 @@ role refused some of (TurnReply.outcome "refused", with the reasons) is a reply,
 failure: it is the next turn's feedback.
 
 Memory: with a ledger (ipc.ledger), the agent's expected RSS (`agent_ram_mb`; opencode
-1.18 measured ~570 MB USS, 630 MB RSS, steady over 30 sessions: bench/agent_turns.py) is
-reserved before the service starts, waiting at most `ram_wait_s`, and held
+1.18 measured up to ~770 MB RSS, ~600 MB steady over 30 sessions: bench/agent_turns.py)
+is reserved before the service starts, waiting at most `ram_wait_s`, and held
 for as long as the agent lives; it is given back when the service exits (a restart
 reserves again). `close()` (the loop's end; also `with`) stops the service and gives it
 back.
@@ -53,7 +53,9 @@ START_TIMEOUT_S = 90.0
 IDLE_TIMEOUT_S = 3600.0
 CANCEL_GRACE_S = 5.0
 MARGIN_S = 30.0
-AGENT_RAM_MB = 640  # opencode 1.18: ~630 MB RSS kept across turns (bench/agent_turns.py)
+# opencode 1.18.33, measured (bench/agent_turns.py): up to ~770 MB RSS after its first
+# turn, ~600-630 MB steady over 30 kept sessions; the reservation covers the peak.
+AGENT_RAM_MB = 800
 
 
 class KeptAgentTurns:
