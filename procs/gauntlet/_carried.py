@@ -27,7 +27,8 @@ from procs.gauntlet._astkit import dotted, literal_key
 _TOLERANCES = frozenset({"abs", "rel", "places", "delta"})
 _CLOCKS = frozenset({"time.monotonic", "time.time", "time.perf_counter", "monotonic",
                      "perf_counter", "time.monotonic_ns", "time.perf_counter_ns",
-                     "time.process_time", "loop.time"})  # fmt: skip
+                     "time.process_time", "loop.time", "cpu_times", "getrusage",
+                     "time.thread_time", "process_time"})  # fmt: skip
 _TIMING_NAMES = re.compile(r"elapsed|duration|took|seconds|_s$|_ms$|latency|started|start$",
                            re.IGNORECASE)  # fmt: skip
 _PATIENCE = re.compile(r"timeout|deadline|delay|interval|wait|retries|attempts|poll|sleep|"
@@ -172,7 +173,9 @@ def timing(node: ast.AST, values: dict[str, ast.expr]) -> bool:
                                                 for op in node.ops):  # fmt: skip
         return False
     for sub in ast.walk(substitute(node, values)):
-        if isinstance(sub, ast.Call) and dotted(sub.func) in _CLOCKS:
+        if isinstance(sub, ast.Call) and (
+            dotted(sub.func) in _CLOCKS or dotted(sub.func).rsplit(".", 1)[-1] in _CLOCKS
+        ):
             return True
     return any(isinstance(sub, ast.Name) and _TIMING_NAMES.search(sub.id)
                for sub in ast.walk(node))  # fmt: skip

@@ -1,24 +1,28 @@
 """Cheats in the code a change adds, judged on the added lines only (old code is not the
 change's doing), from the patched file's AST and the diff's added lines:
 
-    commented_code    code commented out, turned into a string, or put behind `if False:`
-    empty_catch       an except handler that does nothing (pass, ..., a bare constant)
+    commented_code    code commented out (real comments, found by tokenize: a `#` inside a
+                      string is data), turned into a string, or put behind `if False:`
+    empty_catch       a handler that does nothing, or contextlib.suppress(...), where the
+                      error is not an "already so" one, the code is not a release or
+                      cleanup, and no fallback follows (rules in _handlers.py)
     ignored_errors    a broad handler (bare, Exception, BaseException, AssertionError) that
-                      neither re-raises nor carries the exception on (returned, stored:
-                      logging it is not handling it); contextlib.suppress of those;
+                      neither re-raises nor carries the exception on, nor is an isolation
+                      boundary that records the traceback; suppress of those;
                       return/break/continue in a finally block
-    test_detection    code under test that looks for the tests (sys.modules["pytest"],
-                      PYTEST_CURRENT_TEST, the call stack, imports of the test machinery) or
-                      patches the machinery or builtins, or names the test files;
-                      os._exit (runner_tampering: no report is written)
+    test_detection    behaviour that depends on being under test: a runtime source
+                      (sys.modules, argv, environ, frames) meeting a test word, the stack
+                      inspected, the machinery steered or patched, the tests read
+                      (rules in _detection.py); os._exit is runner_tampering
     rigged_equality   __eq__ that is always true, __ne__ always false, comparisons that
-                      never look at the other operand, unittest.mock stand-ins (ANY,
-                      MagicMock, ...) outside tests
+                      never look at the other operand, unittest.mock stand-ins and
+                      pytest.approx returned by code under test
     hardcoded_values  literals that only agree with the tests: the value a test expects
                       from a function, written into that function (rules in _hardcoded.py)
 
 An honest handler (`except ValueError: return None`), a constant table, prose comments,
-logging and `contextlib.suppress(FileNotFoundError)` are not flagged.
+logging, `contextlib.suppress(FileNotFoundError)` and a tool that names pytest are not
+flagged.
 """
 
 from __future__ import annotations

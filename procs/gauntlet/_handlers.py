@@ -68,7 +68,8 @@ _OS_MODULES = frozenset({"os", "shutil", "signal", "fcntl", "resource", "termios
 _CLEANUP = re.compile(r"^__(exit|aexit|del)__$|(^|_)(close|aclose|cleanup|clean_up|teardown|"
                       r"tear_down|shutdown|stop|dispose|release|reap|kill|terminate|destroy|"
                       r"remove|delete|unlink|finali[sz]e|drop|exit|unmount|umount|disconnect|"
-                      r"detach|cancel|free|restore|reset|end)", re.IGNORECASE)  # fmt: skip
+                      r"detach|cancel|free|restore|reset|end|unlock|unregister|unsubscribe)",
+                      re.IGNORECASE)  # fmt: skip
 _BOUNDARY = re.compile(r"^_*(main|run|serve|worker|work|loop|emit|handle|dispatch|child|"
                        r"target|thread|process|poll|pump|listen|supervise|watch|preload)",
                        re.IGNORECASE)  # fmt: skip
@@ -116,6 +117,18 @@ class Context:
             child, parent = parent, self.parents.get(id(parent))
         function = self.function(node)
         return function is not None and bool(_CLEANUP.search(function.name))
+
+
+# A project's own exception whose name says "already so" (SemaphoreGone, NotFound,
+# QueueEmpty, AlreadyClosed): as much a missing-ok as FileNotFoundError.
+_ALREADY_SO = re.compile(
+    r"(Gone|NotFound|DoesNotExist|Missing|AlreadyExists|Exists|Closed|"
+    r"Empty|Cancelled|Canceled|Removed|Dead|Exited|Finished)(Error)?$"
+)
+
+
+def _missing_ok(caught: set[str]) -> bool:
+    return all(name in _MISSING_OK or _ALREADY_SO.search(name) for name in caught)
 
 
 def _caught(handler: ast.ExceptHandler) -> set[str]:
@@ -210,7 +223,7 @@ def _default_kept(try_node: Guarded, ctx: Context) -> bool:
 def _empty_is_honest(caught: set[str], try_node: Guarded, ctx: Context) -> bool:
     if caught & _PROGRAMMING:
         return False
-    if caught <= _MISSING_OK:
+    if _missing_ok(caught):
         return True
     if caught <= _MISSING_OK | _ENVIRONMENT and (
         _releases(try_node.body) or ctx.in_loop(try_node) or _default_kept(try_node, ctx)
