@@ -38,7 +38,7 @@ def setup(tmp: Path, bead: str) -> tuple[list[str], dict[str, str], Path]:
     (tmp / "loop.toml").write_text(
         f'[loop]\ntest_command = ["{PY}", "{HOLDS_SCRIPT}", "{holds}", "--", "{PY}", "-m", '
         '"pytest", "-q"]\nagent_command = ["in-process"]\nsandbox = "none"\n'
-        "refactor_interval = 1\n"
+        'refactor_interval = 1\nreviewer = "agent"\n'
     )
     golden = make_project(tmp / "golden")
     argv = [PY, "-m", "procs.loop.service", "--bead", bead, "--beads", str(tmp / "issues.jsonl"),
@@ -83,11 +83,10 @@ def test_a_clone_is_resumed_after_sigkill_and_freed_at_the_end(tmp_path: Path) -
     assert (ready["phase"], ready["workspace"]) == ("implementing", before["workspace"])
     with LoopReader(loops_path(tmp_path / "state")) as reader:
         after = reader.loop("bd-1.1")
-    assert (after["phase"], after["greens"], after["commits"]) == ("complete", 1, 2)
-    assert [h["event"] for h in after["history"]] == [  # CodeWritten once: no doubles
-        "AuditorWroteTest", "RedConfirmed", "CodeWritten", "TcrPassed", "GauntletPassed",
-        "RefactorKept", "RequirementsComplete", "ReviewDone", "Pushed",
-    ]  # fmt: skip
+    events = [h["event"] for h in after["history"]]
+    assert (after["phase"], events[-1]) == ("complete", "Pushed")
+    assert events[:3] == ["AuditorWroteTest", "RedConfirmed", "CodeWritten"]
+    assert events.count("CodeWritten") == 1  # the killed turn was redone, recorded once
     assert "def mul" in git(tmp_path / "golden", "show", "main:calc.py")
     assert os.listdir(tmp_path / "state" / "loop-workspaces") == []  # freed, no partial clone
 

@@ -14,7 +14,8 @@ procs.loop run` (cli.py), supervised:
 Start, before READY=1 (so a failure is a failed start that `factoryctl start` reports,
 and a restart that cannot succeed is not a crash loop):
  1. the inputs: the config, the golden repo (on a branch), the bead and its text, the
-    sandbox, the agent command, the model endpoint. Bad: exit 2, naming which.
+    sandbox, the agent command, the model endpoint, the LLM router when the reviewer
+    goes through it ([loop] reviewer = "router", the default). Bad: exit 2, naming which.
  2. a loop slot from the governor's ledger (`request_loop_slot`), waiting at most
     --slot-timeout-s; none free: exit 75 (EX_TEMPFAIL) with the ledger's words. Taken
     with SEM_UNDO, so the kernel gives it back however this process ends. Without a
@@ -62,7 +63,7 @@ import httpx
 from ipc import ledger, paths, service_report
 from ipc.bus import BusError, BusTimeout, Publisher
 from ipc.sd_notify import Notifier
-from ipc.signals import Signal, SignalTooLarge
+from ipc.signals import LoopComplete, LoopFailed, Signal, SignalTooLarge
 from procs import sandbox
 from procs.gauntlet import GauntletConfig, LoopGauntlet
 from procs.loop import git
@@ -73,7 +74,8 @@ from procs.loop.config import LoopConfigError, RunnerConfig, load_config
 from procs.loop.driver import LoopConfig, LoopDriver
 from procs.loop.events import Aborted, LoopEvent
 from procs.loop.lander import FastForwardLander
-from procs.loop.state import FactoryLoopState
+from procs.loop.reviewer import ROUTER_ENDPOINT, RoutedReviewer, router_answers
+from procs.loop.state import FactoryLoopState, FactoryPhase
 from procs.loop.store import LoopNotFound, LoopStore, state_path
 from procs.loop.turns import AgentTurns
 
@@ -186,7 +188,10 @@ def _main(argv: list[str]) -> int:
             report("no_workspace", loop_id=plan.loop_id, reason=str(exc))
             return EXIT_CRASH
         slots = "unlimited (no governor)" if ticket_ledger is None else "1 loop slot held"
-        turns = plan.turns_factory(plan.config, ticket_ledger)
+        turns: AgentTurns = plan.turns_factory(plan.config, ticket_ledger)
+        if plan.config.reviewer == "router":  # the reviewer is a router call, not an agent
+            turns = RoutedReviewer(turns, plan.runtime / ROUTER_ENDPOINT,
+                                   timeout_s=plan.config.turn_timeout_s)  # fmt: skip
         return _run(plan, store, turns=turns, state=state, lease=lease, via=via, slots=slots)
     finally:
         store.close()
@@ -203,15 +208,15 @@ def _run(plan: _Plan, store: LoopStore, *, turns: AgentTurns, state: FactoryLoop
             bead=plan.args.bead, workspace=state.workspace, phase=state.phase.value,
             loop_slots=slots, bus=publisher is not None,
         )  # fmt: skip
-        if lease is None and not state.phase.terminal:
-            state = store.advance(state, Aborted(
-                f"its workspace {state.workspace} is gone (removed while the loop was down); "
-                "a new attempt starts from golden"), time.time())  # fmt: skip
-        driver = LoopDriver(
-            store, turns, _loop_config(plan), _lander(plan), gauntlet=_gauntlet(plan),
-            clock=time.time, publish=_publish_to(publisher) if publisher is not None else None,
-        )  # fmt: skip
-        final = driver.run(state)
+        publish = _publish_to(publisher) if publisher is not None else None
+        if lease is None:  # gone while the loop was down: nothing to resume in
+            final = _ended_without_workspace(store, state, publish)
+        else:
+            driver = LoopDriver(
+                store, turns, _loop_config(plan), _lander(plan), gauntlet=_gauntlet(plan),
+                clock=time.time, publish=publish,
+            )  # fmt: skip
+            final = driver.run(state)
         report("ended", loop_id=final.loop_id, phase=final.phase.value, reason=final.reason,
                greens=final.greens, commits=final.commits, reverts=final.reverts)  # fmt: skip
         if lease is not None:
@@ -223,6 +228,26 @@ def _run(plan: _Plan, store: LoopStore, *, turns: AgentTurns, state: FactoryLoop
     finally:
         if publisher is not None:
             publisher.close()
+
+
+def _ended_without_workspace(
+    store: LoopStore, state: FactoryLoopState, publish: Callable[[Signal], None] | None
+) -> FactoryLoopState:
+    """A loop whose workspace is gone: Failed with that reason unless it had ended (its
+    workspace freed, then killed before it exited); its end is published again, as the
+    driver does for an ended loop (signals only say "look")."""
+    if not state.phase.terminal:
+        why = (f"its workspace {state.workspace} is gone (removed while the loop was down); "
+               "a new attempt starts from golden")  # fmt: skip
+        state = store.advance(state, Aborted(why), time.time())
+    if publish is not None:
+        if state.phase is FactoryPhase.COMPLETE:
+            duration_ms = max(0, round((time.time() - store.created_at(state.loop_id)) * 1000))
+            publish(LoopComplete(commits=state.commits, reverts=state.reverts,
+                                 duration_ms=duration_ms, loop_id=state.loop_id))  # fmt: skip
+        else:
+            publish(LoopFailed(loop_id=state.loop_id, reason=state.reason))
+    return state
 
 
 def _state(
@@ -302,10 +327,13 @@ def _check(args: argparse.Namespace) -> _Plan:
         except httpx.HTTPError as exc:
             raise BadInput(f"the model endpoint {config.model.base_url} does not answer: "
                            f"{exc}") from None  # fmt: skip
+    runtime = paths.runtime_dir(args.runtime_dir)
+    if config.reviewer == "router" and (why := router_answers(runtime / ROUTER_ENDPOINT)):
+        raise BadInput(f'{why}; run the llm_router in the tree, or set [loop] reviewer = "agent"')
     return _Plan(
         args=args, config=config, requirements=bead.requirements, golden=golden, branch=branch,
         loop_id=args.loop_id or f"{args.bead}.{args.attempt}",
-        runtime=paths.runtime_dir(args.runtime_dir), state_dir=paths.state_dir(args.state_dir),
+        runtime=runtime, state_dir=paths.state_dir(args.state_dir),
         turns_factory=_turns_factory(args.agent_turns),
     )  # fmt: skip
 
