@@ -11,8 +11,8 @@ one-shot runner reads it), --beads FILE (a beads JSONL export). The other option
 and --state-dir (default: what factoryd sets). It does the work of `python -m
 procs.loop run` (cli.py), supervised:
 
-Start, before READY=1 (so a failure is a failed start that `factoryctl start` reports,
-and a restart that cannot succeed is not a crash loop):
+Start, before READY=1 (so a failure is a failed start, which `factoryctl start` and the
+dispatcher's start request report at once, naming it in the child's log):
  1. the inputs: the config, the golden repo (on a branch), the bead and its text, the
     sandbox, the agent command, the model endpoint, the LLM router when the reviewer
     goes through it ([loop] reviewer = "router", the default). Bad: exit 2, naming which.
