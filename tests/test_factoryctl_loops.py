@@ -31,7 +31,7 @@ def factoryctl(state: Path, *argv: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, FactoryLoopState]:
     """Two loops: bd-1's attempt 1 in Verifying after four transitions, bd-2's just
     created; bd-1 also has an attempt 2 (the newest, which its bead id names)."""
     path = tmp_path_factory.mktemp("ctl") / "state"
@@ -50,16 +50,25 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
         three = FactoryLoopState(loop_id="bd-1.2", bead_id="bd-1", attempt=2,
                                  workspace="/ws/three", golden_hash="c" * 40)  # fmt: skip
         store.create(three, now)
-    return path
+    return path, one
 
 
-def test_the_list_shows_every_loop_with_its_counters(state: Path) -> None:
+@pytest.fixture(scope="module")
+def state(stored: tuple[Path, FactoryLoopState]) -> Path:
+    return stored[0]
+
+
+def test_the_list_shows_every_loop_with_its_counters(
+    stored: tuple[Path, FactoryLoopState],
+) -> None:
+    state, one_state = stored  # its counters are what transition() made of the events
+    counters = [one_state.iteration, one_state.greens, one_state.commits, one_state.reverts]
     done = factoryctl(state)
     assert done.returncode == ExitStatus.SUCCESS, done.stderr
     header, first, second, third = done.stdout.splitlines()
     assert header.split() == ["LOOP", "BEAD", "PHASE", "ITER", "GREENS", "COMMITS", "REVERTS",
                               "COST", "AGE", "WORKSPACE"]  # fmt: skip
-    assert first.split() == ["bd-1.1", "bd-1", "verifying", "1", "0", "1", "0", "-", "1h",
+    assert first.split() == ["bd-1.1", "bd-1", "verifying", *map(str, counters), "-", "1h",
                              "/ws/one"]  # fmt: skip
     assert second.split()[:3] == ["bd-2.1", "bd-2", "auditing"] and "/ws/two" in second
     assert third.split()[0] == "bd-1.2"
@@ -68,9 +77,11 @@ def test_the_list_shows_every_loop_with_its_counters(state: Path) -> None:
     one = loops[0]
     assert {k: one[k] for k in ("bead", "attempt", "phase", "iteration", "greens", "commits",
                                 "reverts", "cost", "workspace", "reason")} == {
-        "bead": "bd-1", "attempt": 1, "phase": "verifying", "iteration": 1, "greens": 0,
-        "commits": 1, "reverts": 0, "cost": None, "workspace": "/ws/one", "reason": "",
+        "bead": "bd-1", "attempt": 1, "phase": "verifying", "cost": None,
+        "workspace": "/ws/one", "reason": "",
+        **dict(zip(("iteration", "greens", "commits", "reverts"), counters, strict=True)),
     }  # fmt: skip
+    assert one_state.iteration == 1
     assert 3690 < one["age_s"] < 3800
 
 
