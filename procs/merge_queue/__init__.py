@@ -1,0 +1,46 @@
+"""The merge queue (fs-210..214): nothing lands on golden that was not tested exactly so.
+
+    python3 -m procs.merge_queue.service [--k 4] [--test-command 'python3 -m pytest -q']
+        [--suite-timeout-s 600] [--golden golden] [--reconcile-s 2] [--no-bus]
+
+Run by factoryd (target = "procs.merge_queue.service:main") after the golden master,
+whose control socket it uses for the golden repository, its HEAD and every advance.
+
+A patch is commits on top of some golden commit, fetched from a repository: a loop's
+workspace (`source` = its path, `ref` = its tested HEAD) or a git bundle file. Patches
+wait in SQLite (<state_dir>/merge_queue.sqlite3) ordered by priority, then age; the first
+K are tested at once, speculatively as Zuul's dependent pipelines do: patch i on golden
+HEAD plus patches 0..i-1 (a fast-forward where it sits on that base already, else one
+squashed commit from a three-way merge), each in one of K reused git worktrees, the suite
+in the sandbox with a timeout. Only the patch at the head of the queue is decided:
+- its build conflicts with HEAD: rejected (`conflict`); its loop rebases and proposes again;
+- its suite failed: rejected (`tests`), the run's output kept;
+- it passed: golden advances by compare-and-swap (HEAD must still be the tree it was built
+  on) to exactly the tested commit, and it is accepted with that hash.
+A patch behind that fails (or conflicts) is taken out of the chain at once: the ones
+behind it are rebuilt without it and retested; it is decided when it reaches the head.
+A golden HEAD moved by someone else (a refresh) invalidates every build; they are rebuilt.
+While golden is red, only a patch whose tested tree is green lands: i.e. one that turns
+golden green. So every golden commit the queue makes passed the suite.
+
+Control (<runtime_dir>/merge_queue.sock):
+    propose {source, ref?, base?, priority?, key?, bead_id?, title?}
+                          -> entry {patch_id, state, ...}; a `key` (the loop id) with a
+                             live patch of the same tip gets that patch; another tip
+                             supersedes it (the old one: rejected `stale`)
+    wait    {patch_id, timeout_s}  -> entry once decided, or as it is at the timeout
+    cancel  {patch_id}    -> entry (rejected `stale`, "withdrawn") unless already decided
+    landed  {patch_id}    -> {patch_id, landed_hash, golden_head, landed}: `landed` only
+                             when landed_hash is an ancestor of golden HEAD (close a bead
+                             only then)
+    show    {patch_id}    -> entry with the full test output
+    queue   {}            -> {golden, k, entries (in order, with their speculative build),
+                              speculative_heads, recent (last decisions), counts}
+    status  {}            -> counts and settings
+An entry: {patch_id, state (queued|accepted|rejected), reason (conflict|tests|gauntlet|
+stale), detail, priority, key, bead_id, source, tip, base, landed_hash, proposed_at,
+decided_at, output_tail}.
+
+Signals: PatchProposed on a new patch, PatchAccepted(hash) / PatchRejected(reason) on a
+decision (the data is here; a signal says "look").
+"""
