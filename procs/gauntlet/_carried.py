@@ -5,10 +5,11 @@ deleted_tests and edited_expectations must not take for a loss.
                       are inlined before checks are compared, so moving a subject or an
                       expected value into a local is not a change.
     carried           an assertion `S == E` removed while new equality checks in the same
-                      test still expect every literal of E, on subjects that share a name
-                      or call with S (directly or through a helper of the test module):
-                      a check split in two, pinned further, or read through a helper.
-                      `in`, `!=`, `or`, truthiness and approx with a tolerance never carry.
+                      test still expect every literal of E, on S itself or a projection of
+                      it (a tuple holding it, an attribute, a lookup keyed by it, str(S)):
+                      a check split in two or pinned further. Test-module helpers that end
+                      in a return are inlined too. `in`, `!=`, `or`, truthiness, arithmetic
+                      on S and approx with a tolerance never carry.
     timing            an assertion on elapsed wall time (time.monotonic() - started < 5):
                       removing it drops a flaky measure, not a behaviour.
     benign_edit       literals that differ only in a timeout/delay/retry argument, or in a
@@ -48,10 +49,43 @@ def bindings(function: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, ast.
     return {name: value for name, value in values.items() if counts.get(name) == 1}
 
 
+Helper = tuple[list[str], ast.expr]  # parameters, returned expression
+
+
+def helper_returns(helpers: dict[str, ast.AST]) -> dict[str, Helper]:
+    """Test-module helpers that end in their only return: name -> the returned expression
+    (`def _ids(d): wait(...); return [r.id for r in d.records()]`)."""
+    found: dict[str, Helper] = {}
+    for name, helper in helpers.items():
+        if not isinstance(helper, ast.FunctionDef | ast.AsyncFunctionDef) or not helper.body:
+            continue
+        last = helper.body[-1]
+        returns = [n for n in ast.walk(helper) if isinstance(n, ast.Return)]
+        if isinstance(last, ast.Return) and last.value is not None and returns == [last]:
+            found[name] = ([a.arg for a in [*helper.args.posonlyargs, *helper.args.args]],
+                           last.value)  # fmt: skip
+    return found
+
+
 class _Inline(ast.NodeTransformer):
-    def __init__(self, values: dict[str, ast.expr]) -> None:
+    def __init__(self, values: dict[str, ast.expr], calls: dict[str, Helper]) -> None:
         self.values = values
+        self.calls = calls
         self.depth = 0
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        helper = self.calls.get(node.func.id) if isinstance(node.func, ast.Name) else None
+        if helper is None or self.depth > 8 or node.keywords:
+            self.generic_visit(node)
+            return node
+        params, value = helper
+        arguments = dict(zip(params, node.args, strict=False))
+        self.depth += 1
+        try:
+            inlined: ast.AST = self.visit(_Inline(arguments, {}).visit(copy.deepcopy(value)))
+            return inlined
+        finally:
+            self.depth -= 1
 
     def visit_Name(self, node: ast.Name) -> ast.AST:
         value = self.values.get(node.id)
@@ -65,11 +99,13 @@ class _Inline(ast.NodeTransformer):
             self.depth -= 1
 
 
-def substitute(node: ast.AST, values: dict[str, ast.expr]) -> ast.AST:
-    """`node` with the once-bound locals in `values` inlined (a copy)."""
-    if not values:
+def substitute(node: ast.AST, values: dict[str, ast.expr],
+               calls: dict[str, Helper] | None = None) -> ast.AST:  # fmt: skip
+    """`node` with the once-bound locals in `values` and the calls of the helpers in
+    `calls` inlined (a copy)."""
+    if not values and not calls:
         return node
-    return _Inline(values).visit(copy.deepcopy(node))  # type: ignore[no-any-return]
+    return _Inline(values, calls or {}).visit(copy.deepcopy(node))  # type: ignore[no-any-return]
 
 
 def _is_literal(node: ast.AST) -> bool:
@@ -80,21 +116,48 @@ def _constants(node: ast.AST) -> set[str]:
     return {repr(n.value) for n in ast.walk(node) if isinstance(n, ast.Constant)}
 
 
-def _anchors(node: ast.AST, helpers: dict[str, ast.AST]) -> set[str]:
-    """The names a check is about: called functions (last name) and attribute chains,
-    through the bodies of the test module's own helpers it calls."""
-    found: set[str] = set()
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Call):
-            name = dotted(sub.func).rsplit(".", 1)[-1]
-            found.add(name)
-            helper = helpers.get(name)
-            if helper is not None:
-                found |= _anchors(helper, {})
-        elif isinstance(sub, ast.Attribute):
-            found.add(sub.attr)
-    return found - {"Decimal", "approx", "len", "str", "int", "float", "list", "tuple", "set",
-                    "dict", "sorted", "repr"}  # fmt: skip
+# Views of a value that keep all of it: `str(x)`, `list(x)`, `sorted(x)`.
+_VIEWS = frozenset({"str", "repr", "int", "float", "Decimal", "list", "tuple", "sorted", "set",
+                    "frozenset", "dict", "bool", "vars", "format"})  # fmt: skip
+
+
+def _numeric(node: ast.AST) -> bool:
+    return any(
+        (isinstance(n, ast.Constant) and isinstance(n.value, int | float | complex)
+        and not isinstance(n.value, bool))
+        or (isinstance(n, ast.Call) and dotted(n.func).rsplit(".", 1)[-1] in ("Decimal",
+                                                                             "Fraction"))
+        for n in ast.walk(node)
+    )  # fmt: skip
+
+
+def _projects(node: ast.AST, target: str, depth: int = 0) -> bool:
+    """`node` reads `target` (an ast.dump) through projections only: elements of a tuple,
+    attributes, subscripts, lookups keyed by it, views (str, list...) and method calls
+    with no numbers in their arguments. Arithmetic on it does not count: `x - 5 == 25` is
+    not `x == 25`."""
+    if ast.dump(node) == target:
+        return True
+    if depth > 8:
+        return False
+    if isinstance(node, ast.Tuple | ast.List):
+        return any(_projects(e, target, depth + 1) for e in node.elts)
+    if isinstance(node, ast.Attribute):
+        return _projects(node.value, target, depth + 1)
+    if isinstance(node, ast.Subscript):
+        keyed = not _is_literal(node.value) and not isinstance(node.value, ast.Dict | ast.List)
+        return _projects(node.value, target, depth + 1) or (
+            keyed and _projects(node.slice, target, depth + 1)
+        )
+    if isinstance(node, ast.Call):
+        name = dotted(node.func).rsplit(".", 1)[-1]
+        arguments = [*node.args, *(k.value for k in node.keywords)]
+        if isinstance(node.func, ast.Attribute) and not name.startswith("__") \
+                and not any(_numeric(a) for a in arguments):  # fmt: skip
+            return _projects(node.func.value, target, depth + 1)
+        if name in _VIEWS and len(node.args) == 1:
+            return _projects(node.args[0], target, depth + 1)
+    return False
 
 
 def _equalities(node: ast.AST) -> Iterator[tuple[ast.AST, ast.AST]]:
@@ -116,8 +179,18 @@ def _equalities(node: ast.AST) -> Iterator[tuple[ast.AST, ast.AST]]:
         sides = [test.left, *test.comparators]
         for i, a in enumerate(sides):
             for b in sides[i + 1 :]:
-                yield a, b
-                yield b, a
+                yield from _paired(a, b)
+                yield from _paired(b, a)
+
+
+def _paired(a: ast.AST, b: ast.AST) -> Iterator[tuple[ast.AST, ast.AST]]:
+    """`(x, y) == (1, 2)` is x == 1 and y == 2: tuples of one length pair element-wise."""
+    if isinstance(a, ast.Tuple | ast.List) and isinstance(b, ast.Tuple | ast.List) \
+            and len(a.elts) == len(b.elts) and not _is_literal(a):  # fmt: skip
+        for x, y in zip(a.elts, b.elts, strict=True):
+            yield from _paired(x, y)
+        return
+    yield a, b
 
 
 def _tolerant(node: ast.AST) -> bool:
@@ -128,28 +201,25 @@ def _tolerant(node: ast.AST) -> bool:
     )  # fmt: skip
 
 
-def carried(old: ast.AST, new_checks: Iterable[ast.AST], helpers: dict[str, ast.AST]) -> bool:
+def carried(old: ast.AST, new_checks: Iterable[ast.AST]) -> bool:
     """`old` (an equality on a subject) is still expected by `new_checks`, the checks the
-    patched test added: each literal of its expected side appears in a new equality whose
-    other side is no literal and shares a name or call with old's subject."""
-    pairs = [(s, e) for s, e in _equalities(old) if not _is_literal(s)]
+    patched test added: each literal of its expected side (each element's, for tuples) is
+    expected by a new equality whose other side reads that subject (itself, a part or a
+    view of it)."""
+    pairs = [(s, e) for s, e in _equalities(old) if not _is_literal(s) and _constants(e)]
     if not pairs:
         return False
     fresh = [c for c in new_checks if not _tolerant(c) or _tolerant(old)]
     for subject, expected in pairs:
-        wanted = _constants(expected)
-        anchors = _anchors(subject, helpers)
-        if not anchors:
-            continue
+        target = ast.dump(subject)
         seen: set[str] = set()
         for check in fresh:
             for new_subject, new_expected in _equalities(check):
-                if _is_literal(new_subject) or not anchors & _anchors(new_subject, helpers):
-                    continue
-                seen |= _constants(new_expected) | _constants(new_subject)
-        if wanted and wanted <= seen:
-            return True
-    return False
+                if not _is_literal(new_subject) and _projects(new_subject, target):
+                    seen |= _constants(new_expected)
+        if not _constants(expected) <= seen:
+            return False
+    return True
 
 
 class _Unqualified(ast.NodeTransformer):

@@ -216,11 +216,7 @@ def _entries(tree: ast.Module | None) -> dict[str, tuple[int, str]]:
                 ast.dump(statement),
             )
         if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef):
-            touches = statement.name == "pytest_configure" and any(
-                isinstance(n, ast.Attribute) and n.attr in _CONFIG_TOUCH
-                and isinstance(n.ctx, ast.Store | ast.Del)
-                for n in ast.walk(statement)
-            )  # fmt: skip
+            touches = statement.name == "pytest_configure" and _rewrites_config(statement)
             why = _steers(statement) if statement.name in _HOOKS else None
             if why or touches:
                 out[f"hook {statement.name} ({why or 'rewrites the configuration'})"] = (
@@ -255,6 +251,46 @@ def _entries(tree: ast.Module | None) -> dict[str, tuple[int, str]]:
     return out
 
 
+_MUTATORS = frozenset(
+    {
+        "register",
+        "unregister",
+        "set_blocked",
+        "import_plugin",
+        "append",
+        "extend",
+        "insert",
+        "clear",
+        "remove",
+        "pop",
+        "__setitem__",
+        "setdefault",
+        "update",
+        "consider_module",
+        "consider_pluginarg",
+    }
+)
+
+
+def _rewrites_config(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """pytest_configure that writes the parsed options, the arguments or the plugins
+    (config.option.deselect = ..., config.args[:] = ..., pluginmanager.register(...))."""
+    for node in ast.walk(function):
+        targets: list[ast.AST] = []
+        if isinstance(node, ast.Assign | ast.Delete):
+            targets = list(node.targets)
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and node.func.attr in _MUTATORS:  # fmt: skip
+            targets = [node.func.value]
+        for target in targets:
+            if any(isinstance(n, ast.Attribute) and n.attr in _CONFIG_TOUCH
+                   for n in ast.walk(target)):  # fmt: skip
+                return True
+    return False
+
+
 _FORKS = ("fork", "forkpty", "Process", "ProcessPoolExecutor", "Pool")
 
 
@@ -275,6 +311,7 @@ _DECIDING = frozenset({
     "pytest_report_teststatus", "pytest_cmdline_main", "pytest_runtestloop",
     "pytest_make_collect_report", "pytest_collection", "pytest_fixture_setup",
     "pytest_collect_directory", "pytest_cmdline_parse", "pytest_runtest_call",
+    "pytest_runtest_makereport", "pytest_assertrepr_compare",
 })  # fmt: skip
 # Writes a hook may make to what it is given: notes on the item or report, not outcomes.
 _HARMLESS_WRITES = frozenset({"user_properties", "sections", "stash", "extra", "_report_sections"})

@@ -22,10 +22,12 @@ from pathlib import PurePosixPath
 
 from procs.gauntlet._astkit import dotted, parse, skeleton
 from procs.gauntlet._carried import (
+    Helper,
     benign_edit,
     bindings,
     carried,
     gone_names,
+    helper_returns,
     substitute,
     timing,
     unqualified,
@@ -54,6 +56,7 @@ class TestFunction:
     helpers: dict[str, ast.AST] = field(default_factory=dict)  # the module's other functions
     inlined: dict[str, ast.AST] = field(default_factory=dict)  # assertions, locals inlined
     inline_of: dict[str, tuple[str, ast.AST]] = field(default_factory=dict)  # raw -> inlined
+    doubles: frozenset[str] = frozenset()  # names that are the test module's own stand-ins
 
     @property
     def fingerprint(self) -> frozenset[str]:
@@ -118,6 +121,65 @@ def _canonical(node: ast.AST) -> str:
     return ast.dump(test)
 
 
+_TEST_ROOTS = ("tests", "test", "conftest")
+
+
+def _bound_names(tree: ast.Module) -> dict[str, str]:
+    """Module-level names -> where they come from ("module.name" for imports, "<local>"
+    for what the module defines)."""
+    found: dict[str, str] = {}
+    for statement in tree.body:
+        if isinstance(statement, ast.Import):
+            for a in statement.names:
+                found[a.asname or a.name.split(".")[0]] = a.name
+        elif isinstance(statement, ast.ImportFrom):
+            for a in statement.names:
+                found[a.asname or a.name] = f"{statement.module or ''}.{a.name}"
+        elif isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            found[statement.name] = "<local>"
+    return found
+
+
+def _rebound_to_doubles(path: str, base: ast.Module, new: ast.Module) -> list[Finding]:
+    """A name the tests used for the code now comes from the tests themselves (a module
+    under tests/ or a definition in the test module): the same assertions check a
+    stand-in."""
+    before, after = _bound_names(base), _bound_names(new)
+    findings = []
+    for name, source in sorted(after.items()):
+        old = before.get(name)
+        if old is None or old in (source, "<local>") or old.split(".")[0] in _TEST_ROOTS:
+            continue
+        if source == "<local>" or source.split(".")[0] in _TEST_ROOTS:
+            findings.append(Finding("weakened_tests", path, 0,
+                                    f"`{name}` was {old} and now comes from the tests "
+                                    f"({source}): the assertions check a stand-in"))  # fmt: skip
+    return findings
+
+
+def _doubles(tree: ast.Module) -> frozenset[str]:
+    """Names a test module defines itself or imports from the tests: a call through one
+    of them is a stand-in's answer, not the code's."""
+    names = {s.name for s in tree.body if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef
+                                                     | ast.ClassDef)}  # fmt: skip
+    for statement in tree.body:
+        if isinstance(statement, ast.ImportFrom) and (statement.module or "").split(".")[0] \
+                in ("tests", "test", "conftest"):  # fmt: skip
+            names |= {a.asname or a.name for a in statement.names}
+        elif isinstance(statement, ast.Import):
+            names |= {a.asname or a.name.split(".")[0] for a in statement.names
+                      if a.name.split(".")[0] in ("tests", "test", "conftest")}  # fmt: skip
+    return frozenset(names)
+
+
+def _uses_doubles(node: ast.AST, doubles: frozenset[str]) -> bool:
+    return any(
+        isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+        and dotted(n.func).split(".")[0] in doubles
+        for n in ast.walk(node)
+    )  # fmt: skip
+
+
 def _fixture_values(tree: ast.Module) -> dict[str, ast.expr]:
     """Module fixtures that only return an expression: name -> that expression."""
     found: dict[str, ast.expr] = {}
@@ -142,7 +204,8 @@ def _assertions(node: ast.AST, inline: bool = False,
     return {key: check for key, check, _, _ in _checks(node, inline, fixtures)}
 
 
-def _checks(node: ast.AST, inline: bool = False, fixtures: dict[str, ast.expr] | None = None
+def _checks(node: ast.AST, inline: bool = False, fixtures: dict[str, ast.expr] | None = None,
+            calls: dict[str, Helper] | None = None
             ) -> list[tuple[str, ast.AST, str, ast.AST]]:  # fmt: skip
     """Each check as (key, node, key with locals inlined, node with locals inlined)."""
     values: dict[str, ast.expr] = {}
@@ -160,7 +223,7 @@ def _checks(node: ast.AST, inline: bool = False, fixtures: dict[str, ast.expr] |
             if last in ("raises", "warns", "deprecated_call") or last.startswith("assert"):
                 check = child
         if check is not None:
-            inlined = substitute(check, values)
+            inlined = substitute(check, values, calls if inline else None)
             found.append((_canonical(check), check, _canonical(inlined), inlined))
     return found
 
@@ -182,16 +245,18 @@ def collect_tests(path: str, tree: ast.Module) -> dict[str, TestFunction]:
         if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef) and not s.name.startswith("test")
     }  # fmt: skip
     fixtures = _fixture_values(tree)
+    returns = helper_returns(helpers)
+    doubles = _doubles(tree)
 
     def add(function: ast.FunctionDef | ast.AsyncFunctionDef, prefix: str, marks: set[str]
             ) -> None:  # fmt: skip
-        checks = _checks(function, inline=True, fixtures=fixtures)
+        checks = _checks(function, inline=True, fixtures=fixtures, calls=returns)
         test = TestFunction(
             name=f"{prefix}{function.name}", path=path, line=function.lineno, node=function,
             marks=marks | _mark_names(function.decorator_list),
             assertions=_assertions(function), cases=_cases(function.decorator_list),
             helpers=helpers, inlined={k: n for _, _, k, n in checks},
-            inline_of={k: (ik, n) for k, _, ik, n in checks},
+            inline_of={k: (ik, n) for k, _, ik, n in checks}, doubles=doubles,
         )  # fmt: skip
         tests[test.name] = test
 
@@ -465,6 +530,7 @@ def test_file_findings(files: list[FileChange]) -> list[Finding]:
         if new_tree is not None:
             findings += _shadowed_tests(str(path), new_tree, change.added_lines)
         if base_tree is not None and new_tree is not None:
+            findings += _rebound_to_doubles(str(path), base_tree, new_tree)
             findings += _module_values(str(path), base_tree, new_tree, change.added_lines, gone)
             if any(_is_test_off(s) for s in new_tree.body) and not any(
                 _is_test_off(s) for s in base_tree.body
@@ -659,9 +725,8 @@ def _compare(old: TestFunction, new: TestFunction, gone: frozenset[str] = frozen
         if _refactored(node, old, new) or timing(inlined, {}):
             continue
         fresh = [n for d, n in new.inlined.items() if d not in old.inlined]
-        if carried(inlined, fresh, new.helpers) or unqualified(inlined) in {
-            unqualified(n) for n in fresh
-        }:
+        plain = {unqualified(n) for n in fresh if not _uses_doubles(n, new.doubles)}
+        if carried(inlined, fresh) or unqualified(inlined) in plain:
             continue
         broadened = _broadened(node, new)
         swapped = None if broadened else _raises_swapped(node, old, new)

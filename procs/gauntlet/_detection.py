@@ -107,6 +107,14 @@ class Module:
                 bindings.append(([node.target], node.iter))
             elif isinstance(node, ast.withitem) and node.optional_vars is not None:
                 bindings.append(([node.optional_vars], node.context_expr))
+            elif isinstance(node, ast.arguments):  # def f(var="PYTEST_CURRENT_TEST")
+                positional = [*node.posonlyargs, *node.args]
+                pairs = [*zip(positional[len(positional) - len(node.defaults) :],
+                              node.defaults, strict=True),
+                         *((a, d) for a, d in zip(node.kwonlyargs, node.kw_defaults, strict=True)
+                           if d is not None)]  # fmt: skip
+                for arg, default in pairs:
+                    bindings.append(([ast.Name(id=arg.arg, ctx=ast.Store())], default))
         for targets, value in bindings:
             text = self.text(value)
             if text is not None:

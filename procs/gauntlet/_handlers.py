@@ -70,9 +70,10 @@ _CLEANUP = re.compile(r"^__(exit|aexit|del)__$|(^|_)(close|aclose|cleanup|clean_
                       r"remove|delete|unlink|finali[sz]e|drop|exit|unmount|umount|disconnect|"
                       r"detach|cancel|free|restore|reset|end|unlock|unregister|unsubscribe)",
                       re.IGNORECASE)  # fmt: skip
-_BOUNDARY = re.compile(r"^_*(main|run|serve|worker|work|loop|emit|handle|dispatch|child|"
-                       r"target|thread|process|poll|pump|listen|supervise|watch|preload)",
-                       re.IGNORECASE)  # fmt: skip
+# Where a process, thread or callback begins: an error there has nowhere else to go.
+_BOUNDARY = re.compile(r"^_*(main|run|serve|serve_forever|run_forever|worker|emit|target|"
+                       r"child|mainloop|preload|handle_error|excepthook)$|"
+                       r"_(main|loop|worker|thread|forever)$", re.IGNORECASE)  # fmt: skip
 _TRACEBACK = re.compile(r"(^|\.)(print_exc|print_exception|format_exc|format_exception|"
                         r"exception|handleError|excepthook|print_tb|extract_tb)$")  # fmt: skip
 _REPORTERS = re.compile(r"(^|\.)(print|debug|info|warning|warn|error|exception|critical|log)$")
