@@ -19,7 +19,10 @@ SHARED_PROCS = {
     "sandbox",
     "gauntlet",  # a library the loop and the merge queue call (and a CLI), no service
 }
-PROCESS_KINDS = {"bus", "journal", "governor", "workspaces", "llm", "agent", "loop", "beads"}
+PROCESS_KINDS = {
+    "bus", "journal", "governor", "workspaces", "llm", "agent", "loop", "beads", "golden",
+    "merge_queue",
+}  # fmt: skip
 
 
 def _imports(path: Path) -> set[str]:

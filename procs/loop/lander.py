@@ -1,6 +1,12 @@
 """Pushing and Rebasing (fs-175, fs-176) through a Lander: where a loop's tested commits go.
 
-Step 9 puts the merge queue behind this interface. Until then, FastForwardLander moves a
+MergeQueueLander (the factory's) proposes the workspace's HEAD to the merge queue service
+and waits, bounded, for its verdict: accepted is Pushed (at the golden commit it landed
+as), a conflict or a stale patch is PushConflict (the loop rebases and proposes again), a
+failed suite or gauntlet in the queue is PushError with the queue's reason and output.
+Its rebase asks the golden master where the golden repository is and rebases there.
+
+FastForwardLander (the one-shot runner's, without services) moves a
 local golden repository's branch to the workspace's HEAD with a compare-and-swap
 (`git update-ref BRANCH NEW OLD`): only if the branch is still at the golden hash the
 loop started from (or last rebased onto), and only to a descendant of it, so what lands
@@ -13,9 +19,11 @@ git refuses (PushError) when local changes there would be overwritten.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from ipc import control, paths
 from procs.loop import git
 from procs.loop.events import PushConflict, Pushed, PushError, RebaseConflict, Rebased
 from procs.loop.state import FactoryLoopState
@@ -86,3 +94,82 @@ class FastForwardLander:
                 return RebaseConflict(f"{exc}; and the rebase could not be aborted: {abort}")
             return RebaseConflict(str(exc))
         return Rebased(head=git.head(workspace), golden_hash=golden)
+
+
+class MergeQueueLander:
+    """Lands through the merge queue service in `runtime` (its control socket
+    `merge_queue.sock`; the golden master's `golden.sock` for rebasing).
+
+    land() blocks until the queue decides or `verdict_timeout_s` passes; then it withdraws
+    the patch (`cancel`) and says PushError, unless the patch landed meanwhile. Proposing
+    is idempotent per loop (`key` = loop id): a loop killed while waiting proposes the same
+    commits again and gets the same patch, landed or not.
+    """
+
+    def __init__(
+        self,
+        runtime: Path,
+        *,
+        verdict_timeout_s: float = 3600.0,
+        priority: int = 2,
+        call_timeout_s: float = 30.0,
+        queue: str = "merge_queue",
+        golden: str = "golden",
+    ) -> None:
+        self.queue_socket = paths.control_socket(Path(runtime), queue)
+        self.golden_socket = paths.control_socket(Path(runtime), golden)
+        self.verdict_timeout_s = verdict_timeout_s
+        self.priority = priority
+        self.call_timeout_s = call_timeout_s
+
+    def _call(self, command: str, args: dict[str, Any], wait_s: float = 0.0) -> Any:
+        return control.call(self.queue_socket, command, args, timeout=self.call_timeout_s + wait_s)
+
+    def land(self, state: FactoryLoopState) -> Pushed | PushConflict | PushError:
+        workspace = Path(state.workspace)
+        deadline = time.monotonic() + self.verdict_timeout_s
+        try:
+            tip = git.head(workspace)
+            entry = self._call("propose", {
+                "source": str(workspace), "ref": tip, "base": state.golden_hash,
+                "priority": self.priority, "key": state.loop_id, "bead_id": state.bead_id,
+                "title": f"{state.bead_id}: loop {state.loop_id}",
+            })  # fmt: skip
+            while entry["state"] == "queued" and (left := deadline - time.monotonic()) > 0:
+                wait_s = min(left, 60.0)
+                entry = self._call("wait", {"patch_id": entry["patch_id"], "timeout_s": wait_s},
+                                   wait_s)  # fmt: skip
+            if entry["state"] == "queued":
+                entry = self._call("cancel", {"patch_id": entry["patch_id"]})
+                if entry["state"] != "accepted":
+                    return PushError(
+                        f"the merge queue gave no verdict on {entry['patch_id']} in "
+                        f"{self.verdict_timeout_s:.0f} s; it was withdrawn"
+                    )
+        except control.RemoteError as exc:
+            return PushError(f"the merge queue refused the patch ({exc.type}): {exc}")
+        except control.ControlError as exc:
+            return PushError(f"the merge queue cannot be reached: {exc}")
+        except git.GitError as exc:
+            return PushError(str(exc))
+        return verdict(entry)
+
+    def rebase(self, state: FactoryLoopState) -> Rebased | RebaseConflict:
+        """Rebase onto golden HEAD, wherever the golden master says its repository is."""
+        try:
+            golden = control.call(self.golden_socket, "get_hash", {}, timeout=self.call_timeout_s)
+        except control.ControlError as exc:
+            return RebaseConflict(f"the golden master cannot be reached: {exc}")
+        return FastForwardLander(Path(golden["repo"]), golden["branch"]).rebase(state)
+
+
+def verdict(entry: dict[str, Any]) -> Pushed | PushConflict | PushError:
+    """The loop's event for a decided merge-queue entry."""
+    if entry["state"] == "accepted":
+        return Pushed(head=entry["landed_hash"])
+    reason, detail = entry.get("reason") or "rejected", entry.get("detail") or ""
+    why = f"the merge queue rejected {entry['patch_id']} ({reason}): {detail}"
+    if reason in ("conflict", "stale"):
+        return PushConflict(why)
+    tail = entry.get("output_tail") or ""
+    return PushError(f"{why}\n{tail}" if tail else why)

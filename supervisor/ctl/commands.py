@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeAlias, runtime_chec
 
 from supervisor.ctl import (
     beads,
+    golden,
     kill,
     llm,
     logs,
     loops,
+    queue,
     ramdisk,
     reload,
     restart,
@@ -88,4 +90,6 @@ COMMANDS: dict[str, CtlCommand] = {
     "llm": llm,
     "loops": loops,
     "beads": beads,
+    "queue": queue,
+    "golden": golden,
 }
