@@ -1,0 +1,264 @@
+"""One dispatch round: settle every live dispatch, then start loops for ready beads while
+loop slots are free. Runs in the service's one worker thread (its calls block: `start`
+returns once the loop said READY=1), one round at a time.
+
+    round()
+      1. beads `list`: the live claims. A claim of a `factory/LOOP` actor the records do
+         not know (the dispatcher lost a write, or its database) is adopted: never forgotten.
+      2. for each live dispatch, policy.settle over (claim, loops.sqlite3, factoryd's
+         `loops` children), carried out: wait (watch its pid), land (close once the
+         commit is an ancestor of golden HEAD), fail, resume (start the loop child again
+         with the same loop id: it resumes from its store), release, or forget.
+      3. free loop slots (the ledger, no wait): for each bead of beads' `ready
+         {unassigned}` in order, not busy, not in backoff: record `claiming`, claim
+         (loop id BEAD.ATTEMPT, a fresh attempt), start the loop child.
+Any PeerError aborts the round (the service retries with backoff): nothing is decided
+on an answer that did not come. A failed start releases the claim (no attempt counted)
+and holds the bead back; a failed loop holds it back longer each time (policy).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from procs.dispatcher.landing import GoldenAncestry, LandingUnknown
+from procs.dispatcher.peers import (
+    BeadsPeer,
+    Conflict,
+    FactorydPeer,
+    LoopRecords,
+    PeerError,
+    Stale,
+    StartRefused,
+    free_loop_slots,
+)
+from procs.dispatcher.policy import (
+    Act,
+    Dispatch,
+    LiveClaim,
+    LoopView,
+    Process,
+    next_attempt,
+    pick,
+    retry_delay_s,
+    settle,
+)
+from procs.dispatcher.records import DispatchRecords
+
+Report = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class RoundConfig:
+    max_resumes: int = 2
+    max_loops: int | None = None
+    retry_base_s: float = 30.0
+    retry_max_s: float = 900.0
+
+
+@dataclass
+class RoundResult:
+    """What a round did; `watch` maps each running loop to its pid."""
+
+    started: list[str] = field(default_factory=list)
+    ended: list[dict[str, Any]] = field(default_factory=list)
+    watch: dict[str, int] = field(default_factory=dict)
+    live: int = 0
+    free_slots: int = 0
+    ready: int | None = None
+    waiting_for_slot: int = 0
+
+
+class Dispatcher:
+    def __init__(self, *, beads: BeadsPeer, factoryd: FactorydPeer, loops: LoopRecords,
+                 records: DispatchRecords, golden: GoldenAncestry, runtime: Path,
+                 config: RoundConfig, report: Report) -> None:  # fmt: skip
+        self.beads = beads
+        self.factoryd = factoryd
+        self.loops = loops
+        self.records = records
+        self.golden = golden
+        self.runtime = runtime
+        self.config = config
+        self.report = report
+
+    def round(self) -> RoundResult:
+        out = RoundResult()
+        claims = self.beads.claims()
+        self._adopt(claims)
+        live = self.records.live()
+        processes = self.factoryd.loops() if live else {}
+        free = self._free(len(live))
+        for dispatch in live:
+            free -= self._settle(dispatch, claims.get(dispatch.bead_id), processes, free, out)
+        live = self.records.live()
+        out.live = len(live)
+        free = min(free, self._free(len(live)))
+        out.free_slots = max(0, free)
+        if free > 0:
+            ready = self.beads.ready()
+            out.ready = len(ready)
+            busy = {d.bead_id for d in live}
+            for bead in pick(ready, busy, self.records.not_before(), time.time(), free):
+                if not self._start_new(bead, out):
+                    break  # a refused start: the slot count may be wrong; next round
+            out.live = len(self.records.live())
+        return out
+
+    def _free(self, live: int) -> int:
+        return free_loop_slots(self.runtime, live, self.config.max_loops)
+
+    # -- claims the records do not know --------------------------------------------------
+
+    def _adopt(self, claims: dict[str, LiveClaim]) -> None:
+        for claim in claims.values():
+            if self.records.get(claim.loop_id) is not None:
+                continue
+            view = self.loops.view(claim.loop_id)
+            attempt = view.attempt if view else _attempt_of(claim.loop_id)
+            self.records.begin(claim.loop_id, claim.bead_id, attempt, state="running",
+                               generation=claim.generation)  # fmt: skip
+            self.report("claim_adopted", bead_id=claim.bead_id, loop_id=claim.loop_id,
+                        generation=claim.generation)  # fmt: skip
+
+    # -- live dispatches ----------------------------------------------------------------
+
+    def _settle(self, d: Dispatch, claim: LiveClaim | None, processes: dict[str, Process],
+                free: int, out: RoundResult) -> int:  # fmt: skip
+        """Carry out policy.settle for `d`; returns the loop slots it took (0 or 1)."""
+        if claim is not None and claim.loop_id == d.loop_id and d.generation != claim.generation:
+            self.records.update(d.loop_id, state="running", generation=claim.generation)
+            d = replace(d, state="running", generation=claim.generation)
+        loop = self.loops.view(d.loop_id)
+        process = processes.get(d.loop_id)
+        action = settle(d, claim, loop, process, max_resumes=self.config.max_resumes)
+        generation = d.generation or 0
+        if process is not None and process.running and process.pid:
+            out.watch[d.loop_id] = process.pid  # ended or not: its exit frees a slot
+        if action.act is Act.WAIT:
+            if process is not None and process.child_id != d.child_id:
+                self.records.update(d.loop_id, child_id=process.child_id)
+        elif action.act is Act.FORGET:
+            outcome = "aborted" if d.state == "claiming" else "forgotten"
+            self._end(d, outcome, action.reason, out)
+        elif action.act is Act.LAND:
+            assert loop is not None
+            self._land(d, loop, generation, out)
+        elif action.act is Act.FAIL:
+            self._fail(d, generation, action.reason, out)
+        elif action.act is Act.RELEASE:
+            self._release(d, generation, action.reason, out)
+        elif action.act is Act.RESUME:
+            if free <= 0:
+                out.waiting_for_slot += 1
+                return 0
+            self.records.update(d.loop_id, resumes=d.resumes + 1)
+            self.report("loop_resuming", loop_id=d.loop_id, bead_id=d.bead_id,
+                        reason=action.reason, resume=d.resumes + 1)  # fmt: skip
+            try:
+                child, pid = self.factoryd.start(self._loop_args(d))
+            except StartRefused as exc:
+                self.report("resume_refused", loop_id=d.loop_id, reason=str(exc))
+                return 0
+            self.records.update(d.loop_id, child_id=child)
+            out.watch[d.loop_id] = pid
+            return 1
+        return 0
+
+    def _land(self, d: Dispatch, loop: LoopView, generation: int, out: RoundResult) -> None:
+        try:
+            landed = self.golden.landed(loop.green_commit)
+        except LandingUnknown as exc:  # never "not landed": asked again next round
+            self.report("landing_unknown", loop_id=d.loop_id, reason=str(exc))
+            return
+        if not landed:
+            reason = (f"the loop completed but its commit {loop.green_commit[:12]} is not on "
+                      f"golden {self.golden.branch}")  # fmt: skip
+            self._fail(d, generation, reason, out)
+            return
+        stats = {
+            "loop_id": d.loop_id, "attempt": d.attempt, "generation": generation,
+            **loop.counters, "commit": loop.green_commit,
+            "duration_s": round(loop.updated_at - loop.created_at, 3),
+        }  # fmt: skip
+        try:
+            self.beads.close(d.bead_id, d.loop_id, generation, stats)
+        except Stale as exc:
+            self._end(d, "forgotten", str(exc), out)
+            return
+        self._end(d, "closed", "landed", out)
+
+    def _fail(self, d: Dispatch, generation: int, reason: str, out: RoundResult) -> None:
+        try:
+            status = self.beads.fail(d.bead_id, d.loop_id, generation, reason)
+        except Stale as exc:
+            self._end(d, "forgotten", str(exc), out)
+            return
+        failures = self.records.failures(d.bead_id) + 1
+        delay = retry_delay_s(failures, self.config.retry_base_s, self.config.retry_max_s)
+        self.records.failed(d.bead_id, delay)
+        self._end(d, "failed", reason, out, status=status, retry_in_s=delay)
+
+    def _release(self, d: Dispatch, generation: int, reason: str, out: RoundResult) -> None:
+        try:
+            self.beads.release(d.bead_id, d.loop_id, generation, reason)
+        except Stale as exc:
+            self._end(d, "forgotten", str(exc), out)
+            return
+        self.records.hold_back(d.bead_id, time.time() + self.config.retry_base_s)
+        self._end(d, "released", reason, out)
+
+    def _end(self, d: Dispatch, outcome: str, reason: str, out: RoundResult,
+             **extra: Any) -> None:  # fmt: skip
+        self.records.end(d.loop_id, outcome, reason)
+        ended = {"loop_id": d.loop_id, "bead_id": d.bead_id, "outcome": outcome,
+                 "reason": reason, **extra}  # fmt: skip
+        out.ended.append(ended)
+        self.report("loop_settled", **ended)
+
+    # -- new loops -------------------------------------------------------------------------
+
+    def _start_new(self, bead: str, out: RoundResult) -> bool:
+        """Claim `bead` for a new loop and start it; False when a start was refused."""
+        attempt = next_attempt(self.records.attempts(bead) + self.loops.attempts(bead))
+        d = self.records.begin(f"{bead}.{attempt}", bead, attempt)
+        try:
+            generation = self.beads.claim(bead, d.loop_id)
+        except Conflict as exc:  # another loop has it: not ours to start
+            self._end(d, "conflict", str(exc), out)
+            return True
+        except PeerError as exc:
+            if exc.kind != "bad_request":
+                raise  # the claiming row stays: the next round settles it from beads' claims
+            self.records.hold_back(bead, time.time() + self.config.retry_max_s)
+            self._end(d, "refused", str(exc), out)
+            return True
+        self.records.update(d.loop_id, state="running", generation=generation)
+        d = replace(d, state="running", generation=generation)
+        try:
+            child, pid = self.factoryd.start(self._loop_args(d))
+        except StartRefused as exc:
+            self.beads.release(bead, d.loop_id, generation, f"the loop did not start: {exc}")
+            self.records.hold_back(bead, time.time() + self.config.retry_base_s)
+            self._end(d, "start_failed", str(exc), out)
+            return False
+        self.records.update(d.loop_id, child_id=child)
+        out.watch[d.loop_id] = pid
+        out.started.append(d.loop_id)
+        self.report("loop_started", loop_id=d.loop_id, bead_id=bead, attempt=attempt,
+                    generation=generation, child=child, pid=pid)  # fmt: skip
+        return True
+
+    @staticmethod
+    def _loop_args(d: Dispatch) -> list[str]:
+        return ["--bead", d.bead_id, "--attempt", str(d.attempt), "--loop-id", d.loop_id]
+
+
+def _attempt_of(loop_id: str) -> int:
+    """BEAD.ATTEMPT's attempt, 1 for a loop id of another shape."""
+    tail = loop_id.rpartition(".")[2]
+    return int(tail) if tail.isdigit() and int(tail) > 0 else 1
