@@ -50,7 +50,8 @@ def tiny_project(repo: Path) -> str:
     return commit(repo, {
         "core.py": "def add(a, b):\n    return a + b\n",
         "VERSION": "1\n",
-        "tests/test_core.py": "from core import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n",
+        "tests/test_core.py": "from core import add\n\n\n"
+                              "def test_add():\n    assert add(2, 3) == 5\n",
         "pytest.ini": "[pytest]\npythonpath = .\ntestpaths = tests\n",
     }, "a tiny project")  # fmt: skip
 

@@ -1,0 +1,66 @@
+"""MergeQueueLander against the real services: a loop's tested commits land (Pushed at
+the golden commit, an ancestor of golden HEAD), proposing again after a crash is the
+same patch, a conflict sends the loop to rebase, a rebased loop lands, and a patch that breaks
+the suite comes back as PushError with the queue's reason and output."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from procs.loop import FactoryLoopState
+from procs.loop.events import PushConflict, Pushed, PushError, RebaseConflict, Rebased
+from procs.loop.lander import MergeQueueLander
+from tests.helpers.golden_queue import commit, git, start_golden, start_queue, tiny_project
+from tests.helpers.processes import Processes
+
+pytestmark = pytest.mark.integration
+
+
+def loop_on(golden: Path, tmp_path: Path, name: str, files: dict[str, str]) -> FactoryLoopState:
+    workspace = tmp_path / name
+    git(tmp_path, "clone", "-q", str(golden), str(workspace))
+    base = git(workspace, "rev-parse", "HEAD")
+    commit(workspace, files, f"green: {name}")
+    return FactoryLoopState(loop_id=name, bead_id=f"bead-{name}", attempt=1,
+                            workspace=str(workspace), golden_hash=base)  # fmt: skip
+
+
+def test_the_loop_lands_rebases_and_hears_why(tmp_path: Path, procs: Processes) -> None:
+    golden = tmp_path / "golden"
+    tiny_project(golden)
+    good = loop_on(golden, tmp_path, "good", {"a.py": "A = 1\n"})
+    clash = loop_on(golden, tmp_path, "clash", {"VERSION": "clash\n"})
+    breaks = loop_on(golden, tmp_path, "breaks", {"core.py": "def add(a, b):\n    return 0\n"})
+    gm = start_golden(procs, tmp_path, golden)
+    mq = start_queue(procs, tmp_path, "--k", "2")
+    assert gm.ready and mq.ready, mq.log.read_text()
+    lander = MergeQueueLander(tmp_path / "run", verdict_timeout_s=90)
+
+    landed = lander.land(good)
+    assert landed == Pushed(head=git(Path(good.workspace), "rev-parse", "HEAD"))
+    assert lander.land(good) == landed  # a loop killed before it recorded Pushed
+    (entry,) = mq.call("queue")["recent"]
+    assert mq.call("landed", patch_id=entry["patch_id"])["landed"] is True
+
+    later = loop_on(golden, tmp_path, "later", {"b.py": "B = 1\n"})  # on the landed head
+    work = tmp_path / "mover"  # golden moves on (through the master: its only writer)
+    git(tmp_path, "clone", "-q", str(golden), str(work))
+    moved = commit(work, {"VERSION": "2\n"}, "version 2")
+    gm.call("advance", to=moved, expected_head=landed.head, source=str(work), green=True)
+
+    conflict = lander.land(clash)
+    assert isinstance(conflict, PushConflict) and "(conflict)" in conflict.reason
+    assert isinstance(lander.rebase(clash), RebaseConflict)  # the same lines: it fails
+
+    rebased = lander.rebase(later)
+    assert isinstance(rebased, Rebased) and rebased.golden_hash == moved
+    later = replace(later, golden_hash=moved)
+    assert lander.land(later) == Pushed(head=rebased.head)  # on HEAD: a fast-forward
+
+    refused = lander.land(breaks)
+    assert isinstance(refused, PushError)
+    assert "(tests)" in refused.reason and "assert" in refused.reason
+    assert gm.call("get_hash")["hash"] == rebased.head
