@@ -24,7 +24,15 @@
    Median and p95 (nearest rank) in ms. For scale, one run of the unit command over the
    repo's tests (in the sandbox) and one dynamic re-run (copy + REV's tests) are timed once.
 
+3. Honest history (--history N): static cheat_detection over this repository's own last N
+   commits (each one an honest change, judged as REV~1 -> REV in a clone), printing how
+   many are flagged, by class, and the first findings of each: the false alarms a rule
+   change adds or removes on real refactors. Some flags there are fair (a test whose
+   behaviour changed had its expectation edited; in a loop the implementer may not touch
+   tests at all).
+
     python3 bench/gauntlet.py [--quick] [--files 20000] [--runs 30] [--skip-timing]
+                              [--history N]
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from procs.gauntlet import (
     CLASSES,
     Change,
+    ChangeError,
     CheatDetection,
     GauntletConfig,
     Verdict,
@@ -211,18 +220,53 @@ def timing(root: Path, files: int, runs: int) -> bool:
     return goal
 
 
+def history(root: Path, commits: int) -> None:
+    source = Path(__file__).resolve().parent.parent
+    clone = root / "history"
+    subprocess.run(["git", "clone", "-q", str(source), str(clone)], check=True)
+    listed = subprocess.run(["git", "rev-list", "--no-merges", "-n", str(commits), "HEAD"],
+                            cwd=clone, capture_output=True, text=True, check=True)  # fmt: skip
+    revs = listed.stdout.split()
+    flagged, by_class, judged = [], {}, 0
+    for rev in revs:
+        subprocess.run(["git", "checkout", "-q", "--detach", "-f", rev], cwd=clone, check=True)
+        subprocess.run(["git", "clean", "-qfdx"], cwd=clone, check=True)
+        try:
+            change = Change.load(clone, f"{rev}~1")
+        except ChangeError:
+            continue  # the root commit
+        judged += 1
+        findings = static_findings(change)
+        for finding in findings:
+            by_class[finding.cls] = by_class.get(finding.cls, 0) + 1
+        if findings:
+            subject = subprocess.run(["git", "log", "-1", "--format=%s", rev], cwd=clone,
+                                     capture_output=True, text=True, check=True).stdout  # fmt: skip
+            flagged.append((rev[:8], subject.strip()[:80], findings))
+    print(f"\nhonest history: {len(flagged)}/{judged} of this repo's last commits flagged; "
+          f"findings by class {dict(sorted(by_class.items()))}")  # fmt: skip
+    for rev, subject, findings in flagged:
+        print(f"  {rev} {subject}")
+        for finding in findings[:4]:
+            print(f"      {finding.feedback()[:150]}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="no sandboxed re-run per patch")
     parser.add_argument("--files", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--skip-timing", action="store_true")
+    parser.add_argument("--history", type=int, default=0, metavar="N",
+                        help="also judge this repo's last N commits (honest changes)")  # fmt: skip
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-gauntlet-"))
     try:
         ok = corpus(root / "corpus", args.quick)
         if not args.skip_timing:
             ok &= timing(root / "timing", args.files, args.runs)
+        if args.history:
+            history(root, args.history)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0 if ok else 1
