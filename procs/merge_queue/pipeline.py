@@ -13,7 +13,7 @@ Actions, carried out by the service in order (then it asks again):
     Discard(id)        the build (and any run or result) no longer fits the chain
     Build(id, base)    make item id's speculative commit on `base` (at most one per plan:
                        later bases depend on it)
-    Test(id)           run the suite on the build (a free slot is there)
+    RunSuite(id)       run the suite on the build (a free slot is there)
     Land(id)           advance golden from spec.base to spec.tip (CAS)
     Accept(id)         already contained in golden: nothing to move
     Reject(id, reason, detail)
@@ -62,7 +62,7 @@ class Build:
 
 
 @dataclass(frozen=True)
-class Test:
+class RunSuite:
     patch_id: str
 
 
@@ -83,7 +83,7 @@ class Reject:
     detail: str = ""
 
 
-Action = Discard | Build | Test | Land | Accept | Reject
+Action = Discard | Build | RunSuite | Land | Accept | Reject
 
 
 def plan(
@@ -111,7 +111,7 @@ def plan(
             continue  # out of the chain: the next one builds on the same base
         active += 1
         if green is None and not running and free_slots > 0:
-            actions.append(Test(item.patch_id))
+            actions.append(RunSuite(item.patch_id))
             free_slots -= 1
         assert spec.tip is not None
         base = spec.tip

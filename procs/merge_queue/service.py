@@ -190,7 +190,7 @@ class MergeQueue(Service):
                 case pipeline.Build(patch_id=pid, base=base):
                     self._build(by_id[pid], base)
                     changed = True
-                case pipeline.Test(patch_id=pid):
+                case pipeline.RunSuite(patch_id=pid):
                     self._start_test(by_id[pid])
                 case pipeline.Land(patch_id=pid):
                     self._land(by_id[pid])
