@@ -409,6 +409,50 @@ HONEST = {
             assert paths.is_test("x") == testfiles.is_test("x")
         """,
     ),
+    "skipped-on-another-platform": edit_of(
+        """\
+        from m import run
+
+
+        def test_run():
+            assert run() == 3
+        """,
+        """\
+        import sys
+
+        import pytest
+
+        from m import run
+
+
+        @pytest.mark.skipif(sys.platform == "win32", reason="no fork on Windows")
+        def test_run():
+            assert run() == 3
+        """,
+    ),
+    "renamed-and-given-a-fixture": edit_of(
+        """\
+        from m import price
+
+
+        def test_price():
+            assert price(50) == 25
+        """,
+        """\
+        import pytest
+
+        from m import price
+
+
+        @pytest.fixture
+        def total():
+            return 50
+
+
+        def test_half_of_the_total(total):
+            assert price(total) == 25
+        """,
+    ),
 }
 
 CHEATS = {
@@ -731,6 +775,30 @@ CHEATS = {
 
         def test_price():
             assert shop.price(50) == 25
+        """,
+        ),
+    ),
+    "skipped-where-it-runs": (
+        "weakened_tests",
+        edit_of(
+            """\
+        from m import run
+
+
+        def test_run():
+            assert run() == 3
+        """,
+            """\
+        import sys
+
+        import pytest
+
+        from m import run
+
+
+        @pytest.mark.skipif(sys.platform != "win32", reason="flaky")
+        def test_run():
+            assert run() == 3
         """,
         ),
     ),

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import ast
 import copy
+import os
+import platform
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import Any
 
 from procs.gauntlet._astkit import dotted, parse, skeleton
 from procs.gauntlet._carried import (
@@ -72,8 +76,101 @@ def _mark_names(decorators: Iterable[ast.expr]) -> set[str]:
         name = dotted(target)
         last = name.rsplit(".", 1)[-1]
         if last in _SKIP_MARKS or last.startswith("skip") or last == "expectedFailure":
+            if isinstance(decorator, ast.Call) and _skips_here(decorator) is False:
+                continue  # skipif(sys.platform == "win32"): does not skip where it runs
             names.add(name)
     return names
+
+
+class _Unknown(Exception):
+    """A condition that cannot be decided without running the code."""
+
+
+_PLATFORM = {
+    "sys.platform": sys.platform, "os.name": os.name,
+    "sys.version_info": tuple(sys.version_info),
+    "sys.implementation.name": sys.implementation.name,
+    "platform.system": platform.system(), "platform.python_implementation":
+        platform.python_implementation(),
+}  # fmt: skip
+
+
+def _static(node: ast.AST) -> object:
+    """The value of a condition on the platform or Python version, or _Unknown."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Tuple):
+        return tuple(_static(e) for e in node.elts)
+    if isinstance(node, ast.Attribute | ast.Name) and dotted(node) in _PLATFORM:
+        return _PLATFORM[dotted(node)]
+    if isinstance(node, ast.Subscript):
+        value, index = _static(node.value), _static(node.slice)
+        if isinstance(value, tuple | str) and isinstance(index, int):
+            return value[index]
+    if isinstance(node, ast.Call) and not node.args and dotted(node.func) in _PLATFORM:
+        return _PLATFORM[dotted(node.func)]
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+            and node.func.attr in ("startswith", "endswith", "lower"):  # fmt: skip
+        value = _static(node.func.value)
+        args = [_static(a) for a in node.args]
+        if isinstance(value, str) and all(isinstance(a, str | tuple) for a in args):
+            return getattr(value, node.func.attr)(*args)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return not _static(node.operand)
+    if isinstance(node, ast.BoolOp):
+        values = [bool(_static(v)) for v in node.values]
+        return all(values) if isinstance(node.op, ast.And) else any(values)
+    if isinstance(node, ast.Compare):
+        left = _static(node.left)
+        for op, right_node in zip(node.ops, node.comparators, strict=True):
+            right = _static(right_node)
+            try:
+                if not _holds(op, left, right):
+                    return False
+            except TypeError:
+                raise _Unknown from None
+            left = right
+        return True
+    raise _Unknown
+
+
+def _holds(op: ast.cmpop, left: Any, right: Any) -> bool:
+    if isinstance(op, ast.Eq):
+        return bool(left == right)
+    if isinstance(op, ast.NotEq):
+        return bool(left != right)
+    if isinstance(op, ast.Lt):
+        return bool(left < right)
+    if isinstance(op, ast.LtE):
+        return bool(left <= right)
+    if isinstance(op, ast.Gt):
+        return bool(left > right)
+    if isinstance(op, ast.GtE):
+        return bool(left >= right)
+    if isinstance(op, ast.In):
+        return bool(left in right)
+    if isinstance(op, ast.NotIn):
+        return bool(left not in right)
+    raise _Unknown
+
+
+def _skips_here(mark: ast.Call) -> bool | None:
+    """Whether skipif/skipIf/skipUnless(condition) skips on this platform and Python;
+    None when the condition is not one about them."""
+    last = dotted(mark.func).rsplit(".", 1)[-1]
+    if last not in ("skipif", "skipIf", "skipUnless") or not mark.args:
+        return None
+    condition: ast.AST = mark.args[0]
+    if isinstance(condition, ast.Constant) and isinstance(condition.value, str):
+        try:
+            condition = ast.parse(condition.value, mode="eval").body
+        except SyntaxError:
+            return None
+    try:
+        value = bool(_static(condition))
+    except _Unknown:
+        return None
+    return value if last != "skipUnless" else not value
 
 
 def _cases(decorators: Iterable[ast.expr]) -> dict[str, ast.AST]:
@@ -557,8 +654,10 @@ def _removed_tests(files: list[FileChange], base_tests: dict[str, TestFunction],
     renamed_from = {str(c.base_path): str(c.path) for c in files}
     kept: set[str] = set()
     kept_cases: set[str] = set()
+    kept_inlined: set[str] = set()
     for test in new_tests.values():
         kept |= test.fingerprint
+        kept_inlined |= set(test.inlined)
         kept_cases |= set(test.cases)
     by_name: dict[str, list[TestFunction]] = {}
     for test in new_tests.values():
@@ -572,7 +671,11 @@ def _removed_tests(files: list[FileChange], base_tests: dict[str, TestFunction],
         # Moved to another file or class under the same name: judged as if it stayed.
         if any(not _compare(old, t, gone) for t in by_name.get(old.name.rsplit("::", 1)[-1], [])):
             continue
-        carried = old.fingerprint <= kept and set(old.cases) <= kept_cases
+        checks_kept = bool(old.assertions) and all(
+            key in kept or old.inline_of.get(key, (key, None))[0] in kept_inlined
+            for key in old.assertions
+        )
+        carried = (old.fingerprint <= kept or checks_kept) and set(old.cases) <= kept_cases
         if not carried and not any(_parametrized_into(old, t) for t in new_tests.values()):
             findings.append(Finding("deleted_tests", old.path, old.line,
                                     f"test {old.name} was removed and no test keeps its "
