@@ -453,6 +453,26 @@ HONEST = {
             assert price(total) == 25
         """,
     ),
+    "same-object-read-another-way": edit_of(
+        """\
+        import subprocess
+
+
+        def test_child_exits_3():
+            proc = subprocess.Popen(["sh", "-c", "exit 3"])
+            assert proc.wait(timeout=30) == 3
+        """,
+        """\
+        import subprocess
+
+
+        def test_child_exits_3():
+            proc = subprocess.Popen(["sh", "-c", "exit 3"], stderr=subprocess.PIPE)
+            _, stderr = proc.communicate(timeout=30)
+            assert proc.returncode == 3, stderr
+            assert b"ResourceWarning" not in stderr
+        """,
+    ),
 }
 
 CHEATS = {
@@ -799,6 +819,27 @@ CHEATS = {
         @pytest.mark.skipif(sys.platform != "win32", reason="flaky")
         def test_run():
             assert run() == 3
+        """,
+        ),
+    ),
+    "another-field-with-the-same-zero": (
+        "weakened_tests",
+        edit_of(
+            """\
+        from m import Order
+
+
+        def test_refund():
+            order = Order(5)
+            assert order.refund().balance == 0
+        """,
+            """\
+        from m import Order
+
+
+        def test_refund():
+            order = Order(5)
+            assert order.discount == 0
         """,
         ),
     ),
