@@ -17,8 +17,9 @@ import os
 import shlex
 import sys
 import time
+from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,6 @@ class Live:
     result_at: float = 0.0  # when its verdict came (monotonic): landing overhead from here
     generation: int = 0
     entered: int | None = None  # when it first got a build: the window keeps its order
-    tested_ms: list[float] = field(default_factory=list)
 
     def reset(self) -> None:
         if self.run is not None:
@@ -102,7 +102,9 @@ class MergeQueue(Service):
         self._pumping = self._pump_again = self._reconciling = False
         self.counts = {"proposed": 0, "accepted": 0, "rejected": 0, "builds": 0, "runs": 0,
                        "discarded": 0, "cas_refused": 0, "run_errors": 0}  # fmt: skip
-        self.landing_ms: list[float] = []  # test done -> accepted, per landing (bench)
+        # for bench/merge_queue.py: verdict -> accepted per landing; each finished run
+        self.landing_ms: deque[float] = deque(maxlen=1000)
+        self.run_log: deque[dict[str, Any]] = deque(maxlen=1000)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -248,6 +250,7 @@ class MergeQueue(Service):
         self.free_slots.append(slot)
         live = self.live.get(patch_id)
         if live is None or live.generation != generation:
+            self.run_log.append({"patch_id": patch_id, "ms": None, "cancelled": True})
             self.pump()  # a slot came free
             return
         live.run = None
@@ -260,9 +263,10 @@ class MergeQueue(Service):
             assert self.loop is not None
             self.loop.after(RETRY_S, self.pump)
         else:
+            self.run_log.append({"patch_id": patch_id, "ms": round(verdict.duration_ms, 1),
+                                 "cancelled": verdict.cancelled})  # fmt: skip
             if not verdict.cancelled:
                 live.green, live.output = verdict.green, verdict.output
-                live.tested_ms.append(verdict.duration_ms)
                 live.result_at = time.monotonic()
         self.pump()
 
@@ -510,7 +514,8 @@ class MergeQueue(Service):
                 "k": self.config.k, "test_command": list(self.config.test_command),
                 "suite_timeout_s": self.config.suite_timeout_s, "counts": dict(self.counts),
                 "waiting": len(self.store.waiting()), "free_slots": len(self.free_slots),
-                "landing_ms": [round(ms, 1) for ms in self.landing_ms]}  # fmt: skip
+                "landing_ms": [round(ms, 1) for ms in self.landing_ms],
+                "runs": list(self.run_log)}  # fmt: skip
 
 
 def _entered_key(live: Live) -> float:
