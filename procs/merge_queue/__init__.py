@@ -29,7 +29,8 @@ Control (<runtime_dir>/merge_queue.sock):
                              live patch of the same tip gets that patch; another tip
                              supersedes it (the old one: rejected `stale`)
     wait    {patch_id, timeout_s}  -> entry once decided, or as it is at the timeout
-    cancel  {patch_id}    -> entry (rejected `stale`, "withdrawn") unless already decided
+    cancel  {patch_id}    -> entry (rejected `stale`, "withdrawn") unless already decided;
+                             while its advance is in flight, the answer decides it
     landed  {patch_id}    -> {patch_id, landed_hash, golden_head, landed}: `landed` only
                              when landed_hash is an ancestor of golden HEAD (close a bead
                              only then)

@@ -42,6 +42,7 @@ GOLDEN_TIMEOUT_S = 60.0
 PUBLISH_TIMEOUT_S = 1.0
 RETRY_S = 2.0
 MAX_WAIT_S = 3600.0
+WITHDRAWN = "withdrawn by its proposer"
 
 
 def report(event: str, **fields: Any) -> None:
@@ -100,6 +101,9 @@ class MergeQueue(Service):
         self.waiters: dict[str, list[Deferred]] = {}
         self._entered = itertools.count()
         self._pumping = self._pump_again = self._reconciling = False
+        self._advances = 0  # advances answered: a HEAD read from before one is stale
+        self.withdraw_after_landing: set[str] = set()
+        self._head_doubt = False  # an advance was refused: no landing until HEAD is read
         self.counts = {"proposed": 0, "accepted": 0, "rejected": 0, "builds": 0, "runs": 0,
                        "discarded": 0, "cas_refused": 0, "run_errors": 0}  # fmt: skip
         # for bench/merge_queue.py: verdict -> accepted per landing; each finished run
@@ -180,8 +184,9 @@ class MergeQueue(Service):
         items = [Item(e.patch_id, self.live[e.patch_id].spec, self.live[e.patch_id].green,
                       self.live[e.patch_id].run is not None
                       or self.live[e.patch_id].held_until > now) for e in entries]  # fmt: skip
+        landing = self.landing or ("?" if self._head_doubt else None)
         actions = pipeline.plan(items, self.head, k=self.config.k,
-                                free_slots=len(self.free_slots), landing=self.landing)  # fmt: skip
+                                free_slots=len(self.free_slots), landing=landing)  # fmt: skip
         changed = False
         for action in actions:
             match action:
@@ -289,17 +294,22 @@ class MergeQueue(Service):
 
     def _advanced(self, entry: Entry, spec: Spec, generation: int, deferred: Deferred) -> None:
         self.landing = None
+        self._advances += 1
+        withdrawn = entry.patch_id in self.withdraw_after_landing
+        self.withdraw_after_landing.discard(entry.patch_id)
         try:
             deferred.result()
-        except control.RemoteError as exc:
-            self.counts["cas_refused"] += exc.type == "stale_head"
-            report("advance_refused", patch_id=entry.patch_id, type=exc.type, reason=str(exc))
-            self._reconcile()  # golden moved under us: read HEAD, rebuild
-            return
         except control.ControlError as exc:
-            report("advance_failed", patch_id=entry.patch_id, reason=str(exc))
-            assert self.loop is not None
-            self.loop.after(RETRY_S, self._reconcile)
+            if isinstance(exc, control.RemoteError):
+                self.counts["cas_refused"] += exc.type == "stale_head"
+            report("advance_refused", patch_id=entry.patch_id, reason=str(exc),
+                   type=getattr(exc, "type", "unreachable"))  # fmt: skip
+            if withdrawn:
+                self._decide(entry, "rejected", reason="stale", detail=WITHDRAWN)
+            self._head_doubt = True
+            assert self.loop is not None  # golden moved under us, or did not answer:
+            self.loop.after(0.0 if isinstance(exc, control.RemoteError) else RETRY_S,
+                            self._reconcile)  # read HEAD, then rebuild  # fmt: skip
             return
         assert spec.tip is not None
         self.head = spec.tip
@@ -352,9 +362,10 @@ class MergeQueue(Service):
         except control.RequestRefused:
             return
         self._reconciling = True
-        deferred.add_done_callback(self._reconciled)
+        advances = self._advances
+        deferred.add_done_callback(lambda d: self._reconciled(d, advances))
 
-    def _reconciled(self, deferred: Deferred) -> None:
+    def _reconciled(self, deferred: Deferred, advances: int) -> None:
         self._reconciling = False
         try:
             golden = deferred.result()
@@ -362,9 +373,13 @@ class MergeQueue(Service):
             report("golden_unreachable", reason=str(exc))
             return
         self.golden_state = str(golden.get("state", "unknown"))
-        if golden["hash"] != self.head and self.landing is None:
+        fresh = advances == self._advances and self.landing is None
+        self._head_doubt = self._head_doubt and not fresh
+        if golden["hash"] != self.head and fresh:
             report("golden_moved", hash=golden["hash"], previous=self.head)
             self.head = golden["hash"]
+        if self._head_doubt:  # this read began before the refusal: read again
+            self._reconcile()
         self.pump()
 
     # -- control --------------------------------------------------------------------------
@@ -454,18 +469,24 @@ class MergeQueue(Service):
 
         def timed_out() -> None:
             if not waiter.done:
-                self.waiters.get(patch_id, []).remove(waiter)
+                if waiter in self.waiters.get(patch_id, []):
+                    self.waiters[patch_id].remove(waiter)
                 now = store.get(patch_id)
                 waiter.resolve(now.to_dict() if now is not None else entry.to_dict())
 
         self.loop.after(float(timeout_s), timed_out)
         return waiter
 
-    def do_cancel(self, args: dict[str, Any]) -> dict[str, Any]:
+    def do_cancel(self, args: dict[str, Any]) -> Any:
         assert self.store is not None
         entry = self._entry(args)
+        if self.landing == entry.patch_id:  # golden may be moving to it: the answer decides
+            self.withdraw_after_landing.add(entry.patch_id)
+            waiter = Deferred()
+            self.waiters.setdefault(entry.patch_id, []).append(waiter)
+            return waiter
         if not entry.decided:
-            self._decide(entry, "rejected", reason="stale", detail="withdrawn by its proposer")
+            self._decide(entry, "rejected", reason="stale", detail=WITHDRAWN)
             self.pump()
         decided = self.store.get(entry.patch_id)
         assert decided is not None
