@@ -81,6 +81,24 @@ HONEST = {
         def main() -> int:
             return int(pytest.main(sys.argv[1:]))
         """),
+    "package-ships-a-pytest-plugin": new_module(
+        """\
+        import pytest
+
+        from shop import Cart
+
+
+        @pytest.fixture
+        def cart() -> Cart:
+            return Cart()
+
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_report_header(config: pytest.Config) -> str:
+            return "shop fixtures: cart"
+        """,
+        path="shop/pytest_plugin.py",
+    ),
     "lazy-module-replaces-itself": new_module("""\
         import sys
         import types

@@ -65,13 +65,16 @@ _READS = frozenset({"open", "read_text", "read_bytes", "import_module", "__impor
                     "run_path", "run_module", "exec_module", "loadtxt", "spec_from_file_location",
                     "getsource", "load_source"})  # fmt: skip
 _WRITE_MODES = re.compile(r"[wax]")
-# What code under test may use of the machinery: running it (a tool), not steering it.
-_TOOL_USES = ("pytest.main", "pytest.console_main", "pytest.ExitCode", "pytest.__version__",
-              "unittest.main", "unittest.TestLoader", "unittest.TextTestRunner",
-              "unittest.TestSuite", "unittest.defaultTestLoader", "unittest.TestResult",
-              "unittest.TestCase", "unittest.IsolatedAsyncioTestCase", "unittest.mock.sentinel",
-              "doctest.")  # fmt: skip
-_STEERING = ("pytest.", "_pytest.", "unittest.", "mock.patch", "py.test.")
+# The machinery's controls of an outcome: skipping, ending, expecting or approximating,
+# replacing code. A plugin or tool module may use the rest (pytest.fixture, pytest.main,
+# pytest.Config, hookimpl, unittest.TestCase).
+_STEERING = re.compile(
+    r"^(pytest|py\.test)\.(skip|xfail|exit|importorskip|raises|warns|deprecated_call|"
+    r"register_assert_rewrite|MonkeyPatch|mark\.(skip|skipif|xfail))\b|"
+    r"^_pytest\.(outcomes|skipping|runner|reports|python_api|monkeypatch|unittest|nose)\b|"
+    r"^unittest\.(SkipTest|skip|skipIf|skipUnless|expectedFailure|case\.SkipTest|"
+    r"case\._|mock\.patch)\b|^mock\.patch\b"
+)
 _MOCK_STANDINS = frozenset({"ANY", "Mock", "MagicMock", "NonCallableMock",
                             "NonCallableMagicMock", "AsyncMock", "create_autospec",
                             "PropertyMock"})  # fmt: skip
@@ -332,7 +335,7 @@ def _used(node: ast.Attribute | ast.Name, module: Module,
         return f"!{name} in code under test: a stand-in that agrees with what the tests look for"
     if name in ("pytest.approx", "_pytest.python_api.approx"):
         return "!pytest.approx returned by code under test: it compares equal to values near it"
-    if not name.startswith(_STEERING) or name.startswith(_TOOL_USES):
+    if not _STEERING.search(name):
         return None
     return f"code under test uses the test machinery ({name}): it steers the tests' outcome"
 
