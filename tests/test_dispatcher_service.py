@@ -10,7 +10,8 @@ BeadTurns below: a test double), landing on a real golden repository:
   the bead once the store is back;
 - reconcile after a SIGKILL: the dispatcher is SIGKILLed while a loop it started is held
   and that loop's child is stopped meanwhile; the restarted dispatcher finds the claim
-  whose loop is gone and resumes it with the same loop id (no second attempt).
+  whose loop is gone and resumes it with the same loop id (no second attempt);
+- a dispatcher whose own records are lost adopts beads' claim and resumes its loop.
 One factoryd serves the module; the tests run in order on one golden.
 """
 
@@ -121,13 +122,26 @@ class Tree:
                     out.append(record)
         return out
 
+    def arm(self, name: str) -> None:
+        """Arm hold `name`, forgetting the holds of earlier tests (a stopped holder
+        leaves its marker)."""
+        for path in self.holds.iterdir():
+            path.unlink()
+        loop_holds.arm(self.holds, name)
+
     def add(self, *ids: str) -> None:
         with self.beads.open("a") as f:
             f.write("".join(bead(i) for i in ids))
 
     def wait_closed(self, *ids: str, timeout: float = 120.0) -> None:
-        wait_until(lambda: all(self.status_of(i) == "closed" for i in ids), timeout=timeout,
-                   what=f"beads {ids} closed")  # fmt: skip
+        """Until the store says closed and the dispatcher has said so too."""
+
+        def closed() -> bool:
+            said = {e["bead_id"] for e in self.dispatcher_events("loop_settled")
+                    if e["outcome"] == "closed"}  # fmt: skip
+            return all(i in said and self.status_of(i) == "closed" for i in ids)
+
+        wait_until(closed, timeout=timeout, what=f"beads {ids} closed")
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +252,7 @@ def test_four_beads_on_two_slots_never_run_more_than_two_loops(tree: Tree) -> No
 
 
 def test_a_beads_store_error_is_never_no_work(tree: Tree) -> None:
-    loop_holds.arm(tree.holds, "reviewer")
+    tree.arm("reviewer")
     tree.add("bd-e")
     wait_until(lambda: loop_holds.is_held(tree.holds, "reviewer"), timeout=60,
                what="bd-e's loop at its review")  # fmt: skip
@@ -259,7 +273,7 @@ def test_a_beads_store_error_is_never_no_work(tree: Tree) -> None:
 
 
 def test_a_claim_whose_loop_is_gone_is_resumed_after_a_dispatcher_sigkill(tree: Tree) -> None:
-    loop_holds.arm(tree.holds, "auditor")
+    tree.arm("auditor")
     tree.add("bd-f")
     wait_until(lambda: loop_holds.is_held(tree.holds, "auditor"), timeout=60,
                what="bd-f's loop at its first turn")  # fmt: skip
@@ -275,3 +289,22 @@ def test_a_claim_whose_loop_is_gone_is_resumed_after_a_dispatcher_sigkill(tree: 
     started = [e for e in tree.dispatcher_events("loop_started") if e["bead_id"] == "bd-f"]
     assert [e["loop_id"] for e in started] == ["bd-f.1"]  # no second attempt
     assert tree.d.pid("dispatcher") not in (None, pid)
+
+
+def test_a_claim_the_dispatcher_has_no_record_of_is_adopted_and_resumed(tree: Tree) -> None:
+    tree.arm("auditor")
+    tree.add("bd-g")
+    wait_until(lambda: loop_holds.is_held(tree.holds, "auditor"), timeout=60,
+               what="bd-g's loop at its first turn")  # fmt: skip
+    child = next(e["child"] for e in tree.dispatcher_events("loop_started")
+                 if e["bead_id"] == "bd-g")  # fmt: skip
+    tree.d.call("stop", id="dispatcher")
+    for path in (tree.d.tmp / "state").glob("dispatcher.sqlite3*"):
+        path.unlink()  # its memory is lost: beads' claims are the record
+    tree.d.call("stop", id=child)
+    tree.d.call("start", id="dispatcher")
+    tree.wait_closed("bd-g", timeout=90)
+    adopted = [e for e in tree.dispatcher_events("claim_adopted") if e["bead_id"] == "bd-g"]
+    assert [e["loop_id"] for e in adopted] == ["bd-g.1"]
+    resumed = [e for e in tree.dispatcher_events("loop_resuming") if e["bead_id"] == "bd-g"]
+    assert [e["loop_id"] for e in resumed] == ["bd-g.1"]

@@ -38,6 +38,7 @@ from procs.dispatcher.peers import (
 )
 from procs.dispatcher.policy import (
     Act,
+    Action,
     Dispatch,
     LiveClaim,
     LoopView,
@@ -50,6 +51,9 @@ from procs.dispatcher.policy import (
 from procs.dispatcher.records import DispatchRecords
 
 Report = Callable[..., None]
+# beads' refusals about one bead (its store record no longer ours, a bad id): that
+# dispatch ends, reported; the other beads' rounds go on
+PER_BEAD = ("conflict", "bad_request", "not_found")
 
 
 @dataclass(frozen=True)
@@ -129,16 +133,26 @@ class Dispatcher:
 
     def _settle(self, d: Dispatch, claim: LiveClaim | None, processes: dict[str, Process],
                 free: int, out: RoundResult) -> int:  # fmt: skip
-        """Carry out policy.settle for `d`; returns the loop slots it took (0 or 1)."""
+        """policy.settle for `d`, carried out; returns the loop slots it took (0 or 1)."""
         if claim is not None and claim.loop_id == d.loop_id and d.generation != claim.generation:
             self.records.update(d.loop_id, state="running", generation=claim.generation)
             d = replace(d, state="running", generation=claim.generation)
         loop = self.loops.view(d.loop_id)
         process = processes.get(d.loop_id)
         action = settle(d, claim, loop, process, max_resumes=self.config.max_resumes)
-        generation = d.generation or 0
         if process is not None and process.running and process.pid:
             out.watch[d.loop_id] = process.pid  # ended or not: its exit frees a slot
+        try:
+            return self._carry_out(d, action, loop=loop, process=process, free=free, out=out)
+        except PeerError as exc:
+            if exc.peer != "beads" or exc.kind not in PER_BEAD:
+                raise  # the peer is unwell: the round stops, nothing decided on it
+            self._end(d, exc.kind, str(exc), out)  # this bead's own trouble: reported
+            return 0
+
+    def _carry_out(self, d: Dispatch, action: Action, *, loop: LoopView | None,
+                   process: Process | None, free: int, out: RoundResult) -> int:  # fmt: skip
+        generation = d.generation or 0
         if action.act is Act.WAIT:
             if process is not None and process.child_id != d.child_id:
                 self.records.update(d.loop_id, child_id=process.child_id)
@@ -156,15 +170,15 @@ class Dispatcher:
             if free <= 0:
                 out.waiting_for_slot += 1
                 return 0
-            self.records.update(d.loop_id, resumes=d.resumes + 1)
             self.report("loop_resuming", loop_id=d.loop_id, bead_id=d.bead_id,
                         reason=action.reason, resume=d.resumes + 1)  # fmt: skip
-            try:
+            try:  # a factoryd that does not answer aborts the round: no resume counted
                 child, pid = self.factoryd.start(self._loop_args(d))
             except StartRefused as exc:
+                self.records.update(d.loop_id, resumes=d.resumes + 1)
                 self.report("resume_refused", loop_id=d.loop_id, reason=str(exc))
                 return 0
-            self.records.update(d.loop_id, child_id=child)
+            self.records.update(d.loop_id, resumes=d.resumes + 1, child_id=child)
             out.watch[d.loop_id] = pid
             return 1
         return 0

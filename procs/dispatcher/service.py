@@ -211,20 +211,16 @@ class DispatcherService(Service):
         self.request_round()
         return {"requested": True}
 
-    def do_status(self, _args: dict[str, Any]) -> Any:
-        assert self.loop is not None
-        records = self.dispatcher.records
-        base = {
+    def do_status(self, _args: dict[str, Any]) -> dict[str, Any]:
+        records = self.dispatcher.records  # (sqlite3 here is serialized: threadsafety 3)
+        return {
             "pid": os.getpid(), "rounds": self.rounds, "failed_rounds": self.failed_rounds,
             "round_running": self._running, "last_round": self.last_round,
             "last_error": self.last_error, "reconcile_s": self.reconcile_s,
             "watching": {k: pid for k, (pid, _) in self.watching.items()},
-            "signals": dict(self.signals),
+            "signals": dict(self.signals), "records": records.counts(),
+            "recent": records.recent(),
         }  # fmt: skip
-        # the records' connection belongs to the worker thread: read them there
-        return self.loop.run_in_thread(
-            lambda: {**base, "records": records.counts(), "recent": records.recent()}
-        )
 
 
 def build_parser() -> argparse.ArgumentParser:
