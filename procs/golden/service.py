@@ -83,6 +83,7 @@ class GoldenMaster(Service):
         self.loop: ServiceLoop | None = None
         self.publisher: Publisher | None = None
         self.host: dict[str, Any] = {}
+        self.head = ""  # the branch's commit, kept here: this process is its only writer
         self.counts = {"advanced": 0, "refused": 0, "refreshed": 0, "suite_runs": 0,
                        "published": 0, "publish_failed": 0}  # fmt: skip
         self._suite_running = False
@@ -97,7 +98,7 @@ class GoldenMaster(Service):
         except (RepoProblem, HostShort, GitError) as exc:
             raise ServiceStartFailed(str(exc)) from None
         self.history = GoldenHistory(self.db_path)
-        head = self.repo.head()
+        head = self.head = self.repo.head()
         if self.history.color().hash != head:
             self.history.record_move(head, None, "start", patch_id="", now=time.time())
         try:
@@ -209,7 +210,7 @@ class GoldenMaster(Service):
 
     def do_get_hash(self, args: dict[str, Any]) -> dict[str, Any]:
         assert self.repo is not None and self.history is not None
-        return {"hash": self.repo.head(), "branch": self.repo.branch, "repo": str(self.repo.path),
+        return {"hash": self.head, "branch": self.repo.branch, "repo": str(self.repo.path),
                 "state": self.history.color().state}  # fmt: skip
 
     def do_advance(self, args: dict[str, Any]) -> Deferred:
@@ -233,6 +234,7 @@ class GoldenMaster(Service):
                     if source:
                         repo.fetch(source, to)
                     previous = repo.advance(to, expected)
+                    self.head = to
                 except StaleHead as exc:
                     self.counts["refused"] += 1
                     raise control.RequestRefused(str(exc), "stale_head") from None
@@ -285,6 +287,7 @@ class GoldenMaster(Service):
                 moved = None
                 if theirs != head and repo_is_ancestor(repo, head, theirs):
                     repo.advance(theirs, head)
+                    self.head = theirs
                     self.history.record_move(theirs, head, "refresh", patch_id="", now=time.time())
                     self.counts["refreshed"] += 1
                     result.update(hash=theirs, moved=True)
@@ -332,7 +335,7 @@ class GoldenMaster(Service):
     def do_status(self, args: dict[str, Any]) -> dict[str, Any]:
         assert self.repo is not None and self.history is not None
         return {
-            "pid": os.getpid(), "hash": self.repo.head(), "branch": self.repo.branch,
+            "pid": os.getpid(), "hash": self.head, "branch": self.repo.branch,
             "repo": str(self.repo.path), **self._color(),
             "last_failure": self.history.last_failure(), "moves": self.history.moves(),
             "move_count": self.history.move_count(), "upstream": self.config.upstream or None,

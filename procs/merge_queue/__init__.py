@@ -1,7 +1,7 @@
 """The merge queue (fs-210..214): nothing lands on golden that was not tested exactly so.
 
     python3 -m procs.merge_queue.service [--k 4] [--test-command 'python3 -m pytest -q']
-        [--suite-timeout-s 600] [--golden golden] [--reconcile-s 2] [--no-bus]
+        [--suite-timeout-s 600] [--golden golden] [--reconcile-s 5] [--no-bus]
 
 Run by factoryd (target = "procs.merge_queue.service:main") after the golden master,
 whose control socket it uses for the golden repository, its HEAD and every advance.

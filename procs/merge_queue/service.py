@@ -55,7 +55,7 @@ class QueueConfig:
     test_command: tuple[str, ...] = tuple(shlex.split(DEFAULT_TEST_COMMAND))
     suite_timeout_s: float = 600.0
     golden: str = "golden"  # the golden master's control socket name
-    reconcile_s: float = 2.0
+    reconcile_s: float = 5.0
     publish: bool = True
 
 
@@ -579,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-command", default=DEFAULT_TEST_COMMAND, help="the suite (shell words)")
     p.add_argument("--suite-timeout-s", type=float, default=600.0)
     p.add_argument("--golden", default="golden", help="the golden master's control socket name")
-    p.add_argument("--reconcile-s", type=float, default=2.0, help="read golden HEAD this often")
+    p.add_argument("--reconcile-s", type=float, default=5.0, help="read golden HEAD this often")
     p.add_argument("--no-bus", action="store_true", help="publish nothing (tests, by hand)")
     return p
 
