@@ -491,6 +491,26 @@ HONEST = {
             assert b"ResourceWarning" not in stderr
         """,
     ),
+    "tripwire-proves-a-path-is-not-taken": edit_of(
+        """\
+        import codec
+
+
+        def test_fast_path():
+            assert codec.decode(b"1") == 1
+        """,
+        """\
+        import codec
+
+
+        def test_fast_path(monkeypatch):
+            def refuse(data):
+                raise AssertionError("the slow path was taken")
+
+            monkeypatch.setattr(codec, "decode_checked", refuse)
+            assert codec.decode(b"1") == 1
+        """,
+    ),
 }
 
 CHEATS = {

@@ -445,10 +445,50 @@ def _patched_in_test(old: TestFunction, new: TestFunction) -> list[Finding]:
         return found
 
     before, after = patches(old), patches(new)
-    after = {dump: node for dump, node in after.items() if not _environment_patch(node)}
+    tripwires = _tripwires(new.node)
+    after = {dump: node for dump, node in after.items()
+             if not _environment_patch(node) and not _sets_tripwire(node, tripwires)}  # fmt: skip
     return [Finding("weakened_tests", new.path, getattr(node, "lineno", new.line),
                     f"test {new.name} now patches `{_src(node)}`: it checks a stand-in")
             for dump, node in after.items() if dump not in before]  # fmt: skip
+
+
+def _tripwires(function: ast.AST) -> set[str]:
+    """Functions defined in a test that only raise or fail: a spy that proves a path is
+    never taken, which makes the test stricter, not a stand-in that answers."""
+    found = set()
+    for node in ast.walk(function):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node is not function:
+            body = [s for s in node.body if not _is_docstring(s)]
+            if body and all(_fails_loudly(s) for s in body):
+                found.add(node.name)
+    return found
+
+
+def _is_docstring(statement: ast.stmt) -> bool:
+    return isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)
+
+
+def _fails_loudly(statement: ast.stmt) -> bool:
+    if isinstance(statement, ast.Raise):
+        return True
+    value = statement.value if isinstance(statement, ast.Expr) else None
+    return isinstance(value, ast.Call) and dotted(value.func) in ("pytest.fail", "self.fail",
+                                                                  "fail")  # fmt: skip
+
+
+def _sets_tripwire(call: ast.AST, tripwires: set[str]) -> bool:
+    """monkeypatch.setattr(obj, "name", refuse) / patch(..., side_effect=refuse) where
+    refuse only raises."""
+    if not isinstance(call, ast.Call):
+        return False
+    values = [*call.args[1:], *(k.value for k in call.keywords
+                                if k.arg in ("new", "side_effect", "value"))]  # fmt: skip
+    return any(
+        (isinstance(v, ast.Name) and v.id in tripwires)
+        or (isinstance(v, ast.Call) and dotted(v.func).rsplit(".", 1)[-1].endswith("Error"))
+        for v in values
+    )
 
 
 # What a test may replace without checking a stand-in: the clock, randomness, the
