@@ -35,7 +35,7 @@ class HeartbeatProcess:
                 str(self.runtime), "--state-dir", str(tmp / "state"), "--repo", str(golden),
                 "--golden", "git", "--test-command",
                 f"env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest -q",
-                "--sandbox", "none", "--interval-s", "300", *extra]  # fmt: skip
+                "--sandbox", "bwrap", "--interval-s", "300", *extra]  # fmt: skip
         env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
         with open(self.log, "ab") as err:
             self.proc = procs.start(argv, stderr=err, env=env)

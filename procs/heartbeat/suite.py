@@ -16,13 +16,13 @@ missing): that is no verdict, never green nor red.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import re
 import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,17 +67,36 @@ def suite_env() -> dict[str, str]:
 
 
 def export(repo: Path, commit: str, dest: Path) -> None:
-    """Write `commit`'s tree into `dest` (which exists). Raises SuiteUnavailable."""
+    """Write `commit`'s tree into `dest` (which exists), streamed from `git archive` (the
+    tree is never held in memory whole); git is killed past GIT_TIMEOUT_S. Raises
+    SuiteUnavailable."""
+    argv = ["git", "-C", str(repo), "archive", "--format=tar", commit]
     try:
-        done = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", commit],
-                              capture_output=True, timeout=GIT_TIMEOUT_S, check=False)  # fmt: skip
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        git = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as exc:
         raise SuiteUnavailable(f"git archive {commit} in {repo}: {exc}") from None
-    if done.returncode != 0:
-        raise SuiteUnavailable(f"git archive {commit} in {repo}: "
-                               f"{done.stderr.decode(errors='replace').strip()[:300]}")  # fmt: skip
-    with tarfile.open(fileobj=io.BytesIO(done.stdout), mode="r:") as tar:
-        tar.extractall(dest, filter="data")
+    watchdog = threading.Timer(GIT_TIMEOUT_S, git.kill)
+    watchdog.start()
+    try:
+        assert git.stdout is not None and git.stderr is not None
+        try:
+            with tarfile.open(fileobj=git.stdout, mode="r|") as tar:
+                tar.extractall(dest, filter="data")
+        except (tarfile.TarError, OSError) as exc:
+            git.kill()
+            problem = f"{exc}"
+        else:
+            problem = ""
+        error = git.stderr.read().decode(errors="replace").strip()[:300]
+        code = git.wait()
+    finally:
+        watchdog.cancel()
+        for pipe in (git.stdout, git.stderr):
+            if pipe is not None:
+                pipe.close()
+    if code != 0 or problem:
+        why = error or problem or f"exit {code} (killed after {GIT_TIMEOUT_S:g} s?)"
+        raise SuiteUnavailable(f"git archive {commit} in {repo}: {why}")
 
 
 def is_pytest(argv: Sequence[str]) -> bool:
