@@ -8,6 +8,7 @@ or the suite runs; signals are published from the loop's thread once a write is 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import sys
@@ -38,6 +39,7 @@ from procs.sandbox import SandboxUnavailable
 SERVICE = "golden"
 DB_NAME = "golden.sqlite3"
 PUBLISH_TIMEOUT_S = 1.0
+BUS_CONNECT_S = 5.0
 DEFAULT_TEST_COMMAND = "python3 -m pytest -q -p no:cacheprovider"
 
 
@@ -110,6 +112,10 @@ class GoldenMaster(Service):
                 self.publisher = Publisher(self.runtime, source=SERVICE)
             except BusError as exc:
                 raise ServiceStartFailed(str(exc)) from None
+            try:  # a slow joiner's first signals would be lost: wait for the broker
+                self.publisher.wait_connected(timeout=BUS_CONNECT_S)
+            except BusError as exc:  # signals only say "look": serve without them for now
+                report("bus_not_connected", reason=str(exc))
         if self.config.refresh_s > 0:
             loop.every(self.config.refresh_s, self._refresh_timer)
         state = "green" if verdict.green else "red"
@@ -253,14 +259,13 @@ class GoldenMaster(Service):
         return self._write(advance)
 
     def do_refresh(self, args: dict[str, Any]) -> Deferred:
-        return self._write(self._refresh)
+        deferred = self._write(self._refresh)
+        deferred.add_done_callback(self._refreshed)
+        return deferred
 
     def _refresh_timer(self) -> None:
-        try:
-            deferred = self.do_refresh({})
-        except control.RequestRefused:
-            return
-        deferred.add_done_callback(self._refreshed)
+        with contextlib.suppress(control.RequestRefused):  # busy: the next tick comes
+            self.do_refresh({})
 
     def _refreshed(self, deferred: Deferred) -> None:
         try:

@@ -40,6 +40,7 @@ DB_NAME = "merge_queue.sqlite3"
 DEFAULT_TEST_COMMAND = "python3 -m pytest -q -p no:cacheprovider"
 GOLDEN_TIMEOUT_S = 60.0
 PUBLISH_TIMEOUT_S = 1.0
+BUS_CONNECT_S = 5.0
 RETRY_S = 2.0
 MAX_WAIT_S = 3600.0
 WITHDRAWN = "withdrawn by its proposer"
@@ -136,6 +137,10 @@ class MergeQueue(Service):
                 self.publisher = Publisher(self.runtime, source=SERVICE)
             except BusError as exc:
                 raise ServiceStartFailed(str(exc)) from None
+            try:  # a slow joiner's first signals would be lost: wait for the broker
+                self.publisher.wait_connected(timeout=BUS_CONNECT_S)
+            except BusError as exc:  # signals only say "look": serve without them for now
+                report("bus_not_connected", reason=str(exc))
         loop.every(self.config.reconcile_s, self._reconcile)
         loop.after(0.0, self.pump)
         waiting = len(self.store.waiting())

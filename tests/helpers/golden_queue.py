@@ -70,12 +70,14 @@ def suite_passes(repo: Path, rev: str, scratch: Path) -> bool:
 class ServiceProcess:
     """A service run as `python3 -m procs.<kind>.service`, ready once it logged so."""
 
-    def __init__(self, procs: Processes, tmp: Path, kind: str, socket: str, *argv: str) -> None:
+    def __init__(
+        self, procs: Processes, tmp: Path, kind: str, socket: str, *argv: str, bus: bool = False
+    ) -> None:
         env = {**os.environ, "FACTORY_SANDBOX": sandbox_mode()}
         self.runtime, self.state, self.socket = tmp / "run", tmp / "state", socket
         self.log = tmp / f"{kind}-{len(list(tmp.glob(f'{kind}-*.log')))}.log"
         full = [sys.executable, "-m", f"procs.{kind}.service", "--runtime-dir", str(self.runtime),
-                "--state-dir", str(self.state), "--no-bus", *argv]  # fmt: skip
+                "--state-dir", str(self.state), *([] if bus else ["--no-bus"]), *argv]  # fmt: skip
         with open(self.log, "ab") as err:
             self.proc = procs.start(full, stderr=err, env=env)
         wait_until(lambda: self.events("ready") or self.proc.poll() is not None, timeout=60,
@@ -96,11 +98,13 @@ class ServiceProcess:
                             timeout=timeout)  # fmt: skip
 
 
-def start_golden(procs: Processes, tmp: Path, repo: Path, *argv: str) -> ServiceProcess:
+def start_golden(
+    procs: Processes, tmp: Path, repo: Path, *argv: str, bus: bool = False
+) -> ServiceProcess:
     return ServiceProcess(procs, tmp, "golden", "golden", "--repo", str(repo),
-                          "--test-command", TEST_COMMAND, *argv)  # fmt: skip
+                          "--test-command", TEST_COMMAND, *argv, bus=bus)  # fmt: skip
 
 
-def start_queue(procs: Processes, tmp: Path, *argv: str) -> ServiceProcess:
+def start_queue(procs: Processes, tmp: Path, *argv: str, bus: bool = False) -> ServiceProcess:
     return ServiceProcess(procs, tmp, "merge_queue", "merge_queue", "--test-command",
-                          TEST_COMMAND, *argv)  # fmt: skip
+                          TEST_COMMAND, *argv, bus=bus)  # fmt: skip
