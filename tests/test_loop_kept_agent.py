@@ -21,6 +21,7 @@ import pytest
 
 from ipc.ledger import LedgerOwner, Limits, ResourceError, TicketLedger
 from procs.loop import FactoryLoopState, kept_agent
+from procs.loop.config import RunnerConfig
 from procs.loop.kept_agent import KeptAgentTurns
 from procs.loop.turns import Turn, TurnFailed, TurnReply
 from tests.waiting import pid_gone, wait_until
@@ -201,3 +202,14 @@ def test_a_service_that_stops_answering_fails_the_turn_within_its_bound(
     with turns, pytest.raises(TurnFailed, match=r"implementer turn ran past 2 s"):
         turns.implementer(turn(ws, "implementer", []))
     assert turns.service is None  # stopped: SIGTERM once stdin's EOF went unheeded
+
+
+def test_the_loop_services_factory_takes_the_configs_agent_and_limits() -> None:
+    config = RunnerConfig(test_command=("pytest",), agent_command=("my-agent", "acp"),
+                          turn_timeout_s=42.0, sandbox="none")  # fmt: skip
+    turns = kept_agent.from_config(config, None)
+    settings = turns.settings
+    assert (settings.agent_command, settings.timeout_s, settings.sandbox_mode) == (
+        ("my-agent", "acp"), 42.0, "none",
+    )  # fmt: skip
+    assert turns.service is None  # nothing starts before the first turn

@@ -47,6 +47,7 @@ from procs.loop.agent_service import (
     ServiceFailed,
     ServiceSettings,
 )
+from procs.loop.config import RunnerConfig
 from procs.loop.turns import Turn, TurnFailed, TurnReply
 
 START_TIMEOUT_S = 90.0
@@ -206,3 +207,11 @@ class KeptAgentTurns:
             raise TurnFailed(f"{turn.role} turn result has no message")
         refusals = tuple(str(r) for r in result.get("refusals") or ())
         return TurnReply(text=message, outcome=str(outcome), refusals=refusals)
+
+
+def from_config(config: RunnerConfig, ledger: TicketLedger | None) -> KeptAgentTurns:
+    """KeptAgentTurns from a loop's [loop] config and the governor's ledger: the
+    AgentTurns factory the loop service takes (`--agent-turns
+    procs.loop.kept_agent:from_config`). Whoever runs the loop closes it at the end."""
+    return KeptAgentTurns(config.agent_command, timeout_s=config.turn_timeout_s,
+                          sandbox_mode=config.sandbox, ledger=ledger)  # fmt: skip
