@@ -24,10 +24,12 @@ While golden is red, only a patch whose tested tree is green lands: i.e. one tha
 golden green. So every golden commit the queue makes passed the suite.
 
 Control (<runtime_dir>/merge_queue.sock):
-    propose {source, ref?, base?, priority?, key?, bead_id?, title?}
+    propose {source, ref?, base?, priority?, key?, bead_id?, title?, group?}
                           -> entry {patch_id, state, ...}; a `key` (the loop id) with a
                              live patch of the same tip gets that patch; another tip
-                             supersedes it (the old one: rejected `stale`)
+                             supersedes it (the old one: rejected `stale`). A `group`
+                             (a swarm's fixes for one failure): the first to land wins,
+                             the others are rejected `stale` and their runs cancelled
     wait    {patch_id, timeout_s}  -> entry once decided, or as it is at the timeout
     cancel  {patch_id}    -> entry (rejected `stale`, "withdrawn") unless already decided;
                              while its advance is in flight, the answer decides it
@@ -40,7 +42,10 @@ Control (<runtime_dir>/merge_queue.sock):
     status  {}            -> counts and settings
 An entry: {patch_id, state (queued|accepted|rejected), reason (conflict|tests|gauntlet|
 stale), detail, priority, key, bead_id, source, tip, base, landed_hash, proposed_at,
-decided_at, output_tail}.
+decided_at, group, output_tail}.
+
+With --cheat-detection, a green suite is followed by the gauntlet's static cheat
+detection on the change (AST and diff, milliseconds); a finding rejects (`gauntlet`).
 
 Signals: PatchProposed on a new patch, PatchAccepted(hash) / PatchRejected(reason) on a
 decision (the data is here; a signal says "look").

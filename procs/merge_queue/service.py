@@ -19,7 +19,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,12 @@ from ipc.bus import BusError, Publisher
 from ipc.service import BadRequest, Call, Deferred, Ready, Service, ServiceLoop, serve
 from ipc.service import StartFailed as ServiceStartFailed
 from ipc.signals import GitHash, InvalidValue, PatchAccepted, PatchProposed, PatchRejected, Signal
-from procs import sandbox
+from procs import gauntlet, sandbox
 from procs.merge_queue import pipeline
 from procs.merge_queue.pipeline import Item, Spec
 from procs.merge_queue.queue_repo import GitError, QueueRepo
 from procs.merge_queue.store import Entry, PatchStore
-from procs.merge_queue.suite_run import SuiteRun, Verdict
+from procs.merge_queue.suite_run import SuiteRun, Verdict, cheat_findings
 
 SERVICE = "merge_queue"
 DB_NAME = "merge_queue.sqlite3"
@@ -58,6 +58,7 @@ class QueueConfig:
     golden: str = "golden"  # the golden master's control socket name
     reconcile_s: float = 5.0
     publish: bool = True
+    cheat_detection: bool = False  # the gauntlet's static checks after a green suite
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Live:
     spec: Spec | None = None
     green: bool | None = None
     output: str = ""
+    failure: str = "tests"  # what a red verdict failed: tests | gauntlet
     run: SuiteRun | None = None
     held_until: float = 0.0  # a run that could not start: not retried before this
     result_at: float = 0.0  # when its verdict came (monotonic): landing overhead from here
@@ -77,6 +79,7 @@ class Live:
         if self.run is not None:
             self.run.cancel()
         self.spec, self.green, self.output, self.run = None, None, "", None
+        self.failure = "tests"
         self.generation += 1
 
 
@@ -210,7 +213,9 @@ class MergeQueue(Service):
                     self._decide(by_id[pid], "accepted", landed_hash=by_id[pid].tip)
                     changed = True
                 case pipeline.Reject(patch_id=pid, reason=reason, detail=detail):
-                    if reason == "tests" and self.golden_state == "red":
+                    if reason == "tests" and self.live[pid].failure == "gauntlet":
+                        reason, detail = "gauntlet", "the gauntlet's cheat detection refused it"
+                    elif reason == "tests" and self.golden_state == "red":
                         detail += " (golden is red: only a patch that turns it green lands)"
                     self._decide(by_id[pid], "rejected", reason=reason, detail=detail,
                                  output=self.live[pid].output)  # fmt: skip
@@ -245,12 +250,23 @@ class MergeQueue(Service):
         live, repo = self.live[entry.patch_id], self.repo
         assert live.spec is not None and live.spec.tip is not None
         slot, tip, generation = self.free_slots.pop(), live.spec.tip, live.generation
+        base, cheats = live.spec.base, self.config.cheat_detection
         run = SuiteRun(slot, self.config.test_command, timeout_s=self.config.suite_timeout_s)
         live.run = run
 
         def test() -> Verdict:
             repo.checkout(slot, tip)
-            return run.run()
+            verdict = run.run()
+            if not (verdict.green and cheats):
+                return verdict
+            try:
+                findings = cheat_findings(slot, base)
+            except gauntlet.ChangeError as exc:
+                findings = [f"the change could not be read: {exc}"]
+            if not findings:
+                return verdict
+            text = "cheat detection:\n" + "\n".join(findings[:50])
+            return replace(verdict, green=False, reason="gauntlet", output=text)
 
         deferred = self.loop.run_in_thread(test)
         self.counts["runs"] += 1
@@ -277,6 +293,7 @@ class MergeQueue(Service):
                                  "cancelled": verdict.cancelled})  # fmt: skip
             if not verdict.cancelled:
                 live.green, live.output = verdict.green, verdict.output
+                live.failure = verdict.reason
                 live.result_at = time.monotonic()
         self.pump()
 
@@ -340,6 +357,11 @@ class MergeQueue(Service):
                landed_hash=landed_hash or None)  # fmt: skip
         if state == "accepted":
             self._publish(PatchAccepted(GitHash(landed_hash), entry.patch_id))
+            for loser in self.store.waiting() if entry.group else []:
+                if loser.group == entry.group:
+                    self._decide(loser, "rejected", reason="stale",
+                                 detail=f"{entry.patch_id} of group {entry.group!r} landed "
+                                        "first")  # fmt: skip
         else:
             self._publish(PatchRejected(reason, entry.patch_id))
         decided = self.store.get(entry.patch_id)
@@ -404,10 +426,11 @@ class MergeQueue(Service):
         if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 4:
             raise BadRequest(f"priority must be an integer 0..4 (0 first), got {priority!r:.20}")
         key, bead_id = str(args.get("key") or ""), str(args.get("bead_id") or "")
-        title = str(args.get("title") or "")[:200]
+        title, group = str(args.get("title") or "")[:200], str(args.get("group") or "")
         store, repo, head = self.store, self.repo, self.head
         patch_id = store.add(source=source, ref=ref, priority=priority, key=key,
-                             bead_id=bead_id, title=title, now=time.time())  # fmt: skip
+                             bead_id=bead_id, title=title, now=time.time(),
+                             group=group)  # fmt: skip
 
         def fetch() -> tuple[str, str, str]:
             tip = repo.fetch(source, ref, patch_id)
@@ -585,6 +608,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite-timeout-s", type=float, default=600.0)
     p.add_argument("--golden", default="golden", help="the golden master's control socket name")
     p.add_argument("--reconcile-s", type=float, default=5.0, help="read golden HEAD this often")
+    p.add_argument(
+        "--cheat-detection",
+        action="store_true",
+        help="after a green suite, the gauntlet's static cheat detection too",
+    )
     p.add_argument("--no-bus", action="store_true", help="publish nothing (tests, by hand)")
     return p
 
@@ -605,7 +633,8 @@ def main(argv: list[str]) -> int:
         return 1
     config = QueueConfig(k=args.k, test_command=command, suite_timeout_s=args.suite_timeout_s,
                          golden=args.golden, reconcile_s=args.reconcile_s,
-                         publish=not args.no_bus)  # fmt: skip
+                         publish=not args.no_bus,
+                         cheat_detection=args.cheat_detection)  # fmt: skip
     return serve(MergeQueue(config, state / DB_NAME, state / SERVICE, runtime), runtime)
 
 

@@ -24,7 +24,7 @@ MAX_OUTPUT_CHARS = 64 * 1024
 TAIL_CHARS = 2000
 _COLUMNS = ("patch_id", "state", "reason", "detail", "priority", "key", "bead_id", "title",
             "source", "ref", "tip", "base", "landed_hash", "output", "proposed_at",
-            "decided_at")  # fmt: skip
+            "decided_at", "grp")  # fmt: skip
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS patches (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, patch_id TEXT UNIQUE, state TEXT NOT NULL,
@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS patches (
     title TEXT NOT NULL DEFAULT '', source TEXT NOT NULL, ref TEXT NOT NULL,
     tip TEXT NOT NULL DEFAULT '', base TEXT NOT NULL DEFAULT '',
     landed_hash TEXT NOT NULL DEFAULT '', output TEXT NOT NULL DEFAULT '',
-    proposed_at REAL NOT NULL, decided_at REAL);
+    proposed_at REAL NOT NULL, decided_at REAL, grp TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS patches_waiting ON patches (state, priority, seq);
 """
 
@@ -56,6 +56,7 @@ class Entry:
     output: str
     proposed_at: float
     decided_at: float | None
+    group: str  # patches racing to fix one thing (a swarm): the first to land wins
 
     @property
     def decided(self) -> bool:
@@ -84,12 +85,12 @@ class PatchStore:
         self.db.close()
 
     def add(self, *, source: str, ref: str, priority: int, key: str, bead_id: str, title: str,
-            now: float) -> str:  # fmt: skip
+            now: float, group: str = "") -> str:  # fmt: skip
         with self.db:
             cur = self.db.execute(
                 "INSERT INTO patches (state, priority, key, bead_id, title, source, ref,"
-                " proposed_at) VALUES ('fetching',?,?,?,?,?,?,?)",
-                (priority, key, bead_id, title, source, ref, now),
+                " proposed_at, grp) VALUES ('fetching',?,?,?,?,?,?,?,?)",
+                (priority, key, bead_id, title, source, ref, now, group),
             )
             patch_id = f"p-{cur.lastrowid}"
             self.db.execute(

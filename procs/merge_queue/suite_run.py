@@ -3,6 +3,12 @@
     run = SuiteRun(slot, argv, timeout_s=600.0)
     verdict = run.run()        # in a worker thread: blocks until the end or the timeout
     run.cancel()               # from any thread: the build was discarded; kill it now
+    cheat_findings(slot, base) -> [line]   # the gauntlet's static cheat detection
+
+The cheat detection is procs.gauntlet's static part (deleted or weakened tests, rigged
+harness, hardcoded expectations: AST and diff only, no code run): milliseconds. Its
+dynamic part (the base's tests re-run on the patch) is a second suite run: the loop's
+Verifying does it; the queue does not.
 
 The slot's work tree is read-only inside the sandbox (pytest's cache off, no bytecode):
 the same conditions as the golden master's own run, so what passed here passes there. A
@@ -23,18 +29,21 @@ from pathlib import Path
 
 import psutil
 
-from procs import sandbox
+from procs import gauntlet, sandbox
 
 MAX_OUTPUT_CHARS = 64 * 1024
 
 
 @dataclass(frozen=True)
 class Verdict:
+    """`green`, else `reason` says what failed: "tests" or "gauntlet" (cheat detection)."""
+
     green: bool
     output: str
     duration_ms: float
     timed_out: bool = False
     cancelled: bool = False
+    reason: str = "tests"
 
 
 def suite_env() -> dict[str, str]:
@@ -105,3 +114,10 @@ class SuiteRun:
         for victim in victims:
             with contextlib.suppress(psutil.Error):
                 victim.kill()
+
+
+def cheat_findings(slot: Path, base: str) -> list[str]:
+    """The gauntlet's static findings on the change from `base` to `slot`'s work tree,
+    one line each (empty: nothing found). Raises gauntlet.ChangeError."""
+    change = gauntlet.Change.load(slot, base)
+    return [finding.feedback() for finding in gauntlet.static_findings(change)]
