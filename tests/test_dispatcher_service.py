@@ -243,6 +243,9 @@ def test_four_beads_on_two_slots_never_run_more_than_two_loops(tree: Tree) -> No
     assert all(e["loop_id"] == f"{e['bead_id']}.1" for e in started)
     for record in tree.records():  # closed with the loop's stats, its commit on golden
         assert record["status"] == "closed", record
+        stats = record["metadata"]["factory"]
+        assert (stats["loop_id"], stats["commits"]) == (f"{record['id']}.1", 1)
+        git(tree.golden, "merge-base", "--is-ancestor", stats["commit"], "main")
     status = tree.call("dispatcher", "status")
     assert status["records"]["ended_closed"] == 4 and status["records"]["running"] == 0
     closed = [e for e in tree.dispatcher_events("loop_settled") if e["outcome"] == "closed"]

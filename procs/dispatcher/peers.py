@@ -200,12 +200,21 @@ class LoopRecords:
             state = {}
         counters = {k: int(state.get(k) or 0) for k in ("iteration", "greens", "commits",
                                                         "reverts")}  # fmt: skip
+        try:
+            pushed = db.execute(
+                "SELECT content FROM history WHERE loop_id = ? AND event = 'Pushed' "
+                "ORDER BY seq DESC LIMIT 1",
+                (loop_id,),
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise PeerError("loops.sqlite3", "unreadable", str(exc)) from None
         return LoopView(
             loop_id=loop, bead_id=bead, attempt=int(attempt), phase=str(phase),
             green_commit=str(state.get("green_commit") or ""),
             golden_hash=str(state.get("golden_hash") or ""),
             reason=str(state.get("reason") or ""), counters=counters,
             created_at=float(created), updated_at=float(updated),
+            pushed=str(pushed[0]).strip() if pushed else "",
         )  # fmt: skip
 
     def attempts(self, bead_id: str) -> list[int]:

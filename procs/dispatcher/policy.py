@@ -51,8 +51,9 @@ class LiveClaim:
 
 @dataclass(frozen=True)
 class LoopView:
-    """What loops.sqlite3 says of a loop: its phase, the last green commit (what landing
-    put on golden), its failure reason and counters."""
+    """What loops.sqlite3 says of a loop: its phase, its last green commit, the golden
+    head its lander reported (`pushed`: the Pushed event's head, which is the merge
+    queue's landed commit where it squashed), its failure reason and counters."""
 
     loop_id: str
     bead_id: str
@@ -64,10 +65,16 @@ class LoopView:
     counters: Mapping[str, int]
     created_at: float
     updated_at: float
+    pushed: str = ""
 
     @property
     def terminal(self) -> bool:
         return self.phase in ("complete", "failed")
+
+    @property
+    def landed_commit(self) -> str:
+        """What must be an ancestor of golden HEAD for the bead to be done."""
+        return self.pushed or self.green_commit
 
 
 @dataclass(frozen=True)

@@ -185,18 +185,18 @@ class Dispatcher:
 
     def _land(self, d: Dispatch, loop: LoopView, generation: int, out: RoundResult) -> None:
         try:
-            landed = self.golden.landed(loop.green_commit)
+            landed = self.golden.landed(loop.landed_commit)
         except LandingUnknown as exc:  # never "not landed": asked again next round
             self.report("landing_unknown", loop_id=d.loop_id, reason=str(exc))
             return
         if not landed:
-            reason = (f"the loop completed but its commit {loop.green_commit[:12]} is not on "
+            reason = (f"the loop completed but its commit {loop.landed_commit[:12]} is not on "
                       f"golden {self.golden.branch}")  # fmt: skip
             self._fail(d, generation, reason, out)
             return
         stats = {
             "loop_id": d.loop_id, "attempt": d.attempt, "generation": generation,
-            **loop.counters, "commit": loop.green_commit,
+            **loop.counters, "commit": loop.landed_commit,
             "duration_s": round(loop.updated_at - loop.created_at, 3),
         }  # fmt: skip
         try:

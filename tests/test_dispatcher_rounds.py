@@ -1,0 +1,215 @@
+"""One dispatch round against stand-ins for its peers (beads, factoryd, loops.sqlite3,
+golden) and its real SQLite records: a bead is closed only when its commit is on golden;
+a peer error stops the round with nothing claimed, started, closed or failed; no slot,
+no claim; a refused start gives the claim back and holds the bead back; a factoryd that
+does not answer a resume costs the loop no resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from procs.dispatcher.landing import LandingUnknown
+from procs.dispatcher.peers import PeerError, StartRefused
+from procs.dispatcher.policy import LiveClaim, LoopView, Process
+from procs.dispatcher.records import DispatchRecords
+from procs.dispatcher.rounds import Dispatcher, RoundConfig
+
+
+class Beads:
+    """TEST DOUBLE of BeadsPeer: claims in a dict, every call written down."""
+
+    def __init__(self, ready: list[str]) -> None:
+        self.ready_ids = ready
+        self.live: dict[str, LiveClaim] = {}
+        self.calls: list[tuple[Any, ...]] = []
+        self.broken: str | None = None
+
+    def _check(self) -> None:
+        if self.broken:
+            raise PeerError("beads", "store_error", self.broken)
+
+    def claims(self) -> dict[str, LiveClaim]:
+        self._check()
+        return dict(self.live)
+
+    def ready(self) -> list[str]:
+        self._check()
+        return [b for b in self.ready_ids if b not in self.live]
+
+    def claim(self, bead: str, loop_id: str) -> int:
+        self._check()
+        self.calls.append(("claim", bead, loop_id))
+        self.live[bead] = LiveClaim(bead, loop_id, len(self.calls))
+        return self.live[bead].generation
+
+    def close(self, bead: str, loop_id: str, generation: int, stats: Any) -> None:
+        self._check()
+        self.calls.append(("close", bead, loop_id, stats["commit"]))
+        del self.live[bead]
+        self.ready_ids.remove(bead)  # closed: never ready again
+
+    def fail(self, bead: str, loop_id: str, generation: int, reason: str) -> str:
+        self._check()
+        self.calls.append(("fail", bead, loop_id, reason))
+        del self.live[bead]
+        return "open"
+
+    def release(self, bead: str, loop_id: str, generation: int, reason: str) -> None:
+        self._check()
+        self.calls.append(("release", bead, loop_id))
+        del self.live[bead]
+
+
+class Factoryd:
+    """TEST DOUBLE of FactorydPeer: loop children by loop id."""
+
+    def __init__(self) -> None:
+        self.children: dict[str, Process] = {}
+        self.refuse: str | None = None
+        self.down = False
+        self.start_times_out = False
+        self.starts: list[list[str]] = []
+
+    def loops(self) -> dict[str, Process]:
+        if self.down:
+            raise PeerError("factoryd", "unreachable", "no factoryd")
+        return dict(self.children)
+
+    def start(self, args: list[str]) -> tuple[str, int]:
+        if self.down or self.start_times_out:
+            raise PeerError("factoryd", "timeout", "no answer")
+        self.starts.append(args)
+        if self.refuse:
+            raise StartRefused("factoryd", "start_failed", self.refuse)
+        loop_id = args[args.index("--loop-id") + 1]
+        self.children[loop_id] = Process(f"loops.{len(self.starts)}", 1000 + len(self.starts),
+                                         True)  # fmt: skip
+        return self.children[loop_id].child_id, 1000 + len(self.starts)
+
+
+class Loops:
+    """TEST DOUBLE of LoopRecords."""
+
+    def __init__(self) -> None:
+        self.views: dict[str, LoopView] = {}
+
+    def view(self, loop_id: str) -> LoopView | None:
+        return self.views.get(loop_id)
+
+    def attempts(self, bead: str) -> list[int]:
+        return [v.attempt for v in self.views.values() if v.bead_id == bead]
+
+    def end(self, loop_id: str, phase: str, pushed: str = "", reason: str = "") -> None:
+        bead, _, attempt = loop_id.rpartition(".")
+        self.views[loop_id] = LoopView(loop_id, bead, int(attempt), phase, "c" * 40, "g" * 40,
+                                       reason, {"commits": 1}, 0.0, 2.0, pushed)  # fmt: skip
+
+
+class Golden:
+    branch = "main"
+
+    def __init__(self) -> None:
+        self.on_golden: set[str] = set()
+        self.unknown = False
+
+    def landed(self, commit: str) -> bool:
+        if self.unknown:
+            raise LandingUnknown("git hangs")
+        return commit in self.on_golden
+
+
+class Round:
+    def __init__(self, tmp: Path, ready: list[str], max_loops: int = 2) -> None:
+        self.beads, self.factoryd, self.loops, self.golden = (Beads(ready), Factoryd(), Loops(),
+                                                              Golden())  # fmt: skip
+        self.records = DispatchRecords(tmp / "dispatcher.sqlite3")
+        self.reports: list[tuple[str, dict[str, Any]]] = []
+        self.dispatcher = Dispatcher(
+            beads=self.beads, factoryd=self.factoryd, loops=self.loops,  # type: ignore[arg-type]
+            records=self.records, golden=self.golden, runtime=tmp / "no-ledger",  # type: ignore[arg-type]
+            config=RoundConfig(max_resumes=2, max_loops=max_loops, retry_base_s=30.0),
+            report=lambda event, **fields: self.reports.append((event, fields)),
+        )  # fmt: skip
+
+    def run(self) -> Any:
+        return self.dispatcher.round()
+
+    def exit(self, loop_id: str) -> None:
+        del self.factoryd.children[loop_id]
+
+
+def test_no_more_loops_than_slots_and_one_per_bead(tmp_path: Path) -> None:
+    r = Round(tmp_path, ["a", "b", "c", "d"], max_loops=2)
+    first = r.run()
+    assert first.started == ["a.1", "b.1"] and first.free_slots == 2
+    assert r.run().started == []  # both slots taken: nothing claimed
+    assert [c[0] for c in r.beads.calls] == ["claim", "claim"]
+
+
+def test_a_bead_is_closed_only_when_its_landed_commit_is_on_golden(tmp_path: Path) -> None:
+    r = Round(tmp_path, ["a", "b"])
+    r.run()
+    r.loops.end("a.1", "complete", pushed="p" * 40)  # the queue's squashed commit
+    r.loops.end("b.1", "complete")
+    r.golden.on_golden = {"p" * 40}  # b's commit never reached golden
+    r.run()
+    assert ("close", "a", "a.1", "p" * 40) in r.beads.calls
+    fails = [c for c in r.beads.calls if c[0] == "fail"]
+    assert [(c[1], "is not on golden main" in c[3]) for c in fails] == [("b", True)]
+
+
+def test_a_golden_that_cannot_say_closes_nothing_and_asks_again(tmp_path: Path) -> None:
+    r = Round(tmp_path, ["a"])
+    r.run()
+    r.loops.end("a.1", "complete")
+    r.golden.unknown = True
+    r.run()
+    assert [c[0] for c in r.beads.calls] == ["claim"]
+    r.golden.unknown, r.golden.on_golden = False, {"c" * 40}
+    r.run()
+    assert [c[0] for c in r.beads.calls] == ["claim", "close"]
+
+
+def test_a_beads_error_stops_the_round_with_nothing_done(tmp_path: Path) -> None:
+    r = Round(tmp_path, ["a", "b"])
+    r.run()
+    r.loops.end("a.1", "complete")
+    r.golden.on_golden = {"c" * 40}
+    r.beads.broken = "database is locked"
+    with pytest.raises(PeerError, match="store_error"):
+        r.run()
+    assert [c[0] for c in r.beads.calls] == ["claim", "claim"]  # nothing closed, failed
+    r.beads.broken = None
+    r.run()
+    assert [c[0] for c in r.beads.calls] == ["claim", "claim", "close"]
+
+
+def test_a_refused_start_gives_the_claim_back_and_holds_the_bead_back(tmp_path: Path) -> None:
+    r = Round(tmp_path, ["a", "b"])
+    r.factoryd.refuse = "exit code 75: no loop slot"
+    out = r.run()
+    assert out.started == [] and [c[0] for c in r.beads.calls] == ["claim", "release"]
+    r.factoryd.refuse = None
+    assert r.run().started == ["b.1"]  # a waits its backoff; b was never tried
+    assert r.records.not_before().keys() == {"a"}
+
+
+def test_a_loop_gone_mid_way_is_resumed_but_an_unanswering_factoryd_costs_no_resume(
+    tmp_path: Path,
+) -> None:
+    r = Round(tmp_path, ["a"])
+    r.run()
+    r.loops.end("a.1", "implementing")
+    r.exit("a.1")
+    r.factoryd.start_times_out = True
+    for _ in range(5):
+        with pytest.raises(PeerError, match="timeout"):
+            r.run()
+    r.factoryd.start_times_out = False
+    r.run()
+    assert r.factoryd.starts[-1][-2:] == ["--loop-id", "a.1"]  # same loop id, resumed
+    dispatch = r.records.get("a.1")
+    assert dispatch is not None and dispatch.resumes == 1
