@@ -1,25 +1,18 @@
 """The merge queue service (its contract is in procs/merge_queue/__init__.py).
 
-The loop's thread owns the queue: the store, the speculative state of each waiting patch
-(`Live`) and the pipeline, whose pure `plan` it asks after every event (a proposal, a
-test result, an advance answered, golden moved) and carries out. Builds are a few git
-calls and run on the loop's thread; fetches, test runs and advances run in workers, and
-their results come back to the loop's thread, where a result for a build that was
-discarded meanwhile (its generation moved on) is dropped.
+The service owns the control socket, the store, the queue's repository and the bus; the
+speculative pipeline itself is procs/merge_queue/dependent.py, on this loop's thread.
+Fetching a proposed patch and checking a landing run in workers.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
-import math
 import os
 import shlex
 import sys
 import time
-from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,60 +20,28 @@ from ipc import control, paths, service_report
 from ipc.bus import BusError, Publisher
 from ipc.service import BadRequest, Call, Deferred, Ready, Service, ServiceLoop, serve
 from ipc.service import StartFailed as ServiceStartFailed
-from ipc.signals import GitHash, InvalidValue, PatchAccepted, PatchProposed, PatchRejected, Signal
-from procs import gauntlet, sandbox
-from procs.merge_queue import pipeline
-from procs.merge_queue.pipeline import Item, Spec
+from ipc.signals import GitHash, InvalidValue, PatchProposed, Signal
+from procs import sandbox
+from procs.merge_queue.dependent import (
+    DEFAULT_TEST_COMMAND,
+    GOLDEN_TIMEOUT_S,
+    WITHDRAWN,
+    DependentPipeline,
+    Live,
+    QueueConfig,
+)
 from procs.merge_queue.queue_repo import GitError, QueueRepo
 from procs.merge_queue.store import Entry, PatchStore
-from procs.merge_queue.suite_run import SuiteRun, Verdict, cheat_findings
 
 SERVICE = "merge_queue"
 DB_NAME = "merge_queue.sqlite3"
-DEFAULT_TEST_COMMAND = "python3 -m pytest -q -p no:cacheprovider"
-GOLDEN_TIMEOUT_S = 60.0
 PUBLISH_TIMEOUT_S = 1.0
 BUS_CONNECT_S = 5.0
-RETRY_S = 2.0
 MAX_WAIT_S = 3600.0
-WITHDRAWN = "withdrawn by its proposer"
 
 
 def report(event: str, **fields: Any) -> None:
     service_report.report(SERVICE, event, **fields)
-
-
-@dataclass(frozen=True)
-class QueueConfig:
-    k: int = 4
-    test_command: tuple[str, ...] = tuple(shlex.split(DEFAULT_TEST_COMMAND))
-    suite_timeout_s: float = 600.0
-    golden: str = "golden"  # the golden master's control socket name
-    reconcile_s: float = 5.0
-    publish: bool = True
-    cheat_detection: bool = False  # the gauntlet's static checks after a green suite
-
-
-@dataclass
-class Live:
-    """What is known of one waiting patch beyond the store: its build and its test."""
-
-    spec: Spec | None = None
-    green: bool | None = None
-    output: str = ""
-    failure: str = "tests"  # what a red verdict failed: tests | gauntlet
-    run: SuiteRun | None = None
-    held_until: float = 0.0  # a run that could not start: not retried before this
-    result_at: float = 0.0  # when its verdict came (monotonic): landing overhead from here
-    generation: int = 0
-    entered: int | None = None  # when it first got a build: the window keeps its order
-
-    def reset(self) -> None:
-        if self.run is not None:
-            self.run.cancel()
-        self.spec, self.green, self.output, self.run = None, None, "", None
-        self.failure = "tests"
-        self.generation += 1
 
 
 class MergeQueue(Service):
@@ -97,22 +58,12 @@ class MergeQueue(Service):
         self.store: PatchStore | None = None
         self.repo: QueueRepo | None = None
         self.publisher: Publisher | None = None
-        self.head = ""
-        self.golden_state = "unknown"
-        self.live: dict[str, Live] = {}
-        self.free_slots: list[Path] = []
-        self.landing: str | None = None
-        self.waiters: dict[str, list[Deferred]] = {}
-        self._entered = itertools.count()
-        self._pumping = self._pump_again = self._reconciling = False
-        self._advances = 0  # advances answered: a HEAD read from before one is stale
-        self.withdraw_after_landing: set[str] = set()
-        self._head_doubt = False  # an advance was refused: no landing until HEAD is read
-        self.counts = {"proposed": 0, "accepted": 0, "rejected": 0, "builds": 0, "runs": 0,
-                       "discarded": 0, "cas_refused": 0, "run_errors": 0}  # fmt: skip
-        # for bench/merge_queue.py: verdict -> accepted per landing; each finished run
-        self.landing_ms: deque[float] = deque(maxlen=1000)
-        self.run_log: deque[dict[str, Any]] = deque(maxlen=1000)
+        self.pipeline: DependentPipeline | None = None
+
+    @property
+    def pipe(self) -> DependentPipeline:
+        assert self.pipeline is not None, "used before init"
+        return self.pipeline
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -125,13 +76,12 @@ class MergeQueue(Service):
             raise ServiceStartFailed(f"the golden master does not answer: {exc}") from None
         except sandbox.SandboxUnavailable as exc:
             raise ServiceStartFailed(str(exc)) from None
-        self.head, self.golden_state = golden["hash"], golden.get("state", "unknown")
+        head = golden["hash"]
+        slots = [self.work_dir / "slots" / str(i) for i in range(self.config.k)]
         try:
             self.repo = QueueRepo.open(self.work_dir / "repo.git", Path(golden["repo"]))
-            for i in range(self.config.k):
-                slot = self.work_dir / "slots" / str(i)
-                self.repo.add_slot(slot, self.head)
-                self.free_slots.append(slot)
+            for slot in slots:
+                self.repo.add_slot(slot, head)
         except GitError as exc:
             raise ServiceStartFailed(f"the queue's repository: {exc}") from None
         self.store = PatchStore(self.db_path)
@@ -144,230 +94,23 @@ class MergeQueue(Service):
                 self.publisher.wait_connected(timeout=BUS_CONNECT_S)
             except BusError as exc:  # signals only say "look": serve without them for now
                 report("bus_not_connected", reason=str(exc))
-        loop.every(self.config.reconcile_s, self._reconcile)
-        loop.after(0.0, self.pump)
+        self.pipeline = DependentPipeline(
+            self.config, loop, self.store, self.repo, slots, golden_socket=self.golden_socket,
+            head=head, golden_state=golden.get("state", "unknown"), publish=self._publish,
+        )  # fmt: skip
+        loop.every(self.config.reconcile_s, self.pipeline.reconcile)
+        loop.after(0.0, self.pipeline.pump)
         waiting = len(self.store.waiting())
-        return Ready(f"merge queue on golden {self.head[:12]}, K={self.config.k}",
-                     golden=self.head, k=self.config.k, waiting=waiting)  # fmt: skip
+        return Ready(f"merge queue on golden {head[:12]}, K={self.config.k}",
+                     golden=head, k=self.config.k, waiting=waiting)  # fmt: skip
 
     def terminate(self, reason: str) -> None:
-        for live in self.live.values():
-            if live.run is not None:
-                live.run.cancel()
+        if self.pipeline is not None:
+            self.pipeline.close()
         if self.publisher is not None:
             self.publisher.close()
         if self.store is not None:
             self.store.close()
-
-    # -- the pipeline ---------------------------------------------------------------------
-
-    def _ordered(self) -> list[Entry]:
-        assert self.store is not None
-        waiting = self.store.waiting()  # priority, then age
-        for entry in waiting:
-            self.live.setdefault(entry.patch_id, Live())
-        return sorted(waiting, key=lambda e: _entered_key(self.live[e.patch_id]))
-
-    def pump(self) -> None:
-        """Ask the plan and carry it out until it only starts work that comes back later."""
-        if self._pumping:
-            self._pump_again = True
-            return
-        self._pumping = True
-        try:
-            for _ in range(10_000):
-                self._pump_again = False
-                if not self._step() and not self._pump_again:
-                    return
-        finally:
-            self._pumping = False
-
-    def _step(self) -> bool:
-        """One plan, carried out; True when the queue changed (plan again at once)."""
-        entries = self._ordered()
-        by_id = {e.patch_id: e for e in entries}
-        if self._adopt_landed(entries):
-            return True
-        now = time.monotonic()
-        items = [Item(e.patch_id, self.live[e.patch_id].spec, self.live[e.patch_id].green,
-                      self.live[e.patch_id].run is not None
-                      or self.live[e.patch_id].held_until > now) for e in entries]  # fmt: skip
-        landing = self.landing or ("?" if self._head_doubt else None)
-        actions = pipeline.plan(items, self.head, k=self.config.k,
-                                free_slots=len(self.free_slots), landing=landing)  # fmt: skip
-        changed = False
-        for action in actions:
-            match action:
-                case pipeline.Discard(patch_id=pid):
-                    self.live[pid].reset()
-                    self.counts["discarded"] += 1
-                    changed = True
-                case pipeline.Build(patch_id=pid, base=base):
-                    self._build(by_id[pid], base)
-                    changed = True
-                case pipeline.RunSuite(patch_id=pid):
-                    self._start_test(by_id[pid])
-                case pipeline.Land(patch_id=pid):
-                    self._land(by_id[pid])
-                case pipeline.Accept(patch_id=pid):
-                    self._decide(by_id[pid], "accepted", landed_hash=by_id[pid].tip)
-                    changed = True
-                case pipeline.Reject(patch_id=pid, reason=reason, detail=detail):
-                    if reason == "tests" and self.live[pid].failure == "gauntlet":
-                        reason, detail = "gauntlet", "the gauntlet's cheat detection refused it"
-                    elif reason == "tests" and self.golden_state == "red":
-                        detail += " (golden is red: only a patch that turns it green lands)"
-                    self._decide(by_id[pid], "rejected", reason=reason, detail=detail,
-                                 output=self.live[pid].output)  # fmt: skip
-                    changed = True
-        return changed
-
-    def _adopt_landed(self, entries: list[Entry]) -> bool:
-        """Golden HEAD is the build of the patch at the head (an advance whose answer was
-        lost): that patch landed."""
-        if not entries or self.landing is not None:
-            return False
-        spec = self.live[entries[0].patch_id].spec
-        if spec is None or spec.tip != self.head or spec.base == self.head or spec.contained:
-            return False
-        self._decide(entries[0], "accepted", landed_hash=self.head)
-        return True
-
-    def _build(self, entry: Entry, base: str) -> None:
-        assert self.repo is not None
-        live = self.live[entry.patch_id]
-        if live.entered is None:
-            live.entered = next(self._entered)
-        try:
-            live.spec = self.repo.build(base, entry.tip, entry.patch_id, entry.title)
-        except GitError as exc:
-            live.spec = Spec(base, None, detail=f"cannot build on {base}: {exc}")
-        live.green, live.output = None, ""
-        self.counts["builds"] += 1
-
-    def _start_test(self, entry: Entry) -> None:
-        assert self.loop is not None and self.repo is not None
-        live, repo = self.live[entry.patch_id], self.repo
-        assert live.spec is not None and live.spec.tip is not None
-        slot, tip, generation = self.free_slots.pop(), live.spec.tip, live.generation
-        base, cheats = live.spec.base, self.config.cheat_detection
-        run = SuiteRun(slot, self.config.test_command, timeout_s=self.config.suite_timeout_s)
-        live.run = run
-
-        def test() -> Verdict:
-            repo.checkout(slot, tip)
-            verdict = run.run()
-            if not (verdict.green and cheats):
-                return verdict
-            try:
-                findings = cheat_findings(slot, base)
-            except gauntlet.ChangeError as exc:
-                findings = [f"the change could not be read: {exc}"]
-            if not findings:
-                return verdict
-            text = "cheat detection:\n" + "\n".join(findings[:50])
-            return replace(verdict, green=False, reason="gauntlet", output=text)
-
-        deferred = self.loop.run_in_thread(test)
-        self.counts["runs"] += 1
-        deferred.add_done_callback(lambda d: self._tested(entry.patch_id, generation, slot, d))
-
-    def _tested(self, patch_id: str, generation: int, slot: Path, deferred: Deferred) -> None:
-        self.free_slots.append(slot)
-        live = self.live.get(patch_id)
-        if live is None or live.generation != generation:
-            self.run_log.append({"patch_id": patch_id, "ms": None, "cancelled": True})
-            self.pump()  # a slot came free
-            return
-        live.run = None
-        try:
-            verdict: Verdict = deferred.result()
-        except (sandbox.SandboxUnavailable, OSError, GitError, ValueError) as exc:
-            self.counts["run_errors"] += 1
-            report("run_failed_to_start", patch_id=patch_id, reason=str(exc))
-            live.held_until = time.monotonic() + RETRY_S
-            assert self.loop is not None
-            self.loop.after(RETRY_S, self.pump)
-        else:
-            self.run_log.append({"patch_id": patch_id, "ms": round(verdict.duration_ms, 1),
-                                 "cancelled": verdict.cancelled})  # fmt: skip
-            if not verdict.cancelled:
-                live.green, live.output = verdict.green, verdict.output
-                live.failure = verdict.reason
-                live.result_at = time.monotonic()
-        self.pump()
-
-    def _land(self, entry: Entry) -> None:
-        assert self.loop is not None and self.repo is not None
-        live = self.live[entry.patch_id]
-        assert live.spec is not None and live.spec.tip is not None
-        spec, generation = live.spec, live.generation
-        self.landing = entry.patch_id
-        args = {"to": spec.tip, "expected_head": spec.base, "source": str(self.repo.path),
-                "green": True, "patch_id": entry.patch_id,
-                "output": live.output[-4000:]}  # fmt: skip
-        socket = self.golden_socket
-
-        def advance() -> Any:
-            return control.call(socket, "advance", args, timeout=GOLDEN_TIMEOUT_S)
-
-        deferred = self.loop.run_in_thread(advance)
-        deferred.add_done_callback(lambda d: self._advanced(entry, spec, generation, d))
-
-    def _advanced(self, entry: Entry, spec: Spec, generation: int, deferred: Deferred) -> None:
-        self.landing = None
-        self._advances += 1
-        withdrawn = entry.patch_id in self.withdraw_after_landing
-        self.withdraw_after_landing.discard(entry.patch_id)
-        try:
-            deferred.result()
-        except control.ControlError as exc:
-            if isinstance(exc, control.RemoteError):
-                self.counts["cas_refused"] += exc.type == "stale_head"
-            report("advance_refused", patch_id=entry.patch_id, reason=str(exc),
-                   type=getattr(exc, "type", "unreachable"))  # fmt: skip
-            if withdrawn:
-                self._decide(entry, "rejected", reason="stale", detail=WITHDRAWN)
-            self._head_doubt = True
-            assert self.loop is not None  # golden moved under us, or did not answer:
-            self.loop.after(0.0 if isinstance(exc, control.RemoteError) else RETRY_S,
-                            self._reconcile)  # read HEAD, then rebuild  # fmt: skip
-            return
-        assert spec.tip is not None
-        self.head = spec.tip
-        self.golden_state = "green"
-        live = self.live.get(entry.patch_id)
-        if live is not None and live.generation == generation and live.result_at:
-            self.landing_ms.append((time.monotonic() - live.result_at) * 1000.0)
-        self._decide(entry, "accepted", landed_hash=spec.tip)
-        self.pump()
-
-    def _decide(self, entry: Entry, state: str, *, reason: str = "", detail: str = "",
-                output: str = "", landed_hash: str = "") -> None:  # fmt: skip
-        assert self.store is not None
-        done = self.store.decide(entry.patch_id, state, now=time.time(), reason=reason,
-                                 detail=detail, output=output, landed_hash=landed_hash)  # fmt: skip
-        live = self.live.pop(entry.patch_id, None)
-        if live is not None and live.run is not None:
-            live.run.cancel()
-        if not done:
-            return
-        self.counts[state] += 1
-        report(state, patch_id=entry.patch_id, reason=reason, detail=detail[:500],
-               landed_hash=landed_hash or None)  # fmt: skip
-        if state == "accepted":
-            self._publish(PatchAccepted(GitHash(landed_hash), entry.patch_id))
-            for loser in self.store.waiting() if entry.group else []:
-                if loser.group == entry.group:
-                    self._decide(loser, "rejected", reason="stale",
-                                 detail=f"{entry.patch_id} of group {entry.group!r} landed "
-                                        "first")  # fmt: skip
-        else:
-            self._publish(PatchRejected(reason, entry.patch_id))
-        decided = self.store.get(entry.patch_id)
-        for waiter in self.waiters.pop(entry.patch_id, []):
-            if decided is not None:
-                waiter.resolve(decided.to_dict())
 
     def _publish(self, signal: Signal) -> None:
         if self.publisher is None:
@@ -376,38 +119,6 @@ class MergeQueue(Service):
             self.publisher.publish(signal, timeout=PUBLISH_TIMEOUT_S)
         except BusError as exc:  # the decision is in SQLite; a signal only says "look"
             report("publish_failed", reason=str(exc))
-
-    def _reconcile(self) -> None:
-        """Read golden HEAD (in a worker); a move nobody told us of rebuilds the queue."""
-        if self._reconciling or self.loop is None:
-            return
-        socket = self.golden_socket
-        try:
-            deferred = self.loop.run_in_thread(
-                lambda: control.call(socket, "get_hash", {}, timeout=GOLDEN_TIMEOUT_S)
-            )
-        except control.RequestRefused:
-            return
-        self._reconciling = True
-        advances = self._advances
-        deferred.add_done_callback(lambda d: self._reconciled(d, advances))
-
-    def _reconciled(self, deferred: Deferred, advances: int) -> None:
-        self._reconciling = False
-        try:
-            golden = deferred.result()
-        except control.ControlError as exc:
-            report("golden_unreachable", reason=str(exc))
-            return
-        self.golden_state = str(golden.get("state", "unknown"))
-        fresh = advances == self._advances and self.landing is None
-        self._head_doubt = self._head_doubt and not fresh
-        if golden["hash"] != self.head and fresh:
-            report("golden_moved", hash=golden["hash"], previous=self.head)
-            self.head = golden["hash"]
-        if self._head_doubt:  # this read began before the refusal: read again
-            self._reconcile()
-        self.pump()
 
     # -- control --------------------------------------------------------------------------
 
@@ -427,7 +138,7 @@ class MergeQueue(Service):
             raise BadRequest(f"priority must be an integer 0..4 (0 first), got {priority!r:.20}")
         key, bead_id = str(args.get("key") or ""), str(args.get("bead_id") or "")
         title, group = str(args.get("title") or "")[:200], str(args.get("group") or "")
-        store, repo, head = self.store, self.repo, self.head
+        store, repo, head = self.store, self.repo, self.pipe.head
         patch_id = store.add(source=source, ref=ref, priority=priority, key=key,
                              bead_id=bead_id, title=title, now=time.time(),
                              group=group)  # fmt: skip
@@ -460,14 +171,16 @@ class MergeQueue(Service):
                 self.store.drop(patch_id)
                 return older.to_dict()
             if older.state == "queued":
-                self._decide(older, "rejected", reason="stale", detail=f"superseded by {patch_id}")
+                self.pipe.decide(
+                    older, "rejected", reason="stale", detail=f"superseded by {patch_id}"
+                )
         self.store.fetched(patch_id, tip, base)
-        self.counts["proposed"] += 1
+        self.pipe.counts["proposed"] += 1
         entry = self.store.get(patch_id)
         assert entry is not None
         report("proposed", patch_id=patch_id, key=key, tip=tip, base=base)
         self._publish(PatchProposed(patch_id, GitHash(base), stat, entry.source))
-        self.pump()
+        self.pipe.pump()
         entry = self.store.get(patch_id)
         assert entry is not None
         return entry.to_dict()
@@ -492,13 +205,13 @@ class MergeQueue(Service):
         if entry.decided or timeout_s == 0:
             return entry.to_dict()
         waiter = Deferred()
-        self.waiters.setdefault(entry.patch_id, []).append(waiter)
+        self.pipe.waiters.setdefault(entry.patch_id, []).append(waiter)
         store, patch_id = self.store, entry.patch_id
 
         def timed_out() -> None:
             if not waiter.done:
-                if waiter in self.waiters.get(patch_id, []):
-                    self.waiters[patch_id].remove(waiter)
+                if waiter in self.pipe.waiters.get(patch_id, []):
+                    self.pipe.waiters[patch_id].remove(waiter)
                 now = store.get(patch_id)
                 waiter.resolve(now.to_dict() if now is not None else entry.to_dict())
 
@@ -508,14 +221,14 @@ class MergeQueue(Service):
     def do_cancel(self, args: dict[str, Any]) -> Any:
         assert self.store is not None
         entry = self._entry(args)
-        if self.landing == entry.patch_id:  # golden may be moving to it: the answer decides
-            self.withdraw_after_landing.add(entry.patch_id)
+        if self.pipe.landing == entry.patch_id:  # golden may be moving to it: the answer decides
+            self.pipe.withdraw_after_landing.add(entry.patch_id)
             waiter = Deferred()
-            self.waiters.setdefault(entry.patch_id, []).append(waiter)
+            self.pipe.waiters.setdefault(entry.patch_id, []).append(waiter)
             return waiter
         if not entry.decided:
-            self._decide(entry, "rejected", reason="stale", detail=WITHDRAWN)
-            self.pump()
+            self.pipe.decide(entry, "rejected", reason="stale", detail=WITHDRAWN)
+            self.pipe.pump()
         decided = self.store.get(entry.patch_id)
         assert decided is not None
         return decided.to_dict()
@@ -524,7 +237,7 @@ class MergeQueue(Service):
         assert self.loop is not None and self.repo is not None
         entry, repo, socket = self._entry(args), self.repo, self.golden_socket
         if entry.state != "accepted":
-            return {"patch_id": entry.patch_id, "landed_hash": "", "golden_head": self.head,
+            return {"patch_id": entry.patch_id, "landed_hash": "", "golden_head": self.pipe.head,
                     "landed": False, "state": entry.state}  # fmt: skip
 
         def check() -> dict[str, Any]:
@@ -540,35 +253,35 @@ class MergeQueue(Service):
 
     def do_queue(self, args: dict[str, Any]) -> dict[str, Any]:
         assert self.store is not None
-        entries, heads, rows = self._ordered(), [], []
+        entries, heads, rows = self.pipe.ordered(), [], []
         for position, entry in enumerate(entries):
-            live = self.live[entry.patch_id]
+            live = self.pipe.live[entry.patch_id]
             spec = live.spec
             row = entry.to_dict()
-            row.update(position=position, build=_build_state(live, self.landing == entry.patch_id))
+            row.update(
+                position=position, build=_build_state(live, self.pipe.landing == entry.patch_id)
+            )
             if spec is not None:
                 row["spec"] = {"base": spec.base, "tip": spec.tip, "detail": spec.detail}
                 if spec.in_chain and live.green is not False:
                     heads.append(spec.tip)
             rows.append(row)
         stored = {f"db_{state}": n for state, n in self.store.counts().items()}
-        return {"golden": {"hash": self.head, "state": self.golden_state}, "k": self.config.k,
+        pipe = self.pipe
+        return {"golden": {"hash": pipe.head, "state": pipe.golden_state}, "k": self.config.k,
                 "entries": rows, "speculative_heads": heads,
                 "recent": [e.to_dict() for e in self.store.recent(10)],
-                "counts": {**self.counts, **stored}}  # fmt: skip
+                "counts": {**self.pipe.counts, **stored}}  # fmt: skip
 
     def do_status(self, args: dict[str, Any]) -> dict[str, Any]:
         assert self.store is not None
-        return {"pid": os.getpid(), "golden": self.head, "golden_state": self.golden_state,
+        pipe = self.pipe
+        return {"pid": os.getpid(), "golden": pipe.head, "golden_state": pipe.golden_state,
                 "k": self.config.k, "test_command": list(self.config.test_command),
-                "suite_timeout_s": self.config.suite_timeout_s, "counts": dict(self.counts),
-                "waiting": len(self.store.waiting()), "free_slots": len(self.free_slots),
-                "landing_ms": [round(ms, 1) for ms in self.landing_ms],
-                "runs": list(self.run_log)}  # fmt: skip
-
-
-def _entered_key(live: Live) -> float:
-    return math.inf if live.entered is None else float(live.entered)
+                "suite_timeout_s": self.config.suite_timeout_s, "counts": dict(self.pipe.counts),
+                "waiting": len(self.store.waiting()), "free_slots": len(self.pipe.free_slots),
+                "landing_ms": [round(ms, 1) for ms in self.pipe.landing_ms],
+                "runs": list(self.pipe.run_log)}  # fmt: skip
 
 
 def _build_state(live: Live, landing: bool) -> str:
