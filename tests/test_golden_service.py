@@ -84,3 +84,17 @@ def test_a_red_golden_starts_red_and_says_why(tmp_path: Path, procs: Processes) 
     code = cli.main(["--runtime-dir", str(gm.runtime), "golden"], out=out, err=err)
     assert code == 1, err.getvalue()
     assert "state: RED" in out.getvalue() and "last failure" in out.getvalue()
+
+
+def test_a_bare_golden_runs_its_suite_in_a_temporary_worktree(
+    tmp_path: Path, procs: Processes
+) -> None:
+    c0 = tiny_project(tmp_path / "seed")
+    golden = tmp_path / "golden.git"
+    git(tmp_path, "clone", "-q", "--bare", str(tmp_path / "seed"), str(golden))
+    gm = start_golden(procs, tmp_path, golden)
+    assert gm.ready, gm.log.read_text()
+    assert gm.call("get_hash") == {"hash": c0, "branch": "main", "repo": str(golden),
+                                   "state": "green"}  # fmt: skip
+    assert gm.call("run_suite")["green"] is True
+    assert git(golden, "worktree", "list", "--porcelain").count("worktree ") == 1  # removed

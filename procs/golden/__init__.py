@@ -7,11 +7,11 @@
 Run by factoryd (target = "procs.golden.service:main", ready = "notify"). Before READY=1
 it checks that GOLDEN exists, is a git repository and has BRANCH checked out (or, bare,
 has it), that free RAM, free disk and GPUs meet the minimums, and it runs the suite once
-at HEAD in the sandbox (procs.sandbox, with a timeout) and records red or green: a red
-golden still starts (the merge queue then lands only a patch that turns it green); a
-missing repository, a failed check or a suite that cannot run is a start failure that
-says what is wrong. State (every move, every suite verdict) lives in
-<state_dir>/golden.sqlite3.
+at HEAD in the sandbox (procs.sandbox, with a timeout; a bare golden's in a temporary
+worktree) and records red or green: a red golden still starts (the merge queue then
+lands only a patch that turns it green); a missing repository, a failed check or a
+suite that cannot run is a start failure that says what is wrong. State (every move,
+every suite verdict) lives in <state_dir>/golden.sqlite3.
 
 Control (<runtime_dir>/golden.sock), the API other services use:
     get_hash   {}                               -> {hash, branch, repo, state}
@@ -26,6 +26,7 @@ Control (<runtime_dir>/golden.sock), the API other services use:
     refresh    {}                               -> {hash, previous, moved, fetched, pushed}
                fetch BRANCH from --upstream (fast-forward only) and, with --push, push
                landed commits there; a move re-runs the suite (in the background).
+               Errors: `diverged` (neither descends from the other), `git_error`.
     record_run {hash, green, output?, source?}  -> {state, since}
                a suite verdict on `hash` from elsewhere (the heartbeat); ignored (with
                `ignored: true`) unless `hash` is HEAD.

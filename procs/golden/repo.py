@@ -12,8 +12,11 @@ stderr) or GitTimeout. Nothing here decides policy: service.py does.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,6 +169,21 @@ class GoldenRepo:
         if self.checked_out:
             git(self.path, "reset", "-q", "--hard", to)
         return current
+
+    @contextlib.contextmanager
+    def work_tree(self, rev: str) -> Iterator[Path]:
+        """A work tree at `rev` to run the suite in: the repository's own when it has one
+        (it follows the branch), else a temporary detached worktree, removed after."""
+        if not self.bare:
+            yield self.path
+            return
+        with tempfile.TemporaryDirectory(prefix="golden-suite-") as scratch:
+            tree = Path(scratch) / "tree"
+            git(self.path, "worktree", "add", "-q", "--detach", str(tree), rev)
+            try:
+                yield tree
+            finally:
+                git(self.path, "worktree", "remove", "--force", str(tree))
 
     def fetch_upstream(self, remote: str) -> str:
         """Fetch BRANCH from `remote`; returns the commit it is at there."""

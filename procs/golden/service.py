@@ -136,8 +136,9 @@ class GoldenMaster(Service):
     def _suite(self, head: str, source: str = "golden") -> SuiteVerdict:
         """Run the suite at `head` (HEAD now) and record it. Blocks for the run."""
         assert self.repo is not None and self.history is not None
-        verdict = run_suite(self.repo.path, self.config.test_command,
-                            timeout_s=self.config.suite_timeout_s)  # fmt: skip
+        with self.repo.work_tree(head) as tree:
+            verdict = run_suite(tree, self.config.test_command,
+                                timeout_s=self.config.suite_timeout_s)  # fmt: skip
         with self.lock:
             self.counts["suite_runs"] += 1
             if self.repo.head() == head:
