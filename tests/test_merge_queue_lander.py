@@ -44,6 +44,7 @@ def test_the_loop_lands_rebases_and_hears_why(tmp_path: Path, procs: Processes) 
     assert lander.land(good) == landed  # a loop killed before it recorded Pushed
     (entry,) = mq.call("queue")["recent"]
     assert mq.call("landed", patch_id=entry["patch_id"])["landed"] is True
+    assert mq.call("landed", key=good.loop_id)["landed_hash"] == landed.head  # by loop id
 
     later = loop_on(golden, tmp_path, "later", {"b.py": "B = 1\n"})  # on the landed head
     work = tmp_path / "mover"  # golden moves on (through the master: its only writer)

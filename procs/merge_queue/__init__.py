@@ -33,9 +33,11 @@ Control (<runtime_dir>/merge_queue.sock):
     wait    {patch_id, timeout_s}  -> entry once decided, or as it is at the timeout
     cancel  {patch_id}    -> entry (rejected `stale`, "withdrawn") unless already decided;
                              while its advance is in flight, the answer decides it
-    landed  {patch_id}    -> {patch_id, landed_hash, golden_head, landed}: `landed` only
-                             when landed_hash is an ancestor of golden HEAD (close a bead
-                             only then)
+    landed  {patch_id} or {key}
+                          -> {patch_id, landed_hash, golden_head, landed, state}: `landed`
+                             only when landed_hash is an ancestor of golden HEAD, checked
+                             now (close a bead only then); by `key`: the key's (the loop
+                             id's) latest patch
     show    {patch_id}    -> entry with the full test output
     queue   {}            -> {golden, k, entries (in order, with their speculative build),
                               speculative_heads, recent (last decisions), counts}

@@ -234,7 +234,12 @@ class MergeQueue(Service):
         return decided.to_dict()
 
     def do_landed(self, args: dict[str, Any]) -> Any:
-        assert self.loop is not None and self.repo is not None
+        assert self.loop is not None and self.repo is not None and self.store is not None
+        if args.get("patch_id") is None and isinstance(args.get("key"), str):
+            newest = self.store.by_key(args["key"])  # the loop's latest proposal
+            if not newest:
+                raise control.RequestRefused(f"no patch with key {args['key']!r}", "not_found")
+            args = {"patch_id": newest[0].patch_id}
         entry, repo, socket = self._entry(args), self.repo, self.golden_socket
         if entry.state != "accepted":
             return {"patch_id": entry.patch_id, "landed_hash": "", "golden_head": self.pipe.head,
