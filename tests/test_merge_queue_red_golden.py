@@ -5,10 +5,12 @@ lands; `factoryctl queue` shows the rejection."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
 
+from ipc import control
 from supervisor.ctl import cli
 from tests.helpers.golden_queue import commit, git, start_golden, start_queue, tiny_project
 from tests.helpers.processes import Processes
@@ -44,3 +46,11 @@ def test_a_red_golden_accepts_only_a_fixing_patch(tmp_path: Path, procs: Process
     out, err = io.StringIO(), io.StringIO()
     assert cli.main(["--runtime-dir", str(mq.runtime), "queue"], out=out, err=err) == 0
     assert f"{unrelated['patch_id']}" in out.getvalue() and "rejected: tests" in out.getvalue()
+    out = io.StringIO()
+    assert cli.main(["--runtime-dir", str(mq.runtime), "queue", "--json"], out=out, err=err) == 0
+    shown = json.loads(out.getvalue())
+    assert shown["golden"] == {"hash": fix, "state": "green"} and shown["entries"] == []
+    assert [r["reason"] for r in shown["recent"]] == ["", "tests"]
+    with pytest.raises(control.RemoteError) as refused:
+        mq.call("propose", source="https://example.invalid/repo.git")
+    assert refused.value.type == "bad_request"

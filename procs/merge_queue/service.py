@@ -130,6 +130,11 @@ class MergeQueue(Service):
     def do_propose(self, args: dict[str, Any]) -> Deferred:
         assert self.store is not None and self.repo is not None and self.loop is not None
         source, ref = _text(args, "source"), str(args.get("ref") or "HEAD")
+        if not os.path.isabs(source) or not os.path.exists(source):
+            raise BadRequest(f"source must be a local repository or bundle (an absolute path "
+                             f"that exists), got {source!r:.200}")  # fmt: skip
+        if ref.startswith("-"):
+            raise BadRequest(f"ref must be a branch, HEAD or a commit, got {ref!r:.100}")
         base = args.get("base")
         if base is not None:
             base = _hash(base, "base")
