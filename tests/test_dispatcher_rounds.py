@@ -210,6 +210,6 @@ def test_a_loop_gone_mid_way_is_resumed_but_an_unanswering_factoryd_costs_no_res
             r.run()
     r.factoryd.start_times_out = False
     r.run()
-    assert r.factoryd.starts[-1][-2:] == ["--loop-id", "a.1"]  # same loop id, resumed
+    assert r.factoryd.starts[-1][4:6] == ["--loop-id", "a.1"]  # same loop id, resumed
     dispatch = r.records.get("a.1")
     assert dispatch is not None and dispatch.resumes == 1

@@ -191,7 +191,7 @@ class Dispatcher:
             return
         if not landed:
             reason = (f"the loop completed but its commit {loop.landed_commit[:12]} is not on "
-                      f"golden {self.golden.branch}")  # fmt: skip
+                      f"golden {self.golden.branch or 'HEAD'}")  # fmt: skip
             self._fail(d, generation, reason, out)
             return
         stats = {
@@ -269,7 +269,8 @@ class Dispatcher:
 
     @staticmethod
     def _loop_args(d: Dispatch) -> list[str]:
-        return ["--bead", d.bead_id, "--attempt", str(d.attempt), "--loop-id", d.loop_id]
+        return ["--bead", d.bead_id, "--attempt", str(d.attempt), "--loop-id", d.loop_id,
+                "--slot-timeout-s", "0"]  # fmt: skip
 
 
 def _attempt_of(loop_id: str) -> int:

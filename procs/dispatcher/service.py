@@ -1,7 +1,7 @@
 """The dispatcher: turns ready beads into loop children, one live loop per bead, never
 more loops than free loop slots.
 
-    python3 -m procs.dispatcher.service --golden REPO [--branch B] [--loops-supervisor loops]
+    python3 -m procs.dispatcher.service [--golden REPO [--branch B]] [--loops-supervisor loops]
         [--reconcile-s 60] [--max-loops N] [--max-resumes 2] [--retry-base-s 30]
         [--retry-max-s 900] [--call-timeout-s 30] [--start-timeout-s 120]
         [--runtime-dir DIR] [--state-dir DIR]
@@ -18,10 +18,12 @@ retried after 1, 2, 4 ... seconds, at most --reconcile-s: an error is never "no 
 and nothing is closed on it. While nothing is ready and no loop runs, the only timer is
 the reconcile timer, and no model is ever called.
 
-Loops are started as `start <loops-supervisor> -- --bead B --attempt N --loop-id B.N`
-(the template's args name the golden repo, the beads file and the config). A bead is
-closed only once the loop's last green commit is an ancestor of golden --branch
-(landing.py). Records: <state_dir>/dispatcher.sqlite3 (records.py).
+Loops are started as `start <loops-supervisor> -- --bead B --attempt N --loop-id B.N
+--slot-timeout-s 0` (the template's args name the golden repo, the beads file and the
+config; the dispatcher saw a free slot, so the loop never waits for one: factoryd's
+`start` returns at once either way). A bead is closed only once the commit the loop
+landed is an ancestor of golden HEAD: golden is --golden REPO (--branch), else where the
+golden master's `get_hash` says (landing.py). Records: <state_dir>/dispatcher.sqlite3.
 
 Control (<runtime_dir>/dispatcher.sock):
     status  {}  -> rounds, the last round, the last error, live loops, watched pids,
@@ -35,7 +37,6 @@ import argparse
 import contextlib
 import os
 import sqlite3
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -225,7 +226,11 @@ class DispatcherService(Service):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=SERVICE, description=__doc__.split("\n")[0])
-    p.add_argument("--golden", type=Path, required=True, help="the golden repository (read)")
+    p.add_argument(
+        "--golden",
+        type=Path,
+        help="the golden repository, read only (default: the golden master's)",
+    )
     p.add_argument("--branch", help="golden's branch (default: its checked-out branch)")
     p.add_argument("--loops-supervisor", default="loops", help="the simple_one_for_one id")
     p.add_argument("--reconcile-s", type=float, default=60.0, help="a round at least this often")
@@ -240,15 +245,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def golden_branch(repo: Path) -> str:
-    """The branch checked out in `repo`; raises ValueError."""
-    done = subprocess.run(["git", "-C", str(repo), "symbolic-ref", "-q", "--short", "HEAD"],
-                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
-    if done.returncode != 0 or not done.stdout.strip():
-        raise ValueError(f"{repo}: not a git repository on a branch ({done.stderr.strip()})")
-    return done.stdout.strip()
-
-
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     runtime = paths.runtime_dir(args.runtime_dir)
@@ -259,12 +255,14 @@ def main(argv: list[str]) -> int:
         report("start_failed", reason="durations must be > 0, --max-resumes >= 0, "
                "--max-loops >= 1")  # fmt: skip
         return 2
-    golden = args.golden.resolve()
+    golden = GoldenAncestry(runtime, repo=args.golden.resolve() if args.golden else None,
+                            branch=args.branch)  # fmt: skip
     try:
-        branch = args.branch or golden_branch(golden)
+        if args.golden is not None:
+            golden.where()  # a repository not on a branch is bad input, said at start
         paths.private_dir(state)
         records = DispatchRecords(state / DB_NAME)
-    except (ValueError, OSError, subprocess.SubprocessError, sqlite3.Error) as exc:
+    except (LandingUnknown, OSError, sqlite3.Error) as exc:
         report("start_failed", reason=str(exc))
         return 1
     dispatcher = Dispatcher(
@@ -272,7 +270,7 @@ def main(argv: list[str]) -> int:
         factoryd=FactorydPeer(runtime, supervisor=args.loops_supervisor,
                               timeout_s=args.call_timeout_s,
                               start_timeout_s=args.start_timeout_s),
-        loops=LoopRecords(state), records=records, golden=GoldenAncestry(golden, branch),
+        loops=LoopRecords(state), records=records, golden=golden,
         runtime=runtime, report=report,
         config=RoundConfig(max_resumes=args.max_resumes, max_loops=args.max_loops,
                            retry_base_s=args.retry_base_s, retry_max_s=args.retry_max_s),
