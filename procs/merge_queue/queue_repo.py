@@ -61,7 +61,9 @@ class QueueRepo:
 
     @classmethod
     def open(cls, path: Path, golden: Path) -> QueueRepo:
-        """Create (or reuse) the bare repository at `path`, borrowing `golden`'s objects."""
+        """Create (or reuse) the bare repository at `path`, borrowing `golden`'s objects.
+        Lock files a killed predecessor's git left are removed: only the (one) merge
+        queue process uses this repository, and it has not started work yet."""
         if not (path / "HEAD").exists():
             path.mkdir(parents=True, exist_ok=True)
             git(path, "init", "-q", "--bare")
@@ -69,6 +71,9 @@ class QueueRepo:
         alternates = path / "objects" / "info" / "alternates"
         alternates.parent.mkdir(parents=True, exist_ok=True)
         alternates.write_text(str(Path(common) / "objects") + "\n")
+        for stale in [*path.glob("refs/**/*.lock"), *path.glob("worktrees/*/index.lock"),
+                      *path.glob("*.lock")]:  # fmt: skip
+            stale.unlink()  # a git killed with us; the repository is this process's alone
         git(path, "worktree", "prune")
         return cls(path)
 
