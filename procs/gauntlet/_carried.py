@@ -105,6 +105,9 @@ def substitute(node: ast.AST, values: dict[str, ast.expr],
     `calls` inlined (a copy)."""
     if not values and not calls:
         return node
+    names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+    if not names & (values.keys() | (calls or {}).keys()):
+        return node  # nothing to inline: no copy
     return _Inline(values, calls or {}).visit(copy.deepcopy(node))  # type: ignore[no-any-return]
 
 

@@ -52,22 +52,20 @@ def code_findings(change: FileChange, tree: ast.Module, *, test_file: bool) -> l
     added = change.added_lines
     path = str(change.path)
     findings = _commented(change) + _disabled(path, tree, added)
-    findings += handler_findings(path, tree, added, Context(tree))
+    ctx = Context(tree)
+    findings += handler_findings(path, tree, added, ctx)
     if test_file:
         return findings
     module = Module(tree)
     # os._exit is how a forked child ends; only outside a module that forks is it a way out
-    # of the test runner's report.
-    forks = any(
-        isinstance(n, ast.Call) and dotted(n.func).endswith(("fork", "forkpty"))
-        for n in ast.walk(tree)
-    )
-    prose = {
-        id(n.value)
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)
-    }  # docstrings
-    findings += detection_findings(path, tree, added, module, prose)
+    # of the test runner's report. Docstrings are prose.
+    forks, prose = False, set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and dotted(node.func).endswith(("fork", "forkpty")):
+            forks = True
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            prose.add(id(node.value))
+    findings += detection_findings(path, tree, added, module, skip=prose, parents=ctx.parents)
     for node in ast.walk(tree):
         if getattr(node, "lineno", None) not in added:
             continue

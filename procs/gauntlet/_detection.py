@@ -90,6 +90,10 @@ class Module:
 
     def __init__(self, tree: ast.Module) -> None:
         self.aliases: dict[str, str] = {}
+        self.strings: dict[str, str] = {}
+        self.tainted: set[str] = set()
+        self._touches: dict[int, bool] = {}
+        bindings: list[tuple[list[ast.expr], ast.AST]] = []
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
@@ -98,11 +102,7 @@ class Module:
             elif isinstance(node, ast.ImportFrom) and node.module:
                 for alias in node.names:
                     self.aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-        self.strings: dict[str, str] = {}
-        self.tainted: set[str] = set()
-        bindings: list[tuple[list[ast.expr], ast.AST]] = []
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Assign):
+            elif isinstance(node, ast.Assign):
                 bindings.append((node.targets, node.value))
             elif isinstance(node, ast.AnnAssign | ast.AugAssign | ast.NamedExpr) and node.value:
                 bindings.append(([node.target], node.value))
@@ -124,14 +124,22 @@ class Module:
                 for target in targets:
                     if isinstance(target, ast.Name):
                         self.strings[target.id] = text
-        for _ in range(4):  # names bound to names bound to a source, a few levels deep
-            before = len(self.tainted)
-            for targets, value in bindings:
-                if self.touches(value):
-                    for target in targets:
-                        self.tainted |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
-            if len(self.tainted) == before:
-                break
+        # Names bound to a source, or to names bound to one: one walk of each bound value,
+        # then a fixpoint over the names alone.
+        flows: list[tuple[bool, set[str], set[str]]] = []
+        for targets, value in bindings:
+            subs = list(ast.walk(value))
+            direct = any(self.is_source(n) for n in subs)
+            used = {n.id for n in subs if isinstance(n, ast.Name)}
+            bound = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+            flows.append((direct, used, bound))
+        changed = True
+        while changed:
+            changed = False
+            for direct, used, bound in flows:
+                if (direct or used & self.tainted) and not bound <= self.tainted:
+                    self.tainted |= bound
+                    changed = True
 
     def text(self, node: ast.AST) -> str | None:
         """A string constant, a name bound to one, or a concatenation of those."""
@@ -180,7 +188,13 @@ class Module:
         return False
 
     def touches(self, node: ast.AST) -> bool:
-        return any(self.is_source(n) for n in ast.walk(node))
+        """Some part of `node` is a runtime source (memoized: asked of nested nodes)."""
+        known = self._touches.get(id(node))
+        if known is None:
+            known = self.is_source(node) or any(self.touches(c)
+                                                for c in ast.iter_child_nodes(node))  # fmt: skip
+            self._touches[id(node)] = known
+        return known
 
     def words(self, node: ast.AST) -> Iterator[str]:
         """The test words among the strings of an expression."""
@@ -190,11 +204,10 @@ class Module:
                 yield text
 
 
-def detection_findings(path: str, tree: ast.Module, added: frozenset[int], module: Module,
-                       skip: set[int]) -> list[Finding]:  # fmt: skip
+def detection_findings(path: str, tree: ast.Module, added: frozenset[int], module: Module, *,
+                       skip: set[int], parents: dict[int, ast.AST]) -> list[Finding]:  # fmt: skip
     """test_detection findings on the added lines of one module of code under test
-    (`skip`: ids of nodes not to judge, e.g. docstrings)."""
-    parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
+    (`skip`: ids of nodes not to judge, e.g. docstrings; `parents`: child id -> node)."""
     skip = skip | _annotations(tree)
     findings: list[Finding] = []
     flagged: set[int] = set()
