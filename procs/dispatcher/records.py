@@ -132,7 +132,7 @@ class DispatchRecords:
         )
         return {str(bead): float(until) for bead, until in rows}
 
-    def counts(self) -> dict[str, int]:
+    def statistics(self) -> dict[str, int]:
         out = {state: 0 for state in ("claiming", "running", "ended")}
         for state, n in self._db.execute("SELECT state, count(*) FROM dispatches GROUP BY state"):
             out[str(state)] = int(n)

@@ -219,7 +219,7 @@ class DispatcherService(Service):
             "round_running": self._running, "last_round": self.last_round,
             "last_error": self.last_error, "reconcile_s": self.reconcile_s,
             "watching": {k: pid for k, (pid, _) in self.watching.items()},
-            "signals": dict(self.signals), "records": records.counts(),
+            "signals": dict(self.signals), "records": records.statistics(),
             "recent": records.recent(),
         }  # fmt: skip
 

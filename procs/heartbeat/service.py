@@ -54,6 +54,7 @@ from procs.heartbeat.verdicts import DB_NAME, Announced, VerdictStore, announce,
 SERVICE = "heartbeat"
 PUBLISH_TIMEOUT_S = 1.0
 BUS_RETRY_S = 0.5
+BUS_RETRY_MAX_S = 30.0
 FIRST_RETRY_S = 1.0
 SCRATCH = "heartbeat-runs"
 
@@ -96,6 +97,8 @@ class Heartbeat(Service):
         self._running = False
         self._again = False
         self._retry: Timer | None = None
+        self._bus_retry: Timer | None = None
+        self._bus_tries = 0
 
     def init(self, loop: ServiceLoop) -> Ready:
         self.loop = loop
@@ -190,25 +193,36 @@ class Heartbeat(Service):
             self.pending = None
             return
         self.pending = (signal, after)
-        self._publish_pending()
+        if self._bus_retry is None:  # else the retry due sends this one
+            self._publish_pending()
 
     def _publish_pending(self) -> None:
+        """Publish the pending signal once the broker is there; retried after 0.5, 1, 2 ...
+        s (at most BUS_RETRY_MAX_S) while the bus is away. Recorded as announced only
+        once sent."""
+        self._bus_retry = None
         if self.pending is None:
             return
         signal, after = self.pending
         if self.publisher is not None:
             self.publisher.drain_subscriptions()
-            if self.publisher.statistics()["subscriptions"] == 0:  # no broker yet
+            problem = ""
+            if self.publisher.statistics()["subscriptions"] == 0:
+                problem = "no broker yet"
+            else:
+                try:
+                    self.publisher.publish(signal, timeout=PUBLISH_TIMEOUT_S)
+                except (BusTimeout, SignalTooLarge) as exc:
+                    problem = str(exc)
+            if problem:
+                self._bus_tries += 1
+                delay = min(BUS_RETRY_MAX_S, BUS_RETRY_S * 2 ** min(self._bus_tries - 1, 10))
+                report("announce_delayed", reason=problem, type=signal.type_name(),
+                       retry_in_s=delay)  # fmt: skip
                 assert self.loop is not None
-                self.loop.after(BUS_RETRY_S, self._publish_pending)
+                self._bus_retry = self.loop.after(delay, self._publish_pending)
                 return
-            try:
-                self.publisher.publish(signal, timeout=PUBLISH_TIMEOUT_S)
-            except (BusTimeout, SignalTooLarge) as exc:
-                report("announce_failed", reason=str(exc), type=signal.type_name())
-                assert self.loop is not None
-                self.loop.after(BUS_RETRY_S, self._publish_pending)
-                return
+        self._bus_tries = 0
         name = signal.type_name()
         self.published[name] = self.published.get(name, 0) + 1
         self.store.set_announced(after, name)
@@ -228,7 +242,7 @@ class Heartbeat(Service):
         announced = self.store.announced()
         return {
             "pid": os.getpid(), "checks": self.checks, "running": self._running,
-            "last_run": self.store.last_run(), "counts": self.store.counts(),
+            "last_run": self.store.last_run(), "counts": self.store.statistics(),
             "announced": None if announced is None else vars(announced),
             "pending": None if self.pending is None else self.pending[0].type_name(),
             "published": dict(self.published), "last_error": self.last_error,

@@ -116,7 +116,7 @@ class VerdictStore:
             (state.state, state.hash, state.signature, signal, state.at),
         )
 
-    def counts(self) -> dict[str, int]:
+    def statistics(self) -> dict[str, int]:
         (runs, reds) = self._db.execute(
             "SELECT count(*), coalesce(sum(1 - green), 0) FROM runs"
         ).fetchone()
