@@ -1,6 +1,7 @@
 """The golden master as a process: advance is a compare-and-swap (a moved head, an
-untested tree and a non-fast-forward are refused), startup fails clearly without a
-usable repository or host, and a red golden starts red and says why."""
+untested tree and a non-fast-forward are refused; a branch lock a killed git left is
+cleared at start), startup fails clearly without a usable repository or host, and a
+red golden starts red and says why."""
 
 from __future__ import annotations
 
@@ -26,8 +27,12 @@ def test_advance_is_a_compare_and_swap(tmp_path: Path, procs: Processes) -> None
     c2 = commit(work, {"VERSION": "3\n"}, "three")
     git(work, "checkout", "-q", "-b", "side", c0)
     side = commit(work, {"VERSION": "side\n"}, "side")
+    (golden / ".git" / "refs" / "heads" / "main.lock").write_text("")  # a killed git's
     gm = start_golden(procs, tmp_path, golden)
     assert gm.ready, gm.log.read_text()
+    assert [e["path"] for e in gm.events("stale_lock_removed")] == [
+        str(golden / ".git" / "refs" / "heads" / "main.lock")
+    ]
     assert gm.call("get_hash") == {"hash": c0, "branch": "main", "repo": str(golden),
                                    "state": "green"}  # fmt: skip
 

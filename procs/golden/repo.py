@@ -134,6 +134,20 @@ class GoldenRepo:
             checked_out = True
         return cls(path=path.resolve(), branch=branch, bare=bare, checked_out=checked_out)
 
+    def clear_stale_locks(self) -> list[str]:
+        """Remove the lock files a killed predecessor's git left on what only this process
+        writes: the branch's ref and (with a work tree) the index. Call at start only.
+        Returns what was removed."""
+        common = Path(git(self.path, "rev-parse", "--path-format=absolute",
+                          "--git-common-dir").strip())  # fmt: skip
+        locks = [common / f"{self.ref}.lock", common / "packed-refs.lock"]
+        if not self.bare:
+            locks.append(common / "index.lock")
+        removed = [str(lock) for lock in locks if lock.exists()]
+        for lock in locks:
+            lock.unlink(missing_ok=True)
+        return removed
+
     def head(self) -> str:
         return git(self.path, "rev-parse", "--verify", f"{self.ref}^{{commit}}").strip()
 

@@ -96,6 +96,8 @@ class GoldenMaster(Service):
         self.loop = loop
         try:
             self.repo = GoldenRepo.open(self.config.repo, self.config.branch)
+            for lock in self.repo.clear_stale_locks():
+                report("stale_lock_removed", path=lock)
             self.host = check_host(self.config.minimums, self.repo.path)
         except (RepoProblem, HostShort, GitError) as exc:
             raise ServiceStartFailed(str(exc)) from None
