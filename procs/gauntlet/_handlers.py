@@ -121,10 +121,12 @@ class Context:
 
 
 # A project's own exception whose name says "already so" (SemaphoreGone, NotFound,
-# QueueEmpty, AlreadyClosed): as much a missing-ok as FileNotFoundError.
+# QueueEmpty, AlreadyClosed) or "not now" (Busy, RequestRefused, TryAgain): as much a
+# missing-ok as FileNotFoundError, or a retry left to the next call.
 _ALREADY_SO = re.compile(
     r"(Gone|NotFound|DoesNotExist|Missing|AlreadyExists|Exists|Closed|"
-    r"Empty|Cancelled|Canceled|Removed|Dead|Exited|Finished)(Error)?$"
+    r"Empty|Cancelled|Canceled|Removed|Dead|Exited|Finished|"
+    r"Busy|Refused|Again|WouldBlock)(Error)?$"
 )
 
 
