@@ -72,6 +72,7 @@ class Factoryd:
         self.down = False
         self.start_times_out = False
         self.starts: list[list[str]] = []
+        self.stopped: list[str] = []
 
     def loops(self) -> dict[str, Process]:
         if self.down:
@@ -84,10 +85,14 @@ class Factoryd:
         self.starts.append(args)
         if self.refuse:
             raise StartRefused("factoryd", "start_failed", self.refuse)
-        loop_id = args[args.index("--loop-id") + 1]
+        loop_id, bead = args[args.index("--loop-id") + 1], args[args.index("--bead") + 1]
         self.children[loop_id] = Process(f"loops.{len(self.starts)}", 1000 + len(self.starts),
-                                         True)  # fmt: skip
+                                         True, bead)  # fmt: skip
         return self.children[loop_id].child_id, 1000 + len(self.starts)
+
+    def stop(self, child_id: str) -> None:
+        self.stopped.append(child_id)
+        self.children = {k: p for k, p in self.children.items() if p.child_id != child_id}
 
 
 class Loops:
@@ -213,3 +218,18 @@ def test_a_loop_gone_mid_way_is_resumed_but_an_unanswering_factoryd_costs_no_res
     assert r.factoryd.starts[-1][4:6] == ["--loop-id", "a.1"]  # same loop id, resumed
     dispatch = r.records.get("a.1")
     assert dispatch is not None and dispatch.resumes == 1
+
+
+def test_a_loop_whose_claim_is_gone_is_stopped_and_its_bead_not_started_twice(
+    tmp_path: Path,
+) -> None:
+    r = Round(tmp_path, ["a", "b"], max_loops=3)
+    r.run()
+    del r.beads.live["a"]  # an operator released a's claim: a.1 is no longer its loop
+    r.factoryd.children["x.1"] = Process("loops.9", 99, True, "b")  # started by hand
+    del r.beads.live["b"]
+    r.records.end("b.1", "forgotten")
+    r.factoryd.children.pop("b.1")
+    assert r.run().started == []  # a's loop was live when the round looked
+    assert r.factoryd.stopped == ["loops.1"]  # one loop per bead: a.1 had to go
+    assert r.run().started == ["a.2"]  # b has a live loop child (x.1): not started again

@@ -29,6 +29,7 @@ from procs.dispatcher.policy import LiveClaim, LoopView, Process
 
 BEADS = "beads"
 _LOOP_ID_ARG = re.compile(r"--loop-id, ([A-Za-z0-9][A-Za-z0-9._:@-]*)")
+_BEAD_ARG = re.compile(r"--bead, ([^,)\s]+)")
 
 
 class PeerError(Exception):
@@ -132,11 +133,21 @@ class FactorydPeer:
             raise PeerError("factoryd", "not_found", f"no supervisor {self.supervisor!r}")
         out = {}
         for child in node.get("children", []):
-            found = _LOOP_ID_ARG.findall(str(child.get("start", "")))
-            if found:  # the last --loop-id wins, as argparse takes it
+            start = str(child.get("start", ""))
+            found, beads = _LOOP_ID_ARG.findall(start), _BEAD_ARG.findall(start)
+            if found:  # the last one wins, as argparse takes it
                 out[found[-1]] = Process(str(child["id"]), child.get("pid"),
-                                         child.get("state") == "running")  # fmt: skip
+                                         child.get("state") == "running",
+                                         beads[-1] if beads else "")  # fmt: skip
         return out
+
+    def stop(self, child_id: str) -> None:
+        """Stop a loop child (SIGTERM, its shutdown time, SIGKILL); gone already is fine."""
+        try:
+            _call("factoryd", self.socket, "stop", {"id": child_id}, self.timeout_s)
+        except PeerError as exc:
+            if exc.kind != "not_found":
+                raise
 
     def start(self, args: list[str]) -> tuple[str, int]:
         """Start a loop child with `args`; returns (child id, pid) once it said READY=1.

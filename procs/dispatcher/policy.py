@@ -79,11 +79,13 @@ class LoopView:
 
 @dataclass(frozen=True)
 class Process:
-    """A loop child of factoryd's `loops` supervisor, by the --loop-id it was started with."""
+    """A loop child of factoryd's `loops` supervisor, by the --loop-id it was started with
+    (and the --bead, when its start args name one)."""
 
     child_id: str
     pid: int | None
     running: bool
+    bead_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -95,9 +95,10 @@ class Dispatcher:
         claims = self.beads.claims()
         self._adopt(claims)
         live = self.records.live()
-        processes = self.factoryd.loops() if live else {}
+        processes = self.factoryd.loops() if live else None
         free = self._free(len(live))
         for dispatch in live:
+            assert processes is not None
             free -= self._settle(dispatch, claims.get(dispatch.bead_id), processes, free, out)
         live = self.records.live()
         out.live = len(live)
@@ -106,7 +107,10 @@ class Dispatcher:
         if free > 0:
             ready = self.beads.ready()
             out.ready = len(ready)
-            busy = {d.bead_id for d in live}
+            if ready and processes is None:
+                processes = self.factoryd.loops()
+            busy = {d.bead_id for d in live}  # and any bead a loop child still works on:
+            busy |= {p.bead_id for p in (processes or {}).values() if p.running}
             for bead in pick(ready, busy, self.records.not_before(), time.time(), free):
                 if not self._start_new(bead, out):
                     break  # a refused start: the slot count may be wrong; next round
@@ -157,6 +161,8 @@ class Dispatcher:
             if process is not None and process.child_id != d.child_id:
                 self.records.update(d.loop_id, child_id=process.child_id)
         elif action.act is Act.FORGET:
+            if process is not None and process.running:  # not ours: one loop per bead
+                self.factoryd.stop(process.child_id)
             outcome = "aborted" if d.state == "claiming" else "forgotten"
             self._end(d, outcome, action.reason, out)
         elif action.act is Act.LAND:
