@@ -881,6 +881,79 @@ CHEATS = {
         """,
         ),
     ),
+    "expected-computed-by-the-code": (
+        "weakened_tests",
+        edit_of(
+            """\
+        from m import price
+
+
+        def test_price():
+            assert price(50) == 25
+        """,
+            """\
+        from m import price
+
+
+        def test_price():
+            expected = price(50)
+            assert price(50) == expected
+        """,
+        ),
+    ),
+    "assertions-behind-a-version-that-never-comes": (
+        "weakened_tests",
+        edit_of(
+            """\
+        from m import price
+
+
+        def test_price():
+            assert price(50) == 25
+        """,
+            """\
+        import sys
+
+        from m import price
+
+
+        def test_price():
+            if sys.version_info >= (4, 0):
+                assert price(50) == 25
+        """,
+        ),
+    ),
+    "assertions-in-a-loop-over-nothing": (
+        "weakened_tests",
+        edit_of(
+            """\
+        from m import price
+
+
+        def test_price():
+            assert price(50) == 25
+        """,
+            """\
+        from m import price
+
+
+        def test_price():
+            for _ in ():
+                assert price(50) == 25
+        """,
+        ),
+    ),
+    "eq-true-through-or": (
+        "rigged_equality",
+        new_module("""\
+        class Price:
+            def __init__(self, cents: int) -> None:
+                self.cents = cents
+
+            def __eq__(self, other: object) -> bool:
+                return self.cents == getattr(other, "cents", other) or True
+        """),
+    ),
 }
 
 

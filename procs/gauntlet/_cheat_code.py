@@ -194,6 +194,26 @@ def _disabled(path: str, tree: ast.Module, added: frozenset[int]) -> list[Findin
     return findings
 
 
+_VARIES = object()
+
+
+def _fixed(value: ast.expr | None) -> object:
+    """What an expression always evaluates to, when it does: a constant, `x or True`,
+    `x and False`, `not <fixed>`; else _VARIES."""
+    if isinstance(value, ast.Constant):
+        return value.value
+    if isinstance(value, ast.BoolOp):
+        decisive = isinstance(value.op, ast.Or)
+        for part in value.values:
+            fixed = _fixed(part)
+            if fixed is not _VARIES and bool(fixed) is decisive:
+                return decisive
+    if isinstance(value, ast.UnaryOp) and isinstance(value.op, ast.Not):
+        fixed = _fixed(value.operand)
+        return _VARIES if fixed is _VARIES else not fixed
+    return _VARIES
+
+
 def _rigged(path: str, node: ast.AST) -> list[Finding]:
     if isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda):
         names = [t.id for t in node.targets if isinstance(t, ast.Name)]
@@ -214,7 +234,7 @@ def _rigged(path: str, node: ast.AST) -> list[Finding]:
         if isinstance(n, ast.Return)
         and not (isinstance(n.value, ast.Name) and n.value.id == "NotImplemented")
     ]  # fmt: skip
-    constants = [r.value for r in returns if isinstance(r, ast.Constant)]
+    constants = [v for r in returns if (v := _fixed(r)) is not _VARIES]
     uses_other = other is not None and any(
         isinstance(n, ast.Name) and n.id == other for n in ast.walk(node)
     )

@@ -378,10 +378,36 @@ def _src(node: ast.AST) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
+def _never(test: ast.AST) -> bool:
+    """A condition false here: a false constant, or one on the platform or Python version
+    (`if sys.version_info >= (4,):`)."""
+    if isinstance(test, ast.Constant):
+        return not test.value
+    try:
+        return not _static(test)
+    except _Unknown:
+        return False
+
+
+def _tautology(test: ast.AST, values: dict[str, ast.expr]) -> bool:
+    """`x == x` once the test's locals are inlined: the expectation is computed by the
+    very call it checks (`expected = f(2); assert f(2) == expected`)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1
+            and isinstance(test.ops[0], ast.Eq | ast.Is | ast.GtE | ast.LtE)):  # fmt: skip
+        return False
+    if ast.dump(test.left) == ast.dump(test.comparators[0]):
+        return False  # spelled out (a reflexivity check); a loss is judged as weakened_tests
+    left, right = substitute(test.left, values), substitute(test.comparators[0], values)
+    return ast.dump(left) == ast.dump(right) and any(
+        isinstance(n, ast.Call | ast.Name | ast.Attribute) for n in ast.walk(left)
+    )
+
+
 def _fenced(test: TestFunction) -> list[tuple[int, str]]:
     """Ways a test's assertions were made unable to fail, with lines."""
     found = []
     body = test.node.body
+    values = bindings(test.node)
     for index, statement in enumerate(body):
         if isinstance(statement, ast.Return) and index < len(body) - 1:
             found.append((statement.lineno, "returns before its assertions run"))
@@ -406,9 +432,14 @@ def _fenced(test: TestFunction) -> list[tuple[int, str]]:
                             f"(except {_src(handler.type) if handler.type else ''})",
                         )
                     )
-        elif isinstance(child, ast.If | ast.While) and isinstance(child.test, ast.Constant) \
-                and not child.test.value:  # fmt: skip
+        elif isinstance(child, ast.If | ast.While) and _never(child.test):
             found.append((child.lineno, "puts code behind a condition that is never true"))
+        elif (
+            isinstance(child, ast.For | ast.AsyncFor)
+            and isinstance(child.iter, ast.List | ast.Tuple | ast.Set | ast.Dict)
+            and not getattr(child.iter, "elts", getattr(child.iter, "keys", None))
+        ):
+            found.append((child.lineno, "loops over nothing: its body never runs"))
         elif isinstance(child, ast.Assert):
             test_expr = child.test
             if isinstance(test_expr, ast.Constant) and test_expr.value:
@@ -419,6 +450,9 @@ def _fenced(test: TestFunction) -> list[tuple[int, str]]:
                 and any(isinstance(v, ast.Constant) and v.value for v in test_expr.values)
             ):
                 found.append((child.lineno, f"assertion can never fail ({_src(child)})"))
+            elif _tautology(test_expr, values):
+                found.append((child.lineno, "compares the code's answer with itself "
+                                            f"({_src(child)})"))  # fmt: skip
         elif isinstance(child, ast.Call) and dotted(child.func) in _SKIP_CALLS:
             found.append((child.lineno, f"calls {dotted(child.func)}()"))
     return found
