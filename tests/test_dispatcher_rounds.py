@@ -192,14 +192,24 @@ def test_a_beads_error_stops_the_round_with_nothing_done(tmp_path: Path) -> None
     assert [c[0] for c in r.beads.calls] == ["claim", "claim", "close"]
 
 
-def test_a_refused_start_gives_the_claim_back_and_holds_the_bead_back(tmp_path: Path) -> None:
+def test_a_start_without_a_slot_gives_the_claim_back_and_holds_the_bead_back(
+    tmp_path: Path,
+) -> None:
     r = Round(tmp_path, ["a", "b"])
-    r.factoryd.refuse = "exit code 75: no loop slot"
+    r.factoryd.refuse = "loops.1: exited before ready: exit code 75"
     out = r.run()
     assert out.started == [] and [c[0] for c in r.beads.calls] == ["claim", "release"]
     r.factoryd.refuse = None
     assert r.run().started == ["b.1"]  # a waits its backoff; b was never tried
     assert r.records.not_before().keys() == {"a"}
+
+
+def test_a_loop_that_cannot_start_is_a_failed_attempt(tmp_path: Path) -> None:
+    r = Round(tmp_path, ["a"])
+    r.factoryd.refuse = "loops.1: exited before ready: exit code 2"
+    r.run()
+    assert [c[0] for c in r.beads.calls] == ["claim", "fail"]  # counted: beads blocks it
+    assert "exit code 2" in r.beads.calls[-1][3] and r.records.failures("a") == 1
 
 
 def test_a_loop_gone_mid_way_is_resumed_but_an_unanswering_factoryd_costs_no_resume(

@@ -13,8 +13,10 @@ returns once the loop said READY=1), one round at a time.
          {unassigned}` in order, not busy, not in backoff: record `claiming`, claim
          (loop id BEAD.ATTEMPT, a fresh attempt), start the loop child.
 Any PeerError aborts the round (the service retries with backoff): nothing is decided
-on an answer that did not come. A failed start releases the claim (no attempt counted)
-and holds the bead back; a failed loop holds it back longer each time (policy).
+on an answer that did not come. A start refused for want of a slot (exit 75) releases
+the claim (no attempt counted) and holds the bead back; any other refused start (bad
+input: exit 2) is a failed attempt, as is a failed loop, and the bead waits longer after
+each (policy.retry_delay_s) until beads blocks it after its last attempt.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ Report = Callable[..., None]
 # beads' refusals about one bead (its store record no longer ours, a bad id): that
 # dispatch ends, reported; the other beads' rounds go on
 PER_BEAD = ("conflict", "bad_request", "not_found")
+_NO_SLOT = "exit code 75"  # the loop's EX_TEMPFAIL: no loop slot free
 
 
 @dataclass(frozen=True)
@@ -262,9 +265,12 @@ class Dispatcher:
         try:
             child, pid = self.factoryd.start(self._loop_args(d))
         except StartRefused as exc:
-            self.beads.release(bead, d.loop_id, generation, f"the loop did not start: {exc}")
-            self.records.hold_back(bead, time.time() + self.config.retry_base_s)
-            self._end(d, "start_failed", str(exc), out)
+            if _NO_SLOT in str(exc):  # not the bead's fault: give it back, try later
+                self.beads.release(bead, d.loop_id, generation, f"no loop slot: {exc}")
+                self.records.hold_back(bead, time.time() + self.config.retry_base_s)
+                self._end(d, "start_failed", str(exc), out)
+            else:  # bad input, a crash at start: an attempt, counted (then blocked)
+                self._fail(d, generation, f"the loop did not start: {exc}", out)
             return False
         self.records.update(d.loop_id, child_id=child)
         out.watch[d.loop_id] = pid
