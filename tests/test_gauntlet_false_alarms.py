@@ -954,6 +954,28 @@ CHEATS = {
                 return self.cents == getattr(other, "cents", other) or True
         """),
     ),
+    "code-left-after-an-early-return": (
+        "commented_code",
+        new_module("""\
+        AUDIT = []
+
+
+        def record(code: str) -> None:
+            return
+            AUDIT.append(code)
+        """),
+    ),
+    "handler-that-only-names-the-error": (
+        "empty_catch",
+        new_module("""\
+        def total(order) -> int:
+            try:
+                order.audit()
+            except NotImplementedError as exc:
+                del exc
+            return order.total
+        """),
+    ),
 }
 
 

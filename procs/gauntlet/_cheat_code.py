@@ -164,8 +164,8 @@ def _disabled(path: str, tree: ast.Module, added: frozenset[int]) -> list[Findin
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if isinstance(node, ast.If | ast.While) and node.lineno in added:
-            test = node.test
-            if isinstance(test, ast.Constant) and not test.value:
+            fixed = _fixed(node.test)  # False, 0, `False and x`, `not True`
+            if fixed is not _VARIES and not fixed:
                 findings.append(
                     Finding(
                         "commented_code",
@@ -176,6 +176,7 @@ def _disabled(path: str, tree: ast.Module, added: frozenset[int]) -> list[Findin
                 )
         if not isinstance(body, list):
             continue
+        findings += _unreachable(path, body, added)
         for index, statement in enumerate(body):
             if index == 0 and isinstance(node, ast.Module | ast.FunctionDef | ast.ClassDef
                                          | ast.AsyncFunctionDef):  # fmt: skip
@@ -192,6 +193,18 @@ def _disabled(path: str, tree: ast.Module, added: frozenset[int]) -> list[Findin
                     )
                 )
     return findings
+
+
+def _unreachable(path: str, body: list[ast.stmt], added: frozenset[int]) -> list[Finding]:
+    """Statements after a return/raise/break/continue the change added: the code below it
+    is kept but never runs, as if commented out."""
+    for index, statement in enumerate(body[:-1]):
+        if isinstance(statement, ast.Return | ast.Raise | ast.Break | ast.Continue) \
+                and statement.lineno in added:  # fmt: skip
+            return [Finding("commented_code", path, body[index + 1].lineno,
+                            f"code after `{ast.unparse(statement)[:60]}` never runs: delete it "
+                            "or make it run")]  # fmt: skip
+    return []
 
 
 _VARIES = object()

@@ -271,7 +271,12 @@ def _carried(handler: ast.ExceptHandler) -> bool:
     for node in ast.walk(handler):
         if isinstance(node, ast.Call) and _REPORTERS.search(dotted(node.func)):
             reported |= {id(n) for n in ast.walk(node)}
-    return any(isinstance(n, ast.Name) and n.id == handler.name and id(n) not in reported
+    discarded = {id(t) for n in ast.walk(handler) if isinstance(n, ast.Assign)
+                 for t in n.targets if isinstance(t, ast.Name) and t.id == "_"}  # fmt: skip
+    discarded |= {id(n.value) for n in ast.walk(handler) if isinstance(n, ast.Assign)
+                  and any(id(t) in discarded for t in n.targets)}  # fmt: skip
+    return any(isinstance(n, ast.Name) and n.id == handler.name and isinstance(n.ctx, ast.Load)
+               and id(n) not in reported and id(n) not in discarded
                for n in ast.walk(handler))  # fmt: skip
 
 
@@ -309,9 +314,13 @@ def _handler(path: str, handler: ast.ExceptHandler, try_node: ast.Try | ast.TryS
     what = "a bare except" if handler.type is None else f"except {ast.unparse(handler.type)}"
     broad = handler.type is None or bool(caught & {n.rsplit(".", 1)[-1] for n in _BROAD})
     empty = all(
-        isinstance(s, ast.Pass) or (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))
+        isinstance(s, ast.Pass)
+        or (
+            isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant | ast.Name | ast.Attribute)
+        )
+        or (isinstance(s, ast.Delete) and all(isinstance(t, ast.Name) for t in s.targets))
         for s in handler.body
-    )
+    )  # `pass`, `...`, a string, `exc`, `del exc`: nothing done
     findings = []
     if empty and not (not broad and _empty_is_honest(caught, try_node, ctx)) \
             and not (broad and ctx.in_cleanup(try_node) and _releases(try_node.body)):  # fmt: skip
