@@ -19,9 +19,11 @@ _model.py); a crash or a timeout rejects with that reason; a stage that cannot j
 Settings: _config.py ([tool.factory.gauntlet] at REV, then the operator's [gauntlet]).
 
 Layout: _model (Stage, results), _change (the snapshot), _config, _runner, _sandboxed
-and _exec_stages (tools in the sandbox), _cheat_stage (cheat_detection: _cheat_tests,
-_cheat_code, _hardcoded, _cheat_harness, _cheat_dynamic), _llm_stages, _paths, and
-_loop_check (LoopGauntlet: the loop's Verifying check, check(state) -> None | feedback).
+and _exec_stages (tools in the sandbox), _cheat_stage (cheat_detection: _cheat_tests and
+_carried (what a test refactor keeps), _cheat_code with _handlers (empty_catch,
+ignored_errors) and _detection (test_detection), _hardcoded, _cheat_harness,
+_cheat_dynamic), _llm_stages, _paths, and _loop_check (LoopGauntlet: the loop's Verifying
+check, check(state) -> None | feedback).
 """
 
 from procs.gauntlet._change import Change, ChangeError, FileChange

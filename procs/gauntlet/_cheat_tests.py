@@ -3,13 +3,20 @@
     deleted_tests         a test (or a parametrized case) at REV that no patched test
                           carries on: gone, renamed out of collection, its assertions lost.
                           A test renamed or moved with its assertions is not deleted.
-    weakened_tests        skip/xfail added, an assertion removed or loosened, pytest.raises
-                          broadened, `assert True`, assertions fenced off (try/except
-                          AssertionError, an early return, `if False:`), `__test__ = False`.
+    weakened_tests        skip/xfail added (not a skipif that cannot skip here), an
+                          assertion removed or loosened, pytest.raises broadened, `assert
+                          True`, assertions fenced off (try/except AssertionError, an early
+                          return, a condition false here, a loop over nothing), an
+                          expectation computed by the code it checks, `__test__ = False`,
+                          the code patched with a stand-in or a name rebound to a double.
     edited_expectations   an assertion, a parametrized case, a module-level value or a
                           fixture kept in shape but with other literals: the expectation
                           moved to fit the code; test data files under tests/ changed.
-Adding tests, assertions, fixtures or test data is never flagged.
+Adding tests, assertions, fixtures or test data is never flagged, and neither is a check
+still made in other words (_carried.py): locals, simple fixtures and helpers inlined, a
+check split or pinned further, a test moved, renamed, parametrized or rewritten in
+unittest style, a timing assert dropped, a timeout raised, a module path the change
+renamed, the clock or environment patched, a tripwire patched in.
 """
 
 from __future__ import annotations
