@@ -16,11 +16,13 @@ the start of an agent turn.
    the store's create/advance/history are wrapped with timers that sum into buckets. A
    step's overhead = its wall time - time inside run_suite - time inside the turn. An
    iteration is the steps from the auditor's accepted test (Auditing -> VerifyingRed)
-   through Verifying's pass; the bead's tail (the auditor's REQUIREMENTS_COMPLETE,
-   Reviewing, Pushing) and run()'s own start are reported apart. The overhead is split
-   into git subprocesses, the SQLite store (WAL, synchronous=FULL: an fsync per
-   transition) and the rest (prompt rendering, sandbox policy, Python). Median and p95
-   (nearest rank) per iteration; goal p95 <= 100 ms.
+   through Verifying's pass (where, after the gauntlet, the one green commit is made; the
+   gauntlet is the driver's default SuiteGauntlet); the bead's tail (the auditor's
+   REQUIREMENTS_COMPLETE, Reviewing, Pushing) and run()'s own start are reported apart.
+   The overhead is split into git subprocesses, the SQLite store (WAL, synchronous=FULL:
+   an fsync per transition) and the rest (prompt rendering, sandbox policy, Python).
+   Median and p95 (nearest rank) per iteration; goal p95 <= 100 ms. The commits landed on
+   golden are counted and must equal the loop's `commits`.
 2. One sandboxed suite run for that repo (bwrap + pytest): every run inside the loop
    (VerifyingRed, TcrChecking, Verifying), then --suite-runs runs of suite.run_suite on
    the final repo with the bwrap policy and the same with mode "none" (no sandbox), to
@@ -249,7 +251,9 @@ def instrument(buckets: Buckets, turns: ScriptedTurns, store: Any) -> None:
 # -- 1 + 2 + 3: the loop --------------------------------------------------------------
 
 
-def run_loop(root: Path, n: int, buckets: Buckets) -> tuple[list[StepTime], float, Any, Path]:
+def run_loop(root: Path, n: int, buckets: Buckets) -> tuple[list[StepTime], float, Any, Path, int]:
+    """The loop's steps, run()'s wall ms, the final state, the workspace, and how many
+    commits landed on golden."""
     from procs.loop import FactoryLoopState, LoopLimits, git
     from procs.loop.driver import LoopConfig, LoopDriver
     from procs.loop.lander import FastForwardLander
@@ -298,7 +302,8 @@ def run_loop(root: Path, n: int, buckets: Buckets) -> tuple[list[StepTime], floa
     began = time.perf_counter()
     final = driver.run(state)
     run_wall = (time.perf_counter() - began) * 1000
-    return steps, run_wall, final, workspace
+    landed = len(git.commits_between(golden, state.golden_hash, "refs/heads/main"))
+    return steps, run_wall, final, workspace, landed
 
 
 def split_iterations(steps: list[StepTime]) -> tuple[list[list[StepTime]], list[StepTime]]:
@@ -315,7 +320,9 @@ def split_iterations(steps: list[StepTime]) -> tuple[list[list[StepTime]], list[
     return iterations, tail
 
 
-def report_loop(steps: list[StepTime], run_wall: float, final: Any, n: int) -> list[float]:
+def report_loop(
+    steps: list[StepTime], run_wall: float, final: Any, n: int, landed: int
+) -> list[float]:
     iterations, tail = split_iterations(steps)
     per_iter = [sum(s.overhead_ms for s in it) for it in iterations]
     git_ms = [sum(s.spent_ms["git"] for s in it) for it in iterations]
@@ -327,9 +334,11 @@ def report_loop(steps: list[StepTime], run_wall: float, final: Any, n: int) -> l
     turn_ms = [sum(s.spent_ms["turn"] for s in it) for it in iterations]
     print(
         f"   loop outcome: {final.phase.value} {final.reason}; greens {final.greens}, "
-        f"commits {final.commits}, reverts {final.reverts}, {len(steps)} steps, "
-        f"run() wall {run_wall / 1000:.1f} s"
+        f"commits {final.commits} ({landed} landed), reverts {final.reverts}, "
+        f"{len(steps)} steps, run() wall {run_wall / 1000:.1f} s"
     )
+    if landed != final.commits:
+        print(f"   WARNING: the loop counted {final.commits} commits, {landed} landed")
     print(
         f"   iterations measured: {len(iterations)} (steps per iteration: "
         f"{sorted({len(it) for it in iterations})}, suite runs per iteration: "
@@ -533,9 +542,9 @@ def main() -> None:
             f"scripted in-process agent, real pytest under bwrap; repos and SQLite in {tmp} on "
             f"{filesystem(root)}"
         )
-        steps, run_wall, final, workspace = run_loop(root, args.iterations, buckets)
+        steps, run_wall, final, workspace, landed = run_loop(root, args.iterations, buckets)
         mem_after = memory_mb()
-        in_loop = report_loop(steps, run_wall, final, args.iterations)
+        in_loop = report_loop(steps, run_wall, final, args.iterations, landed)
         print(
             "\n2. one sandboxed suite run (suite.run_suite: tcr_policy + bwrap + pytest + "
             "junit read), ms"

@@ -1,9 +1,11 @@
 """The loop driver end to end on a real repo, real pytest under bubblewrap and a scripted
 in-process AgentTurns (a test double: it writes files as an agent would): an honest run
-lands green commits only, with a TCR revert and a refactor; a cheating implementer is
-never committed; an auditor test that does not collect is refused and the auditor asked
-again; a loop killed in any phase resumes and lands the same work without a doubled
-history entry."""
+lands green commits only, with a TCR revert and a refactor, and `commits` is what landed;
+a cheating implementer is never committed (in no commit any ref reaches); the green
+commit is made only once the gauntlet passed, and a refactor must pass the gauntlet too;
+an auditor test that does not collect is refused and the auditor asked again; a loop
+killed in any phase resumes and lands the same work without a doubled history entry or a
+stray commit."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import pytest
 from ipc.signals import LoopComplete, LoopFailed, LoopSpawned, Signal
 from procs.loop import FactoryLoopState, FactoryPhase, LoopLimits, git
 from procs.loop.driver import LoopConfig, LoopDriver
-from procs.loop.events import LoopEvent
+from procs.loop.events import GauntletPassed, LoopEvent
 from procs.loop.lander import FastForwardLander
 from procs.loop.store import LoopStore
 from procs.loop.suite import run_suite, tcr_policy
@@ -187,6 +189,19 @@ def events(setup: Setup) -> list[str]:
     return [entry.event for entry in setup.store.history("loop-1")]
 
 
+def reachable(workspace: Path) -> set[str]:
+    """Every commit any ref of the workspace (branches, remotes, refs/factory pins, HEAD)
+    reaches."""
+    return set(git.git(workspace, "rev-list", "--all").split())
+
+
+def assert_no_stray_commits(workspace: Path) -> None:
+    """An ended loop leaves no scratch commit (red, WIP, a fold a crash orphaned)
+    reachable: every ref reaches only HEAD's history, and no pin is left."""
+    assert reachable(workspace) == set(git.git(workspace, "rev-list", "HEAD").split())
+    assert git.git(workspace, "for-each-ref", "refs/factory") == ""
+
+
 def test_an_honest_loop_lands_green_commits_with_a_revert_and_a_refactor(
     setup: Setup, tmp_path: Path
 ) -> None:
@@ -208,7 +223,8 @@ def test_an_honest_loop_lands_green_commits_with_a_revert_and_a_refactor(
         "RefactorKept", "RequirementsComplete", "ReviewDone", "Pushed",
     ]  # fmt: skip
     commits = landed(setup)
-    assert len(commits) == 3 and commits[-1] == git.head(setup.workspace)
+    assert len(commits) == 3 == final.commits and commits[-1] == git.head(setup.workspace)
+    assert_no_stray_commits(setup.workspace)
     assert not (setup.workspace / "helper.py").exists()
     assert_every_commit_green(setup, commits, tmp_path)
     second_try = [p for role, p in turns.prompts if role == "implementer"][1]
@@ -229,12 +245,21 @@ def test_a_cheating_implementer_is_never_committed(
     assert "may not change tests" in final.reason
     assert signals[-1] == LoopFailed(loop_id="loop-1", reason=final.reason)
     assert events(setup).count("TcrFailed") == 2
-    assert landed(setup) == []
+    assert landed(setup) == [] and final.commits == 0
     head = git.head(setup.workspace)
-    assert "def test_mul():\n    assert calc.mul(2, 3) == 6" in repos.git(
-        setup.workspace, "show", f"{head}:tests/test_mul.py"
-    )
+    test = "def test_mul():\n    assert calc.mul(2, 3) == 6"
+    assert test in repos.git(setup.workspace, "show", f"{head}:tests/test_mul.py")
     assert git.is_clean(setup.workspace)
+    # the cheat's WIP commits are gone: no ref (not even a pin of the ended loop) reaches
+    # a commit without the auditor's test as written, or with the cheat's code
+    assert_no_stray_commits(setup.workspace)
+    for commit in reachable(setup.workspace):
+        files = git.git(setup.workspace, "ls-tree", "-r", "--name-only", commit).split()
+        assert "return 6" not in git.git(setup.workspace, "show", f"{commit}:calc.py")
+        if commit != setup.state.golden_hash:
+            assert "tests/test_mul.py" in files
+            shown = git.git(setup.workspace, "show", f"{commit}:tests/test_mul.py")
+            assert test in shown
 
 
 def test_a_test_that_does_not_collect_is_refused_and_the_auditor_asked_again(
@@ -293,7 +318,8 @@ def test_a_loop_killed_in_any_phase_resumes_without_doubles(
         "RefactorKept", "RequirementsComplete", "ReviewDone", "Pushed",
     ]  # fmt: skip
     commits = landed(setup)
-    assert len(commits) == 2
+    assert len(commits) == 2 == final.commits
+    assert_no_stray_commits(setup.workspace)  # a fold the crash orphaned included
     assert_every_commit_green(setup, commits, tmp_path)
 
 
@@ -414,3 +440,68 @@ def test_a_refactor_that_drops_a_passing_test_is_reverted(setup: Setup) -> None:
     assert "lost passing tests: ['tests.test_calc::test_add']" in reverted.content
     assert (setup.workspace / "tests" / "test_calc.py").exists()
     assert final.reverts == 1 and final.commits == 1
+
+
+class WatchingGauntlet:
+    """A Gauntlet double: records what HEAD is when it judges; passes every implementation
+    and refuses every refactor."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[FactoryPhase, str, list[str]]] = []
+
+    def check(self, state: FactoryLoopState) -> str | None:
+        workspace = Path(state.workspace)
+        subjects = git.git(workspace, "log", "--format=%s", f"{state.green_commit}..HEAD")
+        self.seen.append((state.phase, git.head(workspace), subjects.splitlines()))
+        if state.phase is P.REFACTORING:
+            return "[weakened_test] tests/test_calc.py:5: test_add checks less"
+        return None
+
+
+def test_green_is_committed_only_after_the_gauntlet_and_a_refactor_must_pass_it(
+    setup: Setup,
+) -> None:
+    gauntlet = WatchingGauntlet()
+    turns = HonestTurns()
+    limits = dataclasses.replace(setup.state.limits, refactor_interval=1)
+    driver = LoopDriver(setup.store, turns, setup.config, FastForwardLander(setup.golden),
+                        gauntlet=gauntlet)  # fmt: skip
+    final = driver.run(dataclasses.replace(setup.state, limits=limits))
+    assert final.phase is P.COMPLETE, final.reason
+    assert events(setup) == [
+        "AuditorWroteTest", "RedConfirmed", "CodeWritten", "TcrPassed", "GauntletPassed",
+        "RefactorReverted",
+        "AuditorWroteTest", "RedConfirmed", "CodeWritten", "TcrPassed", "GauntletPassed",
+        "RefactorReverted", "RequirementsComplete", "ReviewDone", "Pushed",
+    ]  # fmt: skip
+    # Verifying judges the WIP commit on the red one: no green commit yet
+    judged = [(phase, subjects) for phase, _, subjects in gauntlet.seen]
+    assert judged == [
+        (P.VERIFYING, ["wip: implementation attempt 1", "red: test_mul.py"]),
+        (P.REFACTORING, []),  # the architect's change, uncommitted, on the green commit
+        (P.VERIFYING, ["wip: implementation attempt 1", "red: test_neg.py"]),
+        (P.REFACTORING, []),
+    ]  # fmt: skip
+    # the green commit, made after the pass, has exactly the judged tree
+    history = setup.store.history("loop-1")
+    greens = [h for h in history if h.event == GauntletPassed.__name__]
+    assert len(greens) == 2
+    commits = landed(setup)
+    assert [git.git(setup.golden, "log", "-1", "--format=%s", c).strip() for c in commits] == [
+        "green: iteration 1", "green: iteration 2"]  # fmt: skip
+    for (_, wip, _), green in zip(gauntlet.seen[::2], commits, strict=True):
+        trees = git.git(setup.workspace, "rev-parse", f"{wip}^{{tree}}", f"{green}^{{tree}}")
+        assert len(set(trees.split())) == 1
+    assert (final.greens, final.commits, final.reverts) == (2, 2, 2) and len(commits) == 2
+    refused = [h.content for h in history if h.event == "RefactorReverted"]
+    assert all("the refactor failed the gauntlet" in text and "[weakened_test]" in text
+               for text in refused)  # fmt: skip
+    assert '"""Arithmetic."""' not in (setup.workspace / "calc.py").read_text()
+    assert_no_stray_commits(setup.workspace)
+    # the architect's "before" is the code its last turn left, not the loop's start
+    architect = [p for role, p in turns.prompts if role == "architect"]
+    label = "Lines of code after the last refactor turn (at the loop's start before the first)"
+    lines = [[line.rsplit(": ", 1)[1] for line in prompt.splitlines()
+              if line.startswith((label, "Lines of code now"))]
+             for prompt in architect]  # fmt: skip
+    assert lines == [["2", "6"], ["6", "10"]]

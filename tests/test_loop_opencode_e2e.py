@@ -348,6 +348,7 @@ def test_a_bead_becomes_green_commits_through_real_opencode(honest: LoopRun) -> 
     ]  # fmt: skip
     report = honest.report
     assert (report["greens"], report["commits"], report["reverts"]) == (3, 4, 1)
+    assert report["commits"] == len(honest.landed())
     # the reverted attempt's test output is the implementer's feedback for the next one
     retry = honest.model.prompts["implementer"][1]
     assert "tests failed (pytest exit 1)" in retry and "assert 180.0 == 212" in retry
@@ -420,6 +421,11 @@ def test_a_cheating_implementer_is_never_committed(name: str, cheating: LoopRun)
         "CodeWritten", "TcrPassed", "GauntletPassed",  # the honest attempt lands
         "RequirementsComplete", "ReviewDone", "Pushed",
     ]  # fmt: skip
+    # the green commit is made only after the gauntlet: the refused cheat was never a
+    # commit of its own, so `commits` is what landed
+    report = cheating.report
+    assert (report["commits"], report["reverts"]) == (len(cheating.landed()), len(CHEATS))
+    assert report["commits"] == 1
     cheat, number = CHEATS[name], list(CHEATS).index(name) + 1
     # what the loop did with this attempt
     history = cheating.report["history"]

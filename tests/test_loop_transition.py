@@ -65,7 +65,7 @@ EXAMPLES: dict[type, LoopEvent] = {
     CodeWritten: CodeWritten(head="w1", summary="added add()"),
     TcrPassed: TcrPassed(head="c1", output="1 passed"),
     TcrFailed: TcrFailed("1 failed", head="r1"),
-    GauntletPassed: GauntletPassed("ok"),
+    GauntletPassed: GauntletPassed(head="c1", report="ok"),
     GauntletFailed: GauntletFailed("lint", head="r1"),
     RefactorKept: RefactorKept(head="c2", summary="-10 lines"),
     RefactorReverted: RefactorReverted("broke test_add", head="c1"),
@@ -99,37 +99,48 @@ TABLE: list[tuple[str, dict[str, Any], LoopEvent, dict[str, Any]]] = [
      RedRefused("passed", head="c1"), {"phase": P.FAILED}),
     ("code written", {"phase": P.IMPLEMENTING, "impl_attempt": 1}, CodeWritten(head="w1"),
      {"phase": P.TCR_CHECKING, "impl_attempt": 1, "phase_start_commit": "w1"}),
-    ("tcr passed: commit", {"phase": P.TCR_CHECKING, "commits": 2},
-     TcrPassed(head="c3"), {"phase": P.VERIFYING, "commits": 3, "phase_start_commit": "c3"}),
+    ("tcr passed: judged next, nothing committed", {"phase": P.TCR_CHECKING, "commits": 2,
+                                                     "phase_start_commit": "w3"},
+     TcrPassed(head="w3"), {"phase": P.VERIFYING, "commits": 2, "phase_start_commit": "w3",
+                            "green_commit": GOLDEN}),
     ("tcr failed: revert, retry", {"phase": P.TCR_CHECKING, "impl_attempt": 1, "reverts": 0},
      TcrFailed("boom", head="r1"),
      {"phase": P.IMPLEMENTING, "impl_attempt": 2, "reverts": 1, "last_feedback": "boom",
       "phase_start_commit": "r1"}),
     ("tcr failed at max_impl_attempts", {"phase": P.TCR_CHECKING, "impl_attempt": 3},
      TcrFailed("boom", head="r1"), {"phase": P.FAILED, "reverts": 1}),
-    ("verified, no refactor yet", {"phase": P.VERIFYING, "greens": 0, "phase_start_commit": "c1"},
-     GauntletPassed(), {"phase": P.AUDITING, "greens": 1, "greens_since_refactor": 1,
-                        "green_commit": "c1", "impl_attempt": 0}),
-    ("verified, refactor due", {"phase": P.VERIFYING, "greens": 2, "greens_since_refactor": 2},
-     GauntletPassed(), {"phase": P.REFACTORING, "greens": 3, "greens_since_refactor": 3}),
-    ("verified after a rebase: push", {"phase": P.VERIFYING, "rebased": True, "greens": 1},
-     GauntletPassed(), {"phase": P.PUSHING, "rebased": False, "greens": 1}),
-    ("gauntlet failed: revert, retry", {"phase": P.VERIFYING, "impl_attempt": 1},
+    ("verified: now committed green", {"phase": P.VERIFYING, "greens": 0, "commits": 0,
+                                        "phase_start_commit": "w1", "red_commit": "r1"},
+     GauntletPassed(head="c1"),
+     {"phase": P.AUDITING, "greens": 1, "greens_since_refactor": 1, "commits": 1,
+      "green_commit": "c1", "phase_start_commit": "c1", "red_commit": "", "impl_attempt": 0}),
+    ("verified, refactor due", {"phase": P.VERIFYING, "greens": 2, "greens_since_refactor": 2,
+                                "commits": 2},
+     GauntletPassed(head="c3"), {"phase": P.REFACTORING, "greens": 3, "greens_since_refactor": 3,
+                                 "commits": 3, "green_commit": "c3"}),
+    ("verified after a rebase: push", {"phase": P.VERIFYING, "rebased": True, "greens": 1,
+                                       "commits": 1, "green_commit": "c5",
+                                       "phase_start_commit": "c5"},
+     GauntletPassed(head="c5"), {"phase": P.PUSHING, "rebased": False, "greens": 1,
+                                 "commits": 1, "green_commit": "c5"}),
+    ("gauntlet failed: revert, retry", {"phase": P.VERIFYING, "impl_attempt": 1, "commits": 1},
      GauntletFailed("cheat", head="r1"),
-     {"phase": P.IMPLEMENTING, "impl_attempt": 2, "reverts": 1, "phase_start_commit": "r1"}),
+     {"phase": P.IMPLEMENTING, "impl_attempt": 2, "reverts": 1, "phase_start_commit": "r1",
+      "commits": 1, "last_feedback": "cheat"}),
     ("gauntlet failed at max_impl_attempts", {"phase": P.VERIFYING, "impl_attempt": 3},
      GauntletFailed("cheat", head="r1"), {"phase": P.FAILED}),
     ("gauntlet failed after a rebase", {"phase": P.VERIFYING, "rebased": True},
      GauntletFailed("red", head="c1"), {"phase": P.FAILED}),
     ("refactor kept", {"phase": P.REFACTORING, "commits": 3, "greens_since_refactor": 3},
      RefactorKept(head="c4"), {"phase": P.AUDITING, "commits": 4, "green_commit": "c4",
-                               "greens_since_refactor": 0}),
+                               "greens_since_refactor": 0, "refactor_commit": "c4"}),
     ("refactor reverted", {"phase": P.REFACTORING, "reverts": 1, "greens_since_refactor": 3},
      RefactorReverted("red", head="c3"), {"phase": P.AUDITING, "reverts": 2,
-                                          "greens_since_refactor": 0}),
-    ("refactor skipped", {"phase": P.REFACTORING, "commits": 3, "greens_since_refactor": 3},
+                                          "greens_since_refactor": 0, "refactor_commit": "c3"}),
+    ("refactor skipped", {"phase": P.REFACTORING, "commits": 3, "greens_since_refactor": 3,
+                          "phase_start_commit": "c3"},
      RefactorSkipped(), {"phase": P.AUDITING, "commits": 3, "reverts": 0,
-                         "greens_since_refactor": 0}),
+                         "greens_since_refactor": 0, "refactor_commit": "c3"}),
     ("auditor wrote no test", {"phase": P.AUDITING, "iteration": 2},
      RedRefused("no new test", head="c1"),
      {"phase": P.AUDITING, "iteration": 2, "red_attempt": 1, "last_feedback": "no new test"}),
@@ -181,7 +192,7 @@ def test_state_and_limits_are_checked_once() -> None:
     with pytest.raises(ValueError, match="attempt must be"):
         dataclasses.replace(state(), attempt=0)
     fresh = state()
-    assert fresh.phase_start_commit == GOLDEN == fresh.green_commit
+    assert fresh.phase_start_commit == GOLDEN == fresh.green_commit == fresh.refactor_commit
 
 
 @given(st.lists(st.sampled_from(list(EXAMPLES.values())), max_size=60))
@@ -201,6 +212,14 @@ def _checked_step(old: FactoryLoopState, event: LoopEvent) -> FactoryLoopState:
     limits = old.limits
     assert not old.phase.terminal
     assert new.commits >= old.commits and new.reverts >= old.reverts
+    # only a kept commit counts: a green one made after the gauntlet passed (which names
+    # it), or a refactor's; never the suite's pass (TcrPassed) nor a rebase's re-check
+    if isinstance(event, RefactorKept | GauntletPassed) and not old.rebased:
+        assert new.commits == old.commits + 1
+        assert new.green_commit == new.phase_start_commit == event.head
+        assert new.red_commit == ""
+    else:
+        assert new.commits == old.commits
     assert new.greens >= old.greens
     assert new.seq == old.seq + 1
     if new.phase is P.REFACTORING:
@@ -221,6 +240,7 @@ class LoopMachine(RuleBasedStateMachine):
         super().__init__()
         self.state = state()
         self.refactors = 0
+        self.refactors_kept = 0
 
     def _legal(self, kinds: list[type]) -> list[type]:
         return [kind for kind in kinds if (self.state.phase, kind) in EDGES]
@@ -238,12 +258,20 @@ class LoopMachine(RuleBasedStateMachine):
         self.state = _checked_step(before, EXAMPLES[kind])
         if self.state.phase is P.REFACTORING:
             self.refactors += 1
+        if isinstance(EXAMPLES[kind], RefactorKept):
+            self.refactors_kept += 1
         if before.phase.terminal:
             raise AssertionError("left a terminal phase")
 
     @invariant()
     def refactors_bounded_by_greens(self) -> None:
         assert self.refactors <= self.state.greens // self.state.limits.refactor_interval
+
+    @invariant()
+    def commits_are_greens_and_kept_refactors(self) -> None:
+        # what a Complete loop lands: one green commit per verified green, one per kept
+        # refactor, nothing for an implementation the suite or the gauntlet refused
+        assert self.state.commits == self.state.greens + self.refactors_kept
 
     @invariant()
     def failed_has_reason(self) -> None:

@@ -15,13 +15,21 @@ What the loop judges, never trusting the agent's words (DESIGN.md "TDD-TCR"):
   something (else REQUIREMENTS_COMPLETE if it said so, or RedRefused); the test is
   committed alone (the red commit).
 - VerifyingRed: judge_red against the suite at the last green commit.
-- Implementing: the implementer's work is committed unverified (a WIP commit, folded or
-  dropped by TcrChecking).
+- Implementing: the implementer's work is committed unverified (a WIP commit on the red
+  commit: scratch, so that a crash redoes the check and not the turn; never counted).
 - TcrChecking: a change touching tests or harness files since the red commit is refused
-  whatever the tests say; else the suite must be green; green: one commit folding the red
-  test and the implementation onto the last green commit; else revert to the red commit.
-- Verifying: the gauntlet on HEAD.  Refactoring: the suite after the architect's change
-  must be green and still pass every test that passed before it (by id).
+  whatever the tests say; else the suite must be green (HEAD stays the WIP commit);
+  else revert to the red commit.
+- Verifying: the gauntlet on the WIP tree against the last green commit. Passed: only now
+  is the change committed green, the red test and the implementation folded into one
+  commit onto the last green commit, with exactly the tree the gauntlet judged (and
+  `commits` counts it). Failed: back to the red commit (the WIP is dropped). So a cheat
+  the suite cannot see is never in a green commit, and no commit counted is dropped.
+  After a rebase: the gauntlet on golden..HEAD, nothing new committed.
+- Refactoring: the suite after the architect's change must be green and still pass every
+  test that passed before it (by id), and the change must pass the gauntlet (the
+  architect is the one role that may edit tests: a weakened assertion keeps its test id);
+  only then is it committed.
 Every suite run goes through procs.sandbox (suite.run_suite) with the config's timeout.
 """
 
@@ -92,7 +100,8 @@ class Gauntlet(Protocol):
 
 
 class SuiteGauntlet:
-    """Until step 8: the project's suite alone, green on HEAD."""
+    """Until step 8: the project's suite alone, green on the work tree. (A refactor is not
+    checked by it again: the refactor's own check already ran the suite on that tree.)"""
 
     def __init__(self, config: LoopConfig) -> None:
         self.config = config
@@ -139,6 +148,7 @@ class LoopDriver:
             tcr.reset_to(Path(state.workspace), state.phase_start_commit)
         while not state.phase.terminal:
             state = self.step(state)
+        _pin(state)  # an ended loop resumes nothing: its scratch commits become unreachable
         if state.phase is P.COMPLETE:
             began = self.store.created_at(state.loop_id)
             duration_ms = max(0, round((self.clock() - began) * 1000))
@@ -173,11 +183,7 @@ class LoopDriver:
             case P.TCR_CHECKING:
                 return self._tcr_check(state, workspace)
             case P.VERIFYING:
-                why = self.gauntlet.check(state)
-                if why is None:
-                    return GauntletPassed("gauntlet passed")
-                back = state.red_commit or state.phase_start_commit
-                return GauntletFailed(why, head=tcr.reset_to(workspace, back))
+                return self._verify(state, workspace)
             case P.REFACTORING:
                 return self._refactor(state, workspace)
             case P.REVIEWING:
@@ -223,10 +229,24 @@ class LoopDriver:
         if not run.green:
             head = tcr.revert_non_test_code(workspace, state.red_commit)
             return TcrFailed(f"{run.why_not_green()}\n{_clip(run.output)}", head=head)
-        head = tcr.commit(workspace, f"green: iteration {state.iteration}",
-                          onto=state.green_commit)  # fmt: skip
-        self._green_run_at = (head, run)
-        return TcrPassed(head=head, output=_clip(run.output))
+        # Green, not yet judged: nothing is committed until the gauntlet passes. HEAD stays
+        # the WIP commit (this phase's start). The run is the suite of the tree the green
+        # commit will have, kept for VerifyingRed's "before" if Verifying commits it.
+        self._green_run_at = (state.phase_start_commit, run)
+        return TcrPassed(head=state.phase_start_commit, output=_clip(run.output))
+
+    def _verify(self, state: FactoryLoopState, workspace: Path) -> LoopEvent:
+        why = self.gauntlet.check(state)
+        if why is not None:
+            back = state.red_commit or state.phase_start_commit  # after a rebase: no red
+            return GauntletFailed(why, head=tcr.reset_to(workspace, back))
+        if state.rebased:  # the rebased commits are green already: nothing to fold
+            return GauntletPassed(head=state.phase_start_commit, report="gauntlet passed")
+        head = _fold(workspace, state.phase_start_commit, state.green_commit,
+                     f"green: iteration {state.iteration}")  # fmt: skip
+        if self._green_run_at is not None and self._green_run_at[0] == state.phase_start_commit:
+            self._green_run_at = (head, self._green_run_at[1])  # the same tree
+        return GauntletPassed(head=head, report="gauntlet passed")
 
     def _refactor(self, state: FactoryLoopState, workspace: Path) -> LoopEvent:
         before = self._green_run(state, workspace)  # first: it may reset the work tree
@@ -240,6 +260,13 @@ class LoopDriver:
             head = tcr.reset_to(workspace, state.phase_start_commit)
             why = run.why_not_green() or f"the refactor lost passing tests: {lost[:10]}"
             return RefactorReverted(f"{why}\n{_clip(run.output)}", head=head)
+        # The gauntlet judges the architect's change (green_commit, this phase's start, to
+        # the work tree) as it judges an implementer's; SuiteGauntlet would only repeat
+        # the suite run just made.
+        judged = None if isinstance(self.gauntlet, SuiteGauntlet) else self.gauntlet.check(state)
+        if judged is not None:
+            head = tcr.reset_to(workspace, state.phase_start_commit)
+            return RefactorReverted(f"the refactor failed the gauntlet:\n{judged}", head=head)
         head = tcr.commit(workspace, f"refactor after {state.greens} greens")
         self._green_run_at = (head, run)
         return RefactorKept(head=head, summary=_summary(reply.text))
@@ -282,7 +309,7 @@ class LoopDriver:
                 max_attempts=state.limits.max_impl_attempts,
             )  # fmt: skip
         if role == "architect":
-            before, now = _code_lines(Path(state.workspace), state.golden_hash)
+            before, now = _code_lines(Path(state.workspace), state.refactor_commit)
             return prompts.render(
                 role, language=config.language, test_command=command, greens=state.greens,
                 session_history=session_history(config.requirements, history),
@@ -301,14 +328,26 @@ PINS = {"phase-start": "phase_start_commit", "red": "red_commit", "green": "gree
 
 def _pin(state: FactoryLoopState) -> None:
     """Keep the commits the state names reachable (refs/factory/*), so that no git gc can
-    prune a commit a resumed phase resets to (a red or WIP commit is on no branch)."""
+    prune a commit a resumed phase resets to (a red or WIP commit is on no branch). An
+    ended loop (Complete, Failed) is never resumed: its pins go, so that a dropped WIP
+    commit (a cheat the gauntlet refused, say) is reachable from no ref."""
     lines = []
     for name, attribute in PINS.items():
-        commit = getattr(state, attribute)
+        commit = "" if state.phase.terminal else getattr(state, attribute)
         lines.append(f"update refs/factory/{name} {commit}" if commit
                      else f"delete refs/factory/{name}")  # fmt: skip
     # one git process and one ref transaction for all three (was three processes a step)
     git.git(Path(state.workspace), "update-ref", "--stdin", stdin="\n".join(lines) + "\n")
+
+
+def _fold(workspace: Path, wip: str, onto: str, message: str) -> str:
+    """Commit `wip`'s tree (the red test and the implementation: exactly what was judged)
+    as one commit whose parent is `onto`, and move the branch and work tree there. Two git
+    processes; the WIP and red commits drop out of the history. Returns the new HEAD."""
+    tree = f"{wip}^{{tree}}"
+    commit = git.git(workspace, "commit-tree", "-p", onto, "-m", message, tree).strip()
+    git.git(workspace, "reset", "-q", "--hard", commit)
+    return commit
 
 
 def _drop(signal: Signal) -> None:
@@ -322,7 +361,8 @@ def _run_suite(workspace: Path, config: LoopConfig) -> suite.SuiteRun:
 
 
 def _code_lines(workspace: Path, since: str) -> tuple[int, int]:
-    """Lines of non-test Python code at `since` and now (from the work tree and numstat)."""
+    """Lines of non-test Python code at `since` (the last refactor's end) and now (from the
+    work tree and numstat)."""
     now = 0
     for name in git.git(workspace, "ls-files", "-z", "--", "*.py").split("\0"):
         path = workspace / name

@@ -64,8 +64,9 @@ class RedRefused:
 @dataclass(frozen=True)
 class CodeWritten:
     """Implementing: the implementer's turn ended; what it changed is committed, unverified,
-    at `head` (so a crash in TcrChecking redoes the check, not the turn; TcrPassed folds
-    it into the green commit, TcrFailed drops it)."""
+    at `head`: a WIP commit on top of the red commit, on no kept history (so a crash in
+    TcrChecking or Verifying redoes the check, not the turn). Only a passed gauntlet
+    folds it into a green commit; TcrFailed and GauntletFailed drop it."""
 
     head: str
     summary: str = ""
@@ -77,7 +78,8 @@ class CodeWritten:
 
 @dataclass(frozen=True)
 class TcrPassed:
-    """TcrChecking: the suite passed and the change is committed green at `head`."""
+    """TcrChecking: the suite passed on the WIP commit at `head` (HEAD did not move). Nothing
+    is committed yet: the change is green but unjudged until Verifying's gauntlet."""
 
     head: str
     output: str = ""
@@ -102,8 +104,12 @@ class TcrFailed:
 
 @dataclass(frozen=True)
 class GauntletPassed:
-    """Verifying: every gauntlet stage passed on HEAD."""
+    """Verifying: every gauntlet stage passed on the change, which is now committed green
+    at `head`: the red test and the implementation folded into one commit onto the last
+    green commit (the only place a green commit is made). After a rebase, `head` is the
+    rebased HEAD, unchanged (its commits are green already)."""
 
+    head: str
     report: str = ""
     ROLE: ClassVar[str] = "loop"
 
@@ -113,7 +119,8 @@ class GauntletPassed:
 
 @dataclass(frozen=True)
 class GauntletFailed:
-    """Verifying: a stage failed; the green commit was undone back to `head`."""
+    """Verifying: a stage failed; the unjudged WIP commit was dropped: HEAD is back at
+    `head` (the red commit; after a rebase, the rebased HEAD)."""
 
     reason: str
     head: str
@@ -125,7 +132,8 @@ class GauntletFailed:
 
 @dataclass(frozen=True)
 class RefactorKept:
-    """Refactoring: the architect's change passed the suite and is committed at `head`."""
+    """Refactoring: the architect's change passed the suite (every test that passed before
+    still passes) and the gauntlet, and is committed at `head`."""
 
     head: str
     summary: str = ""
@@ -137,7 +145,8 @@ class RefactorKept:
 
 @dataclass(frozen=True)
 class RefactorReverted:
-    """Refactoring: the architect's change failed the suite and was reverted to `head`."""
+    """Refactoring: the architect's change failed the suite (or lost a passing test, or
+    failed the gauntlet) and was reverted to `head`."""
 
     reason: str
     head: str

@@ -64,15 +64,19 @@ class FactoryLoopState:
     Identity: `loop_id`, `bead_id`, `attempt` (of this bead), `workspace` (path),
     `golden_hash` (the golden commit the workspace was made from). Progress: `phase`,
     `iteration` (red tests accepted so far, the current one included), `greens` (verified
-    green iterations), `greens_since_refactor`, `commits` (green commits made: never
-    decreases), `reverts` (implementations, gauntlet results or refactors undone),
+    green iterations), `greens_since_refactor`, `commits` (commits kept: green commits,
+    made only once the gauntlet passed, and refactor commits; never decreases, and a
+    Complete loop lands exactly this many), `reverts` (implementations, gauntlet results
+    or refactors undone),
     `impl_attempt` (the implementer's try at the current red test, 1-based; 0 outside),
     `red_attempt` (the auditor's tries at the current iteration). Commits:
     `phase_start_commit` (HEAD when the current phase began: an interrupted phase is
     redone from it after `git reset --hard`), `green_commit` (the last green commit, or
     the golden hash), `red_commit` (the current iteration's red test commit: what a failed
     implementation is reverted to; the green commit squashes it, so no red commit stays in
-    the history). `rebased`: a rebase happened, so a passing Verifying pushes.
+    the history), `refactor_commit` (HEAD when the last Refactoring phase ended, kept,
+    reverted or skipped: the code the architect last left; the golden hash before the
+    first). `rebased`: a rebase happened, so a passing Verifying pushes.
     `last_feedback`: why the last try failed, for the next prompt. `seq`: transitions
     taken (the history's length). `reason`: why the loop failed (FAILED only).
     """
@@ -94,6 +98,7 @@ class FactoryLoopState:
     phase_start_commit: str = ""
     green_commit: str = ""
     red_commit: str = ""
+    refactor_commit: str = ""
     rebased: bool = False
     last_feedback: str = ""
     seq: int = 0
@@ -108,8 +113,9 @@ class FactoryLoopState:
             raise ValueError(f"loop state attempt must be an integer >= 1, got {self.attempt!r}")
         if not self.phase_start_commit:
             object.__setattr__(self, "phase_start_commit", self.golden_hash)
-        if not self.green_commit:
-            object.__setattr__(self, "green_commit", self.golden_hash)
+        for name in ("green_commit", "refactor_commit"):
+            if not getattr(self, name):
+                object.__setattr__(self, name, self.golden_hash)
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,13 @@ Every edge of seed fs-104 and fs-170..176 (plus the relaxed-TCR bounds of DESIGN
                   RedRefused            -> Auditing       red_attempt+1
                                                           (past max_red_attempts: Failed)
     Implementing  CodeWritten           -> TcrChecking
-    TcrChecking   TcrPassed             -> Verifying      commits+1
+    TcrChecking   TcrPassed             -> Verifying      (nothing committed yet)
                   TcrFailed             -> Implementing   reverts+1, impl_attempt+1
                                                           (past max_impl_attempts: Failed)
-    Verifying     GauntletPassed        -> Refactoring    greens+1, every refactor_interval greens
-                                        -> Auditing       greens+1, otherwise
-                                        -> Pushing        after a rebase (no new green)
+    Verifying     GauntletPassed        -> Refactoring    greens+1, commits+1, every
+                                                          refactor_interval greens
+                                        -> Auditing       greens+1, commits+1, otherwise
+                                        -> Pushing        after a rebase (no new commit)
                   GauntletFailed        -> Implementing   reverts+1, impl_attempt+1 (bounded
                                                           as TcrFailed); after a rebase: Failed
     Refactoring   RefactorKept          -> Auditing       commits+1
@@ -31,8 +32,15 @@ Every edge of seed fs-104 and fs-170..176 (plus the relaxed-TCR bounds of DESIGN
 
 Complete and Failed are absorbing: any event there, like any pair not listed, raises
 IllegalTransition. Every transition sets seq+1; an event with a `head` makes it the new
-phase's start commit (else the phase starts where HEAD is: the old phase's start commit,
-or the green commit the event names). No clock, no I/O: the store stamps the time.
+phase's start commit (else the phase starts where HEAD is: the old phase's start commit).
+
+`commits` counts kept commits only: a green commit is made once the gauntlet passed
+(GauntletPassed, which names it), a refactor commit once the suite and the gauntlet
+passed (RefactorKept). The red and WIP commits before them are scratch, never counted,
+and every commit counted stays in the loop's history, so a Complete loop lands exactly
+`commits` commits. Each Refactoring phase's end (what the architect left) is
+`refactor_commit`, the architect's next "lines at the last refactor".
+No clock, no I/O: the store stamps the time.
 """
 
 from __future__ import annotations
@@ -134,20 +142,22 @@ def transition(state: FactoryLoopState, event: LoopEvent) -> FactoryLoopState:
         case CodeWritten(head=head):
             new = {"phase": P.TCR_CHECKING, "phase_start_commit": head}
         case TcrPassed(head=head):
-            new = {"phase": P.VERIFYING, "commits": state.commits + 1,
-                   "phase_start_commit": head, "last_feedback": ""}  # fmt: skip
+            new = {"phase": P.VERIFYING, "phase_start_commit": head, "last_feedback": ""}
         case TcrFailed(reason=reason, head=head) | GauntletFailed(reason=reason, head=head):
             new = _implementation_failed(state, reason, head)
-        case GauntletPassed():
-            new = _verified(state)
+        case GauntletPassed(head=head):
+            new = _verified(state, head)
         case RefactorKept(head=head):
             new = {"phase": P.AUDITING, "commits": state.commits + 1, "green_commit": head,
-                   "phase_start_commit": head, "greens_since_refactor": 0}  # fmt: skip
+                   "phase_start_commit": head, "greens_since_refactor": 0,
+                   "refactor_commit": head}  # fmt: skip
         case RefactorReverted(reason=reason, head=head):
             new = {"phase": P.AUDITING, "reverts": state.reverts + 1, "last_feedback": reason,
-                   "phase_start_commit": head, "greens_since_refactor": 0}  # fmt: skip
+                   "phase_start_commit": head, "greens_since_refactor": 0,
+                   "refactor_commit": head}  # fmt: skip
         case RefactorSkipped():
-            new = {"phase": P.AUDITING, "greens_since_refactor": 0}
+            new = {"phase": P.AUDITING, "greens_since_refactor": 0,
+                   "refactor_commit": state.phase_start_commit}  # fmt: skip
         case ReviewDone():
             new = {"phase": P.PUSHING}
         case Pushed():
@@ -181,13 +191,14 @@ def _implementation_failed(state: FactoryLoopState, reason: str, head: str) -> d
             "last_feedback": reason, "phase_start_commit": head}  # fmt: skip
 
 
-def _verified(state: FactoryLoopState) -> dict[str, Any]:
+def _verified(state: FactoryLoopState, head: str) -> dict[str, Any]:
     if state.rebased:
-        return {"phase": P.PUSHING, "rebased": False}
+        return {"phase": P.PUSHING, "rebased": False, "phase_start_commit": head}
     greens = state.greens + 1
     since = state.greens_since_refactor + 1
     green = {"greens": greens, "greens_since_refactor": since, "impl_attempt": 0,
-             "green_commit": state.phase_start_commit, "red_commit": ""}  # fmt: skip
+             "commits": state.commits + 1, "green_commit": head, "phase_start_commit": head,
+             "red_commit": ""}  # fmt: skip
     if since >= state.limits.refactor_interval:
         return {"phase": P.REFACTORING, **green}
     return {"phase": P.AUDITING, **green}
