@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from procs.dispatcher.landing import LandingUnknown
+from procs.dispatcher.leftovers import WorkspaceCleaner
 from procs.dispatcher.peers import PeerError, StartRefused
 from procs.dispatcher.policy import LiveClaim, LoopView, Process
 from procs.dispatcher.records import DispatchRecords
@@ -107,10 +108,11 @@ class Loops:
     def attempts(self, bead: str) -> list[int]:
         return [v.attempt for v in self.views.values() if v.bead_id == bead]
 
-    def end(self, loop_id: str, phase: str, pushed: str = "", reason: str = "") -> None:
+    def end(self, loop_id: str, phase: str, pushed: str = "", workspace: str = "") -> None:
         bead, _, attempt = loop_id.rpartition(".")
         self.views[loop_id] = LoopView(loop_id, bead, int(attempt), phase, "c" * 40, "g" * 40,
-                                       reason, {"commits": 1}, 0.0, 2.0, pushed)  # fmt: skip
+                                       "", {"commits": 1}, 0.0, 2.0, pushed,
+                                       workspace)  # fmt: skip
 
 
 class Golden:
@@ -127,7 +129,8 @@ class Golden:
 
 
 class Round:
-    def __init__(self, tmp: Path, ready: list[str], max_loops: int = 2) -> None:
+    def __init__(self, tmp: Path, ready: list[str], max_loops: int = 2,
+                 keep_failed: bool = False) -> None:  # fmt: skip
         self.beads, self.factoryd, self.loops, self.golden = (Beads(ready), Factoryd(), Loops(),
                                                               Golden())  # fmt: skip
         self.records = DispatchRecords(tmp / "dispatcher.sqlite3")
@@ -137,6 +140,8 @@ class Round:
             records=self.records, golden=self.golden, runtime=tmp / "no-ledger",  # type: ignore[arg-type]
             config=RoundConfig(max_resumes=2, max_loops=max_loops, retry_base_s=30.0),
             report=lambda event, **fields: self.reports.append((event, fields)),
+            cleaner=WorkspaceCleaner(tmp / "no-manager", tmp / "loop-workspaces",
+                                     keep_failed=keep_failed),
         )  # fmt: skip
 
     def run(self) -> Any:
@@ -243,3 +248,22 @@ def test_a_loop_whose_claim_is_gone_is_stopped_and_its_bead_not_started_twice(
     assert r.run().started == []  # a's loop was live when the round looked
     assert r.factoryd.stopped == ["loops.1"]  # one loop per bead: a.1 had to go
     assert r.run().started == ["a.2"]  # b has a live loop child (x.1): not started again
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_a_loop_that_died_past_its_resumes_fails_and_its_workspace_is_settled(
+    tmp_path: Path, keep: bool
+) -> None:
+    r = Round(tmp_path, ["a"], keep_failed=keep)
+    r.run()
+    workspace = tmp_path / "loop-workspaces" / "a.1"
+    workspace.mkdir(parents=True)
+    r.loops.end("a.1", "implementing", workspace=str(workspace))
+    for _ in range(3):  # it dies at once after each start: two resumes, then given up
+        r.exit("a.1")
+        r.run()
+    assert [c[0] for c in r.beads.calls] == ["claim", "fail"]
+    assert "resumed 2 times" in r.beads.calls[-1][3]
+    assert workspace.is_dir() is keep
+    settled = [f for e, f in r.reports if e == "workspace_settled"]
+    assert [f["action"] for f in settled] == ["kept" if keep else "destroyed"]

@@ -226,6 +226,7 @@ class LoopRecords:
             reason=str(state.get("reason") or ""), counters=counters,
             created_at=float(created), updated_at=float(updated),
             pushed=str(pushed[0]).strip() if pushed else "",
+            workspace=str(state.get("workspace") or ""),
         )  # fmt: skip
 
     def attempts(self, bead_id: str) -> list[int]:

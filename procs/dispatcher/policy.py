@@ -66,6 +66,7 @@ class LoopView:
     created_at: float
     updated_at: float
     pushed: str = ""
+    workspace: str = ""
 
     @property
     def terminal(self) -> bool:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from procs.dispatcher.landing import GoldenAncestry, LandingUnknown
+from procs.dispatcher.leftovers import CleanupFailed, WorkspaceCleaner
 from procs.dispatcher.peers import (
     BeadsPeer,
     Conflict,
@@ -83,7 +84,8 @@ class RoundResult:
 class Dispatcher:
     def __init__(self, *, beads: BeadsPeer, factoryd: FactorydPeer, loops: LoopRecords,
                  records: DispatchRecords, golden: GoldenAncestry, runtime: Path,
-                 config: RoundConfig, report: Report) -> None:  # fmt: skip
+                 config: RoundConfig, report: Report,
+                 cleaner: WorkspaceCleaner | None = None) -> None:  # fmt: skip
         self.beads = beads
         self.factoryd = factoryd
         self.loops = loops
@@ -92,6 +94,7 @@ class Dispatcher:
         self.runtime = runtime
         self.config = config
         self.report = report
+        self.cleaner = cleaner
 
     def round(self) -> RoundResult:
         out = RoundResult()
@@ -173,6 +176,8 @@ class Dispatcher:
             self._land(d, loop, generation, out)
         elif action.act is Act.FAIL:
             self._fail(d, generation, action.reason, out)
+            if loop is not None and not loop.terminal:  # it died: nobody freed its workspace
+                self._leftover(d, loop.workspace)
         elif action.act is Act.RELEASE:
             self._release(d, generation, action.reason, out)
         elif action.act is Act.RESUME:
@@ -225,6 +230,17 @@ class Dispatcher:
         delay = retry_delay_s(failures, self.config.retry_base_s, self.config.retry_max_s)
         self.records.failed(d.bead_id, delay)
         self._end(d, "failed", reason, out, status=status, retry_in_s=delay)
+
+    def _leftover(self, d: Dispatch, workspace: str) -> None:
+        if self.cleaner is None:
+            return
+        try:
+            done = self.cleaner.settle(workspace)
+        except CleanupFailed as exc:  # the bead is settled; the workspace waits for reaping
+            self.report("workspace_not_freed", loop_id=d.loop_id, workspace=workspace,
+                        reason=str(exc))  # fmt: skip
+            return
+        self.report("workspace_settled", loop_id=d.loop_id, workspace=workspace, action=done)
 
     def _release(self, d: Dispatch, generation: int, reason: str, out: RoundResult) -> None:
         try:

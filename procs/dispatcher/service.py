@@ -4,7 +4,7 @@ more loops than free loop slots.
     python3 -m procs.dispatcher.service [--golden REPO [--branch B]] [--loops-supervisor loops]
         [--reconcile-s 60] [--max-loops N] [--max-resumes 2] [--retry-base-s 30]
         [--retry-max-s 900] [--call-timeout-s 30] [--start-timeout-s 120]
-        [--runtime-dir DIR] [--state-dir DIR]
+        [--keep-failed-workspaces] [--runtime-dir DIR] [--state-dir DIR]
 
 Run by factoryd (target = "procs.dispatcher.service:main", after the bus, the beads
 service, the governor and the `loops` simple_one_for_one supervisor). A round (rounds.py)
@@ -23,7 +23,10 @@ Loops are started as `start <loops-supervisor> -- --bead B --attempt N --loop-id
 config; the dispatcher saw a free slot, so the loop never waits for one: factoryd's
 `start` returns at once either way). A bead is closed only once the commit the loop
 landed is an ancestor of golden HEAD: golden is --golden REPO (--branch), else where the
-golden master's `get_hash` says (landing.py). Records: <state_dir>/dispatcher.sqlite3.
+golden master's `get_hash` says (landing.py). A loop frees its own workspace when it ends;
+the workspace of one that died past --max-resumes is destroyed when its bead is failed,
+or kept with --keep-failed-workspaces (leftovers.py). Records:
+<state_dir>/dispatcher.sqlite3.
 
 Control (<runtime_dir>/dispatcher.sock):
     status  {}  -> rounds, the last round, the last error, live loops, watched pids,
@@ -49,6 +52,7 @@ from ipc import control, paths, service_report
 from ipc.bus import BusError, Subscriber
 from ipc.service import Call, Deferred, Ready, Service, ServiceLoop, StartFailed, Timer, serve
 from procs.dispatcher.landing import GoldenAncestry, LandingUnknown
+from procs.dispatcher.leftovers import WorkspaceCleaner
 from procs.dispatcher.peers import BeadsPeer, FactorydPeer, LoopRecords, PeerError
 from procs.dispatcher.records import DB_NAME, DispatchRecords
 from procs.dispatcher.rounds import Dispatcher, RoundConfig, RoundResult
@@ -240,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-max-s", type=float, default=900.0, help="its longest wait")
     p.add_argument("--call-timeout-s", type=float, default=30.0, help="beads and factoryd calls")
     p.add_argument("--start-timeout-s", type=float, default=120.0, help="a loop's start call")
+    p.add_argument(
+        "--keep-failed-workspaces",
+        action="store_true",
+        help="keep the workspace of a loop that died (default: destroy it)",
+    )
     p.add_argument("--runtime-dir", help="sockets, the bus, the ledger (FACTORY_RUNTIME_DIR)")
     p.add_argument("--state-dir", help=f"{DB_NAME}, loops.sqlite3 (FACTORY_STATE_DIR)")
     return p
@@ -272,6 +281,8 @@ def main(argv: list[str]) -> int:
                               start_timeout_s=args.start_timeout_s),
         loops=LoopRecords(state), records=records, golden=golden,
         runtime=runtime, report=report,
+        cleaner=WorkspaceCleaner(runtime, state / "loop-workspaces",
+                                 keep_failed=args.keep_failed_workspaces),
         config=RoundConfig(max_resumes=args.max_resumes, max_loops=args.max_loops,
                            retry_base_s=args.retry_base_s, retry_max_s=args.retry_max_s),
     )  # fmt: skip
