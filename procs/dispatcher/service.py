@@ -61,6 +61,7 @@ SERVICE = "dispatcher"
 SIGNALS = ("BeadAssigned", "LoopComplete", "LoopFailed")
 FIRST_RETRY_S = 1.0
 DRAIN_SIGNALS = 256
+DRAIN_BATCHES = 16
 ROUND_ERRORS = (PeerError, LandingUnknown, sqlite3.Error, OSError)
 
 
@@ -115,18 +116,25 @@ class DispatcherService(Service):
     def _on_signals(self, _events: int) -> None:
         assert self.subscriber is not None
         seen = 0
-        for envelope in self.subscriber.recv_many(DRAIN_SIGNALS, timeout=0):
-            self.signals[envelope.type] = self.signals.get(envelope.type, 0) + 1
-            seen += 1
+        for _ in range(DRAIN_BATCHES):  # what arrived: a signal only says "look"
+            batch = self.subscriber.recv_many(DRAIN_SIGNALS, timeout=0)
+            for envelope in batch:
+                self.signals[envelope.type] = self.signals.get(envelope.type, 0) + 1
+            seen += len(batch)
+            if len(batch) < DRAIN_SIGNALS:
+                break
         if seen:
             self.request_round()
 
-    def request_round(self) -> None:
-        """A round now, or one more after the one running."""
+    def request_round(self, *, now: bool = False) -> None:
+        """A round now, or one more after the one running. After a failed round its
+        retry's backoff holds (signals and the timer wait for it) unless `now`."""
         if self._running:
             self._again = True
             return
-        if self._retry is not None:  # a failed round's retry is due anyway: run now
+        if self._retry is not None:
+            if not now:
+                return  # the retry is due in its time: no hammering a peer that is down
             self._retry.cancel()
             self._retry = None
         assert self.loop is not None
@@ -167,7 +175,8 @@ class DispatcherService(Service):
         delay = min(self.reconcile_s, FIRST_RETRY_S * 2 ** min(self.errors_in_a_row - 1, 20))
         report("round_failed", reason=str(exc), kind=type(exc).__name__,
                in_a_row=self.errors_in_a_row, retry_in_s=delay)  # fmt: skip
-        if self.loop is not None and not self._again:
+        self._again = False  # what asked meanwhile waits for the retry
+        if self.loop is not None:
             if self._retry is not None:
                 self._retry.cancel()
             self._retry = self.loop.after(delay, self._retry_due)
@@ -213,7 +222,7 @@ class DispatcherService(Service):
         return {"status": self.do_status, "round": self.do_round}
 
     def do_round(self, _args: dict[str, Any]) -> dict[str, Any]:
-        self.request_round()
+        self.request_round(now=True)
         return {"requested": True}
 
     def do_status(self, _args: dict[str, Any]) -> dict[str, Any]:
