@@ -122,7 +122,7 @@ class Golden:
         self.on_golden: set[str] = set()
         self.unknown = False
 
-    def landed(self, commit: str) -> bool:
+    def landed(self, loop_id: str, commit: str) -> bool:
         if self.unknown:
             raise LandingUnknown("git hangs")
         return commit in self.on_golden

@@ -1,15 +1,19 @@
 """Did a loop's commit land? A bead is closed only when its commit is an ancestor of
 golden HEAD (DESIGN.md "Landing is one transaction"); the loop's word is not enough.
 
-    GoldenAncestry(runtime, repo=None, branch=None).landed(commit) -> True | False
+    GoldenAncestry(runtime, repo=None, branch=None).landed(loop_id, commit) -> True | False
         raises LandingUnknown
 
-Where golden is: --golden REPO (and --branch, default its checked-out branch) when
-given, else the golden master's `get_hash` on <runtime>/golden.sock (repo and branch),
-asked at each check. Then `git merge-base --is-ancestor COMMIT refs/heads/BRANCH` in that
-repository, read only, bounded by a timeout. A git that fails or hangs, or a golden
-master that does not answer, is LandingUnknown, never "not landed": the bead stays
-claimed and the next round asks again.
+The merge queue decides first when it runs and knows the loop: its `landed {key:
+loop_id}` (the loop's latest patch: landed only when its landed commit is an ancestor of
+golden HEAD). A queue that has no patch of that loop (it landed another way: the
+FastForwardLander), or no queue, leaves it to golden itself: `commit` (the loop's
+Pushed head) must be an ancestor of golden HEAD, by `git merge-base --is-ancestor
+COMMIT refs/heads/BRANCH`, read only, bounded by a timeout. Golden is --golden REPO
+(and --branch, default its checked-out branch) when given, else where the golden
+master's `get_hash` on <runtime>/golden.sock says, asked at each check. A git that
+fails or hangs, or a queue or golden master that does not answer, is LandingUnknown,
+never "not landed": the bead stays claimed and the next round asks again.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ipc import control, paths
 GIT_TIMEOUT_S = 30.0
 CALL_TIMEOUT_S = 10.0
 GOLDEN = "golden"
+QUEUE = "merge_queue"
 
 
 class LandingUnknown(Exception):
@@ -32,6 +37,7 @@ class GoldenAncestry:
     def __init__(self, runtime: Path, *, repo: Path | None = None, branch: str | None = None,
                  timeout_s: float = GIT_TIMEOUT_S) -> None:  # fmt: skip
         self.socket = paths.control_socket(runtime, GOLDEN)
+        self.queue = paths.control_socket(runtime, QUEUE)
         self.repo = repo
         self.branch = branch or ""
         self.timeout_s = timeout_s
@@ -47,7 +53,21 @@ class GoldenAncestry:
         self.branch = str(got["branch"])
         return Path(str(got["repo"])), self.branch
 
-    def landed(self, commit: str) -> bool:
+    def landed(self, loop_id: str, commit: str) -> bool:
+        if self.queue.exists():
+            try:
+                got = control.call(self.queue, "landed", {"key": loop_id},
+                                   timeout=CALL_TIMEOUT_S)  # fmt: skip
+            except control.RemoteError as exc:
+                if exc.type != "not_found":
+                    raise LandingUnknown(f"the merge queue: {exc}") from None
+            except control.ControlError as exc:
+                raise LandingUnknown(f"the merge queue: {exc}") from None
+            else:
+                return bool(got.get("landed"))
+        return self.is_ancestor(commit)
+
+    def is_ancestor(self, commit: str) -> bool:
         if not commit:
             raise LandingUnknown("the loop recorded no commit")
         repo, branch = self.where()

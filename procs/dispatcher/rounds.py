@@ -199,7 +199,7 @@ class Dispatcher:
 
     def _land(self, d: Dispatch, loop: LoopView, generation: int, out: RoundResult) -> None:
         try:
-            landed = self.golden.landed(loop.landed_commit)
+            landed = self.golden.landed(d.loop_id, loop.landed_commit)
         except LandingUnknown as exc:  # never "not landed": asked again next round
             self.report("landing_unknown", loop_id=d.loop_id, reason=str(exc))
             return
