@@ -1,7 +1,11 @@
 """A kept agent: one agent process serving many role turns, a new session per turn.
 
     python -m procs.agent.service --serve --workspace WS [--may-execute] [--timeout-s T] \
-        [--start-timeout-s S] [--idle-timeout-s I] [--sandbox MODE] -- opencode acp --pure
+        [--start-timeout-s S] [--idle-timeout-s I] [--sandbox MODE] \
+        [--model-url URL --model NAME ...] -- opencode acp --pure
+
+(the model options and the agent's environment they make: procs.agent.service and
+procs.agent.model_setup; `args.agent_env`, None for ours.)
 
 The wire is one JSON object per line. On stdout, first:
 
@@ -169,7 +173,8 @@ class KeptAgent:
         try:
             self.agent = await AcpAgent.start(
                 args.command, workspace=args.workspace, may_execute=args.may_execute,
-                timeout=args.start_timeout_s, record_limits=limits,
+                env=getattr(args, "agent_env", None), timeout=args.start_timeout_s,
+                record_limits=limits,
                 max_terminals=args.max_terminals, sandbox_mode=args.sandbox,
             )  # fmt: skip
         except (AgentError, OSError, ValueError) as exc:

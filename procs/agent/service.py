@@ -17,10 +17,16 @@ Without, one turn:
 Spawns the agent command in WS (its own process group), opens a session, sends the prompt,
 and writes the TurnResult as JSON (stop reason, message, tool calls, permissions, file
 writes, protocol violations, how many updates the record's limits dropped) to
---result-file or stdout. The agent inherits this process's environment (for opencode, see
-procs.agent.opencode for an isolated HOME and config). With --may-execute, the agent's
-terminal/* commands run under bubblewrap (procs.sandbox) with the role's paths
-read-only; without a usable bwrap they are refused unless --sandbox none.
+--result-file or stdout. The agent inherits this process's environment, unless the
+model is given (both forms):
+
+    --model-url URL --model NAME [--model-api openai|anthropic] [--profile opencode|generic]
+
+with the key in $FACTORY_MODEL_TOKEN (never on argv): then the agent's model config is
+written for its profile (procs.agent.model_setup: for opencode, opencode.json in a
+private HOME removed at exit; the profile defaults to the command's basename). With
+--may-execute, the agent's terminal/* commands run under bubblewrap (procs.sandbox) with
+the role's paths read-only; without a usable bwrap they are refused unless --sandbox none.
 SIGTERM/SIGINT, and --timeout-s, cancel the turn (session/cancel) and wait up to
 --cancel-grace-s for it to end; then the agent's group is closed (exit 0 after a signal,
 the result says timed_out after the timeout). Exit status: 0 the turn ended (any stop
@@ -34,6 +40,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import signal
 import sys
 from pathlib import Path
@@ -42,6 +50,17 @@ import orjson
 
 from procs.agent import AcpAgent, AgentError, RolePolicy, TurnResult
 from procs.agent.log_lines import install as install_log_lines
+from procs.agent.model_setup import (
+    MODEL_APIS,
+    MODEL_TOKEN_ENV,
+    NO_KEY,
+    PROFILES,
+    AgentModel,
+    ModelSetupError,
+    agent_environment,
+    check,
+    default_profile,
+)
 from procs.agent.record import DEFAULT_MAX_UPDATE_BYTES, DEFAULT_MAX_UPDATES, RecordLimits
 from procs.agent.serve import serve
 from procs.agent.terminals import DEFAULT_MAX_TERMINALS
@@ -66,7 +85,8 @@ async def run_turn(args: argparse.Namespace, prompt: str) -> TurnResult:
     )
     agent = await AcpAgent.start(
         args.command, workspace=args.workspace, policy=policy, timeout=args.start_timeout_s,
-        record_limits=limits, max_terminals=args.max_terminals, sandbox_mode=args.sandbox,
+        env=getattr(args, "agent_env", None), record_limits=limits,
+        max_terminals=args.max_terminals, sandbox_mode=args.sandbox,
     )  # fmt: skip
     try:
         await agent.new_session(timeout=args.start_timeout_s)
@@ -114,8 +134,44 @@ def main(argv: list[str]) -> int:
         "--sandbox", choices=SANDBOX_MODES, default=default_mode(),
         help='how --may-execute commands run; "none" runs them without isolation',
     )  # fmt: skip
+    parser.add_argument("--model-url", help="the agent's model endpoint (key: $"
+                        f"{MODEL_TOKEN_ENV})")  # fmt: skip
+    parser.add_argument("--model", default="default", help="the model's name (with --model-url)")
+    parser.add_argument("--model-api", choices=MODEL_APIS, default="openai")
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        help="how the agent reads its model config (default: by command)",
+    )
     parser.add_argument("command", nargs="+", help="the agent command, after --")
     args = parser.parse_args(argv)
+    model = _model(args, parser)
+    with contextlib.ExitStack() as stack:  # the agent's HOME, if any, is removed at exit
+        try:
+            setup = agent_environment(args.profile, model, args.workspace)
+            args.agent_env = stack.enter_context(setup)
+        except ModelSetupError as exc:  # raised before anything is written
+            parser.error(str(exc))
+        except OSError as exc:
+            parser.error(f"cannot write the agent's model config: {exc}")
+        return _main(args, parser)
+
+
+def _model(args: argparse.Namespace, parser: argparse.ArgumentParser) -> AgentModel | None:
+    """The --model-url settings, checked (None without --model-url)."""
+    args.profile = args.profile or default_profile(args.command)
+    if args.model_url is None:
+        return None
+    key = os.environ.get(MODEL_TOKEN_ENV) or NO_KEY
+    model = AgentModel(args.model_url, args.model, args.model_api, key)
+    try:
+        check(args.profile, model)
+    except ModelSetupError as exc:
+        parser.error(str(exc))
+    return model
+
+
+def _main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.serve:
         if args.role or args.prompt is not None or args.prompt_file:
             parser.error("--serve takes the role and prompt per request, on stdin")
