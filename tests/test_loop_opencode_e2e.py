@@ -14,6 +14,9 @@ Two loops, run once per module and at the same time (opencode costs seconds per 
   its expectation, then hardcodes the expected value, and only then writes the code. No
   cheat reaches a commit: the tests stay the auditor's in every commit.
 
+The runner configures opencode itself ([loop.model]: its own model gateway in front of
+the double, which counts every call per role: the counts must be what the double served).
+
 Skips when opencode is not installed (.ci/run installs it into .ci/node).
 """
 
@@ -33,9 +36,9 @@ from typing import Any
 
 import pytest
 
-from procs.agent.opencode import opencode_env, write_opencode_setup
 from tests.doubles.role_model import (
     FRESH_ITERATION,
+    ROLES,
     Attempt,
     Edit,
     Requirement,
@@ -236,8 +239,9 @@ def make_units_project(path: Path) -> Path:
 
 class StartedLoop:
     """`python -m procs.loop run` started as a process on a fresh units project: its
-    agents are opencode with their state in `base/home`, their model the scenario's
-    double. `finish()` waits for it and returns the LoopRun."""
+    agents are opencode, configured by the runner from [loop.model] (the scenario's double,
+    behind the runner's own model gateway). `finish()` waits for it and returns the
+    LoopRun."""
 
     def __init__(self, base: Path, scenario: Scenario, bead: dict[str, Any],
                  **limits: int) -> None:  # fmt: skip
@@ -250,7 +254,6 @@ class StartedLoop:
         self.model = RoleModel(scenario)
         self.model.start()
         self.model_stopped = False
-        setup = write_opencode_setup(base / "opencode", self.model.base_url, self.model.model)
         config = base / "factory.toml"
         config.write_text(
             "[loop]\n"
@@ -259,10 +262,12 @@ class StartedLoop:
             f'sandbox = "{sandbox_mode()}"\nturn_timeout_s = 120\nsuite_timeout_s = 120\n'
             'reviewer = "agent"\n'  # the model double plays the reviewer too (no router)
             + "".join(f"{key} = {value}\n" for key, value in limits.items())
+            # the runner writes opencode's config, its model the runner's own gateway
             + f'[loop.model]\nkind = "openai"\nbase_url = "{self.model.base_url}"\n'
+            + f'model = "{self.model.model}"\n'
         )
-        env = {**os.environ, **opencode_env(base / "home", Path(setup["OPENCODE_CONFIG"])),
-               "PYTHONPATH": str(ROOT)}  # fmt: skip
+        # no factoryd here: the runner starts its own model gateway
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "FACTORY_RUNTIME_DIR": str(base / "run")}
         argv = [sys.executable, "-m", "procs.loop", "run", "--repo", str(self.repo),
                 "--beads", str(beads), "--bead", bead["id"], "--config", str(config),
                 "--state-dir", str(base / "state"), "--json"]  # fmt: skip
@@ -458,3 +463,26 @@ def test_a_cheating_implementer_is_never_committed(name: str, cheating: LoopRun)
         code = git(cheating.workspace, "show", f"{commit}:units.py")
         assert code not in cheat_code, f"{name}: commit {commit} holds the cheat"
     assert (cheating.repo / "units.py").read_text() == units(F_TO_C)
+
+
+@pytest.mark.parametrize("run", ["honest", "cheating"])
+def test_the_gateways_counts_per_role_are_what_the_model_served(
+    run: str, request: pytest.FixtureRequest
+) -> None:
+    loop: LoopRun = request.getfixturevalue(run)
+    assert loop.returncode == 0, loop.why()
+    served: dict[str, int] = {}
+    for record in loop.model.requests:  # the role is the one its prompt opens with
+        role = next((r for r in ROLES if prompt_text(record.body.get("messages") or [])
+                     .startswith(f"You are the {r.upper()}")), "none")  # fmt: skip
+        served[role] = served.get(role, 0) + 1
+    assert "none" not in served, served
+    usage = loop.report["model_usage"]
+    assert {role: counts["calls"] for role, counts in usage["roles"].items()} == served
+    prompt_tokens, completion_tokens = loop.model.usage
+    for role, calls in served.items():
+        counts = usage["roles"][role]
+        assert (counts["input_tokens"], counts["output_tokens"]) == (
+            calls * prompt_tokens, calls * completion_tokens,
+        )  # fmt: skip
+    assert usage["used_tokens"] == sum(served.values()) * (prompt_tokens + completion_tokens)

@@ -39,6 +39,7 @@ from typing import Any
 import orjson
 
 from ipc.ledger import ResourceError, TicketLedger
+from procs.loop.agent_service import MODEL_TOKEN_ENV, AgentModel
 from procs.loop.kept_agent import AGENT_RAM_MB
 from procs.loop.turns import Turn, TurnFailed, TurnReply
 
@@ -55,6 +56,7 @@ class ProcessTurns:
     environment (default: ours). `system_prompt_first`: put the role's standing
     instructions before the prompt (off only for scripted agents that parse the prompt).
     `ledger`, `agent_ram_mb`, `ram_wait_s`: the RAM reservation around each turn.
+    `model`: the agent's model endpoint and key (procs.loop.agent_service.AgentModel).
     """
 
     def __init__(
@@ -70,14 +72,19 @@ class ProcessTurns:
         ledger: TicketLedger | None = None,
         agent_ram_mb: int = AGENT_RAM_MB,
         ram_wait_s: float = 60.0,
+        model: AgentModel | None = None,
     ) -> None:
         if not agent_command:
             raise ValueError("agent_command is empty")
         self.agent_command = list(agent_command)
+        self.model = model
         self.timeout_s = timeout_s
         self.start_timeout_s = start_timeout_s
         self.sandbox_mode = sandbox_mode
         self.env = dict(os.environ if env is None else env)
+        self.env.pop(MODEL_TOKEN_ENV, None)  # only this model's key, if any
+        if model is not None:
+            self.env.update(model.env())
         self.system_prompt_first = system_prompt_first
         self.python = python
         self.ledger = ledger
@@ -124,7 +131,7 @@ class ProcessTurns:
                 "--role", turn.role, "--prompt-file", str(prompt_file),
                 "--result-file", str(result_file), "--timeout-s", str(self.timeout_s),
                 "--start-timeout-s", str(self.start_timeout_s), "--sandbox", self.sandbox_mode,
-                "--", *self.agent_command,
+                *(self.model.argv() if self.model is not None else []), "--", *self.agent_command,
             ]  # fmt: skip
             limit = self.timeout_s + 2 * self.start_timeout_s + MARGIN_S
             try:

@@ -1,7 +1,10 @@
 """AgentService: one kept `procs.agent.service --serve` process, as the loop holds it.
 
     python -m procs.agent.service --serve --workspace WS --timeout-s T --sandbox MODE \
-        -- AGENT COMMAND...
+        [--model-url URL --model NAME --model-api KIND] -- AGENT COMMAND...
+
+With an AgentModel, the service writes the agent's model config itself (for opencode,
+opencode.json in a private HOME); its key travels in $FACTORY_MODEL_TOKEN, never on argv.
 
 The service starts the agent once and answers one JSON turn request per line (the wire
 is in procs/agent/serve.py); the agent kind is reached as a process, never imported.
@@ -27,7 +30,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,6 +42,26 @@ MAX_LINE_BYTES = 64 * 1024 * 1024  # a turn's line: its record less the raw upda
 MAX_STDERR_CHARS = 2000
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the tree holding procs/ and ipc/
 CLOSE_GRACE_S = 15.0  # the service closes its agent: up to ~8 s (AcpAgent.close)
+
+
+MODEL_TOKEN_ENV = "FACTORY_MODEL_TOKEN"  # procs.agent.model_setup reads the key there
+
+
+@dataclass(frozen=True)
+class AgentModel:
+    """Where the agent's model calls go (the gateway, or the upstream when unmetered),
+    the model's name, its API kind and the key (the gateway's token) they carry."""
+
+    url: str
+    name: str
+    api: str = "openai"
+    key: str = field(default="", repr=False)
+
+    def argv(self) -> list[str]:
+        return ["--model-url", self.url, "--model", self.name, "--model-api", self.api]
+
+    def env(self) -> dict[str, str]:
+        return {MODEL_TOKEN_ENV: self.key} if self.key else {}
 
 
 class ServiceFailed(RuntimeError):
@@ -62,11 +85,15 @@ class ServiceSettings:
     cancel_grace_s: float
     sandbox_mode: str
     may_execute: bool = False
+    model: AgentModel | None = None
 
     def service_env(self) -> dict[str, str]:
         """`env`, with the tree that holds `procs` first on PYTHONPATH: the service runs
         in the workspace, where `python -m procs.agent.service` would not find it."""
         env = dict(self.env)
+        env.pop(MODEL_TOKEN_ENV, None)  # only this model's key, if any
+        if self.model is not None:
+            env.update(self.model.env())
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(SOURCE_ROOT), env.get("PYTHONPATH", "")) if p
         )
@@ -79,7 +106,8 @@ class ServiceSettings:
             "--start-timeout-s", str(self.start_timeout_s),
             "--idle-timeout-s", str(self.idle_timeout_s),
             "--cancel-grace-s", str(self.cancel_grace_s), "--sandbox", self.sandbox_mode,
-            *(["--may-execute"] if self.may_execute else []), "--", *self.agent_command,
+            *(["--may-execute"] if self.may_execute else []),
+            *(self.model.argv() if self.model is not None else []), "--", *self.agent_command,
         ]  # fmt: skip
 
 

@@ -12,17 +12,27 @@
     max_red_attempts = 3
     max_iterations = 50
     reviewer = "router"                              # or "agent": who reviews (see below)
+    budget_tokens = 2000000                          # optional: the bead's agent tokens
     [loop.model]                                     # optional: where agents' models are
     kind = "openai"                                  # "openai" (compatible) or "anthropic"
     base_url = "http://127.0.0.1:8080/v1"
+    model = "qwen3-coder"                            # optional: its name (default "default")
+    metered = true                                   # false: agents call base_url directly
 
 The reviewer changes nothing and only reports, so by default it is one call to the LLM
 router's `reviewer` role (procs/loop/reviewer.py: Anthropic, budgeted and counted);
 "agent" runs it as an agent turn that may write nothing, for a box with no router.
 
+Agents' model traffic (procs/loop/metering.py): with [loop.model], every agent turn's
+model calls go through the model gateway, counted per bead and role, under the bead's
+`budget_tokens` (none: uncounted but unlimited); the agent is handed the gateway's URL
+and a token naming the bead, and writes its own config from them (the agent service's
+--model-url). `metered = false` is the operator's explicit choice of no gateway: agents
+call base_url directly and nothing is counted (a budget is then an error). Without
+[loop.model] the agent's model is whatever its own config says, uncounted.
+
 Every error names the key and the value (LoopConfigError). Unknown keys are errors, so a
-typo is never a silent default. The model upstream is parsed and checked here; writing
-it into the agent's config (opencode.json) is the gateway's step.
+typo is never a silent default.
 """
 
 from __future__ import annotations
@@ -39,7 +49,9 @@ MODEL_KINDS = ("openai", "anthropic")
 REVIEWERS = ("router", "agent")
 _LIMITS = ("max_impl_attempts", "refactor_interval", "max_red_attempts", "max_iterations")
 _KEYS = frozenset({"agent_command", "test_command", "language", "sandbox", "suite_timeout_s",
-                   "turn_timeout_s", "model", "reviewer", *_LIMITS})  # fmt: skip
+                   "turn_timeout_s", "model", "reviewer", "budget_tokens", *_LIMITS})  # fmt: skip
+_MODEL_KEYS = frozenset({"kind", "base_url", "model", "metered"})
+DEFAULT_MODEL_NAME = "default"
 
 
 class LoopConfigError(ValueError):
@@ -48,8 +60,13 @@ class LoopConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ModelUpstream:
+    """[loop.model]: the model server, its model's name, and whether the gateway meters
+    the agents' calls to it."""
+
     kind: str
     base_url: str
+    name: str = DEFAULT_MODEL_NAME
+    metered: bool = True
 
 
 @dataclass(frozen=True)
@@ -65,6 +82,7 @@ class RunnerConfig:
     limits: LoopLimits = field(default_factory=LoopLimits)
     model: ModelUpstream | None = None
     reviewer: str = "router"
+    budget_tokens: int | None = None
 
 
 def load_config(path: Path | None) -> RunnerConfig:
@@ -103,6 +121,14 @@ def config_from(table: dict[str, Any]) -> RunnerConfig:
     language = table.get("language", "Python")
     if not isinstance(language, str) or not language:
         raise LoopConfigError(f"[loop] language must be a non-empty string, got {language!r}")
+    model = _model(table.get("model"))
+    budget = table.get("budget_tokens")
+    if budget is not None:
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise LoopConfigError(f"[loop] budget_tokens must be an integer >= 1, got {budget!r}")
+        if model is None or not model.metered:
+            raise LoopConfigError("[loop] budget_tokens needs a metered [loop.model] (the "
+                                  "gateway counts the tokens)")  # fmt: skip
     return RunnerConfig(
         test_command=_argv(table, "test_command"),
         agent_command=_argv(table, "agent_command") if "agent_command" in table
@@ -110,7 +136,7 @@ def config_from(table: dict[str, Any]) -> RunnerConfig:
         language=language, sandbox=sandbox,
         suite_timeout_s=_seconds(table, "suite_timeout_s", 300.0),
         turn_timeout_s=_seconds(table, "turn_timeout_s", 600.0),
-        limits=limits, model=_model(table.get("model")), reviewer=reviewer,
+        limits=limits, model=model, reviewer=reviewer, budget_tokens=budget,
     )  # fmt: skip
 
 
@@ -132,11 +158,17 @@ def _seconds(table: dict[str, Any], key: str, default: float) -> float:
 def _model(value: object) -> ModelUpstream | None:
     if value is None:
         return None
-    if not isinstance(value, dict) or set(value) != {"kind", "base_url"}:
-        raise LoopConfigError(f"[loop.model] needs exactly kind and base_url, got {value!r}")
+    if not isinstance(value, dict) or not {"kind", "base_url"} <= set(value) <= _MODEL_KEYS:
+        raise LoopConfigError(f"[loop.model] needs kind and base_url (and may name model, "
+                              f"metered), got {value!r}")  # fmt: skip
     kind, url = value["kind"], value["base_url"]
+    name, metered = value.get("model", DEFAULT_MODEL_NAME), value.get("metered", True)
+    if not isinstance(name, str) or not name:
+        raise LoopConfigError(f"[loop.model] model must be a non-empty string, got {name!r}")
+    if not isinstance(metered, bool):
+        raise LoopConfigError(f"[loop.model] metered must be true or false, got {metered!r}")
     if kind not in MODEL_KINDS:
         raise LoopConfigError(f"[loop.model] kind must be one of {MODEL_KINDS}, got {kind!r}")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise LoopConfigError(f"[loop.model] base_url must be an http(s) URL, got {url!r}")
-    return ModelUpstream(kind=kind, base_url=url)
+    return ModelUpstream(kind=kind, base_url=url, name=name, metered=metered)

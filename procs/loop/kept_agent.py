@@ -43,6 +43,7 @@ from typing import Any
 from ipc.ledger import TicketLedger
 from procs.loop.agent_service import (
     CLOSE_GRACE_S,
+    AgentModel,
     AgentService,
     ServiceFailed,
     ServiceSettings,
@@ -70,6 +71,8 @@ class KeptAgentTurns:
     (default: ours). `system_prompt_first`: put the role's standing instructions before
     the prompt (off only for scripted agents that parse the prompt). `ledger`,
     `agent_ram_mb`, `ram_wait_s`: the RAM reservation held while the agent lives.
+    `model`: the agent's model endpoint and key, which the agent service writes into the
+    agent's config (None: the agent's own config, in `env`).
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class KeptAgentTurns:
         ledger: TicketLedger | None = None,
         agent_ram_mb: int = AGENT_RAM_MB,
         ram_wait_s: float = 60.0,
+        model: AgentModel | None = None,
     ) -> None:
         if not agent_command:
             raise ValueError("agent_command is empty")
@@ -98,7 +102,7 @@ class KeptAgentTurns:
             agent_command=tuple(agent_command), python=python,
             env=dict(os.environ if env is None else env), timeout_s=timeout_s,
             start_timeout_s=start_timeout_s, idle_timeout_s=idle_timeout_s,
-            cancel_grace_s=cancel_grace_s, sandbox_mode=sandbox_mode,
+            cancel_grace_s=cancel_grace_s, sandbox_mode=sandbox_mode, model=model,
         )  # fmt: skip
         self.system_prompt_first = system_prompt_first
         self.ledger = ledger
@@ -209,9 +213,13 @@ class KeptAgentTurns:
         return TurnReply(text=message, outcome=str(outcome), refusals=refusals)
 
 
-def from_config(config: RunnerConfig, ledger: TicketLedger | None) -> KeptAgentTurns:
-    """KeptAgentTurns from a loop's [loop] config and the governor's ledger: the
-    AgentTurns factory the loop service takes (`--agent-turns
-    procs.loop.kept_agent:from_config`). Whoever runs the loop closes it at the end."""
+def from_config(
+    config: RunnerConfig, ledger: TicketLedger | None, *, model: AgentModel | None = None
+) -> KeptAgentTurns:
+    """KeptAgentTurns from a loop's [loop] config, the governor's ledger and the agent's
+    model endpoint (the gateway's, with the loop's token; given only when the loop has
+    [loop.model]): the AgentTurns factory the loop and the runner use by default (the
+    loop service's `--agent-turns MODULE:FACTORY` names another, called the same way).
+    Whoever runs the loop closes it at the end."""
     return KeptAgentTurns(config.agent_command, timeout_s=config.turn_timeout_s,
-                          sandbox_mode=config.sandbox, ledger=ledger)  # fmt: skip
+                          sandbox_mode=config.sandbox, ledger=ledger, model=model)  # fmt: skip

@@ -15,7 +15,12 @@ Start, before READY=1 (so a failure is a failed start, which `factoryctl start` 
 dispatcher's start request report at once, naming it in the child's log):
  1. the inputs: the config, the golden repo (on a branch), the bead and its text, the
     sandbox, the agent command, the model endpoint, the LLM router when the reviewer
-    goes through it ([loop] reviewer = "router", the default). Bad: exit 2, naming which.
+    goes through it ([loop] reviewer = "router", the default), and with a metered
+    [loop.model] (the default when it is set) factoryd's model gateway: it must answer
+    on `<runtime>/model_gateway.sock` and send [loop.model]'s kind to its base_url. No
+    gateway is a failed start: a loop never runs its agents uncounted unless the
+    operator said so ([loop.model] metered = false: they call base_url directly).
+    Bad: exit 2, naming which.
  2. a loop slot from the governor's ledger (`request_loop_slot`), waiting at most
     --slot-timeout-s; none free: exit 75 (EX_TEMPFAIL) with the ledger's words. Taken
     with SEM_UNDO, so the kernel gives it back however this process ends. Without a
@@ -24,11 +29,20 @@ dispatcher's start request report at once, naming it in the child's log):
  4. the workspace: a restart finds the one the store recorded; a new loop finds or
     makes one through the workspace manager, else clones golden (workspace.py, which
     says why a SIGKILLed loop gets its own workspace back and not a reaped one).
+ 5. with a metered [loop.model], a token from the gateway for the bead and this loop,
+    with [loop] budget_tokens (procs/loop/metering.py); the gateway not answering now
+    is a crash (exit 1: restarted).
 Then READY=1 and LoopDriver runs the loop with the bus as its publisher (LoopSpawned,
 LoopComplete, LoopFailed), STATUS= naming the phase at every transition. Resume: the
 driver resets the workspace to the stored phase's starting commit and goes on, so a
 crash or SIGKILL in any phase costs that phase's work, never a commit or a history
 entry. At Complete or Failed the workspace is freed and the process exits 0.
+
+The agents: one kept agent per loop (procs.loop.kept_agent:from_config, or the factory
+--agent-turns names, called as f(config, ledger) and, with [loop.model], also
+model=AgentModel: the gateway's URL and the loop's token, or base_url when unmetered),
+closed at the loop's end (then the token is revoked). With metering every turn is
+attributed to its role and a bead over its budget fails with the gateway's reason.
 
 Exit status: 0 the loop ended (Complete or Failed: transient, not restarted); 1 a crash
 (restarted by the supervisor: it resumes); 2 bad input; 75 no loop slot in time;
@@ -45,6 +59,7 @@ next start resumes from (the store holds the last whole transition).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import math
 import os
@@ -66,14 +81,16 @@ from ipc.sd_notify import Notifier
 from ipc.signals import LoopComplete, LoopFailed, Signal, SignalTooLarge
 from procs import sandbox
 from procs.gauntlet import GauntletConfig, LoopGauntlet
-from procs.loop import git
+from procs.loop import git, kept_agent
 from procs.loop import workspace as workspaces
-from procs.loop.agent_process import ProcessTurns
+from procs.loop.agent_service import AgentModel
 from procs.loop.bead_text import BeadNotFound, read_bead
 from procs.loop.config import LoopConfigError, RunnerConfig, load_config
 from procs.loop.driver import LoopConfig, LoopDriver
 from procs.loop.events import Aborted, LoopEvent
 from procs.loop.lander import FastForwardLander
+from procs.loop.metering import ENDPOINT as GATEWAY_ENDPOINT
+from procs.loop.metering import GatewayUnavailable, Meter, MeteredTurns
 from procs.loop.reviewer import ROUTER_ENDPOINT, RoutedReviewer, router_answers
 from procs.loop.state import FactoryLoopState, FactoryPhase
 from procs.loop.store import LoopNotFound, LoopStore, state_path
@@ -86,7 +103,7 @@ BUS_CONNECT_TIMEOUT_S = 2.0
 PUBLISH_TIMEOUT_S = 1.0
 LABEL_BYTES = 31  # the ledger table's label field
 
-TurnsFactory = Callable[[RunnerConfig, "ledger.TicketLedger | None"], AgentTurns]
+TurnsFactory = Callable[..., AgentTurns]  # f(config, ledger[, model=AgentModel])
 
 
 class BadInput(ValueError):
@@ -122,8 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: the workspace manager when it runs, else a clone")  # fmt: skip
     p.add_argument("--workspace-strategy", help="the manager's strategy (default: its own)")
     p.add_argument("--agent-turns", metavar="MODULE:FACTORY",
-                   help="AgentTurns factory, called as f(config, ledger) (default: ProcessTurns "
-                   "running [loop] agent_command for each turn)")  # fmt: skip
+                   help="AgentTurns factory, called as f(config, ledger) and, with [loop.model], "
+                   "model=AgentModel (default: procs.loop.kept_agent:from_config, one kept "
+                   "[loop] agent_command per loop)")  # fmt: skip
     return p
 
 
@@ -188,14 +206,50 @@ def _main(argv: list[str]) -> int:
             report("no_workspace", loop_id=plan.loop_id, reason=str(exc))
             return EXIT_CRASH
         slots = "unlimited (no governor)" if ticket_ledger is None else "1 loop slot held"
-        turns: AgentTurns = plan.turns_factory(plan.config, ticket_ledger)
-        if plan.config.reviewer == "router":  # the reviewer is a router call, not an agent
-            turns = RoutedReviewer(turns, plan.runtime / ROUTER_ENDPOINT,
-                                   timeout_s=plan.config.turn_timeout_s)  # fmt: skip
-        return _run(plan, store, turns=turns, state=state, lease=lease, via=via, slots=slots)
+        with contextlib.ExitStack() as stack:  # the agents (and the token) end with the loop
+            try:
+                turns = _agent_turns(plan, ticket_ledger, stack)
+            except GatewayUnavailable as exc:
+                report("no_gateway_token", loop_id=plan.loop_id, reason=str(exc))
+                return EXIT_CRASH
+            if plan.config.reviewer == "router":  # the reviewer is a router call, not an agent
+                turns = RoutedReviewer(turns, plan.runtime / ROUTER_ENDPOINT,
+                                       timeout_s=plan.config.turn_timeout_s)  # fmt: skip
+            return _run(plan, store, turns=turns, state=state, lease=lease, via=via,
+                        slots=slots)  # fmt: skip
     finally:
         store.close()
         notifier.close()
+
+
+def _agent_turns(plan: _Plan, held: ledger.TicketLedger | None,
+                 stack: contextlib.ExitStack) -> AgentTurns:  # fmt: skip
+    """The factory's AgentTurns, handed the agents' model (metered: a token from the
+    gateway, wrapped in MeteredTurns); closed by `stack`. Raises GatewayUnavailable."""
+    config, model_config = plan.config, plan.config.model
+    if model_config is None:
+        return _closed_by(stack, plan.turns_factory(config, held))
+    if not model_config.metered:
+        model = AgentModel(model_config.base_url, model_config.name, model_config.kind)
+        return _closed_by(stack, plan.turns_factory(config, held, model=model))
+    meter = Meter(plan.runtime / f"{GATEWAY_ENDPOINT}.sock")
+    grant = meter.open(plan.args.bead, plan.loop_id, config.budget_tokens)
+    model = AgentModel(grant.base_url(model_config.kind), model_config.name, model_config.kind,
+                       grant.token)  # fmt: skip
+    try:
+        inner = plan.turns_factory(config, held, model=model)
+    except BaseException:
+        with contextlib.suppress(GatewayUnavailable):
+            meter.call("revoke", {"token": grant.token})
+        raise
+    return stack.enter_context(MeteredTurns(inner, meter, grant))
+
+
+def _closed_by(stack: contextlib.ExitStack, turns: AgentTurns) -> AgentTurns:
+    close = getattr(turns, "close", None)
+    if callable(close):
+        stack.callback(close)
+    return turns
 
 
 def _run(plan: _Plan, store: LoopStore, *, turns: AgentTurns, state: FactoryLoopState,
@@ -321,13 +375,9 @@ def _check(args: argparse.Namespace) -> _Plan:
             raise BadInput(str(exc)) from None
     if not args.agent_turns and shutil.which(config.agent_command[0]) is None:
         raise BadInput(f"agent command {config.agent_command[0]!r} is not on PATH")
-    if config.model is not None:
-        try:
-            httpx.get(f"{config.model.base_url.rstrip('/')}/models", timeout=MODEL_PROBE_TIMEOUT_S)
-        except httpx.HTTPError as exc:
-            raise BadInput(f"the model endpoint {config.model.base_url} does not answer: "
-                           f"{exc}") from None  # fmt: skip
     runtime = paths.runtime_dir(args.runtime_dir)
+    if config.model is not None:
+        _check_model(config, runtime, agent_turns=args.agent_turns)
     if config.reviewer == "router" and (why := router_answers(runtime / ROUTER_ENDPOINT)):
         raise BadInput(f'{why}; run the llm_router in the tree, or set [loop] reviewer = "agent"')
     return _Plan(
@@ -338,21 +388,38 @@ def _check(args: argparse.Namespace) -> _Plan:
     )  # fmt: skip
 
 
+def _check_model(config: RunnerConfig, runtime: Path, *, agent_turns: str | None) -> None:
+    """[loop.model]: the agent can be configured for it, it answers, and (metered) the
+    gateway answers and serves it. Raises BadInput naming the fix."""
+    model = config.model
+    assert model is not None
+    if (not agent_turns and Path(config.agent_command[0]).name == "opencode"
+            and model.kind != "openai"):  # fmt: skip
+        raise BadInput(f"[loop.model] kind {model.kind!r}: opencode is configured for an "
+                       'OpenAI-compatible model only (kind = "openai")')  # fmt: skip
+    try:
+        httpx.get(f"{model.base_url.rstrip('/')}/models", timeout=MODEL_PROBE_TIMEOUT_S)
+    except httpx.HTTPError as exc:
+        raise BadInput(f"the model endpoint {model.base_url} does not answer: {exc}") from None
+    if model.metered:
+        try:
+            Meter(runtime / f"{GATEWAY_ENDPOINT}.sock").check(model.kind, model.base_url)
+        except GatewayUnavailable as exc:
+            raise BadInput(f"{exc}; run factoryd's model_gateway serving [loop.model], or "
+                           "set [loop.model] metered = false to let agents call it directly, "
+                           "uncounted") from None  # fmt: skip
+
+
 def _turns_factory(spec: str | None) -> TurnsFactory:
-    """The AgentTurns factory --agent-turns names (module:function), else ProcessTurns'."""
+    """The AgentTurns factory --agent-turns names (module:function), else KeptAgentTurns'."""
     if not spec:
-        return _process_turns
+        return kept_agent.from_config
     module_name, _, name = spec.partition(":")
     try:
         factory: TurnsFactory = getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError, ValueError) as exc:
         raise BadInput(f"--agent-turns {spec!r}: {exc}") from None
     return factory
-
-
-def _process_turns(config: RunnerConfig, held: ledger.TicketLedger | None) -> AgentTurns:
-    return ProcessTurns(config.agent_command, timeout_s=config.turn_timeout_s,
-                        sandbox_mode=config.sandbox, ledger=held)  # fmt: skip
 
 
 def _open_ledger(runtime: Path) -> ledger.TicketLedger | None:

@@ -12,6 +12,11 @@ Auditor: writes the first step's test that is not in the workspace yet, else ans
 REQUIREMENTS_COMPLETE. Implementer: writes `module` as base + the code of every step whose
 test exists. Architect: changes nothing. Reviewer: approves.
 
+With $OPENAI_BASE_URL set (the agent service's generic profile: the loop handed it a
+model), each prompt first makes one chat completion there with $OPENAI_API_KEY, so the
+model gateway counts the turn; a refusal (429 over budget) is ignored, as the loop, not
+the agent, judges the budget.
+
 Run as: python -m tests.doubles.tdd_agent   (cwd: the workspace)
 """
 
@@ -21,6 +26,8 @@ import itertools
 import json
 import os
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +80,25 @@ def turn(session_id: str, prompt: str) -> str:
     return json.dumps({"status": "approve", "issues": []})
 
 
+def ask_model(prompt: str) -> None:
+    """One chat completion at $OPENAI_BASE_URL (when set); errors are ignored."""
+    url = os.environ.get("OPENAI_BASE_URL")
+    if not url:
+        return
+    body = {"model": os.environ.get("FACTORY_MODEL_NAME", "default"), "stream": False,
+            "messages": [{"role": "user", "content": prompt[:500]}]}  # fmt: skip
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/chat/completions", data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {os.environ.get('OPENAI_API_KEY', '')}",
+                 "Content-Type": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+    except (urllib.error.URLError, OSError):
+        pass  # over budget (429) or down: the loop reads the gateway's counts
+
+
 def main() -> None:
     while True:
         message = read()
@@ -87,6 +113,7 @@ def main() -> None:
         elif method == "session/prompt":
             session_id = params["sessionId"]
             prompt = "".join(part.get("text", "") for part in params["prompt"])
+            ask_model(prompt)
             text = f"Done.\nFACTORY_RESULT {turn(session_id, prompt)}"
             update = {"sessionUpdate": "agent_message_chunk",
                       "content": {"type": "text", "text": text}}  # fmt: skip
