@@ -8,7 +8,8 @@ the real gateway service started as the one-shot runner starts it
 - the end revokes the token;
 - the agent is handed the gateway's URL, its key only in the environment;
 - a budget needs a metered [loop.model]; the loop service without a gateway does not
-  start (unless [loop.model] metered = false);
+  start (unless [loop.model] metered = false); with factoryd's gateway, a bead over its
+  budget ends Failed with the reason;
 - the one-shot runner, given [loop.model] and budget_tokens, starts its own gateway and a
   bead over its budget fails with the reason (the scripted ACP agent asks the model once
   per turn, through the gateway).
@@ -242,3 +243,44 @@ def test_the_loop_service_without_a_gateway_is_a_failed_start_naming_the_fix(
     assert "model_gateway.sock did not answer status" in record["reason"]
     assert "metered = false" in record["reason"]
     assert not (tmp_path / "state").exists()  # nothing made
+
+
+def test_the_loop_service_fails_a_bead_over_its_budget_through_factoryds_gateway(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    golden = make_project(tmp_path / "golden")
+    (tmp_path / "issues.jsonl").write_text(json.dumps(BEAD) + "\n")
+    (tmp_path / "script.json").write_text(json.dumps(SCRIPT))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("FACTORY_TDD_SCRIPT", str(tmp_path / "script.json"))
+    with ChatCompletionsDouble([], usage=USAGE) as double:
+        upstream = ModelUpstream(kind="openai", base_url=double.base_url)
+        gateway = GatewayProcess.start(upstream, tmp_path / "gw")  # factoryd's, in its runtime
+        try:
+            (tmp_path / "loop.toml").write_text(
+                f'[loop]\ntest_command = ["{sys.executable}", "-m", "pytest", "-q"]\n'
+                f'agent_command = ["{sys.executable}", "-m", "tests.doubles.tdd_agent"]\n'
+                'sandbox = "none"\nreviewer = "agent"\nturn_timeout_s = 60\n'
+                f'budget_tokens = 100\n[loop.model]\nkind = "openai"\n'
+                f'base_url = "{double.base_url}"\n'
+            )
+            status = service_main([
+                "--bead", "bd-9", "--beads", str(tmp_path / "issues.jsonl"),
+                "--repo", str(golden), "--config", str(tmp_path / "loop.toml"),
+                "--runtime-dir", str(gateway.runtime), "--state-dir", str(tmp_path / "state"),
+                "--workspaces", "clone",
+            ])  # fmt: skip
+            usage = Meter(gateway.socket).call("usage", {"bead": "bd-9"})
+            live = Meter(gateway.socket).call("status", {})
+        finally:
+            gateway.stop()
+    assert status == 0  # the loop ended (Failed: not restarted)
+    records = [json.loads(line) for line in capsys.readouterr().err.splitlines()
+               if line.startswith("{")]  # fmt: skip
+    ended = next(r for r in records if r.get("event") == "ended")
+    assert ended["phase"] == "failed"
+    assert ended["reason"].endswith("bead bd-9 is over its budget of 100 tokens (used 160)")
+    assert {role: c["calls"] for role, c in usage["roles"].items()} == {
+        "auditor": 1, "implementer": 1,
+    }  # fmt: skip
+    assert live["live_tokens"] == 0  # the loop's token was revoked at its end
