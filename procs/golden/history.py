@@ -5,18 +5,24 @@
     history.record_run(hash, green, output, source=, duration_ms=, now=) -> Color
     history.color() -> Color                # green | red | unknown, and since when
 
-Used from one thread at a time (the service's loop; its worker takes turns through the
-service's lock). A crash loses at most the record being written: each is one transaction.
+Thread-safe: the service's loop reads while its workers write; every method holds the
+history's own lock around its connection. A crash loses at most the record being
+written: each is one transaction.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ipc import paths
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 MAX_OUTPUT_CHARS = 64 * 1024
 _SCHEMA = """
@@ -41,6 +47,18 @@ class Color:
     since: float | None
 
 
+def _locked(
+    method: Callable[Concatenate[GoldenHistory, P], T],
+) -> Callable[Concatenate[GoldenHistory, P], T]:
+    """Hold the history's lock for the whole call."""
+
+    def locked(self: GoldenHistory, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        with self.lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 class GoldenHistory:
     def __init__(self, path: Path) -> None:
         paths.private_sqlite(path)
@@ -49,10 +67,13 @@ class GoldenHistory:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(_SCHEMA)
+        self.lock = threading.RLock()
 
+    @_locked
     def close(self) -> None:
         self.db.close()
 
+    @_locked
     def record_move(
         self, hash_: str, previous: str | None, reason: str, *, patch_id: str, now: float
     ) -> None:
@@ -63,6 +84,7 @@ class GoldenHistory:
             )
         self._set_color(hash_, "unknown", now)
 
+    @_locked
     def record_run(
         self, hash_: str, green: bool, output: str, *, source: str, duration_ms: float, now: float
     ) -> Color:
@@ -77,6 +99,7 @@ class GoldenHistory:
             self._set_color(hash_, "green" if green else "red", now)
         return self.color()
 
+    @_locked
     def _set_color(self, hash_: str, state: str, now: float) -> None:
         """HEAD is `hash_` and its verdict `state`. `since` is when it last turned green or
         red (a move to a tree without a verdict yet is "unknown" and keeps `since`; a move
@@ -94,16 +117,19 @@ class GoldenHistory:
                 (hash_, state, since, state if state != "unknown" else known),
             )
 
+    @_locked
     def _known(self) -> str:
         row = self.db.execute("SELECT known FROM color WHERE id = 1").fetchone()
         return str(row[0]) if row is not None else "unknown"
 
+    @_locked
     def color(self) -> Color:
         row = self.db.execute("SELECT hash, state, since FROM color WHERE id = 1").fetchone()
         if row is None:
             return Color("", "unknown", None)
         return Color(str(row[0]), str(row[1]), float(row[2]))
 
+    @_locked
     def last_failure(self) -> dict[str, Any] | None:
         row = self.db.execute(
             "SELECT hash, at, output, source FROM runs WHERE green = 0 ORDER BY seq DESC LIMIT 1"
@@ -112,6 +138,7 @@ class GoldenHistory:
             return None
         return {"hash": row[0], "at": row[1], "output": row[2], "source": row[3]}
 
+    @_locked
     def moves(self, limit: int = 10) -> list[dict[str, Any]]:
         rows = self.db.execute(
             "SELECT hash, previous, reason, patch_id, at FROM moves ORDER BY seq DESC LIMIT ?",
@@ -120,5 +147,6 @@ class GoldenHistory:
         return [dict(zip(("hash", "previous", "reason", "patch_id", "at"), r, strict=True))
                 for r in rows]  # fmt: skip
 
+    @_locked
     def move_count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM moves").fetchone()[0])
