@@ -1,9 +1,9 @@
 """`python -m procs.loop run` end to end: a bead from a JSONL file becomes green commits on
-the person's repository through the real ACP client (procs.agent.service per turn) driving
-a scripted ACP agent (a test double: tests/doubles/tdd_agent.py), with the suite run by
-real pytest under bubblewrap and the review asked of the real LLM router service (its
-reviewer role on an Anthropic Messages test double); a second run resumes the ended loop
-and prints it again."""
+the person's repository through the real ACP client (one kept procs.agent.service --serve
+per loop, a session per turn) driving a scripted ACP agent (a test double:
+tests/doubles/tdd_agent.py), with the suite run by real pytest under bubblewrap and the
+review asked of the real LLM router service (its reviewer role on an Anthropic Messages
+test double); a second run resumes the ended loop and prints it again."""
 
 from __future__ import annotations
 

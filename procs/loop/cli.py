@@ -50,7 +50,13 @@ from procs.loop.gateway_process import GatewayProcess
 from procs.loop.kept_agent import KeptAgentTurns
 from procs.loop.lander import FastForwardLander
 from procs.loop.metering import ENDPOINT as GATEWAY_ENDPOINT
-from procs.loop.metering import GatewayUnavailable, Meter, MeteredTurns, MeterGrant
+from procs.loop.metering import (
+    GatewayNotAnswering,
+    GatewayUnavailable,
+    Meter,
+    MeteredTurns,
+    MeterGrant,
+)
 from procs.loop.reviewer import ROUTER_ENDPOINT, RoutedReviewer, router_answers
 from procs.loop.state import FactoryLoopState, FactoryPhase
 from procs.loop.store import LoopStore, state_path
@@ -161,9 +167,9 @@ def _factoryd_gateway(config: RunnerConfig) -> Path | None:
         return None
     try:
         Meter(socket).check(config.model.kind, config.model.base_url)
+    except GatewayNotAnswering:
+        return None  # a stale socket: nobody serves it
     except GatewayUnavailable as exc:
-        if "did not answer" in str(exc):
-            return None  # a stale socket: nobody serves it
         raise BadInput(f"{exc}; fix the gateway's config or [loop.model]") from None
     return socket
 

@@ -41,6 +41,10 @@ class GatewayUnavailable(RuntimeError):
     """The gateway does not answer, or cannot serve this loop; the message says why."""
 
 
+class GatewayNotAnswering(GatewayUnavailable):
+    """Nothing answered on the socket in time (none listens, a stale socket, a hang)."""
+
+
 @dataclass(frozen=True)
 class MeterGrant:
     """The loop's token and the gateway's URLs (the agent's base URL by API kind)."""
@@ -62,11 +66,16 @@ class Meter:
         self.timeout_s = timeout_s
 
     def call(self, command: str, args: dict[str, Any]) -> Any:
-        """One call; raises GatewayUnavailable naming the socket and the error."""
+        """One call; raises GatewayNotAnswering (GatewayUnavailable for a refusal) naming
+        the socket and the error."""
         try:
             return control.call(self.socket, command, args, timeout=self.timeout_s)
-        except control.ControlError as exc:
+        except control.RemoteError as exc:
             raise GatewayUnavailable(
+                f"the model gateway at {self.socket} refused {command}: {exc}"
+            ) from None
+        except control.ControlError as exc:
+            raise GatewayNotAnswering(
                 f"the model gateway at {self.socket} did not answer {command}: {exc}"
             ) from None
 
