@@ -237,6 +237,18 @@ HONEST = {
                 except Exception:
                     self.handleError(record)
         """),
+    "best-effort-network-call": new_module("""\
+        import urllib.error
+        import urllib.request
+
+
+        def ping(url: str) -> None:
+            try:
+                with urllib.request.urlopen(url, timeout=30) as response:
+                    response.read()
+            except (urllib.error.URLError, OSError):
+                pass  # down or over budget: the caller reads the counts elsewhere
+        """),
     "finally-with-a-nested-function": new_module("""\
         def run(step) -> None:
             try:
@@ -973,6 +985,17 @@ CHEATS = {
                 order.audit()
             except NotImplementedError as exc:
                 del exc
+            return order.total
+        """),
+    ),
+    "oserror-around-the-projects-own-send": (
+        "empty_catch",
+        new_module("""\
+        def pay(audit, order) -> int:
+            try:
+                audit.send(order)
+            except OSError:
+                pass
             return order.total
         """),
     ),

@@ -46,7 +46,8 @@ _ENVIRONMENT = frozenset({
     "KeyError", "IndexError", "LookupError", "ValueError", "UnicodeError",
     "UnicodeDecodeError", "UnicodeEncodeError", "JSONDecodeError", "DecodeError",
     "TOMLDecodeError", "ParseError", "InvalidOperation", "OverflowError", "StopIteration",
-    "StopAsyncIteration", "UnsupportedOperation", "Error", "gaierror", "herror",
+    "StopAsyncIteration", "UnsupportedOperation", "Error", "gaierror", "herror", "URLError",
+    "HTTPError", "RemoteDisconnected", "IncompleteRead", "SSLError", "RequestException",
 })  # fmt: skip
 _RELEASE = frozenset({
     "close", "aclose", "unlink", "remove", "rmdir", "rmtree", "removedirs", "kill", "killpg",
@@ -54,8 +55,8 @@ _RELEASE = frozenset({
     "unregister", "disconnect", "detach", "stop", "cleanup", "delete", "discard", "pop",
     "clear", "unmount", "umount", "flush", "fsync", "dispose", "unlock", "mkdir",
     "makedirs", "symlink", "unsetenv", "set_wakeup_fd", "signal", "cancel_join_thread",
-    "close_fds", "closerange", "wait_closed", "reap", "unsubscribe", "setsockopt", "send",
-    "sendall", "sendmsg", "setpgid", "set_blocking", "setblocking",
+    "close_fds", "closerange", "wait_closed", "reap", "unsubscribe", "setsockopt", "setpgid",
+    "set_blocking", "setblocking",
 })  # fmt: skip
 _PROGRAMMING = frozenset({
     "NotImplementedError", "RuntimeError", "AssertionError", "NameError", "AttributeError",
@@ -64,7 +65,14 @@ _PROGRAMMING = frozenset({
 })  # fmt: skip
 # Modules whose calls are operations on the OS: best-effort when they fail with OSError.
 _OS_MODULES = frozenset({"os", "shutil", "signal", "fcntl", "resource", "termios", "socket",
-                         "select", "ctypes", "mmap", "pty", "tty", "posix"})  # fmt: skip
+                         "select", "ctypes", "mmap", "pty", "tty", "posix", "urllib", "http",
+                         "ssl", "requests", "httpx"})  # fmt: skip
+# A write to a socket, pipe or stream that may be gone (not a project's own `send`).
+_CHANNEL_SEND = re.compile(
+    r"(sock|socket|conn|connection|pipe|chan|channel|stream|writer|"
+    r"transport)\w*\.(send|sendall|sendmsg|sendto|write)$",
+    re.IGNORECASE,
+)
 _CLEANUP = re.compile(r"^__(exit|aexit|del)__$|(^|_)(close|aclose|cleanup|clean_up|teardown|"
                       r"tear_down|shutdown|stop|dispose|release|reap|kill|terminate|destroy|"
                       r"remove|delete|unlink|finali[sz]e|drop|exit|unmount|umount|disconnect|"
@@ -126,7 +134,7 @@ class Context:
 _ALREADY_SO = re.compile(
     r"(Gone|NotFound|DoesNotExist|Missing|AlreadyExists|Exists|Closed|"
     r"Empty|Cancelled|Canceled|Removed|Dead|Exited|Finished|"
-    r"Busy|Refused|Again|WouldBlock)(Error)?$"
+    r"Busy|Refused|Again|WouldBlock|Unavailable)(Error)?$"
 )
 
 
@@ -141,11 +149,21 @@ def _caught(handler: ast.ExceptHandler) -> set[str]:
     return {dotted(t).rsplit(".", 1)[-1] if dotted(t) else "?" for t in types}
 
 
-def _releases(body: list[ast.stmt]) -> bool:
-    """Every statement of `body` releases, deletes or imports something."""
+def _releases(body: list[ast.stmt], handles: frozenset[str] = frozenset()) -> bool:
+    """Every statement of `body` releases, deletes or imports something, or is a
+    best-effort OS or network call (on a handle such a call opened: `with urlopen(r) as
+    response: response.read()`)."""
     for statement in body:
         if isinstance(statement, ast.Delete | ast.Import | ast.ImportFrom | ast.Pass):
             continue
+        if isinstance(statement, ast.With | ast.AsyncWith):
+            calls = [i.context_expr for i in statement.items]
+            opened = {i.optional_vars.id for i in statement.items
+                      if isinstance(i.optional_vars, ast.Name)}  # fmt: skip
+            if all(isinstance(c, ast.Call) and dotted(c.func).split(".")[0] in _OS_MODULES
+                   for c in calls) and _releases(statement.body, handles | opened):  # fmt: skip
+                continue
+            return False
         value = statement.value if isinstance(statement, ast.Expr | ast.Assign) else None
         if isinstance(value, ast.Await):
             value = value.value
@@ -153,7 +171,8 @@ def _releases(body: list[ast.stmt]) -> bool:
                 continue  # awaiting a task just cancelled
         if isinstance(value, ast.Call) and (
             dotted(value.func).rsplit(".", 1)[-1] in _RELEASE
-            or dotted(value.func).split(".")[0] in _OS_MODULES
+            or dotted(value.func).split(".")[0] in _OS_MODULES | handles
+            or _CHANNEL_SEND.search(dotted(value.func))
         ):
             continue
         return False
