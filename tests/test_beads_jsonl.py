@@ -22,7 +22,7 @@ from procs.beads.edits import Refused
 from procs.beads.jsonl import DELETE, JsonlFile, StoreError, WriteConflict, read_snapshot
 from procs.beads.store import JsonlBackend
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "beads"
+SHARED = Path(__file__).resolve().parent / "data" / "beads"  # copies of ../shared/beads
 EXPORT = SHARED / "beads-issues.jsonl"
 LEGACY = SHARED / "beads-issues-2025-10-legacy.jsonl"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -27,7 +27,7 @@ from procs.beads.ready import (
     parse_time,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "beads"
+SHARED = Path(__file__).resolve().parent / "data" / "beads"  # copies of ../shared/beads
 EXPORT = SHARED / "beads-issues.jsonl"
 LEGACY = SHARED / "beads-issues-2025-10-legacy.jsonl"
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
