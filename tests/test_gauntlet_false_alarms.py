@@ -404,6 +404,26 @@ HONEST = {
             'ARGV = ["python", "-m", "pkg.new_name"]\n\n\ndef test_cli():\n    assert ARGV\n',
         ),
     },
+    "test-prints-other-words": edit_of(
+        """\
+        from m import cost
+
+
+        def test_cost():
+            c = cost()
+            print(f"idle cost {c} ms over 10 s")
+            assert c < 5
+        """,
+        """\
+        from m import cost
+
+
+        def test_cost():
+            c = cost()
+            print(f"idle cost {c} ns over 2 s")
+            assert c < 5
+        """,
+    ),
     "clock-patched-in-a-test": edit_of(
         """\
         from m import retry

@@ -25,6 +25,7 @@ import ast
 import copy
 import os
 import platform
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -564,6 +565,18 @@ def _environment_patch(node: ast.AST) -> bool:
     return parts[-1] in _ENVIRONMENT or any(p in _ENVIRONMENT for p in parts[-2:-1])
 
 
+_REPORTS = re.compile(
+    r"(^|\.)(print|debug|info|warning|warn|error|exception|critical|log|"
+    r"write|write_line|section)$"
+)
+
+
+def _reports(statement: ast.stmt) -> bool:
+    """`print(...)`, `log.info(...)`: what a test says, not what it expects."""
+    value = statement.value if isinstance(statement, ast.Expr) else None
+    return isinstance(value, ast.Call) and bool(_REPORTS.search(dotted(value.func)))
+
+
 def _edited_statements(old: TestFunction, new: TestFunction, gone: frozenset[str] = frozenset()
                        ) -> list[Finding]:  # fmt: skip
     """Statements in a test (expected = ..., inputs) kept in shape with other literals."""
@@ -574,6 +587,7 @@ def _edited_statements(old: TestFunction, new: TestFunction, gone: frozenset[str
             for n in ast.walk(test.node)
             if isinstance(n, ast.Assign | ast.AnnAssign | ast.AugAssign | ast.Expr)
             and not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))  # prose
+            and not _reports(n)
         }
 
     before, after = simple(old), simple(new)
