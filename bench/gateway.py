@@ -1,8 +1,9 @@
-"""The model gateway's added latency per model call (issue 11's Bench).
+"""The model gateway's added latency per model call (issue 11's Bench; issue 12's Gemini).
 
-Method: the OpenAI chat-completions TEST DOUBLE (tests/doubles/openai_chat.py) on
-127.0.0.1 answers at once, so what is timed is plumbing, not a model. One httpx client
-(keep-alive) sends the same chat request
+Method: the OpenAI chat-completions TEST DOUBLE (tests/doubles/openai_chat.py) and, with
+--gemini, the Gemini API TEST DOUBLE (tests/doubles/gemini_api.py) on 127.0.0.1 answer at
+once, so what is timed is plumbing, not a model. One httpx client (keep-alive) sends the
+same chat request (and generateContent / streamGenerateContent?alt=sse request)
   direct   to the double,
   gateway  through the model gateway running as its real service process
            (procs.llm.gateway_service: token lookup, budget check, breaker, a flock GPU
@@ -13,7 +14,7 @@ a load swing on this shared box hits all variants alike; median and p95 in ms, a
 differences (gateway - direct). The double closes each streamed connection (Connection:
 close), so direct streams pay a TCP connect, and so does the gateway's upstream leg.
 
-    python bench/gateway.py [--calls 300]
+    python bench/gateway.py [--calls 300] [--gemini]
 """
 
 from __future__ import annotations
@@ -38,9 +39,12 @@ import orjson  # noqa: E402
 
 from ipc import paths  # noqa: E402
 from ipc.control import call  # noqa: E402
+from tests.doubles.gemini_api import GeminiApiDouble  # noqa: E402
 from tests.doubles.openai_chat import ChatCompletionsDouble  # noqa: E402
 
 CHAT = {"model": "scripted", "messages": [{"role": "user", "content": "say ok"}]}
+GEMINI = {"contents": [{"role": "user", "parts": [{"text": "say ok"}]}]}
+GEMINI_KEY_ENV = "BENCH_GATEWAY_GEMINI_KEY"
 
 
 def interleaved(fns: dict[str, Callable[[], object]], calls: int) -> dict[str, list[float]]:
@@ -60,16 +64,20 @@ def interleaved(fns: dict[str, Callable[[], object]], calls: int) -> dict[str, l
 def summary(name: str, samples: list[float]) -> tuple[float, float]:
     median = statistics.median(samples)
     p95 = statistics.quantiles(samples, n=20)[18]
-    print(f"{name:<16} n={len(samples):<5} median {median:7.3f} ms   p95 {p95:7.3f} ms")
+    print(f"{name:<18} n={len(samples):<5} median {median:7.3f} ms   p95 {p95:7.3f} ms")
     return median, p95
 
 
-def start_gateway(tmp: Path, upstream: str) -> tuple[subprocess.Popen[bytes], Path]:
+def start_gateway(
+    tmp: Path, upstream: str, gemini: str | None
+) -> tuple[subprocess.Popen[bytes], Path]:
     """The service process; returns once it sent READY=1."""
     config = tmp / "gateway.toml"
-    config.write_text(
-        f'[upstreams.local]\nkind = "openai"\nbase_url = "{upstream}"\ngpu_ticket = true\n'
-    )
+    text = f'[upstreams.local]\nkind = "openai"\nbase_url = "{upstream}"\ngpu_ticket = true\n'
+    if gemini is not None:
+        text += f'[upstreams.gemini]\nkind = "gemini"\nbase_url = "{gemini}"\n'
+        text += f'api_key_env = "{GEMINI_KEY_ENV}"\n'
+    config.write_text(text)
     notify_path = tmp / "notify.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind(str(notify_path))
@@ -77,7 +85,8 @@ def start_gateway(tmp: Path, upstream: str) -> tuple[subprocess.Popen[bytes], Pa
         proc = subprocess.Popen(
             [sys.executable, "-m", "procs.llm.gateway_service", "--config", str(config),
              "--runtime-dir", str(tmp / "run"), "--state-dir", str(tmp / "state")],
-            cwd=ROOT, process_group=0, env={**os.environ, "NOTIFY_SOCKET": str(notify_path)},
+            cwd=ROOT, process_group=0,
+            env={**os.environ, "NOTIFY_SOCKET": str(notify_path), GEMINI_KEY_ENV: "bench-key"},
         )  # fmt: skip
         notify.recv(4096)
     return proc, paths.control_socket(tmp / "run", "model_gateway")
@@ -86,10 +95,11 @@ def start_gateway(tmp: Path, upstream: str) -> tuple[subprocess.Popen[bytes], Pa
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--gemini", action="store_true", help="time the Gemini API path too")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
-    with ChatCompletionsDouble([]) as double:
-        proc, sock = start_gateway(tmp, double.base_url)
+    with ChatCompletionsDouble([]) as double, GeminiApiDouble(expected_key="bench-key") as gem:
+        proc, sock = start_gateway(tmp, double.base_url, gem.base_url if args.gemini else None)
         try:
             grant = call(sock, "token", {"bead": "bench", "loop": "bench"}, timeout=10)
             call(sock, "turn", {"token": grant["token"], "role": "implementer"}, timeout=10)
@@ -99,26 +109,36 @@ def main() -> None:
             auth = {"Authorization": f"Bearer {grant['token']}"}
             plain, streamed = orjson.dumps(CHAT), orjson.dumps({**CHAT, "stream": True})
 
-            def post(url: str, body: bytes) -> Callable[[], object]:
-                return lambda: client.post(url, content=body, headers=auth).read()
+            def post(url: str, body: bytes, key: str = "") -> Callable[[], object]:
+                headers = {"x-goog-api-key": key} if key else auth
+                return lambda: client.post(url, content=body, headers=headers).read()
 
-            samples = interleaved(
-                {
-                    "direct plain": post(direct_url, plain),
-                    "gateway plain": post(gateway_url, plain),
-                    "direct stream": post(direct_url, streamed),
-                    "gateway stream": post(gateway_url, streamed),
-                },
-                args.calls,
-            )
+            variants = {
+                "direct plain": post(direct_url, plain),
+                "gateway plain": post(gateway_url, plain),
+                "direct stream": post(direct_url, streamed),
+                "gateway stream": post(gateway_url, streamed),
+            }
+            if args.gemini:
+                model = "/v1beta/models/double"
+                gbody = orjson.dumps(GEMINI)
+                for where, base, key in (
+                    ("direct", gem.base_url, "bench-key"),
+                    ("gateway", grant["gemini_base_url"], grant["token"]),
+                ):
+                    variants[f"{where} gemini"] = post(f"{base}{model}:generateContent", gbody, key)
+                    stream_url = f"{base}{model}:streamGenerateContent?alt=sse"
+                    variants[f"{where} gemini-sse"] = post(stream_url, gbody, key)
+            samples = interleaved(variants, args.calls)
             usage = call(sock, "usage", {"bead": "bench"}, timeout=10)
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
-    print(f"OpenAI chat TEST DOUBLE on 127.0.0.1, gateway as a service process, "
+    print(f"OpenAI chat (and Gemini) TEST DOUBLES on 127.0.0.1, gateway as a service process, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")  # fmt: skip
     figures = {name: summary(name, values) for name, values in samples.items()}
-    for kind in ("plain", "stream"):
+    kinds = ("plain", "stream", "gemini", "gemini-sse") if args.gemini else ("plain", "stream")
+    for kind in kinds:
         (dm, dp), (gm, gp) = figures[f"direct {kind}"], figures[f"gateway {kind}"]
         print(f"added by the gateway, {kind}: median {gm - dm:.3f} ms, p95 {gp - dp:.3f} ms")
     calls = usage["roles"]["implementer"]["calls"]

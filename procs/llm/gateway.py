@@ -9,6 +9,9 @@ per bead and role, budgeted, GPU-ticketed and passes the breaker:
     GET  /v1/models             the upstream's model list (Anthropic's with anthropic-version)
     POST /v1/messages/count_tokens  Anthropic's token counter (no tokens spent: not metered)
     POST /v1/messages           Anthropic Messages (streamed or not) -> the "anthropic" upstream
+    POST /v1beta/models/{model}:generateContent, :streamGenerateContent?alt=sse (metered),
+         :countTokens (not), GET /v1beta/models   the Gemini API -> the "gemini" upstream
+         (procs.llm.gateway_gemini: Gemini CLI's GOOGLE_GEMINI_BASE_URL is `base_url`)
 
 In-process (tests, benches, this process kind; other kinds may not import procs.llm, so
 a loop, one-shot or not, runs `procs.llm.gateway_service` and speaks to its socket):
@@ -20,11 +23,11 @@ a loop, one-shot or not, runs `procs.llm.gateway_service` and speaks to its sock
     gateway.store.usage("bead-1")          # counts per role, over_budget, reason
     gateway.stop()
 
-Refusals are JSON in the protocol's error shape: 401 missing or unknown token, 400 bad
-body, 413 body over max_body_bytes, 429 bead over budget (before the upstream is asked),
-502/504 upstream down or silent, 503 open breaker, no GPU ticket, or too busy. The server
-is the stdlib's ThreadingHTTPServer (one thread per connection, `max_concurrent` requests
-at once); an idle or slow client is dropped after IDLE_S.
+Refusals are JSON in the protocol's error shape (procs.llm.gateway_errors): 401 missing or
+unknown token, 400 bad body, 413 body over max_body_bytes, 429 bead over budget (before the
+upstream is asked), 502/504 upstream down or silent, 503 open breaker, no GPU ticket, or too
+busy. The server is the stdlib's ThreadingHTTPServer (one thread per connection,
+`max_concurrent` requests at once); an idle or slow client is dropped after IDLE_S.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Any
 import orjson
 
 from ipc import service_report
+from procs.llm import gateway_gemini
 from procs.llm.gateway_config import GatewayConfig
 from procs.llm.gateway_exchange import BodyTooLarge, Exchange, MalformedHttp
 from procs.llm.gateway_store import CallUsage, GatewayStore, UnknownToken
@@ -46,7 +50,7 @@ from procs.llm.tickets import GpuTickets
 
 IDLE_S = 120.0
 HOST = "127.0.0.1"
-# (method, path) -> (protocol, metered); the protocol's upstream kind is UPSTREAM_KIND's
+# (method, path) -> (protocol, metered), and the Gemini API's by gateway_gemini.route
 ROUTES = {
     ("POST", "/v1/chat/completions"): ("openai", True),
     ("POST", "/v1/responses"): ("responses", True),
@@ -54,6 +58,8 @@ ROUTES = {
     ("GET", "/v1/models"): ("openai", False),
     ("POST", "/v1/messages/count_tokens"): ("anthropic", False),
 }
+UPSTREAM_KIND = {"openai": "openai", "responses": "openai", "anthropic": "anthropic",
+                 "gemini": "gemini"}  # fmt: skip
 
 
 class _Server(ThreadingHTTPServer):
@@ -119,6 +125,11 @@ class Gateway:
         return f"http://{HOST}:{self.port}"
 
     @property
+    def gemini_base_url(self) -> str:
+        """Gemini CLI's GOOGLE_GEMINI_BASE_URL (@google/genai adds /v1beta itself)."""
+        return self.base_url
+
+    @property
     def openai_base_url(self) -> str:
         return self.base_url + "/v1"
 
@@ -168,8 +179,12 @@ class Gateway:
         """Answer one request (on its connection's thread); never raises past ClientGone.
         The body is read (bounded) first, whatever the answer, so the connection stays in
         step for the client's next request."""
-        route = ROUTES.get((exchange.method, exchange.path))
+        route = ROUTES.get((exchange.method, exchange.path)) or gateway_gemini.route(
+            exchange.method, exchange.path
+        )
         kind = "anthropic" if exchange.path == "/v1/messages" else "openai"
+        if gateway_gemini.is_gemini_path(exchange.path):
+            kind = "gemini"
         if route is not None and route[0] == "openai" and exchange.header("anthropic-version"):
             route = ("anthropic", route[1])  # GET /v1/models from an Anthropic client
         try:
@@ -205,12 +220,14 @@ class Gateway:
         except UnknownToken as exc:
             hint = "ask for one with the gateway's `token` command, send it as the API key"
             raise Refusal(401, "authentication_error", f"{exc}; {hint}") from None
-        kind = "anthropic" if protocol == "anthropic" else "openai"
+        kind = UPSTREAM_KIND[protocol]
         upstream = self.upstreams.get(kind)
         if upstream is None:
             raise Refusal(503, "no_upstream", f"this gateway has no {kind!r} upstream configured")
         headers = upstream.headers(exchange.headers())
         path = exchange.raw_path.removeprefix("/v1") if kind == "openai" else exchange.raw_path
+        if kind == "gemini":  # the agent's token never goes on, nor into a URL
+            path = gateway_gemini.without_key(path)
         if not metered:
             plain = Request(exchange.method, upstream.url(path), body, headers)
             return upstream.relay(plain, exchange)

@@ -21,6 +21,10 @@ One upstream per protocol kind; every error names the offending key. Example
     kind = "anthropic"          # Anthropic Messages
     base_url = "https://api.anthropic.com"  # the host, as the Anthropic SDK takes it
     api_key_env = "ANTHROPIC_API_KEY"
+    [upstreams.gemini]
+    kind = "gemini"             # the Gemini API (v1beta), as Gemini CLI speaks it
+    base_url = "https://generativelanguage.googleapis.com"  # the host, as @google/genai takes it
+    api_key_env = "GEMINI_API_KEY"          # sent upstream as x-goog-api-key
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-KINDS = ("openai", "anthropic")
+KINDS = ("openai", "anthropic", "gemini")
+DEFAULT_KEY_ENV = {"anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY"}
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
@@ -63,7 +68,7 @@ class GatewayConfig:
     gpu_tickets: int = 1
 
     def upstream_for(self, kind: str) -> UpstreamSpec | None:
-        """The upstream serving protocol `kind` ("openai" or "anthropic"), if any."""
+        """The upstream serving protocol `kind` ("openai", "anthropic", "gemini"), if any."""
         return next((u for u in self.upstreams.values() if u.kind == kind), None)
 
     @classmethod
@@ -122,7 +127,7 @@ def _upstream(name: str, raw: Any) -> UpstreamSpec:
     base_url = spec.get("base_url")
     if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
         raise GatewayConfigError(f"{where}.base_url must be an http(s) URL, got {base_url!r}")
-    key_env = spec.get("api_key_env", "ANTHROPIC_API_KEY" if kind == "anthropic" else "")
+    key_env = spec.get("api_key_env", DEFAULT_KEY_ENV.get(kind, ""))
     if not isinstance(key_env, str):
         raise GatewayConfigError(f"{where}.api_key_env must be a string")
     if not isinstance(spec.get("gpu_ticket", False), bool):

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from http.server import BaseHTTPRequestHandler
 
-import orjson
-
+from procs.llm import gateway_gemini
+from procs.llm.gateway_errors import error_body
 from procs.llm.gateway_store import UnknownToken
 from procs.llm.gateway_upstream import ClientGone
 
@@ -26,14 +26,6 @@ class BodyTooLarge(ValueError):
 
 class MalformedHttp(ValueError):
     """The request's framing is broken (a bad Content-Length or chunk size)."""
-
-
-def error_body(kind: str, type_: str, message: str) -> bytes:
-    """An error in the shape the protocol's SDKs parse (both carry error.type/.message)."""
-    error = {"type": type_, "message": message}
-    if kind == "anthropic":
-        return orjson.dumps({"type": "error", "error": error})
-    return orjson.dumps({"error": {**error, "code": type_}})
 
 
 class Exchange:
@@ -52,21 +44,26 @@ class Exchange:
         return {k.lower(): v for k, v in self._handler.headers.items()}
 
     def token(self) -> str:
-        """The client's token (`Authorization: Bearer` or `x-api-key`); raises UnknownToken."""
+        """The client's token (`Authorization: Bearer`, `x-api-key`, `x-goog-api-key` or a
+        `?key=` query parameter); raises UnknownToken."""
         bearer = self.header("authorization")
         if bearer.lower().startswith("bearer ") and bearer[7:].strip():
             return bearer[7:].strip()
-        if key := self.header("x-api-key").strip():
+        for name in ("x-api-key", "x-goog-api-key"):
+            if key := self.header(name).strip():
+                return key
+        if key := gateway_gemini.query_key(self.raw_path).strip():
             return key
         raise UnknownToken(
             "no token: send the gateway's token as `Authorization: Bearer <token>` "
-            "(OpenAI) or `x-api-key: <token>` (Anthropic)"
+            "(OpenAI), `x-api-key: <token>` (Anthropic) or `x-goog-api-key: <token>` (Gemini)"
         )
 
     def unknown_route(self) -> str:
         return (
             f"no route {self.method} {self.path}: the gateway serves POST /v1/chat/completions, "
-            "POST /v1/responses, POST /v1/messages (and /count_tokens) and GET /v1/models"
+            "POST /v1/responses, POST /v1/messages (and /count_tokens), GET /v1/models and "
+            "POST /v1beta/models/{model}:generateContent (:streamGenerateContent, :countTokens)"
         )
 
     def read_body(self, limit: int) -> bytes:
@@ -173,7 +170,7 @@ class Exchange:
         if self._started:
             self._handler.close_connection = True
             return
-        body = error_body(kind, type_, message)
+        body = error_body(kind, status, type_, message)
         try:
             self.start(status, {"content-type": "application/json"}, length=len(body))
             self.write(body)

@@ -5,7 +5,7 @@ answers loops on its control socket `<runtime_dir>/model_gateway.sock` (ipc.cont
 
     token  {"bead": "fs-12", "loop": "loop-7", "budget_tokens": 200000, "role": "auditor"}
         -> {"token": "fgw-...", "bead": "fs-12", "openai_base_url": "http://127.0.0.1:P/v1",
-            "anthropic_base_url": "http://127.0.0.1:P"}
+            "anthropic_base_url": "http://127.0.0.1:P", "gemini_base_url": "http://127.0.0.1:P"}
     turn   {"token": "fgw-...", "role": "implementer"}  -> {"bead": "fs-12", "role": ...}
     usage  {"bead": "fs-12"} -> {"roles": {role: {calls, input_tokens, output_tokens,
             cached_tokens, aborted}}, "budget_tokens", "used_tokens", "over_budget", "reason"}
@@ -43,6 +43,7 @@ DEFAULT_CONFIG = {
     "upstreams": {
         "local": {"kind": "openai", "base_url": "http://127.0.0.1:8080/v1", "gpu_ticket": True},
         "anthropic": {"kind": "anthropic", "base_url": "https://api.anthropic.com"},
+        "gemini": {"kind": "gemini", "base_url": "https://generativelanguage.googleapis.com"},
     }
 }
 
@@ -84,6 +85,7 @@ def write_info(runtime: Path, gateway: Gateway) -> Path:
         "base_url": gateway.base_url,
         "openai_base_url": gateway.openai_base_url,
         "anthropic_base_url": gateway.base_url,
+        "gemini_base_url": gateway.gemini_base_url,
         "socket": str(paths.control_socket(runtime, ENDPOINT)),
     }
     temp = path.with_name(f".{INFO_FILE}.{os.getpid()}")
@@ -160,6 +162,7 @@ class GatewayService(Service):
             "bead": bead,
             "openai_base_url": self.gateway.openai_base_url,
             "anthropic_base_url": self.gateway.base_url,
+            "gemini_base_url": self.gateway.gemini_base_url,
         }
 
     def turn(self, args: dict[str, Any]) -> dict[str, str]:

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import httpx
-import orjson
 
 from procs.llm.breaker import Admission, CircuitBreaker
 from procs.llm.errors import CircuitOpen, TicketTimeout
 from procs.llm.gateway_config import UpstreamSpec
+from procs.llm.gateway_errors import error_event
 from procs.llm.gateway_store import CallUsage
 from procs.llm.gateway_usage import SseSplitter, StreamMeter, body_usage
 from procs.llm.tickets import GpuTickets
@@ -90,17 +90,6 @@ class _Meter:
             settle(usage, aborted)
 
 
-def error_event(protocol: str, type_: str, message: str) -> bytes:
-    """A mid-stream failure as the protocol's clients expect to read it."""
-    if protocol == "anthropic":
-        data = orjson.dumps({"type": "error", "error": {"type": type_, "message": message}})
-        return b"event: error\ndata: " + data + b"\n\n"
-    if protocol == "responses":
-        data = orjson.dumps({"type": "error", "code": type_, "message": message})
-        return b"event: error\ndata: " + data + b"\n\n"
-    return b"data: " + orjson.dumps({"error": {"type": type_, "message": message}}) + b"\n\n"
-
-
 class Upstream:
     """Thread-safe: one pooled httpx client and one breaker shared by all requests."""
 
@@ -115,7 +104,8 @@ class Upstream:
         self._http = httpx.Client(trust_env=False, limits=httpx.Limits(max_connections=256))
 
     def url(self, path: str) -> str:
-        """`path` is the client's path after /v1 for OpenAI, the whole path for Anthropic."""
+        """`path` is the client's path after /v1 for OpenAI, the whole path for Anthropic
+        and Gemini (without a `key` query parameter)."""
         return self.spec.base_url + path
 
     def headers(self, client: dict[str, str]) -> dict[str, str]:
@@ -136,6 +126,8 @@ class Upstream:
             )
         if self.spec.kind == "anthropic":
             out["x-api-key"] = key
+        elif self.spec.kind == "gemini":
+            out["x-goog-api-key"] = key
         else:
             out["authorization"] = f"Bearer {key}"
         return out
@@ -147,7 +139,7 @@ class Upstream:
         GPU ticket for local upstreams, and `settle(usage, aborted)` is called once, before
         the end of the answer reaches the client, so a caller who reads the counts after
         its call sees it counted. `protocol` (default: the upstream's kind) says how usage
-        and errors are written: "openai" (chat), "responses" or "anthropic"."""
+        and errors are written: "openai" (chat), "responses", "anthropic" or "gemini"."""
         stream = StreamMeter(protocol or self.spec.kind, hide_usage_chunk=hide_usage_chunk)
         meter = _Meter(stream, settle)
         admission = self._admit()
@@ -280,13 +272,15 @@ class Upstream:
                 sink.write(splitter.rest())
             except httpx.HTTPError as exc:
                 meter.settle(meter.stream.usage, aborted=True)
+                timeout = isinstance(exc, httpx.TimeoutException)
                 message = (
                     self._timeout_refusal().message
-                    if isinstance(exc, httpx.TimeoutException)
+                    if timeout
                     else f"upstream {self.spec.name!r} broke the stream "
                     f"({type(exc).__name__}: {exc})"
                 )
-                sink.write(error_event(meter.stream.kind, "upstream_error", message))
+                status = 504 if timeout else 502
+                sink.write(error_event(meter.stream.kind, "upstream_error", message, status=status))
                 sink.finish()
                 return True
             sink.finish()

@@ -12,14 +12,17 @@ The counts are the upstream's own usage fields, never an estimate:
 - Anthropic Messages: `usage.input_tokens` / `output_tokens` (+ cache creation and cache
   reads as cached tokens); streamed, `message_start`'s usage, then `message_delta`'s
   cumulative counts over it.
+- Gemini: `usageMetadata` (procs.llm.gateway_gemini.usage); streamed, the last chunk's.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import orjson
 
+from procs.llm import gateway_gemini
 from procs.llm.gateway_store import CallUsage
 
 _SEPARATORS = (b"\r\n\r\n", b"\n\n")
@@ -38,6 +41,10 @@ def parse_request(protocol: str, body: bytes) -> dict[str, Any]:
         raise BadRequestBody(f"request body is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise BadRequestBody(f"request body must be a JSON object, got {type(obj).__name__}")
+    if protocol == "gemini":
+        if problem := gateway_gemini.check_request(obj):
+            raise BadRequestBody(problem)
+        return obj
     if protocol == "responses":
         if not isinstance(obj.get("input"), str | list):
             raise BadRequestBody("request body needs 'input', a string or a list")
@@ -109,6 +116,8 @@ def body_usage(protocol: str, body: bytes) -> CallUsage | None:
         return openai_usage(obj)
     if protocol == "responses":
         return responses_usage(obj)
+    if protocol == "gemini":
+        return gateway_gemini.usage(obj)
     return anthropic_usage(obj.get("usage")) if isinstance(obj, dict) else None
 
 
@@ -166,6 +175,8 @@ class StreamMeter:
     def keep(self, event: bytes) -> bool:
         """Take in one event; False when the client must not see it."""
         data = event_data(event)
+        if self.kind == "gemini":  # no end marker: the stream's end settles it
+            return self._gemini(data)
         if data == b"[DONE]" or b'"message_stop"' in data:
             self.done = True
         if b'"usage"' not in data:
@@ -192,4 +203,10 @@ class StreamMeter:
             )
         elif isinstance(obj, dict) and obj.get("type") == "message_delta":
             self.usage = anthropic_usage(obj.get("usage"), self.usage)
+        return True
+
+    def _gemini(self, data: bytes) -> bool:
+        if b'"usageMetadata"' in data:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                self.usage = gateway_gemini.usage(orjson.loads(data)) or self.usage
         return True
