@@ -51,7 +51,7 @@ def test_what_cannot_be_configured_is_refused_before_anything_is_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     anthropic = AgentModel("http://127.0.0.1:4000", "claude", "anthropic", "k")
-    with pytest.raises(ModelSetupError, match="OpenAI-compatible"):
+    with pytest.raises(ModelSetupError, match="opencode profile speaks openai"):
         agent_environment("opencode", anthropic, tmp_path).__enter__()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "ws" / "tmp"))
     (tmp_path / "ws" / "tmp").mkdir(parents=True)

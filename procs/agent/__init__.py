@@ -6,7 +6,8 @@ handlers the agent calls), sessions (each session's role policy, record and term
 result (TurnResult and its outcome), serve (a kept agent serving turns on stdio), roles
 (what each role may write), permissions (the decision per tool call), files (fs/*),
 terminals (terminal/*), transport (stdio that reports bad input), record (what a turn
-produced, bounded), opencode (config/env for opencode-ai).
+produced, bounded), opencode (config/env for opencode-ai), profiles (each agent kind
+as data: profiles.toml), modes (the session mode every turn is pinned to).
 This package is named `agent`, not `acp`, so that it never shadows the library.
 """
 
@@ -21,6 +22,7 @@ from procs.agent.session import (
     AgentError,
     AgentProtocolError,
     AgentTimeout,
+    UnsafeMode,
 )
 
 __all__ = [
@@ -37,5 +39,6 @@ __all__ = [
     "RolePolicy",
     "TurnRecord",
     "TurnResult",
+    "UnsafeMode",
     "decide",
 ]

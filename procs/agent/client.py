@@ -99,10 +99,14 @@ class FactoryClient:
         max_pending_permissions: int = DEFAULT_MAX_PENDING_PERMISSIONS,
         sandbox_mode: str = "bwrap",
         command_memory_mb: int = DEFAULT_MEMORY_MB,
+        read_text_file: bool = True,
+        missing_file_reads_empty: bool = False,
     ) -> None:
         """`policy`: the policy of sessions opened without one (None: each session must
         name its own). `may_execute`: whether the agent is told that it may use terminals
-        at all (default: `policy`'s); each session's own policy still decides."""
+        at all (default: `policy`'s); each session's own policy still decides.
+        `read_text_file`: whether fs/read_text_file is offered; `missing_file_reads_empty`:
+        a missing file reads as "" (Gemini CLI takes "not found" for a hard failure)."""
         if isinstance(max_pending_permissions, bool) or not (
             isinstance(max_pending_permissions, int) and max_pending_permissions >= 1
         ):
@@ -119,6 +123,8 @@ class FactoryClient:
         self.permission_timeout_s = permission_timeout_s
         self.max_write_bytes = max_write_bytes
         self.max_read_bytes = max_read_bytes
+        self.read_text_file_offered = read_text_file
+        self.missing_file_reads_empty = missing_file_reads_empty
         self.record_limits = record_limits or RecordLimits()
 
         def terminals_for(session_policy: RolePolicy) -> Terminals:
@@ -198,6 +204,8 @@ class FactoryClient:
             session.record.add_update(data)
             if data.get("sessionUpdate") in ("tool_call", "tool_call_update"):
                 session.note_tool_call(data)
+            elif data.get("sessionUpdate") == "current_mode_update":
+                session.note_mode(data)
         else:  # a notification has nobody to answer: counted
             self.updates_for_unknown_sessions += 1
 
@@ -286,6 +294,9 @@ class FactoryClient:
             record.add_file(FileRecord("read", path, False, str(exc), refused=True))
             raise RequestError(FORBIDDEN, f"read refused: {exc}", {"path": path}) from None
         except FileNotFoundError:
+            if self.missing_file_reads_empty:
+                record.add_file(FileRecord("read", path, True, "not found: read as empty"))
+                return ReadTextFileResponse(content="")
             record.add_file(FileRecord("read", path, False, "not found"))
             raise RequestError(NOT_FOUND, f"no such file: {path}", {"path": path}) from None
         except (OSError, ValueError) as exc:

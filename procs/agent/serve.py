@@ -29,7 +29,9 @@ and ends the session; the next session is opened ahead of its turn (prepare_sess
 so a turn after the first starts without waiting for the agent. Errors: "bad_request"
 (not JSON, not an object, unknown role, no prompt, a bad timeout: the process goes on),
 "agent_died", "agent_timeout" (no answer to session/new, or the cancel ignored),
-"agent_protocol". After agent_died or agent_timeout ("agent_alive": false) the agent is
+"agent_protocol", "unsafe_mode" (the session offers no mode that asks before every edit
+and command, or the agent left it mid-turn: procs.agent.modes; the agent lives on).
+After agent_died or agent_timeout ("agent_alive": false) the agent is
 closed and this process exits 3: whoever started it starts a new one for the next turn.
 The agent dying between turns is reported at once, `{"event": "agent_exited", ...}`,
 and the process exits 3; a request read as it died is not started (that event is its
@@ -59,7 +61,7 @@ import orjson
 from procs.agent.record import RecordLimits
 from procs.agent.result import TurnResult
 from procs.agent.roles import RolePolicy
-from procs.agent.session import AcpAgent, AgentDied, AgentError, AgentTimeout
+from procs.agent.session import AcpAgent, AgentDied, AgentError, AgentTimeout, UnsafeMode
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 MAX_PROMPT_FILE_BYTES = 8 * 1024 * 1024
@@ -176,6 +178,7 @@ class KeptAgent:
                 env=getattr(args, "agent_env", None), timeout=args.start_timeout_s,
                 record_limits=limits,
                 max_terminals=args.max_terminals, sandbox_mode=args.sandbox,
+                profile=getattr(args, "profile", None),
             )  # fmt: skip
         except (AgentError, OSError, ValueError) as exc:
             self.write({"event": "failed", "error": type(exc).__name__, "message": str(exc)})
@@ -266,9 +269,9 @@ class KeptAgent:
             alive = not isinstance(exc, (AgentDied, AgentTimeout)) and (
                 agent.process.returncode is None
             )  # fmt: skip
-            error = {AgentDied: "agent_died", AgentTimeout: "agent_timeout"}.get(
-                type(exc), "agent_protocol"
-            )
+            error = {
+                AgentDied: "agent_died", AgentTimeout: "agent_timeout", UnsafeMode: "unsafe_mode"
+            }.get(type(exc), "agent_protocol")  # fmt: skip
             self.write({"event": "turn", "id": request.request_id, "ok": False, "error": error,
                         "message": str(exc), "agent_alive": alive})  # fmt: skip
             if alive:

@@ -20,11 +20,15 @@ writes, protocol violations, how many updates the record's limits dropped) to
 --result-file or stdout. The agent inherits this process's environment, unless the
 model is given (both forms):
 
-    --model-url URL --model NAME [--model-api openai|anthropic] [--profile opencode|generic]
+    --model-url URL --model NAME [--model-api openai|responses|anthropic|gemini]
+    [--profile opencode|claude|codex|gemini|generic|...] [--profiles FILE]
 
 with the key in $FACTORY_MODEL_TOKEN (never on argv): then the agent's model config is
-written for its profile (procs.agent.model_setup: for opencode, opencode.json in a
-private HOME removed at exit; the profile defaults to the command's basename). With
+written for its profile (procs.agent.model_setup: config files and environment in a
+private HOME removed at exit; the profile defaults to the command's basename:
+procs.agent.profiles). The profile also says which fs capabilities the agent is
+offered and which session mode every turn runs in (procs.agent.modes: one that asks
+permission for every edit and command; none such, a failed turn). With
 --may-execute, the agent's terminal/* commands run under bubblewrap (procs.sandbox) with
 the role's paths read-only; without a usable bwrap they are refused unless --sandbox none.
 SIGTERM/SIGINT, and --timeout-s, cancel the turn (session/cancel) and wait up to
@@ -51,16 +55,14 @@ import orjson
 from procs.agent import AcpAgent, AgentError, RolePolicy, TurnResult
 from procs.agent.log_lines import install as install_log_lines
 from procs.agent.model_setup import (
-    MODEL_APIS,
     MODEL_TOKEN_ENV,
     NO_KEY,
-    PROFILES,
     AgentModel,
     ModelSetupError,
     agent_environment,
     check,
-    default_profile,
 )
+from procs.agent.profiles import MODEL_APIS, ProfileError, load_profiles, profile_for
 from procs.agent.record import DEFAULT_MAX_UPDATE_BYTES, DEFAULT_MAX_UPDATES, RecordLimits
 from procs.agent.serve import serve
 from procs.agent.terminals import DEFAULT_MAX_TERMINALS
@@ -87,6 +89,7 @@ async def run_turn(args: argparse.Namespace, prompt: str) -> TurnResult:
         args.command, workspace=args.workspace, policy=policy, timeout=args.start_timeout_s,
         env=getattr(args, "agent_env", None), record_limits=limits,
         max_terminals=args.max_terminals, sandbox_mode=args.sandbox,
+        profile=getattr(args, "profile", None),
     )  # fmt: skip
     try:
         await agent.new_session(timeout=args.start_timeout_s)
@@ -140,9 +143,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--model-api", choices=MODEL_APIS, default="openai")
     parser.add_argument(
         "--profile",
-        choices=PROFILES,
-        help="how the agent reads its model config (default: by command)",
+        help="the agent's profile: opencode, claude, codex, gemini, generic or the "
+        "operator's (default: by command)",
     )
+    parser.add_argument(
+        "--profiles", type=Path,
+        help="a TOML file of agent profiles besides the built-ins (default: "
+        "$FACTORY_AGENT_PROFILES)",
+    )  # fmt: skip
     parser.add_argument("command", nargs="+", help="the agent command, after --")
     args = parser.parse_args(argv)
     model = _model(args, parser)
@@ -158,8 +166,18 @@ def main(argv: list[str]) -> int:
 
 
 def _model(args: argparse.Namespace, parser: argparse.ArgumentParser) -> AgentModel | None:
-    """The --model-url settings, checked (None without --model-url)."""
-    args.profile = args.profile or default_profile(args.command)
+    """The --model-url settings, checked (None without --model-url); `args.profile`
+    becomes the AgentProfile (its modes and fs capabilities apply with or without)."""
+    try:
+        profiles = load_profiles(args.profiles)
+    except (ProfileError, OSError) as exc:
+        parser.error(f"agent profiles: {exc}")
+    if args.profile is None:
+        args.profile = profile_for(args.command, profiles)
+    elif args.profile in profiles:
+        args.profile = profiles[args.profile]
+    else:
+        parser.error(f"unknown agent profile {args.profile!r}; known: {sorted(profiles)}")
     if args.model_url is None:
         return None
     key = os.environ.get(MODEL_TOKEN_ENV) or NO_KEY

@@ -37,6 +37,8 @@ from pydantic import ValidationError
 
 from procs.agent.client import DEFAULT_MAX_PENDING_PERMISSIONS, FactoryClient, Review
 from procs.agent.exits import WatchedProcess, signal_name, spawn
+from procs.agent.modes import ModePin, NoAskingMode
+from procs.agent.profiles import AgentProfile
 from procs.agent.record import RecordLimits
 from procs.agent.result import TurnResult
 from procs.agent.roles import RolePolicy
@@ -63,6 +65,11 @@ class AgentProtocolError(AgentError):
     """The agent answered with an error or with something that is not valid ACP."""
 
 
+class UnsafeMode(AgentError):
+    """The session cannot run in, or left, a mode that asks before every edit and
+    command (procs.agent.modes); the message says which modes it has. The agent lives."""
+
+
 class _Stopped(Exception):
     """The caller's stop event was set while a call waited (prompt() cancels the turn)."""
 
@@ -81,8 +88,9 @@ class AcpAgent:
         self.client = client
         self.conn = acp.connect_to_agent(client, transport)
         self.session_id: str | None = None
-        # A session/new started ahead of its turn (prepare_session).
-        self._prepared: asyncio.Future[NewSessionResponse] | None = None
+        self.mode_pin: ModePin | None = None
+        # A session/new (and its pinned mode) started ahead of its turn (prepare_session).
+        self._prepared: asyncio.Future[tuple[NewSessionResponse, str | None]] | None = None
         self.agent_info: dict[str, Any] = {}
         self.capabilities: dict[str, Any] = {}
         self._stderr = bytearray()
@@ -109,6 +117,7 @@ class AcpAgent:
         max_kept_terminals: int = DEFAULT_MAX_KEPT_TERMINALS,
         max_pending_permissions: int = DEFAULT_MAX_PENDING_PERMISSIONS,
         sandbox_mode: str = "bwrap",
+        profile: AgentProfile | None = None,
     ) -> AcpAgent:
         """Spawn `command` in `workspace` and complete `initialize` within `timeout` s.
 
@@ -121,7 +130,9 @@ class AcpAgent:
         not yet released); `max_pending_permissions` how many permission requests may
         wait for `review` at once (more are refused); `sandbox_mode` how terminal/*
         commands run ("bwrap", or "none" where the operator chose no isolation; without a
-        usable bwrap they are refused). Raises ValueError for a bad limit
+        usable bwrap they are refused). `profile` (procs.agent.profiles): the fs
+        capabilities offered and the session modes turns may run in (every session is
+        pinned to one; None: all fs offered, no pinning). Raises ValueError for a bad limit
         (before anything is spawned), FileNotFoundError for a missing command,
         AgentDied, AgentTimeout, AgentProtocolError.
         """
@@ -136,6 +147,8 @@ class AcpAgent:
             command_timeout_s=command_timeout_s, record_limits=record_limits,
             max_terminals=max_terminals, max_kept_terminals=max_kept_terminals,
             max_pending_permissions=max_pending_permissions, sandbox_mode=sandbox_mode,
+            read_text_file=profile.read_text_file if profile else True,
+            missing_file_reads_empty=profile.missing_file_reads_empty if profile else False,
         )  # fmt: skip
         process = await spawn(
             *command,
@@ -147,6 +160,8 @@ class AcpAgent:
         assert process.stdout is not None and process.stdin is not None
         transport = AgentTransport(process.stdout, process.stdin)
         agent = cls(command, process, transport, client)
+        if profile is not None:
+            agent.mode_pin = ModePin(profile.ask_modes, profile.require_mode)
         try:
             await agent._initialize(timeout)
         except BaseException:
@@ -156,7 +171,9 @@ class AcpAgent:
 
     async def _initialize(self, timeout: float) -> None:
         capabilities = ClientCapabilities(
-            fs=FileSystemCapabilities(read_text_file=True, write_text_file=True),
+            fs=FileSystemCapabilities(
+                read_text_file=self.client.read_text_file_offered, write_text_file=True
+            ),
             terminal=self.client.may_execute,
         )
         reply = await self._call(
@@ -180,18 +197,20 @@ class AcpAgent:
         current session (the one prompt() uses). Its requests are judged by `policy`
         (default: the agent's). Sessions opened before stay open until end_session().
         Raises ValueError (before any call) when there is no policy, AgentProtocolError
-        when the agent hands out an id that is already open."""
+        when the agent hands out an id that is already open, UnsafeMode when the session
+        cannot be pinned to a mode that asks (procs.agent.modes)."""
         if (policy or self.client.policy) is None:
             raise ValueError("new_session needs a role policy (the agent was started without)")
         if self._prepared is not None:  # bounded by prepare_session's own timeout
             prepared, self._prepared = self._prepared, None
-            reply = await prepared
+            reply, mode = await prepared
         else:
-            reply = await self._session_new(timeout)
+            reply, mode = await self._session_new(timeout)
         try:
-            self.client.open_session(reply.session_id, policy)
+            session = self.client.open_session(reply.session_id, policy)
         except ValueError as exc:
             raise AgentProtocolError(f"session/new: {exc}") from None
+        session.mode_pin, session.mode = self.mode_pin, mode
         self.session_id = reply.session_id
         return reply.session_id
 
@@ -205,12 +224,28 @@ class AcpAgent:
         if self._prepared is None:
             self._prepared = asyncio.ensure_future(self._session_new(timeout))
 
-    async def _session_new(self, timeout: float) -> NewSessionResponse:
-        return await self._call(
+    async def _session_new(self, timeout: float) -> tuple[NewSessionResponse, str | None]:
+        """session/new, then session/set_mode to the pinned mode where it is not current;
+        the reply and the mode the session runs in (None: the agent has no modes)."""
+        reply = await self._call(
             "session/new",
             self.conn.new_session(cwd=str(self.client.workspace), mcp_servers=[]),
             timeout,
         )
+        if self.mode_pin is None:
+            return reply, None
+        modes = reply.modes.model_dump(mode="json", by_alias=True) if reply.modes else None
+        try:
+            mode, must_set = self.mode_pin.pin(modes)
+        except NoAskingMode as exc:
+            raise UnsafeMode(f"session {reply.session_id}: {exc}") from None
+        if must_set and mode is not None:
+            await self._call(
+                "session/set_mode",
+                self.conn.set_session_mode(mode_id=mode, session_id=reply.session_id),
+                timeout,
+            )
+        return reply, mode
 
     async def end_session(self, session_id: str | None = None, *, timeout: float = 5.0) -> None:
         """Stop serving `session_id` (default: the current one): later requests naming it
@@ -242,9 +277,10 @@ class AcpAgent:
 
         Either way the agent must then end the turn within `cancel_grace_s` s, or
         AgentTimeout; the result says timed_out=True when the timeout cancelled it (its stop
-        reason is the agent's, normally "cancelled"). Blocks at most about `timeout` +
-        `cancel_grace_s` + 5 s (the cancel's own send). Raises AgentDied, AgentTimeout,
-        AgentProtocolError.
+        reason is the agent's, normally "cancelled"). A switch to a mode outside the pin
+        (current_mode_update) cancels the turn the same way and raises UnsafeMode once
+        it has ended. Blocks at most about `timeout` + `cancel_grace_s` + 5 s (the
+        cancel's own send). Raises AgentDied, AgentTimeout, AgentProtocolError, UnsafeMode.
         """
         if self.session_id is None:
             raise AgentProtocolError("prompt before new_session()")
@@ -258,10 +294,13 @@ class AcpAgent:
             self.conn.prompt(session_id=self.session_id, prompt=[acp.text_block(text)])
         )
         timed_out = stopped = False
+        halt = asyncio.Event()  # the caller's stop, or the agent leaving the pinned mode
+        relays = [asyncio.ensure_future(_relay(event, halt))
+                  for event in (stop, session.left_pin) if event is not None]  # fmt: skip
         try:
             try:
                 reply = await self._call(
-                    "session/prompt", turn, timeout, keep_on_timeout=True, stop=stop
+                    "session/prompt", turn, timeout, keep_on_timeout=True, stop=halt
                 )
             except (AgentTimeout, _Stopped) as exc:
                 timed_out = isinstance(exc, AgentTimeout)
@@ -275,6 +314,10 @@ class AcpAgent:
                     ) from None
         finally:  # cancelled from outside: the request is not left behind in the connection
             turn.cancel()
+            for relay in relays:
+                relay.cancel()
+        if session.unsafe_mode is not None:
+            raise UnsafeMode(session.unsafe_mode)
         usage = reply.usage.model_dump(mode="json", by_alias=True, exclude_none=True) if (
             reply.usage
         ) else {}  # fmt: skip
@@ -410,3 +453,8 @@ class AcpAgent:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+async def _relay(event: asyncio.Event, to: asyncio.Event) -> None:
+    await event.wait()
+    to.set()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from procs.agent.locked_paths import locked_paths
+from procs.agent.modes import ModePin
 from procs.agent.permissions import MERGED_KEYS
 from procs.agent.record import RecordLimits, TurnRecord
 from procs.agent.roles import RolePolicy
@@ -45,6 +46,25 @@ class AgentSession:
     # What session/update said of each tool call (kind, title, locations, rawInput), for
     # permission requests that leave some out; the last MAX_TOOL_CALLS_KEPT ids.
     tool_calls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Mode pinning (procs.agent.modes): the pin, the mode the session runs in, and why
+    # the agent left it (set with `left_pin`, which ends the turn).
+    mode_pin: ModePin | None = None
+    mode: str | None = None
+    unsafe_mode: str | None = None
+    left_pin: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def note_mode(self, update: dict[str, Any]) -> None:
+        """A current_mode_update: a mode outside the pin ends the turn (`left_pin`); from
+        then on every permission request of the session is answered "cancelled"."""
+        mode = update.get("currentModeId")
+        pinned, self.mode = self.mode, mode if isinstance(mode, str) else None
+        if self.mode_pin is None or self.unsafe_mode is not None:
+            return
+        why = self.mode_pin.leaves_pin(update, pinned)
+        if why is not None:
+            self.unsafe_mode = why
+            self.cancelled.set()
+            self.left_pin.set()
 
     def note_tool_call(self, update: dict[str, Any]) -> None:
         """Keep what a tool_call / tool_call_update says of its call (later values win)."""

@@ -26,6 +26,10 @@ from typing import Any
 _ids = itertools.count(1000)
 _sessions = itertools.count(1)  # session ids: scripted-1, scripted-2, ...
 _terminal_ids: list[str] = []  # terminals created by "create_terminal", in order
+# $FACTORY_DOUBLE_MODES: the `modes` of every session/new reply (JSON), e.g.
+# {"currentModeId": "auto", "availableModes": [{"id": "auto", "name": "Auto"}, ...]}
+_MODES = json.loads(os.environ.get("FACTORY_DOUBLE_MODES") or "null")
+_modes_set: dict[str, str] = {}  # session id -> the mode session/set_mode chose
 
 
 def send(message: dict[str, Any]) -> None:
@@ -149,6 +153,13 @@ def run_op(session_id: str, op: dict[str, Any]) -> dict[str, Any] | None:
         return call_client("session/request_permission", {
             "sessionId": session_id, "toolCall": {"toolCallId": call_id}, "options": options,
         })  # fmt: skip
+    if kind == "mode_update":  # the agent switches the session's mode itself
+        update = {"sessionUpdate": "current_mode_update", "currentModeId": op["mode"]}
+        send({"jsonrpc": "2.0", "method": "session/update",
+              "params": {"sessionId": session_id, "update": update}})  # fmt: skip
+        return None
+    if kind == "mode":  # the mode the session is in (set by session/set_mode)
+        return {"mode": _modes_set.get(session_id)}
     if kind == "pid":
         return {"pid": os.getpid()}
     if kind == "touch":  # a file the agent itself writes (no client call): "I got here"
@@ -181,7 +192,11 @@ def main() -> None:
         if method == "initialize":
             reply["result"] = {"protocolVersion": 1, "agentCapabilities": {}, "authMethods": []}
         elif method == "session/new":
-            reply["result"] = {"sessionId": f"scripted-{next(_sessions)}"}
+            reply["result"] = {"sessionId": f"scripted-{next(_sessions)}",
+                               **({"modes": _MODES} if _MODES is not None else {})}  # fmt: skip
+        elif method == "session/set_mode":
+            _modes_set[params["sessionId"]] = params["modeId"]
+            reply["result"] = {}
         elif method == "session/prompt":
             session_id = params["sessionId"]
             ops = json.loads(params["prompt"][0]["text"])
