@@ -133,6 +133,9 @@ class LoopDriver:
         self.clock = clock
         self.publish = publish if publish is not None else _drop
         self._green_run_at: tuple[str, suite.SuiteRun] | None = None  # the latest only
+        # What the role refused in the implementer's last turn, by the WIP commit it made:
+        # told to the next attempt with the failure (lost in a crash: only a hint).
+        self._refused_at: tuple[str, str] | None = None
 
     def run(self, state: FactoryLoopState) -> FactoryLoopState:
         """Create or resume the loop in the store and run it to Complete or Failed.
@@ -179,6 +182,7 @@ class LoopDriver:
                 summary = _summary(reply.text)
                 head = tcr.commit(workspace, f"wip: implementation attempt {state.impl_attempt}",
                                   allow_empty=True)  # fmt: skip
+                self._refused_at = (head, _refused(reply.refusals)) if reply.refusals else None
                 return CodeWritten(head=head, summary=summary)
             case P.TCR_CHECKING:
                 return self._tcr_check(state, workspace)
@@ -201,7 +205,8 @@ class LoopDriver:
         if not changed:
             if result.get("status") == "requirements_complete":
                 return RequirementsComplete(reply.text)
-            return RedRefused("the auditor wrote no test", head=state.phase_start_commit)
+            return RedRefused(_refused(reply.refusals) + "the auditor wrote no test",
+                              head=state.phase_start_commit)  # fmt: skip
         not_tests = [str(p) for p in changed if not is_test_path(p) or is_harness_path(p)]
         if not_tests:
             head = tcr.reset_to(workspace, state.phase_start_commit)
@@ -219,16 +224,18 @@ class LoopDriver:
         return RedRefused(f"{why}\n{_clip(after.output)}", head=head)
 
     def _tcr_check(self, state: FactoryLoopState, workspace: Path) -> LoopEvent:
+        refused = self._refused_at
+        told = refused[1] if refused is not None and refused[0] == state.phase_start_commit else ""
         touched = tcr.touched_tests(workspace, state.red_commit)
         if touched:
             head = tcr.revert_non_test_code(workspace, state.red_commit)
             names = [str(p) for p in touched]
-            return TcrFailed(f"the implementer may not change tests or harness files: {names}",
-                             head=head)  # fmt: skip
+            return TcrFailed(f"{told}the implementer may not change tests or harness files: "
+                             f"{names}", head=head)  # fmt: skip
         run = _run_suite(workspace, self.config)
         if not run.green:
             head = tcr.revert_non_test_code(workspace, state.red_commit)
-            return TcrFailed(f"{run.why_not_green()}\n{_clip(run.output)}", head=head)
+            return TcrFailed(f"{told}{run.why_not_green()}\n{_clip(run.output)}", head=head)
         # Green, not yet judged: nothing is committed until the gauntlet passes. HEAD stays
         # the WIP commit (this phase's start). The run is the suite of the tree the green
         # commit will have, kept for VerifyingRed's "before" if Verifying commits it.
@@ -374,6 +381,15 @@ def _code_lines(workspace: Path, since: str) -> tuple[int, int]:
         if plus != "-" and not is_test_path(PurePosixPath(name)):
             added, deleted = added + int(plus), deleted + int(minus)
     return now - added + deleted, now
+
+
+def _refused(refusals: tuple[str, ...]) -> str:
+    """A turn's role refusals as feedback for the next prompt ("" for none): what the
+    role may not do, so that the agent stops trying, never read as a cancel."""
+    if not refusals:
+        return ""
+    lines = "".join(f"- {reason}\n" for reason in refusals[:10])
+    return f"Refused in your last turn (your role may not do this; do not try again):\n{lines}\n"
 
 
 def _summary(text: str) -> str:
