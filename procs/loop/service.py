@@ -4,11 +4,13 @@ simple_one_for_one supervisor (restart = "transient", ready = "notify").
     factoryctl start loops -- --bead bd-7 [--beads FILE] [--attempt N] [--loop-id ID]
 
 with the template's args naming what every loop shares: --repo GOLDEN (the golden
-repository, landed on by fast-forward), --config loop.toml (its [loop] table, as the
-one-shot runner reads it), --beads FILE (a beads JSONL export). The other options:
+repository: the workspace's source, and where a fast-forward lands), --config
+loop.toml (its [loop] table, as the one-shot runner reads it), --beads FILE (a beads
+JSONL export). The other options:
 --branch (default: golden's checked-out branch), --slot-timeout-s, --workspaces
-{auto,manager,clone}, --workspace-strategy, --agent-turns MODULE:FACTORY, --runtime-dir
-and --state-dir (default: what factoryd sets). It does the work of `python -m
+{auto,manager,clone}, --workspace-strategy, --lander {auto,merge_queue,fast_forward}
+(auto: the merge queue when one answers at start), --agent-turns MODULE:FACTORY,
+--runtime-dir and --state-dir (default: what factoryd sets). It does the work of `python -m
 procs.loop run` (cli.py), supervised:
 
 Start, before READY=1 (so a failure is a failed start, which `factoryctl start` and the
@@ -75,7 +77,7 @@ from typing import Any, NoReturn
 
 import httpx
 
-from ipc import ledger, paths, service_report
+from ipc import control, ledger, paths, service_report
 from ipc.bus import BusError, BusTimeout, Publisher
 from ipc.sd_notify import Notifier
 from ipc.signals import LoopComplete, LoopFailed, Signal, SignalTooLarge
@@ -88,7 +90,7 @@ from procs.loop.bead_text import BeadNotFound, read_bead
 from procs.loop.config import LoopConfigError, RunnerConfig, load_config
 from procs.loop.driver import LoopConfig, LoopDriver
 from procs.loop.events import Aborted, LoopEvent
-from procs.loop.lander import FastForwardLander
+from procs.loop.lander import FastForwardLander, Lander, MergeQueueLander
 from procs.loop.metering import ENDPOINT as GATEWAY_ENDPOINT
 from procs.loop.metering import GatewayUnavailable, Meter, MeteredTurns
 from procs.loop.reviewer import ROUTER_ENDPOINT, RoutedReviewer, router_answers
@@ -98,6 +100,8 @@ from procs.loop.turns import AgentTurns
 
 SERVICE = "loop"
 EXIT_ENDED, EXIT_CRASH, EXIT_BAD_INPUT, EXIT_NO_SLOT = 0, 1, 2, 75
+LANDERS = ("auto", "merge_queue", "fast_forward")
+MERGE_QUEUE_ENDPOINT = "merge_queue"
 MODEL_PROBE_TIMEOUT_S = 5.0
 BUS_CONNECT_TIMEOUT_S = 2.0
 PUBLISH_TIMEOUT_S = 1.0
@@ -138,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspaces", choices=("auto", "manager", "clone"), default="auto",
                    help="auto: the workspace manager when it runs, else a clone")  # fmt: skip
     p.add_argument("--workspace-strategy", help="the manager's strategy (default: its own)")
+    p.add_argument("--lander", choices=LANDERS, default="auto",
+                   help="merge_queue: propose to the merge queue (the golden master stays "
+                        "golden's only writer); fast_forward: move --repo's branch itself "
+                        "(no golden master); auto: the queue if one answers at start")  # fmt: skip
     p.add_argument("--agent-turns", metavar="MODULE:FACTORY",
                    help="AgentTurns factory, called as f(config, ledger) and, with [loop.model], "
                    "model=AgentModel (default: procs.loop.kept_agent:from_config, one kept "
@@ -158,6 +166,7 @@ class _Plan:
     runtime: Path
     state_dir: Path
     turns_factory: TurnsFactory
+    lander: str  # "merge_queue" or "fast_forward" (--lander auto resolved at start)
 
 
 def main(argv: list[str]) -> int:
@@ -260,7 +269,7 @@ def _run(plan: _Plan, store: LoopStore, *, turns: AgentTurns, state: FactoryLoop
         service_report.ready(
             SERVICE, f"{state.phase.value} (iteration {state.iteration})", loop_id=plan.loop_id,
             bead=plan.args.bead, workspace=state.workspace, phase=state.phase.value,
-            loop_slots=slots, bus=publisher is not None,
+            loop_slots=slots, bus=publisher is not None, lander=plan.lander,
         )  # fmt: skip
         publish = _publish_to(publisher) if publisher is not None else None
         if lease is None:  # gone while the loop was down: nothing to resume in
@@ -384,7 +393,7 @@ def _check(args: argparse.Namespace) -> _Plan:
         args=args, config=config, requirements=bead.requirements, golden=golden, branch=branch,
         loop_id=args.loop_id or f"{args.bead}.{args.attempt}",
         runtime=runtime, state_dir=paths.state_dir(args.state_dir),
-        turns_factory=_turns_factory(args.agent_turns),
+        turns_factory=_turns_factory(args.agent_turns), lander=_choose_lander(args, runtime),
     )  # fmt: skip
 
 
@@ -449,8 +458,28 @@ def _loop_config(plan: _Plan) -> LoopConfig:
                       sandbox_mode=config.sandbox)  # fmt: skip
 
 
-def _lander(plan: _Plan) -> FastForwardLander:
+def _lander(plan: _Plan) -> Lander:
+    if plan.lander == "merge_queue":
+        return MergeQueueLander(plan.runtime)
     return FastForwardLander(plan.golden, plan.branch)
+
+
+def _choose_lander(args: argparse.Namespace, runtime: Path) -> str:
+    """--lander, with auto resolved at start: the merge queue when its socket answers (a
+    tree with a golden master, which alone may move golden's branch), else fast-forward.
+    An explicit merge_queue that does not answer is bad input (the loop would only find
+    out at Pushing, after all its work)."""
+    if args.lander == "fast_forward":
+        return "fast_forward"
+    socket = paths.control_socket(runtime, MERGE_QUEUE_ENDPOINT)
+    try:
+        control.call(socket, "status", {}, timeout=10.0)
+    except control.ControlError as exc:
+        if args.lander == "merge_queue":
+            raise BadInput(f"--lander merge_queue: no merge queue answers on {socket}: {exc}"
+                           ) from None  # fmt: skip
+        return "fast_forward"
+    return "merge_queue"
 
 
 def _gauntlet(plan: _Plan) -> LoopGauntlet:
