@@ -206,11 +206,12 @@ class AcpAgent:
             reply, mode = await prepared
         else:
             reply, mode = await self._session_new(timeout)
+        started_in = reply.modes.current_mode_id if reply.modes else None
         try:
             session = self.client.open_session(reply.session_id, policy)
         except ValueError as exc:
             raise AgentProtocolError(f"session/new: {exc}") from None
-        session.mode_pin, session.mode = self.mode_pin, mode
+        session.mode_pin, session.mode, session.started_in = self.mode_pin, mode, started_in
         self.session_id = reply.session_id
         return reply.session_id
 

@@ -50,6 +50,7 @@ class AgentSession:
     # the agent left it (set with `left_pin`, which ends the turn).
     mode_pin: ModePin | None = None
     mode: str | None = None
+    started_in: str | None = None  # the mode session/new reported, before pinning
     unsafe_mode: str | None = None
     left_pin: asyncio.Event = field(default_factory=asyncio.Event)
 

@@ -1,0 +1,176 @@
+"""The ACP client against real agents from npm besides opencode: claude-agent-acp (Claude
+Agent SDK, Anthropic Messages) and codex-acp (Codex, OpenAI Responses), offline.
+
+Each agent is started by its profile (procs/agent/profiles.toml: private HOME, its config
+files, telemetry and auto-update off) against a scripted model, a TEST DOUBLE
+(tests/doubles/tool_models.py) that calls the agent's own tools (Claude's Write, Codex's
+apply_patch through exec_command). One agent per kind serves the module, a session per
+test under the test's role:
+- an auditor turn writes a test; an implementer turn writes code;
+- an implementer's attempt to write under tests/ is refused (a permission request the
+  role refuses: the turn's outcome is "refused") and nothing reaches the disk;
+- the agent's own default or configured mode approves edits by itself (Claude's "auto",
+  Codex configured "full-access"): the session is pinned to the mode that asks, so the
+  same attempt is refused too.
+Skips, naming the package, when an agent is not installed (.ci/run installs them into
+.ci/node).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from procs.agent import AcpAgent, RolePolicy
+from procs.agent.model_setup import AgentModel, agent_environment
+from procs.agent.profiles import AgentProfile, load_profiles
+from tests.doubles.tool_models import AnthropicToolModel, ResponsesToolModel, actions_line
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".ci" / "node" / "node_modules" / ".bin"
+PACKAGES = {"claude": "@agentclientprotocol/claude-agent-acp", "codex": "@zed-industries/codex-acp"}
+pytestmark = pytest.mark.integration  # real agents and model doubles as processes
+
+
+def find(binary: str) -> str | None:
+    local = BIN / binary
+    return str(local) if local.exists() else shutil.which(binary)
+
+
+@dataclass
+class Rig:
+    kind: str
+    runner: asyncio.Runner
+    agent: AcpAgent
+    model: AnthropicToolModel | ResponsesToolModel
+    workspace: Path
+
+    def turn(self, role: str, actions: list[dict[str, Any]]) -> Any:
+        async def run() -> Any:
+            await self.agent.new_session(policy=RolePolicy.for_role(role))
+            session = self.agent.client.sessions.get(self.agent.session_id)
+            try:
+                prompt = f"Do exactly this.\n{actions_line(actions)}\n"
+                return await self.agent.prompt(prompt, timeout=120), session
+            finally:
+                await self.agent.end_session()
+
+        return self.runner.run(run())
+
+    def write(self, relative: str, content: str) -> list[dict[str, Any]]:
+        """The agent's own tool call that creates `relative` with `content`."""
+        path = self.workspace / relative
+        if self.kind == "claude":
+            return [{"tool": "Write", "input": {"file_path": str(path), "content": content}}]
+        body = "".join(f"+{line}\n" for line in content.splitlines())
+        patch = f"*** Begin Patch\n*** Add File: {relative}\n{body}*** End Patch\n"
+        command = f"apply_patch <<'EOF'\n{patch}EOF\n"
+        return [{"tool": "exec_command", "input": {"cmd": command, "workdir": str(self.workspace)}}]
+
+
+def start(kind: str, profile: AgentProfile, base: Path) -> Iterator[Rig]:
+    binary = find(profile.command[0])
+    if binary is None:
+        pytest.skip(f"{profile.command[0]} not installed (.ci/run installs {PACKAGES[kind]} "
+                    "into .ci/node)")  # fmt: skip
+    workspace = base / "ws"
+    (workspace / "tests").mkdir(parents=True)
+    (workspace / "tests" / "test_kept.py").write_text("def test_kept():\n    assert True\n")
+    model: AnthropicToolModel | ResponsesToolModel = (
+        AnthropicToolModel() if kind == "claude" else ResponsesToolModel()
+    )
+    api = "anthropic" if kind == "claude" else "openai"
+    with contextlib.ExitStack() as stack, asyncio.Runner() as runner:
+        model.start()
+        stack.callback(model.stop)
+        setting = AgentModel(model.base_url, "double-model", api, "fgw-test-key")
+        env = stack.enter_context(agent_environment(profile, setting, workspace))
+        agent = runner.run(AcpAgent.start(
+            [binary, *profile.command[1:]], workspace=workspace, env=env, timeout=90,
+            policy=RolePolicy.for_role("implementer"), profile=profile, sandbox_mode="none",
+        ))  # fmt: skip
+        try:
+            yield Rig(kind, runner, agent, model, workspace)
+        finally:
+            runner.run(agent.close())
+
+
+@pytest.fixture(scope="module", params=["claude", "codex"])
+def rig(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
+    kind = request.param
+    yield from start(kind, load_profiles()[kind], tmp_path_factory.mktemp(kind))
+
+
+def test_an_auditor_turn_writes_a_test(rig: Rig) -> None:
+    result, session = rig.turn(
+        "auditor", rig.write("tests/test_hello.py", "def test_x():\n    pass")
+    )
+    assert session.mode in ("default", "read-only")  # pinned
+    assert result.outcome == "completed", (result.to_dict(), rig.agent.stderr_tail(2000))
+    assert (rig.workspace / "tests" / "test_hello.py").read_text().startswith("def test_x")
+
+
+def test_an_implementer_turn_writes_code(rig: Rig) -> None:
+    result, _ = rig.turn("implementer", rig.write("src/hello.py", "print('hello')"))
+    assert result.outcome == "completed", (result.to_dict(), rig.agent.stderr_tail(2000))
+    assert (rig.workspace / "src" / "hello.py").read_text().strip() == "print('hello')"
+
+
+def test_an_implementer_may_not_write_tests(rig: Rig) -> None:
+    kept = (rig.workspace / "tests" / "test_kept.py").read_text()
+    result, session = rig.turn("implementer", rig.write("tests/test_evil.py", "assert True"))
+    assert result.outcome == "refused", (result.to_dict(), rig.agent.stderr_tail(2000))
+    assert any("may not write tests" in r for r in result.refusals)
+    assert not (rig.workspace / "tests" / "test_evil.py").exists()
+    assert (rig.workspace / "tests" / "test_kept.py").read_text() == kept
+    assert session.unsafe_mode is None
+
+
+AUTO_APPROVING = {
+    # Claude as shipped (no defaultMode): sessions start in "auto", Claude decides alone
+    "claude-auto": ("claude", ".claude/settings.json", "{}"),
+    "claude-acceptEdits": (
+        "claude",
+        ".claude/settings.json",
+        '{"permissions": {"defaultMode": "acceptEdits"}}',
+    ),
+    # Codex: never ask, no sandbox: session/new reports "full-access"
+    "codex-full-access": ("codex", ".codex/config.toml", None),
+}
+
+
+@pytest.fixture(scope="module", params=list(AUTO_APPROVING))
+def auto_rig(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Rig]:
+    """An agent whose own config starts every session in a mode that approves edits."""
+    kind, path, text = AUTO_APPROVING[request.param]
+    profile = load_profiles()[kind]
+    if text is None:
+        text = (
+            profile.files[path]
+            .replace('"on-request"', '"never"')
+            .replace('sandbox_mode = "read-only"', 'sandbox_mode = "danger-full-access"')
+        )
+    files = {**profile.files, path: text}
+    auto = AgentProfile(**{**profile.__dict__, "files": files})
+    yield from start(kind, auto, tmp_path_factory.mktemp(request.param))
+
+
+def test_an_agent_that_starts_in_an_auto_approve_mode_is_pinned_and_refused(
+    auto_rig: Rig,
+) -> None:
+    kept = (auto_rig.workspace / "tests" / "test_kept.py").read_text()
+    result, session = auto_rig.turn("implementer", auto_rig.write("tests/test_evil.py", "x = 1"))
+    assert session.started_in in ("auto", "acceptEdits", "full-access")  # approves alone
+    assert session.mode in ("default", "read-only")  # pinned before the turn
+    assert result.outcome == "refused", (result.to_dict(), auto_rig.agent.stderr_tail(2000))
+    assert not (auto_rig.workspace / "tests" / "test_evil.py").exists()
+    assert (auto_rig.workspace / "tests" / "test_kept.py").read_text() == kept
