@@ -118,3 +118,4 @@ def test_factoryctl_status_shows_the_governors_ledger(daemon: Factoryd) -> None:
     row = next(line.split() for line in out.splitlines() if line.startswith("loop "))
     assert row[:4] == ["loop", "1", "2", "1"]  # in use, limit, free
     assert "holders: 1" in out
+    assert f"  pid {os.getpid()} status-test: loop 1\n" in out  # the holder and what it holds

@@ -67,6 +67,11 @@ def _resources(res: dict[str, Any] | None, out: TextIO) -> None:
     holders = res.get("holders", [])
     if holders:
         out.write(f"holders: {len(holders)} ({res.get('stale', 0)} stale)\n")
+        for h in holders:  # each reservation and who holds it (a loop's agent RAM, a slot)
+            held = ", ".join(f"{k} {v} MB" if k == "ram" else f"{k} {v}"
+                             for k, v in sorted(h.get("resources", {}).items()))  # fmt: skip
+            stale = "" if h.get("alive", True) else "  (stale: holder gone)"
+            out.write(f"  pid {h.get('pid')} {h.get('label') or '-'}: {held}{stale}\n")
 
 
 def _note(node: dict[str, Any]) -> str:
