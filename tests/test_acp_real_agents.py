@@ -1,17 +1,18 @@
 """The ACP client against real agents from npm besides opencode: claude-agent-acp (Claude
-Agent SDK, Anthropic Messages) and codex-acp (Codex, OpenAI Responses), offline.
+Agent SDK, Anthropic Messages), codex-acp (Codex, OpenAI Responses) and Gemini CLI
+(`gemini --acp`, the Gemini API), offline.
 
 Each agent is started by its profile (procs/agent/profiles.toml: private HOME, its config
 files, telemetry and auto-update off) against a scripted model, a TEST DOUBLE
 (tests/doubles/tool_models.py) that calls the agent's own tools (Claude's Write, Codex's
-apply_patch through exec_command). One agent per kind serves the module, a session per
-test under the test's role:
+apply_patch through exec_command, Gemini's write_file). One agent per kind serves the
+module, a session per test under the test's role:
 - an auditor turn writes a test; an implementer turn writes code;
 - an implementer's attempt to write under tests/ is refused (a permission request the
   role refuses: the turn's outcome is "refused") and nothing reaches the disk;
-- the agent's own default or configured mode approves edits by itself (Claude's "auto",
-  Codex configured "full-access"): the session is pinned to the mode that asks, so the
-  same attempt is refused too.
+- the agent's own default or configured mode approves edits by itself (Claude's "auto"
+  as shipped, or "acceptEdits"; Codex's "full-access"): the session is
+  pinned to the mode that asks, so the same attempt is refused too.
 Skips, naming the package, when an agent is not installed (.ci/run installs them into
 .ci/node).
 """
@@ -31,11 +32,27 @@ import pytest
 from procs.agent import AcpAgent, RolePolicy
 from procs.agent.model_setup import AgentModel, agent_environment
 from procs.agent.profiles import AgentProfile, load_profiles
-from tests.doubles.tool_models import AnthropicToolModel, ResponsesToolModel, actions_line
+from tests.doubles.tool_models import (
+    AnthropicToolModel,
+    GeminiToolModel,
+    ResponsesToolModel,
+    actions_line,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".ci" / "node" / "node_modules" / ".bin"
-PACKAGES = {"claude": "@agentclientprotocol/claude-agent-acp", "codex": "@zed-industries/codex-acp"}
+PACKAGES = {
+    "claude": "@agentclientprotocol/claude-agent-acp",
+    "codex": "@zed-industries/codex-acp",
+    "gemini": "@google/gemini-cli",
+}
+# kind -> (the model double, the --model-api of its URL, the model's name)
+MODELS = {
+    "claude": (AnthropicToolModel, "anthropic", "double-model"),
+    "codex": (ResponsesToolModel, "openai", "double-model"),
+    "gemini": (GeminiToolModel, "gemini", "gemini-2.5-flash"),
+}
+ToolModel = AnthropicToolModel | ResponsesToolModel | GeminiToolModel
 pytestmark = pytest.mark.integration  # real agents and model doubles as processes
 
 
@@ -49,7 +66,7 @@ class Rig:
     kind: str
     runner: asyncio.Runner
     agent: AcpAgent
-    model: AnthropicToolModel | ResponsesToolModel
+    model: ToolModel
     workspace: Path
 
     def turn(self, role: str, actions: list[dict[str, Any]]) -> Any:
@@ -69,6 +86,8 @@ class Rig:
         path = self.workspace / relative
         if self.kind == "claude":
             return [{"tool": "Write", "input": {"file_path": str(path), "content": content}}]
+        if self.kind == "gemini":
+            return [{"tool": "write_file", "input": {"file_path": str(path), "content": content}}]
         body = "".join(f"+{line}\n" for line in content.splitlines())
         patch = f"*** Begin Patch\n*** Add File: {relative}\n{body}*** End Patch\n"
         command = f"apply_patch <<'EOF'\n{patch}EOF\n"
@@ -83,14 +102,12 @@ def start(kind: str, profile: AgentProfile, base: Path) -> Iterator[Rig]:
     workspace = base / "ws"
     (workspace / "tests").mkdir(parents=True)
     (workspace / "tests" / "test_kept.py").write_text("def test_kept():\n    assert True\n")
-    model: AnthropicToolModel | ResponsesToolModel = (
-        AnthropicToolModel() if kind == "claude" else ResponsesToolModel()
-    )
-    api = "anthropic" if kind == "claude" else "openai"
+    double, api, name = MODELS[kind]
+    model: ToolModel = double()
     with contextlib.ExitStack() as stack, asyncio.Runner() as runner:
         model.start()
         stack.callback(model.stop)
-        setting = AgentModel(model.base_url, "double-model", api, "fgw-test-key")
+        setting = AgentModel(model.base_url, name, api, "fgw-test-key")
         env = stack.enter_context(agent_environment(profile, setting, workspace))
         agent = runner.run(AcpAgent.start(
             [binary, *profile.command[1:]], workspace=workspace, env=env, timeout=90,
@@ -102,7 +119,7 @@ def start(kind: str, profile: AgentProfile, base: Path) -> Iterator[Rig]:
             runner.run(agent.close())
 
 
-@pytest.fixture(scope="module", params=["claude", "codex"])
+@pytest.fixture(scope="module", params=list(PACKAGES))
 def rig(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     kind = request.param
     yield from start(kind, load_profiles()[kind], tmp_path_factory.mktemp(kind))
@@ -143,6 +160,8 @@ AUTO_APPROVING = {
     ),
     # Codex: never ask, no sandbox: session/new reports "full-access"
     "codex-full-access": ("codex", ".codex/config.toml", None),
+    # Gemini CLI 0.61: its ACP sessions start in "default" whatever --yolo or its settings
+    # say, so it has no case here (its "yolo" and "autoEdit" are never pinned to).
 }
 
 
@@ -169,8 +188,8 @@ def test_an_agent_that_starts_in_an_auto_approve_mode_is_pinned_and_refused(
 ) -> None:
     kept = (auto_rig.workspace / "tests" / "test_kept.py").read_text()
     result, session = auto_rig.turn("implementer", auto_rig.write("tests/test_evil.py", "x = 1"))
-    assert session.started_in in ("auto", "acceptEdits", "full-access")  # approves alone
-    assert session.mode in ("default", "read-only")  # pinned before the turn
+    assert session.started_in in ("auto", "acceptEdits", "full-access")
+    assert session.mode in ("default", "read-only")  # pinned before the turn: it asks
     assert result.outcome == "refused", (result.to_dict(), auto_rig.agent.stderr_tail(2000))
     assert not (auto_rig.workspace / "tests" / "test_evil.py").exists()
     assert (auto_rig.workspace / "tests" / "test_kept.py").read_text() == kept

@@ -203,3 +203,53 @@ class ResponsesToolModel(_ToolModel):
         ctx.send_sse({"type": "response.output_item.done", "output_index": 0, "item": output},
                      event="response.output_item.done")  # fmt: skip
         ctx.send_sse({"type": "response.completed", "response": done}, event="response.completed")
+
+
+class GeminiToolModel(_ToolModel):
+    """POST /v1beta/models/M:generateContent and :streamGenerateContent (SSE), and
+    :countTokens, for Gemini CLI's GOOGLE_GEMINI_BASE_URL. Its tools are function calls
+    (Gemini CLI: `write_file` {"file_path", "content"})."""
+
+    def _route(self, ctx: RequestContext) -> None:
+        path = ctx.path.split("?")[0]
+        if ctx.method != "POST" or ":" not in path:
+            ctx.reply_json(404, {"error": {"code": 404, "message": f"no route {path}"}})
+            return
+        body = ctx.json()
+        method = path.rsplit(":", 1)[1]
+        if method == "countTokens":
+            ctx.reply_json(200, {"totalTokens": self.usage[0]})
+            return
+        self._count(body)
+        texts, results = [], []
+        for content in body.get("contents") or []:
+            for part in content.get("parts") or []:
+                if content.get("role") == "user" and isinstance(part.get("text"), str):
+                    texts.append(part["text"])
+                if "functionResponse" in part:
+                    results.append(json.dumps(part["functionResponse"].get("response")))
+        script = _script(texts) if body.get("tools") else None
+        if script is not None and len(results) > len(self.tool_results):
+            self.tool_results[:] = results
+        step = script[len(results)] if script is not None and len(results) < len(script) else None
+        if step is not None:
+            part: dict[str, Any] = {"functionCall": {"name": step["tool"], "args": step["input"]}}
+        elif script is None and body.get("generationConfig", {}).get("responseMimeType") == (
+            "application/json"
+        ):
+            part = {"text": '{"reasoning": "done", "next_speaker": "user"}'}
+        else:
+            part = {"text": "ok" if script is None else f"DOUBLE_DONE {len(results)} results"}
+        answer = {
+            "candidates": [{"content": {"role": "model", "parts": [part]},
+                            "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": self.usage[0],
+                              "candidatesTokenCount": self.usage[1],
+                              "totalTokenCount": sum(self.usage)},
+            "modelVersion": "double",
+        }  # fmt: skip
+        if method != "streamGenerateContent":
+            ctx.reply_json(200, answer)
+            return
+        ctx.start_sse()
+        ctx.send_sse(answer)
