@@ -44,7 +44,7 @@ class Turns:
     bead gets one test of its own module and its implementation."""
 
     def _module(self, turn: Any) -> str:
-        return "feat_" + turn.state.bead_id.replace("-", "_")
+        return "feat_" + str(turn.state.bead_id).replace("-", "_")
 
     def auditor(self, turn: Any) -> Any:
         release = Path(os.environ[RELEASE_ENV])
