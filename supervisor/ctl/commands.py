@@ -35,6 +35,7 @@ from supervisor.ctl import (
     start,
     status,
     stop,
+    top,
     workspaces,
 )
 from supervisor.ctl.exit_status import ExitStatus
@@ -92,4 +93,5 @@ COMMANDS: dict[str, CtlCommand] = {
     "beads": beads,
     "queue": queue,
     "golden": golden,
+    "top": top,
 }
