@@ -1,0 +1,41 @@
+"""The synapse: a red golden is bisected to its culprit, then a swarm of mutators races to
+fix it; the first fix to land wins and the rest of the swarm is stopped (seed fs-300..304).
+
+Run by factoryd (target = "procs.synapse.service:main", after the bus, the golden master
+and the merge queue). On TestFailure(file, error, context_hash) from the heartbeat, a
+generation starts (one per red commit at a time):
+  1. Bisection. The suspects are golden's first-parent commits after the last commit
+     known green (golden's state at start, then each TestPassing) up to the red one, at
+     most --max-suspects. k = --bisect-workers workspaces test k commits of the span at
+     once (the suite in the sandbox, with --suite-timeout-s): ceil(log_{k+1} n) rounds
+     for n suspects, about log2(n)/log2(k+1). A bisection that cannot run (no
+     workspace, no sandbox) is reported and the swarm runs without a culprit.
+  2. The swarm. min(--swarm-size, the ledger's free mutator slots, free RAM above the
+     governor's floor / --mutator-ram-mb) mutators start as dynamic children of
+     factoryd's --mutators supervisor (simple_one_for_one, restart temporary, target
+     procs.synapse.mutator:main) with `--generation FILE --variant I`. What each does
+     is in procs/synapse/mutator.py; all of a generation's fixes go to the merge queue
+     in one group (`synapse-<generation>`): the first to land wins, the queue rejects
+     the rest `stale`.
+  3. The end (fs-304). Evolution (golden moved to another commit) or PatchAccepted of a
+     patch of the generation's group stops every mutator of the generation through
+     factoryd (SIGTERM, its shutdown time, SIGKILL); as each dies, the kernel gives its
+     mutator slot back and the workspace manager reaps its workspace (it is the owner).
+     A swarm whose mutators all ended by themselves is done (--reconcile-s).
+
+Control (<runtime_dir>/synapse.sock):
+    status {}                                -> {known_good, counts, live, generations
+                                                 (newest first), settings}
+    react  {context_hash, file?, error?}     -> the generation (as on TestFailure)
+    stop   {generation}                      -> the generation, stopping
+A generation: {id, group, state (bisecting|swarming|stopping|done), file, error,
+context_hash, suspects, culprit, bisect {rounds, runs, workers, ms, error}, size,
+children (factoryd child ids), ended (why), stop_ms (the ending signal to the last
+mutator stopped)}. The records live in memory: a restarted synapse forgets finished
+generations, and a red golden it missed comes back with the heartbeat's next red.
+
+Modules: bisect (the plan, pure), culprit (the plan in k workspaces), prompt (fs-303's
+request and the strict diff it takes, pure), generation (the mutators' input file and
+the swarm's size, pure), git, trial (one sandboxed suite run), workspace, peers
+(factoryd, golden, the merge queue, the ledger), records, service, mutator.
+"""

@@ -1,0 +1,354 @@
+"""The synapse: on a red golden, find the culprit, then a swarm of mutators races to fix it
+(seed fs-300..304; the contract is in procs/synapse/__init__.py).
+
+    python3 -m procs.synapse.service [--test-command 'python3 -m pytest -q']
+        [--suite-timeout-s 600] [--sandbox bwrap|none] [--swarm-size 32]
+        [--bisect-workers 4] [--max-suspects 64] [--mutator-ram-mb 512]
+        [--mutators mutators] [--role mutator] [--reconcile-s 2] [--no-bus]
+        [--runtime-dir DIR] [--state-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from ipc import paths, service_report
+from ipc.bus import BusError, Subscriber
+from ipc.service import BadRequest, Call, Deferred, Ready, Service, ServiceLoop, StartFailed, serve
+from ipc.signals import Evolution, PatchAccepted, TestFailure, TestPassing
+from procs import sandbox
+from procs.synapse import git, peers, workspace
+from procs.synapse.culprit import BisectSettings, Cancelled, find_culprit
+from procs.synapse.generation import Generation, swarm_size
+from procs.synapse.prompt import Failure
+from procs.synapse.records import GenerationRecord
+from procs.synapse.trial import TrialUnavailable
+
+SERVICE = "synapse"
+CALL_TIMEOUT_S = 30.0
+BUS_CONNECT_S = 5.0
+KEEP_RECORDS = 20
+MAX_DIFF_CHARS = 12_000
+
+
+def report(event: str, **fields: Any) -> None:
+    service_report.report(SERVICE, event, **fields)
+
+
+@dataclass(frozen=True)
+class SynapseSettings:
+    bisect: BisectSettings
+    swarm_size: int
+    mutator_ram_mb: int
+    mutators: str  # factoryd's simple_one_for_one supervisor of mutators
+    role: str
+    reconcile_s: float
+    publish: bool  # subscribe to the bus (False: control calls only)
+
+
+class Synapse(Service):
+    name = SERVICE
+    workers = 6  # a bisection and its spawning, stops, lookups, the reconcile
+    max_queued = 32
+    drain_s = 1.0
+
+    def __init__(self, settings: SynapseSettings, runtime: Path, state: Path) -> None:
+        self.settings, self.runtime, self.state = settings, runtime, state
+        self.factoryd = peers.FactorydPeer(runtime, supervisor=settings.mutators,
+                                           timeout_s=CALL_TIMEOUT_S)  # fmt: skip
+        self.loop: ServiceLoop | None = None
+        self.subscriber: Subscriber | None = None
+        self.records: dict[str, GenerationRecord] = {}
+        self.known_good: str | None = None
+        self.counts = {"failures": 0, "generations": 0, "mutators": 0, "stopped": 0,
+                       "landed": 0}  # fmt: skip
+        self._serial = 0
+        self._reconciling = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def init(self, loop: ServiceLoop) -> Ready:
+        self.loop = loop
+        workspace.remove_local(self.state)
+        try:
+            golden = peers.golden_head(self.runtime, CALL_TIMEOUT_S)
+        except peers.PeerError as exc:
+            raise StartFailed(f"the golden master does not answer: {exc}") from None
+        if golden.get("state") == "green":
+            self.known_good = str(golden["hash"])
+        if self.settings.publish:
+            types = ["TestFailure", "TestPassing", "PatchAccepted", "Evolution"]
+            try:
+                self.subscriber = Subscriber(self.runtime, types=types)
+            except BusError as exc:
+                raise StartFailed(str(exc)) from None
+            try:
+                self.subscriber.wait_connected(timeout=BUS_CONNECT_S)
+            except BusError as exc:  # signals only say "look"; control calls still work
+                report("bus_not_connected", reason=str(exc))
+            loop.watch(self.subscriber.socket, zmq.POLLIN, self._on_signals)
+        loop.every(self.settings.reconcile_s, self.reconcile)
+        return Ready("watching for a red golden", known_good=self.known_good,
+                     swarm_size=self.settings.swarm_size)  # fmt: skip
+
+    def terminate(self, reason: str) -> None:
+        for record in self.records.values():
+            record.cancelled.set()
+        if self.subscriber is not None:
+            self.subscriber.close()
+
+    # -- signals --------------------------------------------------------------------------
+
+    def _on_signals(self, _events: int) -> None:
+        assert self.subscriber is not None
+        for envelope in self.subscriber.recv_many(64, timeout=0):
+            signal, now = envelope.signal, time.monotonic()
+            if isinstance(signal, TestFailure):
+                self.react(signal.file, signal.error, str(signal.context_hash))
+            elif isinstance(signal, TestPassing):
+                self.known_good = str(signal.hash)
+            elif isinstance(signal, Evolution):
+                for record in self._live():
+                    if record.context_hash != str(signal.hash):
+                        self.stop(record, f"golden moved to {str(signal.hash)[:12]}", now)
+            elif isinstance(signal, PatchAccepted) and signal.patch_id and self._live():
+                self._lookup_patch(signal.patch_id, now)
+
+    def _live(self) -> list[GenerationRecord]:
+        return [r for r in self.records.values() if r.live]
+
+    def _lookup_patch(self, patch_id: str, since: float) -> None:
+        assert self.loop is not None
+        runtime = self.runtime
+
+        def looked_up(d: Deferred) -> None:
+            try:
+                group = d.result()
+            except peers.PeerError as exc:
+                report("patch_unknown", patch_id=patch_id, reason=str(exc))
+                return
+            for record in self._live():
+                if record.group == group:
+                    self.counts["landed"] += 1
+                    self.stop(record, f"fix landed ({patch_id})", since)
+
+        self.loop.run_in_thread(peers.patch_group, runtime, patch_id,
+                                CALL_TIMEOUT_S).add_done_callback(looked_up)  # fmt: skip
+
+    # -- a generation -----------------------------------------------------------------------
+
+    def react(self, file: str, error: str, context_hash: str) -> GenerationRecord:
+        """A red golden at `context_hash`: its live generation, or a new one."""
+        assert self.loop is not None
+        self.counts["failures"] += 1
+        for record in self._live():
+            if record.context_hash == context_hash:
+                return record
+        self._serial += 1
+        record = GenerationRecord(f"{context_hash[:12]}-{self._serial}", file, error, context_hash)
+        self.records[record.id] = record
+        for old in sorted(self.records.values(), key=lambda r: r.started_at)[:-KEEP_RECORDS]:
+            if not old.live:
+                del self.records[old.id]
+        self.counts["generations"] += 1
+        report("red", generation=record.id, file=file, context_hash=context_hash,
+               known_good=self.known_good)  # fmt: skip
+        self.loop.run_in_thread(self._bisect_and_swarm, record,
+                                self.known_good).add_done_callback(
+            lambda d: self._swarmed(record, d))  # fmt: skip
+        return record
+
+    def _bisect_and_swarm(self, record: GenerationRecord, good: str | None) -> int:
+        """In a worker: the culprit, then the mutators. Returns how many started."""
+        golden = peers.golden_head(self.runtime, CALL_TIMEOUT_S)
+        repo, s = Path(golden["repo"]), self.settings
+        diff = ""
+        try:
+            found = find_culprit(repo, record.context_hash, good, s.bisect, runtime=self.runtime,
+                                 state=self.state, name=record.id, owner_pid=os.getpid(),
+                                 cancelled=record.cancelled)  # fmt: skip
+            record.culprit, record.suspects = found.culprit, found.suspects
+            record.bisect_rounds, record.bisect_runs = found.rounds, found.runs
+            record.bisect_workers, record.bisect_ms = found.workers, found.duration_ms
+            diff = git.show(repo, found.culprit, MAX_DIFF_CHARS)
+            report("culprit", generation=record.id, culprit=found.culprit,
+                   suspects=found.suspects, rounds=found.rounds, runs=found.runs,
+                   workers=found.workers, ms=round(found.duration_ms))  # fmt: skip
+        except (git.GitFailed, workspace.WorkspaceUnavailable, TrialUnavailable) as exc:
+            record.bisect_error = str(exc)[:500]  # the swarm still runs, told it is unknown
+            report("bisect_failed", generation=record.id, reason=str(exc)[:500])
+        if record.cancelled.is_set():
+            raise Cancelled()
+        slots, ram_mb = peers.capacity(self.runtime)
+        size = swarm_size(s.swarm_size, slots, ram_mb, s.mutator_ram_mb)
+        failure = Failure(record.file, record.error, record.context_hash, record.culprit, diff)
+        gen = Generation(record.id, failure, str(repo), s.bisect.test_command,
+                         s.bisect.suite_timeout_s, s.bisect.sandbox, size, s.role)  # fmt: skip
+        path = gen.write(self.state / SERVICE / "generations")
+        record.size, record.state = size, "swarming"
+        report("swarm", generation=record.id, size=size, free_slots=slots, free_ram_mb=ram_mb)
+        started = 0
+        for variant in range(size):
+            if record.cancelled.is_set():
+                break
+            child, _pid = self.factoryd.start(["--generation", str(path),
+                                               "--variant", str(variant)])  # fmt: skip
+            started += 1
+            if not record.add_child(child):
+                self.factoryd.stop(child)
+        return started
+
+    def _swarmed(self, record: GenerationRecord, d: Deferred) -> None:
+        try:
+            started = d.result()
+        except Cancelled:
+            started = 0
+        except (peers.PeerError, git.GitFailed, OSError) as exc:
+            report("swarm_failed", generation=record.id, reason=str(exc)[:500])
+            started = len(record.child_ids())
+            if record.state != "stopping":
+                record.ended = f"failed: {exc}"[:300]
+        self.counts["mutators"] += started
+        if started == 0 and record.live and record.state != "stopping":
+            record.state, record.ended = "done", record.ended or "no mutator started"
+
+    def stop(self, record: GenerationRecord, why: str, since: float) -> None:
+        """Stop every mutator of the generation (through factoryd: SIGTERM, its shutdown
+        time, SIGKILL); their slots and workspaces come back as they die."""
+        assert self.loop is not None
+        if record.state in ("stopping", "done"):
+            return
+        record.state, record.ended = "stopping", why
+        record.cancelled.set()
+        report("stopping", generation=record.id, reason=why)
+
+        def stop_all() -> int:
+            return sum(self.factoryd.stop(child) for child in record.child_ids())
+
+        def stopped(d: Deferred) -> None:
+            try:
+                n = d.result()
+            except peers.PeerError as exc:
+                report("stop_failed", generation=record.id, reason=str(exc))
+                n = 0
+            record.state, record.stop_ms = "done", (time.monotonic() - since) * 1000
+            self.counts["stopped"] += n
+            report("stopped", generation=record.id, reason=why, mutators_stopped=n,
+                   stop_ms=round(record.stop_ms, 1))  # fmt: skip
+
+        self.loop.run_in_thread(stop_all).add_done_callback(stopped)
+
+    def reconcile(self) -> None:
+        """A swarm whose mutators all ended by themselves is done (no fix, or its fix
+        landed and the signal was missed: golden's Evolution stops it otherwise)."""
+        swarming = [r for r in self.records.values() if r.state == "swarming"]
+        if not swarming or self._reconciling or self.loop is None:
+            return
+        self._reconciling = True
+
+        def done(d: Deferred) -> None:
+            self._reconciling = False
+            try:
+                alive = d.result()
+            except peers.PeerError as exc:
+                report("reconcile_failed", reason=str(exc))
+                return
+            for record in swarming:
+                ids = record.child_ids()
+                if (
+                    record.state == "swarming"
+                    and len(ids) == record.size
+                    and not (set(ids) & set(alive))
+                ):
+                    record.state, record.ended = "done", "every mutator ended"
+                    report("swarm_ended", generation=record.id, mutators=len(ids))
+
+        self.loop.run_in_thread(self.factoryd.children).add_done_callback(done)
+
+    # -- control --------------------------------------------------------------------------
+
+    def calls(self) -> Mapping[str, Call]:
+        return {"status": self.do_status, "react": self.do_react, "stop": self.do_stop}
+
+    def do_status(self, _args: dict[str, Any]) -> dict[str, Any]:
+        s = self.settings
+        return {"pid": os.getpid(), "known_good": self.known_good, "counts": dict(self.counts),
+                "live": len(self._live()),
+                "generations": [r.to_dict() for r in sorted(
+                    self.records.values(), key=lambda r: r.started_at, reverse=True)],
+                "settings": {"swarm_size": s.swarm_size, "bisect_workers": s.bisect.workers,
+                             "max_suspects": s.bisect.max_suspects, "role": s.role,
+                             "mutators": s.mutators, "test_command": list(s.bisect.test_command),
+                             "suite_timeout_s": s.bisect.suite_timeout_s,
+                             "sandbox": s.bisect.sandbox}}  # fmt: skip
+
+    def do_react(self, args: dict[str, Any]) -> dict[str, Any]:
+        context_hash = args.get("context_hash")
+        if not isinstance(context_hash, str) or len(context_hash) != 40:
+            raise BadRequest(f"context_hash must be a 40-hex commit, got {context_hash!r:.60}")
+        return self.react(str(args.get("file", "")), str(args.get("error", "")),
+                          context_hash).to_dict()  # fmt: skip
+
+    def do_stop(self, args: dict[str, Any]) -> dict[str, Any]:
+        record = self.records.get(str(args.get("generation", "")))
+        if record is None:
+            raise BadRequest(f"no generation {args.get('generation')!r:.60}")
+        self.stop(record, "stopped by request", time.monotonic())
+        return record.to_dict()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=SERVICE, description=__doc__.split("\n")[0])
+    p.add_argument("--test-command", default="python3 -m pytest -q", help="the suite")
+    p.add_argument("--suite-timeout-s", type=float, default=600.0)
+    p.add_argument("--sandbox", choices=sandbox.SANDBOX_MODES, help="default: $FACTORY_SANDBOX")
+    p.add_argument("--swarm-size", type=int, default=32, help="mutators per red (at most)")
+    p.add_argument("--bisect-workers", type=int, default=4, help="commits tested at once")
+    p.add_argument("--max-suspects", type=int, default=64, help="commits bisected at most")
+    p.add_argument("--mutator-ram-mb", type=int, default=512, help="RAM one mutator needs")
+    p.add_argument("--mutators", default="mutators", help="factoryd's mutator supervisor")
+    p.add_argument("--role", default="mutator", help="the router's role for fixes")
+    p.add_argument("--reconcile-s", type=float, default=2.0, help="look for ended swarms")
+    p.add_argument("--no-bus", action="store_true", help="control calls only (tests)")
+    p.add_argument("--runtime-dir", help="sockets and the bus (FACTORY_RUNTIME_DIR)")
+    p.add_argument("--state-dir", help="generations and bisect workspaces (FACTORY_STATE_DIR)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    runtime, state = paths.runtime_dir(args.runtime_dir), paths.state_dir(args.state_dir)
+    command = tuple(shlex.split(args.test_command))
+    mode = args.sandbox or sandbox.default_mode()
+    if (not command or args.swarm_size < 0 or args.bisect_workers < 1 or args.max_suspects < 1
+            or not args.suite_timeout_s > 0 or not args.reconcile_s > 0):  # fmt: skip
+        report("start_failed", reason="--test-command non-empty, --swarm-size >= 0, "
+               "--bisect-workers and --max-suspects >= 1, durations > 0")  # fmt: skip
+        return 2
+    try:
+        if mode == "bwrap":
+            sandbox.usable_bwrap()
+        paths.private_dir(state)
+        paths.private_dir(state / SERVICE)
+    except (sandbox.SandboxUnavailable, OSError) as exc:
+        report("start_failed", reason=str(exc))
+        return 1
+    bisect = BisectSettings(args.bisect_workers, args.max_suspects, command,
+                            args.suite_timeout_s, mode)  # fmt: skip
+    settings = SynapseSettings(bisect, args.swarm_size, args.mutator_ram_mb, args.mutators,
+                               args.role, args.reconcile_s, not args.no_bus)  # fmt: skip
+    return serve(Synapse(settings, runtime, state), runtime)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
