@@ -40,14 +40,18 @@ def header(snap: Snapshot, *, interval_s: float) -> Text:
     return Text(f"{clock}  factoryd: {snap.factoryd.error}; retrying", style="bold yellow")
 
 
-def _table(title: str, *columns: str, right: int = 0) -> Table:
-    """A borderless table; its last `right` columns are numbers (right-justified)."""
+def _table(title: str, *columns: str, right: int = 0, grow: int = 0) -> Table:
+    """A borderless table as wide as its region; its last `right` columns are numbers
+    (right-justified), and column `grow` takes the spare width (cut with an ellipsis
+    when there is too little)."""
     table = Table(title=title, title_justify="left", title_style="bold cyan", box=None,
                   padding=(0, 1, 0, 0), show_edge=False, expand=True,
                   header_style="bold")  # fmt: skip
     for i, col in enumerate(columns):
         justify: Literal["left", "right"] = "right" if i >= len(columns) - right else "left"
-        table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis")
+        table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis",
+                         min_width=max(len(col), 3) if i >= len(columns) - right else None,
+                         ratio=1 if i == grow else None)  # fmt: skip
     return table
 
 
@@ -59,7 +63,9 @@ def tree_panel(snap: Snapshot) -> RenderableType:
     if not snap.factoryd.ok:
         return _failed("TREE", snap.factoryd)
     table = _table("TREE", "ID", "STATE", "RSS", "CPU", "RST", right=3)
-    for depth, node in _walk(snap.factoryd.data.get("tree") or {}, 0):
+    root = snap.factoryd.data.get("tree") or {}
+    for depth, node in _walk(root, 0)[1:]:  # the root is factoryd itself: the header
+        depth -= 1
         state = str(node.get("state", "?"))
         cpu = f"{node['cpu_s']:.1f}s" if node.get("cpu_s") is not None else "-"
         table.add_row(" " * depth + str(node.get("id")), Text(state, STATE_STYLES.get(state, "")),
@@ -88,8 +94,7 @@ def resources_panel(snap: Snapshot) -> RenderableType:
             continue
         label = {"gpu": "gpu tickets", "ram": "ram MB", "loop": "loop slots",
                  "mutator": "mutator slots", "workspace": "workspaces"}.get(name, name)  # fmt: skip
-        unit = int(res.get("ram_unit_mb") or 1) if name == "ram" else 1
-        table.add_row(label, str(r["in_use"] * unit), str(r["limit"] * unit), str(r["waiting"]))
+        table.add_row(label, str(r["in_use"]), str(r["limit"]), str(r["waiting"]))
     return table
 
 
@@ -98,21 +103,21 @@ def golden_panel(snap: Snapshot) -> RenderableType:
         return _failed("GOLDEN", snap.golden)
     g = snap.golden.data
     state = str(g.get("state", "?"))
-    since = f" for {duration(snap.taken_at - g['since'])}" if g.get("since") else ""
+    since = f" {duration(snap.taken_at - g['since'])}" if g.get("since") else ""
     style = {"green": "bold green", "red": "bold red"}.get(state, "yellow")
     return Text.assemble(("GOLDEN ", "bold cyan"), (state.upper(), style),
-                         f"{since}  {str(g.get('hash') or '-')[:10]}  "
+                         f"{since} {str(g.get('hash') or '-')[:8]} "
                          f"{g.get('move_count', 0)} moves")  # fmt: skip
 
 
 def queue_panel(snap: Snapshot) -> RenderableType:
     if not snap.queue.ok:
-        return _failed("MERGE QUEUE", snap.queue)
+        return _failed("QUEUE", snap.queue)
     q = snap.queue.data
     entries = q.get("entries") or []
     counts = q.get("counts") or {}
-    text = Text.assemble(("MERGE QUEUE ", "bold cyan"),
-                         f"{len(entries)} queued  {counts.get('accepted', 0)} landed  "
+    text = Text.assemble(("QUEUE ", "bold cyan"),
+                         f"{len(entries)} queued {counts.get('accepted', 0)} landed "
                          f"{counts.get('rejected', 0)} rejected")  # fmt: skip
     for e in entries[:3]:
         text.append(f"\n {e.get('position')}. {e.get('patch_id')} {e.get('build', '?')} "
@@ -144,7 +149,9 @@ def loops_panel(snap: Snapshot) -> RenderableType:
     if not snap.loops.ok:
         return _failed("LOOPS", snap.loops)
     loops = list(reversed(snap.loops.data))  # newest first: the ones cropping keeps
-    table = _table("LOOPS", "BEAD", "PHASE", "IT", "GRN", "COM", "REV", "COST", "AGE", right=6)
+    table = _table(
+        "LOOPS", "BEAD", "PHASE", "IT", "GRN", "COM", "REV", "COST", "AGE", right=6, grow=1
+    )
     for loop in loops:
         cost = "-" if loop.get("cost") is None else f"${float(loop['cost']):.2f}"
         table.add_row(str(loop.get("bead")), str(loop.get("phase")),
@@ -162,10 +169,10 @@ def _n(value: object) -> str:
 def signals_panel(snap: Snapshot) -> RenderableType:
     if not snap.signals.ok:
         return _failed("SIGNALS", snap.signals)
-    table = _table("SIGNALS", "TIME", "TYPE", "SOURCE", "FIELDS")
+    table = _table("SIGNALS", "TIME", "TYPE", "SOURCE", "FIELDS", grow=3)
     for ts, type_, source, fields in reversed(snap.signals.data):  # newest first
         brief = " ".join(f"{k}={_short(v)}" for k, v in list(fields.items())[:3])
-        table.add_row(time.strftime("%H:%M:%S", time.localtime(ts)), type_, source, brief)
+        table.add_row(time.strftime("%H:%M:%S", time.localtime(ts)), type_, source[:16], brief)
     return table
 
 
@@ -210,5 +217,5 @@ def screen(snap: Snapshot, *, height: int, interval_s: float) -> Layout:
         Layout(panels["signals"], size=bottom),
     )
     right = Group(panels["resources"], panels["golden"], panels["queue"], panels["swarm"])
-    layout["upper"].split_row(Layout(panels["tree"], ratio=11), Layout(right, ratio=9))
+    layout["upper"].split_row(Layout(panels["tree"], ratio=23), Layout(right, ratio=17))
     return layout
