@@ -51,7 +51,7 @@ def snapshot(**overrides: Source) -> Snapshot:
     sources: dict[str, Any] = {
         "factoryd": Source(
             {"daemon": {"pid": 42, "uptime_s": 5.0}, "tree": TREE, "resources": RESOURCES}
-        ),  # fmt: skip
+        ),
         "loops": Source([LOOP]),
         "queue": Source(
             {
@@ -61,7 +61,7 @@ def snapshot(**overrides: Source) -> Snapshot:
                 "counts": {"accepted": 2, "rejected": 1},
                 "recent": [],
             }
-        ),  # fmt: skip
+        ),
         "golden": Source({"state": "red", "since": NOW - 90, "hash": "abc123", "move_count": 3}),
         "signals": Source([(NOW, "TestFailure", "heartbeat", {"hash": "abc123"})]),
         **overrides,
@@ -89,8 +89,10 @@ def test_a_frame_in_80x24_shows_every_panel() -> None:
 
 
 def test_a_failing_source_shows_in_its_panel_and_the_rest_still_draw() -> None:
-    snap = snapshot(queue=Source(error="merge_queue: no answer within 1s"),
-                    loops=Source(error="no loops database at /x (no loop has run yet)"))  # fmt: skip
+    snap = snapshot(
+        queue=Source(error="merge_queue: no answer within 1s"),
+        loops=Source(error="no loops database at /x (no loop has run yet)"),
+    )
     text = draw(top_view.stacked(snap, interval_s=1.0), width=100)
     assert "unavailable: merge_queue: no answer within 1s" in text
     assert "unavailable: no loops database" in text

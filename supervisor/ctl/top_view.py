@@ -64,8 +64,7 @@ def tree_panel(snap: Snapshot) -> RenderableType:
         return _failed("TREE", snap.factoryd)
     table = _table("TREE", "ID", "STATE", "RSS", "CPU", "RST", right=3)
     root = snap.factoryd.data.get("tree") or {}
-    for depth, node in _walk(root, 0)[1:]:  # the root is factoryd itself: the header
-        depth -= 1
+    for depth, node in _walk(root, -1)[1:]:  # the root is factoryd itself: the header
         state = str(node.get("state", "?"))
         cpu = f"{node['cpu_s']:.1f}s" if node.get("cpu_s") is not None else "-"
         table.add_row(" " * depth + str(node.get("id")), Text(state, STATE_STYLES.get(state, "")),
