@@ -13,6 +13,7 @@ first fix lands and must be stopped.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,12 @@ def test_a_red_golden_is_bisected_and_fixed_by_one_of_eight_racing_mutators(
              if g["id"] == gen["id"] and g["state"] == "done"), None), timeout=10,
             what="the generation done")  # fmt: skip
         assert final["ended"].startswith(("fix landed", "golden moved")), final
+        code, out, err = d.ctl("swarm")
+        assert code == 0, (out, err)
+        assert f"culprit {suspects[CULPRIT_AT - 1][:12]} of {SUSPECTS} suspects" in out, out
+        assert "ended: " in out and f"mutators {SWARM}/{SWARM}" in out, out
+        code, out, _ = d.ctl("swarm", "--json")
+        assert code == 0 and json.loads(out)["generations"][0]["id"] == gen["id"]
         # eight different requests, each with the file, error, hash and the culprit's diff
         prompts = model.prompts()
         assert len(prompts) == SWARM and len(set(prompts)) == SWARM

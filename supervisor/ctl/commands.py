@@ -35,6 +35,7 @@ from supervisor.ctl import (
     start,
     status,
     stop,
+    swarm,
     top,
     workspaces,
 )
@@ -94,4 +95,5 @@ COMMANDS: dict[str, CtlCommand] = {
     "queue": queue,
     "golden": golden,
     "top": top,
+    "swarm": swarm,
 }
