@@ -245,3 +245,47 @@ def test_a_red_golden_is_bisected_and_fixed_by_one_of_eight_racing_mutators(
         model.stop()
         ledger.destroy(runtime)
         assert green
+
+
+def test_a_swarm_that_finds_no_fix_ends_and_gives_everything_back(
+    factoryd: Any, tmp_path: Path
+) -> None:
+    """Every mutator gives up (the model answers prose): the generation ends by itself
+    (the synapse's reconcile sees no mutator left), golden is untouched, and no slot or
+    workspace is left. Started by hand (`react`), on a golden with one commit: the
+    bisection has a single suspect and runs nothing."""
+    origin, golden = tmp_path / "origin.git", tmp_path / "golden"
+    head = tiny_project(tmp_path / "seed")
+    git(tmp_path, "clone", "-q", "--bare", str(tmp_path / "seed"), str(origin))
+    git(tmp_path, "clone", "-q", str(origin), str(golden))
+    model = PromptAnsweredLlamaCpp(lambda prompt: Answer("I would rather not.")).start()
+    router = tmp_path / "router.toml"
+    router.write_text(f'[roles]\nmutator = "double"\n[endpoints.double]\nkind = "llama_cpp"\n'
+                      f'base_url = "{model.base_url}"\nretries = 0\n')  # fmt: skip
+    d = factoryd(_config(tmp_path, golden, router)).start()
+    runtime = d.runtime_dir
+    try:
+        wait_until(lambda: paths.control_socket(runtime, "synapse").exists(), timeout=60,
+                   what="the synapse")  # fmt: skip
+        gen = _call(runtime, "synapse", "react", context_hash=head, file="tests/test_core.py",
+                    error="by hand")  # fmt: skip
+
+        def ended() -> dict[str, Any] | None:
+            gens = _call(runtime, "synapse", "status")["generations"]
+            return next((g for g in gens if g["id"] == gen["id"] and g["state"] == "done"), None)
+
+        final = wait_until(ended, timeout=30, what="the generation to end")
+        assert final["ended"] == "every mutator ended" and len(final["children"]) == SWARM
+        assert final["culprit"] == head and final["bisect"]["runs"] == 0
+        assert len(model.prompts()) == SWARM
+        assert not _mutators(d.status())
+        assert ledger.snapshot(runtime)["resources"]["mutator"]["in_use"] == 0
+        listed = _call(runtime, "workspace_manager", "workspaces.list")["workspaces"]
+        assert not listed
+        assert git(golden, "rev-parse", "main") == head
+        code, _, _ = d.ctl("swarm")
+        assert code == 0
+    finally:
+        d.stop()
+        model.stop()
+        ledger.destroy(runtime)

@@ -22,6 +22,8 @@ generation starts (one per red commit at a time):
      factoryd (SIGTERM, its shutdown time, SIGKILL); as each dies, the kernel gives its
      mutator slot back and the workspace manager reaps its workspace (it is the owner).
      A swarm whose mutators all ended by themselves is done (--reconcile-s).
+A synapse that starts while golden is red starts a generation for it (the error is the
+output of golden's last red run): a TestFailure sent while it was down is not lost.
 
 Control (<runtime_dir>/synapse.sock):
     status {}                                -> {known_good, counts, live, generations
@@ -32,7 +34,7 @@ A generation: {id, group, state (bisecting|swarming|stopping|done), file, error,
 context_hash, suspects, culprit, bisect {rounds, runs, workers, ms, error}, size,
 children (factoryd child ids), ended (why), stop_ms (the ending signal to the last
 mutator stopped)}. The records live in memory: a restarted synapse forgets finished
-generations, and a red golden it missed comes back with the heartbeat's next red.
+generations (their files stay in <state>/synapse/generations and number the next ones).
 
 Modules: bisect (the plan, pure), culprit (the plan in k workspaces), prompt (fs-303's
 request and the strict diff it takes, pure), generation (the mutators' input file and

@@ -3,6 +3,7 @@
     FactorydPeer   start a mutator (a dynamic child of the `mutators` supervisor), stop
                    one (SIGTERM, its shutdown time, SIGKILL), list the live ones
     golden_head    the golden master's `get_hash`: {hash, repo, state, ...}
+    golden_status  its `status` (last_failure: the output of its last red run)
     patch_group    the merge queue's `show`: the group a patch was proposed in
     capacity       the ledger's free mutator slots and the RAM free above its floor
 
@@ -86,6 +87,10 @@ def _find(node: dict[str, Any], node_id: str) -> dict[str, Any] | None:
 def golden_head(runtime: Path, timeout_s: float) -> dict[str, Any]:
     result = call(GOLDEN, paths.control_socket(runtime, GOLDEN), "get_hash", {}, timeout_s)
     return dict(result)
+
+
+def golden_status(runtime: Path, timeout_s: float) -> dict[str, Any]:
+    return dict(call(GOLDEN, paths.control_socket(runtime, GOLDEN), "status", {}, timeout_s))
 
 
 def patch_group(runtime: Path, patch_id: str, timeout_s: float) -> str:

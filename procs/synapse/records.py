@@ -32,6 +32,7 @@ class GenerationRecord:
     bisect_error: str = ""
     size: int = 0
     children: list[str] = field(default_factory=list)
+    spawned: bool = False  # every mutator it will get has been started (or failed to)
     ended: str = ""  # why it ended: "fix landed ...", "golden moved ...", "no fix", ...
     stop_ms: float | None = None  # from the signal that ended it to its last mutator gone
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -39,6 +39,7 @@ CALL_TIMEOUT_S = 30.0
 BUS_CONNECT_S = 5.0
 KEEP_RECORDS = 20
 MAX_DIFF_CHARS = 12_000
+MAX_ERROR_CHARS = 2_000
 
 
 def report(event: str, **fields: Any) -> None:
@@ -86,6 +87,10 @@ class Synapse(Service):
             raise StartFailed(f"the golden master does not answer: {exc}") from None
         if golden.get("state") == "green":
             self.known_good = str(golden["hash"])
+        generations = self.state / SERVICE / "generations"
+        self._serial = len(list(generations.glob("*.json"))) if generations.is_dir() else 0
+        if golden.get("state") == "red":  # a red we may have missed while down
+            loop.after(0.0, lambda: self._react_to_red_golden(str(golden["hash"])))
         if self.settings.publish:
             types = ["TestFailure", "TestPassing", "PatchAccepted", "Evolution"]
             try:
@@ -144,6 +149,16 @@ class Synapse(Service):
 
         self.loop.run_in_thread(peers.patch_group, runtime, patch_id,
                                 CALL_TIMEOUT_S).add_done_callback(looked_up)  # fmt: skip
+
+    def _react_to_red_golden(self, head: str) -> None:
+        """At start: golden is red, so a generation (the error from golden's last red run)."""
+        try:
+            failure = peers.golden_status(self.runtime, CALL_TIMEOUT_S).get("last_failure") or {}
+        except peers.PeerError as exc:
+            report("golden_status_failed", reason=str(exc))
+            failure = {}
+        output = str(failure.get("output") or "") if failure.get("hash") == head else ""
+        self.react("", output[-MAX_ERROR_CHARS:], head)
 
     # -- a generation -----------------------------------------------------------------------
 
@@ -219,6 +234,7 @@ class Synapse(Service):
             if record.state != "stopping":
                 record.ended = f"failed: {exc}"[:300]
         self.counts["mutators"] += started
+        record.spawned = True
         if started == 0 and record.live and record.state != "stopping":
             record.state, record.ended = "done", record.ended or "no mutator started"
 
@@ -265,11 +281,7 @@ class Synapse(Service):
                 return
             for record in swarming:
                 ids = record.child_ids()
-                if (
-                    record.state == "swarming"
-                    and len(ids) == record.size
-                    and not (set(ids) & set(alive))
-                ):
+                if record.state == "swarming" and record.spawned and not (set(ids) & set(alive)):
                     record.state, record.ended = "done", "every mutator ended"
                     report("swarm_ended", generation=record.id, mutators=len(ids))
 
