@@ -5,14 +5,16 @@ Agent SDK, Anthropic Messages), codex-acp (Codex, OpenAI Responses) and Gemini C
 Each agent is started by its profile (procs/agent/profiles.toml: private HOME, its config
 files, telemetry and auto-update off) against a scripted model, a TEST DOUBLE
 (tests/doubles/tool_models.py) that calls the agent's own tools (Claude's Write, Codex's
-apply_patch through exec_command, Gemini's write_file). One agent per kind serves the
+apply_patch through exec_command, Gemini's write_file), through the model gateway
+(procs/llm: the agent holds a gateway token as its key). One agent per kind serves the
 module, a session per test under the test's role:
 - an auditor turn writes a test; an implementer turn writes code;
 - an implementer's attempt to write under tests/ is refused (a permission request the
   role refuses: the turn's outcome is "refused") and nothing reaches the disk;
 - the agent's own default or configured mode approves edits by itself (Claude's "auto"
   as shipped, or "acceptEdits"; Codex's "full-access"): the session is
-  pinned to the mode that asks, so the same attempt is refused too.
+  pinned to the mode that asks, so the same attempt is refused too;
+- the gateway's token counts per role are the double's, for all three protocols.
 Skips, naming the package, when an agent is not installed (.ci/run installs them into
 .ci/node).
 """
@@ -32,6 +34,10 @@ import pytest
 from procs.agent import AcpAgent, RolePolicy
 from procs.agent.model_setup import AgentModel, agent_environment
 from procs.agent.profiles import AgentProfile, load_profiles
+from procs.llm.gateway import Gateway
+from procs.llm.gateway_config import GatewayConfig
+from procs.llm.gateway_store import GatewayStore
+from procs.llm.tickets import FlockTickets
 from tests.doubles.tool_models import (
     AnthropicToolModel,
     GeminiToolModel,
@@ -46,12 +52,14 @@ PACKAGES = {
     "codex": "@zed-industries/codex-acp",
     "gemini": "@google/gemini-cli",
 }
-# kind -> (the model double, the --model-api of its URL, the model's name)
+# kind -> (the model double, the gateway upstream's kind, the model's name)
 MODELS = {
     "claude": (AnthropicToolModel, "anthropic", "double-model"),
     "codex": (ResponsesToolModel, "openai", "double-model"),
     "gemini": (GeminiToolModel, "gemini", "gemini-2.5-flash"),
 }
+BEAD = "fs-agents"
+UPSTREAM_KEY_ENV = "FACTORY_TEST_DOUBLE_KEY"  # the gateway sends it to the double
 ToolModel = AnthropicToolModel | ResponsesToolModel | GeminiToolModel
 pytestmark = pytest.mark.integration  # real agents and model doubles as processes
 
@@ -68,8 +76,22 @@ class Rig:
     agent: AcpAgent
     model: ToolModel
     workspace: Path
+    gateway: Gateway
+    token: str
+    # the double's tokens per role, as the turns went (input, output)
+    tokens: dict[str, list[int]]
 
     def turn(self, role: str, actions: list[dict[str, Any]]) -> Any:
+        before = dict(self.model.tokens)
+        self.gateway.store.set_role(self.token, role)  # what the loop does before each turn
+        try:
+            return self._turn(role, actions)
+        finally:
+            spent = self.tokens.setdefault(role, [0, 0])
+            spent[0] += self.model.tokens["input"] - before["input"]
+            spent[1] += self.model.tokens["output"] - before["output"]
+
+    def _turn(self, role: str, actions: list[dict[str, Any]]) -> Any:
         async def run() -> Any:
             await self.agent.new_session(policy=RolePolicy.for_role(role))
             session = self.agent.client.sessions.get(self.agent.session_id)
@@ -102,19 +124,33 @@ def start(kind: str, profile: AgentProfile, base: Path) -> Iterator[Rig]:
     workspace = base / "ws"
     (workspace / "tests").mkdir(parents=True)
     (workspace / "tests" / "test_kept.py").write_text("def test_kept():\n    assert True\n")
-    double, api, name = MODELS[kind]
+    double, upstream, name = MODELS[kind]
     model: ToolModel = double()
     with contextlib.ExitStack() as stack, asyncio.Runner() as runner:
         model.start()
         stack.callback(model.stop)
-        setting = AgentModel(model.base_url, name, api, "fgw-test-key")
+        # The agent's model traffic goes through the model gateway, metered per role
+        upstreams = {"double": {"kind": upstream, "base_url": model.base_url,
+                                "api_key_env": UPSTREAM_KEY_ENV}}  # fmt: skip
+        config = GatewayConfig.from_dict({"upstreams": upstreams})
+        store = GatewayStore(base / "state" / "model_gateway.sqlite")
+        stack.callback(store.close)
+        monkeypatch = stack.enter_context(pytest.MonkeyPatch.context())
+        monkeypatch.setenv(UPSTREAM_KEY_ENV, "upstream-key")
+        gateway = Gateway(config, store, FlockTickets(base / "tickets", 1))
+        gateway.start()
+        stack.callback(gateway.stop)
+        token = store.issue(BEAD, f"loop-{kind}", budget_tokens=10_000_000)
+        url = gateway.openai_base_url if upstream == "openai" else gateway.base_url
+        api = "openai" if upstream == "openai" else upstream
+        setting = AgentModel(url, name, api, token)
         env = stack.enter_context(agent_environment(profile, setting, workspace))
         agent = runner.run(AcpAgent.start(
             [binary, *profile.command[1:]], workspace=workspace, env=env, timeout=90,
             policy=RolePolicy.for_role("implementer"), profile=profile, sandbox_mode="none",
         ))  # fmt: skip
         try:
-            yield Rig(kind, runner, agent, model, workspace)
+            yield Rig(kind, runner, agent, model, workspace, gateway, token, {})
         finally:
             runner.run(agent.close())
 
@@ -148,6 +184,15 @@ def test_an_implementer_may_not_write_tests(rig: Rig) -> None:
     assert not (rig.workspace / "tests" / "test_evil.py").exists()
     assert (rig.workspace / "tests" / "test_kept.py").read_text() == kept
     assert session.unsafe_mode is None
+
+
+def test_the_gateway_counts_each_roles_tokens_as_the_double_reported_them(rig: Rig) -> None:
+    """Last of the module's tests on `rig` (pytest runs them in file order)."""
+    assert {"auditor", "implementer"} <= set(rig.tokens)
+    roles = rig.gateway.store.usage(BEAD)["roles"]
+    counted = {role: [r["input_tokens"], r["output_tokens"]] for role, r in roles.items()}
+    expected = {role: spent for role, spent in rig.tokens.items() if spent != [0, 0]}
+    assert counted == expected
 
 
 AUTO_APPROVING = {
