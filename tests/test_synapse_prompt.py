@@ -69,3 +69,16 @@ def test_a_generation_file_reads_back_as_written(tmp_path) -> None:  # type: ign
     gen = Generation("abc-1", FAILURE, "/golden", ("pytest", "-q"), 60.0, "none", 8)
     assert Generation.read(gen.write(tmp_path)) == gen
     assert gen.group == "synapse-abc-1"
+
+
+def test_a_pytest_suite_runs_the_failing_file_first(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from procs.synapse.trial import failing_first
+
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_core.py").write_text("")
+    pytest_cmd = ("python3", "-m", "pytest", "-q")
+    assert failing_first(pytest_cmd, tmp_path, "tests/test_core.py") == [
+        *pytest_cmd, "tests/test_core.py"]  # fmt: skip
+    for file in ("", "tests/missing.py", "../x.py", "/etc/passwd", "-k"):
+        assert failing_first(pytest_cmd, tmp_path, file) is None
+    assert failing_first(("make", "test"), tmp_path, "tests/test_core.py") is None

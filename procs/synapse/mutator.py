@@ -13,7 +13,8 @@ temporary), started by the synapse with these arguments. In order, it:
   3. asks the router (`route`, the generation's role) for a surgical fix: the prompt
      of procs/synapse/prompt.py with its variant, so no two mutators ask the same;
   4. takes the reply only if it is one unified diff that touches no test, applies it,
-     and runs the suite in the sandbox with the generation's timeout;
+     and runs the failing test file (a pytest command) and then the whole suite in the
+     sandbox, each with the generation's timeout;
   5. green: commits the fix and proposes it to the merge queue in the generation's
      group, then waits for the decision (the first fix of a group to land wins).
 Any step that fails ends it with exit 0 and a `gave_up` record naming the step: a
@@ -40,7 +41,7 @@ from ipc import control, ledger, paths, service_report
 from procs.synapse import git, workspace
 from procs.synapse.generation import Generation
 from procs.synapse.prompt import NotADiff, extract_diff, fix_request, touches_tests
-from procs.synapse.trial import TrialUnavailable, run_suite
+from procs.synapse.trial import TrialUnavailable, failing_first, run_suite
 
 NAME = "mutator"
 ROUTER = "llm_router"
@@ -138,13 +139,17 @@ def attempt(runtime: Path, state: Path, gen: Generation, variant: int,
             git.apply(lease.path, diff)
         except git.GitFailed as exc:
             raise GaveUp("apply", str(exc)) from None
-        try:
-            trial = run_suite(lease.path, gen.test_command, timeout_s=gen.suite_timeout_s,
-                              mode=gen.sandbox)  # fmt: skip
-        except TrialUnavailable as exc:
-            raise GaveUp("suite", str(exc)) from None
-        if not trial.green:
-            raise GaveUp("suite", f"still red with the fix: {trial.output[-300:]}")
+        first = failing_first(gen.test_command, lease.path, gen.failure.file)
+        for step, command in (("failing", first), ("suite", gen.test_command)):
+            if command is None:
+                continue
+            try:
+                trial = run_suite(lease.path, command, timeout_s=gen.suite_timeout_s,
+                                  mode=gen.sandbox)  # fmt: skip
+            except TrialUnavailable as exc:
+                raise GaveUp(step, str(exc)) from None
+            if not trial.green:
+                raise GaveUp(step, f"still red with the fix: {trial.output[-300:]}")
         try:
             message = f"synapse: fix {gen.failure.file or 'golden'} ({gen.id}, variant {variant})"
             tip = git.commit_all(lease.path, message)

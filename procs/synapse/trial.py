@@ -1,6 +1,7 @@
 """One suite run in a working copy, in the sandbox, with a wall-clock timeout.
 
     run_suite(workspace, test_command, timeout_s=, mode=) -> Trial
+    failing_first(test_command, workspace, file) -> the command on one test file, or None
 
 The workspace is the sandbox's only writable place; a timeout is red. Raises
 TrialUnavailable when nothing could run (no sandbox): that is no verdict, never green.
@@ -34,6 +35,15 @@ class Trial:
 def suite_env() -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/tmp", "LANG": "C.UTF-8",
             "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}  # fmt: skip
+
+
+def failing_first(test_command: Sequence[str], workspace: Path, file: str) -> list[str] | None:
+    """The test command on the failing file alone, when the command is pytest and the file
+    is a file of the workspace (a quick "still red" before the whole suite); else None."""
+    is_pytest = any(Path(a).name in ("pytest", "py.test") for a in test_command)
+    if not file or not is_pytest or file.startswith(("-", "/")) or ".." in Path(file).parts:
+        return None
+    return [*test_command, file] if (workspace / file).is_file() else None
 
 
 def run_suite(workspace: Path, test_command: Sequence[str], *, timeout_s: float,
