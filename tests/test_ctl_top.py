@@ -25,7 +25,7 @@ from supervisor.ctl.top_sources import Snapshot, Source
 from tests.harness import ROOT
 from tests.helpers.loop_repos import make_project
 from tests.helpers.sandbox import skip_without_bwrap
-from tests.test_example_config import BEAD, TEST_COMMAND, _example_for
+from tests.test_example_config import BEAD
 from tests.waiting import pid_gone, wait_until
 
 NOW = 1_800_000_000.0
@@ -88,6 +88,21 @@ def test_a_frame_in_80x24_shows_every_panel() -> None:
     assert "gpu tickets" in text and "ram MB" in text
 
 
+def test_a_tree_too_tall_for_the_terminal_folds_its_largest_supervisor() -> None:
+    services = [{"id": f"svc{i}", "type": "worker", "state": "running", "restarts": 0}
+                for i in range(11)]  # fmt: skip
+    services[3]["state"] = "failed"
+    tree = {**TREE, "children": [*TREE["children"],
+            {"id": "services", "type": "supervisor", "state": "running", "children": services},
+            {"id": "heartbeat", "type": "worker", "state": "running", "restarts": 2}]}  # fmt: skip
+    factoryd = Source({"daemon": {"pid": 42}, "tree": tree, "resources": RESOURCES})
+    text = draw(top_view.screen(snapshot(factoryd=factoryd), height=24, interval_s=1.0))
+    assert "services" in text and "1 failed 10 running" in text  # one row for eleven
+    assert "svc0" not in text and "heartbeat" in text and "mutators.1" in text
+    tall = draw(top_view.screen(snapshot(factoryd=factoryd), height=40, interval_s=1.0), height=40)
+    assert "svc10" in tall  # room enough: nothing folded
+
+
 def test_a_failing_source_shows_in_its_panel_and_the_rest_still_draw() -> None:
     snap = snapshot(
         queue=Source(error="merge_queue: no answer within 1s"),
@@ -120,6 +135,29 @@ def test_live_top_needs_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 # -- the live view in tmux -------------------------------------------------------------
 
 
+EXAMPLE = ROOT / "systemd" / "factory.example.toml"
+EXAMPLE_TEST_COMMAND = "python3 -m pytest -q -p no:cacheprovider"
+TEST_COMMAND = (f"env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest -q "
+                "-p no:cacheprovider")  # fmt: skip
+
+
+def _example_for(golden: Path, beads: Path, loop_toml: Path) -> str:
+    """The example's text with its paths at this test's project and its agents at the
+    scripted stand-in of tests/test_example_config.py (`turns`)."""
+    text = EXAMPLE.read_text()
+    for old, new in [
+        ("/var/lib/factory/golden", str(golden)),
+        ("/srv/repo/.beads/issues.jsonl", str(beads)),
+        ("/etc/factory/loop.toml", str(loop_toml)),
+        (EXAMPLE_TEST_COMMAND, TEST_COMMAND),
+        ('"--lander", "merge_queue",',
+         '"--lander", "merge_queue", "--agent-turns", "tests.test_example_config:turns",'),
+    ]:  # fmt: skip
+        assert old in text, f"the example no longer has {old!r}: update this test"
+        text = text.replace(old, new)
+    return text
+
+
 def start_example_factory(factoryd: Any, tmp_path: Path, *, extra_toml: str = "") -> Any:
     """The example config over a real small project (as tests/test_example_config.py
     runs it), plus `extra_toml`; returns the started Factoryd with a ready bead written,
@@ -135,7 +173,7 @@ def start_example_factory(factoryd: Any, tmp_path: Path, *, extra_toml: str = ""
         'agent_command = ["scripted-in-process"]\nreviewer = "agent"\n'
         "suite_timeout_s = 120\nturn_timeout_s = 60\n"
     )
-    d = factoryd(_example_for(tmp_path, golden, beads, loop_toml) + extra_toml).start()
+    d = factoryd(_example_for(golden, beads, loop_toml) + extra_toml).start()
     wait_until(lambda: d.status()["resources"] is not None, timeout=20,
                what="the governor's ledger")  # fmt: skip
     beads.write_text(json.dumps(BEAD) + "\n")  # ready: the dispatcher starts its loop
@@ -178,34 +216,66 @@ class Tmux:
                        capture_output=True, timeout=10, check=False)  # fmt: skip
 
 
+def top_in_tmux(tmp: Path, runtime_dir: Path, state_dir: Path) -> Tmux:
+    """`factoryctl top` in an 80x24 tmux pane whose shell notes the terminal's modes
+    before and after (stty.before, stty.after in `tmp`) and top's exit status."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (apt-get install tmux)")
+    ctl = (f"{sys.executable} -m supervisor.ctl.cli --runtime-dir {runtime_dir} "
+           f"--state-dir {state_dir} top --interval 0.2")  # fmt: skip
+    script = tmp / "pane.sh"
+    # An interactive shell outlives the Ctrl-C meant for its foreground job; this one,
+    # with a trap (reset to the default in its children, unlike an ignored signal), too.
+    script.write_text(f"trap : INT\nstty -g > {tmp}/stty.before\n{ctl}\n"
+                      f"echo \"top exited $?\"\nstty -g > {tmp}/stty.after\n")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm"}
+    env.pop("TMUX", None)
+    return Tmux(tmp, f"sh {script}", env)
+
+
+def _top_pid(tmux: Tmux) -> int:
+    shell = tmux.run("display-message", "-p", "-t", "top", "#{pane_pid}").strip()
+    children = Path(f"/proc/{shell}/task/{shell}/children").read_text().split()
+    return int(children[0])
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("way_out", ["C-c", "SIGTERM", "SIGHUP"])
+def test_top_restores_the_terminal_on_every_way_out(way_out: str, tmp_path: Path) -> None:
+    """With no factoryd at all: the view says so, and leaves as cleanly as with q."""
+    tmux = top_in_tmux(tmp_path, tmp_path / "run", tmp_path / "state")
+    try:
+        wait_until(lambda: "factoryd is gone" in tmux.screen(), timeout=20,
+                   what="top telling the operator factoryd is gone")  # fmt: skip
+        if way_out.startswith("SIG"):
+            os.kill(_top_pid(tmux), getattr(signal, way_out))
+        else:
+            tmux.run("send-keys", "-t", "top", way_out)
+        wait_until(tmux.pane_dead, timeout=20, what=f"top to exit on {way_out}")
+        assert "top exited 0" in tmux.scrollback()
+        before_modes = (tmp_path / "stty.before").read_text()
+        assert (tmp_path / "stty.after").read_text() == before_modes
+    finally:
+        tmux.kill()
+
+
 @pytest.mark.integration
 def test_top_in_tmux_shows_the_factory_quits_on_q_and_restores_the_terminal(
     factoryd: Any, tmp_path: Path
 ) -> None:
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed (apt-get install tmux)")
     d = start_example_factory(factoryd, tmp_path)
-    ctl = (f"{sys.executable} -m supervisor.ctl.cli --runtime-dir {d.runtime_dir} "
-           f"--state-dir {d.tmp / 'state'} top --interval 0.2")  # fmt: skip
-    # The pane's shell notes the terminal's modes before and after, and top's exit status.
-    script = tmp_path / "pane.sh"
-    script.write_text(f"stty -g > {tmp_path}/stty.before\n{ctl}\necho \"top exited $?\"\n"
-                      f"stty -g > {tmp_path}/stty.after\n")  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm"}
-    env.pop("TMUX", None)
-    tmux = Tmux(tmp_path, f"sh {script}", env)
+    tmux = top_in_tmux(tmp_path, d.runtime_dir, d.tmp / "state")
     try:
 
         def tree_and_loop() -> str | None:
             screen = tmux.screen()
             lines = screen.splitlines()
             loops = next((i for i, line in enumerate(lines) if line.startswith("LOOPS")), None)
-            if loops is None or "signal_journal" not in screen:
+            if loops is None or "services" not in screen or "heartbeat" not in screen:
                 return None
             return screen if lines[loops + 2].startswith("bd-1 ") else None  # under the header
 
         screen = wait_until(tree_and_loop, timeout=60, what="top showing the tree and a loop")
-        print(screen)
         lines = screen.splitlines()
         assert len(lines) <= 24 and all(len(line) <= 80 for line in lines), screen
         assert "factoryd pid" in lines[0] and "LOOPS" in screen and "GOLDEN" in screen, screen

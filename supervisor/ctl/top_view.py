@@ -10,6 +10,7 @@ boxes give, so it reads the same over ssh in any terminal.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any, Literal
 
 from rich.console import Group, RenderableType
@@ -59,23 +60,46 @@ def _failed(title: str, source: Source) -> Text:
     return Text.assemble((title + "\n", "bold cyan"), (f"unavailable: {source.error}", "red"))
 
 
-def tree_panel(snap: Snapshot) -> RenderableType:
+def tree_panel(snap: Snapshot, max_rows: int | None = None) -> RenderableType:
+    """The tree under factoryd, one row per node; past `max_rows`, the largest
+    supervisors are folded into one row each, counting their workers by state."""
     if not snap.factoryd.ok:
         return _failed("TREE", snap.factoryd)
     table = _table("TREE", "ID", "STATE", "RSS", "CPU", "RST", right=3)
     root = snap.factoryd.data.get("tree") or {}
-    for depth, node in _walk(root, -1)[1:]:  # the root is factoryd itself: the header
+    folded: set[int] = set()  # id() of the folded supervisors' nodes
+    rows = _walk(root, -1, folded)[1:]  # the root is factoryd itself: the header
+    while max_rows is not None and len(rows) > max_rows:
+        candidates = [n for _, n in rows if n.get("children") and id(n) not in folded]
+        if not candidates:
+            break
+        folded.add(id(max(candidates, key=lambda n: len(_walk(n, 0, set())))))
+        rows = _walk(root, -1, folded)[1:]
+    for depth, node in rows:
         state = str(node.get("state", "?"))
+        if id(node) in folded:
+            workers = Counter(str(n.get("state")) for _, n in _walk(node, 0, set())
+                              if n.get("type") == "worker")  # fmt: skip
+            state = " ".join(f"{n} {s}" for s, n in sorted(workers.items())) or state
         cpu = f"{node['cpu_s']:.1f}s" if node.get("cpu_s") is not None else "-"
-        table.add_row(" " * depth + str(node.get("id")), Text(state, STATE_STYLES.get(state, "")),
+        table.add_row(" " * depth + str(node.get("id")), Text(state, _state_style(state)),
                       size(node.get("rss_bytes")), cpu, str(node.get("restarts", 0)))  # fmt: skip
     return table
 
 
-def _walk(node: dict[str, Any], depth: int) -> list[tuple[int, dict[str, Any]]]:
+def _state_style(state: str) -> str:
+    if state in STATE_STYLES:
+        return STATE_STYLES[state]
+    words = set(state.split())  # a folded supervisor: "9 running 1 failed"
+    return "green" if words <= {"running"} | {w for w in words if w.isdigit()} else "yellow"
+
+
+def _walk(node: dict[str, Any], depth: int, folded: set[int]) -> list[tuple[int, dict[str, Any]]]:
     rows = [(depth, node)] if node else []
+    if id(node) in folded:
+        return rows
     for child in node.get("children") or []:
-        rows += _walk(child, depth + 1)
+        rows += _walk(child, depth + 1, folded)
     return rows
 
 
@@ -180,10 +204,11 @@ def _short(value: object) -> str:
     return text if len(text) <= 16 else text[:15] + "~"
 
 
-def sections(snap: Snapshot) -> dict[str, RenderableType]:
-    """Every panel by name, in the order `stacked` prints them."""
+def sections(snap: Snapshot, *, tree_rows: int | None = None) -> dict[str, RenderableType]:
+    """Every panel by name, in the order `stacked` prints them; the tree folded to fit
+    `tree_rows` rows."""
     return {
-        "tree": tree_panel(snap),
+        "tree": tree_panel(snap, tree_rows),
         "resources": resources_panel(snap),
         "golden": golden_panel(snap),
         "queue": queue_panel(snap),
@@ -204,10 +229,11 @@ def stacked(snap: Snapshot, *, interval_s: float) -> Group:
 def screen(snap: Snapshot, *, height: int, interval_s: float) -> Layout:
     """The frame laid out for a `height`-line terminal: the tree and its resources at
     the top (tree left; resources, golden, queue and swarm right), loops and signals
-    below. Each region crops what does not fit; at 24 lines every panel keeps its
-    title and first rows."""
-    panels = sections(snap)
+    below. The tree folds its largest supervisors to fit; any other region crops what
+    does not fit; at 24 lines every panel keeps its title and first rows."""
     bottom = max(4, (height - 1) // 4)  # the loops and signals regions, each
+    upper = max(3, height - 1 - 2 * bottom)
+    panels = sections(snap, tree_rows=upper - 2)  # less its title and header
     layout = Layout()
     layout.split_column(
         Layout(header(snap, interval_s=interval_s), size=1),
