@@ -14,16 +14,16 @@ import pytest
 
 from ipc import control, ledger, paths
 from tests.harness import Factoryd
+from tests.helpers.example_factory import runnable_example
 from tests.waiting import wait_until
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "systemd" / "factory.example.toml"
 SERVICES = ("bus", "signal_journal", "resource_governor", "workspace_manager", "llm_router")
 NORMAL_S = 3.0  # a status call answers well within this when nobody is in the way
 
 
 @pytest.fixture
-def tree(factoryd) -> Iterator[Factoryd]:
-    d = factoryd(EXAMPLE.read_text()).start()
+def tree(factoryd, tmp_path: Path) -> Iterator[Factoryd]:
+    d = factoryd(runnable_example(tmp_path).text).start()
     try:
         yield d
     finally:

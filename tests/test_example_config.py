@@ -11,25 +11,19 @@ the test command aside (this interpreter's pytest without the machine's plugins)
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ipc import ledger
-from tests.helpers.loop_repos import make_project
+from tests.helpers.example_factory import runnable_example
 from tests.helpers.repos import git
 from tests.helpers.sandbox import skip_without_bwrap
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "systemd" / "factory.example.toml"
-EXAMPLE_TEST_COMMAND = "python3 -m pytest -q -p no:cacheprovider"
-TEST_COMMAND = (
-    f"env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest -q -p no:cacheprovider"
-)
 BEAD = {"id": "bd-1", "title": "double", "status": "open", "priority": 1,
         "issue_type": "task", "description": "feature.double(x) returns 2 * x",
         "created_at": "2026-01-01T00:00:00Z"}  # fmt: skip
@@ -77,36 +71,13 @@ def _workers(node: dict[str, Any]) -> list[dict[str, Any]]:
     return [w for c in node["children"] for w in _workers(c)]
 
 
-def _example_for(tmp: Path, golden: Path, beads: Path, loop_toml: Path) -> str:
-    text = EXAMPLE.read_text()
-    for old, new in [
-        ("/var/lib/factory/golden", str(golden)),
-        ("/srv/repo/.beads/issues.jsonl", str(beads)),
-        ("/etc/factory/loop.toml", str(loop_toml)),
-        (EXAMPLE_TEST_COMMAND, TEST_COMMAND),
-        ('"--lander", "merge_queue",',
-         '"--lander", "merge_queue", "--agent-turns", "tests.test_example_config:turns",'),
-    ]:  # fmt: skip
-        assert old in text, f"the example no longer has {old!r}: update this test"
-        text = text.replace(old, new)
-    return text
-
-
 def test_the_example_factory_turns_a_bead_into_a_commit_on_golden(factoryd, tmp_path: Path
                                                                    ) -> None:  # fmt: skip
     skip_without_bwrap()  # the example runs every test under bubblewrap
-    golden = make_project(tmp_path / "golden")
+    example = runnable_example(tmp_path)
+    golden, beads = example.golden, example.beads
     start = git(golden, "rev-parse", "HEAD").strip()
-    beads = tmp_path / "repo" / ".beads" / "issues.jsonl"
-    beads.parent.mkdir(parents=True)
-    beads.write_text("")
-    loop_toml = tmp_path / "loop.toml"
-    loop_toml.write_text(
-        f"[loop]\ntest_command = {json.dumps(TEST_COMMAND.split())}\n"
-        'agent_command = ["scripted-in-process"]\nreviewer = "agent"\n'
-        "suite_timeout_s = 120\nturn_timeout_s = 60\n"
-    )
-    d = factoryd(_example_for(tmp_path, golden, beads, loop_toml)).start()
+    d = factoryd(example.text).start()
     try:
         workers = _workers(d.status()["tree"])
         assert {w["id"] for w in workers} == SERVICES

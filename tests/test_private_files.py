@@ -20,12 +20,11 @@ from ipc.journal import JournalWriter
 from procs.llm.budget import BudgetStore, DailyBudget
 from procs.workspaces import ramdisk as ramdisks
 from tests.harness import ROOT
+from tests.helpers.example_factory import runnable_example
 from tests.helpers.ramdisks import skip_unless_loop_mounts
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration  # real processes and sockets
-
-EXAMPLE = ROOT / "systemd" / "factory.example.toml"
 
 
 @pytest.fixture
@@ -43,12 +42,26 @@ def mode(path: Path) -> int:
 
 
 def readable_by_others(*roots: Path) -> list[str]:
-    """Every entry under `roots` (the roots too) that group or others may use."""
+    """Every entry under `roots` (the roots too) that group or others may use: its own
+    mode lets them, and no directory below the root closes the way to it (a 0644 file in
+    a 0700 run directory is private; the roots themselves close nothing here, so every
+    socket and database in them must be private by its own mode)."""
     found = []
     for root in roots:
         entries = [root, *root.rglob("*")]
-        found += [f"{p} {mode(p):04o}" for p in entries if p.exists() and mode(p) & 0o077]
+        found += [f"{p} {mode(p):04o}" for p in entries
+                  if p.exists() and mode(p) & 0o077 and _reachable(root, p)]  # fmt: skip
     return found
+
+
+def _reachable(root: Path, path: Path) -> bool:
+    """Group or others may pass every directory strictly below `root` on the way."""
+    parent = path.parent
+    while parent != root and root in parent.parents:
+        if not mode(parent) & 0o011:
+            return False
+        parent = parent.parent
+    return True
 
 
 def test_factoryd_under_umask_022_creates_nothing_others_can_read(
@@ -57,7 +70,7 @@ def test_factoryd_under_umask_022_creates_nothing_others_can_read(
     state = tmp_path / "state"
     state.mkdir(mode=0o755)  # left by an older install: everyone could read the databases
     os.chmod(state, 0o755)
-    d = factoryd(EXAMPLE.read_text()).start()
+    d = factoryd(runnable_example(tmp_path).text).start()
     expected = [
         d.runtime_dir / "factoryd.sock",
         d.runtime_dir / "notify.sock",

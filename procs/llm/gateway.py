@@ -65,6 +65,9 @@ UPSTREAM_KIND = {"openai": "openai", "responses": "openai", "anthropic": "anthro
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # socketserver's default listen backlog is 5: a burst of agents' calls (a dozen at
+    # once under load) found it full and was reset (ECONNRESET), so calls were lost
+    request_queue_size = 128
     gateway: Gateway
 
     def handle_error(self, request: Any, client_address: Any) -> None:

@@ -11,6 +11,11 @@ from typing import Any
 Route = Callable[["RequestContext"], None]
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 reset bursts of calls (ECONNRESET) under load
+
+
 class RequestContext:
     """One request as the double's route sees it, with helpers to answer it."""
 
@@ -80,8 +85,7 @@ class DoubleServer:
                 return
 
         self._route = route
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), _Handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), daemon=True
         )
