@@ -36,6 +36,7 @@ from procs.loop.service import EXIT_BAD_INPUT
 from procs.loop.service import main as service_main
 from procs.loop.state import FactoryLoopState
 from procs.loop.turns import Turn, TurnFailed, TurnReply
+from supervisor.ctl.cli import main as ctl_main
 from tests.doubles.openai_chat import ChatCompletionsDouble
 from tests.helpers.loop_repos import CALC, make_project
 
@@ -272,8 +273,25 @@ def test_the_loop_service_fails_a_bead_over_its_budget_through_factoryds_gateway
             ])  # fmt: skip
             usage = Meter(gateway.socket).call("usage", {"bead": "bd-9"})
             live = Meter(gateway.socket).call("status", {})
+            listed = io.StringIO()  # factoryctl loops shows what the gateway counted
+            assert (
+                ctl_main(
+                    [
+                        "--runtime-dir",
+                        str(gateway.runtime),
+                        "--state-dir",
+                        str(tmp_path / "state"),
+                        "loops",
+                        "--json",
+                    ],
+                    out=listed,
+                )
+                == 0
+            )
         finally:
             gateway.stop()
+    assert [(loop["bead"], loop["tokens"]) for loop in json.loads(listed.getvalue())["loops"]
+            ] == [("bd-9", 160)]  # fmt: skip
     assert status == 0  # the loop ended (Failed: not restarted)
     records = [json.loads(line) for line in capsys.readouterr().err.splitlines()
                if line.startswith("{")]  # fmt: skip

@@ -8,8 +8,10 @@ Wire: none; reads <state_dir>/loops.sqlite3 (written by every loop process throu
       procs/loop/store.py, schema in ipc/loop_records.py) read-only. --json prints
       {"loops": [summary, ...]} or the one loop's summary with "history": [...]; a
       summary is {loop_id, bead, attempt, phase, iteration, greens, commits, reverts,
-      cost (null until the gateway counts it), workspace, reason, created_at,
-      updated_at, age_s}.
+      cost (null: no prices yet), tokens, workspace, reason, created_at, updated_at,
+      age_s}. `tokens` is what the model gateway counted for the loop's bead (every
+      attempt, every role; `usage` on <runtime_dir>/model_gateway.sock, one bounded call
+      per bead), null when no gateway answers.
 
 Exit status: 0; 5 (not found) for an unknown loop or bead id, or when there is no
 loops database yet (no loop has run with this state dir).
@@ -48,6 +50,7 @@ def run(ctx: CtlContext, args: argparse.Namespace) -> ExitStatus:
     with reader:
         if args.id is None:
             loops = reader.summaries()
+            _add_tokens(loops, ctx)
             if args.json:
                 _json({"loops": loops}, ctx.out)
             else:
@@ -58,11 +61,34 @@ def run(ctx: CtlContext, args: argparse.Namespace) -> ExitStatus:
         except loop_records.UnknownLoop as exc:
             ctx.err.write(f"factoryctl: {exc.args[0]}\n")
             return ExitStatus.NOT_FOUND
+    _add_tokens([loop], ctx)
     if args.json:
         _json(loop, ctx.out)
     else:
         render_loop(loop, ctx.out)
     return ExitStatus.SUCCESS
+
+
+def _add_tokens(loops: list[dict[str, Any]], ctx: CtlContext) -> None:
+    """Each loop's bead's token count from the model gateway (None where it cannot say):
+    the gateway is the one place every agent token is counted."""
+    from ipc import control, paths  # noqa: PLC0415 - only this command needs them
+
+    socket = paths.control_socket(ctx.runtime_dir, "model_gateway")
+    counted: dict[str, int | None] = {}
+    for loop in loops:
+        bead = loop["bead"]
+        if bead not in counted:
+            try:
+                usage = control.call(socket, "usage", {"bead": bead},
+                                     timeout=min(ctx.timeout_s, 5.0))  # fmt: skip
+                used = usage.get("used_tokens") if isinstance(usage, dict) else None
+                counted[bead] = used if isinstance(used, int) else None
+            except control.ControlError:
+                counted[bead] = None
+            if counted[bead] is None and not socket.exists():
+                counted.update({other["bead"]: None for other in loops})  # no gateway: stop
+        loop["tokens"] = counted[bead]
 
 
 def render_table(loops: list[dict[str, Any]], out: TextIO) -> None:
@@ -74,7 +100,7 @@ def render_table(loops: list[dict[str, Any]], out: TextIO) -> None:
     rows += [
         (loop["loop_id"], loop["bead"], loop["phase"], _text(loop["iteration"]),
          _text(loop["greens"]), _text(loop["commits"]), _text(loop["reverts"]),
-         _cost(loop["cost"]), _age(loop["age_s"]), _text(loop["workspace"]))
+         _cost(loop["cost"], loop.get("tokens")), _age(loop["age_s"]), _text(loop["workspace"]))
         for loop in loops
     ]  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
@@ -89,7 +115,8 @@ def render_loop(loop: dict[str, Any], out: TextIO) -> None:
               f"{outcome}\n")  # fmt: skip
     out.write(f"iteration {_text(loop['iteration'])}, greens {_text(loop['greens'])}, "
               f"commits {_text(loop['commits'])}, reverts {_text(loop['reverts'])}, "
-              f"cost {_cost(loop['cost'])}, age {_age(loop['age_s'])}\n")  # fmt: skip
+              f"cost {_cost(loop['cost'], loop.get('tokens'))}, "
+              f"age {_age(loop['age_s'])}\n")  # fmt: skip
     out.write(f"workspace {_text(loop['workspace'])}\n")
     for entry in loop["history"]:
         lines = entry["content"].strip().splitlines()
@@ -107,8 +134,13 @@ def _text(value: object) -> str:
     return "-" if value is None else str(value)
 
 
-def _cost(value: object) -> str:
-    return "-" if value is None else f"${float(value):.2f}"  # type: ignore[arg-type]
+def _cost(value: object, tokens: object = None) -> str:
+    """Dollars when priced, else the bead's tokens (1.2k tok), else "-"."""
+    if value is not None:
+        return f"${float(value):.2f}"  # type: ignore[arg-type]
+    if isinstance(tokens, int):
+        return f"{tokens / 1000:.1f}k tok" if tokens >= 1000 else f"{tokens} tok"
+    return "-"
 
 
 def _age(seconds: float) -> str:
