@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,97 @@ def test_with_nothing_running_every_source_reads_down_and_the_scrape_answers(
     assert {value(parsed, "factory_source_up", source=s) for s in SOURCES} == {0.0}
     assert collector.statistics()["failures"] == dict.fromkeys(SOURCES, 1)
     assert "no loops database" in collector.statistics()["last_errors"]["loops"]
+
+
+NOW = 1_800_000_000.0
+REPLIES: dict[tuple[str, str], Any] = {
+    ("factoryd", "status"): {"daemon": {"uptime_s": 12.0}, "tree": {
+        "id": "root", "type": "supervisor", "restarts": 0, "children": [
+            {"id": "bus", "type": "worker", "state": "running", "restarts": 2,
+             "rss_bytes": 1000, "cpu_s": 1.5},
+            {"id": "mutators", "type": "supervisor", "restarts": 0, "children": [
+                {"id": "mutators.1", "type": "worker", "state": "running", "restarts": 0},
+                {"id": "mutators.2", "type": "worker", "state": "starting", "restarts": 0}]}]}},
+    ("beads", "list"): {"ready": [{}, {}], "claimed": [{}], "blocked": [], "error": None},
+    ("beads", "status"): {"counts": {"claimed": 3, "closed": 2, "failed": 1}},
+    ("merge_queue", "queue"): {"entries": [{}, {}, {}], "counts": {"accepted": 5,
+                                                                   "rejected": 2}},
+    ("golden", "status"): {"state": "red", "since": NOW - 42.5, "move_count": 7},
+    ("llm_router", "status"): {"usage_today": {"judge": {"input_tokens": 100,
+        "output_tokens": 20, "cost_usd": 0.5, "calls": 2}},
+        "calls": {"judge": {"answered": 2, "failed": 1}}},
+    ("model_gateway", "status"): {"live_tokens": 1},
+    ("model_gateway", "usage"): {"roles": {"implementer": {"calls": 3, "input_tokens": 300,
+                                                           "output_tokens": 30,
+                                                           "cached_tokens": 10}}},
+    ("workspace_manager", "status"): {"registry": {"workspaces": 3, "orphaned": 1,
+                                                   "created": 9, "destroyed": 6}},
+}  # fmt: skip
+LEDGER = {"resources": {"loop": {"limit": 4, "in_use": 2, "waiting": 1, "exhausted": 3},
+                        "ram": {"limit": 2048, "in_use": 512, "waiting": 0, "exhausted": 0}},
+          "holders": [{"alive": True}, {"alive": False}]}  # fmt: skip
+
+
+def loops_db(state: Path) -> None:
+    from ipc import loop_records
+
+    db = sqlite3.connect(loop_records.loops_path(state))
+    db.executescript(loop_records.SCHEMA)
+    for loop_id, bead, phase, commits in (("bd-1.1", "bd-1", "complete", 2),
+                                          ("bd-2.1", "bd-2", "green", 1),
+                                          ("bd-3.1", "bd-3", "green", 0)):  # fmt: skip
+        db.execute("INSERT INTO loops VALUES (?, ?, 1, ?, 1, ?, ?, ?)",
+                   (loop_id, bead, phase, json.dumps({"commits": commits, "greens": 1}),
+                    NOW - 60, NOW))  # fmt: skip
+    db.commit()
+    db.close()
+
+
+def test_a_scrape_reads_every_source_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                          ) -> None:  # fmt: skip
+    asked: list[tuple[str, str, dict[str, Any]]] = []
+
+    def call(socket: Path, command: str, args: dict[str, Any], *, timeout: float) -> Any:
+        assert timeout == 0.5  # every call bounded by --call-timeout-s
+        endpoint = socket.name.removesuffix(".sock")
+        asked.append((endpoint, command, args))
+        return REPLIES[(endpoint, command)]
+
+    monkeypatch.setattr(control, "call", call)
+    monkeypatch.setattr(ledger, "snapshot", lambda runtime: LEDGER)
+    loops_db(tmp_path)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FactoryCollector(tmp_path, tmp_path, call_timeout_s=0.5,
+                                       clock=lambda: NOW))  # fmt: skip
+    parsed = samples(generate_latest(registry).decode())
+
+    assert {value(parsed, "factory_source_up", source=s) for s in SOURCES} == {1.0}
+    assert value(parsed, "factory_child_restarts_total", child="bus", type="worker") == 2
+    assert value(parsed, "factory_child_cpu_seconds_total", child="bus") == 1.5
+    assert value(parsed, "factory_swarm_mutators") == 2
+    assert value(parsed, "factory_loops", phase="green") == 2
+    assert value(parsed, "factory_loops", phase="complete") == 1
+    assert value(parsed, "factory_loop_steps", step="commits") == 3
+    assert value(parsed, "factory_beads", state="ready") == 2
+    assert value(parsed, "factory_bead_operations_total", operation="failed") == 1
+    assert value(parsed, "factory_merge_queue_depth") == 3
+    assert value(parsed, "factory_merge_queue_landings_total") == 5
+    assert value(parsed, "factory_merge_queue_rejections_total") == 2
+    assert value(parsed, "factory_golden_red") == 1
+    assert value(parsed, "factory_golden_red_seconds") == 42.5
+    assert value(parsed, "factory_llm_tokens_today", role="judge", direction="input") == 100
+    assert value(parsed, "factory_llm_cost_usd_today", role="judge") == 0.5
+    assert value(parsed, "factory_llm_calls_total", role="judge", outcome="failed") == 1
+    # the gateway asked once per bead of the loops database, the roles summed
+    assert sorted(a["bead"] for e, c, a in asked if c == "usage") == ["bd-1", "bd-2", "bd-3"]
+    assert value(parsed, "factory_gateway_tokens", role="implementer", kind="input") == 900
+    assert value(parsed, "factory_gateway_calls", role="implementer") == 9
+    assert value(parsed, "factory_ledger_in_use", resource="loop") == 2
+    assert value(parsed, "factory_ledger_limit", resource="ram") == 2048
+    assert value(parsed, "factory_ledger_exhausted_total", resource="loop") == 3
+    assert value(parsed, "factory_ledger_holders", alive="false") == 1
+    assert value(parsed, "factory_workspaces", state="live") == 2
+    assert value(parsed, "factory_workspace_operations_total", operation="destroyed") == 6
 
 
 def scrape(url: str) -> str:

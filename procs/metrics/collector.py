@@ -29,6 +29,7 @@ from ipc import control, ledger, loop_records, paths
 
 GATEWAY_BEADS = 200  # the newest beads whose gateway usage a scrape sums
 LOOP_COUNTERS = ("greens", "commits", "reverts")
+SWARM_SUPERVISOR = "mutators"  # factoryd's simple_one_for_one supervisor of mutators
 BEAD_OPERATIONS = ("claimed", "closed", "failed", "released", "refused")
 
 
@@ -116,10 +117,18 @@ class FactoryCollector(Collector):
                 rss.add_metric([child], float(node["rss_bytes"]))
             if node.get("cpu_s") is not None:
                 cpu.add_metric([child], float(node["cpu_s"]))
+        mutators = sum(
+            len(n.get("children") or [])
+            for n in _walk(status.get("tree") or {})
+            if n.get("type") == "supervisor" and n.get("id") == SWARM_SUPERVISOR
+        )
+        swarm = GaugeMetricFamily("factory_swarm_mutators",
+                                  "live children of the `mutators` supervisor (the swarm)",
+                                  value=float(mutators))  # fmt: skip
         daemon = status.get("daemon") or {}
         uptime = GaugeMetricFamily("factory_factoryd_uptime_seconds", "factoryd's uptime",
                                    value=float(daemon.get("uptime_s") or 0))  # fmt: skip
-        return iter([restarts, running, rss, cpu, uptime])
+        return iter([restarts, running, rss, cpu, swarm, uptime])
 
     def _ledger(self) -> Iterator[Metric]:
         try:
