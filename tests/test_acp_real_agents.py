@@ -14,6 +14,9 @@ module, a session per test under the test's role:
 - the agent's own default or configured mode approves edits by itself (Claude's "auto"
   as shipped, or "acceptEdits"; Codex's "full-access"): the session is
   pinned to the mode that asks, so the same attempt is refused too;
+- an agent that never asks (a profile that takes its auto mode for an asking one), its
+  process in the implementer's sandbox (procs/agent/agent_sandbox.py, bwrap): its own
+  write under tests/ fails read-only, its write of code succeeds;
 - the gateway's token counts per role are the double's, for all three protocols.
 Skips, naming the package, when an agent is not installed (.ci/run installs them into
 .ci/node).
@@ -44,6 +47,7 @@ from tests.doubles.tool_models import (
     ResponsesToolModel,
     actions_line,
 )
+from tests.helpers.sandbox import bwrap_unusable
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".ci" / "node" / "node_modules" / ".bin"
@@ -116,7 +120,9 @@ class Rig:
         return [{"tool": "exec_command", "input": {"cmd": command, "workdir": str(self.workspace)}}]
 
 
-def start(kind: str, profile: AgentProfile, base: Path) -> Iterator[Rig]:
+def start(
+    kind: str, profile: AgentProfile, base: Path, sandbox_role: RolePolicy | None = None
+) -> Iterator[Rig]:
     binary = find(profile.command[0])
     if binary is None:
         pytest.skip(f"{profile.command[0]} not installed (.ci/run installs {PACKAGES[kind]} "
@@ -147,7 +153,8 @@ def start(kind: str, profile: AgentProfile, base: Path) -> Iterator[Rig]:
         env = stack.enter_context(agent_environment(profile, setting, workspace))
         agent = runner.run(AcpAgent.start(
             [binary, *profile.command[1:]], workspace=workspace, env=env, timeout=90,
-            policy=RolePolicy.for_role("implementer"), profile=profile, sandbox_mode="none",
+            policy=RolePolicy.for_role("implementer"), profile=profile,
+            sandbox_mode="bwrap" if sandbox_role else "none", sandbox_role=sandbox_role,
         ))  # fmt: skip
         try:
             yield Rig(kind, runner, agent, model, workspace, gateway, token, {})
@@ -238,3 +245,45 @@ def test_an_agent_that_starts_in_an_auto_approve_mode_is_pinned_and_refused(
     assert result.outcome == "refused", (result.to_dict(), auto_rig.agent.stderr_tail(2000))
     assert not (auto_rig.workspace / "tests" / "test_evil.py").exists()
     assert (auto_rig.workspace / "tests" / "test_kept.py").read_text() == kept
+
+
+@pytest.fixture(scope="module", params=["claude", "codex"])
+def unpinned_sandboxed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Rig]:
+    """An agent that never asks (its auto-approve mode, no pinning: what a bug in an agent
+    or a new mode would give), its process in the implementer's sandbox."""
+    if (why := bwrap_unusable()) is not None:
+        pytest.skip(why)
+    kind = request.param
+    name = {"claude": "claude-acceptEdits", "codex": "codex-full-access"}[kind]
+    _, path, text = AUTO_APPROVING[name]
+    profile = load_profiles()[kind]
+    if text is None:
+        text = (
+            profile.files[path]
+            .replace('"on-request"', '"never"')
+            .replace('sandbox_mode = "read-only"', 'sandbox_mode = "danger-full-access"')
+        )
+    files = {**profile.files, path: text}
+    # a profile that takes the auto-approve mode for one that asks: pinning cannot help
+    unpinned = AgentProfile(**{**profile.__dict__, "files": files,
+                               "ask_modes": ("acceptEdits", "full-access")})  # fmt: skip
+    yield from start(kind, unpinned, tmp_path_factory.mktemp(f"{kind}-sandboxed"),
+                     sandbox_role=RolePolicy.for_role("implementer"))  # fmt: skip
+
+
+def test_the_sandbox_binds_an_agent_that_never_asks(unpinned_sandboxed: Rig) -> None:
+    rig = unpinned_sandboxed
+    code, _ = rig.turn("implementer", rig.write("src/ok.py", "x = 1"))
+    assert (rig.workspace / "src" / "ok.py").exists(), (code.to_dict(), rig.agent.stderr_tail())
+    kept = (rig.workspace / "tests" / "test_kept.py").read_text()
+    _, session = rig.turn("implementer", rig.write("tests/test_evil.py", "x = 1"))
+    assert session.mode in ("acceptEdits", "full-access")  # it never asks
+    assert not (rig.workspace / "tests" / "test_evil.py").exists()  # EROFS in the sandbox
+    assert (rig.workspace / "tests" / "test_kept.py").read_text() == kept
+    failed = ("read-only", "failed to write")  # Claude: EROFS's text; Codex: its own
+    results = rig.model.tool_results
+    assert any(why in text.lower() for text in results for why in failed), results
+    with pytest.raises(ValueError, match="sandbox of role implementer"):  # one role each
+        rig.runner.run(rig.agent.new_session(policy=RolePolicy.for_role("auditor")))

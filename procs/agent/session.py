@@ -35,6 +35,7 @@ from acp.schema import (
 )
 from pydantic import ValidationError
 
+from procs.agent.agent_sandbox import sandboxed_command
 from procs.agent.client import DEFAULT_MAX_PENDING_PERMISSIONS, FactoryClient, Review
 from procs.agent.exits import WatchedProcess, signal_name, spawn
 from procs.agent.modes import ModePin, NoAskingMode
@@ -89,6 +90,7 @@ class AcpAgent:
         self.conn = acp.connect_to_agent(client, transport)
         self.session_id: str | None = None
         self.mode_pin: ModePin | None = None
+        self.sandbox_role: RolePolicy | None = None  # the one role a sandboxed agent serves
         # A session/new (and its pinned mode) started ahead of its turn (prepare_session).
         self._prepared: asyncio.Future[tuple[NewSessionResponse, str | None]] | None = None
         self.agent_info: dict[str, Any] = {}
@@ -118,6 +120,7 @@ class AcpAgent:
         max_pending_permissions: int = DEFAULT_MAX_PENDING_PERMISSIONS,
         sandbox_mode: str = "bwrap",
         profile: AgentProfile | None = None,
+        sandbox_role: RolePolicy | None = None,
     ) -> AcpAgent:
         """Spawn `command` in `workspace` and complete `initialize` within `timeout` s.
 
@@ -132,7 +135,11 @@ class AcpAgent:
         commands run ("bwrap", or "none" where the operator chose no isolation; without a
         usable bwrap they are refused). `profile` (procs.agent.profiles): the fs
         capabilities offered and the session modes turns may run in (every session is
-        pinned to one; None: all fs offered, no pinning). Raises ValueError for a bad limit
+        pinned to one; None: all fs offered, no pinning). `sandbox_role`: run the agent
+        process itself under bwrap (`sandbox_mode`) with that role's locks
+        (procs.agent.agent_sandbox; its HOME, env["HOME"], bound read-write): it then
+        serves sessions of that role only. Raises SandboxUnavailable, TooManyPaths
+        (before anything is spawned), ValueError for a bad limit
         (before anything is spawned), FileNotFoundError for a missing command,
         AgentDied, AgentTimeout, AgentProtocolError.
         """
@@ -150,8 +157,13 @@ class AcpAgent:
             read_text_file=profile.read_text_file if profile else True,
             missing_file_reads_empty=profile.missing_file_reads_empty if profile else False,
         )  # fmt: skip
+        argv = list(command)
+        if sandbox_role is not None:
+            home = Path(env["HOME"]) if env is not None and "HOME" in env else None
+            argv = sandboxed_command(argv, workspace=workspace, policy=sandbox_role,
+                                     home=home, mode=sandbox_mode)  # fmt: skip
         process = await spawn(
-            *command,
+            *argv,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, cwd=workspace,
             env=dict(env) if env is not None else None,
@@ -160,6 +172,7 @@ class AcpAgent:
         assert process.stdout is not None and process.stdin is not None
         transport = AgentTransport(process.stdout, process.stdin)
         agent = cls(command, process, transport, client)
+        agent.sandbox_role = sandbox_role
         if profile is not None:
             agent.mode_pin = ModePin(profile.ask_modes, profile.require_mode)
         try:
@@ -199,8 +212,14 @@ class AcpAgent:
         Raises ValueError (before any call) when there is no policy, AgentProtocolError
         when the agent hands out an id that is already open, UnsafeMode when the session
         cannot be pinned to a mode that asks (procs.agent.modes)."""
-        if (policy or self.client.policy) is None:
+        role_policy = policy or self.client.policy
+        if role_policy is None:
             raise ValueError("new_session needs a role policy (the agent was started without)")
+        if self.sandbox_role is not None and role_policy.role != self.sandbox_role.role:
+            raise ValueError(
+                f"this agent runs in the sandbox of role {self.sandbox_role.role.value}; "
+                f"a {role_policy.role.value} session needs an agent of its own"
+            )
         if self._prepared is not None:  # bounded by prepare_session's own timeout
             prepared, self._prepared = self._prepared, None
             reply, mode = await prepared

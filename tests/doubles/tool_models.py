@@ -8,11 +8,12 @@ They never run a model. The script is in the prompt itself, on a line
 and each answer is chosen from the request alone (so a retried or repeated request gets
 the same answer): the n-th action, as a tool call of the agent's own tool, where n is the
 number of tool results the conversation already holds; past the last, the final text
-"DOUBLE_DONE n tool results" (the tool results' texts are kept in `tool_results`, so a
-test reads what the agent told the model of a refusal). A request whose prompt has no
-such line (an agent's title or summary helper) gets a short text. Both stream as the real
-APIs do (SSE) or answer whole, and report `usage` tokens per answer (input, output),
-summed in `tokens` so a test can compare the gateway's counts with the double's.
+"DOUBLE_DONE n tool results" (the latest conversation's tool results are kept in
+`tool_results`, so a test reads what the agent told the model of a refusal). A request
+whose prompt has no such line (an agent's title or summary helper) gets a short text.
+They stream as the real APIs do (SSE) or answer whole, and report `usage` tokens per
+answer (input, output), summed in `tokens` so a test can compare the gateway's counts
+with the double's.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class AnthropicToolModel(_ToolModel):
                     inner = block.get("content")
                     results.append(inner if isinstance(inner, str) else json.dumps(inner))
         script = _script(texts)
-        if script is not None and len(results) > len(self.tool_results):
+        if script is not None and results:  # the latest conversation's
             self.tool_results[:] = results
         step = script[len(results)] if script is not None and len(results) < len(script) else None
         if step is not None:
@@ -172,7 +173,7 @@ class ResponsesToolModel(_ToolModel):
         if isinstance(items, str):
             texts.append(items)
         script = _script(texts)
-        if script is not None and len(results) > len(self.tool_results):
+        if script is not None and results:  # the latest conversation's
             self.tool_results[:] = results
         step = script[len(results)] if script is not None and len(results) < len(script) else None
         if step is not None:
@@ -229,7 +230,7 @@ class GeminiToolModel(_ToolModel):
                 if "functionResponse" in part:
                     results.append(json.dumps(part["functionResponse"].get("response")))
         script = _script(texts) if body.get("tools") else None
-        if script is not None and len(results) > len(self.tool_results):
+        if script is not None and results:  # the latest conversation's
             self.tool_results[:] = results
         step = script[len(results)] if script is not None and len(results) < len(script) else None
         if step is not None:
