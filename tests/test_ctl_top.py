@@ -283,6 +283,14 @@ def test_top_in_tmux_shows_the_factory_quits_on_q_and_restores_the_terminal(
         # Its loop done and its workspace given back, so that killing factoryd leaks none
         wait_until(lambda: json.loads(d.beads.read_text())["status"] == "closed", timeout=100,
                    what="bd-1 closed")  # fmt: skip
+
+        def loop_gone() -> bool:
+            status = d.status()
+            loops = next(c for c in status["tree"]["children"] if c["id"] == "loops")
+            in_use = status["resources"]["resources"]["workspace"]["in_use"]
+            return not loops["children"] and in_use == 0
+
+        wait_until(loop_gone, timeout=30, what="the loop and its workspace gone")
         pids = [w["pid"] for w in _workers(d.status()["tree"]) if w.get("pid")]
         d.proc.send_signal(signal.SIGKILL)  # factoryd dies; the view must say so and go on
         d.proc.wait(timeout=10)

@@ -16,6 +16,7 @@ per-bead calls stop at a deadline of 2 x call_timeout_s.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -50,12 +51,21 @@ class FactoryCollector(Collector):
         self.failures: Counter[str] = Counter()  # source -> scrapes it failed
         self.last_errors: dict[str, str] = {}
         self.loop_beads: list[str] = []  # this scrape's beads, newest first (for the gateway)
+        self.lock = threading.Lock()
 
     def statistics(self) -> dict[str, Any]:
+        """Counters for `status`; never waits for a scrape in progress (each copy is
+        one C-level dict copy under the GIL)."""
         return {"scrapes": self.scrapes, "failures": dict(self.failures),
                 "last_errors": dict(self.last_errors)}  # fmt: skip
 
     def collect(self) -> Iterator[Metric]:
+        """Every metric, read now. Scrapes are served one at a time (the HTTP server
+        runs each request in its own thread)."""
+        with self.lock:
+            return iter(list(self._collect()))
+
+    def _collect(self) -> Iterator[Metric]:
         self.scrapes += 1
         self.loop_beads = []
         up = GaugeMetricFamily("factory_source_up", "1 when the source answered this scrape",
