@@ -42,6 +42,7 @@ class Peers:
     groups: dict[str, str] = field(default_factory=dict)  # patch id -> group
     started: list[str] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
+    killed: list[str] = field(default_factory=list)
     shown: list[str] = field(default_factory=list)
     hold_start: int | None = None  # the start (1-based) that waits for `release`
     release: threading.Event = field(default_factory=threading.Event)
@@ -53,6 +54,10 @@ class Peers:
                 self.release.wait(10)
             self.started.append(f"mutators.{len(self.started) + 1}")
             return {"id": self.started[-1], "pid": 0, "state": "running"}
+        if command == "kill":
+            assert args["signal"] == "SIGTERM"
+            self.killed.append(args["id"])
+            return {"id": args["id"], "pid": 0, "signal": "SIGTERM"}
         if command == "stop":
             self.stopped.append(args["id"])
             return {"id": args["id"], "state": "stopped"}
@@ -144,6 +149,7 @@ def test_patch_accepted_of_its_group_stops_the_generation_and_another_group_does
     done = wait_until(lambda: synapse.generation("done"), timeout=10, what="the swarm stopped")
     assert done["ended"] == "fix landed (p-ours)"
     assert sorted(synapse.peers.stopped) == sorted(synapse.peers.started)
+    assert sorted(synapse.peers.killed) == sorted(synapse.peers.started)  # all at once first
     assert synapse.status()["counts"]["landed"] == 1
 
 

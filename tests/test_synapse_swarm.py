@@ -179,16 +179,18 @@ def test_a_red_golden_is_bisected_and_fixed_by_one_of_eight_racing_mutators(
 
         def swarming() -> dict[str, Any] | None:
             gens = _call(runtime, "synapse", "status")["generations"]
-            return gens[0] if gens and len(gens[0]["children"]) == SWARM else None
+            return gens[0] if gens and gens[0]["state"] != "bisecting" else None
 
-        gen = wait_until(swarming, timeout=60, what="8 mutators started")
-        assert gen["culprit"] == suspects[CULPRIT_AT - 1], gen
+        gen = wait_until(swarming, timeout=60, what="the culprit found, the swarm started")
+        assert gen["size"] == SWARM and gen["culprit"] == suspects[CULPRIT_AT - 1], gen
         assert gen["suspects"] == SUSPECTS and gen["bisect"]["workers"] == WORKERS
         assert gen["bisect"]["rounds"] <= rounds_bound(SUSPECTS, WORKERS) == 2
-        pids = {c["id"]: c["pid"] for c in _mutators(d.status())}
 
         landing = accepted.wait_for("PatchAccepted", timeout=60)
         t_accepted = time.monotonic()
+        pids = {r["child"]: r["pid"] for r in d.records("child_started")
+                if r.get("supervisor") == "mutators"}  # fmt: skip
+        assert len(pids) == SWARM, pids
         mutator_slots_used: list[int] = []
 
         def all_back() -> bool:

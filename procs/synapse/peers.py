@@ -1,7 +1,8 @@
 """The synapse's peers, asked over their control sockets with bounded waits.
 
-    FactorydPeer   start a mutator (a dynamic child of the `mutators` supervisor), stop
-                   one (SIGTERM, its shutdown time, SIGKILL), list the live ones
+    FactorydPeer   start a mutator (a dynamic child of the `mutators` supervisor), signal
+                   one (`kill`, no wait), stop one (SIGTERM, its shutdown time, SIGKILL:
+                   factoryd waits for the exit), list the live ones
     golden_head    the golden master's `get_hash`: {hash, repo, state, ...}
     golden_status  its `status` (last_failure: the output of its last red run)
     patch_group    the merge queue's `show`: the group a patch was proposed in
@@ -53,6 +54,18 @@ class FactorydPeer:
         result = call("factoryd", self.socket, "start", {"id": self.supervisor, "args": args},
                       self.timeout_s)  # fmt: skip
         return str(result["id"]), int(result["pid"])
+
+    def kill(self, child_id: str, signal_name: str = "SIGTERM") -> bool:
+        """Signal a mutator's process group now (factoryd `kill`: it does not wait);
+        False when it is not running."""
+        try:
+            call("factoryd", self.socket, "kill", {"id": child_id, "signal": signal_name},
+                 self.timeout_s)  # fmt: skip
+        except PeerError as exc:
+            if exc.kind in ("not_found", "not_allowed"):
+                return False
+            raise
+        return True
 
     def stop(self, child_id: str) -> bool:
         """Stop a mutator; False when it was gone already (exited, forgotten)."""

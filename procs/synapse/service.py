@@ -239,8 +239,9 @@ class Synapse(Service):
             record.state, record.ended = "done", record.ended or "no mutator started"
 
     def stop(self, record: GenerationRecord, why: str, since: float) -> None:
-        """Stop every mutator of the generation (through factoryd: SIGTERM, its shutdown
-        time, SIGKILL); their slots and workspaces come back as they die."""
+        """Stop every mutator of the generation through factoryd (SIGTERM to all at once,
+        then each stopped: its shutdown time, SIGKILL); their slots and workspaces come
+        back as they die."""
         assert self.loop is not None
         if record.state in ("stopping", "done"):
             return
@@ -249,7 +250,14 @@ class Synapse(Service):
         report("stopping", generation=record.id, reason=why)
 
         def stop_all() -> int:
-            return sum(self.factoryd.stop(child) for child in record.child_ids())
+            # SIGTERM to every mutator at once (factoryd's `kill` does not wait), so they
+            # die together; then `stop` each (factoryd waits for the exit, SIGKILLs a
+            # straggler after its shutdown time, and forgets the child)
+            children = record.child_ids()
+            signalled = [child for child in children if self.factoryd.kill(child)]
+            for child in children:
+                self.factoryd.stop(child)
+            return len(signalled)
 
         def stopped(d: Deferred) -> None:
             try:
