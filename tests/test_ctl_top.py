@@ -23,7 +23,7 @@ from supervisor.ctl import cli, top_view
 from supervisor.ctl.exit_status import ExitStatus
 from supervisor.ctl.top_sources import Snapshot, Source
 from tests.harness import ROOT
-from tests.helpers.loop_repos import make_project
+from tests.helpers.example_factory import runnable_example
 from tests.helpers.sandbox import skip_without_bwrap
 from tests.test_example_config import BEAD
 from tests.waiting import pid_gone, wait_until
@@ -44,7 +44,7 @@ RESOURCES = {"ram_unit_mb": 64, "resources": {
     "gpu": {"limit": 1, "in_use": 0, "available": 1, "waiting": 2, "exhausted": 0},
     "ram": {"limit": 100, "in_use": 2, "available": 98, "waiting": 0, "exhausted": 0}}}  # fmt: skip
 LOOP = {"loop_id": "bd-7.1", "bead": "bd-7", "phase": "green", "iteration": 2, "greens": 1,
-        "commits": 1, "reverts": 0, "cost": 0.25, "age_s": 61.0}  # fmt: skip
+        "commits": 1, "reverts": 0, "cost": 0.25, "tokens": 1500, "age_s": 61.0}  # fmt: skip
 
 
 def snapshot(**overrides: Source) -> Snapshot:
@@ -103,6 +103,14 @@ def test_a_tree_too_tall_for_the_terminal_folds_its_largest_supervisor() -> None
     assert "svc10" in tall  # room enough: nothing folded
 
 
+def test_a_loop_without_a_price_shows_the_tokens_the_gateway_counted() -> None:
+    loops = Source([{**LOOP, "cost": None}, {**LOOP, "bead": "bd-8", "cost": None,
+                                             "tokens": None}])  # fmt: skip
+    text = draw(top_view.stacked(snapshot(loops=loops), interval_s=1.0), width=100)
+    assert "1.5k tok" in text
+    assert [line.split()[-2] for line in text.splitlines() if line.startswith("bd-8")] == ["-"]
+
+
 def test_a_failing_source_shows_in_its_panel_and_the_rest_still_draw() -> None:
     snap = snapshot(
         queue=Source(error="merge_queue: no answer within 1s"),
@@ -135,49 +143,17 @@ def test_live_top_needs_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 # -- the live view in tmux -------------------------------------------------------------
 
 
-EXAMPLE = ROOT / "systemd" / "factory.example.toml"
-EXAMPLE_TEST_COMMAND = "python3 -m pytest -q -p no:cacheprovider"
-TEST_COMMAND = (f"env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest -q "
-                "-p no:cacheprovider")  # fmt: skip
-
-
-def _example_for(golden: Path, beads: Path, loop_toml: Path) -> str:
-    """The example's text with its paths at this test's project and its agents at the
-    scripted stand-in of tests/test_example_config.py (`turns`)."""
-    text = EXAMPLE.read_text()
-    for old, new in [
-        ("/var/lib/factory/golden", str(golden)),
-        ("/srv/repo/.beads/issues.jsonl", str(beads)),
-        ("/etc/factory/loop.toml", str(loop_toml)),
-        (EXAMPLE_TEST_COMMAND, TEST_COMMAND),
-        ('"--lander", "merge_queue",',
-         '"--lander", "merge_queue", "--agent-turns", "tests.test_example_config:turns",'),
-    ]:  # fmt: skip
-        assert old in text, f"the example no longer has {old!r}: update this test"
-        text = text.replace(old, new)
-    return text
-
-
 def start_example_factory(factoryd: Any, tmp_path: Path, *, extra_toml: str = "") -> Any:
     """The example config over a real small project (as tests/test_example_config.py
     runs it), plus `extra_toml`; returns the started Factoryd with a ready bead written,
     `beads` (the JSONL path) set on it."""
     skip_without_bwrap()  # the example runs every test under bubblewrap
-    golden = make_project(tmp_path / "golden")
-    beads = tmp_path / "repo" / ".beads" / "issues.jsonl"
-    beads.parent.mkdir(parents=True)
-    beads.write_text("")
-    loop_toml = tmp_path / "loop.toml"
-    loop_toml.write_text(
-        f"[loop]\ntest_command = {json.dumps(TEST_COMMAND.split())}\n"
-        'agent_command = ["scripted-in-process"]\nreviewer = "agent"\n'
-        "suite_timeout_s = 120\nturn_timeout_s = 60\n"
-    )
-    d = factoryd(_example_for(golden, beads, loop_toml) + extra_toml).start()
+    example = runnable_example(tmp_path)
+    d = factoryd(example.text + extra_toml).start()
     wait_until(lambda: d.status()["resources"] is not None, timeout=20,
                what="the governor's ledger")  # fmt: skip
-    beads.write_text(json.dumps(BEAD) + "\n")  # ready: the dispatcher starts its loop
-    d.beads = beads
+    example.beads.write_text(json.dumps(BEAD) + "\n")  # ready: the dispatcher starts its loop
+    d.beads = example.beads
     return d
 
 

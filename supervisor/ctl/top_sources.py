@@ -43,7 +43,7 @@ class Snapshot:
 
     taken_at: float
     factoryd: Source  # factoryd's `status` reply: daemon, tree, resources
-    loops: Source  # list of loop summaries (ipc.loop_records), newest last
+    loops: Source  # loop summaries (ipc.loop_records) with `tokens`, newest last
     queue: Source  # merge_queue's `queue` reply
     golden: Source  # golden's `status` reply
     signals: Source  # list of (ts, type, source, fields) tuples, oldest first
@@ -82,6 +82,31 @@ def loops_source(state_dir: Path, now: float) -> Source:
         return Source(error=f"loops database: {exc}")
 
 
+def with_tokens(loops: Source, runtime_dir: Path, call_timeout_s: float) -> Source:
+    """The loops, each with `tokens`: what the model gateway counted for its bead (every
+    attempt and role; `usage`, one call per bead bounded by `call_timeout_s`), None
+    where it cannot say. A gateway that is not running is asked nothing more."""
+    if not loops.ok:
+        return loops
+    socket_path = paths.control_socket(runtime_dir, "model_gateway")
+    counted: dict[str, int | None] = {}
+    gone = False
+    rows = []
+    for loop in loops.data:
+        bead = str(loop.get("bead"))
+        if bead not in counted and not gone:
+            try:
+                usage = control.call(socket_path, "usage", {"bead": bead}, timeout=call_timeout_s)
+                used = usage.get("used_tokens") if isinstance(usage, dict) else None
+                counted[bead] = used if isinstance(used, int) else None
+            except control.DaemonNotRunning:
+                gone = True
+            except (control.ControlError, OSError):
+                counted[bead] = None
+        rows.append({**loop, "tokens": counted.get(bead)})
+    return Source(rows)
+
+
 def signals_source(state_dir: Path) -> Source:
     from ipc import journal  # noqa: PLC0415 - the signal codec is slow to import
 
@@ -102,7 +127,7 @@ def gather(runtime_dir: Path, state_dir: Path, *, call_timeout_s: float) -> Snap
     return Snapshot(
         taken_at=now,
         factoryd=call_source(runtime_dir, "factoryd", "status", call_timeout_s),
-        loops=loops_source(state_dir, now),
+        loops=with_tokens(loops_source(state_dir, now), runtime_dir, call_timeout_s),
         queue=call_source(runtime_dir, "merge_queue", "queue", call_timeout_s),
         golden=call_source(runtime_dir, "golden", "status", call_timeout_s),
         signals=signals_source(state_dir),

@@ -176,13 +176,22 @@ def loops_panel(snap: Snapshot) -> RenderableType:
         "LOOPS", "BEAD", "PHASE", "IT", "GRN", "COM", "REV", "COST", "AGE", right=6, grow=1
     )
     for loop in loops:
-        cost = "-" if loop.get("cost") is None else f"${float(loop['cost']):.2f}"
+        cost = _cost(loop.get("cost"), loop.get("tokens"))
         table.add_row(str(loop.get("bead")), str(loop.get("phase")),
                       *(_n(loop.get(k)) for k in ("iteration", "greens", "commits", "reverts")),
                       cost, duration(loop.get("age_s")))  # fmt: skip
     if not loops:
         table.add_row("(no loops yet)", "", "", "", "", "", "", "")
     return table
+
+
+def _cost(cost: object, tokens: object) -> str:
+    """Dollars where the loop has a price, else the tokens the gateway counted."""
+    if isinstance(cost, int | float):
+        return f"${float(cost):.2f}"
+    if isinstance(tokens, int):
+        return f"{tokens / 1000:.1f}k tok" if tokens >= 1000 else f"{tokens} tok"
+    return "-"
 
 
 def _n(value: object) -> str:
