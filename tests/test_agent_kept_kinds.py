@@ -5,7 +5,9 @@ behind the model gateway. The service writes the agent's config from --model-url
 pins every session to the mode that asks ("default": Claude's own is "auto"), so the
 auditor's turn writes a test and the implementer's attempt at tests/ comes back to the
 loop as a refusal (TurnReply.outcome "refused", the reason in `refusals`), the file
-unwritten. Skips when claude-agent-acp is not installed (.ci/run installs it)."""
+unwritten: with one agent for both roles, and with an agent per role, each process in
+its role's sandbox (--sandbox-role, bwrap). Skips when claude-agent-acp is not installed
+(.ci/run installs it)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from procs.loop.kept_agent import KeptAgentTurns
 from procs.loop.state import FactoryLoopState
 from procs.loop.turns import Turn
 from tests.doubles.tool_models import AnthropicToolModel, actions_line
+from tests.helpers.sandbox import bwrap_unusable
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".ci" / "node" / "node_modules" / ".bin" / "claude-agent-acp"
@@ -54,10 +57,13 @@ def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway
         model.stop()
 
 
+@pytest.mark.parametrize("sandboxed", [False, True], ids=["one-agent", "sandboxed-per-role"])
 def test_claude_as_the_loops_kept_agent_is_pinned_and_its_refusal_is_feedback(
-    gateway: Gateway, tmp_path: Path
+    gateway: Gateway, tmp_path: Path, sandboxed: bool
 ) -> None:
     assert CLAUDE is not None
+    if sandboxed and (why := bwrap_unusable()) is not None:
+        pytest.skip(why)
     ws = tmp_path / "ws"
     (ws / "tests").mkdir(parents=True)
     token = gateway.store.issue("fs-kept", "loop-kept", budget_tokens=1_000_000)
@@ -70,12 +76,14 @@ def test_claude_as_the_loops_kept_agent_is_pinned_and_its_refusal_is_feedback(
                     prompt=f"Go.\n{actions_line([write])}\n", state=state)  # fmt: skip
 
     model = AgentModel(gateway.base_url, "double-model", "anthropic", token)
-    with KeptAgentTurns([CLAUDE], sandbox_mode="none", model=model, timeout_s=120) as turns:
+    with KeptAgentTurns([CLAUDE], sandbox_mode="bwrap" if sandboxed else "none", model=model,
+                        timeout_s=120, sandbox_agent=sandboxed) as turns:  # fmt: skip
         gateway.store.set_role(token, "auditor")
         audit = turns.auditor(turn("auditor", "tests/test_a.py"))
         gateway.store.set_role(token, "implementer")
         cheat = turns.implementer(turn("implementer", "tests/test_b.py"))
-        assert turns.statistics()["agent_starts"] == 1
+        # sandboxed: an agent per role, each in its role's sandbox
+        assert turns.statistics()["agent_starts"] == (2 if sandboxed else 1)
     assert audit.outcome == "completed" and (ws / "tests" / "test_a.py").exists()
     assert cheat.outcome == "refused" and not (ws / "tests" / "test_b.py").exists()
     assert any("may not write tests" in reason for reason in cheat.refusals)

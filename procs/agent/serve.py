@@ -1,7 +1,7 @@
 """A kept agent: one agent process serving many role turns, a new session per turn.
 
     python -m procs.agent.service --serve --workspace WS [--may-execute] [--timeout-s T] \
-        [--start-timeout-s S] [--idle-timeout-s I] [--sandbox MODE] \
+        [--start-timeout-s S] [--idle-timeout-s I] [--sandbox MODE] [--sandbox-role ROLE] \
         [--model-url URL --model NAME ...] -- opencode acp --pure
 
 (the model options and the agent's environment they make: procs.agent.service and
@@ -9,7 +9,8 @@ procs.agent.model_setup; `args.agent_env`, None for ours.)
 
 The wire is one JSON object per line. On stdout, first:
 
-    {"event": "ready", "agent_pid": 123, "agent": {...agentInfo}, "start_s": 2.1}
+    {"event": "ready", "agent_pid": 123, "agent": {...agentInfo}, "start_s": 2.1,
+     "sandbox": null | {"role": "implementer", "mode": "bwrap", "not_isolated": [...]}}
     {"event": "failed", "error": "AgentDied", "message": "..."}         (then exit 3)
 
 then, on stdin, a turn request per line, each answered by one line on stdout:
@@ -27,7 +28,8 @@ then, on stdin, a turn request per line, each answered by one line on stdout:
 Each turn opens a session judged by its role's policy (procs.agent.sessions), prompts,
 and ends the session; the next session is opened ahead of its turn (prepare_session),
 so a turn after the first starts without waiting for the agent. Errors: "bad_request"
-(not JSON, not an object, unknown role, no prompt, a bad timeout: the process goes on),
+(not JSON, not an object, unknown role, a role other than --sandbox-role's, no prompt,
+a bad timeout: the process goes on),
 "agent_died", "agent_timeout" (no answer to session/new, or the cancel ignored),
 "agent_protocol", "unsafe_mode" (the session offers no mode that asks before every edit
 and command, or the agent left it mid-turn: procs.agent.modes; the agent lives on).
@@ -58,6 +60,7 @@ from typing import Any
 
 import orjson
 
+from procs.agent.agent_sandbox import NOT_ISOLATED
 from procs.agent.record import RecordLimits
 from procs.agent.result import TurnResult
 from procs.agent.roles import RolePolicy
@@ -164,6 +167,10 @@ class KeptAgent:
         self.agent: AcpAgent | None = None
         self.turns = 0
         self.bad_requests = 0
+        role = getattr(args, "sandbox_role", None)
+        self.sandbox_role = (
+            RolePolicy.for_role(role, may_execute=args.may_execute) if role else None
+        )
 
     async def start(self) -> bool:
         """Start the agent and say ready (or failed); False if it could not start."""
@@ -178,15 +185,20 @@ class KeptAgent:
                 env=getattr(args, "agent_env", None), timeout=args.start_timeout_s,
                 record_limits=limits,
                 max_terminals=args.max_terminals, sandbox_mode=args.sandbox,
-                profile=getattr(args, "profile", None),
+                profile=getattr(args, "profile", None), sandbox_role=self.sandbox_role,
             )  # fmt: skip
         except (AgentError, OSError, ValueError) as exc:
             self.write({"event": "failed", "error": type(exc).__name__, "message": str(exc)})
             return False
         self.agent.prepare_session(timeout=args.start_timeout_s)
+        sandbox = None if self.sandbox_role is None else {
+            "role": self.sandbox_role.role.value, "mode": args.sandbox,
+            "not_isolated": [NOT_ISOLATED],
+        }  # fmt: skip
         self.write({
             "event": "ready", "agent_pid": self.agent.process.pid,
             "agent": self.agent.agent_info, "start_s": round(time.monotonic() - began, 6),
+            "sandbox": sandbox,
         })  # fmt: skip
         return True
 
@@ -230,6 +242,7 @@ class KeptAgent:
                     continue
                 try:
                     request = parse_request(line, default_timeout_s=self.args.timeout_s)
+                    self._check_role(request)
                 except BadRequest as exc:
                     self._bad(exc)
                     continue
@@ -240,6 +253,14 @@ class KeptAgent:
         finally:
             for task in (exited, stopping):
                 task.cancel()
+
+    def _check_role(self, request: TurnRequest) -> None:
+        """A sandboxed agent serves its sandbox's role only (its locks are that role's)."""
+        if self.sandbox_role is not None and request.role != self.sandbox_role.role.value:
+            raise BadRequest(
+                f"this agent runs in the sandbox of role {self.sandbox_role.role.value}; "
+                f"a {request.role} turn needs an agent of its own", request.request_id,
+            )  # fmt: skip
 
     def _bad(self, exc: BadRequest) -> None:
         self.bad_requests += 1

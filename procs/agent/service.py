@@ -31,6 +31,9 @@ offered and which session mode every turn runs in (procs.agent.modes: one that a
 permission for every edit and command; none such, a failed turn). With
 --may-execute, the agent's terminal/* commands run under bubblewrap (procs.sandbox) with
 the role's paths read-only; without a usable bwrap they are refused unless --sandbox none.
+With --sandbox-role ROLE the agent process itself runs under bubblewrap with that role's
+locks (procs.agent.agent_sandbox: workspace rw, the rest ro, the role's paths ro, the
+host's network kept for the gateway); a --serve agent then serves that role only.
 SIGTERM/SIGINT, and --timeout-s, cancel the turn (session/cancel) and wait up to
 --cancel-grace-s for it to end; then the agent's group is closed (exit 0 after a signal,
 the result says timed_out after the timeout). Exit status: 0 the turn ended (any stop
@@ -89,7 +92,7 @@ async def run_turn(args: argparse.Namespace, prompt: str) -> TurnResult:
         args.command, workspace=args.workspace, policy=policy, timeout=args.start_timeout_s,
         env=getattr(args, "agent_env", None), record_limits=limits,
         max_terminals=args.max_terminals, sandbox_mode=args.sandbox,
-        profile=getattr(args, "profile", None),
+        profile=getattr(args, "profile", None), sandbox_role=sandbox_policy(args),
     )  # fmt: skip
     try:
         await agent.new_session(timeout=args.start_timeout_s)
@@ -98,6 +101,12 @@ async def run_turn(args: argparse.Namespace, prompt: str) -> TurnResult:
         )
     finally:
         await agent.close()
+
+
+def sandbox_policy(args: argparse.Namespace) -> RolePolicy | None:
+    """The role whose sandbox the agent process runs in (--sandbox-role), or None."""
+    role = getattr(args, "sandbox_role", None)
+    return None if role is None else RolePolicy.for_role(role, may_execute=args.may_execute)
 
 
 def positive_int(text: str) -> int:
@@ -116,6 +125,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workspace", type=Path, required=True)
     parser.add_argument("--serve", action="store_true", help="keep the agent: turns on stdin")
     parser.add_argument("--role", help="the turn's role (without --serve)")
+    parser.add_argument(
+        "--sandbox-role",
+        help="run the agent process itself under bwrap with this role's locks "
+        "(procs.agent.agent_sandbox); --serve then serves this role only",
+    )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--prompt")
     group.add_argument("--prompt-file", type=Path)
@@ -193,10 +207,17 @@ def _main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.serve:
         if args.role or args.prompt is not None or args.prompt_file:
             parser.error("--serve takes the role and prompt per request, on stdin")
+        if args.sandbox_role is not None:
+            try:
+                RolePolicy.for_role(args.sandbox_role)
+            except ValueError as exc:
+                parser.error(str(exc))
         if not args.idle_timeout_s > 0:
             parser.error(f"--idle-timeout-s must be > 0, got {args.idle_timeout_s}")
         install_log_lines(sys.stderr)
         return asyncio.run(serve(args))
+    if args.sandbox_role is not None and args.sandbox_role != args.role:
+        parser.error("--sandbox-role must be the turn's --role")
     if args.role is None or (args.prompt is None and args.prompt_file is None):
         parser.error("one turn needs --role and --prompt or --prompt-file (or use --serve)")
     try:

@@ -1,7 +1,7 @@
 """AgentService: one kept `procs.agent.service --serve` process, as the loop holds it.
 
     python -m procs.agent.service --serve --workspace WS --timeout-s T --sandbox MODE \
-        [--model-url URL --model NAME --model-api KIND] -- AGENT COMMAND...
+        [--sandbox-role ROLE] [--model-url URL --model NAME --model-api KIND] -- AGENT COMMAND...
 
 With an AgentModel, the service writes the agent's model config itself (for opencode,
 opencode.json in a private HOME); its key travels in $FACTORY_MODEL_TOKEN, never on argv.
@@ -86,6 +86,7 @@ class ServiceSettings:
     sandbox_mode: str
     may_execute: bool = False
     model: AgentModel | None = None
+    sandbox_role: str | None = None  # the agent process itself in that role's sandbox
 
     def service_env(self) -> dict[str, str]:
         """`env`, with the tree that holds `procs` first on PYTHONPATH: the service runs
@@ -107,6 +108,7 @@ class ServiceSettings:
             "--idle-timeout-s", str(self.idle_timeout_s),
             "--cancel-grace-s", str(self.cancel_grace_s), "--sandbox", self.sandbox_mode,
             *(["--may-execute"] if self.may_execute else []),
+            *(["--sandbox-role", self.sandbox_role] if self.sandbox_role else []),
             *(self.model.argv() if self.model is not None else []), "--", *self.agent_command,
         ]  # fmt: skip
 

@@ -34,6 +34,7 @@ the router.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -72,7 +73,9 @@ class KeptAgentTurns:
     the prompt (off only for scripted agents that parse the prompt). `ledger`,
     `agent_ram_mb`, `ram_wait_s`: the RAM reservation held while the agent lives.
     `model`: the agent's model endpoint and key, which the agent service writes into the
-    agent's config (None: the agent's own config, in `env`).
+    agent's config (None: the agent's own config, in `env`). `sandbox_agent`: run each
+    agent process itself in the sandbox of its role (--sandbox-role): then one agent per
+    role is kept, each reserving `agent_ram_mb`.
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class KeptAgentTurns:
         agent_ram_mb: int = AGENT_RAM_MB,
         ram_wait_s: float = 60.0,
         model: AgentModel | None = None,
+        sandbox_agent: bool = False,
     ) -> None:
         if not agent_command:
             raise ValueError("agent_command is empty")
@@ -108,7 +112,9 @@ class KeptAgentTurns:
         self.ledger = ledger
         self.agent_ram_mb = agent_ram_mb
         self.ram_wait_s = ram_wait_s
-        self.service: AgentService | None = None
+        self.sandbox_agent = sandbox_agent
+        # one service for every role; with sandbox_agent one per role (its locks), by role
+        self.services: dict[str, AgentService] = {}
         self.starts = 0
         self.turns = 0
         self.outcomes: dict[str, int] = {}
@@ -129,8 +135,8 @@ class KeptAgentTurns:
         """Stop the agent and give its RAM back; the next turn, if any, starts it again.
         The service gets `grace_s` to close its agent after stdin's EOF, then SIGTERM
         (AgentService.stop: about grace_s + 7 s at most)."""
-        if self.service is not None:
-            service, self.service = self.service, None
+        while self.services:
+            _, service = self.services.popitem()
             service.stop(timeout_s=grace_s)
 
     def __enter__(self) -> KeptAgentTurns:
@@ -139,30 +145,45 @@ class KeptAgentTurns:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def service(self) -> AgentService | None:
+        """The service of the latest turn's role (None: no agent is running)."""
+        return next(reversed(self.services.values()), None)
+
     def statistics(self) -> dict[str, Any]:
         service = self.service
         return {
             "agent_starts": self.starts, "turns": self.turns, "outcomes": dict(self.outcomes),
             "service_pid": service.process.pid if service else None,
             "agent_pid": service.agent_pid if service else None,
-            "holds_ram_mb": self.agent_ram_mb if service and service.holds_ram else 0,
+            "agents": len(self.services), "sandboxed_agent": self.sandbox_agent,
+            "holds_ram_mb": sum(self.agent_ram_mb for s in self.services.values()
+                                if s.holds_ram),
         }  # fmt: skip
 
     def _service_for(self, turn: Turn) -> AgentService:
-        """The running service for `turn`'s workspace, started (again) if need be."""
-        service = self.service
+        """The running service for `turn`'s workspace (and role, when sandboxed), started
+        (again) if need be."""
+        key = turn.role if self.sandbox_agent else ""
+        service = self.services.get(key)
         if service is not None and service.workspace == turn.workspace and service.alive():
+            self.services[key] = self.services.pop(key)  # the latest last
             return service
-        self.close()  # gone, or for another workspace: reaped, its RAM given back
+        if service is not None or any(s.workspace != turn.workspace
+                                      for s in self.services.values()):  # fmt: skip
+            self.close()  # gone, or for another workspace: reaped, its RAM given back
+        settings = self.settings
+        if self.sandbox_agent:
+            settings = dataclasses.replace(settings, sandbox_role=turn.role)
         try:
             service = AgentService.start(
-                self.settings, turn.workspace, ledger=self.ledger, ram_mb=self.agent_ram_mb,
-                ram_wait_s=self.ram_wait_s, label=f"loop {turn.state.loop_id} agent",
+                settings, turn.workspace, ledger=self.ledger, ram_mb=self.agent_ram_mb,
+                ram_wait_s=self.ram_wait_s, label=f"loop {turn.state.loop_id} agent {key}",
             )  # fmt: skip
         except ServiceFailed as exc:
             raise TurnFailed(f"{turn.role} turn: {exc}") from None
         self.starts += 1
-        self.service = service
+        self.services[key] = service
         return service
 
     def _run(self, turn: Turn) -> TurnReply:
