@@ -167,3 +167,10 @@ def test_a_generation_stopped_while_starting_stops_what_it_got_and_starts_no_mor
     wait_until(lambda: sorted(synapse.peers.stopped) == sorted(synapse.peers.started),
                timeout=10, what="every started mutator stopped")  # fmt: skip
     assert len(synapse.peers.started) == 3, synapse.peers.started
+
+
+def test_a_red_commit_that_is_not_golden_head_any_more_starts_no_swarm(synapse: Synapse) -> None:
+    synapse.pub.publish(TestFailure("tests/test_core.py", "boom", GitHash(OTHER)), timeout=5)
+    done = wait_until(lambda: synapse.generation("done"), timeout=10, what="the generation")
+    assert done["ended"] == f"stale: golden is at {synapse.peers.head[:12]} now"
+    assert synapse.peers.started == [] and done["children"] == []

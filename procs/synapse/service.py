@@ -42,6 +42,10 @@ MAX_DIFF_CHARS = 12_000
 MAX_ERROR_CHARS = 2_000
 
 
+class Stale(Exception):
+    """The red commit is not golden HEAD any more: nothing to fix there."""
+
+
 def report(event: str, **fields: Any) -> None:
     service_report.report(SERVICE, event, **fields)
 
@@ -186,6 +190,8 @@ class Synapse(Service):
     def _bisect_and_swarm(self, record: GenerationRecord, good: str | None) -> int:
         """In a worker: the culprit, then the mutators. Returns how many started."""
         golden = peers.golden_head(self.runtime, CALL_TIMEOUT_S)
+        if golden["hash"] != record.context_hash:  # a fix or a refresh got there first
+            raise Stale(f"golden is at {str(golden['hash'])[:12]} now")
         repo, s = Path(golden["repo"]), self.settings
         diff = ""
         try:
@@ -210,7 +216,10 @@ class Synapse(Service):
         gen = Generation(record.id, failure, str(repo), s.bisect.test_command,
                          s.bisect.suite_timeout_s, s.bisect.sandbox, size, s.role)  # fmt: skip
         path = gen.write(self.state / SERVICE / "generations")
-        record.size, record.state = size, "swarming"
+        with record.lock:  # a stop that came first keeps its "stopping"
+            if record.cancelled.is_set():
+                raise Cancelled()
+            record.size, record.state = size, "swarming"
         report("swarm", generation=record.id, size=size, free_slots=slots, free_ram_mb=ram_mb)
         started = 0
         for variant in range(size):
@@ -228,6 +237,10 @@ class Synapse(Service):
             started = d.result()
         except Cancelled:
             started = 0
+        except Stale as exc:
+            started = 0
+            record.ended = f"stale: {exc}"
+            report("stale", generation=record.id, reason=str(exc))
         except (peers.PeerError, git.GitFailed, OSError) as exc:
             report("swarm_failed", generation=record.id, reason=str(exc)[:500])
             started = len(record.child_ids())
@@ -245,8 +258,9 @@ class Synapse(Service):
         assert self.loop is not None
         if record.state in ("stopping", "done"):
             return
-        record.state, record.ended = "stopping", why
-        record.cancelled.set()
+        with record.lock:
+            record.state, record.ended = "stopping", why
+            record.cancelled.set()
         report("stopping", generation=record.id, reason=why)
 
         def stop_all() -> int:
