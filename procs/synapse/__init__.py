@@ -19,8 +19,11 @@ generation starts (one per red commit at a time):
      the rest `stale`.
   3. The end (fs-304). Evolution (golden moved to another commit) or PatchAccepted of a
      patch of the generation's group stops every mutator of the generation through
-     factoryd (SIGTERM, its shutdown time, SIGKILL); as each dies, the kernel gives its
-     mutator slot back and the workspace manager reaps its workspace (it is the owner).
+     factoryd: `kill` (SIGTERM to every mutator's process group at once, no wait), then
+     `stop` of each (waits for the exit, SIGKILL after its shutdown time); as each dies,
+     the kernel gives its mutator slot back and the workspace manager reaps its
+     workspace (it is the owner). A TestFailure whose commit is no longer golden HEAD
+     starts nothing (stale).
      A swarm whose mutators all ended by themselves is done (--reconcile-s).
 A synapse that starts while golden is red starts a generation for it (the error is the
 output of golden's last red run): a TestFailure sent while it was down is not lost.
