@@ -21,7 +21,7 @@ SHARED_PROCS = {
 }
 PROCESS_KINDS = {
     "bus", "journal", "governor", "workspaces", "llm", "agent", "loop", "beads", "golden",
-    "merge_queue", "dispatcher", "heartbeat", "synapse", "metrics",
+    "merge_queue", "dispatcher", "heartbeat", "demo", "synapse", "metrics",
 }  # fmt: skip
 
 
