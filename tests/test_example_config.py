@@ -29,7 +29,7 @@ BEAD = {"id": "bd-1", "title": "double", "status": "open", "priority": 1,
         "created_at": "2026-01-01T00:00:00Z"}  # fmt: skip
 SERVICES = {
     "bus", "signal_journal", "resource_governor", "workspaces", "llm_router", "model_gateway",
-    "beads", "golden", "merge_queue", "dispatcher", "heartbeat",
+    "beads", "golden", "merge_queue", "dispatcher", "heartbeat", "metrics",
 }  # fmt: skip
 
 

@@ -23,15 +23,6 @@ from tests.waiting import wait_until
 
 SOURCES = {"factoryd", "ledger", "loops", "beads", "merge_queue", "golden", "llm_router",
            "model_gateway", "workspaces"}  # fmt: skip
-# The child block an operator adds to systemd/factory.example.toml (here on a free port).
-METRICS_CHILD = """
-[[supervisor.children]]
-id = "metrics"
-target = "procs.metrics.service:main"
-ready = "notify"
-args = ["--port", "0"]
-shutdown_ms = 5000
-"""
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -158,7 +149,7 @@ def scrape(url: str) -> str:
 
 @pytest.mark.integration
 def test_scraping_the_example_factory(factoryd: Any, tmp_path: Path) -> None:
-    d = start_example_factory(factoryd, tmp_path, extra_toml=METRICS_CHILD)
+    d = start_example_factory(factoryd, tmp_path)  # the example runs metrics (any port)
     try:
         wait_until(lambda: json.loads(d.beads.read_text())["status"] == "closed", timeout=100,
                    what="bd-1 closed by the dispatcher")  # fmt: skip

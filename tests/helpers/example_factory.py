@@ -49,6 +49,7 @@ def runnable_example(tmp: Path, *, agent_turns: str = "tests.test_example_config
         (EXAMPLE_TEST_COMMAND, TEST_COMMAND),
         ('"--lander", "merge_queue",',
          f'"--lander", "merge_queue", "--agent-turns", "{agent_turns}",'),
+        ('args = ["--port", "9464"]', 'args = ["--port", "0"]'),  # any free port
     ]:  # fmt: skip
         assert old in text, f"the example no longer has {old!r}: update this helper"
         text = text.replace(old, new)
