@@ -169,3 +169,24 @@ def test_an_over_long_request_line_is_refused_and_the_service_goes_on(served: Se
     assert "request line longer than 8388608 bytes" in answers[0]["message"]
     assert all(a["error"] == "bad_request" for a in answers[:-1]) and len(answers) <= 3
     assert answers[-1]["ok"] is True
+
+
+def test_a_sandboxed_agent_serves_its_role_only(ws: Path) -> None:
+    """--sandbox-role: the agent process runs with that role's locks (here --sandbox none,
+    the limits alone: the bwrap case is tests/test_agent_kept_kinds.py), so a turn of
+    another role is a bad request; ready says what the sandbox does not isolate."""
+    s = Served(ws, "--sandbox-role", "implementer")
+    try:
+        assert s.hello["sandbox"]["role"] == "implementer"
+        assert any("network" in why for why in s.hello["sandbox"]["not_isolated"])
+        other = s.ask({"id": 1, "role": "auditor", "prompt": "[]"})
+        assert (other["ok"], other["error"]) == (False, "bad_request")
+        assert "sandbox of role implementer" in other["message"]
+        own = s.ask({"id": 2, "role": "implementer", "prompt": "[]"})
+        assert own["ok"] and own["outcome"] == "completed"
+    finally:
+        s.process.kill()
+        s.process.wait(30)
+        for pipe in (s.process.stdin, s.process.stdout, s.process.stderr):
+            if pipe is not None:
+                pipe.close()
