@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
             say(f"kept {work} (factoryd.log, factory.toml, loop.toml, golden/, state/)")
         else:
             shutil.rmtree(work, ignore_errors=True)
+            if work.exists():
+                say(f"could not remove all of {work} (something still mounted there?)")
 
 
 class _Printer:
