@@ -155,6 +155,7 @@ def factory_toml(golden: Path, beads: Path, loop_config: Path, *, scripted: bool
             '"--lander", "merge_queue",',
             f'"--lander", "merge_queue", {turns} "--workspace-strategy", "worktree",',
         ),
+        ('args = ["--port", "9464"]', 'args = ["--port", "0"]'),  # metrics: any free port
     ]
     if sandbox == "none":
         changes.append(('sandbox = "bwrap"', 'sandbox = "none"'))

@@ -154,6 +154,9 @@ class Demo:
         services = self._wait_for_tree()
         self.say(f"{watcher.stamp()} factoryd is up: {len(services)} services running "
                  f"({', '.join(services)})")  # fmt: skip
+        with contextlib.suppress(control.ControlError, KeyError, TypeError):
+            url = self._call("status", "metrics")["url"]
+            self.say(f"{watcher.stamp()} metrics (Prometheus text): {url}")
         self.beads.write_text(project.beads_jsonl())
         self.say(f"{watcher.stamp()} {len(BEADS)} beads written; the beads service: "
                  f"{self._beads_view()}")  # fmt: skip
