@@ -64,6 +64,8 @@ def test_a_bead_becomes_green_commits_on_the_repo(
         f'[loop]\ntest_command = ["{sys.executable}", "-m", "pytest", "-q"]\n'
         f'agent_command = ["{sys.executable}", "-m", "tests.doubles.tdd_agent"]\n'
         "refactor_interval = 2\nturn_timeout_s = 60\n"
+        # the scripted agent reads its script from the host's /tmp, private in bwrap
+        "sandbox_agent = false\n"
     )
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("FACTORY_TDD_SCRIPT", str(tmp_path / "script.json"))

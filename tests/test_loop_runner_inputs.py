@@ -128,3 +128,23 @@ def test_the_runner_refuses_bad_input_before_any_change(
     refused(inputs, capsys, '[loop] reviewer = "agent"', config=routed)
     write(inputs["repo"], "calc.py", "# uncommitted\n")
     refused(inputs, capsys, "has uncommitted changes")
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        ({"test_command": ["pytest"]}, True),  # bwrap: the agent too, by default
+        ({"test_command": ["pytest"], "sandbox": "none"}, False),
+        ({"test_command": ["pytest"], "sandbox_agent": False}, False),
+    ],
+)
+def test_agents_run_in_the_sandbox_whenever_tests_do(table: dict[str, Any], expected: bool
+                                                     ) -> None:  # fmt: skip
+    assert config_from(table).sandbox_agent is expected
+
+
+def test_an_agent_sandbox_without_bwrap_is_refused() -> None:
+    with pytest.raises(LoopConfigError, match='sandbox_agent = true needs sandbox = "bwrap"'):
+        config_from({"test_command": ["pytest"], "sandbox": "none", "sandbox_agent": True})
+    with pytest.raises(LoopConfigError, match="sandbox_agent must be true or false"):
+        config_from({"test_command": ["pytest"], "sandbox_agent": "yes"})

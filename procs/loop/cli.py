@@ -200,7 +200,7 @@ def _run(plan: _Plan) -> tuple[FactoryLoopState, LoopStore, dict[str, Any] | Non
                                  limits=config.limits)  # fmt: skip
         agents = stack.enter_context(KeptAgentTurns(
             config.agent_command, timeout_s=config.turn_timeout_s,
-            sandbox_mode=config.sandbox, model=model,
+            sandbox_mode=config.sandbox, model=model, sandbox_agent=config.sandbox_agent,
         ))  # fmt: skip
         metered = None
         if meter is not None and grant is not None:

@@ -12,6 +12,7 @@
     max_red_attempts = 3
     max_iterations = 50
     reviewer = "router"                              # or "agent": who reviews (see below)
+    sandbox_agent = true                             # default with bwrap: see below
     budget_tokens = 2000000                          # optional: the bead's agent tokens
     [loop.model]                                     # optional: where agents' models are
     kind = "openai"                                  # "openai" (compatible) or "anthropic"
@@ -31,6 +32,11 @@ and a token naming the bead, and writes its own config from them (the agent serv
 call base_url directly and nothing is counted (a budget is then an error). Without
 [loop.model] the agent's model is whatever its own config says, uncounted.
 
+`sandbox_agent`: each role's agent process runs in bubblewrap (procs/agent/agent_sandbox:
+the workspace read-write, the role's locked paths and the rest read-only; the network
+is shared, so that the agent reaches the gateway), one kept agent per role. On by
+default whenever the sandbox is bwrap.
+
 Every error names the key and the value (LoopConfigError). Unknown keys are errors, so a
 typo is never a silent default.
 """
@@ -49,7 +55,8 @@ MODEL_KINDS = ("openai", "anthropic")
 REVIEWERS = ("router", "agent")
 _LIMITS = ("max_impl_attempts", "refactor_interval", "max_red_attempts", "max_iterations")
 _KEYS = frozenset({"agent_command", "test_command", "language", "sandbox", "suite_timeout_s",
-                   "turn_timeout_s", "model", "reviewer", "budget_tokens", *_LIMITS})  # fmt: skip
+                   "turn_timeout_s", "model", "reviewer", "budget_tokens", "sandbox_agent",
+                   *_LIMITS})  # fmt: skip
 _MODEL_KEYS = frozenset({"kind", "base_url", "model", "metered"})
 DEFAULT_MODEL_NAME = "default"
 
@@ -83,6 +90,7 @@ class RunnerConfig:
     model: ModelUpstream | None = None
     reviewer: str = "router"
     budget_tokens: int | None = None
+    sandbox_agent: bool = False
 
 
 def load_config(path: Path | None) -> RunnerConfig:
@@ -121,6 +129,11 @@ def config_from(table: dict[str, Any]) -> RunnerConfig:
     language = table.get("language", "Python")
     if not isinstance(language, str) or not language:
         raise LoopConfigError(f"[loop] language must be a non-empty string, got {language!r}")
+    sandbox_agent = table.get("sandbox_agent", sandbox == "bwrap")
+    if not isinstance(sandbox_agent, bool):
+        raise LoopConfigError(f"[loop] sandbox_agent must be true or false, got {sandbox_agent!r}")
+    if sandbox_agent and sandbox != "bwrap":
+        raise LoopConfigError('[loop] sandbox_agent = true needs sandbox = "bwrap"')
     model = _model(table.get("model"))
     budget = table.get("budget_tokens")
     if budget is not None:
@@ -137,6 +150,7 @@ def config_from(table: dict[str, Any]) -> RunnerConfig:
         suite_timeout_s=_seconds(table, "suite_timeout_s", 300.0),
         turn_timeout_s=_seconds(table, "turn_timeout_s", 600.0),
         limits=limits, model=model, reviewer=reviewer, budget_tokens=budget,
+        sandbox_agent=sandbox_agent,
     )  # fmt: skip
 
 

@@ -243,4 +243,5 @@ def from_config(
     loop service's `--agent-turns MODULE:FACTORY` names another, called the same way).
     Whoever runs the loop closes it at the end."""
     return KeptAgentTurns(config.agent_command, timeout_s=config.turn_timeout_s,
-                          sandbox_mode=config.sandbox, ledger=ledger, model=model)  # fmt: skip
+                          sandbox_mode=config.sandbox, ledger=ledger, model=model,
+                          sandbox_agent=config.sandbox_agent)  # fmt: skip
