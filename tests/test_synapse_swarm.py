@@ -183,8 +183,9 @@ def test_a_red_golden_is_bisected_and_fixed_by_one_of_eight_racing_mutators(
 
         gen = wait_until(swarming, timeout=60, what="the culprit found, the swarm started")
         assert gen["size"] == SWARM and gen["culprit"] == suspects[CULPRIT_AT - 1], gen
-        assert gen["suspects"] == SUSPECTS and gen["bisect"]["workers"] == WORKERS
-        assert gen["bisect"]["rounds"] <= rounds_bound(SUSPECTS, WORKERS) == 2
+        # the suspects: the last green commit (checked again) and the 12 after it
+        assert gen["suspects"] == SUSPECTS + 1 and gen["bisect"]["workers"] == WORKERS
+        assert gen["bisect"]["rounds"] <= rounds_bound(SUSPECTS + 1, WORKERS) == 2
 
         landing = accepted.wait_for("PatchAccepted", timeout=60)
         t_accepted = time.monotonic()
@@ -227,7 +228,7 @@ def test_a_red_golden_is_bisected_and_fixed_by_one_of_eight_racing_mutators(
         assert final["ended"].startswith(("fix landed", "golden moved")), final
         code, out, err = d.ctl("swarm")
         assert code == 0, (out, err)
-        assert f"culprit {suspects[CULPRIT_AT - 1][:12]} of {SUSPECTS} suspects" in out, out
+        assert f"culprit {suspects[CULPRIT_AT - 1][:12]} of {SUSPECTS + 1} suspects" in out, out
         assert "ended: " in out and f"mutators {SWARM}/{SWARM}" in out, out
         code, out, _ = d.ctl("swarm", "--json")
         assert code == 0 and json.loads(out)["generations"][0]["id"] == gen["id"]

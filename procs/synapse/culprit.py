@@ -1,14 +1,16 @@
 """Finding the culprit: the bisection plan (bisect.py) carried out in k workspaces.
 
-    find_culprit(repo, bad, good, settings, leases=...) -> Found
+    find_culprit(repo, bad, good, settings, runtime=, state=, name=, owner_pid=,
+                 cancelled=) -> Found
 
-The suspects are golden's first-parent commits after the last commit known green (or the
-last `max_suspects` when none is known) up to `bad`, the red commit. k workspaces are
-made once (procs/synapse/workspace.py) and reused by every round: each round checks out
-its k commits, one per workspace, and runs the suite in each at once, in the sandbox,
-with the suite's timeout. A round blocks about one suite run; the rounds are at most
-ceil(log_{k+1} n). The workspaces are given back at the end, whatever happened.
-Raises Cancelled (between rounds, when `cancelled` is set), GitFailed,
+The suspects are golden's first-parent commits from the last commit known green (or the
+last `max_suspects` when none is known) up to `bad`, the red commit. The known green one
+is a suspect too: when it is red now, no commit is the culprit, and Found says so. k
+workspaces are made once (procs/synapse/workspace.py) and reused by every round: each
+round checks out its k commits, one per workspace, and runs the suite in each at once,
+in the sandbox, with the suite's timeout. A round blocks about one suite run; the rounds
+are at most ceil(log_{k+1} n). The workspaces are given back at the end, whatever
+happened. Raises Cancelled (between rounds, when `cancelled` is set), GitFailed,
 WorkspaceUnavailable, TrialUnavailable.
 """
 
@@ -42,12 +44,13 @@ class BisectSettings:
 
 @dataclass(frozen=True)
 class Found:
-    culprit: str
+    culprit: str  # "": the commit known green fails now too (see `note`)
     suspects: int
     rounds: int
     runs: int
     workers: int
     duration_ms: float
+    note: str = ""
 
 
 def find_culprit(repo: Path, bad: str, good: str | None, s: BisectSettings, *, runtime: Path,
@@ -79,8 +82,12 @@ def find_culprit(repo: Path, bad: str, good: str | None, s: BisectSettings, *, r
             # owned by this process: the manager reaps it when it exits, if not now
             with contextlib.suppress(workspace.WorkspaceUnavailable):
                 workspace.free(runtime, lease)
-    return Found(commits[out.culprit], len(commits), out.rounds, out.tested, k,
-                 (time.monotonic() - started) * 1000)  # fmt: skip
+    ms = (time.monotonic() - started) * 1000
+    if commits[out.culprit] == good:
+        note = (f"the last green commit {good[:12]} fails now too: no commit is the culprit "
+                "(the environment changed, or the suite is flaky)")  # fmt: skip
+        return Found("", len(commits), out.rounds, out.tested, k, ms, note)
+    return Found(commits[out.culprit], len(commits), out.rounds, out.tested, k, ms)
 
 
 def _green_at(path: Path, commit: str, s: BisectSettings) -> bool:

@@ -35,14 +35,14 @@ def run(repo: Path, *args: str, stdin: str | None = None) -> str:
 
 
 def suspects(repo: Path, bad: str, good: str | None, limit: int) -> list[str]:
-    """First-parent commits after `good` up to `bad`, oldest first, at most the last
-    `limit` (all of them since the root when `good` is None or not an ancestor)."""
-    if good is not None and good != bad and is_ancestor(repo, good, bad):
-        spec = [f"{good}..{bad}"]
-    else:
-        spec = [bad]
+    """First-parent commits up to `bad`, oldest first: `good` (checked again: the
+    environment may have turned it red) and the commits after it, or, when `good` is
+    None, not an ancestor, or more than `limit` commits back, the last `limit`."""
+    known = good is not None and good != bad and is_ancestor(repo, good, bad)
+    spec = [f"{good}..{bad}"] if known else [bad]
     out = run(repo, "rev-list", "--first-parent", f"--max-count={limit}", *spec)
-    return list(reversed(out.split()))
+    after = list(reversed(out.split()))
+    return [good, *after] if known and good is not None and len(after) < limit else after
 
 
 def is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool:

@@ -201,10 +201,12 @@ class Synapse(Service):
             record.culprit, record.suspects = found.culprit, found.suspects
             record.bisect_rounds, record.bisect_runs = found.rounds, found.runs
             record.bisect_workers, record.bisect_ms = found.workers, found.duration_ms
-            diff = git.show(repo, found.culprit, MAX_DIFF_CHARS)
+            record.bisect_error = found.note
+            diff = git.show(repo, found.culprit, MAX_DIFF_CHARS) if found.culprit else ""
             report("culprit", generation=record.id, culprit=found.culprit,
                    suspects=found.suspects, rounds=found.rounds, runs=found.runs,
-                   workers=found.workers, ms=round(found.duration_ms))  # fmt: skip
+                   workers=found.workers, ms=round(found.duration_ms),
+                   note=found.note)  # fmt: skip
         except (git.GitFailed, workspace.WorkspaceUnavailable, TrialUnavailable) as exc:
             record.bisect_error = str(exc)[:500]  # the swarm still runs, told it is unknown
             report("bisect_failed", generation=record.id, reason=str(exc)[:500])
