@@ -239,8 +239,9 @@ def test_a_red_golden_is_bisected_and_fixed_by_one_of_eight_racing_mutators(
         assert all(n in p for p in prompts for n in needles)
         print(
             f"\nswarm: red -> landed {t_accepted - started:.1f} s after the refresh; "
-            f"bisect {gen['bisect']} of {gen['suspects']} suspects; all back {back_s * 1000:.0f} ms "
-            f"after PatchAccepted; synapse stop_ms {final['stop_ms']}"
+            f"bisect {gen['bisect']} of {gen['suspects']} suspects; "
+            f"all back {back_s * 1000:.0f} ms after PatchAccepted; "
+            f"synapse stop_ms {final['stop_ms']}"
         )
     finally:
         model.release_all()
