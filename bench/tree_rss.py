@@ -107,6 +107,7 @@ def config_text(tmp: Path, golden: Path, beads: Path, loop_toml: Path, loops: in
         ('"--lander", "merge_queue",',
          '"--lander", "merge_queue", "--agent-turns", "bench.tree_rss:turns",'),
         ('"--max-loops", "4"', f'"--max-loops", "{loops}"'),
+        ('args = ["--port", "9464"]', 'args = ["--port", "0"]'),  # metrics: any free port
     ]:  # fmt: skip
         if old not in text:
             raise SystemExit(f"the example config no longer has {old!r}")

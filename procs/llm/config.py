@@ -115,6 +115,7 @@ def default_config() -> RouterConfig:
                 "architect": "local",
                 "reviewer": "anthropic_fast",
                 "judge": "anthropic_fast",
+                "mutator": "local",  # the synapse's swarm: surgical fixes of a red golden
                 "architectural_review": "anthropic_strong",
             },
             "endpoints": {
