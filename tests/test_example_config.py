@@ -30,6 +30,7 @@ BEAD = {"id": "bd-1", "title": "double", "status": "open", "priority": 1,
 SERVICES = {
     "bus", "signal_journal", "resource_governor", "workspaces", "llm_router", "model_gateway",
     "beads", "golden", "merge_queue", "dispatcher", "heartbeat", "metrics",
+    "synapse",
 }  # fmt: skip
 
 
