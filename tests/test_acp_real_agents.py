@@ -48,6 +48,7 @@ from tests.doubles.tool_models import (
     actions_line,
 )
 from tests.helpers.sandbox import bwrap_unusable
+from tests.waiting import WaitTimeout, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".ci" / "node" / "node_modules" / ".bin"
@@ -196,10 +197,18 @@ def test_an_implementer_may_not_write_tests(rig: Rig) -> None:
 def test_the_gateway_counts_each_roles_tokens_as_the_double_reported_them(rig: Rig) -> None:
     """Last of the module's tests on `rig` (pytest runs them in file order)."""
     assert {"auditor", "implementer"} <= set(rig.tokens)
-    roles = rig.gateway.store.usage(BEAD)["roles"]
-    counted = {role: [r["input_tokens"], r["output_tokens"]] for role, r in roles.items()}
     expected = {role: spent for role, spent in rig.tokens.items() if spent != [0, 0]}
-    assert counted == expected
+
+    def counted() -> dict[str, list[int]]:
+        roles = rig.gateway.store.usage(BEAD)["roles"]
+        return {role: [r["input_tokens"], r["output_tokens"]] for role, r in roles.items()}
+
+    # The double counts a call when it answers; the gateway when the answer's stream has
+    # ended: a call still streaming as its turn ended (Claude's side requests) lands a
+    # moment later. Wait for it, bounded; a wrong count stays wrong and fails.
+    with contextlib.suppress(WaitTimeout):
+        wait_until(lambda: counted() == expected, timeout=10, what="the gateway's counts")
+    assert counted() == expected
 
 
 AUTO_APPROVING = {

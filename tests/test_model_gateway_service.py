@@ -165,9 +165,11 @@ def test_control_errors_name_the_problem(gateway: GatewayProcess) -> None:
 
 
 def _refused(port: int) -> bool:
+    """Nobody accepts on `port`: refused, or reset (a probe caught in the backlog as the
+    listener closed: the close is what we wait for)."""
     try:
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):
         return True
     return False
 
