@@ -36,6 +36,16 @@ def test_only_outermost_dirs_under_tmp_are_named(tool_dir: Path) -> None:
     assert "/tmp" not in found and all(p.startswith("/tmp/") for p in found)
 
 
+def test_an_npm_bin_dir_brings_its_whole_node_modules(tool_dir: Path) -> None:
+    """npm's .bin holds links into the packages beside it (a checkout's .ci/node under
+    /tmp: real agents failed to start in the sandbox, 'No such file or directory')."""
+    modules = tool_dir.parent / "node_modules"
+    (modules / ".bin").mkdir(parents=True)
+    (modules / "agent" / "bin").mkdir(parents=True)
+    (modules / ".bin" / "agent").symlink_to("../agent/bin/agent")
+    assert toolchain_under_tmp(f"/usr/bin:{modules / '.bin'}") == [str(modules.resolve())]
+
+
 @pytest.mark.integration
 def test_a_program_on_a_path_under_tmp_runs_in_the_sandbox(
     tool_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

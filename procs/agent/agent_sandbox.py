@@ -22,6 +22,7 @@ one role: a kept agent is one process per role in a loop (a session per turn).
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,6 +57,9 @@ def sandboxed_command(
         timeout_s=math.inf, memory_mb=memory_mb, network=True, mode=mode,
     )  # fmt: skip
     prefix = command_prefix(sandbox)
+    if mode != "none" and (tool := _tool_root_under_tmp(command[0])) is not None:
+        end = prefix.index("--")  # the agent's own install, hidden by the private /tmp
+        prefix[end:end] = ["--ro-bind", tool, tool]
     if mode != "none" and home is not None:
         # bwrap's own options end at the first "--"; the HOME (outside the workspace) is
         # bound last, after the private /tmp that would hide it.
@@ -63,3 +67,18 @@ def sandboxed_command(
         home_dir = str(home.resolve())
         prefix[end:end] = ["--bind", home_dir, home_dir]
     return [*prefix, *command]
+
+
+def _tool_root_under_tmp(program: str) -> str | None:
+    """Where the agent's program really lives when that is under /tmp (a checkout's
+    `.ci/node`): its node_modules when it is an npm package, else its directory."""
+    found = shutil.which(program)
+    if found is None:
+        return None
+    real = Path(found).resolve()
+    if not real.is_relative_to("/tmp"):
+        return None
+    for parent in real.parents:
+        if parent.name == "node_modules":
+            return str(parent)
+    return str(real.parent)

@@ -66,13 +66,17 @@ def command_prefix(policy: SandboxPolicy) -> list[str]:
 
 def toolchain_under_tmp(path_var: str | None = None) -> list[str]:
     """The interpreter's prefixes and PATH directories that lie under /tmp (hidden by
-    the private /tmp unless bound again), outermost first, without duplicates."""
+    the private /tmp unless bound again), outermost first, without duplicates; for an
+    npm `node_modules/.bin` entry, the whole node_modules (its links point there)."""
     found: set[str] = set()
     entries = (path_var if path_var is not None else os.environ.get("PATH", "")).split(":")
     for raw in (sys.prefix, sys.base_prefix, sys.exec_prefix, *entries):
         if not raw:
             continue
         path = Path(raw).resolve()
+        if path.name == ".bin" and path.parent.name == "node_modules":
+            # npm's .bin holds symlinks into the packages beside it: bind them all
+            path = path.parent
         if path.is_relative_to("/tmp") and path != Path("/tmp") and path.is_dir():
             found.add(str(path))
     outer = sorted(found, key=len)
