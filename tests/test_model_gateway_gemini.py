@@ -273,10 +273,17 @@ const ai = new GoogleGenAI({apiKey: process.env.TOKEN,
 """
 
 
+# .ci/run installs the SDK beside the agents; node finds it there through NODE_PATH
+CI_NODE_MODULES = Path(__file__).resolve().parent.parent / ".ci" / "node" / "node_modules"
+NODE_ENV = {**os.environ, "NODE_PATH": os.pathsep.join(
+    p for p in (os.environ.get("NODE_PATH", ""), str(CI_NODE_MODULES)) if p)}  # fmt: skip
+
+
 def _genai_resolves() -> bool:
     try:
         probe = ["node", "-e", "require.resolve('@google/genai')"]
-        return subprocess.run(probe, check=False, capture_output=True, timeout=30).returncode == 0
+        done = subprocess.run(probe, check=False, capture_output=True, timeout=30, env=NODE_ENV)
+        return done.returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -286,7 +293,7 @@ def test_the_real_google_genai_sdk_through_the_gateway(
     gateway: Gateway, double: GeminiApiDouble
 ) -> None:
     token = gateway.store.issue("fs-g9", "loop-g9", role="implementer", budget_tokens=100)
-    env = {**os.environ, "TOKEN": token, "GOOGLE_GEMINI_BASE_URL": gateway.gemini_base_url}
+    env = {**NODE_ENV, "TOKEN": token, "GOOGLE_GEMINI_BASE_URL": gateway.gemini_base_url}
     node = ["node", "-e", GENAI_SCRIPT]
     done = subprocess.run(node, check=False, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -34,6 +34,9 @@ from procs.llm.tickets import GpuTickets
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 PASSED_BACK = ("content-type", "retry-after", "request-id", "x-request-id")
 PASSED_ON = ("accept", "anthropic-version", "anthropic-beta")
+
+
+DRAIN_S = 5.0  # a departed client's stream is read this long more for its usage
 
 
 class Refusal(Exception):
@@ -258,10 +261,11 @@ class Upstream:
         """Relay an SSE answer event by event; settled before its last event is sent.
         True when the upstream broke the stream (an error event ends it)."""
         splitter = SseSplitter()
+        chunks = answer.iter_bytes()  # one iterator: a drain after ClientGone goes on with it
         try:
             sink.start(200, back, length=None)
             try:
-                for chunk in answer.iter_bytes():
+                for chunk in chunks:
                     out = b"".join(e for e in splitter.feed(chunk) if meter.stream.keep(e))
                     if meter.stream.done:
                         meter.settle(meter.stream.usage, aborted=False)
@@ -285,8 +289,24 @@ class Upstream:
                 return True
             sink.finish()
         except ClientGone:
+            self._drain(chunks, splitter, meter, min(deadline, time.monotonic() + DRAIN_S))
             meter.settle(meter.stream.usage, aborted=True)
         return False
+
+    @staticmethod
+    def _drain(chunks: Iterator[bytes], splitter: SseSplitter, meter: _Meter,
+               deadline: float) -> None:  # fmt: skip
+        """The client left mid-stream (an agent cancelling a side request): read on, a
+        bounded while, to the usage event, so that tokens the upstream spent are counted
+        (they were, by the upstream); then the connection is closed by the caller."""
+        try:
+            for chunk in chunks:
+                for event in splitter.feed(chunk):
+                    meter.stream.keep(event)
+                if meter.stream.done or time.monotonic() > deadline:
+                    return
+        except httpx.HTTPError:
+            return  # what was seen is what is counted
 
     def close(self) -> None:
         self._http.close()
