@@ -52,7 +52,8 @@ class _ToolModel:
         self.tokens = {"input": 0, "output": 0}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._server = DoubleServer(self._route)
+        self._answering = threading.local()
+        self._server = DoubleServer(self._serve)
 
     @property
     def base_url(self) -> str:
@@ -66,10 +67,20 @@ class _ToolModel:
         self._server.stop()
 
     def _count(self, body: dict[str, Any]) -> None:
+        """Record a model call; its tokens count once its answer has gone out whole (as
+        a real model's usage reaches a client only at the end of its answer: a call the
+        caller abandoned before the end is not one the gateway can count either)."""
         with self._lock:
             self.requests.append(body)
-            self.tokens["input"] += self.usage[0]
-            self.tokens["output"] += self.usage[1]
+        self._answering.spends = True
+
+    def _serve(self, ctx: RequestContext) -> None:
+        self._answering.spends = False
+        self._route(ctx)  # an answer cut off raises (BrokenPipe, reset): nothing counted
+        if self._answering.spends:
+            with self._lock:
+                self.tokens["input"] += self.usage[0]
+                self.tokens["output"] += self.usage[1]
 
     def _route(self, ctx: RequestContext) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
