@@ -21,7 +21,7 @@ import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -29,6 +29,19 @@ MAX_FRAME_BYTES = 16 * 1024 * 1024
 _HEADER = struct.Struct(">I")
 
 Handler = Callable[[str, dict[str, Any]], Any]
+
+
+class Caller(Protocol):
+    """`call`'s shape, for code that takes it as a parameter (a test passes its own)."""
+
+    def __call__(
+        self,
+        path: str | os.PathLike[str],
+        command: str,
+        args: dict[str, Any] | None = None,
+        *,
+        timeout: float,
+    ) -> Any: ...
 
 
 class ControlError(Exception):

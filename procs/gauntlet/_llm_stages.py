@@ -15,10 +15,9 @@ module is added (seed fs-167); else it is skipped saying so.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ipc import control, paths
 from procs.gauntlet._change import Change
@@ -42,19 +41,6 @@ FAIL it for structural problems: misplaced responsibilities, modules importing w
 should not, duplicated logic, god objects, missing error handling at boundaries.
 Otherwise PASS.
 """
-
-
-class RouterCall(Protocol):
-    """ipc.control.call's shape: one request to a control socket, bounded by `timeout`."""
-
-    def __call__(
-        self,
-        path: str | os.PathLike[str],
-        command: str,
-        args: dict[str, Any] | None = None,
-        *,
-        timeout: float,
-    ) -> Any: ...
 
 
 class JudgeAnswerInvalid(ValueError):
@@ -90,7 +76,7 @@ class RouterStage:
     """One call to the router under `role_attr` of the config with `instructions`."""
 
     def __init__(self, name: str, role_attr: str, instructions: str, *,
-                 call: RouterCall = control.call) -> None:  # fmt: skip
+                 call: control.Caller = control.call) -> None:  # fmt: skip
         self.name = name
         self.role_attr = role_attr
         self.instructions = instructions
@@ -154,14 +140,14 @@ class RouterStage:
 class LlmJudge(RouterStage):
     """The judge role (haiku-class by default in the router's config)."""
 
-    def __init__(self, *, call: RouterCall = control.call) -> None:
+    def __init__(self, *, call: control.Caller = control.call) -> None:
         super().__init__("llm_judge", "judge_role", _JUDGE, call=call)
 
 
 class ArchitecturalReview(RouterStage):
     """The review role (a stronger model), only for big changes or new modules."""
 
-    def __init__(self, *, call: RouterCall = control.call) -> None:
+    def __init__(self, *, call: control.Caller = control.call) -> None:
         super().__init__("architectural_review", "review_role", _REVIEW, call=call)
 
     def applies(self, change: Change, config: GauntletConfig) -> str | None:

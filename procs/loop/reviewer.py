@@ -16,21 +16,12 @@ lets a runner check, before it changes anything, that a router is there.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
 
 from ipc import control
 from procs.loop.turns import AgentTurns, Turn, TurnFailed, TurnReply
 
 ROUTER_ENDPOINT = "llm_router.sock"
 MAX_TOKENS = 2048
-
-
-class ControlCall(Protocol):
-    """ipc.control.call's shape."""
-
-    def __call__(
-        self, path: Path, command: str, args: dict[str, Any] | None = None, *, timeout: float
-    ) -> Any: ...
 
 
 class RoutedReviewer:
@@ -43,7 +34,7 @@ class RoutedReviewer:
         *,
         role: str = "reviewer",
         timeout_s: float = 300.0,
-        call: ControlCall = control.call,
+        call: control.Caller = control.call,
     ) -> None:
         self.agents = agents
         self.socket = socket
