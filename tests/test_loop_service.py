@@ -2,9 +2,9 @@
 (simple_one_for_one, transient), with the bus and its journal, the resource governor
 (one loop slot) and the workspace manager (copy strategy) in the tree.
 
-- a bead becomes a commit on golden through the production path: ProcessTurns, one
-  procs.agent.service process per turn, driving a scripted ACP agent (a test double:
-  tests/doubles/tdd_agent.py); LoopSpawned and LoopComplete reach the bus (its journal);
+- a bead becomes a commit on golden through the production path: KeptAgentTurns, one
+  kept ACP agent per loop and a new session per turn, driving a scripted ACP agent (a
+  test double: tests/doubles/tdd_agent.py); LoopSpawned and LoopComplete reach the bus (its journal);
   the loop exits 0 and is not restarted, its workspace freed;
 - a bad bead is a failed start, reported by `start`; a second loop finds no loop slot;
 - SIGKILLed (its whole process group) once in each phase, held there by a hold point

@@ -18,7 +18,7 @@ loop in the foreground. Library modules:
     kept_agent  KeptAgentTurns: AgentTurns over one kept agent per loop, a new session
                 (under the turn's role policy) per turn; the RAM held while it lives
     agent_service  AgentService: the kept `procs.agent.service --serve` process, bounded
-    agent_process  ProcessTurns: AgentTurns through procs.agent.service, a process per turn
+    agent_process  ProcessTurns: a process (and an agent) per turn; the benches' baseline
     lander      Lander; FastForwardLander (compare-and-swap on a local golden branch)
     driver      LoopDriver: one persisted phase at a time, resume from phase_start_commit
     config      RunnerConfig from a TOML [loop] table, checked once
