@@ -5,11 +5,14 @@ a writer holding the store's write lock does not block it (WAL)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -124,3 +127,25 @@ def test_a_writer_holding_the_lock_does_not_block_it(state: Path) -> None:
         writer.close()
     assert done.returncode == ExitStatus.SUCCESS, done.stderr
     assert len(orjson.loads(done.stdout)["loops"]) == 3
+
+
+def test_with_no_state_dir_given_it_reads_the_one_the_running_daemon_uses(
+    factoryd: Any, stored: tuple[Path, FactoryLoopState], tmp_path: Path
+) -> None:
+    """factoryd started with --state-dir: `factoryctl loops` finds that store through the
+    daemon's status, without --state-dir or $FACTORY_STATE_DIR."""
+    shutil.copytree(stored[0], tmp_path / "state")  # the harness's factoryd state dir
+    d = factoryd("""
+        [supervisor]
+        strategy = "one_for_one"
+    """).start()
+    env = {k: v for k, v in os.environ.items() if k != "FACTORY_STATE_DIR"}
+    done = subprocess.run(
+        [sys.executable, "-m", "supervisor.ctl.cli", "--runtime-dir", str(d.runtime_dir),
+         "loops", "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert {loop["loop_id"] for loop in orjson.loads(done.stdout)["loops"]} == {
+        "bd-1.1", "bd-2.1", "bd-1.2"
+    }  # fmt: skip

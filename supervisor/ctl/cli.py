@@ -152,15 +152,15 @@ def _silence(out: TextIO) -> None:
 def _run(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
     args = parse_command_line(argv)
     runtime = paths.runtime_dir(getattr(args, "sub_runtime_dir", None) or args.runtime_dir)
+    module = COMMANDS[args.command]
     ctx = CtlContext(
         runtime_dir=runtime,
-        state_dir=paths.state_dir(args.state_dir),
+        state_dir=_state_dir(args.state_dir, runtime, isinstance(module, RunCommand)),
         timeout_s=args.timeout,
         json=bool(getattr(args, "json", False)),
         out=out,
         err=err,
     )
-    module = COMMANDS[args.command]
     try:
         if isinstance(module, RunCommand):
             return int(module.run(ctx, args))
@@ -192,6 +192,24 @@ def _run(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
     except control.ControlError as exc:
         print(f"factoryctl: {exc}", file=err)
         return ExitStatus.ERROR
+
+
+# A status call to a live factoryd answers in milliseconds; a hung one must not hold a
+# command that would otherwise read the default state dir.
+_STATE_DIR_ASK_S = 2.0
+
+
+def _state_dir(explicit: str | None, runtime: Path, reads_state: bool) -> Path:
+    """The databases' dir: --state-dir, else $FACTORY_STATE_DIR, else (for a command that
+    reads them) the one the running factoryd says it uses, so that `factoryctl loops`
+    needs no --state-dir for a daemon started with one; else the default."""
+    if explicit or os.environ.get("FACTORY_STATE_DIR") or not reads_state:
+        return paths.state_dir(explicit)
+    try:
+        status = control.call(paths.control_socket(runtime), "status", {}, timeout=_STATE_DIR_ASK_S)
+        return Path(status["daemon"]["state_dir"])
+    except (control.ControlError, KeyError, TypeError):
+        return paths.state_dir()
 
 
 _REMOTE_ERRORS = {
