@@ -155,7 +155,7 @@ def _run(argv: list[str] | None, out: TextIO, err: TextIO) -> int:
     module = COMMANDS[args.command]
     ctx = CtlContext(
         runtime_dir=runtime,
-        state_dir=_state_dir(args.state_dir, runtime, isinstance(module, RunCommand)),
+        state_dir=_state_dir(args.state_dir, runtime, getattr(module, "READS_STATE_DIR", False)),
         timeout_s=args.timeout,
         json=bool(getattr(args, "json", False)),
         out=out,

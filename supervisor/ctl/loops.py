@@ -30,6 +30,7 @@ from supervisor.ctl.exit_status import ExitStatus
 if TYPE_CHECKING:
     from supervisor.ctl.cli import CtlContext
 
+READS_STATE_DIR = True  # its databases: factoryctl finds them (cli._state_dir)
 HELP = "list the loops (bead, phase, counters, workspace) or show one loop's history"
 CONTENT_CHARS = 100  # of a history entry's content, in the table
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ipc.journal import JournalEntry
     from supervisor.ctl.cli import CtlContext
 
+READS_STATE_DIR = True  # its databases: factoryctl finds them (cli._state_dir)
 HELP = "show or follow the signals seen on the bus"
 
 

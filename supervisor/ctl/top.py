@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from supervisor.ctl.cli import CtlContext
     from supervisor.ctl.top_sources import Snapshot
 
+READS_STATE_DIR = True  # its databases: factoryctl finds them (cli._state_dir)
 HELP = "a live view: tree, resources, loops, merge queue, golden, swarm, signals"
 QUIT_KEYS = (b"q", b"Q", b"\x03")  # \x03: Ctrl-C arriving as a byte (ISIG off somewhere)
 
