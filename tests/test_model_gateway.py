@@ -279,6 +279,22 @@ def test_missing_unknown_and_revoked_tokens_get_401(
     assert openai_double.requests == []
 
 
+def test_a_restarted_loops_new_token_revokes_its_old_one(
+    gateway: Gateway, client: httpx.Client, openai_double: ChatCompletionsDouble
+) -> None:
+    """A loop SIGKILLed before its end never revoked its token: the token its restart
+    asks for (same loop id) ends the old one; another loop's token is untouched."""
+    old = gateway.store.issue("fs-12", "loop-12", role="implementer")
+    other = gateway.store.issue("fs-13", "loop-13", role="implementer")
+    new = gateway.store.issue("fs-12", "loop-12", role="implementer")
+    stale = chat(client, gateway, old)
+    assert stale.status_code == 401
+    assert "fs-12 was revoked" in stale.json()["error"]["message"]
+    assert chat(client, gateway, new).status_code == 200
+    assert chat(client, gateway, other).status_code == 200
+    assert len(openai_double.requests) == 2  # the stale key never reached the model
+
+
 @pytest.mark.parametrize(
     ("body", "names"),
     [

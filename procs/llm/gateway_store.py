@@ -90,8 +90,11 @@ class GatewayStore:
     def issue(
         self, bead: str, loop: str, *, role: str = NO_ROLE, budget_tokens: int | None = None
     ) -> str:
-        """A new token for `bead` (earlier ones stay valid). A `budget_tokens` given
-        replaces the bead's budget; None keeps the one it has (or none: no cap)."""
+        """A new token for `bead`, asked by `loop`. A loop holds one live token: an
+        earlier one of the same loop is revoked (the loop was restarted, SIGKILLed before
+        it could revoke it; its agents died with it), so no key outlives its holder. A
+        `budget_tokens` given replaces the bead's budget; None keeps the one it has (or
+        none: no cap)."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
@@ -100,6 +103,9 @@ class GatewayStore:
                 "ON CONFLICT (bead) DO UPDATE SET budget_tokens = "
                 "COALESCE(excluded.budget_tokens, budget_tokens)",
                 (bead, budget_tokens),
+            )
+            self._db.execute(
+                "UPDATE gateway_tokens SET revoked = 1 WHERE loop = ? AND revoked = 0", (loop,)
             )
             self._db.execute(
                 "INSERT INTO gateway_tokens (digest, bead, loop, role, issued_at) "

@@ -18,7 +18,8 @@ the 429s) fails with the budget's reason when the bead is over budget.
 
 Every call is bounded (CALL_TIMEOUT_S). A gateway that stops answering mid-loop fails
 the turn (TurnFailed naming it): the loop cannot count, so it does not go on. A loop
-SIGKILLed before its end leaves its token live (the gateway keeps it; the bead's counts
+SIGKILLed before its end leaves its token live until its restart asks for a new one (the
+gateway then revokes the old: one live token per loop id; the bead's counts
 and budget are per bead, so a restarted loop's new token goes on from them).
 """
 
