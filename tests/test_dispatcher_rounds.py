@@ -267,3 +267,23 @@ def test_a_loop_that_died_past_its_resumes_fails_and_its_workspace_is_settled(
     assert workspace.is_dir() is keep
     settled = [f for e, f in r.reports if e == "workspace_settled"]
     assert [f["action"] for f in settled] == ["kept" if keep else "destroyed"]
+
+
+def test_paused_no_new_loop_starts_but_live_ones_are_settled(tmp_path: Path) -> None:
+    r = Round(tmp_path, ["a", "b"], max_loops=3)
+    assert r.run().started == ["a.1", "b.1"]
+    r.beads.ready_ids.append("c")
+    r.records.pause("maintenance")
+    r.loops.end("a.1", "complete", pushed="p" * 40)
+    r.golden.on_golden.add("p" * 40)  # a landed: closed even while paused
+    r.loops.end("b.1", "implementing")
+    r.exit("b.1")  # b died mid-way: resumed even while paused (not new work)
+    out = r.run()
+    assert out.paused and out.started == [] and out.ready == 1  # c, held back
+    assert ("close", "a", "a.1", "p" * 40) in r.beads.calls
+    assert r.factoryd.starts[-1][4:6] == ["--loop-id", "b.1"]
+    assert "c" not in {c[1] for c in r.beads.calls if c[0] == "claim"}
+    restarted = DispatchRecords(tmp_path / "dispatcher.sqlite3")  # kept across restarts
+    assert (restarted.paused() or {}).get("reason") == "maintenance"
+    assert restarted.resume() and not restarted.resume()
+    assert r.run().started == ["c.1"]

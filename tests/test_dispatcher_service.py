@@ -21,6 +21,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -311,3 +312,47 @@ def test_a_claim_the_dispatcher_has_no_record_of_is_adopted_and_resumed(tree: Tr
     assert [e["loop_id"] for e in adopted] == ["bd-g.1"]
     resumed = [e for e in tree.dispatcher_events("loop_resuming") if e["bead_id"] == "bd-g"]
     assert [e["loop_id"] for e in resumed] == ["bd-g.1"]
+
+
+def factoryctl_dispatch(tree: Tree, *argv: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "supervisor.ctl.cli", "--runtime-dir", str(tree.d.runtime_dir),
+         "dispatch", *argv],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_paused_it_starts_nothing_even_across_a_restart_until_resumed(tree: Tree) -> None:
+    """An operator's drain: `factoryctl dispatch pause` holds a ready bead back (rounds
+    run, see it ready, start nothing), the pause outlives a SIGKILL of the dispatcher,
+    and `resume` starts it at once."""
+    assert "PAUSED" in factoryctl_dispatch(tree, "pause", "--reason", "disk swap")
+    try:
+        tree.add("bd-p")
+        rounds = tree.call("dispatcher", "status")["rounds"]
+        tree.call("dispatcher", "round")
+
+        def a_paused_round_saw_it() -> bool:
+            status = tree.call("dispatcher", "status")
+            last = status["last_round"] or {}
+            return status["rounds"] > rounds and last.get("paused") and last.get("ready") == 1
+
+        wait_until(a_paused_round_saw_it, timeout=60, what="a round that saw bd-p, paused")
+        pid = tree.d.pid("dispatcher")
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: tree.d.pid("dispatcher") not in (None, pid), timeout=60,
+                   what="the dispatcher restarted")  # fmt: skip
+        wait_until(lambda: (tree.call("dispatcher", "status")["last_round"] or {}).get("paused"),
+                   timeout=60, what="the restarted dispatcher's round, paused")  # fmt: skip
+        status = orjson.loads(factoryctl_dispatch(tree, "--json"))
+        assert status["paused"]["reason"] == "disk swap"
+        assert not [e for e in tree.dispatcher_events("loop_started") if e["bead_id"] == "bd-p"]
+        assert tree.status_of("bd-p") == "open"
+    finally:
+        resumed = factoryctl_dispatch(tree, "resume")
+    assert resumed == "dispatching resumed\n"
+    tree.wait_closed("bd-p", timeout=90)
+    assert factoryctl_dispatch(tree, "resume") == "it was not paused\n"

@@ -8,6 +8,7 @@ claimed a bead for, and each bead's failures and backoff.
                 between the two finds the row at restart and settles it with beads'
                 answer (policy.settle)
     backoff     (bead_id PK, failures, not_before): wall-clock seconds
+    paused      (one row while an operator has paused dispatching: reason, at)
 
 The beads service keeps the claims and the loop processes keep their state: these rows
 are the dispatcher's memory of what it asked for, never the system of record of either.
@@ -40,6 +41,9 @@ CREATE TABLE IF NOT EXISTS dispatches (
 CREATE INDEX IF NOT EXISTS dispatches_by_bead ON dispatches (bead_id, attempt);
 CREATE TABLE IF NOT EXISTS backoff (
     bead_id TEXT PRIMARY KEY, failures INTEGER NOT NULL, not_before REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS paused (
+    id INTEGER PRIMARY KEY CHECK (id = 1), reason TEXT NOT NULL, at REAL NOT NULL
 );
 """
 _COLUMNS = "loop_id, bead_id, attempt, generation, state, resumes, child_id"
@@ -131,6 +135,26 @@ class DispatchRecords:
             "SELECT bead_id, not_before FROM backoff WHERE not_before > ?", (now,)
         )
         return {str(bead): float(until) for bead, until in rows}
+
+    def pause(self, reason: str) -> dict[str, Any]:
+        """Start no new loops until `resume` (kept across restarts); a second pause only
+        replaces the reason. Returns the pause."""
+        self._db.execute(
+            "INSERT INTO paused (id, reason, at) VALUES (1, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET reason = excluded.reason",
+            (reason, time.time()),
+        )
+        paused = self.paused()
+        assert paused is not None
+        return paused
+
+    def resume(self) -> bool:
+        """Dispatch again; False when it was not paused."""
+        return self._db.execute("DELETE FROM paused").rowcount > 0
+
+    def paused(self) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT reason, at FROM paused").fetchone()
+        return None if row is None else {"reason": str(row[0]), "at": float(row[1])}
 
     def statistics(self) -> dict[str, int]:
         out = {state: 0 for state in ("claiming", "running", "ended")}

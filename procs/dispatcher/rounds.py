@@ -9,7 +9,9 @@ returns once the loop said READY=1), one round at a time.
          `loops` children), carried out: wait (watch its pid), land (close once the
          commit is an ancestor of golden HEAD), fail, resume (start the loop child again
          with the same loop id: it resumes from its store), release, or forget.
-      3. free loop slots (the ledger, no wait): for each bead of beads' `ready
+      3. unless an operator paused dispatching (records.paused: loops already running
+         go on, and a dead one is resumed; beads only wait), with
+         free loop slots (the ledger, no wait): for each bead of beads' `ready
          {unassigned}` in order, not busy, not in backoff: record `claiming`, claim
          (loop id BEAD.ATTEMPT, a fresh attempt), start the loop child.
 Any PeerError aborts the round (the service retries with backoff): nothing is decided
@@ -79,6 +81,7 @@ class RoundResult:
     free_slots: int = 0
     ready: int | None = None
     waiting_for_slot: int = 0
+    paused: bool = False
 
 
 class Dispatcher:
@@ -110,7 +113,10 @@ class Dispatcher:
         out.live = len(live)
         free = min(free, self._free(len(live)))
         out.free_slots = max(0, free)
-        if free > 0:
+        out.paused = self.records.paused() is not None
+        if out.paused:
+            out.ready = len(self.beads.ready())  # what the pause holds back, for status
+        elif free > 0:
             ready = self.beads.ready()
             out.ready = len(ready)
             if ready and processes is None:

@@ -32,6 +32,9 @@ Control (<runtime_dir>/dispatcher.sock):
     status  {}  -> rounds, the last round, the last error, live loops, watched pids,
                    signals seen, the records' counts and the most recent dispatches
     round   {}  -> {requested: true}: a round now (an operator's "look")
+    pause   {reason?} -> {paused: {reason, at}}: start no new loops (running ones go on,
+                   a dead one is still resumed) until `resume`; kept across restarts
+    resume  {}  -> {resumed: bool}: dispatch again (false: it was not paused); a round now
 """
 
 from __future__ import annotations
@@ -161,7 +164,8 @@ class DispatcherService(Service):
             self.last_round = {"at": time.time(), "started": result.started,
                                "ended": result.ended, "live": result.live,
                                "free_slots": result.free_slots, "ready": result.ready,
-                               "waiting_for_slot": result.waiting_for_slot}  # fmt: skip
+                               "waiting_for_slot": result.waiting_for_slot,
+                               "paused": result.paused}  # fmt: skip
             self._watch(result.watch)
         if self._again:
             self._again = False
@@ -219,7 +223,24 @@ class DispatcherService(Service):
     # -- control -------------------------------------------------------------------------
 
     def calls(self) -> Mapping[str, Call]:
-        return {"status": self.do_status, "round": self.do_round}
+        return {"status": self.do_status, "round": self.do_round, "pause": self.do_pause,
+                "resume": self.do_resume}  # fmt: skip
+
+    def do_pause(self, args: dict[str, Any]) -> dict[str, Any]:
+        reason = args.get("reason", "paused by an operator")
+        if not isinstance(reason, str) or not reason.strip():
+            raise control.RequestRefused("pause: 'reason' must be a non-empty string",
+                                         "bad_request")  # fmt: skip
+        paused = self.dispatcher.records.pause(reason.strip())
+        report("paused", reason=paused["reason"])
+        return {"paused": paused}
+
+    def do_resume(self, _args: dict[str, Any]) -> dict[str, Any]:
+        resumed = self.dispatcher.records.resume()
+        if resumed:
+            report("resumed")
+            self.request_round(now=True)
+        return {"resumed": resumed}
 
     def do_round(self, _args: dict[str, Any]) -> dict[str, Any]:
         self.request_round(now=True)
@@ -233,6 +254,7 @@ class DispatcherService(Service):
             "last_error": self.last_error, "reconcile_s": self.reconcile_s,
             "watching": {k: pid for k, (pid, _) in self.watching.items()},
             "signals": dict(self.signals), "records": records.statistics(),
+            "paused": records.paused(),
             "recent": records.recent(),
         }  # fmt: skip
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeAlias, runtime_chec
 
 from supervisor.ctl import (
     beads,
+    dispatch,
     golden,
     kill,
     llm,
@@ -92,6 +93,7 @@ COMMANDS: dict[str, CtlCommand] = {
     "llm": llm,
     "loops": loops,
     "beads": beads,
+    "dispatch": dispatch,
     "queue": queue,
     "golden": golden,
     "top": top,
