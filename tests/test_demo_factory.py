@@ -1,8 +1,11 @@
 """The README's first command, `python3 -m procs.demo`: the whole factory turns three
-beads of a small project into commits on golden, says plainly that its agents are
-scripted when no model is configured, prints golden's log, and exits 0. Ctrl-C stops
-everything. The pure tests check what it writes: the configs factoryd and the loop
-accept, the model path's [loop.model], and the refusal when the example config is gone."""
+beads of a small project into commits on golden, then a teammate's commit turns golden
+red and the swarm fixes it (the culprit named, exactly one fix on golden, no mutator
+left); it says plainly that its agents and its fix model are scripted when no model is
+configured, prints golden's log and the red episode, and exits 0. Ctrl-C stops
+everything. The pure tests check what it writes: the configs factoryd, the loop and the
+router accept, the model path's [loop.model], and the refusal when the example config
+is gone."""
 
 from __future__ import annotations
 
@@ -13,11 +16,14 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from procs.demo import project
+from procs.demo.red_session import CULPRIT_MESSAGE, TEAMMATE
+from procs.llm.config import RouterConfig, default_config
 from procs.loop.config import config_from
 from supervisor.config import parse
 
@@ -38,8 +44,25 @@ def test_the_readme_demo_closes_three_beads_with_commits_on_golden() -> None:
     assert out.count("SCRIPTED AGENTS: no model is configured") == 2  # at the start and the end
     assert out.index("SCRIPTED AGENTS") < out.index("factoryd is up")
     log = out.split("$ git log --oneline main")[1].split("\nclosed beads:")[0]
-    commits = re.findall(r"^[0-9a-f]{7,} .+$", log, re.M)
-    assert len(commits) == 4 and "textstats: the package" in commits[-1]
+    commits = re.findall(r"^([0-9a-f]{7,}) (.+)$", log, re.M)
+    # the first commit, 3 beads, the teammate's 3, the swarm's one fix on top
+    assert len(commits) == 8 and "textstats: the package" in commits[-1][1], log
+    assert commits[0][1].startswith("synapse: fix ") and commits[1][1] == TEAMMATE[-1][0]
+    assert [c[1] for c in commits].count(CULPRIT_MESSAGE) == 1
+    culprit = next(c[0] for c in commits if c[1] == CULPRIT_MESSAGE)
+    # golden red (the heartbeat's TestFailure), the culprit named, then green on the fix
+    red = out.index("golden is RED at ")
+    named = out.index(f"synapse: culprit {culprit}")
+    green = out.index(f"golden is green again at {commits[0][0]}")
+    assert red < named < green, out
+    assert "tests/test_counts.py" in out[red : out.index("\n", red)]
+    assert "mutators race to fix it" in out and "SCRIPTED FIX MODEL" in out
+    episode = out.split("fixed by the swarm:\n")[1]
+    assert re.search(r"mutators spawned: [1-4] \(swarm size [1-4]\); still running: 0", episode)
+    assert re.search(rf'culprit: {culprit}\w* "{CULPRIT_MESSAGE}"', episode), episode
+    assert f"fix: {commits[0][0]}" in episode and "fixes on golden: 1" in episode
+    assert re.search(r"golden red for \d+\.\d s", episode)
+    assert "its fix landed as" in episode
     closed = re.findall(r"^  (ts-\d)  closed +.+ landed as [0-9a-f]{10}$", out, re.M)
     assert closed == ["ts-1", "ts-2", "ts-3"]
     # ts-3 is blocked by ts-1: dispatched only once ts-1 is closed
@@ -72,6 +95,13 @@ def test_ctrl_c_stops_the_factory_and_exits_130(tmp_path: Path) -> None:
             proc.wait(timeout=10)
 
 
+def _specs(node: Any) -> list[Any]:
+    children = getattr(node, "children", None)
+    if children is None:
+        return [node]
+    return [node, *(s for c in children for s in _specs(c))]
+
+
 def _alive(proc: psutil.Process) -> bool:
     try:
         return proc.status() != psutil.STATUS_ZOMBIE
@@ -79,17 +109,32 @@ def _alive(proc: psutil.Process) -> bool:
         return False
 
 
-def test_the_configs_it_writes_are_what_factoryd_and_the_loop_accept(tmp_path: Path) -> None:
-    loop = tmp_path / "loop.toml"
+def test_the_configs_it_writes_are_what_factoryd_the_loop_and_the_router_accept(
+    tmp_path: Path,
+) -> None:
+    loop, router = tmp_path / "loop.toml", tmp_path / "router.toml"
+    upstream = tmp_path / "upstream.git"
     for scripted, sandbox in ((True, "bwrap"), (False, "none")):
         text = project.factory_toml(tmp_path / "golden", tmp_path / "issues.jsonl", loop,
+                                    upstream=upstream, router_config=router,
                                     scripted=scripted, sandbox=sandbox)  # fmt: skip
         config = parse(tomllib.loads(text))
         assert config.sandbox == sandbox
         assert (project.REPLAY in text) is scripted
         assert "/var/lib/factory" not in text and "/etc/factory/loop.toml" not in text
-    scripted = project.loop_toml(project.Agents(True, "no model"), "bwrap")
-    replay = config_from(tomllib.loads(scripted)["loop"])
+        specs = {c.id: c for c in _specs(config.tree)}
+        golden = list(specs["golden"].start.args)
+        assert golden[golden.index("--upstream") + 1] == str(upstream) and "--push" in golden
+        assert float(golden[golden.index("--refresh-s") + 1]) > 0
+        assert list(specs["llm_router"].start.args) == ["--config", str(router)]
+        synapse = list(specs["synapse"].start.args)
+        assert synapse[synapse.index("--swarm-size") + 1] == "4"
+    routes = RouterConfig.from_dict(tomllib.loads(project.router_toml("http://127.0.0.1:9")))
+    recorded = routes.endpoints[routes.roles["mutator"]]
+    assert recorded.kind == "llama_cpp" and recorded.base_url == "http://127.0.0.1:9"
+    assert set(default_config().roles) == set(routes.roles)
+    loop_text = project.loop_toml(project.Agents(True, "no model"), "bwrap")
+    replay = config_from(tomllib.loads(loop_text)["loop"])
     assert replay.model is None and replay.sandbox == "bwrap"
 
 
@@ -117,4 +162,5 @@ def test_a_missing_example_config_is_said_plainly(monkeypatch: pytest.MonkeyPatc
                                                   tmp_path: Path) -> None:  # fmt: skip
     monkeypatch.setattr(project, "EXAMPLE", tmp_path / "factory.example.toml")
     with pytest.raises(project.DemoError, match="is missing: the demo runs the repository"):
-        project.factory_toml(tmp_path, tmp_path, tmp_path, scripted=True, sandbox="bwrap")
+        project.factory_toml(tmp_path, tmp_path, tmp_path, upstream=tmp_path,
+                             router_config=tmp_path, scripted=True, sandbox="bwrap")  # fmt: skip

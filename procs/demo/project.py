@@ -4,7 +4,10 @@ The factory config is systemd/factory.example.toml, read from the repository thi
 package lives in, with the substitutions tests/test_example_config.py makes (its paths
 pointed at the demo's golden clone, beads file and loop.toml; this interpreter's pytest
 without the machine's plugins; the scripted agents named with --agent-turns when they
-are used) and, where bubblewrap cannot run here, sandbox = "none".
+are used) and, where bubblewrap cannot run here, sandbox = "none". For the red golden
+episode (procs/demo/episode.py) golden gets an upstream (a bare clone beside it: it
+pushes what lands there and refreshes from it every second), the router's `mutator` role
+points at the recorded fix model (procs/demo/fix_model.py) and the swarm is 4 mutators.
 """
 
 from __future__ import annotations
@@ -103,6 +106,30 @@ def make_golden(path: Path) -> str:
     return git(path, "rev-parse", "HEAD").strip()
 
 
+def make_upstream(golden: Path, upstream: Path) -> None:
+    """golden's upstream: a bare clone of it (what a team pushes to and golden refreshes
+    from)."""
+    git(golden.parent, "clone", "-q", "--bare", str(golden), str(upstream))
+
+
+def router_toml(fix_model_url: str) -> str:
+    """The router's config: its default routes (procs/llm/config.py default_config), but
+    the `mutator` role on the recorded fix model."""
+    return (
+        '[roles]\nauditor = "local"\nimplementer = "local"\narchitect = "local"\n'
+        'reviewer = "anthropic_fast"\njudge = "anthropic_fast"\nmutator = "recorded"\n'
+        'architectural_review = "anthropic_strong"\n\n'
+        '[endpoints.local]\nkind = "llama_cpp"\ngpu_ticket = true\n\n'
+        "[endpoints.recorded]  # SCRIPTED: procs/demo/fix_model.py, not a model\n"
+        f'kind = "llama_cpp"\nbase_url = {json.dumps(fix_model_url)}\nretries = 0\n'
+        "timeout_s = 30\n\n"
+        '[endpoints.anthropic_fast]\nkind = "anthropic"\nmodel = "claude-haiku-4-5"\n'
+        "input_per_mtok = 1.0\noutput_per_mtok = 5.0\n\n"
+        '[endpoints.anthropic_strong]\nkind = "anthropic"\nmodel = "claude-opus-4-5"\n'
+        "input_per_mtok = 5.0\noutput_per_mtok = 25.0\n"
+    )
+
+
 def beads_jsonl() -> str:
     """The three beads as a beads JSONL export (ts-3 blocked by ts-1)."""
     lines = []
@@ -134,8 +161,8 @@ def loop_toml(agents: Agents, sandbox: str) -> str:
     return text
 
 
-def factory_toml(golden: Path, beads: Path, loop_config: Path, *, scripted: bool,
-                 sandbox: str) -> str:  # fmt: skip
+def factory_toml(golden: Path, beads: Path, loop_config: Path, *, upstream: Path,
+                 router_config: Path, scripted: bool, sandbox: str) -> str:  # fmt: skip
     """systemd/factory.example.toml pointed at the demo. Raises DemoError when the file is
     missing or no longer has a line the demo changes."""
     if not EXAMPLE.is_file():
@@ -156,6 +183,19 @@ def factory_toml(golden: Path, beads: Path, loop_config: Path, *, scripted: bool
             f'"--lander", "merge_queue", {turns} "--workspace-strategy", "worktree",',
         ),
         ('args = ["--port", "9464"]', 'args = ["--port", "0"]'),  # metrics: any free port
+        # golden pushes what lands to its upstream and refreshes from it: the way a
+        # teammate's commits reach it (the red golden episode)
+        (
+            '"--branch", "main",',
+            f'"--branch", "main", "--upstream", {json.dumps(str(upstream))}, '
+            '"--push", "--refresh-s", "1",',
+        ),
+        (
+            'target = "procs.llm.service:main"\n',
+            f'target = "procs.llm.service:main"\nargs = ["--config", '
+            f"{json.dumps(str(router_config))}]\n",
+        ),
+        ('"--swarm-size", "32"', '"--swarm-size", "4"'),  # 2 cores: 4 mutators race
     ]
     if sandbox == "none":
         changes.append(('sandbox = "bwrap"', 'sandbox = "none"'))

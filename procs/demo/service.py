@@ -7,19 +7,24 @@ with a beads file of three beads (ts-3 blocked by ts-1), writes the factory conf
 systemd/factory.example.toml and a loop.toml beside it, starts factoryd on them
 (`python -m supervisor.daemon`) and follows the work: each bead dispatched to its
 loop, the loop's phase changes (TDD-TCR: a red test, an implementation, the suite, the
-review), the merge queue landing each patch on golden, the bead closed. At the end it
-prints golden's log, the closed beads and the figures (time per bead, commits, reverts,
-tree RSS), and stops factoryd. Exit 0 only when all three beads are closed with their
-commits on golden; 1 otherwise; 2 when it cannot start; 130 on Ctrl-C (everything is
-stopped first).
+review), the merge queue landing each patch on golden, the bead closed. Then the red
+golden episode (procs/demo/episode.py): a teammate's commits reach golden through its
+upstream, one breaks it, and the synapse's swarm fixes it. At the end it prints golden's
+log, the closed beads, the figures (time per bead, commits, reverts, tree RSS) and the
+red episode (culprit, mutators, the fix, time red), and stops factoryd. Exit 0 only when
+all three beads are closed with their commits on golden and golden is green again on
+exactly one fix of the swarm with the culprit named and no mutator left; 1 otherwise; 2
+when it cannot start; 130 on Ctrl-C (everything is stopped first).
 
 The agents: with no model configured, scripted agents replay a recorded session
 (procs/demo/recorded.py through procs/demo/agents.py), and the demo says so at the
 start and at the end. With FACTORY_DEMO_MODEL_URL set to an OpenAI-compatible base URL
 (a llama.cpp server: http://127.0.0.1:8080/v1) and opencode on PATH, the loops run
 `opencode acp --pure` on that model (FACTORY_DEMO_MODEL names it), unmetered; without
-opencode the demo says why and replays. The sandbox: bubblewrap where it can run;
-otherwise sandbox = "none", with a warning at the start and the end.
+opencode the demo says why and replays. The swarm's model is always the recorded fix
+model (procs/demo/fix_model.py) behind the router, and the demo says so. The sandbox:
+bubblewrap where it can run; otherwise sandbox = "none", with a warning at the start and
+the end.
 
 The work directory (a new temporary one, or --dir DIR, which must be empty or new) is
 removed at the end unless --keep. This is a process kind's entry point, not a service
@@ -37,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -45,6 +51,8 @@ import psutil
 
 from ipc import control, ledger, paths
 from procs.demo import project
+from procs.demo.episode import RedEpisode
+from procs.demo.fix_model import RecordedFixModel
 from procs.demo.recorded import BEADS
 from procs.demo.watch import Watcher
 
@@ -57,6 +65,9 @@ BEADS_SEEN_S = 10.0  # for the beads service to read the beads file once it is w
 SCRIPTED_NOTICE = ("SCRIPTED AGENTS: {why}, so scripted agents replay a recorded session "
                    "(procs/demo/recorded.py); no model wrote this code. Set "
                    "FACTORY_DEMO_MODEL_URL (with opencode on PATH) to use a model.")  # fmt: skip
+SCRIPTED_FIX_NOTICE = ("SCRIPTED FIX MODEL: the swarm's mutators ask the router, whose "
+                       "mutator role is a stand-in replaying recorded answers "
+                       "(procs/demo/red_session.py); no model wrote the fix.")  # fmt: skip
 SANDBOX_WARNING = ('WARNING: NO SANDBOX: {why}; sandbox = "none": the tests of agent-written '
                    "code run unisolated, as you.")  # fmt: skip
 
@@ -130,7 +141,9 @@ class Demo:
         self.work, self.say = work, say
         self.golden, self.beads = work / "golden", work / "repo" / ".beads" / "issues.jsonl"
         self.runtime, self.state = work / "run", work / "state"
+        self.upstream = work / "upstream.git"
         self.daemon: subprocess.Popen[bytes] | None = None
+        self.fix_model: RecordedFixModel | None = None
         self.peak_rss = 0
         self.stopped_code: int | None = None
 
@@ -141,13 +154,18 @@ class Demo:
         sandbox = "none" if no_bwrap else "bwrap"
         self._banner(agents, no_bwrap)
         start = project.make_golden(self.golden)
+        project.make_upstream(self.golden, self.upstream)
+        self.fix_model = RecordedFixModel().start()
+        router_config = self.work / "router.toml"
+        router_config.write_text(project.router_toml(self.fix_model.base_url))
         self.beads.parent.mkdir(parents=True)
         self.beads.write_text("")  # empty until the tree is up: then the beads become ready
         loop_config = self.work / "loop.toml"
         loop_config.write_text(project.loop_toml(agents, sandbox))
         config = self.work / "factory.toml"
-        text = project.factory_toml(self.golden, self.beads, loop_config,
-                                    scripted=agents.scripted, sandbox=sandbox)  # fmt: skip
+        text = project.factory_toml(self.golden, self.beads, loop_config, upstream=self.upstream,
+                                    router_config=router_config, scripted=agents.scripted,
+                                    sandbox=sandbox)  # fmt: skip
         config.write_text(text)
         watcher = Watcher(self.beads, self.state, self.runtime)
         self._start_daemon(config)
@@ -161,14 +179,25 @@ class Demo:
         self.say(f"{watcher.stamp()} {len(BEADS)} beads written; the beads service: "
                  f"{self._beads_view()}")  # fmt: skip
         limit = timeout if timeout is not None else (120.0 if agents.scripted else 1800.0)
-        done = self._follow(watcher, limit)
+        deadline = time.monotonic() + limit
+        done = self._follow(watcher, deadline, lambda: _all_closed(watcher),
+                            "not every bead closed")  # fmt: skip
+        episode = RedEpisode(self.golden, self.upstream, self.work / "teammate", self.runtime,
+                             watcher.stamp)  # fmt: skip
+        if done:
+            done = self._follow(watcher, deadline, lambda: episode.done,
+                                "golden is not green on the swarm's fix", episode.poll)  # fmt: skip
         closing = self._summary(watcher, start)
+        lines, fixed = episode.summary(self.work / "factoryd.log", [*watcher.decisions.values()])
+        for line in lines:
+            self.say(line)
         watcher.close()
         self.stop()
         self.say(f"factoryd stopped (exit {self.stopped_code})")
         self._banner_end(agents, no_bwrap)
-        ok = done and closing and self.stopped_code == 0
-        self.say("demo: all 3 beads closed, their commits on golden" if ok else
+        ok = done and closing and fixed and self.stopped_code == 0
+        self.say("demo: all 3 beads closed, their commits on golden; golden's red fixed by the "
+                 "swarm" if ok else
                  "demo: FAILED (see above; --keep keeps factoryd.log and the state)")  # fmt: skip
         return EXIT_OK if ok else EXIT_FAILED
 
@@ -181,9 +210,11 @@ class Demo:
             self.say(f"agents: {agents.why}")
         self.say(SANDBOX_WARNING.format(why=no_bwrap) if no_bwrap else
                  "sandbox: bubblewrap (every test run of agent code is isolated)")  # fmt: skip
+        self.say(SCRIPTED_FIX_NOTICE)
         self.say(f"work directory: {self.work}\n")
 
     def _banner_end(self, agents: project.Agents, no_bwrap: str | None) -> None:
+        self.say(SCRIPTED_FIX_NOTICE)
         if agents.scripted:
             self.say(SCRIPTED_NOTICE.format(why=agents.why))
         if no_bwrap:
@@ -240,22 +271,22 @@ class Demo:
                 return "(it has not read them yet)"
             time.sleep(POLL_S / 5)
 
-    def _follow(self, watcher: Watcher, limit: float) -> bool:
-        """Print progress until every bead is closed (True) or `limit` seconds pass."""
-        deadline = time.monotonic() + limit
+    def _follow(self, watcher: Watcher, deadline: float, finished: Callable[[], bool],
+                what: str, more: Callable[[], list[str]] | None = None) -> bool:  # fmt: skip
+        """Print progress (the watcher's, then `more`'s) until `finished()` (True) or the
+        deadline (monotonic) passes: then `what` is said and False returned."""
         next_rss = 0.0
         while True:
             self._check_alive("mid-run")
-            for line in watcher.poll():
+            for line in [*watcher.poll(), *(more() if more else [])]:
                 self.say(line)
             if time.monotonic() >= next_rss:
                 self.peak_rss = max(self.peak_rss, self._tree_rss())
                 next_rss = time.monotonic() + 1.0
-            if all(watcher.beads.get(b["id"]) and watcher.beads[b["id"]].status == "closed"
-                   for b in BEADS):  # fmt: skip
+            if finished():
                 return True
             if time.monotonic() > deadline:
-                self.say(f"{watcher.stamp()} gave up after {limit:.0f} s: not every bead closed")
+                self.say(f"{watcher.stamp()} gave up at the time limit: {what}")
                 return False
             time.sleep(POLL_S)
 
@@ -351,6 +382,13 @@ class Demo:
                     daemon.wait(timeout=10)
         self.stopped_code = daemon.returncode
         ledger.destroy(self.runtime)
+        if self.fix_model is not None:
+            self.fix_model.stop()
+
+
+def _all_closed(watcher: Watcher) -> bool:
+    return all(watcher.beads.get(b["id"]) and watcher.beads[b["id"]].status == "closed"
+               for b in BEADS)  # fmt: skip
 
 
 def _workers(node: dict[str, Any]) -> list[dict[str, Any]]:

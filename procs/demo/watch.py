@@ -116,7 +116,10 @@ class Watcher:
         return lines
 
     def _bead_of(self, decision: dict[str, Any]) -> str:
-        return str(decision.get("bead_id") or decision.get("key") or decision.get("patch_id"))
+        group, key = str(decision.get("group") or ""), str(decision.get("key") or "")
+        if group.startswith("synapse-") and key.startswith(f"{group}-"):
+            return f"the swarm's fix (variant {key[len(group) + 1 :]})"
+        return str(decision.get("bead_id") or key or decision.get("patch_id"))
 
     def close(self) -> None:
         if self._reader is not None:
