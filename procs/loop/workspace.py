@@ -13,7 +13,13 @@ Where it comes from (`WorkspaceSource`):
   lives exactly as long as the tree (when it dies factoryd exits). So the workspace
   outlives any number of loop restarts and goes with the tree; the loop frees it itself
   at its end (`workspaces.destroy`). A restart finds it again by its slug, or by the
-  path the loop store recorded.
+  path the loop store recorded. A factoryd restart brings a new zygote: the old one's
+  loop workspaces are then kept `detached` while their loops hold their beads' claims
+  (the create names the loop: `owner_loop`), and a resumed loop adopts its own
+  (`workspaces.adopt {id, owner_pid}`), so it resumes in it instead of failing.
+  Its source is golden's `workspace_source` when the golden master names one (golden on
+  the RAM disk, --ramdisk: a btrfs subvolume, so the workspace is a snapshot), else the
+  loop's --repo.
 - otherwise (no manager running), a clone of the golden repository at
   <state_dir>/loop-workspaces/<loop id>, as the one-shot runner makes: cloned beside, then
   renamed into place, so a crash mid-clone leaves no half workspace to be mistaken for
@@ -32,10 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ipc import control
+from ipc import control, paths
 from procs.loop import git
 
 MANAGER = "workspace_manager"
+GOLDEN = "golden"
 CONTROL_TIMEOUT_S = 120.0  # a copy or worktree create of a big repo takes a while
 CLONE_TIMEOUT_S = 600.0
 _NOT_SLUG = re.compile(r"[^A-Za-z0-9_-]")
@@ -78,8 +85,8 @@ def find_or_make(golden: Path, branch: str, loop_id: str, via: WorkspaceSource) 
     if found is not None:
         return found
     reply = _call(via, "workspaces.create", {
-        "slug": slug(loop_id), "source": str(golden), "owner_pid": via.owner_pid,
-        **({"strategy": via.strategy} if via.strategy else {}),
+        "slug": slug(loop_id), "source": str(_source(golden, via)), "owner_pid": via.owner_pid,
+        "owner_loop": loop_id, **({"strategy": via.strategy} if via.strategy else {}),
     })  # fmt: skip
     ws = reply["workspace"]
     return LoopWorkspace(Path(ws["path"]), ws["id"])
@@ -103,12 +110,43 @@ def free(workspace: LoopWorkspace, via: WorkspaceSource) -> None:
         shutil.rmtree(workspace.path, ignore_errors=True)
 
 
+def _source(golden: Path, via: WorkspaceSource) -> Path:
+    """Where the manager makes the workspace from: the golden master's
+    `workspace_source` when it runs and names one, else `golden` (--repo)."""
+    assert via.manager_socket is not None
+    socket = paths.control_socket(via.manager_socket.parent, GOLDEN)
+    if not socket.exists():
+        return golden
+    try:
+        reply = control.call(socket, "get_hash", {}, timeout=CONTROL_TIMEOUT_S)
+    except control.ControlError as exc:
+        raise WorkspaceUnavailable(f"the golden master's get_hash: {exc}") from None
+    source = reply.get("workspace_source") if isinstance(reply, dict) else None
+    return Path(source) if isinstance(source, str) and source else golden
+
+
 def _listed(via: WorkspaceSource, match: Any) -> LoopWorkspace | None:
     reply = _call(via, "workspaces.list", {})
     for ws in reply.get("workspaces", []):
-        if match(ws) and ws.get("state") in ("ready", "orphaned") and Path(ws["path"]).is_dir():
+        state = ws.get("state")
+        if match(ws) and state in ("ready", "orphaned", "detached") and Path(ws["path"]).is_dir():
+            if state != "ready" or ws.get("owner_pid") != via.owner_pid:
+                _adopt(via, ws)
             return LoopWorkspace(Path(ws["path"]), ws["id"])
     return None
+
+
+def _adopt(via: WorkspaceSource, ws: dict[str, Any]) -> None:
+    """Take a kept workspace back (its owner died: a factoryd restart). One whose owner
+    still runs stays its owner's (the manager refuses); the loop works in it all the same,
+    as before adoption existed."""
+    assert via.manager_socket is not None
+    try:
+        args = {"id": ws["id"], "owner_pid": via.owner_pid}
+        control.call(via.manager_socket, "workspaces.adopt", args, timeout=CONTROL_TIMEOUT_S)
+    except control.ControlError as exc:
+        if not (isinstance(exc, control.RemoteError) and exc.type == "owned"):
+            raise WorkspaceUnavailable(f"workspace manager workspaces.adopt: {exc}") from None
 
 
 def _call(via: WorkspaceSource, command: str, args: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,9 @@ Public face (the private modules behind it):
     _records     the SQLite (WAL) records and owner liveness
     _slots       WorkspaceSlots: one governor ledger slot per workspace (max_workspaces)
     _registry    WorkspaceRegistry: create_workspace / destroy_workspace / list_workspaces
+                 / adopt_workspace
+    _claims      which loops hold a claim: their dead owner's workspaces are kept
+    _lower       an overlay's lower layer: a read-only export per commit, shared
     ramdisk      btrfs/XFS RAM disk provisioning (also `python3 -m procs.workspaces.ramdisk`)
 
 The supervised service answering requests is procs/workspaces/service.py.
@@ -25,7 +28,7 @@ from procs.workspaces._model import (
     WorkspaceError,
     WorkspaceNotFound,
 )
-from procs.workspaces._registry import OrphanReport, WorkspaceRegistry
+from procs.workspaces._registry import OrphanReport, WorkspaceOwned, WorkspaceRegistry
 from procs.workspaces._slots import SlotError, SlotsExhausted, WorkspaceSlots
 from procs.workspaces._strategies import AUTO_ORDER
 
@@ -43,6 +46,7 @@ __all__ = [
     "Workspace",
     "WorkspaceError",
     "WorkspaceNotFound",
+    "WorkspaceOwned",
     "WorkspaceRegistry",
     "WorkspaceSlots",
 ]

@@ -63,6 +63,7 @@ class Workspace:
     created_at: float
     source: Path
     state: str = "ready"
+    owner_loop: str | None = None  # the loop it was made for: kept for it if it resumes
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

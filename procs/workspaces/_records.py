@@ -3,6 +3,9 @@
 A record is written in state `creating` before anything touches the disk and turned
 `ready` after, so a manager that dies half-way leaves a record its successor cleans up.
 Owners are identified by pid plus the kernel's start time, so a recycled pid is no owner.
+A workspace made for a loop names the loop (`owner_loop`): when its owner dies while the
+loop still holds its bead's claim, it is `detached`, kept until the resumed loop adopts
+it. A file from before these two existed is migrated when opened.
 """
 
 from __future__ import annotations
@@ -26,10 +29,15 @@ CREATE TABLE IF NOT EXISTS workspaces (
     owner_pid   INTEGER NOT NULL,
     owner_start INTEGER,
     created_at  REAL NOT NULL,
-    state       TEXT NOT NULL CHECK (state IN ('creating', 'ready', 'orphaned', 'destroying'))
+    state       TEXT NOT NULL CHECK (state IN ('creating', 'ready', 'orphaned', 'destroying',
+                                           'detached')),
+    owner_loop  TEXT
 )
 """
-_COLUMNS = "id, slug, path, scratch, strategy, source, owner_pid, owner_start, created_at, state"
+_OLD_COLUMNS = (
+    "id, slug, path, scratch, strategy, source, owner_pid, owner_start, created_at, state"
+)
+_COLUMNS = f"{_OLD_COLUMNS}, owner_loop"
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,7 @@ class WorkspaceRecord:
     owner_start: int | None
     created_at: float
     state: str
+    owner_loop: str | None = None
 
     def workspace(self) -> Workspace:
         return Workspace(
@@ -55,13 +64,24 @@ class WorkspaceRecord:
             created_at=self.created_at,
             source=self.source,
             state=self.state,
+            owner_loop=self.owner_loop,
         )
 
 
 def _record(row: tuple) -> WorkspaceRecord:
-    id_, slug, path, scratch, strategy, source, pid, start, created, state = row
+    id_, slug, path, scratch, strategy, source, pid, start, created, state, loop = row
     return WorkspaceRecord(
-        id_, slug, Path(path), Path(scratch), strategy, Path(source), pid, start, created, state
+        id_,
+        slug,
+        Path(path),
+        Path(scratch),
+        strategy,
+        Path(source),
+        pid,
+        start,
+        created,
+        state,
+        loop,
     )
 
 
@@ -76,10 +96,31 @@ class WorkspaceRecords:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a file made before `detached` and `owner_loop` up to the schema (SQLite
+        cannot change a CHECK in place: the table is copied, in one transaction)."""
+        row = self._db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'workspaces'"
+        ).fetchone()
+        if row is None or "owner_loop" in row[0]:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("ALTER TABLE workspaces RENAME TO workspaces_old")
+            self._db.execute(_SCHEMA)
+            self._db.execute(f"INSERT INTO workspaces ({_OLD_COLUMNS}) "
+                             f"SELECT {_OLD_COLUMNS} FROM workspaces_old")  # fmt: skip
+            self._db.execute("DROP TABLE workspaces_old")
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def insert(self, rec: WorkspaceRecord) -> None:
         self._db.execute(
-            f"INSERT INTO workspaces ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO workspaces ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 rec.id,
                 rec.slug,
@@ -91,11 +132,19 @@ class WorkspaceRecords:
                 rec.owner_start,
                 rec.created_at,
                 rec.state,
+                rec.owner_loop,
             ),
         )
 
     def set_state(self, id_: str, state: str) -> None:
         self._db.execute("UPDATE workspaces SET state = ? WHERE id = ?", (state, id_))
+
+    def set_owner(self, id_: str, pid: int, start_ticks: int | None) -> None:
+        """Hand the workspace to a new owner (an adoption): it is `ready` again."""
+        self._db.execute(
+            "UPDATE workspaces SET owner_pid = ?, owner_start = ?, state = 'ready' WHERE id = ?",
+            (pid, start_ticks, id_),
+        )
 
     def delete(self, id_: str) -> None:
         self._db.execute("DELETE FROM workspaces WHERE id = ?", (id_,))

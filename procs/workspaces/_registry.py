@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from procs.workspaces._claims import ClaimsUnknown, LoopClaims
 from procs.workspaces._model import (
     STRATEGIES,
     BadRequest,
@@ -54,7 +55,8 @@ _ID = re.compile(r"[0-9a-f]{12}")
 @dataclass(frozen=True)
 class OrphanReport:
     """What reaping did with one workspace: removed, kept, cleaned (an interrupted create
-    or destroy), dropped (its directory vanished, e.g. with a RAM disk), or failed."""
+    or destroy), dropped (its directory vanished, e.g. with a RAM disk), detached (its
+    owner died but its loop may resume: kept for the loop to adopt), or failed."""
 
     workspace: Workspace
     action: str
@@ -88,6 +90,9 @@ class WorkspaceRegistry:
         slots: the governor's workspace slots (one per workspace, taken before a create
             touches the disk, given back when its record goes); None: unlimited.
             The registry closes it.
+        claims: which loops hold a claim (the beads service's): a workspace made for a
+            loop (`owner_loop`) whose owner died is `detached`, not reaped, while its
+            loop holds one or the claims cannot be read; None: reaped like any other.
     """
 
     def __init__(
@@ -102,6 +107,7 @@ class WorkspaceRegistry:
         auto_order: tuple[str, ...] = AUTO_ORDER,
         snapshot_pool: int = 0,
         slots: WorkspaceSlots | None = None,
+        claims: LoopClaims | None = None,
     ) -> None:
         if orphans not in ("remove", "keep"):
             raise BadRequest(f"orphan policy must be 'remove' or 'keep', got {orphans!r}")
@@ -122,6 +128,7 @@ class WorkspaceRegistry:
         self.records = WorkspaceRecords(db_path)
         self.pool = SnapshotPool(self.root, snapshot_pool)
         self.slots = slots or WorkspaceSlots(None)
+        self.claims = claims
         self._counters = _Counters()
 
     # -- create ------------------------------------------------------------------------
@@ -139,6 +146,7 @@ class WorkspaceRegistry:
         strategy: str | None = None,
         *,
         owner_pid: int | None = None,
+        owner_loop: str | None = None,
     ) -> Workspace:
         """Make an isolated working copy of `source` (a git repo) and record it.
 
@@ -146,7 +154,9 @@ class WorkspaceRegistry:
         and what would work), SlotsExhausted (no workspace slot in the governor's ledger)
         or StrategyFailed; a failed create leaves nothing behind and holds no slot.
         """
-        return self.create_workspace_explained(slug, source, strategy, owner_pid=owner_pid)[0]
+        return self.create_workspace_explained(
+            slug, source, strategy, owner_pid=owner_pid, owner_loop=owner_loop
+        )[0]
 
     def create_workspace_explained(
         self,
@@ -155,10 +165,15 @@ class WorkspaceRegistry:
         strategy: str | None = None,
         *,
         owner_pid: int | None = None,
+        owner_loop: str | None = None,
     ) -> tuple[Workspace, StrategyChoice]:
         """create_workspace, also returning which strategy was used and why."""
         started = time.perf_counter()
         slug = check_slug(slug)
+        if owner_loop is not None and (
+            not isinstance(owner_loop, str) or not 0 < len(owner_loop) <= 200
+        ):
+            raise BadRequest(f"owner_loop must be a loop id (1-200 chars), got {owner_loop!r:.80}")
         owner = os.getpid() if owner_pid is None else owner_pid
         if not isinstance(owner, int) or isinstance(owner, bool) or owner <= 0:
             raise BadRequest(f"owner_pid must be a positive integer, got {owner!r}")
@@ -181,6 +196,7 @@ class WorkspaceRegistry:
             owner_start=owner_start,
             created_at=time.time(),
             state="creating",
+            owner_loop=owner_loop,
         )
         self.slots.take(id_)  # refused here, before any record or disk change
         try:
@@ -239,6 +255,29 @@ class WorkspaceRegistry:
         self.slots.give_back(rec.id)
         self._counters.destroyed += 1
 
+    def adopt_workspace(self, workspace_id: str, owner_pid: int) -> Workspace:
+        """Hand a kept workspace to `owner_pid` (a resumed loop's owner): it is `ready`
+        again and reaped when that owner dies. Adopting one's own is a no-op.
+
+        Raises BadRequest (bad id or pid), WorkspaceNotFound, or WorkspaceOwned (its
+        owner still runs: a workspace is never taken from a live owner).
+        """
+        rec = self._record(workspace_id)
+        if not isinstance(owner_pid, int) or isinstance(owner_pid, bool) or owner_pid <= 0:
+            raise BadRequest(f"owner_pid must be a positive integer, got {owner_pid!r}")
+        start = process_start_ticks(owner_pid)
+        if start is None:
+            raise BadRequest(f"owner pid {owner_pid} does not run")
+        if rec.state in ("creating", "destroying"):
+            raise WorkspaceOwned(f"workspace {rec.id} is being {rec.state[:-3]}ed")
+        same = rec.owner_pid == owner_pid and rec.owner_start in (None, start)
+        if not same and rec.state != "detached" and owner_alive(rec.owner_pid, rec.owner_start):
+            raise WorkspaceOwned(
+                f"workspace {rec.id} belongs to pid {rec.owner_pid}, which still runs"
+            )
+        self.records.set_owner(rec.id, owner_pid, start)
+        return dataclasses.replace(rec.workspace(), owner_pid=owner_pid, state="ready")
+
     def get_workspace(self, workspace_id: str) -> Workspace:
         return self._record(workspace_id).workspace()
 
@@ -256,31 +295,48 @@ class WorkspaceRegistry:
         """
         policy = policy or self.orphans
         reports = []
+        claims = _ClaimsOnce(self.claims)
         for rec in self.records.all():
-            report = self._reap_one(rec, policy)
+            report = self._reap_one(rec, policy, claims)
             if report is not None:
                 reports.append(report)
         return reports
 
     def reap_if_orphaned(self, workspace_id: str) -> OrphanReport | None:
         rec = self.records.get(workspace_id)
-        return None if rec is None else self._reap_one(rec, self.orphans)
+        return None if rec is None else self._reap_one(rec, self.orphans, _ClaimsOnce(self.claims))
 
-    def _reap_one(self, rec: WorkspaceRecord, policy: OrphanPolicy) -> OrphanReport | None:
+    def detached(self) -> list[Workspace]:
+        """Workspaces kept for a loop that may resume (reaping asks about them again)."""
+        return [w for w in self.list_workspaces() if w.state == "detached"]
+
+    def _reap_one(
+        self, rec: WorkspaceRecord, policy: OrphanPolicy, claims: _ClaimsOnce
+    ) -> OrphanReport | None:
         ws = rec.workspace()
+        owner_gone = f"owner pid {rec.owner_pid} died"
         if rec.state in ("creating", "destroying"):
             action, reason = "cleaned", f"a {rec.state} step was interrupted"
-        elif rec.state == "orphaned" or owner_alive(rec.owner_pid, rec.owner_start):
+        elif rec.state == "orphaned" or (
+            rec.state == "ready" and owner_alive(rec.owner_pid, rec.owner_start)
+        ):
             return None
         elif not rec.path.exists():
             self.records.delete(rec.id)
             self.slots.give_back(rec.id)
             return OrphanReport(ws, "dropped", f"owner died and {rec.path} is gone already")
+        elif rec.owner_loop is not None and (wanted := claims.wanted(rec.owner_loop)):
+            if rec.state == "detached":
+                return None
+            self.records.set_state(rec.id, "detached")
+            return OrphanReport(ws, "detached", f"{owner_gone}; {wanted}: kept for it to adopt")
         elif policy == "keep":
             self.records.set_state(rec.id, "orphaned")
-            return OrphanReport(ws, "kept", f"owner pid {rec.owner_pid} died; policy keeps it")
+            return OrphanReport(ws, "kept", f"{owner_gone}; policy keeps it")
         else:
-            action, reason = "removed", f"owner pid {rec.owner_pid} died"
+            action, reason = "removed", owner_gone
+            if rec.owner_loop is not None and self.claims is not None:
+                reason += f" and loop {rec.owner_loop} holds no claim"
         try:
             self._destroy(rec)
         except (WorkspaceError, OSError) as exc:
@@ -316,3 +372,32 @@ class WorkspaceRegistry:
     def close(self) -> None:
         self.records.close()
         self.slots.close()
+
+
+class WorkspaceOwned(WorkspaceError):
+    """An adoption of a workspace whose owner still runs (or that is mid-create)."""
+
+    kind = "owned"
+
+
+class _ClaimsOnce:
+    """The claims, read at most once per reaping pass (one call for many workspaces)."""
+
+    def __init__(self, source: LoopClaims | None) -> None:
+        self.source = source
+        self._loops: frozenset[str] | None = None
+        self._unknown = ""
+
+    def wanted(self, loop_id: str) -> str:
+        """Why the loop's workspace is kept ("" when it is not: no claim, or no source)."""
+        if self.source is None:
+            return ""
+        if self._loops is None and not self._unknown:
+            try:
+                self._loops = self.source.claimed_loops()
+            except ClaimsUnknown as exc:
+                self._unknown = str(exc)
+        if self._unknown:
+            return f"loop {loop_id} may resume (claims unknown: {self._unknown})"
+        assert self._loops is not None
+        return f"loop {loop_id} holds a claim" if loop_id in self._loops else ""

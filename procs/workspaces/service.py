@@ -8,7 +8,9 @@ At start it provisions the configured RAM disk (idempotent: a crash-restart find
 mounted), reaps orphans (workspaces whose owner died while it was down, and creates or
 destroys it was interrupted in), then answers on <runtime_dir>/workspace_manager.sock:
 
-    workspaces.create   {slug, source, strategy?, owner_pid}  -> {workspace, choice}
+    workspaces.create   {slug, source, strategy?, owner_pid, owner_loop?}
+                                                              -> {workspace, choice}
+    workspaces.adopt    {id, owner_pid}                       -> {workspace}
     workspaces.destroy  {id}                                  -> {workspace}
     workspaces.list     {}                                    -> {workspaces: [...], slots}
     workspaces.reap     {}                                    -> {reports: [...]}
@@ -32,7 +34,14 @@ every workspace it keeps (more kept workspaces than slots: reported, and creates
 until enough are destroyed). Without a ledger there is no limit; `status` says so.
 
 Each owner is watched through a pidfd, so a workspace whose owner dies is reaped (removed
-or kept, per --orphans) as the death happens, with no polling. Reports go to stderr as one
+or kept, per --orphans) as the death happens, with no polling. A workspace made for a
+loop (`owner_loop`: a loop id) is not reaped while that loop may resume: with --claims
+beads (the default) its owner's death makes it `detached` while the beads service says
+the loop holds its bead's claim, or cannot be asked (it starts after this service); the
+resumed loop takes it back with `workspaces.adopt`. Detached workspaces are looked at
+again every --reconcile-s and reaped once their loop holds no claim (procs/workspaces/
+_claims.py). So a factoryd restart, whose zygote (every loop workspace's owner) is new,
+loses no loop's workspace. Reports go to stderr as one
 JSON record per line. SIGTERM/SIGINT stop it cleanly; workspaces and the RAM disk stay.
 """
 
@@ -59,6 +68,7 @@ from procs.workspaces import (
     WorkspaceSlots,
 )
 from procs.workspaces import ramdisk as ramdisks
+from procs.workspaces._claims import BeadsClaims
 
 SERVICE = "workspace_manager"
 DB_NAME = "workspaces.sqlite3"
@@ -115,8 +125,11 @@ class WorkspaceService(Service):
         registry: WorkspaceRegistry,
         ramdisk_spec: ramdisks.RamDiskSpec | None,
         runtime: Path,
+        *,
+        reconcile_s: float = 30.0,
     ) -> None:
         self.registry = registry
+        self.reconcile_s = reconcile_s
         self.ramdisk_spec = ramdisk_spec
         self.runtime = runtime
         self.owners: OwnerWatch | None = None
@@ -131,6 +144,8 @@ class WorkspaceService(Service):
         slots = self.sync_slots()
         self.watch_all()
         self.refill()
+        if self.reconcile_s > 0 and self.registry.claims is not None:
+            loop.every(self.reconcile_s, self.reconcile_detached)
         return Ready(
             f"serving; workspace slots: {slots['summary']}",
             root=str(self.registry.root),
@@ -147,6 +162,7 @@ class WorkspaceService(Service):
         commands = {
             "workspaces.create": self.do_workspaces_create,
             "workspaces.destroy": self.do_workspaces_destroy,
+            "workspaces.adopt": self.do_workspaces_adopt,
             "workspaces.list": self.do_workspaces_list,
             "workspaces.reap": self.do_workspaces_reap,
             "workspaces.choose": self.do_workspaces_choose,
@@ -183,6 +199,7 @@ class WorkspaceService(Service):
             args.get("source"),  # type: ignore[arg-type]
             args.get("strategy"),
             owner_pid=args["owner_pid"],
+            owner_loop=args.get("owner_loop"),
         )
         report("workspace_created", workspace=ws.to_dict(), choice=choice.to_dict())
         assert self.owners is not None
@@ -193,6 +210,16 @@ class WorkspaceService(Service):
     def do_workspaces_destroy(self, args: dict[str, Any]) -> dict[str, Any]:
         ws = self.registry.destroy_workspace(args.get("id"))  # type: ignore[arg-type]
         report("workspace_destroyed", workspace=ws.to_dict())
+        return {"workspace": ws.to_dict()}
+
+    def do_workspaces_adopt(self, args: dict[str, Any]) -> dict[str, Any]:
+        if "owner_pid" not in args:
+            raise BadRequest("owner_pid is required: the process whose death frees the workspace")
+        ws = self.registry.adopt_workspace(args.get("id"), args["owner_pid"])  # type: ignore[arg-type]
+        report("workspace_adopted", workspace=ws.to_dict())
+        assert self.owners is not None
+        if not self.owners.watch(ws):
+            self._owner_died(ws.owner_pid, {ws.id})
         return {"workspace": ws.to_dict()}
 
     def do_workspaces_list(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -223,6 +250,8 @@ class WorkspaceService(Service):
         if golden is not None and not isinstance(golden, str):
             raise BadRequest(f"golden must be a path, got {golden!r}")
         result = ramdisks.create(self._spec(args), Path(golden) if golden else None)
+        if result.get("golden"):  # the golden master's copy: pool its snapshots from now
+            self.registry.pool.sources.add(Path(result["golden"]).resolve())
         report("ramdisk_created", status=result)
         return result
 
@@ -261,6 +290,11 @@ class WorkspaceService(Service):
             report("workspace_orphan", **r.to_dict())
         self.last_reap = [r.to_dict() for r in reports]
         return reports
+
+    def reconcile_detached(self) -> None:
+        """Ask again about the workspaces kept for loops that may resume (a timer)."""
+        if self.registry.detached():
+            self.reap()
 
     def _owner_died(self, pid: int, ids: set[str]) -> None:
         for id_ in sorted(ids):
@@ -312,6 +346,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="strategies auto tries, first usable wins (default: %(default)s)",
     )
     p.add_argument("--orphans", choices=("remove", "keep"), default="remove")
+    p.add_argument(
+        "--claims",
+        choices=("beads", "none"),
+        default="beads",
+        help="whose claims keep a dead owner's loop workspace for the loop to resume "
+        "(beads: the beads service's; none: reaped like any other)",
+    )
+    p.add_argument(
+        "--reconcile-s",
+        type=_seconds,
+        default=30.0,
+        help="how often workspaces kept for loops are looked at again (0: only at start "
+        "and on an owner's death)",
+    )
     p.add_argument(
         "--snapshot-pool",
         type=int,
@@ -370,13 +418,14 @@ def main(argv: list[str]) -> int:
             auto_order=tuple(name.strip() for name in args.auto_order.split(",")),
             snapshot_pool=args.snapshot_pool,
             slots=WorkspaceSlots(runtime, timeout_s=args.slot_timeout_s),
+            claims=BeadsClaims(runtime) if args.claims == "beads" else None,
         )
         if spec is not None and spec.golden.is_dir():
             registry.pool.sources.add(spec.golden.resolve())
     except (WorkspaceError, OSError) as exc:
         report("start_failed", reason=str(exc))
         return 1
-    return serve(WorkspaceService(registry, spec, runtime), runtime)
+    return serve(WorkspaceService(registry, spec, runtime, reconcile_s=args.reconcile_s), runtime)
 
 
 if __name__ == "__main__":
