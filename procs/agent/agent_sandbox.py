@@ -10,32 +10,110 @@ that:
   EROFS whoever asks for it; a path that does not exist yet cannot be bound (a new test
   file outside a test directory is caught by the loop's diff check instead);
 - the agent's private HOME (its config, its session store) is bound read-write;
-- it dies with its parent, in the caller's process group, with an address-space limit.
+- it dies with its parent, in the caller's process group, with an address-space limit;
+- its network is its own (bwrap --unshare-net: loopback only) and the one thing it can
+  reach is its model endpoint: the relay (procs.agent.net_relay) listens inside on the
+  address the agent's config names (the gateway's 127.0.0.1:PORT), starts the agent as
+  its child and hands each connection to a ModelBridge (procs.agent.model_bridge) that
+  this process holds, which relays it to that port on the host. Nothing else of the
+  host's (its other 127.0.0.1 ports, its other addresses, the internet) is reachable.
 
-What is NOT isolated (status says so): the network. bwrap either shares the host's
-network namespace or gives an empty one, where 127.0.0.1 is refused; the agent must
-reach the model gateway on 127.0.0.1, so it keeps the host's network, and with it
-everything else the host can reach. The locks are per role, so a sandboxed agent serves
-one role: a kept agent is one process per role in a loop (a session per turn).
+Where that cannot be done the agent shares the host's network, and `status()` says so
+and why: sandbox "none"; no model URL given (the agent's own config may name any host);
+a model URL whose host is not loopback (only a loopback endpoint can be relayed); a
+privileged port (the sandbox has no capabilities to listen on it). A usable bwrap can
+always unshare the network: procs.sandbox's probe checks it. The locks are per role, so
+a sandboxed agent serves one role: a kept agent is one process per role in a loop.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import os
 import shutil
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
+from procs.agent import net_relay
 from procs.agent.locked_paths import locked_paths
+from procs.agent.model_bridge import SANDBOX_DIR, SOCKET_NAME, ModelBridge
 from procs.agent.roles import RolePolicy
 from procs.sandbox import SandboxPolicy, command_prefix
 
 # Node reserves large address ranges (V8's heap cage, WebAssembly): RLIMIT_AS counts them.
 AGENT_MEMORY_MB = 64 * 1024
-NOT_ISOLATED = (
-    "network: the agent shares the host's network namespace (it must reach the model "
-    "gateway on 127.0.0.1; bwrap offers no namespace with only that)"
-)
+SHARED = "network: the agent shares the host's network namespace (it reaches all the host can): "
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    """The sandbox's network: `endpoint` (host, port) the one address relayed out of an
+    isolated namespace, or None when the host's network is shared; `status` says which
+    (and, shared, why)."""
+
+    endpoint: tuple[str, int] | None
+    status: str
+
+    @property
+    def isolated(self) -> bool:
+        return self.endpoint is not None
+
+    def listen_addresses(self) -> list[str]:
+        """The relay's --listen addresses inside: the URL's own host; for "localhost"
+        both loopbacks (clients may resolve it to either) where IPv6 exists."""
+        assert self.endpoint is not None
+        host, port = self.endpoint
+        if host == "localhost":
+            v6 = [f"[::1]:{port}"] if os.path.exists("/proc/net/if_inet6") else []
+            return [f"127.0.0.1:{port}", *v6]
+        return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+
+    def target_host(self) -> str:
+        """The host-side address the bridge connects to."""
+        assert self.endpoint is not None
+        return "127.0.0.1" if self.endpoint[0] == "localhost" else self.endpoint[0]
+
+
+def network_plan(model_url: str | None, mode: str) -> NetworkPlan:
+    """Isolated with `model_url`'s endpoint relayed where it can be, else shared and why."""
+    if mode == "none":
+        return NetworkPlan(None, SHARED + 'sandbox = "none": nothing is isolated')
+    if model_url is None:
+        return NetworkPlan(None, SHARED + "no model URL was given (the agent's own config "
+                           "may name any host), so there is no one endpoint to relay")  # fmt: skip
+    try:
+        url = urlsplit(model_url)
+        host, port = url.hostname, url.port or DEFAULT_PORTS.get(url.scheme)
+    except ValueError as exc:
+        return NetworkPlan(None, SHARED + f"the model URL {model_url!r} is malformed ({exc})")
+    if host is None or port is None:
+        return NetworkPlan(None, SHARED + f"the model URL {model_url!r} names no host and port")
+    if not _is_loopback(host):
+        return NetworkPlan(None, SHARED + f"the model URL's host {host!r} is not loopback; "
+                           "only a loopback endpoint can be relayed")  # fmt: skip
+    if port < 1024:
+        return NetworkPlan(None, SHARED + f"the model URL's port {port} is privileged; the "
+                           "sandbox has no capability to listen on it")  # fmt: skip
+    return NetworkPlan(
+        (host, port),
+        f"network: isolated (a namespace of its own, loopback only); the model endpoint "
+        f"{host}:{port} is relayed to the host's, nothing else is reachable",
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def sandboxed_command(
@@ -46,27 +124,98 @@ def sandboxed_command(
     home: Path | None = None,
     mode: str = "bwrap",
     memory_mb: int = AGENT_MEMORY_MB,
+    network: NetworkPlan | None = None,
+    bridge: ModelBridge | None = None,
 ) -> list[str]:
     """`command` prefixed to run under bwrap with `policy`'s role locks (see the module
     docstring). `home`: a directory bound read-write besides the workspace (the agent's
-    private HOME). Mode "none" gives only the memory limit. Raises SandboxUnavailable
-    (bwrap or prlimit cannot run here), TooManyPaths (the workspace is too large to lock
-    path by path), ValueError (a bad workspace or limit)."""
+    private HOME). `network` isolated (with its open `bridge`): the command runs behind
+    the relay in a namespace of its own; else (the default) it shares the host's. Mode
+    "none" gives only the memory limit. Raises SandboxUnavailable (bwrap or prlimit
+    cannot run here), TooManyPaths (the workspace is too large to lock path by path),
+    ValueError (a bad workspace or limit, an isolated network without its bridge)."""
+    isolated = mode != "none" and network is not None and network.isolated
+    if isolated and bridge is None:
+        raise ValueError("an isolated network needs its ModelBridge open")
     sandbox = SandboxPolicy(
         workspace=workspace, readonly_paths=locked_paths(policy, workspace),
-        timeout_s=math.inf, memory_mb=memory_mb, network=True, mode=mode,
+        timeout_s=math.inf, memory_mb=memory_mb, network=not isolated, mode=mode,
     )  # fmt: skip
     prefix = command_prefix(sandbox)
-    if mode != "none" and (tool := _tool_root_under_tmp(command[0])) is not None:
-        end = prefix.index("--")  # the agent's own install, hidden by the private /tmp
-        prefix[end:end] = ["--ro-bind", tool, tool]
-    if mode != "none" and home is not None:
-        # bwrap's own options end at the first "--"; the HOME (outside the workspace) is
-        # bound last, after the private /tmp that would hide it.
-        end = prefix.index("--")
+    if mode == "none":
+        return [*prefix, *command]
+    # bwrap's own options end at the first "--"; these binds come last, after the
+    # private /tmp that would hide them.
+    binds: list[str] = []
+    if (tool := _tool_root_under_tmp(command[0])) is not None:
+        binds += ["--ro-bind", tool, tool]  # the agent's own install, under /tmp
+    if home is not None:
         home_dir = str(home.resolve())
-        prefix[end:end] = ["--bind", home_dir, home_dir]
+        binds += ["--bind", home_dir, home_dir]
+    if isolated:
+        assert network is not None and bridge is not None
+        relay = str(Path(net_relay.__file__).resolve())
+        binds += ["--ro-bind", str(bridge.directory), SANDBOX_DIR, "--ro-bind", relay, relay]
+        listen = [arg for address in network.listen_addresses() for arg in ("--listen", address)]
+        command = [sys.executable, "-I", relay, *listen,
+                   "--unix", f"{SANDBOX_DIR}/{SOCKET_NAME}", "--", *command]  # fmt: skip
+    end = prefix.index("--")
+    prefix[end:end] = binds
     return [*prefix, *command]
+
+
+class AgentSandbox:
+    """One agent process's sandbox: `argv`, which runs the agent there, and, with an
+    isolated network, the ModelBridge that must live as long as the agent (`close()`)."""
+
+    def __init__(self, argv: list[str], network: NetworkPlan, bridge: ModelBridge | None) -> None:
+        self.argv = argv
+        self.network = network
+        self.bridge = bridge
+
+    @classmethod
+    def open(
+        cls,
+        command: Sequence[str],
+        *,
+        workspace: Path,
+        policy: RolePolicy,
+        home: Path | None = None,
+        mode: str = "bwrap",
+        memory_mb: int = AGENT_MEMORY_MB,
+        model_url: str | None = None,
+    ) -> AgentSandbox:
+        """Plan the network for `model_url` (network_plan), open its bridge where it is
+        isolated, and make the argv (sandboxed_command). Raises what sandboxed_command
+        does, OSError when the bridge's socket cannot be made; the bridge is closed
+        again on any failure."""
+        network = network_plan(model_url, mode)
+        bridge = None
+        if network.isolated:
+            assert network.endpoint is not None
+            bridge = ModelBridge.open(network.target_host(), network.endpoint[1])
+        try:
+            argv = sandboxed_command(
+                command, workspace=workspace, policy=policy, home=home, mode=mode,
+                memory_mb=memory_mb, network=network, bridge=bridge,
+            )  # fmt: skip
+        except BaseException:
+            if bridge is not None:
+                bridge.close()
+            raise
+        return cls(argv, network, bridge)
+
+    def status(self) -> dict[str, Any]:
+        """For the ready line: {"network": what it is, "not_isolated": [what is not]}."""
+        return {
+            "network": self.network.status,
+            "not_isolated": [] if self.network.isolated else [self.network.status],
+        }
+
+    def close(self) -> None:
+        """Close the bridge (once the agent is gone). Idempotent."""
+        if self.bridge is not None:
+            self.bridge.close()
 
 
 def _tool_root_under_tmp(program: str) -> str | None:

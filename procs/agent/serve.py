@@ -10,7 +10,8 @@ procs.agent.model_setup; `args.agent_env`, None for ours.)
 The wire is one JSON object per line. On stdout, first:
 
     {"event": "ready", "agent_pid": 123, "agent": {...agentInfo}, "start_s": 2.1,
-     "sandbox": null | {"role": "implementer", "mode": "bwrap", "not_isolated": [...]}}
+     "sandbox": null | {"role": "implementer", "mode": "bwrap", "network": "...",
+                        "not_isolated": [...]}}   (procs.agent.agent_sandbox: status())
     {"event": "failed", "error": "AgentDied", "message": "..."}         (then exit 3)
 
 then, on stdin, a turn request per line, each answered by one line on stdout:
@@ -60,7 +61,6 @@ from typing import Any
 
 import orjson
 
-from procs.agent.agent_sandbox import NOT_ISOLATED
 from procs.agent.record import RecordLimits
 from procs.agent.result import TurnResult
 from procs.agent.roles import RolePolicy
@@ -186,6 +186,7 @@ class KeptAgent:
                 record_limits=limits,
                 max_terminals=args.max_terminals, sandbox_mode=args.sandbox,
                 profile=getattr(args, "profile", None), sandbox_role=self.sandbox_role,
+                model_url=getattr(args, "model_url", None),
             )  # fmt: skip
         except (AgentError, OSError, ValueError) as exc:
             self.write({"event": "failed", "error": type(exc).__name__, "message": str(exc)})
@@ -193,7 +194,7 @@ class KeptAgent:
         self.agent.prepare_session(timeout=args.start_timeout_s)
         sandbox = None if self.sandbox_role is None else {
             "role": self.sandbox_role.role.value, "mode": args.sandbox,
-            "not_isolated": [NOT_ISOLATED],
+            **(self.agent.sandbox.status() if self.agent.sandbox else {}),
         }  # fmt: skip
         self.write({
             "event": "ready", "agent_pid": self.agent.process.pid,

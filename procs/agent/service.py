@@ -32,8 +32,9 @@ permission for every edit and command; none such, a failed turn). With
 --may-execute, the agent's terminal/* commands run under bubblewrap (procs.sandbox) with
 the role's paths read-only; without a usable bwrap they are refused unless --sandbox none.
 With --sandbox-role ROLE the agent process itself runs under bubblewrap with that role's
-locks (procs.agent.agent_sandbox: workspace rw, the rest ro, the role's paths ro, the
-host's network kept for the gateway); a --serve agent then serves that role only.
+locks (procs.agent.agent_sandbox: workspace rw, the rest ro, the role's paths ro, a
+network of its own where only --model-url's endpoint is reachable); a --serve agent
+then serves that role only.
 SIGTERM/SIGINT, and --timeout-s, cancel the turn (session/cancel) and wait up to
 --cancel-grace-s for it to end; then the agent's group is closed (exit 0 after a signal,
 the result says timed_out after the timeout). Exit status: 0 the turn ended (any stop
@@ -93,6 +94,7 @@ async def run_turn(args: argparse.Namespace, prompt: str) -> TurnResult:
         env=getattr(args, "agent_env", None), record_limits=limits,
         max_terminals=args.max_terminals, sandbox_mode=args.sandbox,
         profile=getattr(args, "profile", None), sandbox_role=sandbox_policy(args),
+        model_url=args.model_url,
     )  # fmt: skip
     try:
         await agent.new_session(timeout=args.start_timeout_s)

@@ -35,7 +35,7 @@ from acp.schema import (
 )
 from pydantic import ValidationError
 
-from procs.agent.agent_sandbox import sandboxed_command
+from procs.agent.agent_sandbox import AgentSandbox
 from procs.agent.client import DEFAULT_MAX_PENDING_PERMISSIONS, FactoryClient, Review
 from procs.agent.exits import WatchedProcess, signal_name, spawn
 from procs.agent.modes import ModePin, NoAskingMode
@@ -91,6 +91,7 @@ class AcpAgent:
         self.session_id: str | None = None
         self.mode_pin: ModePin | None = None
         self.sandbox_role: RolePolicy | None = None  # the one role a sandboxed agent serves
+        self.sandbox: AgentSandbox | None = None  # its sandbox (and model bridge), if any
         # A session/new (and its pinned mode) started ahead of its turn (prepare_session).
         self._prepared: asyncio.Future[tuple[NewSessionResponse, str | None]] | None = None
         self.agent_info: dict[str, Any] = {}
@@ -121,6 +122,7 @@ class AcpAgent:
         sandbox_mode: str = "bwrap",
         profile: AgentProfile | None = None,
         sandbox_role: RolePolicy | None = None,
+        model_url: str | None = None,
     ) -> AcpAgent:
         """Spawn `command` in `workspace` and complete `initialize` within `timeout` s.
 
@@ -138,7 +140,9 @@ class AcpAgent:
         pinned to one; None: all fs offered, no pinning). `sandbox_role`: run the agent
         process itself under bwrap (`sandbox_mode`) with that role's locks
         (procs.agent.agent_sandbox; its HOME, env["HOME"], bound read-write): it then
-        serves sessions of that role only. Raises SandboxUnavailable, TooManyPaths
+        serves sessions of that role only; `model_url` (the one its config names) is
+        then the only address its network reaches where that can be isolated
+        (`agent.sandbox.status()` says which). Raises SandboxUnavailable, TooManyPaths
         (before anything is spawned), ValueError for a bad limit
         (before anything is spawned), FileNotFoundError for a missing command,
         AgentDied, AgentTimeout, AgentProtocolError.
@@ -158,21 +162,30 @@ class AcpAgent:
             missing_file_reads_empty=profile.missing_file_reads_empty if profile else False,
         )  # fmt: skip
         argv = list(command)
+        sandbox = None
         if sandbox_role is not None:
             home = Path(env["HOME"]) if env is not None and "HOME" in env else None
-            argv = sandboxed_command(argv, workspace=workspace, policy=sandbox_role,
-                                     home=home, mode=sandbox_mode)  # fmt: skip
-        process = await spawn(
-            *argv,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, cwd=workspace,
-            env=dict(env) if env is not None else None,
-            process_group=0, limit=MAX_LINE_BYTES,
-        )  # fmt: skip
+            sandbox = AgentSandbox.open(
+                argv, workspace=workspace, policy=sandbox_role, home=home, mode=sandbox_mode,
+                model_url=model_url,
+            )  # fmt: skip
+            argv = sandbox.argv
+        try:
+            process = await spawn(
+                *argv,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, cwd=workspace,
+                env=dict(env) if env is not None else None,
+                process_group=0, limit=MAX_LINE_BYTES,
+            )  # fmt: skip
+        except BaseException:
+            if sandbox is not None:
+                sandbox.close()
+            raise
         assert process.stdout is not None and process.stdin is not None
         transport = AgentTransport(process.stdout, process.stdin)
         agent = cls(command, process, transport, client)
-        agent.sandbox_role = sandbox_role
+        agent.sandbox_role, agent.sandbox = sandbox_role, sandbox
         if profile is not None:
             agent.mode_pin = ModePin(profile.ask_modes, profile.require_mode)
         try:
@@ -466,6 +479,8 @@ class AcpAgent:
         self._stderr_pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._stderr_pump
+        if self.sandbox is not None:
+            self.sandbox.close()  # its model bridge: the agent is gone
         return self.process.returncode
 
     async def __aenter__(self) -> AcpAgent:
