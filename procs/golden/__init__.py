@@ -3,6 +3,7 @@
     python3 -m procs.golden.service --repo GOLDEN [--branch main] [--upstream origin]
         [--push] [--test-command 'python3 -m pytest -q'] [--suite-timeout-s 600]
         [--min-free-ram-mb 0] [--min-free-disk-mb 0] [--min-gpus 0] [--no-bus]
+        [--ramdisk [--ramdisk-timeout-s 600]]
 
 Run by factoryd (target = "procs.golden.service:main", ready = "notify"). Before READY=1
 it checks that GOLDEN exists, is a git repository and has BRANCH checked out (or, bare,
@@ -13,8 +14,16 @@ lands only a patch that turns it green); a missing repository, a failed check or
 suite that cannot run is a start failure that says what is wrong. State (every move,
 every suite verdict) lives in <state_dir>/golden.sqlite3.
 
+With --ramdisk, GOLDEN is a seed: before anything else the golden master asks the
+workspace manager (which must run first, normally with --ramdisk) to mount its RAM disk
+and copy GOLDEN into it as a btrfs subvolume, once (a restart finds it there), and works
+on that copy from then on (procs/golden/ramdisk.py); `get_hash` then also answers
+`workspace_source`, the copy, where loops make their workspaces (snapshots). What lands
+lives in RAM: give --upstream and --push to keep it.
+
 Control (<runtime_dir>/golden.sock), the API other services use:
-    get_hash   {}                               -> {hash, branch, repo, state}
+    get_hash   {}                               -> {hash, branch, repo, state,
+                                                    workspace_source (--ramdisk)}
     advance    {to, expected_head, source?, green, patch_id?, output?, reason?}
                                                 -> {hash, previous}
                compare-and-swap: HEAD moves to `to` only if it is still `expected_head`
@@ -33,7 +42,7 @@ Control (<runtime_dir>/golden.sock), the API other services use:
     run_suite  {}                               -> {hash, green, output, duration_ms}
     status     {}                               -> {hash, branch, repo, state, since,
                                                     last_failure, moves, upstream, push,
-                                                    checks, suite}
+                                                    checks, suite, ramdisk}
 `state` is "green", "red" or "unknown" (HEAD moved and has no verdict yet); `since` is
 when it became so (epoch s); `last_failure` {hash, at, output} the last red verdict.
 

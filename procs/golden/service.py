@@ -25,6 +25,7 @@ from ipc.service import BadRequest, Call, Deferred, Ready, Service, ServiceLoop,
 from ipc.service import StartFailed as ServiceStartFailed
 from ipc.signals import Evolution, GitHash, GoldenMasterUpdated, InvalidValue
 from procs.golden.history import GoldenHistory
+from procs.golden.ramdisk import RamDiskGolden, RamDiskUnavailable, ramdisk_golden
 from procs.golden.repo import (
     GitError,
     GoldenRepo,
@@ -58,6 +59,8 @@ class GoldenConfig:
     refresh_s: float = 0.0
     minimums: HostMinimums = field(default_factory=HostMinimums)
     publish: bool = True
+    ramdisk: bool = False  # golden on the workspace manager's RAM disk, seeded from `repo`
+    ramdisk_timeout_s: float = 600.0  # the seed's copy into RAM
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class GoldenMaster(Service):
         self.loop: ServiceLoop | None = None
         self.publisher: Publisher | None = None
         self.host: dict[str, Any] = {}
+        self.ramdisk: RamDiskGolden | None = None
         self.head = ""  # the branch's commit, kept here: this process is its only writer
         self.counts = {"advanced": 0, "refused": 0, "refreshed": 0, "suite_runs": 0,
                        "published": 0, "publish_failed": 0}  # fmt: skip
@@ -95,7 +99,7 @@ class GoldenMaster(Service):
     def init(self, loop: ServiceLoop) -> Ready:
         self.loop = loop
         try:
-            self.repo = GoldenRepo.open(self.config.repo, self.config.branch)
+            self.repo = GoldenRepo.open(self._repo_path(), self.config.branch)
             for lock in self.repo.clear_stale_locks():
                 report("stale_lock_removed", path=lock)
             self.host = check_host(self.config.minimums, self.repo.path)
@@ -125,6 +129,24 @@ class GoldenMaster(Service):
             f"golden {self.config.branch} at {head[:12]} is {state}", hash=head,
             state=state, repo=str(self.repo.path), suite_ms=round(verdict.duration_ms), **self.host,
         )  # fmt: skip
+
+    def _repo_path(self) -> Path:
+        """The configured repository, or with --ramdisk its copy on the RAM disk (made
+        from it the first time). Raises ServiceStartFailed."""
+        if not self.config.ramdisk:
+            return self.config.repo
+        try:
+            disk = ramdisk_golden(self.runtime, self.config.repo,
+                                  timeout_s=self.config.ramdisk_timeout_s)  # fmt: skip
+        except RamDiskUnavailable as exc:
+            raise ServiceStartFailed(str(exc)) from None
+        if not disk.snapshots:
+            report("ramdisk_without_snapshots", fstype=disk.fstype,
+                   reason="workspaces of golden are reflinks, not snapshots")  # fmt: skip
+        report("ramdisk_golden", path=str(disk.path), fstype=disk.fstype,
+               seed=str(self.config.repo))  # fmt: skip
+        self.ramdisk = disk
+        return disk.path
 
     def terminate(self, reason: str) -> None:
         if self.publisher is not None:
@@ -219,8 +241,11 @@ class GoldenMaster(Service):
 
     def do_get_hash(self, args: dict[str, Any]) -> dict[str, Any]:
         assert self.repo is not None and self.history is not None
-        return {"hash": self.head, "branch": self.repo.branch, "repo": str(self.repo.path),
-                "state": self.history.color().state}  # fmt: skip
+        reply = {"hash": self.head, "branch": self.repo.branch, "repo": str(self.repo.path),
+                 "state": self.history.color().state}  # fmt: skip
+        if self.ramdisk is not None:  # where loops make their workspaces (snapshots)
+            reply["workspace_source"] = str(self.repo.path)
+        return reply
 
     def do_advance(self, args: dict[str, Any]) -> Deferred:
         assert self.repo is not None and self.history is not None
@@ -348,6 +373,9 @@ class GoldenMaster(Service):
             "last_failure": self.history.last_failure(), "moves": self.history.moves(),
             "move_count": self.history.move_count(), "upstream": self.config.upstream or None,
             "push": self.config.push, "checks": self.host, "counts": dict(self.counts),
+            "ramdisk": None if self.ramdisk is None else {
+                "path": str(self.ramdisk.path), "fstype": self.ramdisk.fstype,
+                "seed": str(self.config.repo)},
             "suite": {"command": list(self.config.test_command),
                       "timeout_s": self.config.suite_timeout_s, "running": self._suite_running},
         }  # fmt: skip
@@ -380,6 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-free-disk-mb", type=int, default=0)
     p.add_argument("--min-gpus", type=int, default=0)
     p.add_argument("--no-bus", action="store_true", help="publish nothing (tests, by hand)")
+    p.add_argument("--ramdisk", action="store_true",
+                   help="work on a copy of --repo on the workspace manager's RAM disk "
+                        "(btrfs: workspaces are snapshots), made at the first start")  # fmt: skip
+    p.add_argument("--ramdisk-timeout-s", type=float, default=600.0,
+                   help="how long the copy of --repo into RAM may take")  # fmt: skip
     return p
 
 
@@ -402,7 +435,7 @@ def main(argv: list[str]) -> int:
         repo=Path(args.repo), branch=args.branch, upstream=args.upstream, push=args.push,
         test_command=command, suite_timeout_s=args.suite_timeout_s, refresh_s=args.refresh_s,
         minimums=HostMinimums(args.min_free_ram_mb, args.min_free_disk_mb, args.min_gpus),
-        publish=not args.no_bus,
+        publish=not args.no_bus, ramdisk=args.ramdisk, ramdisk_timeout_s=args.ramdisk_timeout_s,
     )  # fmt: skip
     return serve(GoldenMaster(config, state / DB_NAME, runtime), runtime)
 
