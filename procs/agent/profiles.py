@@ -10,11 +10,25 @@ or replaces one whole, with a TOML file of the same form ($FACTORY_AGENT_PROFILE
 the agent service's --profiles). Profiles are checked once, when read: every error names
 the profile and the key (ProfileError). Reading has no side effects; writing a profile's
 files is model_setup's business.
+
+Other process kinds (the loop) may not import this module; they ask it as a process,
+which prints the profile the agent service would use, as JSON (describe()):
+
+    python3 -P procs/agent/profiles.py [--profiles FILE] (--name NAME | --command ARGV...)
+
+(run as a script, it imports only the standard library: ~0.1 s, where `-m` would import
+the whole ACP client package first.)
+
+Exit 0 with the profile on stdout; 2 with {"key", "message"} on stderr for a bad file
+("profiles_file"), an unknown name ("agent") or a bad command line ("usage").
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -163,10 +177,42 @@ def expand(template: str, values: Mapping[str, str]) -> str:
 def describe(profile: AgentProfile) -> dict[str, Any]:
     """What status shows of a profile (no env values: they may hold the key)."""
     return {
-        "name": profile.name, "command": list(profile.command),
+        "name": profile.name, "command": list(profile.command), "match": list(profile.match),
         "model_api": profile.model_api, "ask_modes": list(profile.ask_modes),
         "require_mode": profile.require_mode, "read_text_file": profile.read_text_file,
         "missing_file_reads_empty": profile.missing_file_reads_empty,
         "expected_rss_mb": profile.expected_rss_mb, "env_keys": sorted(profile.env),
         "files": sorted(profile.files),
     }  # fmt: skip
+
+
+def main(argv: list[str]) -> int:
+    """The CLI of the module docstring: the profile by --name, else by --command."""
+    parser = argparse.ArgumentParser(prog="procs.agent.profiles", add_help=False)
+    parser.add_argument("--profiles", type=Path)
+    parser.add_argument("--name")
+    parser.add_argument("--command", nargs=argparse.REMAINDER, default=[])
+
+    def fail(key: str, message: str) -> int:
+        sys.stderr.write(json.dumps({"key": key, "message": message}) + "\n")
+        return 2
+
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit:  # argparse has written why
+        return fail("usage", f"bad arguments {argv!r}")
+    if (args.name is None) == (not args.command):
+        return fail("usage", "give one of --name NAME or --command ARGV...")
+    try:
+        profiles = load_profiles(args.profiles)
+    except (ProfileError, OSError, UnicodeDecodeError) as exc:
+        return fail("profiles_file", str(exc))
+    if args.name is not None and args.name not in profiles:
+        return fail("agent", f"unknown agent profile {args.name!r}; known: {sorted(profiles)}")
+    profile = profiles[args.name] if args.name is not None else profile_for(args.command, profiles)
+    sys.stdout.write(json.dumps(describe(profile)) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

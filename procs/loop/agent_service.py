@@ -1,7 +1,8 @@
 """AgentService: one kept `procs.agent.service --serve` process, as the loop holds it.
 
     python -m procs.agent.service --serve --workspace WS --timeout-s T --sandbox MODE \
-        [--sandbox-role ROLE] [--model-url URL --model NAME --model-api KIND] -- AGENT COMMAND...
+        [--sandbox-role ROLE] [--profile NAME [--profiles FILE]] \
+        [--model-url URL --model NAME --model-api KIND] -- AGENT COMMAND...
 
 With an AgentModel, the service writes the agent's model config itself (for opencode,
 opencode.json in a private HOME); its key travels in $FACTORY_MODEL_TOKEN, never on argv.
@@ -87,6 +88,8 @@ class ServiceSettings:
     may_execute: bool = False
     model: AgentModel | None = None
     sandbox_role: str | None = None  # the agent process itself in that role's sandbox
+    profile: str | None = None  # the agent's profile (None: by the command's basename)
+    profiles_file: Path | None = None  # the operator's profiles, besides the built-ins
 
     def service_env(self) -> dict[str, str]:
         """`env`, with the tree that holds `procs` first on PYTHONPATH: the service runs
@@ -109,6 +112,8 @@ class ServiceSettings:
             "--cancel-grace-s", str(self.cancel_grace_s), "--sandbox", self.sandbox_mode,
             *(["--may-execute"] if self.may_execute else []),
             *(["--sandbox-role", self.sandbox_role] if self.sandbox_role else []),
+            *(["--profile", self.profile] if self.profile else []),
+            *(["--profiles", str(self.profiles_file)] if self.profiles_file else []),
             *(self.model.argv() if self.model is not None else []), "--", *self.agent_command,
         ]  # fmt: skip
 

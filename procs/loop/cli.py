@@ -137,8 +137,7 @@ def _check(args: argparse.Namespace) -> _Plan:
     if shutil.which(config.agent_command[0]) is None:
         raise BadInput(f"agent command {config.agent_command[0]!r} is not on PATH")
     gateway = None
-    if config.model is not None:
-        _check_model_for_agent(config)
+    if config.model is not None:  # its kind serves the agent's protocol: checked already
         _probe_model(config.model.base_url)
         gateway = _factoryd_gateway(config) if config.model.metered else None
     if config.reviewer == "router":
@@ -149,13 +148,6 @@ def _check(args: argparse.Namespace) -> _Plan:
     plan = _Plan(args, config, bead.requirements, ref.removeprefix("refs/heads/"), golden)
     plan.gateway = gateway
     return plan
-
-
-def _check_model_for_agent(config: RunnerConfig) -> None:
-    assert config.model is not None
-    if Path(config.agent_command[0]).name == "opencode" and config.model.kind != "openai":
-        raise BadInput(f"[loop.model] kind {config.model.kind!r}: opencode is configured for "
-                       'an OpenAI-compatible model only (kind = "openai")')  # fmt: skip
 
 
 def _factoryd_gateway(config: RunnerConfig) -> Path | None:
@@ -201,6 +193,8 @@ def _run(plan: _Plan) -> tuple[FactoryLoopState, LoopStore, dict[str, Any] | Non
         agents = stack.enter_context(KeptAgentTurns(
             config.agent_command, timeout_s=config.turn_timeout_s,
             sandbox_mode=config.sandbox, model=model, sandbox_agent=config.sandbox_agent,
+            profile=config.agent, profiles_file=config.profiles_file,
+            agent_ram_mb=config.agent_ram_mb,
         ))  # fmt: skip
         metered = None
         if meter is not None and grant is not None:
@@ -223,7 +217,7 @@ def _model_for_agents(
         return None, None, None
     if not config.model.metered:
         return None, None, AgentModel(config.model.base_url, config.model.name,
-                                      config.model.kind)  # fmt: skip
+                                      config.agent_api)  # fmt: skip
     socket = plan.gateway
     if socket is None:
         own = GatewayProcess.start(config.model, state_dir / "gateway")
@@ -233,8 +227,8 @@ def _model_for_agents(
         socket = own.socket
     meter = Meter(socket)
     grant = meter.open(plan.args.bead, plan.loop_id, config.budget_tokens)
-    model = AgentModel(grant.base_url(config.model.kind), config.model.name,
-                       config.model.kind, grant.token)  # fmt: skip
+    model = AgentModel(grant.base_url(config.agent_api), config.model.name,
+                       config.agent_api, grant.token)  # fmt: skip
     return meter, grant, model
 
 

@@ -1,7 +1,9 @@
 """The loop's settings, from the `[loop]` table of a TOML file (factory.toml), checked once.
 
     [loop]
-    agent_command = ["opencode", "acp", "--pure"]   # the ACP agent every role runs
+    agent = "opencode"                               # the agent's profile (see below)
+    profiles_file = "/etc/factory/agents.toml"       # optional: the operator's profiles
+    agent_command = ["opencode", "acp", "--pure"]    # optional: the profile's, else
     test_command = ["python3", "-m", "pytest", "-q"] # required: a pytest command line
     language = "Python"
     sandbox = "bwrap"                                # or "none" (the operator's choice)
@@ -15,10 +17,27 @@
     sandbox_agent = true                             # default with bwrap: see below
     budget_tokens = 2000000                          # optional: the bead's agent tokens
     [loop.model]                                     # optional: where agents' models are
-    kind = "openai"                                  # "openai" (compatible) or "anthropic"
+    kind = "openai"                                  # "openai", "anthropic" or "gemini"
     base_url = "http://127.0.0.1:8080/v1"
     model = "qwen3-coder"                            # optional: its name (default "default")
     metered = true                                   # false: agents call base_url directly
+
+The agent: `agent` names an ACP agent profile (procs/agent/profiles.toml: "opencode",
+"claude", "codex", "gemini", "generic"; or one of the operator's `profiles_file`, whose
+tables add kinds or replace built-ins whole). Its profile says how the agent is started
+offline against its model (private HOME, config files, telemetry off), the session mode
+every turn is pinned to, the model protocol it speaks and the RAM it takes; its command
+is the agent's unless `agent_command` is given. Without `agent`, `agent_command`'s
+basename picks the profile (as before), and without either the agent is opencode: the
+default because it speaks OpenAI Chat Completions, which every local model server
+(llama.cpp, vLLM, ollama) serves, and the factory's models are local by default; claude
+needs an Anthropic Messages upstream, codex OpenAI Responses, gemini the Gemini API.
+The profile is read when the config is (procs/loop/agent_profile.py asks procs.agent).
+
+[loop.model] kind is the protocol family of the model server (the gateway's upstream
+kind): "openai" (an OpenAI-compatible /v1: Chat Completions for opencode, Responses for
+codex), "anthropic" (Messages: claude), "gemini" (the Gemini API: gemini). A kind that
+cannot serve the agent's protocol is an error naming both.
 
 The reviewer changes nothing and only reports, so by default it is one call to the LLM
 router's `reviewer` role (procs/loop/reviewer.py: Anthropic, budgeted and counted);
@@ -44,18 +63,25 @@ typo is never a silent default.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from procs.loop.agent_profile import AgentProfileInfo, ProfileLookupError, lookup
 from procs.loop.state import LoopLimits
 
+ProfileLookup = Callable[[str | None, Sequence[str], Path | None], AgentProfileInfo]
+
 DEFAULT_AGENT = ("opencode", "acp", "--pure")
-MODEL_KINDS = ("openai", "anthropic")
+DEFAULT_PROFILE = "opencode"
+DEFAULT_AGENT_RAM_MB = 800
+MODEL_KINDS = ("openai", "anthropic", "gemini")
 REVIEWERS = ("router", "agent")
 _LIMITS = ("max_impl_attempts", "refactor_interval", "max_red_attempts", "max_iterations")
-_KEYS = frozenset({"agent_command", "test_command", "language", "sandbox", "suite_timeout_s",
-                   "turn_timeout_s", "model", "reviewer", "budget_tokens", "sandbox_agent",
+_KEYS = frozenset({"agent", "profiles_file", "agent_command", "test_command", "language",
+                   "sandbox", "suite_timeout_s", "turn_timeout_s", "model", "reviewer",
+                   "budget_tokens", "sandbox_agent",
                    *_LIMITS})  # fmt: skip
 _MODEL_KEYS = frozenset({"kind", "base_url", "model", "metered"})
 DEFAULT_MODEL_NAME = "default"
@@ -91,6 +117,10 @@ class RunnerConfig:
     reviewer: str = "router"
     budget_tokens: int | None = None
     sandbox_agent: bool = False
+    agent: str | None = None  # the agent's profile (None: agent_command's basename picks)
+    profiles_file: Path | None = None  # the operator's profiles, besides the built-ins
+    agent_api: str = "openai"  # the protocol the agent speaks to [loop.model]
+    agent_ram_mb: int = DEFAULT_AGENT_RAM_MB  # its profile's expected RSS
 
 
 def load_config(path: Path | None) -> RunnerConfig:
@@ -109,8 +139,9 @@ def load_config(path: Path | None) -> RunnerConfig:
     return config_from(table)
 
 
-def config_from(table: dict[str, Any]) -> RunnerConfig:
-    """Check a [loop] table (already parsed)."""
+def config_from(table: dict[str, Any], *, profiles: ProfileLookup = lookup) -> RunnerConfig:
+    """Check a [loop] table (already parsed); `profiles` finds the agent's profile (by
+    default procs.agent's, asked as a process: agent_profile.lookup)."""
     unknown = sorted(set(table) - _KEYS)
     if unknown:
         raise LoopConfigError(f"[loop]: unknown key(s) {unknown}; known: {sorted(_KEYS)}")
@@ -142,16 +173,53 @@ def config_from(table: dict[str, Any]) -> RunnerConfig:
         if model is None or not model.metered:
             raise LoopConfigError("[loop] budget_tokens needs a metered [loop.model] (the "
                                   "gateway counts the tokens)")  # fmt: skip
+    test_command = _argv(table, "test_command")
+    explicit = _argv(table, "agent_command") if "agent_command" in table else None
+    profile = _profile(table, explicit, profiles)
+    command = explicit or profile.command
+    if not command:
+        raise LoopConfigError(f"[loop] agent = {profile.name!r}: its profile names no "
+                              "command; set [loop] agent_command")  # fmt: skip
+    api = profile.model_api
+    if model is not None:
+        try:
+            api = profile.api_for(model.kind)
+        except ProfileLookupError as exc:
+            raise LoopConfigError(f"[loop.model] {exc}") from None
     return RunnerConfig(
-        test_command=_argv(table, "test_command"),
-        agent_command=_argv(table, "agent_command") if "agent_command" in table
-        else DEFAULT_AGENT,
-        language=language, sandbox=sandbox,
+        test_command=test_command, agent_command=command, agent=profile.name,
+        profiles_file=_profiles_file(table), agent_api=api,
+        agent_ram_mb=profile.expected_rss_mb, language=language, sandbox=sandbox,
         suite_timeout_s=_seconds(table, "suite_timeout_s", 300.0),
         turn_timeout_s=_seconds(table, "turn_timeout_s", 600.0),
         limits=limits, model=model, reviewer=reviewer, budget_tokens=budget,
         sandbox_agent=sandbox_agent,
     )  # fmt: skip
+
+
+def _profile(table: dict[str, Any], command: tuple[str, ...] | None,
+             profiles: ProfileLookup) -> AgentProfileInfo:  # fmt: skip
+    """[loop] agent's profile; else the one agent_command's basename picks; else the
+    default's."""
+    name = table.get("agent")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise LoopConfigError(f"[loop] agent must be a profile's name (a non-empty string), "
+                              f"got {name!r}")  # fmt: skip
+    if name is None and command is None:
+        name = DEFAULT_PROFILE
+    try:
+        return profiles(name, command or (), _profiles_file(table))
+    except ProfileLookupError as exc:
+        raise LoopConfigError(f"[loop] {exc.key}: {exc}") from None
+
+
+def _profiles_file(table: dict[str, Any]) -> Path | None:
+    value = table.get("profiles_file")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise LoopConfigError(f"[loop] profiles_file must be an absolute path, got {value!r}")
+    return Path(value)
 
 
 def _argv(table: dict[str, Any], key: str) -> tuple[str, ...]:

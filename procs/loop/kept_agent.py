@@ -39,6 +39,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ipc.ledger import TicketLedger
@@ -75,7 +76,9 @@ class KeptAgentTurns:
     `model`: the agent's model endpoint and key, which the agent service writes into the
     agent's config (None: the agent's own config, in `env`). `sandbox_agent`: run each
     agent process itself in the sandbox of its role (--sandbox-role): then one agent per
-    role is kept, each reserving `agent_ram_mb`.
+    role is kept, each reserving `agent_ram_mb`. `profile`, `profiles_file`: the agent's
+    profile (procs/agent/profiles.toml, or the operator's file; None: the one its
+    command's basename picks), which says how the service starts and configures it.
     """
 
     def __init__(
@@ -95,6 +98,8 @@ class KeptAgentTurns:
         ram_wait_s: float = 60.0,
         model: AgentModel | None = None,
         sandbox_agent: bool = False,
+        profile: str | None = None,
+        profiles_file: Path | None = None,
     ) -> None:
         if not agent_command:
             raise ValueError("agent_command is empty")
@@ -107,6 +112,7 @@ class KeptAgentTurns:
             env=dict(os.environ if env is None else env), timeout_s=timeout_s,
             start_timeout_s=start_timeout_s, idle_timeout_s=idle_timeout_s,
             cancel_grace_s=cancel_grace_s, sandbox_mode=sandbox_mode, model=model,
+            profile=profile, profiles_file=profiles_file,
         )  # fmt: skip
         self.system_prompt_first = system_prompt_first
         self.ledger = ledger
@@ -241,7 +247,10 @@ def from_config(
     model endpoint (the gateway's, with the loop's token; given only when the loop has
     [loop.model]): the AgentTurns factory the loop and the runner use by default (the
     loop service's `--agent-turns MODULE:FACTORY` names another, called the same way).
-    Whoever runs the loop closes it at the end."""
+    The agent is [loop] agent's profile (its command, its RAM). Whoever runs the loop
+    closes it at the end."""
     return KeptAgentTurns(config.agent_command, timeout_s=config.turn_timeout_s,
                           sandbox_mode=config.sandbox, ledger=ledger, model=model,
-                          sandbox_agent=config.sandbox_agent)  # fmt: skip
+                          sandbox_agent=config.sandbox_agent, profile=config.agent,
+                          profiles_file=config.profiles_file,
+                          agent_ram_mb=config.agent_ram_mb)  # fmt: skip

@@ -55,8 +55,10 @@ class MeterGrant:
     openai_base_url: str
     anthropic_base_url: str
 
-    def base_url(self, kind: str) -> str:
-        return self.openai_base_url if kind == "openai" else self.anthropic_base_url
+    def base_url(self, api: str) -> str:
+        """The URL an agent speaking `api` takes: OpenAI's (Chat, Responses) with /v1,
+        the others (Anthropic, Gemini) the gateway's root."""
+        return self.openai_base_url if api in ("openai", "responses") else self.anthropic_base_url
 
 
 class Meter:

@@ -239,11 +239,11 @@ def _agent_turns(plan: _Plan, held: ledger.TicketLedger | None,
     if model_config is None:
         return _closed_by(stack, plan.turns_factory(config, held))
     if not model_config.metered:
-        model = AgentModel(model_config.base_url, model_config.name, model_config.kind)
+        model = AgentModel(model_config.base_url, model_config.name, config.agent_api)
         return _closed_by(stack, plan.turns_factory(config, held, model=model))
     meter = Meter(plan.runtime / f"{GATEWAY_ENDPOINT}.sock")
     grant = meter.open(plan.args.bead, plan.loop_id, config.budget_tokens)
-    model = AgentModel(grant.base_url(model_config.kind), model_config.name, model_config.kind,
+    model = AgentModel(grant.base_url(config.agent_api), model_config.name, config.agent_api,
                        grant.token)  # fmt: skip
     try:
         inner = plan.turns_factory(config, held, model=model)
@@ -401,11 +401,7 @@ def _check_model(config: RunnerConfig, runtime: Path, *, agent_turns: str | None
     """[loop.model]: the agent can be configured for it, it answers, and (metered) the
     gateway answers and serves it. Raises BadInput naming the fix."""
     model = config.model
-    assert model is not None
-    if (not agent_turns and Path(config.agent_command[0]).name == "opencode"
-            and model.kind != "openai"):  # fmt: skip
-        raise BadInput(f"[loop.model] kind {model.kind!r}: opencode is configured for an "
-                       'OpenAI-compatible model only (kind = "openai")')  # fmt: skip
+    assert model is not None  # its kind serves the agent's protocol: checked with the config
     try:
         httpx.get(f"{model.base_url.rstrip('/')}/models", timeout=MODEL_PROBE_TIMEOUT_S)
     except httpx.HTTPError as exc:

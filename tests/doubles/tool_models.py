@@ -183,17 +183,13 @@ class ResponsesToolModel(_ToolModel):
                 results.append(output if isinstance(output, str) else json.dumps(output))
         if isinstance(items, str):
             texts.append(items)
-        script = _script(texts)
-        if script is not None and results:  # the latest conversation's
-            self.tool_results[:] = results
-        step = script[len(results)] if script is not None and len(results) < len(script) else None
+        step, text = self._choose(texts, results)
         if step is not None:
             item_id = next(self._ids)
             output = {"type": "function_call", "id": f"fc_{item_id}", "call_id": f"call_{item_id}",
                       "name": step["tool"], "arguments": json.dumps(step["input"]),
                       "status": "completed"}  # fmt: skip
         else:
-            text = "ok" if script is None else f"DOUBLE_DONE {len(results)} tool results"
             part = {"type": "output_text", "text": text, "annotations": []}
             output = {"type": "message", "id": f"msg_{next(self._ids)}", "role": "assistant",
                       "status": "completed", "content": [part]}  # fmt: skip
@@ -215,6 +211,16 @@ class ResponsesToolModel(_ToolModel):
         ctx.send_sse({"type": "response.output_item.done", "output_index": 0, "item": output},
                      event="response.output_item.done")  # fmt: skip
         ctx.send_sse({"type": "response.completed", "response": done}, event="response.completed")
+
+    def _choose(self, texts: list[str], results: list[str]) -> tuple[dict[str, Any] | None, str]:
+        """The next tool call of the conversation whose user texts and tool results these
+        are, or (None, its final text): here from the DOUBLE_ACTIONS line."""
+        script = _script(texts)
+        if script is not None and results:  # the latest conversation's
+            self.tool_results[:] = results
+        if script is not None and len(results) < len(script):
+            return script[len(results)], ""
+        return None, "ok" if script is None else f"DOUBLE_DONE {len(results)} tool results"
 
 
 class GeminiToolModel(_ToolModel):
