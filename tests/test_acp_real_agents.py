@@ -15,8 +15,9 @@ module, a session per test under the test's role:
   as shipped, or "acceptEdits"; Codex's "full-access"): the session is
   pinned to the mode that asks, so the same attempt is refused too;
 - an agent that never asks (a profile that takes its auto mode for an asking one), its
-  process in the implementer's sandbox (procs/agent/agent_sandbox.py, bwrap): its own
-  write under tests/ fails read-only, its write of code succeeds;
+  process in the implementer's sandbox (procs/agent/agent_sandbox.py, bwrap, a network
+  of its own where only the gateway is reachable): its own write under tests/ fails
+  read-only, its write of code succeeds;
 - the gateway's token counts per role are the double's, for all three protocols.
 Skips, naming the package, when an agent is not installed (.ci/run installs them into
 .ci/node).
@@ -156,6 +157,7 @@ def start(
             [binary, *profile.command[1:]], workspace=workspace, env=env, timeout=90,
             policy=RolePolicy.for_role("implementer"), profile=profile,
             sandbox_mode="bwrap" if sandbox_role else "none", sandbox_role=sandbox_role,
+            model_url=url,  # sandboxed: the one address its network reaches
         ))  # fmt: skip
         try:
             yield Rig(kind, runner, agent, model, workspace, gateway, token, {})
@@ -296,6 +298,8 @@ def unpinned_sandboxed(
 
 def test_the_sandbox_binds_an_agent_that_never_asks(unpinned_sandboxed: Rig) -> None:
     rig = unpinned_sandboxed
+    assert rig.agent.sandbox is not None  # its network: its own, the gateway relayed in
+    assert rig.agent.sandbox.status()["network"].startswith("network: isolated")
     code, _ = rig.turn("implementer", rig.write("src/ok.py", "x = 1"))
     assert (rig.workspace / "src" / "ok.py").exists(), (code.to_dict(), rig.agent.stderr_tail())
     kept = (rig.workspace / "tests" / "test_kept.py").read_text()

@@ -18,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,13 +32,14 @@ from typing import Any, NamedTuple
 import pytest
 
 from procs.agent import net_relay
-from procs.agent.agent_sandbox import AgentSandbox, network_plan
+from procs.agent.agent_sandbox import UNIX_SOCKETS, AgentSandbox, network_plan
 from procs.agent.model_bridge import ModelBridge
 from procs.agent.roles import RolePolicy
 from procs.llm.gateway import Gateway
 from procs.llm.gateway_config import GatewayConfig
 from procs.llm.gateway_store import GatewayStore
 from procs.llm.tickets import FlockTickets
+from procs.sandbox import SandboxPolicy
 from tests.doubles.openai_chat import ChatCompletionsDouble
 from tests.helpers.sandbox import skip_without_bwrap
 from tests.waiting import pid_gone, wait_until
@@ -353,7 +356,7 @@ def test_a_bridge_relays_its_socket_to_a_tcp_port_and_cleans_up() -> None:
 # -- in the sandbox (bwrap) ----------------------------------------------------------
 
 PROBE = r"""
-import errno, json, socket, sys, urllib.request
+import errno, json, os, socket, sys, urllib.request
 args = json.loads(sys.argv[1])
 out = {}
 def post(**extra):
@@ -374,6 +377,16 @@ def reach(host, port):
         return errno.errorcode.get(exc.errno, str(exc))
 out["other_port"] = reach("127.0.0.1", args["other_port"])
 out["host_address"] = reach(args["host_ip"], args["host_port"])
+def reach_unix(path):
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(path)
+        return "connected"
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno, str(exc))
+out["runtime_socket"] = reach_unix(args["runtime_socket"])
+out["other_socket"] = reach_unix(args["other_socket"])
+out["run"] = os.listdir("/run")
 print(json.dumps(out))
 """
 
@@ -408,9 +421,27 @@ def gateway(tmp_path: Path) -> Iterator[tuple[Gateway, str]]:
 
 
 @pytest.fixture
-def host_listeners() -> Iterator[dict[str, Any]]:
-    """Listeners the sandbox must not reach: the host's 127.0.0.1 on another port, and a
-    port on all addresses (reached at a non-loopback one); reachable from here."""
+def host_listeners(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """Listeners the sandbox must not reach: the host's 127.0.0.1 on another port, a port
+    on all addresses (reached at a non-loopback one), a unix socket in the factory's
+    runtime dir (outside /tmp, which the sandbox hides anyway); and one it does reach, a
+    unix socket elsewhere. All reachable from here."""
+    base = Path(tempfile.mkdtemp(prefix="agent-net-", dir="/var/tmp"))
+    monkeypatch.setenv("FACTORY_RUNTIME_DIR", str(base / "run"))
+    (base / "run").mkdir()
+    sockets = {"runtime_socket": str(base / "run" / "factoryd.sock"),
+               "other_socket": str(base / "elsewhere.sock")}  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, base, ignore_errors=True)
+        for path in sockets.values():
+            unix = stack.enter_context(socket.socket(socket.AF_UNIX))
+            unix.bind(path)
+            unix.listen()
+        yield {**stack.enter_context(tcp_listeners()), **sockets}
+
+
+@contextlib.contextmanager
+def tcp_listeners() -> Iterator[dict[str, Any]]:
     ip = host_address()
     if ip is None:
         pytest.fail("this host has no non-loopback IPv4 address to test against")
@@ -436,7 +467,7 @@ def run_probe(sandbox: AgentSandbox, probe_args: dict[str, Any]) -> dict[str, An
 
 
 @pytest.mark.integration
-def test_in_the_sandbox_only_the_model_gateway_is_reachable(
+def test_in_the_sandbox_only_the_model_gateway_is_reachable_and_run_is_hidden(
     gateway: tuple[Gateway, str], host_listeners: dict[str, Any], tmp_path: Path
 ) -> None:
     skip_without_bwrap()
@@ -447,13 +478,15 @@ def test_in_the_sandbox_only_the_model_gateway_is_reachable(
         [PY, "-c", PROBE, json.dumps(probe_args)], workspace=workspace,
         policy=RolePolicy.for_role("implementer"), mode="bwrap", model_url=front.openai_base_url,
     )  # fmt: skip
-    assert sandbox.status()["not_isolated"] == []
-    assert "isolated" in sandbox.status()["network"]
+    assert sandbox.status()["network"].startswith("network: isolated")
+    assert sandbox.status()["not_isolated"] == [UNIX_SOCKETS]  # the network is not there
     out = run_probe(sandbox, probe_args)
     assert out["plain"]  # the double's answer, through relay, bridge and gateway
     assert len(out["events"]) >= 2 and out["events"][-1] == "data: [DONE]"
     assert out["other_port"] == "ECONNREFUSED"  # the sandbox's own 127.0.0.1: nobody there
     assert out["host_address"] == "ENETUNREACH"  # no route out of the namespace
+    assert (out["runtime_socket"], out["run"]) == ("ENOENT", [])  # hidden: empty tmpfs
+    assert out["other_socket"] == "connected"  # as status says: not hidden
     assert front.store.usage("fs-net")["roles"]["implementer"]["calls"] == 2
     assert sandbox.bridge is not None and not sandbox.bridge.directory.exists()
 
@@ -472,8 +505,15 @@ def test_a_shared_network_is_shared_as_its_status_says(
         policy=RolePolicy.for_role("implementer"), mode="bwrap", model_url=None,
     )  # fmt: skip
     assert sandbox.bridge is None
-    assert sandbox.status()["not_isolated"] == [sandbox.status()["network"]]
+    assert sandbox.status()["not_isolated"] == [sandbox.status()["network"], UNIX_SOCKETS]
     assert "shares the host's network" in sandbox.status()["network"]
     out = run_probe(sandbox, probe_args)
     assert out["plain"] and out["events"][-1] == "data: [DONE]"
     assert (out["other_port"], out["host_address"]) == ("connected", "connected")
+    assert out["runtime_socket"] == "ENOENT"  # hidden whatever the network
+
+
+def test_a_hidden_path_must_be_an_absolute_directory(tmp_path: Path) -> None:
+    for bad in (Path("run"), Path("/")):
+        with pytest.raises(ValueError, match="hidden path must be an absolute directory"):
+            SandboxPolicy(workspace=tmp_path, hidden_paths=(bad,), mode="bwrap")

@@ -16,7 +16,11 @@ that:
   address the agent's config names (the gateway's 127.0.0.1:PORT), starts the agent as
   its child and hands each connection to a ModelBridge (procs.agent.model_bridge) that
   this process holds, which relays it to that port on the host. Nothing else of the
-  host's (its other 127.0.0.1 ports, its other addresses, the internet) is reachable.
+  host's (its other 127.0.0.1 ports, its other addresses, the internet) is reachable;
+- /run and the factory's runtime dir (ipc.paths: factoryd's and the services' control
+  sockets, the gateway's token socket) are empty tmpfs: a network namespace does not
+  cover unix sockets in the filesystem, which connect() reaches even read-only. Other
+  unix sockets elsewhere on the host's filesystem are not hidden, and status says so.
 
 Where that cannot be done the agent shares the host's network, and `status()` says so
 and why: sandbox "none"; no model URL given (the agent's own config may name any host);
@@ -39,6 +43,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ipc import paths
 from procs.agent import net_relay
 from procs.agent.locked_paths import locked_paths
 from procs.agent.model_bridge import SANDBOX_DIR, SOCKET_NAME, ModelBridge
@@ -49,6 +54,10 @@ from procs.sandbox import SandboxPolicy, command_prefix
 AGENT_MEMORY_MB = 64 * 1024
 SHARED = "network: the agent shares the host's network namespace (it reaches all the host can): "
 DEFAULT_PORTS = {"http": 80, "https": 443}
+UNIX_SOCKETS = (
+    "unix sockets: /run and the factory's runtime dir are hidden, but a unix socket "
+    "elsewhere on the host's filesystem (read-only; connect() still works) is reachable"
+)
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,7 @@ def sandboxed_command(
     sandbox = SandboxPolicy(
         workspace=workspace, readonly_paths=locked_paths(policy, workspace),
         timeout_s=math.inf, memory_mb=memory_mb, network=not isolated, mode=mode,
+        hidden_paths=hidden_paths(workspace),
     )  # fmt: skip
     prefix = command_prefix(sandbox)
     if mode == "none":
@@ -164,14 +174,31 @@ def sandboxed_command(
     return [*prefix, *command]
 
 
+def hidden_paths(workspace: Path) -> tuple[Path, ...]:
+    """/run and the factory's runtime dir, less any that is (or is inside) the workspace:
+    a workspace inside one is bound again over its tmpfs."""
+    found = []
+    workspace = workspace.resolve()
+    for raw in (Path("/run"), paths.runtime_dir()):
+        path = raw.resolve()
+        if path == workspace or path.is_relative_to(workspace) or path in found:
+            continue
+        if path != Path("/") and path.is_dir():
+            found.append(path)
+    return tuple(found)
+
+
 class AgentSandbox:
     """One agent process's sandbox: `argv`, which runs the agent there, and, with an
     isolated network, the ModelBridge that must live as long as the agent (`close()`)."""
 
-    def __init__(self, argv: list[str], network: NetworkPlan, bridge: ModelBridge | None) -> None:
+    def __init__(
+        self, argv: list[str], network: NetworkPlan, bridge: ModelBridge | None, mode: str
+    ) -> None:
         self.argv = argv
         self.network = network
         self.bridge = bridge
+        self.mode = mode
 
     @classmethod
     def open(
@@ -203,14 +230,13 @@ class AgentSandbox:
             if bridge is not None:
                 bridge.close()
             raise
-        return cls(argv, network, bridge)
+        return cls(argv, network, bridge, mode)
 
     def status(self) -> dict[str, Any]:
         """For the ready line: {"network": what it is, "not_isolated": [what is not]}."""
-        return {
-            "network": self.network.status,
-            "not_isolated": [] if self.network.isolated else [self.network.status],
-        }
+        shared = [] if self.network.isolated else [self.network.status]
+        sockets = [UNIX_SOCKETS] if self.mode != "none" else []
+        return {"network": self.network.status, "not_isolated": [*shared, *sockets]}
 
     def close(self) -> None:
         """Close the bridge (once the agent is gone). Idempotent."""

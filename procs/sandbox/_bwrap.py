@@ -2,7 +2,7 @@
 
 The sandbox (bwrap 0.8 flags, in order; later binds win):
     --die-with-parent --unshare-pid --unshare-ipc [--unshare-net] --cap-drop ALL
-    --ro-bind / /  --dev /dev  --proc /proc  --tmpfs /tmp
+    --ro-bind / /  --dev /dev  --proc /proc  --tmpfs /tmp  [--tmpfs HIDDEN ...]
     --bind WS WS  [--ro-bind P P ...]  --  prlimit --as=BYTES --  COMMAND...
 The whole filesystem is read-only, the workspace read-write, the role's paths inside it
 read-only again; /dev and /tmp are private; no network (an empty network namespace, so
@@ -54,6 +54,9 @@ def command_prefix(policy: SandboxPolicy) -> list[str]:
     if not policy.network:
         argv.append("--unshare-net")
     argv += ["--cap-drop", "ALL", *_FILESYSTEM]
+    for hidden in policy.hidden_paths:  # before the binds: a workspace inside comes back
+        if hidden.is_dir():
+            argv += ["--tmpfs", str(hidden)]
     for tool_dir in toolchain_under_tmp():
         argv += ["--ro-bind", tool_dir, tool_dir]
     workspace = str(policy.workspace)

@@ -38,7 +38,9 @@ class SandboxPolicy:
     starts is not bound: nothing is created in the workspace to hold a mount). `timeout_s`:
     wall clock for run() (math.inf: none). `memory_mb`: the address-space limit
     (RLIMIT_AS). `network`: keep the host's network (default: none at all). `mode`:
-    "bwrap", or "none" (the operator's choice: no isolation, the limits still apply)."""
+    "bwrap", or "none" (the operator's choice: no isolation, the limits still apply).
+    `hidden_paths`: absolute directories replaced by an empty tmpfs (their unix sockets
+    out of reach) before the workspace is bound, so a workspace inside one stays."""
 
     workspace: Path
     readonly_paths: tuple[Path, ...] = ()
@@ -46,6 +48,7 @@ class SandboxPolicy:
     memory_mb: int = DEFAULT_MEMORY_MB
     network: bool = False
     mode: str = field(default_factory=default_mode)
+    hidden_paths: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         workspace = Path(self.workspace)
@@ -69,10 +72,14 @@ class SandboxPolicy:
             raise ValueError(f"memory_mb must be an integer, got {self.memory_mb!r}")
         if self.memory_mb < 16:
             raise ValueError(f"memory_mb must be >= 16, got {self.memory_mb}")
+        for hidden in self.hidden_paths:
+            if not Path(hidden).is_absolute() or Path(hidden) == Path("/"):
+                raise ValueError(f"hidden path must be an absolute directory, got {hidden!r}")
         if self.mode not in SANDBOX_MODES:
             raise ValueError(f"sandbox mode must be one of {SANDBOX_MODES}, got {self.mode!r}")
         object.__setattr__(self, "workspace", workspace)
         object.__setattr__(self, "readonly_paths", tuple(readonly))
+        object.__setattr__(self, "hidden_paths", tuple(Path(p) for p in self.hidden_paths))
 
     @property
     def memory_bytes(self) -> int:
