@@ -18,6 +18,7 @@ SHARED_PROCS = {
     "testfiles",
     "sandbox",
     "gauntlet",  # a library the loop and the merge queue call (and a CLI), no service
+    "suite_config",  # the project's test command from loop.toml, for golden and the queue
 }
 PROCESS_KINDS = {
     "bus", "journal", "governor", "workspaces", "llm", "agent", "loop", "beads", "golden",

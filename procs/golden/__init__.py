@@ -1,7 +1,8 @@
 """The golden master: the only writer of the golden repository's branch (fs-040..043, fs-231).
 
     python3 -m procs.golden.service --repo GOLDEN [--branch main] [--upstream origin]
-        [--push] [--test-command 'python3 -m pytest -q'] [--suite-timeout-s 600]
+        [--push] [--config loop.toml] [--test-command 'python3 -m pytest -q']
+        [--suite-timeout-s 600]
         [--min-free-ram-mb 0] [--min-free-disk-mb 0] [--min-gpus 0] [--no-bus]
         [--ramdisk [--ramdisk-timeout-s 600]]
 
@@ -13,6 +14,9 @@ worktree) and records red or green: a red golden still starts (the merge queue t
 lands only a patch that turns it green); a missing repository, a failed check or a
 suite that cannot run is a start failure that says what is wrong. State (every move,
 every suite verdict) lives in <state_dir>/golden.sqlite3.
+
+The suite is loop.toml's [loop] test_command and suite_timeout_s with --config (one
+place for the project's test command); --test-command and --suite-timeout-s override it.
 
 With --ramdisk, GOLDEN is a seed: before anything else the golden master asks the
 workspace manager (which must run first, normally with --ramdisk) to mount its RAM disk

@@ -36,6 +36,7 @@ from procs.golden.repo import (
 )
 from procs.golden.startup import HostMinimums, HostShort, SuiteVerdict, check_host, run_suite
 from procs.sandbox import SandboxUnavailable
+from procs.suite_config import SuiteConfigError, resolve_suite
 
 SERVICE = "golden"
 DB_NAME = "golden.sqlite3"
@@ -61,6 +62,7 @@ class GoldenConfig:
     publish: bool = True
     ramdisk: bool = False  # golden on the workspace manager's RAM disk, seeded from `repo`
     ramdisk_timeout_s: float = 600.0  # the seed's copy into RAM
+    suite_source: str = "default"  # where test_command came from: a flag, loop.toml
 
 
 @dataclass(frozen=True)
@@ -376,7 +378,7 @@ class GoldenMaster(Service):
             "ramdisk": None if self.ramdisk is None else {
                 "path": str(self.ramdisk.path), "fstype": self.ramdisk.fstype,
                 "seed": str(self.config.repo)},
-            "suite": {"command": list(self.config.test_command),
+            "suite": {"command": list(self.config.test_command), "from": self.config.suite_source,
                       "timeout_s": self.config.suite_timeout_s, "running": self._suite_running},
         }  # fmt: skip
 
@@ -402,8 +404,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upstream", default="", help="a remote to refresh from (none: local only)")
     p.add_argument("--push", action="store_true", help="push landed commits to --upstream")
     p.add_argument("--refresh-s", type=float, default=0.0, help="refresh this often (0: never)")
-    p.add_argument("--test-command", default=DEFAULT_TEST_COMMAND, help="the suite (shell words)")
-    p.add_argument("--suite-timeout-s", type=float, default=600.0)
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="loop.toml: the suite is its [loop] test_command and suite_timeout_s",
+    )
+    p.add_argument(
+        "--test-command",
+        help=f"the suite (shell words; overrides --config's; default {DEFAULT_TEST_COMMAND!r})",
+    )
+    p.add_argument("--suite-timeout-s", type=float, help="overrides --config's (default 600)")
     p.add_argument("--min-free-ram-mb", type=int, default=0)
     p.add_argument("--min-free-disk-mb", type=int, default=0)
     p.add_argument("--min-gpus", type=int, default=0)
@@ -419,9 +429,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     runtime, state = paths.runtime_dir(args.runtime_dir), paths.state_dir(args.state_dir)
-    command = tuple(shlex.split(args.test_command))
-    if not command or not args.suite_timeout_s > 0 or args.refresh_s < 0:
-        report("start_failed", reason="--test-command must be non-empty, --suite-timeout-s > 0")
+    try:
+        suite = resolve_suite(config=args.config, test_command=args.test_command,
+                              timeout_s=args.suite_timeout_s,
+                              default_command=DEFAULT_TEST_COMMAND)  # fmt: skip
+    except SuiteConfigError as exc:
+        report("start_failed", reason=str(exc))
+        return 2
+    if args.refresh_s < 0 or not args.ramdisk_timeout_s > 0:
+        report("start_failed", reason="--refresh-s must be >= 0, --ramdisk-timeout-s > 0")
         return 2
     if args.push and not args.upstream:
         report("start_failed", reason="--push needs --upstream")
@@ -433,7 +449,8 @@ def main(argv: list[str]) -> int:
         return 1
     config = GoldenConfig(
         repo=Path(args.repo), branch=args.branch, upstream=args.upstream, push=args.push,
-        test_command=command, suite_timeout_s=args.suite_timeout_s, refresh_s=args.refresh_s,
+        test_command=suite.command, suite_timeout_s=suite.timeout_s, refresh_s=args.refresh_s,
+        suite_source=suite.source,
         minimums=HostMinimums(args.min_free_ram_mb, args.min_free_disk_mb, args.min_gpus),
         publish=not args.no_bus, ramdisk=args.ramdisk, ramdisk_timeout_s=args.ramdisk_timeout_s,
     )  # fmt: skip

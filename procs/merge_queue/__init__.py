@@ -1,10 +1,14 @@
 """The merge queue (fs-210..214): nothing lands on golden that was not tested exactly so.
 
-    python3 -m procs.merge_queue.service [--k 4] [--test-command 'python3 -m pytest -q']
-        [--suite-timeout-s 600] [--golden golden] [--reconcile-s 5] [--no-bus]
+    python3 -m procs.merge_queue.service [--k 4] [--config loop.toml]
+        [--test-command 'python3 -m pytest -q'] [--suite-timeout-s 600] [--golden golden]
+        [--reconcile-s 5] [--no-bus]
 
 Run by factoryd (target = "procs.merge_queue.service:main") after the golden master,
 whose control socket it uses for the golden repository, its HEAD and every advance.
+The suite is loop.toml's [loop] test_command and suite_timeout_s (--config: the one
+place the project's test command is set, as the loops and the golden master read it);
+--test-command and --suite-timeout-s override it (procs/suite_config).
 
 A patch is commits on top of some golden commit, fetched from a repository: a loop's
 workspace (`source` = its path, `ref` = its tested HEAD) or a git bundle file. Patches

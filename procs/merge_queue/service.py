@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import time
 from collections.abc import Mapping
@@ -32,6 +31,7 @@ from procs.merge_queue.dependent import (
 )
 from procs.merge_queue.queue_repo import GitError, QueueRepo
 from procs.merge_queue.store import Entry, PatchStore
+from procs.suite_config import SuiteConfigError, resolve_suite
 
 SERVICE = "merge_queue"
 DB_NAME = "merge_queue.sqlite3"
@@ -54,6 +54,7 @@ class MergeQueue(Service):
         self.workers = config.k + 2  # K test runs, a fetch and an advance
         self.db_path, self.work_dir, self.runtime = db_path, work_dir, runtime
         self.golden_socket = paths.control_socket(runtime, config.golden)
+        self.suite_source = "default"  # where test_command came from: a flag, loop.toml
         self.loop: ServiceLoop | None = None
         self.store: PatchStore | None = None
         self.repo: QueueRepo | None = None
@@ -288,6 +289,7 @@ class MergeQueue(Service):
         pipe = self.pipe
         return {"pid": os.getpid(), "golden": pipe.head, "golden_state": pipe.golden_state,
                 "k": self.config.k, "test_command": list(self.config.test_command),
+                "suite_from": self.suite_source,
                 "suite_timeout_s": self.config.suite_timeout_s, "counts": dict(self.pipe.counts),
                 "waiting": len(self.store.waiting()), "free_slots": len(self.pipe.free_slots),
                 "landing_ms": [round(ms, 1) for ms in self.pipe.landing_ms],
@@ -327,8 +329,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime-dir", help="the control sockets and the bus (FACTORY_RUNTIME_DIR)")
     p.add_argument("--state-dir", help=f"where {DB_NAME} and the queue's repo live")
     p.add_argument("--k", type=int, default=4, help="patches tested at once (speculative depth)")
-    p.add_argument("--test-command", default=DEFAULT_TEST_COMMAND, help="the suite (shell words)")
-    p.add_argument("--suite-timeout-s", type=float, default=600.0)
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="loop.toml: the suite is its [loop] test_command and suite_timeout_s",
+    )
+    p.add_argument(
+        "--test-command",
+        help=f"the suite (shell words; overrides --config's; default {DEFAULT_TEST_COMMAND!r})",
+    )
+    p.add_argument("--suite-timeout-s", type=float, help="overrides --config's (default 600)")
     p.add_argument("--golden", default="golden", help="the golden master's control socket name")
     p.add_argument("--reconcile-s", type=float, default=5.0, help="read golden HEAD this often")
     p.add_argument(
@@ -343,10 +353,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     runtime, state = paths.runtime_dir(args.runtime_dir), paths.state_dir(args.state_dir)
-    command = tuple(shlex.split(args.test_command))
-    if not command or args.k < 1 or not args.suite_timeout_s > 0 or not args.reconcile_s > 0:
-        report("start_failed", reason="--k >= 1, --suite-timeout-s and --reconcile-s > 0, "
-                                      "--test-command non-empty")  # fmt: skip
+    try:
+        suite = resolve_suite(config=args.config, test_command=args.test_command,
+                              timeout_s=args.suite_timeout_s,
+                              default_command=DEFAULT_TEST_COMMAND)  # fmt: skip
+    except SuiteConfigError as exc:
+        report("start_failed", reason=str(exc))
+        return 2
+    if args.k < 1 or not args.reconcile_s > 0:
+        report("start_failed", reason="--k >= 1, --reconcile-s > 0")
         return 2
     try:
         paths.private_dir(state)
@@ -354,11 +369,13 @@ def main(argv: list[str]) -> int:
     except OSError as exc:
         report("start_failed", reason=str(exc))
         return 1
-    config = QueueConfig(k=args.k, test_command=command, suite_timeout_s=args.suite_timeout_s,
+    config = QueueConfig(k=args.k, test_command=suite.command, suite_timeout_s=suite.timeout_s,
                          golden=args.golden, reconcile_s=args.reconcile_s,
                          publish=not args.no_bus,
                          cheat_detection=args.cheat_detection)  # fmt: skip
-    return serve(MergeQueue(config, state / DB_NAME, state / SERVICE, runtime), runtime)
+    queue = MergeQueue(config, state / DB_NAME, state / SERVICE, runtime)
+    queue.suite_source = suite.source
+    return serve(queue, runtime)
 
 
 if __name__ == "__main__":
