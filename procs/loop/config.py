@@ -52,9 +52,9 @@ call base_url directly and nothing is counted (a budget is then an error). Witho
 [loop.model] the agent's model is whatever its own config says, uncounted.
 
 `sandbox_agent`: each role's agent process runs in bubblewrap (procs/agent/agent_sandbox:
-the workspace read-write, the role's locked paths and the rest read-only; the network
-is shared, so that the agent reaches the gateway), one kept agent per role. On by
-default whenever the sandbox is bwrap.
+the workspace read-write, the role's locked paths and the rest read-only; a network of
+its own where only [loop.model]'s endpoint, the gateway, is reachable), one kept agent
+per role. On by default whenever the sandbox is bwrap.
 
 Every error names the key and the value (LoopConfigError). Unknown keys are errors, so a
 typo is never a silent default.
