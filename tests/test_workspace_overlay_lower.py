@@ -1,7 +1,7 @@
 """An overlay workspace's lower layer never changes: the golden master advances under a
 live overlay workspace (real mounts, real git), the workspace still shows its base
 commit exactly, workspaces on one commit share one export, and destroying them leaves
-no mount and no export behind."""
+no mount, and no export but the one of golden's current commit (kept for the next)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ pytestmark = pytest.mark.integration
 def advance(golden: Path) -> str:
     """Move golden the way the golden master does: a new commit, its work tree following."""
     (golden / "mod0.py").write_text("VALUE = 'advanced'\n")
-    (golden / "added.py").write_text("ADDED = 1\n")
-    (golden / "pkg" / "mod1.py").unlink()
+    (golden / "added.py").write_text(f"ADDED = {len(git(golden, 'log', '--oneline'))}\n")
+    (golden / "pkg" / "mod1.py").unlink(missing_ok=True)
     git(golden, "add", "-A")
     git(golden, "commit", "-q", "-m", "golden advances")
     git(golden, "reset", "-q", "--hard", "HEAD")
@@ -67,9 +67,15 @@ def test_golden_advances_under_a_live_overlay_workspace(tmp_path: Path, scratch:
         assert exports(reg) == sorted([base, new])  # `same` still holds base
         assert (same.path / "mod0.py").read_text() == "VALUE = 0\n"
         reg.destroy_workspace(same.id)
-        assert exports(reg) == [new]
+        assert exports(reg) == [new]  # base: no holder, not golden's commit any more
         reg.destroy_workspace(later.id)
-        assert exports(reg) == []
+        assert exports(reg) == [new]  # golden's commit now: kept for the next workspace
+        again = reg.create_workspace("again", golden, "overlay")
+        assert git(again.path, "rev-parse", "HEAD").strip() == new
+        newer = advance(golden)
+        reg.destroy_workspace(again.id)
+        assert exports(reg) == []  # new is held by nobody and golden is at newer
+        assert newer != new
         assert not _fsinfo.mounts_under(reg.root)
         assert not _fsinfo.mounts_under(reg.scratch)
         assert sorted(p.name for p in reg.scratch.iterdir()) == []

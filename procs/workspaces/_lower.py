@@ -8,10 +8,11 @@ layer is an export of the commit its source was at when the workspace was made:
                                         objects borrowed from the source, which only grows)
     <scratch>/<workspace>/lower         "<commit>": this workspace holds that export
 
-Workspaces on one commit share its export; the last one destroyed removes it. The hold
-files are the reference counts, so the count survives a manager restart. An export is
-made once per commit (its cost grows with the file count); every later overlay on that
-commit is one mount(2). Exports are written beside their final name and renamed into
+Workspaces on one commit share its export; the hold files are the reference counts, so
+the count survives a manager restart. An export no workspace holds is removed, except
+the one of the commit the source is at now, kept for the next workspace: an export is
+made once per commit (its cost grows with the file count), and every later overlay on
+that commit is one mount(2). Exports are written beside their final name and renamed into
 place, so a crash mid-export leaves no half export to be mounted.
 """
 
@@ -89,12 +90,17 @@ def export(source: Path, commit: str, exports: Path, *, timeout_s: float) -> Pat
     return final
 
 
-def release(exports: Path, commit: str) -> bool:
-    """Remove the export of `commit` once no workspace holds it; True when removed."""
-    if holders(exports, commit) > 0:
-        return False
+def release(exports: Path, keep: str | None) -> list[str]:
+    """Remove every export no workspace holds, but `keep` (the source's commit now, for
+    the next workspace). Returns the commits removed. Call after a hold is dropped."""
+    removed = []
     with contextlib.suppress(FileNotFoundError):
-        shutil.rmtree(exports / commit)
+        for entry in sorted(exports.iterdir()):
+            commit = entry.name
+            if commit.startswith(".") or commit == keep or holders(exports, commit) > 0:
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(commit)
     with contextlib.suppress(OSError):
         exports.rmdir()  # the last export gone
-    return True
+    return removed

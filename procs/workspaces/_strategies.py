@@ -145,10 +145,14 @@ class Overlay:
                 raise StrategyFailed(str(exc)) from exc
         with contextlib.suppress(FileNotFoundError):
             p.path.rmdir()
-        commit = _lower.held(p.scratch)
+        held = _lower.held(p.scratch)
         _remove_tree(p.scratch)
-        if commit is not None:
-            _lower.release(_lower.exports_dir(p.scratch), commit)
+        if held is not None:
+            try:  # the source's commit now stays exported for the next workspace
+                keep: str | None = _lower.head_commit(p.source, timeout_s=timeout_s)
+            except CommandFailed:
+                keep = None  # the source is gone or broken: keep nothing
+            _lower.release(_lower.exports_dir(p.scratch), keep)
 
 
 class Reflink:
