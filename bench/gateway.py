@@ -8,11 +8,17 @@ same chat request (and generateContent / streamGenerateContent?alt=sse request)
   gateway  through the model gateway running as its real service process
            (procs.llm.gateway_service: token lookup, budget check, breaker, a flock GPU
            ticket, the upstream call, usage read from the answer, one SQLite WAL upsert),
+  relayed  through the gateway as a sandboxed agent reaches it: the in-sandbox relay
+           (procs/agent/net_relay.py, a real process listening on 127.0.0.1, its agent
+           a no-op) to the ModelBridge's unix socket (procs/agent/model_bridge.py, on a
+           thread here), on to the gateway's port; the relay runs outside bwrap here (the
+           hops are the same; a namespace's loopback costs what the host's does),
 plain and streamed (SSE, timed to the last byte; the gateway adds stream_options and
 relays event by event). N calls per variant after a warm-up, interleaved round-robin so
 a load swing on this shared box hits all variants alike; median and p95 in ms, and the
-differences (gateway - direct). The double closes each streamed connection (Connection:
-close), so direct streams pay a TCP connect, and so does the gateway's upstream leg.
+differences (gateway - direct, relayed - gateway). The double closes each streamed
+connection (Connection: close), so direct streams pay a TCP connect, and so does the
+gateway's upstream leg.
 
     python bench/gateway.py [--calls 300] [--gemini]
 """
@@ -39,6 +45,8 @@ import orjson  # noqa: E402
 
 from ipc import paths  # noqa: E402
 from ipc.control import call  # noqa: E402
+from procs.agent import net_relay  # noqa: E402
+from procs.agent.model_bridge import ModelBridge  # noqa: E402
 from tests.doubles.gemini_api import GeminiApiDouble  # noqa: E402
 from tests.doubles.openai_chat import ChatCompletionsDouble  # noqa: E402
 
@@ -92,6 +100,26 @@ def start_gateway(
     return proc, paths.control_socket(tmp / "run", "model_gateway")
 
 
+def start_relay(gateway_port: int) -> tuple[subprocess.Popen[bytes], ModelBridge, int]:
+    """The sandboxed agent's way to the gateway, less the namespace: the relay process
+    on a free 127.0.0.1 port, to a bridge relaying to the gateway. Returns once the
+    relay listens (its agent, started after the listen, says ready)."""
+    bridge = ModelBridge.open("127.0.0.1", gateway_port)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    relay = subprocess.Popen(
+        [sys.executable, "-I", net_relay.__file__, "--listen", f"127.0.0.1:{port}",
+         "--unix", str(bridge.socket_path), "--", sys.executable, "-c",
+         "import sys; print('ready', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, process_group=0,
+    )  # fmt: skip
+    assert relay.stdout is not None
+    if relay.stdout.readline() != b"ready\n":  # the relay listens before its agent starts
+        raise RuntimeError(f"the relay did not start (exit {relay.wait(10)})")
+    return relay, bridge, port
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--calls", type=int, default=300)
@@ -100,12 +128,17 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     with ChatCompletionsDouble([]) as double, GeminiApiDouble(expected_key="bench-key") as gem:
         proc, sock = start_gateway(tmp, double.base_url, gem.base_url if args.gemini else None)
+        relay: subprocess.Popen[bytes] | None = None
+        bridge: ModelBridge | None = None
         try:
             grant = call(sock, "token", {"bead": "bench", "loop": "bench"}, timeout=10)
             call(sock, "turn", {"token": grant["token"], "role": "implementer"}, timeout=10)
             client = httpx.Client(trust_env=False, timeout=10)
             direct_url = double.base_url + "/chat/completions"
             gateway_url = grant["openai_base_url"] + "/chat/completions"
+            relay, bridge, relay_port = start_relay(httpx.URL(gateway_url).port or 80)
+            relayed_url = gateway_url.replace(f":{httpx.URL(gateway_url).port}/",
+                                              f":{relay_port}/")  # fmt: skip
             auth = {"Authorization": f"Bearer {grant['token']}"}
             plain, streamed = orjson.dumps(CHAT), orjson.dumps({**CHAT, "stream": True})
 
@@ -118,6 +151,8 @@ def main() -> None:
                 "gateway plain": post(gateway_url, plain),
                 "direct stream": post(direct_url, streamed),
                 "gateway stream": post(gateway_url, streamed),
+                "relayed plain": post(relayed_url, plain),
+                "relayed stream": post(relayed_url, streamed),
             }
             if args.gemini:
                 model = "/v1beta/models/double"
@@ -132,6 +167,11 @@ def main() -> None:
             samples = interleaved(variants, args.calls)
             usage = call(sock, "usage", {"bead": "bench"}, timeout=10)
         finally:
+            if relay is not None:
+                os.killpg(relay.pid, signal.SIGTERM)
+                relay.wait(timeout=30)
+            if bridge is not None:
+                bridge.close()
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
     print(f"OpenAI chat (and Gemini) TEST DOUBLES on 127.0.0.1, gateway as a service process, "
@@ -141,6 +181,10 @@ def main() -> None:
     for kind in kinds:
         (dm, dp), (gm, gp) = figures[f"direct {kind}"], figures[f"gateway {kind}"]
         print(f"added by the gateway, {kind}: median {gm - dm:.3f} ms, p95 {gp - dp:.3f} ms")
+    for kind in ("plain", "stream"):
+        (gm, gp), (rm, rp) = figures[f"gateway {kind}"], figures[f"relayed {kind}"]
+        print(f"added by the sandbox's relay and bridge, {kind}: median {rm - gm:.3f} ms, "
+              f"p95 {rp - gp:.3f} ms")  # fmt: skip
     calls = usage["roles"]["implementer"]["calls"]
     print(f"gateway counted {calls} calls for the bench's bead ({usage['used_tokens']} tokens)")
 
