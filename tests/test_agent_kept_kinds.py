@@ -84,6 +84,9 @@ def test_claude_as_the_loops_kept_agent_is_pinned_and_its_refusal_is_feedback(
         cheat = turns.implementer(turn("implementer", "tests/test_b.py"))
         # sandboxed: an agent per role, each in its role's sandbox
         assert turns.statistics()["agent_starts"] == (2 if sandboxed else 1)
+        if sandboxed:  # a network of its own: only the gateway is reachable
+            network = turns.statistics()["agent_sandbox"]["network"]
+            assert network.startswith("network: isolated"), network
     assert audit.outcome == "completed" and (ws / "tests" / "test_a.py").exists()
     assert cheat.outcome == "refused" and not (ws / "tests" / "test_b.py").exists()
     assert any("may not write tests" in reason for reason in cheat.refusals)

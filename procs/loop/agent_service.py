@@ -179,6 +179,7 @@ class AgentService:
         self._lines = _Lines(process.stdout)
         self._ids = 0
         self.agent_pid: int | None = None
+        self.sandbox: dict[str, Any] | None = None  # its ready line's: role, network, ...
         self.start_s = 0.0
         self.turns = 0
         self.stray_lines = 0  # lines that answered nothing we waited for
@@ -231,6 +232,7 @@ class AgentService:
                 f"agent did not start: {hello.get('error')}: {hello.get('message')}"
             )
         service.agent_pid = hello.get("agent_pid")
+        service.sandbox = hello.get("sandbox")
         service.start_s = time.monotonic() - began
         return service
 

@@ -163,6 +163,7 @@ class KeptAgentTurns:
             "service_pid": service.process.pid if service else None,
             "agent_pid": service.agent_pid if service else None,
             "agents": len(self.services), "sandboxed_agent": self.sandbox_agent,
+            "agent_sandbox": service.sandbox if service else None,  # its network, what not
             "holds_ram_mb": sum(self.agent_ram_mb for s in self.services.values()
                                 if s.holds_ram),
         }  # fmt: skip
