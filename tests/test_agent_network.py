@@ -104,12 +104,13 @@ def unix_server(tmp_path: Path) -> Iterator[socket.socket]:
 
 
 def start_relay(
-    socket_path: Path, agent: list[str], port: int | None = None, **kwargs: Any
+    socket_path: Path, agent: list[str], port: int | None = None, extra: list[str] | None = None
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = port or free_port()
-    argv = [*RELAY, "--listen", f"127.0.0.1:{port}", "--unix", str(socket_path), "--", *agent]
+    argv = [*RELAY, "--listen", f"127.0.0.1:{port}", "--unix", str(socket_path),
+            *(extra or []), "--", *agent]  # fmt: skip
     process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, process_group=0, **kwargs)  # fmt: skip
+                               stderr=subprocess.PIPE, process_group=0)  # fmt: skip
     return process, port
 
 
@@ -200,6 +201,23 @@ def test_sigterm_to_the_relay_reaches_the_agent(unix_server: socket.socket) -> N
         process.send_signal(signal.SIGTERM)  # the relay alone, not its group
         assert process.stdout.readline() == f"got {int(signal.SIGTERM)}\n".encode()
         assert process.wait(timeout=30) == 5
+
+
+def test_an_agent_that_ignores_sigterm_is_killed_after_the_grace(
+    unix_server: socket.socket,
+) -> None:
+    agent = "import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" + READY_AGENT
+    path = Path(unix_server.getsockname())
+    process, _ = start_relay(path, [PY, "-c", agent], extra=["--term-grace-s", "0.2"])
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == b"ready\n"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 128 + signal.SIGKILL
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate(timeout=10)
 
 
 def test_the_agents_stdio_passes_through_untouched(unix_server: socket.socket) -> None:
@@ -351,6 +369,30 @@ def test_a_bridge_relays_its_socket_to_a_tcp_port_and_cleans_up() -> None:
         bridge.close()
         assert not bridge.directory.exists()
         bridge.close()  # idempotent
+
+
+def test_a_bridge_reaches_a_gateway_restarted_on_its_port() -> None:
+    """A fresh TCP connection per connection: a gateway back on the same port is reached."""
+    with socket.socket() as first:
+        first.bind(("127.0.0.1", 0))
+        port = first.getsockname()[1]
+        first.listen()
+        bridge = ModelBridge.open("127.0.0.1", port)
+    try:
+        with socket.socket() as second:  # the restart, on the same port
+            second.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            second.bind(("127.0.0.1", port))
+            second.listen()
+            second.settimeout(10)
+            with socket.socket(socket.AF_UNIX) as client:
+                client.settimeout(10)
+                client.connect(str(bridge.socket_path))
+                conn, _ = second.accept()
+                with conn:
+                    conn.sendall(b"back")
+                    assert client.recv(4) == b"back"
+    finally:
+        bridge.close()
 
 
 # -- in the sandbox (bwrap) ----------------------------------------------------------

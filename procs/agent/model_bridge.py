@@ -3,11 +3,11 @@
 An agent in its own network namespace (procs.agent.agent_sandbox) reaches nothing of the
 host's. Its relay (procs.agent.net_relay, inside the sandbox) hands each connection to
 the unix socket of a ModelBridge, which this process holds: a private directory (0700,
-under $TMPDIR) with `model.sock` in it, bound into the sandbox read-only at
-SANDBOX_DIR. Every connection to it is relayed to the model's TCP address on the host
-(the model gateway's 127.0.0.1:PORT), and nothing else: so the agent reaches its model
-and only its model. A fresh TCP connection per agent connection, so a gateway restarted
-on the same port is reached again.
+under $TMPDIR, or /tmp where that path is too long for AF_UNIX) with `model.sock` in it,
+bound into the sandbox read-only at SANDBOX_DIR. Every connection to it is relayed to
+the model's TCP address on the host (the model gateway's 127.0.0.1:PORT), and nothing
+else: so the agent reaches its model and only its model. A fresh TCP connection per
+agent connection, so a gateway restarted on the same port is reached again.
 
     bridge = ModelBridge.open("127.0.0.1", 4000)   # relaying on a daemon thread
     bridge.socket_path                             # bind its directory into the sandbox
@@ -65,10 +65,11 @@ class ModelBridge:
         family, sockaddr = net_relay.parse_address(f"[{host}]:{port}" if ":" in host
                                                    else f"{host}:{port}")  # fmt: skip
         directory = Path(tempfile.mkdtemp(prefix="factory-net-"))  # 0700
+        if len(str(directory / SOCKET_NAME)) > MAX_SOCKET_PATH:  # a long $TMPDIR
+            directory.rmdir()
+            directory = Path(tempfile.mkdtemp(prefix="factory-net-", dir="/tmp"))
         try:
             path = directory / SOCKET_NAME
-            if len(str(path)) > MAX_SOCKET_PATH:
-                raise OSError(f"the bridge's socket path {path} is too long for AF_UNIX")
             listener = net_relay.listen((socket.AF_UNIX, str(path)))
             relay = net_relay.Relay([listener], (family, sockaddr), idle_s=idle_s)
         except BaseException:

@@ -9,13 +9,14 @@ http://127.0.0.1:PORT (the gateway's port), so inside the sandbox this script, r
 
 listens on that address, relays each connection to the unix socket bound in from the
 host (procs.agent.model_bridge relays it on to the model's TCP port there), and starts
-the agent as its child: same process group, same stdin/stdout/stderr (the ACP pipe passes
-untouched; the relay lets go of its own stdin and stdout), killed if the relay dies
-(PR_SET_PDEATHSIG). SIGTERM, SIGINT and SIGHUP are passed on to the agent, which gets
---term-grace-s to exit before SIGKILL. The relay exits with the agent's status (128 + N
-when a signal N killed it). Bad input exits 2 before the agent starts, naming what was
-wrong (the unix socket missing, a bad or taken address); an agent that cannot be started
-exits 127.
+the agent as its child: same process group, same stdin/stdout/stderr (the ACP pipe
+passes untouched; the relay lets go of its own stdin and stdout), killed if the relay
+dies (PR_SET_PDEATHSIG). SIGTERM, SIGINT and SIGHUP are passed on to the agent, which
+gets --term-grace-s to exit before SIGKILL (a signal to the whole group reaches the
+agent twice, from the sender and from the relay, a moment apart). The relay exits with
+the agent's status (128 + N when a signal N killed it). Bad input exits 2 before the
+agent starts, naming what was wrong (the unix socket missing, a bad or taken address);
+an agent that cannot be started exits 127.
 
 Relay (also used by model_bridge on a thread): one thread, a selector, non-blocking
 sockets. Each direction of a connection holds at most BUFFER_BYTES: a side that does not
@@ -203,10 +204,14 @@ class Relay:
     def add_reader(self, fd: int, callback: Callback) -> None:
         self.selector.register(fd, selectors.EVENT_READ, lambda _mask: callback(fd))
 
-    def run(self, *, stop: Callable[[], bool]) -> None:
-        """Relay until `stop()` is true (checked after every event and every TICK_S)."""
+    def run(self, *, stop: Callable[[], bool], wake_at: Callable[[], float] | None = None) -> None:
+        """Relay until `stop()` is true: checked after every event, every TICK_S and at
+        `wake_at()` (a monotonic deadline of the caller's)."""
         while not stop():
-            for key, mask in self.selector.select(timeout=TICK_S):
+            timeout = TICK_S
+            if wake_at is not None:
+                timeout = min(timeout, max(0.0, wake_at() - time.monotonic()))
+            for key, mask in self.selector.select(timeout=timeout):
                 key.data(mask)
             self._sweep(time.monotonic())
 
@@ -351,10 +356,17 @@ def _reset(sock: socket.socket) -> None:
     sock.close()
 
 
-def _die_with_parent() -> None:
-    """In the agent, before exec: SIGKILL when the relay dies (whatever kills it)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+def _die_with(parent: int) -> Callable[[], None]:
+    """For the agent, before exec: SIGKILL when the relay dies (whatever kills it); if it
+    died before the prctl took, exit at once."""
+
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(EXIT_NO_AGENT)
+
+    return preexec
 
 
 def _log(text: str) -> None:
@@ -414,7 +426,8 @@ def _serve_agent(relay: Relay, command: Sequence[str], term_grace_s: float) -> i
     for sig in forwarded:  # a Python handler, so that the wakeup fd gets the number
         signal.signal(sig, lambda _n, _f: None)
     try:
-        agent = subprocess.Popen(list(command), preexec_fn=_die_with_parent)  # noqa: PLW1509
+        # one thread here: preexec_fn is safe
+        agent = subprocess.Popen(list(command), preexec_fn=_die_with(os.getpid()))  # noqa: PLW1509
     except OSError as exc:
         _log(f"cannot start the agent {command[0]!r}: {exc}")
         relay.close()
@@ -446,7 +459,7 @@ def _serve_agent(relay: Relay, command: Sequence[str], term_grace_s: float) -> i
         return "exited" in state
 
     try:
-        relay.run(stop=stop)
+        relay.run(stop=stop, wake_at=lambda: state.get("kill_at", math.inf))
         code = agent.wait(timeout=5.0)  # it has exited: this reaps it
     finally:
         relay.close()
