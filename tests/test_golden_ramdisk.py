@@ -112,3 +112,41 @@ def test_ramdisk_without_a_workspace_manager_is_a_clear_start_failure(
     assert "--ramdisk needs the workspace manager" in failed["reason"]
     assert "workspace_manager.sock is missing" in failed["reason"]
     assert gm.events("ready") == []
+
+
+@pytest.mark.needs_root
+def test_a_ramdisk_golden_catches_up_with_upstream_and_pushes_what_lands(
+    tmp_path: Path, procs: Processes, spec: ramdisks.RamDiskSpec, scratch: Path
+) -> None:
+    origin, seed, other = tmp_path / "origin.git", tmp_path / "golden", tmp_path / "other"
+    c0 = tiny_project(tmp_path / "first")
+    git(tmp_path, "clone", "-q", "--bare", str(tmp_path / "first"), str(origin))
+    git(tmp_path, "clone", "-q", str(origin), str(seed))
+    git(tmp_path, "clone", "-q", str(origin), str(other))
+    c1 = commit(other, {"VERSION": "2\n"}, "landed before a reboot, pushed upstream")
+    git(other, "push", "-q", "origin", "main")
+    manager = start_service(
+        tmp_path,
+        "--ramdisk",
+        "--ramdisk-name",
+        spec.name,
+        "--ramdisk-size-mb",
+        str(spec.size_mb),
+        "--scratch",
+        str(scratch),
+    )
+    gm = start_golden(procs, tmp_path, seed, "--ramdisk", "--upstream", "origin", "--push")
+    try:
+        assert gm.ready, gm.log.read_text()
+        [ready] = gm.events("ready")
+        assert (ready["hash"], ready["repo"]) == (c1, str(spec.golden))  # tested at c1
+        assert [m["reason"] for m in gm.events("moved")] == ["refreshed from origin"]
+        assert git(seed, "rev-parse", "main") == c0
+
+        c2 = commit(other, {"a.py": "A = 1\n"}, "lands on the RAM disk")
+        gm.call("advance", to=c2, expected_head=c1, source=str(other), green=True)
+        assert gm.call("refresh")["pushed"] is True  # kept beyond the RAM disk
+        assert git(origin, "rev-parse", "main") == c2
+    finally:
+        stop(gm)
+        stop(manager)

@@ -23,7 +23,9 @@ workspace manager (which must run first, normally with --ramdisk) to mount its R
 and copy GOLDEN into it as a btrfs subvolume, once (a restart finds it there), and works
 on that copy from then on (procs/golden/ramdisk.py); `get_hash` then also answers
 `workspace_source`, the copy, where loops make their workspaces (snapshots). What lands
-lives in RAM: give --upstream and --push to keep it.
+lives in RAM: give --upstream and --push to keep it; with --upstream the copy also
+catches up with upstream's branch (a fast-forward) before its suite runs, so what
+landed before a reboot comes back.
 
 Control (<runtime_dir>/golden.sock), the API other services use:
     get_hash   {}                               -> {hash, branch, repo, state,

@@ -108,6 +108,8 @@ class GoldenMaster(Service):
         except (RepoProblem, HostShort, GitError) as exc:
             raise ServiceStartFailed(str(exc)) from None
         self.history = GoldenHistory(self.db_path)
+        if self.ramdisk is not None and self.config.upstream:
+            self._catch_up_with_upstream()
         head = self.head = self.repo.head()
         if self.history.color().hash != head:
             self.history.record_move(head, None, "start", patch_id="", now=time.time())
@@ -149,6 +151,19 @@ class GoldenMaster(Service):
                seed=str(self.config.repo))  # fmt: skip
         self.ramdisk = disk
         return disk.path
+
+    def _catch_up_with_upstream(self) -> None:
+        """A RAM disk's golden seeded from a copy that lags (what landed before a reboot
+        was pushed upstream, not to the seed) moves to upstream's branch before its
+        suite runs. An upstream that cannot be reached or has diverged is reported and
+        the golden serves as it is: the refresh timer tries again."""
+        try:
+            _, moved = self._refresh()
+        except control.RequestRefused as exc:
+            report("upstream_not_caught_up", upstream=self.config.upstream, reason=str(exc))
+            return
+        if moved is not None:
+            report("moved", hash=moved.hash, previous=moved.previous, reason=moved.reason)
 
     def terminate(self, reason: str) -> None:
         if self.publisher is not None:
