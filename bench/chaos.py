@@ -8,8 +8,9 @@ and a beads file kept about --loops + 2 ready beads deep, each one chaos module 
 scripted ACP agent process (bench/chaos_agent.py: real agent processes, in the sandbox,
 each turn --turn-s long). Every --interval-s it SIGKILLs one random process: a service,
 a loop, an agent, a mutator, the zygote or factoryd itself (then restarted: same config,
-same dirs, RestartSec=2s). After --duration it stops killing and feeding beads, lets the
-factory settle (every bead closed or blocked, no loop left; at most --settle-s), reads
+same dirs, RestartSec=2s). After --duration it stops killing and feeding beads, pauses the
+dispatcher and lets the factory settle (no loop left, no bead claimed: each one closed,
+back in the queue or blocked; at most --settle-s), reads
 the ledger and the workspaces, stops factoryd cleanly, and checks:
 
   beads lost / claimed twice / unsettled (not done, back in the queue, or blocked with
@@ -55,7 +56,7 @@ from supervisor.prctl import PR_SET_CHILD_SUBREAPER, prctl  # noqa: E402
 KINDS = ("service", "loop", "agent", "mutator", "zygote", "factoryd")
 # How often each kind is drawn (among those with a live process): the tree restarts as
 # a whole after a zygote or factoryd kill, so those are rarer, or nothing would land.
-WEIGHTS = {"service": 3, "loop": 3, "agent": 3, "mutator": 3, "zygote": 1, "factoryd": 1}
+WEIGHTS = {"service": 4, "loop": 4, "agent": 4, "mutator": 4, "zygote": 1, "factoryd": 1}
 READY_TIMEOUT_S = 120.0
 POLL_S = 0.2
 AGENT_SCRIPT = ROOT / "bench" / "chaos_agent.py"
@@ -143,22 +144,27 @@ class Soak:
 
     # -- the soak --------------------------------------------------------------------
     def run(self, duration_s: float, interval_s: float) -> None:
-        deadline = time.monotonic() + duration_s
-        next_kill = time.monotonic() + interval_s
+        """Kill on a fixed cadence: a tick that comes while factoryd is down or
+        restarting (or passed while we waited on it) is counted as skipped."""
+        began = time.monotonic()
+        deadline = began + duration_s
+        next_kill = began + interval_s
         next_feed = 0.0
         while time.monotonic() < deadline:
-            now = time.monotonic()
             status = self.watch()
+            now = time.monotonic()
             if now >= next_feed:
                 self.feed()
                 next_feed = now + 1.0
             if now >= next_kill:
-                next_kill = now + interval_s
+                missed = int((now - next_kill) // interval_s)
+                self.skipped += missed
+                next_kill += (missed + 1) * interval_s
                 if status is None or not self.unit.ready:
                     self.skipped += 1
                 else:
                     self.kill_one(status)
-            time.sleep(POLL_S)
+            time.sleep(max(0.0, min(POLL_S, next_kill - time.monotonic())))
 
     def watch(self) -> dict[str, Any] | None:
         """One look: factoryd's death (restart it), READY=1, recoveries, double loops."""
@@ -237,18 +243,25 @@ class Soak:
 
     # -- settle, stop, check ----------------------------------------------------------
     def settle(self, timeout_s: float) -> float:
-        """Wait (at most timeout_s) until every bead is closed or blocked, or back in the
-        queue with no loop running; returns how long it took."""
+        """Pause the dispatcher (no new loops; dead ones are still resumed), then wait (at
+        most timeout_s) until no loop runs and no bead is claimed: each one done, back in
+        the queue, or blocked. Returns how long it took."""
         began = time.monotonic()
         deadline = began + timeout_s
+        paused = False
         while time.monotonic() < deadline:
             status = self.watch()
-            if status is not None:
+            if status is not None and not paused:
+                with contextlib.suppress(control.ControlError):
+                    self.unit.call("pause", {"reason": "chaos soak: settling"}, "dispatcher")
+                    paused = True
+            if status is not None and paused:
                 beads = checks.read_beads(self.beads)
                 loops_live = [w for w in _workers(status["tree"]) if w["id"].startswith("loops.")]
-                busy = [b for b in self.written if beads.get(b, {}).get("status") not in
-                        ("closed", "blocked")]  # fmt: skip
-                if not loops_live and not busy:
+                claimed = [
+                    b for b in self.written if beads.get(b, {}).get("status") == "in_progress"
+                ]
+                if not loops_live and not claimed:
                     break
             time.sleep(POLL_S)
         return time.monotonic() - began
@@ -328,10 +341,12 @@ def _workers(node: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _arg(worker: dict[str, Any], name: str) -> str | None:
-    args = worker.get("args") or []
+    """The value of option `name` in a worker's start ("target(arg, arg, ...)")."""
+    start = str(worker.get("start") or "")
+    args = start[start.find("(") + 1 : start.rfind(")")].split(", ")
     for i, arg in enumerate(args[:-1]):
         if arg == name:
-            return str(args[i + 1])
+            return args[i + 1]
     return None
 
 
@@ -398,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loops", type=int, default=8, help="loop slots (live loops)")
     parser.add_argument("--interval-s", type=float, default=2.0, help="between kills")
     parser.add_argument("--turn-s", type=float, default=1.0, help="each agent turn's length")
-    parser.add_argument("--settle-s", type=float, default=240.0, help="most to wait after")
+    parser.add_argument("--settle-s", type=float, default=180.0, help="most to wait after")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)

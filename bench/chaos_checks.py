@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import tempfile
 from collections.abc import Iterable
@@ -132,26 +133,45 @@ def golden_red(golden: Path, start: str, test_command: list[str]) -> tuple[Found
 
 
 def loops_unended(state: Path) -> tuple[Found, dict[str, int], dict[str, int]]:
-    """Every loop ended: complete, or failed with a reason. Returns the bad ones, the
-    loops by final phase and the failed ones by reason (paths and numbers blanked)."""
+    """Every loop ended: complete, or failed with a reason, in its own record or, for a
+    loop the dispatcher gave up resuming (its record stays in the phase it died in), in
+    the dispatcher's. Returns the bad ones, the loops by final phase ("given up" for
+    those) and the failed ones by reason (paths and numbers blanked)."""
     path = loops_path(state)
     if not path.exists():
         return (0, []), {}, {}
+    settled = dispatcher_settled(state)
     bad: list[str] = []
     phases: dict[str, int] = {}
     reasons: dict[str, int] = {}
     with LoopReader(path) as reader:
         for loop in reader.summaries():
-            phase = str(loop.get("phase"))
+            phase, reason = str(loop.get("phase")), str(loop.get("reason") or "")
+            if phase not in ("complete", "failed") and loop["loop_id"] in settled:
+                phase, reason = "given up", settled[loop["loop_id"]]
             phases[phase] = phases.get(phase, 0) + 1
-            if phase == "failed":
-                why = _BLANK.sub("#", str(loop.get("reason") or ""))[:110]
+            if phase in ("failed", "given up"):
+                why = _BLANK.sub("#", reason)[:110]
                 reasons[why] = reasons.get(why, 0) + 1
-            if phase == "failed" and not loop.get("reason"):
-                bad.append(f"{loop['loop_id']}: failed with no reason")
-            elif phase not in ("complete", "failed"):
+                if not reason:
+                    bad.append(f"{loop['loop_id']}: {phase} with no reason")
+            elif phase != "complete":
                 bad.append(f"{loop['loop_id']}: left in {phase}")
     return _found(bad), phases, reasons
+
+
+def dispatcher_settled(state: Path) -> dict[str, str]:
+    """Loop id -> reason, for the loops the dispatcher settled as failed (its records)."""
+    path = state / "dispatcher.sqlite3"
+    if not path.exists():
+        return {}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = db.execute("SELECT loop_id, reason FROM dispatches WHERE state = 'ended' "
+                          "AND outcome = 'failed'").fetchall()  # fmt: skip
+    finally:
+        db.close()
+    return {str(loop_id): str(reason) for loop_id, reason in rows}
 
 
 def ledger_leaks(snapshot: dict[str, Any] | None) -> Found:
