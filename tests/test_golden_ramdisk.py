@@ -150,3 +150,21 @@ def test_a_ramdisk_golden_catches_up_with_upstream_and_pushes_what_lands(
     finally:
         stop(gm)
         stop(manager)
+
+
+def test_ramdisk_with_a_manager_without_one_is_refused_before_anything_is_made(
+    tmp_path: Path, procs: Processes, scratch: Path
+) -> None:
+    seed = tmp_path / "golden"
+    tiny_project(seed)
+    manager = start_service(tmp_path, "--root", str(tmp_path / "ws"), "--scratch", str(scratch))
+    try:
+        gm = start_golden(procs, tmp_path, seed, "--ramdisk")
+        assert gm.proc.wait(timeout=30) == 1
+        [failed] = gm.events("start_failed")
+        assert "workspace manager started with --ramdisk" in failed["reason"]
+        assert str(tmp_path / "ws") in failed["reason"]
+        assert manager.call("ramdisk.status")["mounted"] is False  # no RAM disk was made
+        assert not (tmp_path / "run" / "ramdisk").exists()
+    finally:
+        stop(manager)

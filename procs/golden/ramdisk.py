@@ -53,6 +53,16 @@ def ramdisk_golden(runtime: Path, seed: Path, *, timeout_s: float) -> RamDiskGol
             "procs.workspaces.service (with --ramdisk) before the golden master"
         )
     try:
+        manager = control.call(socket, "status", {}, timeout=min(timeout_s, 30.0))
+    except control.ControlError as exc:
+        raise RamDiskUnavailable(f"the workspace manager's status: {exc}") from None
+    if not isinstance(manager, dict) or not manager.get("ramdisk"):
+        raise RamDiskUnavailable(
+            "--ramdisk needs the workspace manager started with --ramdisk: its workspaces "
+            f"are at {manager.get('root') if isinstance(manager, dict) else '?'}, off the RAM "
+            "disk, where they cannot be snapshots of golden"
+        )
+    try:
         reply = control.call(socket, "ramdisk.create", {"golden": str(seed)}, timeout=timeout_s)
     except control.ControlError as exc:
         raise RamDiskUnavailable(f"the workspace manager's ramdisk.create: {exc}") from None

@@ -361,6 +361,7 @@ class WorkspaceRegistry:
         return {
             "workspaces": len(live),
             "orphaned": sum(1 for w in live if w.state == "orphaned"),
+            "detached": sum(1 for w in live if w.state == "detached"),
             "created": c.created,
             "destroyed": c.destroyed,
             "failed": c.failed,
