@@ -23,7 +23,8 @@ destroys it was interrupted in), then answers on <runtime_dir>/workspace_manager
 Between requests it keeps --snapshot-pool snapshots of each btrfs golden master taken
 ahead (handed out only while the golden is unchanged), so a snapshot create is one rename.
 Requests are served one at a time: a copy/worktree/reflink create of a large repo holds
-the others back for its duration (snapshot and overlay take about a millisecond).
+the others back for its duration (a snapshot takes about a millisecond, an overlay a
+few, once its commit is exported: the first overlay on a commit checks it out).
 
 When the resource governor runs (its ledger exists in the runtime dir), every workspace
 holds one workspace slot of the ledger (max_workspaces): a create takes one before it
