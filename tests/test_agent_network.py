@@ -559,3 +559,26 @@ def test_a_hidden_path_must_be_an_absolute_directory(tmp_path: Path) -> None:
     for bad in (Path("run"), Path("/")):
         with pytest.raises(ValueError, match="hidden path must be an absolute directory"):
             SandboxPolicy(workspace=tmp_path, hidden_paths=(bad,), mode="bwrap")
+
+
+@pytest.mark.parametrize(
+    ("listen", "extra", "message"),
+    [
+        ("localhost:80", [], "host must be an IP address, got 'localhost'"),
+        ("127.0.0.1", [], "address must be HOST:PORT or unix:/PATH, got '127.0.0.1'"),
+        ("127.0.0.1:0", [], "port must be 1-65535"),
+        ("unix:/tmp/x.sock", [], "--listen takes a TCP address"),
+        ("127.0.0.1:{port}", ["--idle-s", "0"], "idle_s must be > 0"),
+    ],
+)
+def test_bad_relay_input_is_named_and_no_agent_starts(
+    unix_server: socket.socket, tmp_path: Path, listen: str, extra: list[str], message: str
+) -> None:
+    marker = tmp_path / "agent-ran"
+    agent = [PY, "-c", f"open({str(marker)!r}, 'w')"]
+    argv = [*RELAY, "--listen", listen.format(port=free_port()), "--unix",
+            unix_server.getsockname(), *extra, "--", *agent]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == net_relay.EXIT_USAGE
+    assert message in done.stderr
+    assert not marker.exists()

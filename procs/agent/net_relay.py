@@ -409,12 +409,15 @@ def main(argv: Sequence[str]) -> int:
             address = parse_address(text)
             if address[0] == socket.AF_UNIX:
                 raise BadAddress(f"--listen takes a TCP address, got {text!r}")
-            listeners.append(listen(address))
+            try:
+                listeners.append(listen(address))
+            except OSError as exc:
+                raise BadAddress(f"cannot listen on {text}: {exc.strerror or exc}") from None
         relay = Relay(listeners, (socket.AF_UNIX, args.unix), idle_s=args.idle_s, log=_log)
-    except (BadAddress, ValueError, OSError) as exc:
+    except ValueError as exc:  # BadAddress too
         for listener in listeners:
             listener.close()
-        _log(f"cannot listen: {exc}")
+        _log(str(exc))
         return EXIT_USAGE
     return _serve_agent(relay, args.command, args.term_grace_s)
 
@@ -440,6 +443,8 @@ def _serve_agent(relay: Relay, command: Sequence[str], term_grace_s: float) -> i
             try:
                 numbers = os.read(fd, 64)
             except BlockingIOError:
+                return
+            if not numbers:
                 return
             for number in numbers:
                 with contextlib.suppress(ProcessLookupError):
