@@ -205,24 +205,14 @@ def test_the_gateway_counts_each_roles_tokens_as_the_double_reported_them(rig: R
         roles = rig.gateway.store.usage(BEAD)["roles"]
         return {role: [r["input_tokens"], r["output_tokens"]] for role, r in roles.items()}
 
-    # The double counts a call when it answers; the gateway when the answer's stream has
-    # ended: a call still streaming as its turn ended (Claude's side requests) lands a
-    # moment later. Wait for it, bounded; a wrong count stays wrong and fails.
+    # The double counts a call once its answer went out; the gateway once it read the
+    # answer's usage, a moment later: wait for it, bounded (a wrong count stays wrong and
+    # fails). Every call falls inside its turn: Claude's prompt suggestion, a call made
+    # after each turn had ended (so it raced the next turn's role and the test's
+    # snapshots: counts one call off), is off in its profile.
     with contextlib.suppress(WaitTimeout):
         wait_until(lambda: counted() == expected, timeout=10, what="the gateway's counts")
-    got = counted()
-    if rig.kind != "claude":
-        assert got == expected
-        return
-    # KNOWN GAP (open in the issue note): in about one full-suite run in three, one of
-    # Claude's calls in a turn is answered whole by the double and never recorded by the
-    # gateway (not as aborted either); cause not found yet. Until it is: never more than
-    # the double served, and at most one call short per role.
-    per_call = list(rig.model.usage)
-    for role, spent in expected.items():
-        have = got.get(role, [0, 0])
-        assert have in (spent, [spent[0] - per_call[0], spent[1] - per_call[1]]), (role, got)
-    assert set(got) <= set(expected), got
+    assert counted() == expected
 
 
 AUTO_APPROVING = {
