@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from procs.agent import net_relay
-from procs.agent.agent_sandbox import UNIX_SOCKETS, AgentSandbox, network_plan
+from procs.agent.agent_sandbox import UNIX_SOCKETS, AgentSandbox, hidden_paths, network_plan
 from procs.agent.model_bridge import ModelBridge
 from procs.agent.roles import RolePolicy
 from procs.llm.gateway import Gateway
@@ -582,3 +582,15 @@ def test_bad_relay_input_is_named_and_no_agent_starts(
     assert done.returncode == net_relay.EXIT_USAGE
     assert message in done.stderr
     assert not marker.exists()
+
+
+def test_run_and_the_runtime_dir_are_hidden_unless_they_hold_the_workspace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = tmp_path / "run"
+    runtime.mkdir()
+    monkeypatch.setenv("FACTORY_RUNTIME_DIR", str(runtime))
+    assert hidden_paths(tmp_path / "ws") == (Path("/run"), runtime.resolve())
+    assert hidden_paths(tmp_path) == (Path("/run"),)  # the runtime dir is the workspace's
+    monkeypatch.setenv("FACTORY_RUNTIME_DIR", "/run/factory-test")  # inside /run already
+    assert hidden_paths(tmp_path / "ws") == (Path("/run"),)

@@ -177,12 +177,12 @@ def sandboxed_command(
 def hidden_paths(workspace: Path) -> tuple[Path, ...]:
     """/run and the factory's runtime dir, less any that is (or is inside) the workspace:
     a workspace inside one is bound again over its tmpfs."""
-    found = []
+    found: list[Path] = []
     workspace = workspace.resolve()
     for raw in (Path("/run"), paths.runtime_dir()):
         path = raw.resolve()
-        if path == workspace or path.is_relative_to(workspace) or path in found:
-            continue
+        if path.is_relative_to(workspace) or any(path.is_relative_to(f) for f in found):
+            continue  # the workspace's own, or already hidden
         if path != Path("/") and path.is_dir():
             found.append(path)
     return tuple(found)
