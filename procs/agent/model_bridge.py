@@ -9,6 +9,12 @@ the model's TCP address on the host (the model gateway's 127.0.0.1:PORT), and no
 else: so the agent reaches its model and only its model. A fresh TCP connection per
 agent connection, so a gateway restarted on the same port is reached again.
 
+Why here and not a unix socket of the gateway's own, bound in: any loopback model
+endpoint (the gateway, or an unmetered local llama-server) is isolated the same way with
+nothing new threaded from the loop to the agent (the model URL is all it takes); a
+restarted gateway's new socket file would not be seen through a bind of the old one; and
+the cost is one relay hop, ~0.3-0.5 ms a call (bench/gateway.py).
+
     bridge = ModelBridge.open("127.0.0.1", 4000)   # relaying on a daemon thread
     bridge.socket_path                             # bind its directory into the sandbox
     bridge.close()                                 # resets connections, removes the dir
