@@ -26,7 +26,15 @@ generation starts (one per red commit at a time):
      starts nothing (stale).
      A swarm whose mutators all ended by themselves is done (--reconcile-s).
 A synapse that starts while golden is red starts a generation for it (the error is the
-output of golden's last red run): a TestFailure sent while it was down is not lost.
+output of golden's last red run on HEAD): a TestFailure sent while it was down is not
+lost. Its memory is SQLite (<state>/synapse/synapse.sqlite3, procs/synapse/store.py),
+written on every change of a generation, so a synapse restarted mid-episode (SIGKILL
+included) takes each live generation up again and never starts a second one for the
+same red: it adopts the mutators still running (by the --generation in their start
+line, written or not), stops them if golden moved meanwhile or the generation was
+stopping, bisects again if it was bisecting (or had started no mutator), and stops a
+mutator of a generation that is done. A red that had a generation before the restart
+gets no new one at start.
 
 Control (<runtime_dir>/synapse.sock):
     status {}                                -> {known_good, counts, live, generations
@@ -36,11 +44,12 @@ Control (<runtime_dir>/synapse.sock):
 A generation: {id, group, state (bisecting|swarming|stopping|done), file, error,
 context_hash, suspects, culprit, bisect {rounds, runs, workers, ms, error}, size,
 children (factoryd child ids), ended (why), stop_ms (the ending signal to the last
-mutator stopped)}. The records live in memory: a restarted synapse forgets finished
-generations (their files stay in <state>/synapse/generations and number the next ones).
+mutator stopped), resumed (restarts that took it up)}. The store keeps every live
+generation and the newest 20 others; the generation files stay in
+<state>/synapse/generations.
 
 Modules: bisect (the plan, pure), culprit (the plan in k workspaces), prompt (fs-303's
 request and the strict diff it takes, pure), generation (the mutators' input file and
 the swarm's size, pure), git, trial (one sandboxed suite run), workspace, peers
-(factoryd, golden, the merge queue, the ledger), records, service, mutator.
+(factoryd, golden, the merge queue, the ledger), records, store, service, mutator.
 """

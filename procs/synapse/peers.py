@@ -2,7 +2,8 @@
 
     FactorydPeer   start a mutator (a dynamic child of the `mutators` supervisor), signal
                    one (`kill`, no wait), stop one (SIGTERM, its shutdown time, SIGKILL:
-                   factoryd waits for the exit), list the live ones
+                   factoryd waits for the exit), list the live ones (with their start
+                   lines: a restarted synapse finds its mutators by their --generation)
     golden_head    the golden master's `get_hash`: {hash, repo, state, ...}
     golden_status  its `status` (last_failure: the output of its last red run)
     patch_group    the merge queue's `show`: the group a patch was proposed in
@@ -79,12 +80,18 @@ class FactorydPeer:
 
     def children(self) -> dict[str, int | None]:
         """The `mutators` supervisor's live children: child id -> pid."""
+        return {str(c["id"]): c.get("pid") for c in self._running()}
+
+    def running(self) -> dict[str, str]:
+        """The live children's start lines (`target(arg, arg, ...)`): child id -> line."""
+        return {str(c["id"]): str(c.get("start") or "") for c in self._running()}
+
+    def _running(self) -> list[dict[str, Any]]:
         status = call("factoryd", self.socket, "status", {}, self.timeout_s)
         node = _find(status.get("tree", {}), self.supervisor)
         if node is None:
             raise PeerError("factoryd", "not_found", f"no supervisor {self.supervisor!r}")
-        return {str(c["id"]): c.get("pid") for c in node.get("children", [])
-                if c.get("state") == "running"}  # fmt: skip
+        return [c for c in node.get("children", []) if c.get("state") == "running"]
 
 
 def _find(node: dict[str, Any], node_id: str) -> dict[str, Any] | None:

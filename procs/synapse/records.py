@@ -3,6 +3,8 @@
 A `GenerationRecord` lives on the service loop's thread; the worker that bisects and
 starts mutators adds children under `lock`, and reads `cancelled` between steps, so a
 generation stopped while it is still being started stops every mutator it got.
+`snapshot()` is every field, for the synapse's SQLite store (procs/synapse/store.py);
+`restore()` makes the record again from it after a restart (`resumed` counts those).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class GenerationRecord:
     spawned: bool = False  # every mutator it will get has been started (or failed to)
     ended: str = ""  # why it ended: "fix landed ...", "golden moved ...", "no fix", ...
     stop_ms: float | None = None  # from the signal that ended it to its last mutator gone
+    resumed: int = 0  # synapse restarts that found it live and took it up again
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -57,6 +60,26 @@ class GenerationRecord:
         with self.lock:
             return list(self.children)
 
+    def snapshot(self) -> dict[str, Any]:
+        """Every field but the lock and the event (a stopping one is `cancelled`)."""
+        with self.lock:
+            out = {f: getattr(self, f) for f in _STORED}
+            out["children"] = list(self.children)
+        return out
+
+    @classmethod
+    def restore(cls, raw: dict[str, Any]) -> GenerationRecord:
+        """A record from `snapshot()`; raises KeyError, TypeError or ValueError when a
+        field is missing or of the wrong type."""
+        record = cls(str(raw["id"]), str(raw["file"]), str(raw["error"]), str(raw["context_hash"]))
+        for name in _STORED[4:]:
+            if name in raw:
+                setattr(record, name, _typed(name, raw[name]))
+        record.children = [str(c) for c in raw.get("children") or []]
+        if record.state in ("stopping", "done"):
+            record.cancelled.set()
+        return record
+
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "group": self.group, "state": self.state, "file": self.file,
                 "error": self.error[:300], "context_hash": self.context_hash,
@@ -65,4 +88,26 @@ class GenerationRecord:
                 "runs": self.bisect_runs, "workers": self.bisect_workers,
                 "ms": round(self.bisect_ms), "error": self.bisect_error},
                 "size": self.size, "children": self.child_ids(), "ended": self.ended,
-                "stop_ms": None if self.stop_ms is None else round(self.stop_ms, 1)}  # fmt: skip
+                "stop_ms": None if self.stop_ms is None else round(self.stop_ms, 1),
+                "resumed": self.resumed}  # fmt: skip
+
+
+_STORED = ("id", "file", "error", "context_hash", "started_at", "state", "suspects", "culprit",
+           "bisect_rounds", "bisect_runs", "bisect_workers", "bisect_ms", "bisect_error",
+           "size", "spawned", "ended", "stop_ms", "resumed")  # fmt: skip
+_TYPES: dict[str, type] = {"started_at": float, "suspects": int, "bisect_rounds": int,
+                           "bisect_runs": int, "bisect_workers": int, "bisect_ms": float,
+                           "size": int, "spawned": bool, "resumed": int}  # fmt: skip
+
+
+def _typed(name: str, value: Any) -> Any:
+    if name == "stop_ms":
+        return None if value is None else float(value)
+    kind = _TYPES.get(name, str)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be true or false, got {value!r:.40}")
+        return value
+    if name == "state" and value not in (*LIVE, "done"):
+        raise ValueError(f"state must be one of {(*LIVE, 'done')}, got {value!r:.40}")
+    return kind(value)

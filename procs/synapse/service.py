@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import sys
 import time
@@ -32,6 +33,7 @@ from procs.synapse.culprit import BisectSettings, Cancelled, find_culprit
 from procs.synapse.generation import Generation, swarm_size
 from procs.synapse.prompt import Failure
 from procs.synapse.records import GenerationRecord
+from procs.synapse.store import DB_NAME, StoreError, SynapseStore
 from procs.synapse.trial import TrialUnavailable
 
 SERVICE = "synapse"
@@ -40,6 +42,7 @@ BUS_CONNECT_S = 5.0
 KEEP_RECORDS = 20
 MAX_DIFF_CHARS = 12_000
 MAX_ERROR_CHARS = 2_000
+_GENERATION_ARG = re.compile(r"--generation, ([^,)]+)")
 
 
 class Stale(Exception):
@@ -74,17 +77,20 @@ class Synapse(Service):
         self.loop: ServiceLoop | None = None
         self.subscriber: Subscriber | None = None
         self.records: dict[str, GenerationRecord] = {}
+        self.store: SynapseStore | None = None
         self.known_good: str | None = None
         self.counts = {"failures": 0, "generations": 0, "mutators": 0, "stopped": 0,
                        "landed": 0}  # fmt: skip
         self._serial = 0
         self._reconciling = False
+        self._resuming = False  # until the live generations found at start are taken up
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def init(self, loop: ServiceLoop) -> Ready:
         self.loop = loop
         workspace.remove_local(self.state)
+        self._restore()
         try:
             golden = peers.golden_head(self.runtime, CALL_TIMEOUT_S)
         except peers.PeerError as exc:
@@ -92,7 +98,12 @@ class Synapse(Service):
         if golden.get("state") == "green":
             self.known_good = str(golden["hash"])
         generations = self.state / SERVICE / "generations"
-        self._serial = len(list(generations.glob("*.json"))) if generations.is_dir() else 0
+        self._serial = max([len(list(generations.glob("*.json"))) if generations.is_dir() else 0,
+                            *(_serial_of(r.id) for r in self.records.values())])  # fmt: skip
+        restored = [r.id for r in self._live()]
+        if restored:  # a previous synapse's generations: adopt, resume or stop them
+            self._resuming = True
+            loop.after(0.0, lambda: self._resume(restored))
         if golden.get("state") == "red":  # a red we may have missed while down
             loop.after(0.0, lambda: self._react_to_red_golden(str(golden["hash"])))
         if self.settings.publish:
@@ -115,6 +126,101 @@ class Synapse(Service):
             record.cancelled.set()
         if self.subscriber is not None:
             self.subscriber.close()
+        if self.store is not None:
+            self.store.close()
+
+    # -- memory: procs/synapse/store.py -------------------------------------------------
+
+    def _restore(self) -> None:
+        """The generations, counts and last green commit a previous synapse wrote."""
+        try:
+            self.store = SynapseStore(self.state / SERVICE / DB_NAME)
+            restored, unreadable = self.store.load(KEEP_RECORDS)
+            self.store.forget(unreadable)
+            counts = self.store.fact("counts") or {}
+            self.known_good = self.store.fact("known_good")
+        except StoreError as exc:
+            raise StartFailed(str(exc)) from None
+        for gen_id in unreadable:
+            report("record_unreadable", generation=gen_id)
+        self.records = {r.id: r for r in restored}
+        if isinstance(counts, dict):
+            self.counts.update({k: int(v) for k, v in counts.items()
+                                if k in self.counts and isinstance(v, int)})  # fmt: skip
+
+    def _save(self, record: GenerationRecord) -> None:
+        """Write the record (and the counts) now; a failed write is reported, and the
+        next change writes it whole again."""
+        if self.store is None:
+            return
+        try:
+            self.store.save(record, counts=dict(self.counts))
+        except StoreError as exc:
+            report("store_failed", generation=record.id, reason=str(exc))
+
+    def _resume(self, ids: list[str]) -> None:
+        """At start, for each generation a previous synapse left live: adopt its mutators
+        still running (found by their --generation in factoryd's tree, written or not),
+        then go on where it was (never a second generation for the same red):
+        stopping -> stop them; golden moved meanwhile -> stop them; bisecting (or no
+        mutator started yet) -> bisect again; swarming -> watch them. A mutator of a
+        generation that is done is stopped. Retried each --reconcile-s while a peer
+        does not answer."""
+        assert self.loop is not None
+        loop = self.loop
+
+        def look() -> tuple[str, dict[str, str]]:
+            head = str(peers.golden_head(self.runtime, CALL_TIMEOUT_S)["hash"])
+            return head, self.factoryd.running()
+
+        def looked(d: Deferred) -> None:
+            try:
+                head, running = d.result()
+            except peers.PeerError as exc:
+                report("resume_failed", reason=str(exc))
+                loop.after(self.settings.reconcile_s, lambda: self._resume(ids))
+                return
+            self._take_up(ids, head, running, time.monotonic())
+            self._resuming = False
+
+        loop.run_in_thread(look).add_done_callback(looked)
+
+    def _take_up(self, ids: list[str], head: str, running: dict[str, str], now: float) -> None:
+        found: dict[str, list[str]] = {}
+        for child, start in running.items():
+            gen_id = generation_of(start)
+            if gen_id is not None:
+                found.setdefault(gen_id, []).append(child)
+        strays: list[str] = []
+        for gen_id, children in found.items():
+            record = self.records.get(gen_id)
+            if record is None:
+                continue  # not one of ours (started by hand), or long forgotten
+            if not record.live:
+                strays += children
+                continue
+            with record.lock:
+                record.children += [c for c in children if c not in record.children]
+        for record in [self.records[i] for i in ids if i in self.records]:
+            if not record.live:
+                continue  # stopped meanwhile (a signal came first)
+            record.resumed += 1
+            report("resumed", generation=record.id, state=record.state,
+                   mutators=len(found.get(record.id, [])), children=record.child_ids())  # fmt: skip
+            if record.state == "stopping":
+                self._stop_children(record, record.ended or "stopped", now)
+            elif head != record.context_hash:
+                self.stop(record, f"golden moved to {head[:12]} while the synapse was down", now)
+            elif record.state == "bisecting" or not (record.spawned or record.child_ids()):
+                record.state = "bisecting"
+                self._launch(record)
+            else:  # swarming: what was started is all it gets (it may have been cut short)
+                record.spawned = True
+            self._save(record)
+        if strays:
+            report("strays", mutators=strays)
+            assert self.loop is not None
+            self.loop.run_in_thread(lambda: [self.factoryd.stop(c) for c in strays])
 
     # -- signals --------------------------------------------------------------------------
 
@@ -126,6 +232,11 @@ class Synapse(Service):
                 self.react(signal.file, signal.error, str(signal.context_hash))
             elif isinstance(signal, TestPassing):
                 self.known_good = str(signal.hash)
+                if self.store is not None:
+                    try:
+                        self.store.set_fact("known_good", self.known_good)
+                    except StoreError as exc:
+                        report("store_failed", reason=str(exc))
             elif isinstance(signal, Evolution):
                 for record in self._live():
                     if record.context_hash != str(signal.hash):
@@ -155,13 +266,22 @@ class Synapse(Service):
                                 CALL_TIMEOUT_S).add_done_callback(looked_up)  # fmt: skip
 
     def _react_to_red_golden(self, head: str) -> None:
-        """At start: golden is red, so a generation (the error from golden's last red run)."""
+        """At start: golden is red, so a generation (the error from golden's last red run)
+        unless this red had one before a restart, or golden has no red verdict on HEAD
+        itself (it moved and its suite has not said yet: the heartbeat will)."""
         try:
             failure = peers.golden_status(self.runtime, CALL_TIMEOUT_S).get("last_failure") or {}
         except peers.PeerError as exc:
             report("golden_status_failed", reason=str(exc))
             failure = {}
-        output = str(failure.get("output") or "") if failure.get("hash") == head else ""
+        if failure and failure.get("hash") != head:
+            report("red_unverified", context_hash=head, last_failure=failure.get("hash"))
+            return
+        output = str(failure.get("output") or "")
+        known = [r.id for r in self.records.values() if r.context_hash == head]
+        if known:  # this red had its generation before the restart: not a second one
+            report("red_known", context_hash=head, generations=known)
+            return
         self.react("", output[-MAX_ERROR_CHARS:], head)
 
     # -- a generation -----------------------------------------------------------------------
@@ -176,16 +296,28 @@ class Synapse(Service):
         self._serial += 1
         record = GenerationRecord(f"{context_hash[:12]}-{self._serial}", file, error, context_hash)
         self.records[record.id] = record
-        for old in sorted(self.records.values(), key=lambda r: r.started_at)[:-KEEP_RECORDS]:
-            if not old.live:
-                del self.records[old.id]
+        old = [r.id for r in sorted(self.records.values(), key=lambda r: r.started_at)
+               [:-KEEP_RECORDS] if not r.live]  # fmt: skip
+        for gen_id in old:
+            del self.records[gen_id]
         self.counts["generations"] += 1
+        self._save(record)
+        if old and self.store is not None:
+            try:
+                self.store.forget(old)
+            except StoreError as exc:
+                report("store_failed", reason=str(exc))
         report("red", generation=record.id, file=file, context_hash=context_hash,
                known_good=self.known_good)  # fmt: skip
+        self._launch(record)
+        return record
+
+    def _launch(self, record: GenerationRecord) -> None:
+        """Bisect, then start the swarm, in a worker."""
+        assert self.loop is not None
         self.loop.run_in_thread(self._bisect_and_swarm, record,
                                 self.known_good).add_done_callback(
             lambda d: self._swarmed(record, d))  # fmt: skip
-        return record
 
     def _bisect_and_swarm(self, record: GenerationRecord, good: str | None) -> int:
         """In a worker: the culprit, then the mutators. Returns how many started."""
@@ -207,6 +339,7 @@ class Synapse(Service):
                    suspects=found.suspects, rounds=found.rounds, runs=found.runs,
                    workers=found.workers, ms=round(found.duration_ms),
                    note=found.note)  # fmt: skip
+            self._save(record)
         except (git.GitFailed, workspace.WorkspaceUnavailable, TrialUnavailable) as exc:
             record.bisect_error = str(exc)[:500]  # the swarm still runs, told it is unknown
             report("bisect_failed", generation=record.id, reason=str(exc)[:500])
@@ -222,6 +355,7 @@ class Synapse(Service):
             if record.cancelled.is_set():
                 raise Cancelled()
             record.size, record.state = size, "swarming"
+        self._save(record)
         report("swarm", generation=record.id, size=size, free_slots=slots, free_ram_mb=ram_mb)
         started = 0
         for variant in range(size):
@@ -230,7 +364,9 @@ class Synapse(Service):
             child, _pid = self.factoryd.start(["--generation", str(path),
                                                "--variant", str(variant)])  # fmt: skip
             started += 1
-            if not record.add_child(child):
+            kept = record.add_child(child)
+            self._save(record)  # before the next: a restart adopts what is written (and finds
+            if not kept:  # the rest by their --generation)
                 self.factoryd.stop(child)
         return started
 
@@ -252,6 +388,7 @@ class Synapse(Service):
         record.spawned = True
         if started == 0 and record.live and record.state != "stopping":
             record.state, record.ended = "done", record.ended or "no mutator started"
+        self._save(record)
 
     def stop(self, record: GenerationRecord, why: str, since: float) -> None:
         """Stop every mutator of the generation through factoryd (SIGTERM to all at once,
@@ -263,7 +400,13 @@ class Synapse(Service):
         with record.lock:
             record.state, record.ended = "stopping", why
             record.cancelled.set()
+        self._stop_children(record, why, since)  # first: the write is not on that path
+        self._save(record)
         report("stopping", generation=record.id, reason=why)
+
+    def _stop_children(self, record: GenerationRecord, why: str, since: float) -> None:
+        """In a worker: stop every mutator of a stopping generation; then it is done."""
+        assert self.loop is not None
 
         def stop_all() -> int:
             # SIGTERM to every mutator at once (factoryd's `kill` does not wait), so they
@@ -283,6 +426,7 @@ class Synapse(Service):
                 n = 0
             record.state, record.stop_ms = "done", (time.monotonic() - since) * 1000
             self.counts["stopped"] += n
+            self._save(record)
             report("stopped", generation=record.id, reason=why, mutators_stopped=n,
                    stop_ms=round(record.stop_ms, 1))  # fmt: skip
 
@@ -292,7 +436,7 @@ class Synapse(Service):
         """A swarm whose mutators all ended by themselves is done (no fix, or its fix
         landed and the signal was missed: golden's Evolution stops it otherwise)."""
         swarming = [r for r in self.records.values() if r.state == "swarming"]
-        if not swarming or self._reconciling or self.loop is None:
+        if not swarming or self._reconciling or self._resuming or self.loop is None:
             return
         self._reconciling = True
 
@@ -307,6 +451,7 @@ class Synapse(Service):
                 ids = record.child_ids()
                 if record.state == "swarming" and record.spawned and not (set(ids) & set(alive)):
                     record.state, record.ended = "done", "every mutator ended"
+                    self._save(record)
                     report("swarm_ended", generation=record.id, mutators=len(ids))
 
         self.loop.run_in_thread(self.factoryd.children).add_done_callback(done)
@@ -341,6 +486,21 @@ class Synapse(Service):
             raise BadRequest(f"no generation {args.get('generation')!r:.60}")
         self.stop(record, "stopped by request", time.monotonic())
         return record.to_dict()
+
+
+def generation_of(start: str) -> str | None:
+    """The generation id a mutator was started for, from its start line in factoryd's
+    tree (`procs.synapse.mutator:main(..., --generation, <dir>/<id>.json, ...)`)."""
+    found = _GENERATION_ARG.search(start)
+    if found is None:
+        return None
+    name = Path(found.group(1).strip()).name
+    return name[: -len(".json")] if name.endswith(".json") else None
+
+
+def _serial_of(gen_id: str) -> int:
+    tail = gen_id.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
