@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from procs.synapse.records import GenerationRecord
-from procs.synapse.service import generation_of
+from procs.synapse.resume import generation_of
 from procs.synapse.store import StoreError, SynapseStore
 
 

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shlex
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,40 +26,21 @@ from ipc.bus import BusError, Subscriber
 from ipc.service import BadRequest, Call, Deferred, Ready, Service, ServiceLoop, StartFailed, serve
 from ipc.signals import Evolution, PatchAccepted, TestFailure, TestPassing
 from procs import sandbox
-from procs.synapse import git, peers, workspace
-from procs.synapse.culprit import BisectSettings, Cancelled, find_culprit
-from procs.synapse.generation import Generation, swarm_size
-from procs.synapse.prompt import Failure
+from procs.synapse import git, peers, resume, workspace
+from procs.synapse.culprit import BisectSettings, Cancelled
 from procs.synapse.records import GenerationRecord
 from procs.synapse.store import DB_NAME, StoreError, SynapseStore
-from procs.synapse.trial import TrialUnavailable
+from procs.synapse.swarm import CALL_TIMEOUT_S, Stale, Swarm, SynapseSettings
 
 SERVICE = "synapse"
-CALL_TIMEOUT_S = 30.0
 BUS_CONNECT_S = 5.0
 KEEP_RECORDS = 20
-MAX_DIFF_CHARS = 12_000
 MAX_ERROR_CHARS = 2_000
-_GENERATION_ARG = re.compile(r"--generation, ([^,)]+)")
-
-
-class Stale(Exception):
-    """The red commit is not golden HEAD any more: nothing to fix there."""
+__all__ = ["Stale", "Synapse", "SynapseSettings", "main"]
 
 
 def report(event: str, **fields: Any) -> None:
     service_report.report(SERVICE, event, **fields)
-
-
-@dataclass(frozen=True)
-class SynapseSettings:
-    bisect: BisectSettings
-    swarm_size: int
-    mutator_ram_mb: int
-    mutators: str  # factoryd's simple_one_for_one supervisor of mutators
-    role: str
-    reconcile_s: float
-    publish: bool  # subscribe to the bus (False: control calls only)
 
 
 class Synapse(Service):
@@ -74,6 +53,7 @@ class Synapse(Service):
         self.settings, self.runtime, self.state = settings, runtime, state
         self.factoryd = peers.FactorydPeer(runtime, supervisor=settings.mutators,
                                            timeout_s=CALL_TIMEOUT_S)  # fmt: skip
+        self.swarm = Swarm(settings, runtime, state, self.factoryd, self._save)
         self.loop: ServiceLoop | None = None
         self.subscriber: Subscriber | None = None
         self.records: dict[str, GenerationRecord] = {}
@@ -99,7 +79,7 @@ class Synapse(Service):
             self.known_good = str(golden["hash"])
         generations = self.state / SERVICE / "generations"
         self._serial = max([len(list(generations.glob("*.json"))) if generations.is_dir() else 0,
-                            *(_serial_of(r.id) for r in self.records.values())])  # fmt: skip
+                            *(resume.serial_of(r.id) for r in self.records.values())])  # fmt: skip
         restored = [r.id for r in self._live()]
         if restored:  # a previous synapse's generations: adopt, resume or stop them
             self._resuming = True
@@ -186,38 +166,28 @@ class Synapse(Service):
         loop.run_in_thread(look).add_done_callback(looked)
 
     def _take_up(self, ids: list[str], head: str, running: dict[str, str], now: float) -> None:
-        found: dict[str, list[str]] = {}
-        for child, start in running.items():
-            gen_id = generation_of(start)
-            if gen_id is not None:
-                found.setdefault(gen_id, []).append(child)
-        strays: list[str] = []
-        for gen_id, children in found.items():
-            record = self.records.get(gen_id)
-            if record is None:
-                continue  # not one of ours (started by hand), or long forgotten
-            if not record.live:
-                strays += children
-                continue
-            with record.lock:
-                record.children += [c for c in children if c not in record.children]
+        """Carry out procs/synapse/resume.py's action for each generation in `ids`."""
+        found = resume.mutators_by_generation(running)
         for record in [self.records[i] for i in ids if i in self.records]:
             if not record.live:
                 continue  # stopped meanwhile (a signal came first)
+            todo = resume.action(record, head, found)
+            with record.lock:  # adopt what runs, written or not
+                record.children += [c for c in found.get(record.id, []) if c not in record.children]
             record.resumed += 1
-            report("resumed", generation=record.id, state=record.state,
+            report("resumed", generation=record.id, state=record.state, action=todo,
                    mutators=len(found.get(record.id, [])), children=record.child_ids())  # fmt: skip
-            if record.state == "stopping":
+            if todo == resume.FINISH_STOP:
                 self._stop_children(record, record.ended or "stopped", now)
-            elif head != record.context_hash:
+            elif todo == resume.STOP:
                 self.stop(record, f"golden moved to {head[:12]} while the synapse was down", now)
-            elif record.state == "bisecting" or not (record.spawned or record.child_ids()):
+            elif todo == resume.BISECT:
                 record.state = "bisecting"
                 self._launch(record)
-            else:  # swarming: what was started is all it gets (it may have been cut short)
-                record.spawned = True
+            else:
+                record.state, record.spawned = "swarming", True
             self._save(record)
-        if strays:
+        if strays := resume.strays(self.records, found):
             report("strays", mutators=strays)
             assert self.loop is not None
             self.loop.run_in_thread(lambda: [self.factoryd.stop(c) for c in strays])
@@ -315,60 +285,9 @@ class Synapse(Service):
     def _launch(self, record: GenerationRecord) -> None:
         """Bisect, then start the swarm, in a worker."""
         assert self.loop is not None
-        self.loop.run_in_thread(self._bisect_and_swarm, record,
+        self.loop.run_in_thread(self.swarm.bisect_and_swarm, record,
                                 self.known_good).add_done_callback(
             lambda d: self._swarmed(record, d))  # fmt: skip
-
-    def _bisect_and_swarm(self, record: GenerationRecord, good: str | None) -> int:
-        """In a worker: the culprit, then the mutators. Returns how many started."""
-        golden = peers.golden_head(self.runtime, CALL_TIMEOUT_S)
-        if golden["hash"] != record.context_hash:  # a fix or a refresh got there first
-            raise Stale(f"golden is at {str(golden['hash'])[:12]} now")
-        repo, s = Path(golden["repo"]), self.settings
-        diff = ""
-        try:
-            found = find_culprit(repo, record.context_hash, good, s.bisect, runtime=self.runtime,
-                                 state=self.state, name=record.id, owner_pid=os.getpid(),
-                                 cancelled=record.cancelled)  # fmt: skip
-            record.culprit, record.suspects = found.culprit, found.suspects
-            record.bisect_rounds, record.bisect_runs = found.rounds, found.runs
-            record.bisect_workers, record.bisect_ms = found.workers, found.duration_ms
-            record.bisect_error = found.note
-            diff = git.show(repo, found.culprit, MAX_DIFF_CHARS) if found.culprit else ""
-            report("culprit", generation=record.id, culprit=found.culprit,
-                   suspects=found.suspects, rounds=found.rounds, runs=found.runs,
-                   workers=found.workers, ms=round(found.duration_ms),
-                   note=found.note)  # fmt: skip
-            self._save(record)
-        except (git.GitFailed, workspace.WorkspaceUnavailable, TrialUnavailable) as exc:
-            record.bisect_error = str(exc)[:500]  # the swarm still runs, told it is unknown
-            report("bisect_failed", generation=record.id, reason=str(exc)[:500])
-        if record.cancelled.is_set():
-            raise Cancelled()
-        slots, ram_mb = peers.capacity(self.runtime)
-        size = swarm_size(s.swarm_size, slots, ram_mb, s.mutator_ram_mb)
-        failure = Failure(record.file, record.error, record.context_hash, record.culprit, diff)
-        gen = Generation(record.id, failure, str(repo), s.bisect.test_command,
-                         s.bisect.suite_timeout_s, s.bisect.sandbox, size, s.role)  # fmt: skip
-        path = gen.write(self.state / SERVICE / "generations")
-        with record.lock:  # a stop that came first keeps its "stopping"
-            if record.cancelled.is_set():
-                raise Cancelled()
-            record.size, record.state = size, "swarming"
-        self._save(record)
-        report("swarm", generation=record.id, size=size, free_slots=slots, free_ram_mb=ram_mb)
-        started = 0
-        for variant in range(size):
-            if record.cancelled.is_set():
-                break
-            child, _pid = self.factoryd.start(["--generation", str(path),
-                                               "--variant", str(variant)])  # fmt: skip
-            started += 1
-            kept = record.add_child(child)
-            self._save(record)  # before the next: a restart adopts what is written (and finds
-            if not kept:  # the rest by their --generation)
-                self.factoryd.stop(child)
-        return started
 
     def _swarmed(self, record: GenerationRecord, d: Deferred) -> None:
         try:
@@ -408,16 +327,6 @@ class Synapse(Service):
         """In a worker: stop every mutator of a stopping generation; then it is done."""
         assert self.loop is not None
 
-        def stop_all() -> int:
-            # SIGTERM to every mutator at once (factoryd's `kill` does not wait), so they
-            # die together; then `stop` each (factoryd waits for the exit, SIGKILLs a
-            # straggler after its shutdown time, and forgets the child)
-            children = record.child_ids()
-            signalled = [child for child in children if self.factoryd.kill(child)]
-            for child in children:
-                self.factoryd.stop(child)
-            return len(signalled)
-
         def stopped(d: Deferred) -> None:
             try:
                 n = d.result()
@@ -430,7 +339,7 @@ class Synapse(Service):
             report("stopped", generation=record.id, reason=why, mutators_stopped=n,
                    stop_ms=round(record.stop_ms, 1))  # fmt: skip
 
-        self.loop.run_in_thread(stop_all).add_done_callback(stopped)
+        self.loop.run_in_thread(self.swarm.stop_mutators, record).add_done_callback(stopped)
 
     def reconcile(self) -> None:
         """A swarm whose mutators all ended by themselves is done (no fix, or its fix
@@ -486,21 +395,6 @@ class Synapse(Service):
             raise BadRequest(f"no generation {args.get('generation')!r:.60}")
         self.stop(record, "stopped by request", time.monotonic())
         return record.to_dict()
-
-
-def generation_of(start: str) -> str | None:
-    """The generation id a mutator was started for, from its start line in factoryd's
-    tree (`procs.synapse.mutator:main(..., --generation, <dir>/<id>.json, ...)`)."""
-    found = _GENERATION_ARG.search(start)
-    if found is None:
-        return None
-    name = Path(found.group(1).strip()).name
-    return name[: -len(".json")] if name.endswith(".json") else None
-
-
-def _serial_of(gen_id: str) -> int:
-    tail = gen_id.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
