@@ -109,17 +109,22 @@ class RedEpisode:
 
     def _golden(self, status: dict[str, Any]) -> list[str]:
         head, state = str(status.get("hash") or ""), str(status.get("state") or "")
+        failure = status.get("last_failure") or {}
         lines: list[str] = []
         if head == self.tip:
             moved = f"golden refreshed from its upstream: now at {head[:10]}"
             lines += self._once("moved", f"{moved} ({len(self.pushed)} new commits)")
             if state == "red":
                 self.red_since = self.red_since or _float(status.get("since"))
-                failure = status.get("last_failure") or {}
                 self.failed_test = _failed_test(str(failure.get("output") or ""))
                 lines += self._once("red", f"golden is RED at {head[:10]}: "
                                            f"{self.failed_test or 'the suite fails'}")  # fmt: skip
-        elif state == "green" and self.red_since is not None and self._descends(head):
+            return lines
+        if self.red_since is None and failure.get("hash") == self.tip and self.tip:
+            # red and fixed between two looks: golden's record of the red verdict says when
+            self.red_since = _float(failure.get("at"))
+            self.failed_test = _failed_test(str(failure.get("output") or ""))
+        if state == "green" and self.red_since is not None and self._descends(head):
             self.fix = head
             self.green_since = self.green_since or _float(status.get("since"))
             lines += self._once("green", f"golden is green again at {head[:10]}: "
@@ -189,8 +194,8 @@ class RedEpisode:
         lines = ["", "red golden (a teammate's commit), fixed by the swarm:"]
         if not self.pushed:
             return [*lines, "  never pushed: golden's upstream never had what landed"], False
-        lines.append(f"  pushed: {', '.join(c[:10] for c in self.pushed)}; golden red at "
-                     f"{self.tip[:10]}: {self.failed_test or 'never seen red'}")  # fmt: skip
+        lines.append(f"  pushed: {', '.join(c[:10] for c in self.pushed)} (to golden's upstream)")
+        lines.append(f"  red at {self.tip[:10]}: {self.failed_test or 'never seen red'}")
         bisect = gen.get("bisect") or {}
         lines.append(f"  culprit: {culprit[:10] or 'none named'} \"{self._subject(culprit)}\" "
                      f"(bisected {gen.get('suspects', 0)} suspects in "

@@ -196,6 +196,7 @@ def factory_toml(golden: Path, beads: Path, loop_config: Path, *, upstream: Path
             f"{json.dumps(str(router_config))}]\n",
         ),
         ('"--swarm-size", "32"', '"--swarm-size", "4"'),  # 2 cores: 4 mutators race
+        ('"--mutator-ram-mb", "512"', '"--mutator-ram-mb", "128"'),  # textstats' are small
     ]
     if sandbox == "none":
         changes.append(('sandbox = "bwrap"', 'sandbox = "none"'))
