@@ -58,15 +58,15 @@ PACKAGES = {
     "codex": "@zed-industries/codex-acp",
     "gemini": "@google/gemini-cli",
 }
+ToolModel = AnthropicToolModel | ResponsesToolModel | GeminiToolModel
 # kind -> (the model double, the gateway upstream's kind, the model's name)
-MODELS = {
+MODELS: dict[str, tuple[type[ToolModel], str, str]] = {
     "claude": (AnthropicToolModel, "anthropic", "double-model"),
     "codex": (ResponsesToolModel, "openai", "double-model"),
     "gemini": (GeminiToolModel, "gemini", "gemini-2.5-flash"),
 }
 BEAD = "fs-agents"
 UPSTREAM_KEY_ENV = "FACTORY_TEST_DOUBLE_KEY"  # the gateway sends it to the double
-ToolModel = AnthropicToolModel | ResponsesToolModel | GeminiToolModel
 pytestmark = pytest.mark.integration  # real agents and model doubles as processes
 
 

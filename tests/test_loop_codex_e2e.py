@@ -3,9 +3,10 @@
 command, its model protocol: OpenAI Responses), starts its own model gateway in front of
 [loop.model] and hands Codex the gateway's /v1 URL and the loop's token, configured
 offline in a private HOME. The model is a TEST DOUBLE (tests/doubles/codex_roles.py)
-playing the roles with Codex's own edits (apply_patch, each one a permission request the
-role's policy grants). The bead ends in one green commit on the repo's branch; the
-gateway counted exactly what the double served.
+playing the roles with Codex's own edits (apply_patch: a new test file, then an edit of
+an existing module; each one a permission request the role's policy grants). The bead
+ends in one green commit on the repo's branch; the gateway counted exactly what the
+double served.
 
 Skips when codex-acp is not installed (.ci/run installs it into .ci/node).
 """
@@ -21,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.doubles.codex_roles import CodexRoleModel, CodexTurn, add_file
-from tests.helpers.loop_repos import TEST_COMMAND, make_project
+from tests.doubles.codex_roles import CodexRoleModel, CodexTurn, add_file, append_to
+from tests.helpers.loop_repos import CALC, TEST_COMMAND, make_project
 from tests.helpers.repos import git
 from tests.helpers.sandbox import sandbox_mode
 
@@ -38,12 +39,10 @@ pytestmark = [
     ),
 ]
 
-# The module is new: Codex (codex-acp 0.16) cannot update an existing file here, as its
-# read-only sandbox's helper (codex-linux-sandbox) is not on the PATH it hands bwrap.
-TEST_DOUBLE = "def test_double():\n    from doubling import double\n\n    assert double(2) == 4\n"
-DOUBLING = '"""Doubling."""\n\n\ndef double(x):\n    return 2 * x\n'
+TEST_DOUBLE = "import calc\n\n\ndef test_double():\n    assert calc.double(2) == 4\n"
+DOUBLE = "\n\ndef double(x):\n    return 2 * x"
 BEAD = {"id": "bd-double", "title": "double", "status": "open",
-        "description": "a module doubling with double(x): twice x."}  # fmt: skip
+        "description": "calc gains double(x): twice x."}  # fmt: skip
 TURNS = {
     "auditor": [
         CodexTurn((add_file("tests/test_double.py", TEST_DOUBLE),),
@@ -52,7 +51,7 @@ TURNS = {
         CodexTurn((), {"status": "requirements_complete", "reasoning": "double: tested"}),
     ],
     "implementer": [
-        CodexTurn((add_file("doubling.py", DOUBLING),),
+        CodexTurn((append_to("calc.py", "    return a + b", DOUBLE),),
                   {"status": "implemented", "summary": "double(x) = 2 * x"}),
     ],
     "reviewer": [CodexTurn((), {"status": "approve", "issues": []}, "Correct.")],
@@ -103,7 +102,7 @@ def test_a_loop_configured_for_codex_lands_a_green_commit_through_real_codex(
     }  # fmt: skip
     landed = git(repo, "rev-list", f"{start}..main").split()
     assert len(landed) == report["commits"] == 1
-    assert (repo / "doubling.py").read_text() == DOUBLING
+    assert (repo / "calc.py").read_text() == CALC + DOUBLE + "\n"
     assert (repo / "tests" / "test_double.py").read_text() == TEST_DOUBLE
     # the runner's gateway counted every call the double answered, per role
     usage = report["model_usage"]

@@ -31,6 +31,13 @@ def add_file(path: str, content: str) -> str:
     return f"*** Begin Patch\n*** Add File: {path}\n{body}*** End Patch\n"
 
 
+def append_to(path: str, last_line: str, added: str) -> str:
+    """An apply_patch body adding the lines of `added` after `last_line`, the file's
+    last line (Codex reads the file to apply it)."""
+    body = "".join(f"+{line}\n" for line in added.splitlines())
+    return f"*** Begin Patch\n*** Update File: {path}\n@@\n {last_line}\n{body}*** End Patch\n"
+
+
 @dataclass(frozen=True)
 class CodexTurn:
     """One role turn: its patches in order, then `text` and the FACTORY_RESULT line."""

@@ -241,11 +241,11 @@ class GeminiToolModel(_ToolModel):
         self._count(body)
         texts, results = [], []
         for content in body.get("contents") or []:
-            for part in content.get("parts") or []:
-                if content.get("role") == "user" and isinstance(part.get("text"), str):
-                    texts.append(part["text"])
-                if "functionResponse" in part:
-                    results.append(json.dumps(part["functionResponse"].get("response")))
+            for piece in content.get("parts") or []:
+                if content.get("role") == "user" and isinstance(piece.get("text"), str):
+                    texts.append(piece["text"])
+                if "functionResponse" in piece:
+                    results.append(json.dumps(piece["functionResponse"].get("response")))
         script = _script(texts) if body.get("tools") else None
         if script is not None and results:  # the latest conversation's
             self.tool_results[:] = results
