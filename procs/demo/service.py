@@ -362,9 +362,10 @@ class Demo:
 
     def stop(self) -> None:
         """Stop factoryd (its shutdown call, then SIGTERM, then SIGKILL to its group) and
-        remove the governor's ledger. Idempotent."""
+        remove the governor's ledger; then the recorded fix model. Idempotent."""
         daemon = self.daemon
         if daemon is None or self.stopped_code is not None:
+            self._stop_fix_model()
             return
         if daemon.poll() is None:
             with contextlib.suppress(control.ControlError):
@@ -382,8 +383,12 @@ class Demo:
                     daemon.wait(timeout=10)
         self.stopped_code = daemon.returncode
         ledger.destroy(self.runtime)
+        self._stop_fix_model()
+
+    def _stop_fix_model(self) -> None:
         if self.fix_model is not None:
             self.fix_model.stop()
+            self.fix_model = None
 
 
 def _all_closed(watcher: Watcher) -> bool:
