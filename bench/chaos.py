@@ -48,6 +48,7 @@ import psutil  # noqa: E402
 
 from bench import chaos_checks as checks  # noqa: E402
 from bench.chaos_agent import bead_text  # noqa: E402
+from bench.chaos_red import RedGolden, SlowFixModel, config_changes, prepare_golden  # noqa: E402
 from bench.chaos_unit import Unit, descendants, reap_orphans  # noqa: E402
 from ipc import control, ledger  # noqa: E402
 from procs.demo import project  # noqa: E402
@@ -78,24 +79,36 @@ class Soak:
     loops: int
     turn_s: float
     rng: random.Random
+    red_at_s: float | None  # when the teammate pushes the red commit (None: never)
+    fix_delay_s: float = 4.0
     marker: str = field(default_factory=lambda: f"FACTORY_CHAOS_RUN={uuid.uuid4().hex}")
     kills: list[Kill] = field(default_factory=list)
     pending: dict[str, Kill] = field(default_factory=dict)  # child id -> its kill
     restarts: list[Kill] = field(default_factory=list)  # zygote/factoryd kills waiting READY
     written: dict[str, int] = field(default_factory=dict)  # bead id -> chaos module
     live_twice: list[str] = field(default_factory=list)
-    skipped: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # why a tick killed nothing
+    looks_s: list[float] = field(default_factory=list)  # how long each look took
     unit: Unit = field(init=False)
     golden: Path = field(init=False)
     beads: Path = field(init=False)
     start_commit: str = field(init=False)
+    red: RedGolden = field(init=False)
+    fix_model: SlowFixModel | None = None
     test_command: list[str] = field(init=False)
 
     # -- set-up ----------------------------------------------------------------------
     def set_up(self) -> None:
         self.golden = self.work / "golden"
         self.beads = self.work / "repo" / ".beads" / "issues.jsonl"
-        self.start_commit = project.make_golden(self.golden)
+        project.make_golden(self.golden)
+        upstream = self.work / "upstream.git"
+        self.start_commit = prepare_golden(self.golden, upstream)
+        self.red = RedGolden(self.golden, upstream, self.work / "teammate")
+        model = self.fix_model = SlowFixModel(self.fix_delay_s)
+        model.start()
+        router_toml = self.work / "router.toml"
+        router_toml.write_text(project.router_toml(model.base_url))
         self.beads.parent.mkdir(parents=True)
         self.beads.write_text("")
         sandbox = "none" if project.bwrap_problem() else "bwrap"
@@ -107,7 +120,9 @@ class Soak:
             f'agent_command = {json.dumps(agent)}\nreviewer = "agent"\nsandbox = "{sandbox}"\n'
             "suite_timeout_s = 120\nturn_timeout_s = 60\n"
         )
-        text = factory_toml(self.golden, self.beads, loop_toml, self.loops, sandbox)
+        more = config_changes(upstream, router_toml)
+        text = factory_toml(self.golden, self.beads, loop_toml, loops=self.loops,
+                            sandbox=sandbox, more=more)  # fmt: skip
         config = self.work / "factory.toml"
         config.write_text(text)
         env = project.daemon_env(dict(os.environ))
@@ -151,20 +166,30 @@ class Soak:
         next_kill = began + interval_s
         next_feed = 0.0
         while time.monotonic() < deadline:
+            looked = time.monotonic()
             status = self.watch()
             now = time.monotonic()
+            self.looks_s.append(now - looked)
             if now >= next_feed:
                 self.feed()
                 next_feed = now + 1.0
+                if self.red_at_s is not None and now - began >= self.red_at_s:
+                    self.red.push_when_synced()
             if now >= next_kill:
                 missed = int((now - next_kill) // interval_s)
-                self.skipped += missed
+                self.skip("passed while we waited on factoryd", missed)
                 next_kill += (missed + 1) * interval_s
-                if status is None or not self.unit.ready:
-                    self.skipped += 1
+                if not self.unit.ready:
+                    self.skip("factoryd restarting")
+                elif status is None:
+                    self.skip("factoryd did not answer status")
                 else:
                     self.kill_one(status)
             time.sleep(max(0.0, min(POLL_S, next_kill - time.monotonic())))
+
+    def skip(self, why: str, n: int = 1) -> None:
+        if n:
+            self.skipped[why] = self.skipped.get(why, 0) + n
 
     def watch(self) -> dict[str, Any] | None:
         """One look: factoryd's death (restart it), READY=1, recoveries, double loops."""
@@ -213,7 +238,7 @@ class Soak:
         try:
             os.kill(pid, 9)
         except ProcessLookupError:
-            self.skipped += 1
+            self.skip("the process was gone")
             return
         kill = Kill(kind, target, pid, time.monotonic())
         self.kills.append(kill)
@@ -244,8 +269,9 @@ class Soak:
     # -- settle, stop, check ----------------------------------------------------------
     def settle(self, timeout_s: float) -> float:
         """Pause the dispatcher (no new loops; dead ones are still resumed), then wait (at
-        most timeout_s) until no loop runs and no bead is claimed: each one done, back in
-        the queue, or blocked. Returns how long it took."""
+        most timeout_s) until no loop or mutator runs and no bead is claimed (each one
+        done, back in the queue, or blocked), and a red golden is fixed. Returns how long
+        it took."""
         began = time.monotonic()
         deadline = began + timeout_s
         paused = False
@@ -261,10 +287,15 @@ class Soak:
                 claimed = [
                     b for b in self.written if beads.get(b, {}).get("status") == "in_progress"
                 ]
-                if not loops_live and not claimed:
+                mutators = [w for w in _workers(status["tree"]) if w["id"].startswith("mutators.")]
+                if not loops_live and not claimed and not mutators and self._red_settled():
                     break
             time.sleep(POLL_S)
         return time.monotonic() - began
+
+    def _red_settled(self) -> bool:
+        episode = self.red.outcome()
+        return not episode.get("on_golden") or bool(episode.get("fixed_by"))
 
     def check(self) -> dict[str, Any]:
         """Read the live state (ledger, workspaces), stop factoryd cleanly, check all."""
@@ -282,7 +313,11 @@ class Soak:
         left.discard(os.getpid())
         beads = checks.read_beads(self.beads)
         landed = checks.landed_modules(self.golden, self.start_commit)
-        red, checked = checks.golden_red(self.golden, self.start_commit, self.test_command)
+        culprit = {self.red.culprit} if self.red.culprit else set()
+        red, checked = checks.golden_red(self.golden, self.start_commit, self.test_command,
+                                         culprit)  # fmt: skip
+        episode = self.red.outcome()
+        unfixed = bool(episode.get("on_golden")) and not episode.get("fixed_by")
         unended, phases, reasons = checks.loops_unended(self.unit.state)
         roots = [self.work, self.unit.runtime, self.unit.state]
         invariants = {
@@ -291,7 +326,8 @@ class Soak:
                                                               self.live_twice),
             "beads not done, queued or blocked with a reason":
                 checks.beads_unsettled(self.written, beads, landed),
-            "golden commits red": red,
+            "golden commits red (the teammate's culprit aside)": red,
+            "golden left red (the culprit never fixed)": (int(unfixed), []),
             "loops not ended (complete, or failed with a reason)": unended,
             "ledger leaks (tickets, slots, RAM; dead holders)": checks.ledger_leaks(snapshot),
             "workspaces left": checks.workspaces_left(listed),
@@ -306,13 +342,15 @@ class Soak:
         for b in self.written:
             s = str(beads.get(b, {}).get("status", "missing"))
             statuses[s] = statuses.get(s, 0) + 1
-        return {"invariants": invariants, "golden_commits_checked": checked,
-                "beads": statuses, "loops": phases, "failure_reasons": reasons}  # fmt: skip
+        return {"invariants": invariants, "golden_commits_checked": checked, "beads": statuses,
+                "loops": phases, "failure_reasons": reasons, "red_golden": episode}  # fmt: skip
 
 
-def factory_toml(golden: Path, beads: Path, loop_toml: Path, loops: int, sandbox: str) -> str:
+def factory_toml(golden: Path, beads: Path, loop_toml: Path, *, loops: int, sandbox: str,
+                 more: list[tuple[str, str]]) -> str:  # fmt: skip
     """systemd/factory.example.toml pointed at the soak: its paths, this interpreter's
-    pytest, the chaos agents' turns, `loops` loop slots, metrics on any free port."""
+    pytest, the chaos agents' turns, `loops` loop slots, metrics on any free port, and
+    the `more` changes (the red golden's)."""
     text = EXAMPLE.read_text()
     changes = [
         ("/var/lib/factory/golden", str(golden)),
@@ -323,6 +361,7 @@ def factory_toml(golden: Path, beads: Path, loop_toml: Path, loops: int, sandbox
          '"--lander", "merge_queue", "--agent-turns", "bench.chaos_agent:turns",'),
         ('"--max-loops", "4"', f'"--max-loops", "{loops}"'),
         ('args = ["--port", "9464"]', 'args = ["--port", "0"]'),
+        *more,
     ]  # fmt: skip
     if sandbox == "none":
         changes.append(('sandbox = "bwrap"', 'sandbox = "none"'))
@@ -371,10 +410,12 @@ def figures(soak: Soak, result: dict[str, Any], took: dict[str, float]) -> dict[
                   in result["invariants"].items()}  # fmt: skip
     return {
         "kills": kills, "kills_total": len(soak.kills), "ticks_skipped": soak.skipped,
+        "look_s": {"median": statistics.median(soak.looks_s or [0.0]),
+                   "p95": _percentile(soak.looks_s or [0.0], 0.95)},
         "recoveries": recoveries, "factoryd_starts": soak.unit.starts,
         "orphans_at_factoryd_death": soak.unit.orphans, "beads_written": len(soak.written),
         "beads": result["beads"], "loops": result["loops"],
-        "loop_failures": result["failure_reasons"],
+        "loop_failures": result["failure_reasons"], "red_golden": result["red_golden"],
         "golden_commits_checked": result["golden_commits_checked"], "invariants": invariants,
         "ok": all(v["count"] == 0 for v in invariants.values()), **took,
     }  # fmt: skip
@@ -383,12 +424,14 @@ def figures(soak: Soak, result: dict[str, Any], took: dict[str, float]) -> dict[
 def render(fig: dict[str, Any]) -> str:
     lines = [
         f"chaos soak: {fig['kills_total']} kills in {fig['chaos_s']:.0f} s "
-        f"({fig['ticks_skipped']} ticks skipped: factoryd restarting), settled in "
+        f"(ticks skipped: {fig['ticks_skipped'] or 'none'}), settled in "
         f"{fig['settle_s']:.1f} s, checked in {fig['check_s']:.1f} s",
         "kills by kind: " + ", ".join(f"{k} {n}" for k, n in fig["kills"].items()),
         f"factoryd starts: {fig['factoryd_starts']}; processes left when factoryd died "
         f"(SIGKILLed as systemd would): {fig['orphans_at_factoryd_death']}",
-        "recovery (kill -> running again under a new pid / factoryd READY=1):",
+        f"recovery (kill -> running again under a new pid / factoryd READY=1; seen by looks "
+        f"at status taking median {fig['look_s']['median'] * 1000:.0f} ms, p95 "
+        f"{fig['look_s']['p95'] * 1000:.0f} ms):",
     ]
     for kind, r in fig["recoveries"].items():
         lines.append(f"  {kind:<9} n={r['n']:<4} median {r['median_s'] * 1000:7.0f} ms   "
@@ -398,6 +441,7 @@ def render(fig: dict[str, Any]) -> str:
                  f"{fig['golden_commits_checked']}")  # fmt: skip
     for why, n in sorted(fig["loop_failures"].items(), key=lambda item: -item[1]):
         lines.append(f"  failed x{n}: {why}")
+    lines.append(f"red golden: {fig['red_golden']}")
     lines.append("invariants (count of violations):")
     for name, v in fig["invariants"].items():
         lines.append(f"  {v['count']:>4}  {name}")
@@ -414,6 +458,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval-s", type=float, default=2.0, help="between kills")
     parser.add_argument("--turn-s", type=float, default=1.0, help="each agent turn's length")
     parser.add_argument("--settle-s", type=float, default=180.0, help="most to wait after")
+    parser.add_argument(
+        "--red-at",
+        type=float,
+        default=0.3,
+        help="when a teammate pushes a red commit, as a fraction of --duration",
+    )
+    parser.add_argument("--no-red-golden", action="store_true", help="no red golden episode")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
@@ -424,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--loops must be >= 1, got {args.loops}")
     prctl(PR_SET_CHILD_SUBREAPER, 1)  # the tree's orphans come to us: nothing escapes
     work = Path(tempfile.mkdtemp(prefix="factory-chaos-"))
-    soak = Soak(work, args.loops, args.turn_s, random.Random(args.seed))
+    red_at = None if args.no_red_golden else args.duration * args.red_at
+    soak = Soak(work, args.loops, args.turn_s, random.Random(args.seed), red_at)
     try:
         soak.set_up()
         soak.unit.start()
@@ -443,6 +495,8 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(soak, "unit"):
             soak.unit.stop()
             ledger.destroy(soak.unit.runtime)
+        if soak.fix_model is not None:
+            soak.fix_model.stop()
         if not args.keep:
             import shutil
 

@@ -110,10 +110,12 @@ def _reason(record: dict[str, Any]) -> str:
                                                                    or "")]).strip()  # fmt: skip
 
 
-def golden_red(golden: Path, start: str, test_command: list[str]) -> tuple[Found, int]:
-    """Each golden commit since `start` checked out (a detached worktree) and its suite
-    run: the red ones, and how many were checked."""
-    commits = git(golden, "rev-list", "--reverse", f"{start}..main").split()
+def golden_red(golden: Path, start: str, test_command: list[str], skip: set[str]
+               ) -> tuple[Found, int]:  # fmt: skip
+    """Each golden commit since `start` but those in `skip` checked out (a detached
+    worktree) and its suite run: the red ones, and how many were checked."""
+    commits = [c for c in git(golden, "rev-list", "--reverse", f"{start}..main").split()
+               if c not in skip]  # fmt: skip
     red = []
     with tempfile.TemporaryDirectory(prefix="chaos-golden-check-") as tmp:
         tree = Path(tmp) / "tree"
