@@ -32,14 +32,14 @@ from typing import Any, NamedTuple
 import pytest
 
 from procs.agent import net_relay
-from procs.agent.agent_sandbox import UNIX_SOCKETS, AgentSandbox, hidden_paths, network_plan
+from procs.agent.agent_sandbox import UNIX_SOCKETS, AgentSandbox, network_plan
 from procs.agent.model_bridge import ModelBridge
 from procs.agent.roles import RolePolicy
 from procs.llm.gateway import Gateway
 from procs.llm.gateway_config import GatewayConfig
 from procs.llm.gateway_store import GatewayStore
 from procs.llm.tickets import FlockTickets
-from procs.sandbox import SandboxPolicy
+from procs.sandbox import SandboxPolicy, runtime_hidden_paths
 from tests.doubles.openai_chat import ChatCompletionsDouble
 from tests.helpers.sandbox import skip_without_bwrap
 from tests.waiting import pid_gone, wait_until
@@ -590,7 +590,7 @@ def test_run_and_the_runtime_dir_are_hidden_unless_they_hold_the_workspace(
     runtime = tmp_path / "run"
     runtime.mkdir()
     monkeypatch.setenv("FACTORY_RUNTIME_DIR", str(runtime))
-    assert hidden_paths(tmp_path / "ws") == (Path("/run"), runtime.resolve())
-    assert hidden_paths(tmp_path) == (Path("/run"),)  # the runtime dir is the workspace's
+    assert runtime_hidden_paths(tmp_path / "ws") == (Path("/run"), runtime.resolve())
+    assert runtime_hidden_paths(tmp_path) == (Path("/run"),)  # the runtime dir is the workspace's
     monkeypatch.setenv("FACTORY_RUNTIME_DIR", "/run/factory-test")  # inside /run already
-    assert hidden_paths(tmp_path / "ws") == (Path("/run"),)
+    assert runtime_hidden_paths(tmp_path / "ws") == (Path("/run"),)

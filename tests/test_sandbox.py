@@ -238,3 +238,41 @@ def test_without_bwrap_nothing_runs_unless_the_operator_chose_none(
 def test_a_bad_policy_names_the_field(tmp_path: Path, fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SandboxPolicy(tmp_path, **fields)
+
+
+UNIX_PROBE = """
+import json, os, socket, sys
+out = {"run": sorted(os.listdir("/run"))}
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+    out["control"] = "connected"
+except OSError as exc:
+    out["control"] = exc.strerror or type(exc).__name__
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.integration  # runs real commands
+def test_agent_code_cannot_reach_the_factorys_control_sockets(
+    ws: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A network namespace does not cover filesystem unix sockets: by default /run and
+    the runtime dir are empty in the sandbox, so a test an agent wrote cannot talk to
+    factoryd (`shutdown`, `kill`) as the same user. With no paths hidden it could."""
+    skip_without_bwrap()
+    runtime = Path(tempfile.mkdtemp(prefix="factory-run-", dir=ws.parent))
+    try:
+        monkeypatch.setenv("FACTORY_RUNTIME_DIR", str(runtime))
+        control = socket.socket(socket.AF_UNIX)
+        control.bind(str(runtime / "factoryd.sock"))
+        control.listen(1)
+        argv = [sys.executable, "-c", UNIX_PROBE, str(runtime / "factoryd.sock")]
+        hidden = run(argv, SandboxPolicy(ws, timeout_s=60), env=ENV)
+        assert hidden.returncode == 0, hidden.stderr
+        assert json.loads(hidden.stdout) == {"run": [], "control": "No such file or directory"}
+        shown = run(argv, SandboxPolicy(ws, timeout_s=60, hidden_paths=()), env=ENV)
+        assert json.loads(shown.stdout)["control"] == "connected"  # the probe can tell
+        control.close()
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)

@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ipc import paths
 from procs.agent import net_relay
 from procs.agent.locked_paths import locked_paths
 from procs.agent.model_bridge import SANDBOX_DIR, SOCKET_NAME, ModelBridge
@@ -149,7 +148,6 @@ def sandboxed_command(
     sandbox = SandboxPolicy(
         workspace=workspace, readonly_paths=locked_paths(policy, workspace),
         timeout_s=math.inf, memory_mb=memory_mb, network=not isolated, mode=mode,
-        hidden_paths=hidden_paths(workspace),
     )  # fmt: skip
     prefix = command_prefix(sandbox)
     if mode == "none":
@@ -172,20 +170,6 @@ def sandboxed_command(
     end = prefix.index("--")
     prefix[end:end] = binds
     return [*prefix, *command]
-
-
-def hidden_paths(workspace: Path) -> tuple[Path, ...]:
-    """/run and the factory's runtime dir, less any that is (or is inside) the workspace:
-    a workspace inside one is bound again over its tmpfs."""
-    found: list[Path] = []
-    workspace = workspace.resolve()
-    for raw in (Path("/run"), paths.runtime_dir()):
-        path = raw.resolve()
-        if path.is_relative_to(workspace) or any(path.is_relative_to(f) for f in found):
-            continue  # the workspace's own, or already hidden
-        if path != Path("/") and path.is_dir():
-            found.append(path)
-    return tuple(found)
 
 
 class AgentSandbox:

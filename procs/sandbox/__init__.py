@@ -3,9 +3,10 @@
 A shared library, not a process kind: TCR test runs, gauntlet stages, agent terminals and
 mutator tests call it in their own process. Under a `SandboxPolicy` the workspace is
 read-write, the rest of the filesystem read-only (and chosen paths inside the workspace
-read-only again: a role's tests and harness files), /tmp and /dev are private, there is no
-network, the command dies with its caller, stays in the caller's process group, and has a
-memory limit (RLIMIT_AS via prlimit) and, through run(), a wall-clock timeout.
+read-only again: a role's tests and harness files), /tmp and /dev are private, /run and
+the factory's runtime dir are empty (no control socket in reach), there is no network,
+the command dies with its caller, stays in the caller's process group, and has a memory
+limit (RLIMIT_AS via prlimit) and, through run(), a wall-clock timeout.
 
     run(argv, policy, env=..., stdin=None) -> SandboxResult   to the end or the timeout
     command_prefix(policy) -> argv prefix                     for callers that spawn
@@ -26,6 +27,7 @@ from procs.sandbox._policy import (
     SandboxResult,
     SandboxUnavailable,
     default_mode,
+    runtime_hidden_paths,
 )
 from procs.sandbox._run import run
 
@@ -39,6 +41,7 @@ __all__ = [
     "command_prefix",
     "default_mode",
     "run",
+    "runtime_hidden_paths",
     "sandbox_status",
     "usable_bwrap",
 ]

@@ -54,7 +54,7 @@ def command_prefix(policy: SandboxPolicy) -> list[str]:
     if not policy.network:
         argv.append("--unshare-net")
     argv += ["--cap-drop", "ALL", *_FILESYSTEM]
-    for hidden in policy.hidden_paths:  # before the binds: a workspace inside comes back
+    for hidden in policy.hidden_paths or ():  # before the binds: a workspace inside comes back
         if hidden.is_dir():
             argv += ["--tmpfs", str(hidden)]
     for tool_dir in toolchain_under_tmp():

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ipc import paths
+
 SANDBOX_MODES = ("bwrap", "none")
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MEMORY_MB = 4096
@@ -31,6 +33,20 @@ def default_mode() -> str:
     return os.environ.get(MODE_ENV) or "bwrap"
 
 
+def runtime_hidden_paths(workspace: Path) -> tuple[Path, ...]:
+    """/run and the factory's runtime dir, less any that is (or is inside) the workspace:
+    a workspace inside one is bound again over its tmpfs."""
+    found: list[Path] = []
+    workspace = workspace.resolve()
+    for raw in (Path("/run"), paths.runtime_dir()):
+        path = raw.resolve()
+        if path.is_relative_to(workspace) or any(path.is_relative_to(f) for f in found):
+            continue  # the workspace's own, or already hidden
+        if path != Path("/") and path.is_dir():
+            found.append(path)
+    return tuple(found)
+
+
 @dataclass(frozen=True)
 class SandboxPolicy:
     """`workspace`: read-write, the command's default cwd. `readonly_paths`: paths inside
@@ -40,7 +56,10 @@ class SandboxPolicy:
     (RLIMIT_AS). `network`: keep the host's network (default: none at all). `mode`:
     "bwrap", or "none" (the operator's choice: no isolation, the limits still apply).
     `hidden_paths`: absolute directories replaced by an empty tmpfs (their unix sockets
-    out of reach) before the workspace is bound, so a workspace inside one stays."""
+    out of reach) before the workspace is bound, so a workspace inside one stays; None
+    (the default) is `runtime_hidden_paths(workspace)`: /run and the factory's runtime
+    dir, so that agent-written code cannot reach factoryd's control socket or any
+    service's (a network namespace does not cover filesystem unix sockets)."""
 
     workspace: Path
     readonly_paths: tuple[Path, ...] = ()
@@ -48,7 +67,7 @@ class SandboxPolicy:
     memory_mb: int = DEFAULT_MEMORY_MB
     network: bool = False
     mode: str = field(default_factory=default_mode)
-    hidden_paths: tuple[Path, ...] = ()
+    hidden_paths: tuple[Path, ...] | None = None
 
     def __post_init__(self) -> None:
         workspace = Path(self.workspace)
@@ -72,14 +91,16 @@ class SandboxPolicy:
             raise ValueError(f"memory_mb must be an integer, got {self.memory_mb!r}")
         if self.memory_mb < 16:
             raise ValueError(f"memory_mb must be >= 16, got {self.memory_mb}")
-        for hidden in self.hidden_paths:
+        if self.hidden_paths is None:
+            object.__setattr__(self, "hidden_paths", runtime_hidden_paths(workspace))
+        for hidden in self.hidden_paths or ():
             if not Path(hidden).is_absolute() or Path(hidden) == Path("/"):
                 raise ValueError(f"hidden path must be an absolute directory, got {hidden!r}")
         if self.mode not in SANDBOX_MODES:
             raise ValueError(f"sandbox mode must be one of {SANDBOX_MODES}, got {self.mode!r}")
         object.__setattr__(self, "workspace", workspace)
         object.__setattr__(self, "readonly_paths", tuple(readonly))
-        object.__setattr__(self, "hidden_paths", tuple(Path(p) for p in self.hidden_paths))
+        object.__setattr__(self, "hidden_paths", tuple(Path(p) for p in self.hidden_paths or ()))
 
     @property
     def memory_bytes(self) -> int:
