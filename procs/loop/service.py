@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent-turns", metavar="MODULE:FACTORY",
                    help="AgentTurns factory, called as f(config, ledger) and, with [loop.model], "
                    "model=AgentModel (default: procs.loop.kept_agent:from_config, one kept "
-                   "[loop] agent_command per loop)")  # fmt: skip
+                   "[loop] agent per loop)")  # fmt: skip
     return p
 
 
