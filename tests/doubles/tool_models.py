@@ -85,6 +85,19 @@ class _ToolModel:
     def _route(self, ctx: RequestContext) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    def _choose(
+        self, texts: list[str], results: list[str], *, tools: bool = True
+    ) -> tuple[dict[str, Any] | None, str]:
+        """The next tool call of the conversation whose user texts and tool results these
+        are, or (None, its final text): here from the DOUBLE_ACTIONS line. `tools`: the
+        request offers tools (a subclass may answer a request without them in text)."""
+        script = _script(texts)
+        if script is not None and results:  # the latest conversation's
+            self.tool_results[:] = results
+        if script is not None and len(results) < len(script):
+            return script[len(results)], ""
+        return None, "ok" if script is None else f"DOUBLE_DONE {len(results)} tool results"
+
 
 class AnthropicToolModel(_ToolModel):
     """POST /v1/messages (and count_tokens) for claude-agent-acp's ANTHROPIC_BASE_URL."""
@@ -110,15 +123,11 @@ class AnthropicToolModel(_ToolModel):
                 if block.get("type") == "tool_result":
                     inner = block.get("content")
                     results.append(inner if isinstance(inner, str) else json.dumps(inner))
-        script = _script(texts)
-        if script is not None and results:  # the latest conversation's
-            self.tool_results[:] = results
-        step = script[len(results)] if script is not None and len(results) < len(script) else None
+        step, text = self._choose(texts, results, tools=bool(body.get("tools")))
         if step is not None:
             block = {"type": "tool_use", "id": f"toolu_{next(self._ids)}",
                      "name": step["tool"], "input": step["input"]}  # fmt: skip
         else:
-            text = "ok" if script is None else f"DOUBLE_DONE {len(results)} tool results"
             block = {"type": "text", "text": text}
         stop = "tool_use" if step is not None else "end_turn"
         if body.get("stream") is True:
@@ -183,7 +192,7 @@ class ResponsesToolModel(_ToolModel):
                 results.append(output if isinstance(output, str) else json.dumps(output))
         if isinstance(items, str):
             texts.append(items)
-        step, text = self._choose(texts, results)
+        step, text = self._choose(texts, results, tools=bool(body.get("tools")))
         if step is not None:
             item_id = next(self._ids)
             output = {"type": "function_call", "id": f"fc_{item_id}", "call_id": f"call_{item_id}",
@@ -211,16 +220,6 @@ class ResponsesToolModel(_ToolModel):
         ctx.send_sse({"type": "response.output_item.done", "output_index": 0, "item": output},
                      event="response.output_item.done")  # fmt: skip
         ctx.send_sse({"type": "response.completed", "response": done}, event="response.completed")
-
-    def _choose(self, texts: list[str], results: list[str]) -> tuple[dict[str, Any] | None, str]:
-        """The next tool call of the conversation whose user texts and tool results these
-        are, or (None, its final text): here from the DOUBLE_ACTIONS line."""
-        script = _script(texts)
-        if script is not None and results:  # the latest conversation's
-            self.tool_results[:] = results
-        if script is not None and len(results) < len(script):
-            return script[len(results)], ""
-        return None, "ok" if script is None else f"DOUBLE_DONE {len(results)} tool results"
 
 
 class GeminiToolModel(_ToolModel):
