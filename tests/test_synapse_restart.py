@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from tests.waiting import pid_alive, pid_gone, wait_until
 pytestmark = pytest.mark.integration
 
 SWARM = 3
+SLOW_TEST = "import time\n\n\ndef test_slow():\n    time.sleep(2)\n"
 RIGHT = ("--- a/core.py\n+++ b/core.py\n@@ -1,2 +1,2 @@\n def add(a, b):\n"
          "-    return a - b\n+    return a + b\n")  # fmt: skip
 
@@ -108,6 +110,14 @@ def _call(runtime: Path, endpoint: str, command: str, **args: Any) -> Any:
     return control.call(paths.control_socket(runtime, endpoint), command, args, timeout=30)
 
 
+def _found(predicate: Callable[[], dict[str, Any] | None], timeout: float,
+           what: str) -> dict[str, Any]:  # fmt: skip
+    """wait_until for a status lookup: the dict once found."""
+    found = wait_until(predicate, timeout=timeout, what=what)
+    assert found is not None
+    return found
+
+
 def _mutators(d: Any) -> dict[str, int]:
     node = d.node("mutators")
     return {c["id"]: c["pid"] for c in node.get("children", []) if c.get("state") == "running"}
@@ -124,10 +134,12 @@ class RedGolden:
     """golden (a clone of origin), red at the last of three pushed commits; a swarm of
     SWARM mutators all waiting on the model."""
 
-    def __init__(self, factoryd: Any, tmp_path: Path) -> None:
+    def __init__(self, factoryd: Any, tmp_path: Path, *, slow_suite: bool = False) -> None:
         origin, self.golden, self.other = (tmp_path / "origin.git", tmp_path / "golden",
                                            tmp_path / "other")  # fmt: skip
         tiny_project(tmp_path / "seed")
+        if slow_suite:  # every run of the suite takes 2 s: a bisection lasts long enough
+            commit(tmp_path / "seed", {"tests/test_slow.py": SLOW_TEST}, "a slow test")
         git(tmp_path, "clone", "-q", "--bare", str(tmp_path / "seed"), str(origin))
         git(tmp_path, "clone", "-q", str(origin), str(self.golden))
         git(tmp_path, "clone", "-q", str(origin), str(self.other))
@@ -142,6 +154,10 @@ class RedGolden:
     def turn_red(self) -> tuple[str, dict[str, Any], dict[str, int]]:
         """(the red commit, its generation swarming, its mutators' pids) once every
         mutator has asked the model."""
+        red = self.push_red()
+        return red, *self.swarming(red)
+
+    def push_red(self) -> str:
         wait_until(lambda: paths.control_socket(self.runtime, "synapse").exists(), timeout=60,
                    what="the synapse")  # fmt: skip
         commit(self.other, {"notes.txt": "1\n"}, "notes")
@@ -149,17 +165,19 @@ class RedGolden:
         red = commit(self.other, {"VERSION": "2\n"}, "version 2")
         git(self.other, "push", "-q", "origin", "main")
         assert _call(self.runtime, "golden", "refresh")["hash"] == red
+        return red
 
+    def swarming(self, red: str) -> tuple[dict[str, Any], dict[str, int]]:
         def swarming() -> dict[str, Any] | None:
             status = _synapse(self.runtime) or {}
             gens = [g for g in status.get("generations", []) if g["context_hash"] == red]
             ok = gens and len(gens[0]["children"]) == SWARM and len(self.model.prompts()) == SWARM
             return gens[0] if ok else None
 
-        gen = wait_until(swarming, timeout=90, what="the swarm asking the model")
+        gen = _found(swarming, 90, "the swarm asking the model")
         pids = _mutators(self.d)
         assert len(pids) == SWARM and set(pids) == set(gen["children"]), (pids, gen)
-        return red, gen, pids
+        return gen, pids
 
     def kill_synapse(self) -> int:
         """SIGKILL the synapse; returns its new pid once factoryd restarted it and it answers."""
@@ -167,9 +185,12 @@ class RedGolden:
         assert before is not None
         os.kill(int(before["pid"]), signal.SIGKILL)
         wait_until(lambda: pid_gone(int(before["pid"])), timeout=10, what="the synapse dead")
-        after = wait_until(lambda: (s := _synapse(self.runtime)) and s["pid"] != before["pid"]
-                           and s, timeout=60, what="the synapse restarted")  # fmt: skip
-        return int(after["pid"])
+
+        def restarted() -> dict[str, Any] | None:
+            status = _synapse(self.runtime)
+            return status if status is not None and status["pid"] != before["pid"] else None
+
+        return int(_found(restarted, 60, "the synapse restarted")["pid"])
 
     def close(self) -> None:
         self.model.release_all()
@@ -191,7 +212,7 @@ def test_a_synapse_killed_mid_swarm_adopts_its_mutators_and_spawns_no_second_swa
             gens = status.get("generations") or []
             return status if gens and gens[0]["resumed"] == 1 else None
 
-        status = wait_until(resumed, timeout=30, what="the generation taken up again")
+        status = _found(resumed, 30, "the generation taken up again")
         [again] = status["generations"]  # the same one, and no other
         assert again["id"] == gen["id"] and again["state"] == "swarming", again
         assert sorted(again["children"]) == sorted(gen["children"])
@@ -202,9 +223,12 @@ def test_a_synapse_killed_mid_swarm_adopts_its_mutators_and_spawns_no_second_swa
         assert len(world.model.prompts()) == SWARM
 
         world.model.release_all()  # variant 1's fix lands; the restarted synapse stops the rest
-        final = wait_until(lambda: next((g for g in (_synapse(world.runtime) or {}).get(
-            "generations", []) if g["state"] == "done"), None), timeout=60,
-            what="the generation done")  # fmt: skip
+
+        def done() -> dict[str, Any] | None:
+            gens = (_synapse(world.runtime) or {}).get("generations") or []
+            return next((g for g in gens if g["state"] == "done"), None)
+
+        final = _found(done, 60, "the generation done")
         assert final["id"] == gen["id"] and final["ended"].startswith(("fix landed", "golden"))
         wait_until(lambda: not _mutators(world.d) and all(pid_gone(p) for p in pids.values()),
                    timeout=30, what="every mutator gone")  # fmt: skip
@@ -239,7 +263,7 @@ def test_a_synapse_back_after_golden_moved_stops_the_old_swarm(
             gens = (_synapse(world.runtime) or {}).get("generations") or []
             return gens[0] if gens and gens[0]["state"] == "done" else None
 
-        final = wait_until(ended, timeout=30, what="the old generation stopped")
+        final = _found(ended, 30, "the old generation stopped")
         assert final["id"] == gen["id"] and final["resumed"] == 1
         assert final["ended"] == f"golden moved to {fixed[:12]} while the synapse was down"
         wait_until(lambda: not _mutators(world.d) and all(pid_gone(p) for p in pids.values()),
@@ -248,5 +272,35 @@ def test_a_synapse_back_after_golden_moved_stops_the_old_swarm(
         assert status is not None and len(status["generations"]) == 1 and status["live"] == 0
         assert git(world.golden, "rev-parse", "main") == fixed
         assert len(world.model.prompts()) == SWARM and red != fixed
+    finally:
+        world.close()
+
+
+def test_a_synapse_killed_mid_bisection_bisects_again_for_the_same_generation(
+    factoryd: Any, tmp_path: Path
+) -> None:
+    """Killed while it bisects (each suite run takes 2 s): the restarted synapse bisects
+    again under the same generation, then starts its swarm once."""
+    world = RedGolden(factoryd, tmp_path, slow_suite=True)
+    try:
+        red = world.push_red()
+
+        def bisecting() -> dict[str, Any] | None:
+            gens = (_synapse(world.runtime) or {}).get("generations") or []
+            return gens[0] if gens and gens[0]["context_hash"] == red else None
+
+        gen = _found(bisecting, 90, "the red's generation")
+        assert gen["state"] == "bisecting" and gen["children"] == [], gen
+        world.kill_synapse()
+        again, pids = world.swarming(red)
+        assert again["id"] == gen["id"] and again["resumed"] == 1, again
+        assert again["culprit"] != "" and again["suspects"] == 4
+        status = _synapse(world.runtime)
+        assert status is not None and len(status["generations"]) == 1
+        assert status["counts"]["generations"] == 1 and len(world.model.prompts()) == SWARM
+        world.model.release_all()
+        wait_until(lambda: not _mutators(world.d) and all(pid_gone(p) for p in pids.values()),
+                   timeout=60, what="every mutator gone")  # fmt: skip
+        assert git(world.golden, "rev-parse", "main^") == red
     finally:
         world.close()

@@ -77,6 +77,7 @@ class Synapse(Service):
             raise StartFailed(f"the golden master does not answer: {exc}") from None
         if golden.get("state") == "green":
             self.known_good = str(golden["hash"])
+            self._remember_good()
         generations = self.state / SERVICE / "generations"
         self._serial = max([len(list(generations.glob("*.json"))) if generations.is_dir() else 0,
                             *(resume.serial_of(r.id) for r in self.records.values())])  # fmt: skip
@@ -137,6 +138,14 @@ class Synapse(Service):
             self.store.save(record, counts=dict(self.counts))
         except StoreError as exc:
             report("store_failed", generation=record.id, reason=str(exc))
+
+    def _remember_good(self) -> None:
+        """known_good, for a synapse restarted while golden is red (bisect from there)."""
+        if self.store is not None:
+            try:
+                self.store.set_fact("known_good", self.known_good)
+            except StoreError as exc:
+                report("store_failed", reason=str(exc))
 
     def _resume(self, ids: list[str]) -> None:
         """At start, for each generation a previous synapse left live: adopt its mutators
@@ -202,11 +211,7 @@ class Synapse(Service):
                 self.react(signal.file, signal.error, str(signal.context_hash))
             elif isinstance(signal, TestPassing):
                 self.known_good = str(signal.hash)
-                if self.store is not None:
-                    try:
-                        self.store.set_fact("known_good", self.known_good)
-                    except StoreError as exc:
-                        report("store_failed", reason=str(exc))
+                self._remember_good()
             elif isinstance(signal, Evolution):
                 for record in self._live():
                     if record.context_hash != str(signal.hash):
