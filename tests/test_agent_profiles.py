@@ -4,6 +4,7 @@ kind gets in its private HOME (procs/agent/model_setup.py). Pure: no agent runs.
 
 from __future__ import annotations
 
+import json
 import stat
 import tomllib
 from pathlib import Path
@@ -74,6 +75,14 @@ def test_claude_and_gemini_get_their_base_urls(tmp_path: Path) -> None:
         assert env["DISABLE_AUTOUPDATER"] == "1" and env["DISABLE_TELEMETRY"] == "1"
         settings = Path(env["HOME"]) / ".claude" / "settings.json"
         assert '"defaultMode": "default"' in settings.read_text()
+        # no model call after a turn has ended (a predicted next prompt nobody reads)
+        assert env["CLAUDE_CODE_ENABLE_PROMPT_SUGGESTION"] == "false"
+        assert json.loads(settings.read_text())["promptSuggestionEnabled"] is False
+        # Codex edits existing files from inside the agent sandbox (see profiles.toml)
+    with agent_environment("codex", AgentModel("http://h/v1", "m"), tmp_path) as env:
+        assert env is not None
+        codex = tomllib.loads((Path(env["CODEX_HOME"]) / "config.toml").read_text())
+        assert codex["features"]["use_legacy_landlock"] is True
     gemini = AgentModel("http://127.0.0.1:4000", "m", "gemini", "k")
     with agent_environment("gemini", gemini, tmp_path) as env:
         assert env is not None and env["GOOGLE_GEMINI_BASE_URL"] == gemini.url
