@@ -62,6 +62,20 @@ def test_a_missing_loop_toml_is_named(tmp_path: Path) -> None:
         )
 
 
+def test_a_required_command_and_the_sandbox_setting(tmp_path: Path) -> None:
+    """The heartbeat has no default suite: without a command anywhere it is an error
+    that says where to set one; [loop] sandbox is read (and checked) as well."""
+    with pytest.raises(SuiteConfigError, match=r"no test command: .*\[loop\] test_command"):
+        resolve_suite(config=loop_toml(tmp_path / "a.toml", "suite_timeout_s = 5"),
+                      test_command=None, timeout_s=None, default_command=None)  # fmt: skip
+    config = loop_toml(tmp_path / "b.toml", 'test_command = ["pytest"]\nsandbox = "none"')
+    got = resolve_suite(config=config, test_command=None, timeout_s=None, default_command=None)
+    assert got.sandbox == "none" and got.command == ("pytest",)
+    with pytest.raises(SuiteConfigError, match="sandbox must be a string"):
+        resolve_suite(config=loop_toml(tmp_path / "c.toml", 'test_command = ["t"]\nsandbox = 1'),
+                      test_command=None, timeout_s=None, default_command=None)  # fmt: skip
+
+
 @pytest.mark.integration
 def test_golden_and_the_queue_run_loop_tomls_command(tmp_path: Path, procs: Processes) -> None:
     repo = tmp_path / "golden"

@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sqlite3
 import sys
 import time
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +48,7 @@ from procs import sandbox
 from procs.heartbeat.golden import GoldenSource, GoldenUnknown
 from procs.heartbeat.suite import SuiteUnavailable, Verdict, remove_leftovers, run_on
 from procs.heartbeat.verdicts import DB_NAME, Announced, VerdictStore, announce, state_after
+from procs.suite_config import SuiteConfigError, resolve_suite
 
 SERVICE = "heartbeat"
 PUBLISH_TIMEOUT_S = 1.0
@@ -272,28 +271,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace) -> SuiteSettings:
-    """The suite's settings from the flags and --config's [loop]; raises ValueError."""
-    table: dict[str, Any] = {}
-    if args.config is not None:
-        try:
-            table = tomllib.loads(args.config.read_text()).get("loop", {})
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"--config {args.config}: {exc}") from None
-    if args.test_command:
-        command = tuple(shlex.split(args.test_command))
-    else:
-        raw = table.get("test_command")
-        if not isinstance(raw, list) or not raw or not all(isinstance(a, str) for a in raw):
-            raise ValueError("no test command: give --test-command, or --config with "
-                             "[loop] test_command = [...]")  # fmt: skip
-        command = tuple(raw)
-    timeout = args.timeout_s or float(table.get("suite_timeout_s", 600.0))
-    mode = args.sandbox or str(table.get("sandbox") or sandbox.default_mode())
-    if not command or not timeout > 0 or not args.interval_s > 0 or not args.rerun_s > 0:
-        raise ValueError("the test command must not be empty and durations must be > 0")
+    """The suite's settings from the flags and --config's [loop] (procs.suite_config, as
+    the golden master and the merge queue read it); raises ValueError."""
+    try:
+        suite = resolve_suite(config=args.config, test_command=args.test_command,
+                              timeout_s=args.timeout_s, default_command=None)  # fmt: skip
+    except SuiteConfigError as exc:
+        raise ValueError(str(exc)) from None
+    mode = args.sandbox or suite.sandbox or sandbox.default_mode()
+    if not args.interval_s > 0 or not args.rerun_s > 0:
+        raise ValueError("--interval-s and --rerun-s must be > 0")
     if mode not in sandbox.SANDBOX_MODES:
         raise ValueError(f"sandbox must be one of {sandbox.SANDBOX_MODES}, got {mode!r}")
-    return SuiteSettings(command, timeout, mode, args.interval_s, args.rerun_s)
+    return SuiteSettings(suite.command, suite.timeout_s, mode, args.interval_s, args.rerun_s)
 
 
 def main(argv: list[str]) -> int:

@@ -35,6 +35,7 @@ class Suite:
     command: tuple[str, ...]
     timeout_s: float
     source: str
+    sandbox: str | None = None  # [loop] sandbox when loop.toml sets it
 
 
 def _table(config: Path) -> dict[str, Any]:
@@ -52,10 +53,11 @@ def resolve_suite(
     config: Path | None,
     test_command: str | None,
     timeout_s: float | None,
-    default_command: str,
+    default_command: str | None,
 ) -> Suite:
     """The command and timeout: each flag given wins, else loop.toml's [loop] key, else
-    the default (`default_command`, DEFAULT_TIMEOUT_S)."""
+    the default (`default_command`, DEFAULT_TIMEOUT_S); a None `default_command` makes
+    the command required. Also [loop] sandbox, when set (no flag here: the caller's)."""
     table = _table(config) if config is not None else {}
     where = f"{config}: [loop]" if config is not None else ""
     if test_command is not None:
@@ -65,8 +67,11 @@ def resolve_suite(
         if not isinstance(raw, list) or not all(isinstance(a, str) for a in raw):
             raise SuiteConfigError(f"{where} test_command must be a list of strings, got {raw!r}")
         command, source = tuple(raw), str(config)
-    else:
+    elif default_command is not None:
         command, source = tuple(shlex.split(default_command)), "default"
+    else:
+        raise SuiteConfigError("no test command: give --test-command, or --config with "
+                               "[loop] test_command = [...]")  # fmt: skip
     if not command or not command[0]:
         raise SuiteConfigError(f"the test command ({source}) is empty")
     if timeout_s is None:
@@ -77,4 +82,7 @@ def resolve_suite(
     if not 0 < timeout_s < math.inf:
         raise SuiteConfigError(f"the suite timeout must be a finite number of seconds > 0, "
                                f"got {timeout_s}")  # fmt: skip
-    return Suite(command, timeout_s, source)
+    mode = table.get("sandbox")
+    if mode is not None and not isinstance(mode, str):
+        raise SuiteConfigError(f"{where} sandbox must be a string, got {mode!r}")
+    return Suite(command, timeout_s, source, mode)
