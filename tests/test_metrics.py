@@ -71,8 +71,9 @@ REPLIES: dict[tuple[str, str], Any] = {
     ("model_gateway", "usage"): {"roles": {"implementer": {"calls": 3, "input_tokens": 300,
                                                            "output_tokens": 30,
                                                            "cached_tokens": 10}}},
-    ("workspace_manager", "status"): {"registry": {"workspaces": 3, "orphaned": 1,
-                                                   "created": 9, "destroyed": 6}},
+    ("workspace_manager", "status"): {"registry": {"workspaces": 4, "orphaned": 1,
+                                                   "detached": 1, "created": 9,
+                                                   "destroyed": 6}},
 }  # fmt: skip
 LEDGER = {"resources": {"loop": {"limit": 4, "in_use": 2, "waiting": 1, "exhausted": 3},
                         "ram": {"limit": 2048, "in_use": 512, "waiting": 0, "exhausted": 0}},
@@ -138,6 +139,7 @@ def test_a_scrape_reads_every_source_once(tmp_path: Path, monkeypatch: pytest.Mo
     assert value(parsed, "factory_ledger_exhausted_total", resource="loop") == 3
     assert value(parsed, "factory_ledger_holders", alive="false") == 1
     assert value(parsed, "factory_workspaces", state="live") == 2
+    assert value(parsed, "factory_workspaces", state="detached") == 1
     assert value(parsed, "factory_workspace_operations_total", operation="destroyed") == 6
 
 

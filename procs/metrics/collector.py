@@ -281,8 +281,10 @@ class FactoryCollector(Collector):
                                   labels=["state"])  # fmt: skip
         total = int(registry.get("workspaces") or 0)
         orphaned = int(registry.get("orphaned") or 0)
-        count.add_metric(["live"], float(total - orphaned))
+        detached = int(registry.get("detached") or 0)  # kept for a loop that will resume
+        count.add_metric(["live"], float(total - orphaned - detached))
         count.add_metric(["orphaned"], float(orphaned))
+        count.add_metric(["detached"], float(detached))
         made = CounterMetricFamily("factory_workspace_operations",
                                    "workspaces created, destroyed, failed",
                                    labels=["operation"])  # fmt: skip
