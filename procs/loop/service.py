@@ -83,7 +83,7 @@ from ipc.sd_notify import Notifier
 from ipc.signals import LoopComplete, LoopFailed, Signal, SignalTooLarge
 from procs import sandbox
 from procs.gauntlet import GauntletConfig, LoopGauntlet
-from procs.loop import git, kept_agent
+from procs.loop import git, kept_agent, peers
 from procs.loop import workspace as workspaces
 from procs.loop.agent_service import AgentModel
 from procs.loop.bead_text import BeadNotFound, read_bead
@@ -206,6 +206,7 @@ def _main(argv: list[str]) -> int:
     store = _ReportingStore(state_path(plan.state_dir), notifier)
     try:
         via = _workspace_source(plan)
+        _await_workspace_peers(via)
         try:
             state, lease = _state(plan, store, via)
         except BadInput as exc:
@@ -447,6 +448,19 @@ def _workspace_source(plan: _Plan) -> workspaces.WorkspaceSource:
     )  # fmt: skip
 
 
+def _await_workspace_peers(via: workspaces.WorkspaceSource) -> None:
+    """Wait (bounded) for the workspace manager and the golden master it asks, when
+    their sockets say they are in this tree: either may be restarting. One that does
+    not answer in time fails the next step, which says so."""
+    if via.manager_socket is None:
+        return
+    golden = paths.control_socket(via.manager_socket.parent, workspaces.GOLDEN)
+    for socket in (via.manager_socket, golden):
+        if socket.exists():
+            with contextlib.suppress(control.ControlError):
+                peers.await_peer(socket, timeout=peers.PEER_WAIT_S)
+
+
 def _loop_config(plan: _Plan) -> LoopConfig:
     config = plan.config
     return LoopConfig(requirements=plan.requirements, test_command=config.test_command,
@@ -463,13 +477,16 @@ def _lander(plan: _Plan) -> Lander:
 def _choose_lander(args: argparse.Namespace, runtime: Path) -> str:
     """--lander, with auto resolved at start: the merge queue when its socket answers (a
     tree with a golden master, which alone may move golden's branch), else fast-forward.
-    An explicit merge_queue that does not answer is bad input (the loop would only find
-    out at Pushing, after all its work)."""
+    A merge queue that is restarting is waited for (peers.PEER_WAIT_S), never taken for
+    absent. An explicit merge_queue that does not answer then is bad input (the loop
+    would only find out at Pushing, after all its work)."""
     if args.lander == "fast_forward":
         return "fast_forward"
     socket = paths.control_socket(runtime, MERGE_QUEUE_ENDPOINT)
+    if args.lander == "auto" and not socket.exists():
+        return "fast_forward"  # no merge queue in this tree
     try:
-        control.call(socket, "status", {}, timeout=10.0)
+        peers.await_peer(socket, timeout=peers.PEER_WAIT_S)
     except control.ControlError as exc:
         if args.lander == "merge_queue":
             raise BadInput(f"--lander merge_queue: no merge queue answers on {socket}: {exc}"

@@ -1,0 +1,91 @@
+"""A loop's start waits, bounded, for a peer that is restarting (procs/loop/peers.py).
+
+Found by the chaos soak (bench/chaos.py): a loop started while the merge queue was being
+restarted exited 2 ("--lander merge_queue: no merge queue answers", bad input), a failed
+start that cost its bead an attempt; with --lander auto it would have landed by
+fast-forward, past the golden master. Here the peer is a real control server on a real
+socket that starts listening only once the loop has found it down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ipc import control
+from procs.loop import peers
+from procs.loop.service import BadInput, _choose_lander
+from tests.helpers.control_server import serving
+
+
+class LateServer:
+    """A control server on `path` that starts listening after the first failed call."""
+
+    def __init__(self, path: Path, handler: Any = None) -> None:
+        self.path = path
+        self.handler = handler or (lambda command, args: {"command": command})
+        self.failures = 0
+        self.started = threading.Event()
+        self._stack = contextlib.ExitStack()
+
+    def call(self, *args: Any, **kw: Any) -> Any:
+        try:
+            return REAL_CALL(*args, **kw)
+        except control.DaemonNotRunning:
+            self.failures += 1
+            if not self.started.is_set():
+                self._stack.enter_context(serving(self.path, self.handler))
+                self.started.set()
+            raise
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+REAL_CALL = control.call
+
+
+@pytest.fixture
+def late(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LateServer]:
+    server = LateServer(tmp_path / "merge_queue.sock")
+    monkeypatch.setattr(control, "call", server.call)  # every caller of the module sees it
+    yield server
+    server.close()
+
+
+def test_a_peer_that_comes_up_while_waited_for_is_found(late: LateServer) -> None:
+    peers.await_peer(late.path, timeout=10)
+    assert late.failures == 1 and late.started.is_set()
+
+
+def test_an_error_reply_is_an_answer(tmp_path: Path) -> None:
+    def refuse(command: str, args: dict[str, Any]) -> Any:
+        raise control.RequestRefused(f"unknown command {command!r}", "unknown_command")
+
+    with serving(tmp_path / "peer.sock", refuse):
+        peers.await_peer(tmp_path / "peer.sock", timeout=10)
+
+
+def test_nothing_listening_is_reported_after_the_timeout(tmp_path: Path) -> None:
+    with pytest.raises(control.DaemonNotRunning, match="nothing is listening"):
+        peers.await_peer(tmp_path / "absent.sock", timeout=0.3)
+
+
+@pytest.mark.parametrize("lander", ["merge_queue", "auto"])
+def test_a_restarting_merge_queue_is_the_lander(late: LateServer, lander: str) -> None:
+    late.path.touch()  # a merge queue SIGKILLed leaves its socket file: the tree has one
+    chosen = _choose_lander(argparse.Namespace(lander=lander), late.path.parent)
+    assert chosen == "merge_queue" and late.failures == 1
+
+
+def test_no_merge_queue_in_the_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(peers, "PEER_WAIT_S", 0.3)
+    assert _choose_lander(argparse.Namespace(lander="auto"), tmp_path) == "fast_forward"
+    with pytest.raises(BadInput, match="no merge queue answers"):
+        _choose_lander(argparse.Namespace(lander="merge_queue"), tmp_path)
