@@ -37,13 +37,35 @@ def _env() -> dict[str, str]:
 
 @pytest.mark.integration
 def test_the_readme_demo_closes_three_beads_with_commits_on_golden() -> None:
+    """The command as written: real opencode agents on the scripted model where opencode
+    can be had (.ci/run puts it on PATH), else the in-process replay; said either way."""
     done = subprocess.run([sys.executable, "-m", "procs.demo"], cwd=ROOT, env=_env(),
-                          capture_output=True, text=True, timeout=180, check=False)  # fmt: skip
+                          capture_output=True, text=True, timeout=420, check=False)  # fmt: skip
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    if "MODEL IS SCRIPTED" in out:  # at the start and the end
+        assert out.count("agents: real opencode agents (opencode ") == 2, out
+        assert out.index("MODEL IS SCRIPTED") < out.index("factoryd is up")
+    else:
+        assert out.count("SCRIPTED AGENTS: no model is configured") == 2, out
+    _assert_the_demo_went_as_it_must(out)
+
+
+@pytest.mark.integration
+def test_with_scripted_the_agents_replay_in_process() -> None:
+    done = subprocess.run([sys.executable, "-m", "procs.demo", "--scripted"], cwd=ROOT,
+                          env=_env(), capture_output=True, text=True, timeout=180,
+                          check=False)  # fmt: skip
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert out.count("SCRIPTED AGENTS: no model is configured") == 2  # at the start and the end
     assert out.index("SCRIPTED AGENTS") < out.index("factoryd is up")
-    log = out.split("$ git log --oneline main")[1].split("\nclosed beads:")[0]
+    assert "MODEL IS SCRIPTED" not in out and "npm" not in out
+    _assert_the_demo_went_as_it_must(out)
+
+
+def _assert_the_demo_went_as_it_must(out: str) -> None:
+    log = out.split("$ git log --oneline main")[1].split("\nclosed beads:", maxsplit=1)[0]
     commits = re.findall(r"^([0-9a-f]{7,}) (.+)$", log, re.M)
     # the first commit, 3 beads, the teammate's 3, the swarm's one fix on top
     assert len(commits) == 8 and "textstats: the package" in commits[-1][1], log
@@ -73,8 +95,9 @@ def test_the_readme_demo_closes_three_beads_with_commits_on_golden() -> None:
 @pytest.mark.integration
 def test_ctrl_c_stops_the_factory_and_exits_130(tmp_path: Path) -> None:
     work = tmp_path / "demo"
-    proc = subprocess.Popen([sys.executable, "-m", "procs.demo", "--dir", str(work), "--keep"],
-                            cwd=ROOT, env=_env(), stdout=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "procs.demo", "--dir", str(work), "--keep",
+                             "--scripted"], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            text=True)  # fmt: skip
     try:
         assert proc.stdout is not None
         for line in proc.stdout:  # bounded by the demo's own start timeout

@@ -49,6 +49,8 @@ class Agents:
     why: str  # one line for the operator: why these agents
     model_url: str = ""
     model_name: str = ""
+    command: tuple[str, ...] = tuple(OPENCODE)  # the agent's command (not scripted)
+    recorded_model: bool = False  # real opencode, its model the recorded session
 
 
 def choose_agents(env: dict[str, str]) -> Agents:
@@ -147,7 +149,7 @@ def beads_jsonl() -> str:
 
 
 def loop_toml(agents: Agents, sandbox: str) -> str:
-    agent = ["scripted-in-process"] if agents.scripted else OPENCODE
+    agent = ["scripted-in-process"] if agents.scripted else list(agents.command)
     turn_timeout = 60 if agents.scripted else 900
     text = (f"[loop]\ntest_command = {json.dumps(TEST_COMMAND.split())}\n"
             f"agent_command = {json.dumps(agent)}\n"

@@ -1,6 +1,6 @@
 """The whole factory in one command: three beads of a small project become commits.
 
-    python3 -m procs.demo [--dir DIR] [--keep] [--timeout S]
+    python3 -m procs.demo [--dir DIR] [--keep] [--timeout S] [--scripted]
 
 Makes a small real Python project (`textstats`, a git repository: the golden master)
 with a beads file of three beads (ts-3 blocked by ts-1), writes the factory config from
@@ -16,9 +16,13 @@ all three beads are closed with their commits on golden and golden is green agai
 exactly one fix of the swarm with the culprit named and no mutator left; 1 otherwise; 2
 when it cannot start; 130 on Ctrl-C (everything is stopped first).
 
-The agents: with no model configured, scripted agents replay a recorded session
-(procs/demo/recorded.py through procs/demo/agents.py), and the demo says so at the
-start and at the end. With FACTORY_DEMO_MODEL_URL set to an OpenAI-compatible base URL
+The agents: with no model configured, real opencode agents (on PATH, else from the
+local cache, else installed there with npm: procs/demo/opencode_cache.py) whose model is
+a stand-in replaying a recorded session through opencode's tools
+(procs/demo/role_model.py); where opencode cannot be had, or with --scripted, scripted
+agents replay that session in-process (procs/demo/recorded.py through
+procs/demo/agents.py). Either way the demo says so at the start and at the end. With
+FACTORY_DEMO_MODEL_URL set to an OpenAI-compatible base URL
 (a llama.cpp server: http://127.0.0.1:8080/v1) and opencode on PATH, the loops run
 `opencode acp --pure` on that model (FACTORY_DEMO_MODEL names it), unmetered; without
 opencode the demo says why and replays. The swarm's model is always the recorded fix
@@ -50,10 +54,11 @@ from typing import Any, TextIO
 import psutil
 
 from ipc import control, ledger, paths
-from procs.demo import project
+from procs.demo import opencode_cache, project
 from procs.demo.episode import RedEpisode
 from procs.demo.fix_model import RecordedFixModel
 from procs.demo.recorded import BEADS
+from procs.demo.role_model import RecordedRoleModel
 from procs.demo.watch import Watcher
 
 EXIT_OK, EXIT_FAILED, EXIT_CANNOT_START, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -85,8 +90,15 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
                                      .split("\n")[0])  # fmt: skip
     parser.add_argument("--dir", type=Path, help="work here (empty or new) instead of a temp dir")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--scripted",
+        action="store_true",
+        help="with no model configured, replay the session in-process instead "
+        "of real opencode agents on a scripted model",
+    )
     parser.add_argument("--timeout", type=float, default=None,
-                        help="give up after S seconds (120; 1800 with a model)")  # fmt: skip
+                        help="give up after S seconds (120 scripted, 300 opencode on the "
+                             "scripted model, 1800 with a model)")  # fmt: skip
     args = parser.parse_args(argv)
     say = _Printer(out or sys.stdout)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -98,7 +110,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         return EXIT_CANNOT_START
     demo = Demo(work, say)
     try:
-        return demo.run(args.timeout)
+        return demo.run(args.timeout, opencode=not args.scripted)
     except Interrupted as exc:
         say(f"\ninterrupted ({exc}): stopping the factory")
         return EXIT_INTERRUPTED
@@ -144,12 +156,15 @@ class Demo:
         self.upstream = work / "upstream.git"
         self.daemon: subprocess.Popen[bytes] | None = None
         self.fix_model: RecordedFixModel | None = None
+        self.role_model: RecordedRoleModel | None = None
         self.peak_rss = 0
         self.stopped_code: int | None = None
 
     # -- the run ---------------------------------------------------------------------
-    def run(self, timeout: float | None) -> int:
+    def run(self, timeout: float | None, *, opencode: bool = False) -> int:
         agents = project.choose_agents(dict(os.environ))
+        if agents.scripted and opencode and not os.environ.get("FACTORY_DEMO_MODEL_URL"):
+            agents = self._opencode_agents(agents)
         no_bwrap = project.bwrap_problem()
         sandbox = "none" if no_bwrap else "bwrap"
         self._banner(agents, no_bwrap)
@@ -178,7 +193,8 @@ class Demo:
         self.beads.write_text(project.beads_jsonl())
         self.say(f"{watcher.stamp()} {len(BEADS)} beads written; the beads service: "
                  f"{self._beads_view()}")  # fmt: skip
-        limit = timeout if timeout is not None else (120.0 if agents.scripted else 1800.0)
+        limit = timeout if timeout is not None else (
+            120.0 if agents.scripted else 300.0 if agents.recorded_model else 1800.0)  # fmt: skip
         deadline = time.monotonic() + limit
         done = self._follow(watcher, deadline, lambda: _all_closed(watcher),
                             "not every bead closed")  # fmt: skip
@@ -201,6 +217,20 @@ class Demo:
                  "demo: FAILED (see above; --keep keeps factoryd.log and the state)")  # fmt: skip
         return EXIT_OK if ok else EXIT_FAILED
 
+    def _opencode_agents(self, replay: project.Agents) -> project.Agents:
+        """Real opencode on the recorded role model, or `replay` (said why)."""
+        binary, note = opencode_cache.find_or_install(dict(os.environ), self.say)
+        if binary is None:
+            self.say(f"opencode: {note}; the agents are scripted in-process instead")
+            return replay
+        self.role_model = RecordedRoleModel().start()
+        return project.Agents(
+            False, f"real opencode agents ({note}) whose MODEL IS SCRIPTED: a stand-in "
+                   "replaying the recorded session (procs/demo/role_model.py)",
+            model_url=self.role_model.base_url, model_name=self.role_model.model,
+            command=(binary, "acp", "--pure"), recorded_model=True,
+        )  # fmt: skip
+
     def _banner(self, agents: project.Agents, no_bwrap: str | None) -> None:
         self.say("Factory demo: a small Python project (textstats), 3 beads, the whole "
                  "factory (systemd/factory.example.toml) under factoryd")  # fmt: skip
@@ -215,6 +245,8 @@ class Demo:
 
     def _banner_end(self, agents: project.Agents, no_bwrap: str | None) -> None:
         self.say(SCRIPTED_FIX_NOTICE)
+        if agents.recorded_model:
+            self.say(f"agents: {agents.why}")
         if agents.scripted:
             self.say(SCRIPTED_NOTICE.format(why=agents.why))
         if no_bwrap:
@@ -389,6 +421,9 @@ class Demo:
         if self.fix_model is not None:
             self.fix_model.stop()
             self.fix_model = None
+        if self.role_model is not None:
+            self.role_model.stop()
+            self.role_model = None
 
 
 def _all_closed(watcher: Watcher) -> bool:
