@@ -192,6 +192,28 @@ def call(
     raise RemoteError(str(error.get("type", "error")), str(error.get("message", "")))
 
 
+def await_answer(path: str | os.PathLike[str], *, timeout: float) -> None:
+    """Return once something answers on the control socket `path` (any reply, an error
+    reply included: it listens). For a peer that may be restarting: a supervised service
+    SIGKILLed a moment ago is back within seconds, and a caller that took "nothing is
+    listening" for "absent" gave up what it came for (bench/chaos.py). Blocks at most
+    about `timeout` seconds, retrying with a backoff from 50 ms to 1 s; then raises the
+    last ControlError (DaemonNotRunning when nothing listens)."""
+    deadline = time.monotonic() + timeout
+    pause = 0.05
+    while True:
+        try:
+            call(path, "status", {}, timeout=max(deadline - time.monotonic(), 0.1))
+            return
+        except RemoteError:
+            return  # an error reply is an answer: it listens
+        except ControlError:
+            if time.monotonic() + pause >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
+
+
 def connect(path: str | os.PathLike[str], *, deadline: float) -> socket.socket:
     """A stream socket connected to the control socket at `path`.
 

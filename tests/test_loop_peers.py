@@ -10,8 +10,6 @@ socket that starts listening only once the loop has found it down.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,33 +20,7 @@ from ipc import control
 from procs.loop import peers
 from procs.loop.service import BadInput, _choose_lander
 from tests.helpers.control_server import serving
-
-
-class LateServer:
-    """A control server on `path` that starts listening after the first failed call."""
-
-    def __init__(self, path: Path, handler: Any = None) -> None:
-        self.path = path
-        self.handler = handler or (lambda command, args: {"command": command})
-        self.failures = 0
-        self.started = threading.Event()
-        self._stack = contextlib.ExitStack()
-
-    def call(self, *args: Any, **kw: Any) -> Any:
-        try:
-            return REAL_CALL(*args, **kw)
-        except control.DaemonNotRunning:
-            self.failures += 1
-            if not self.started.is_set():
-                self._stack.enter_context(serving(self.path, self.handler))
-                self.started.set()
-            raise
-
-    def close(self) -> None:
-        self._stack.close()
-
-
-REAL_CALL = control.call
+from tests.helpers.late_server import LateServer
 
 
 @pytest.fixture
@@ -61,7 +33,7 @@ def late(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LateServer
 
 def test_a_peer_that_comes_up_while_waited_for_is_found(late: LateServer) -> None:
     peers.await_peer(late.path, timeout=10)
-    assert late.failures == 1 and late.started.is_set()
+    assert late.failures == 1 and late.up
 
 
 def test_an_error_reply_is_an_answer(tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ ROUTER = "llm_router"
 QUEUE = "merge_queue"
 CALL_MARGIN_S = 5.0
 WAIT_STEP_S = 30.0
+QUEUE_WAIT_S = 30.0  # for a merge queue being restarted (SIGKILLed, or the tree restarting)
 
 
 class GaveUp(Exception):
@@ -101,11 +102,14 @@ def ask_for_fix(runtime: Path, gen: Generation, variant: int, timeout_s: float) 
 def propose(runtime: Path, gen: Generation, variant: int, ws: Path, tip: str, *,
             decision_timeout_s: float) -> dict[str, Any]:  # fmt: skip
     """Propose the fix in the generation's group; return the queue's decided entry (or
-    the entry as it is at the timeout)."""
+    the entry as it is at the timeout). A merge queue that is down (restarting) is
+    waited for, QUEUE_WAIT_S at a time: a green fix given up then was the generation's
+    only one, and golden stayed red (bench/chaos.py)."""
     queue = paths.control_socket(runtime, QUEUE)
     what = gen.failure.file or gen.failure.context_hash[:12]
     title = f"synapse fix of {what} (variant {variant})"
     try:
+        control.await_answer(queue, timeout=QUEUE_WAIT_S)
         entry = control.call(queue, "propose", {
             "source": str(ws), "ref": tip, "base": gen.failure.context_hash, "priority": 0,
             "key": f"{gen.group}-{variant}", "group": gen.group, "title": title,
@@ -114,9 +118,12 @@ def propose(runtime: Path, gen: Generation, variant: int, ws: Path, tip: str, *,
         deadline = time.monotonic() + decision_timeout_s
         while entry.get("state") == "queued" and time.monotonic() < deadline:
             step = min(WAIT_STEP_S, max(0.0, deadline - time.monotonic()))
-            entry = control.call(queue, "wait",
-                                 {"patch_id": entry["patch_id"], "timeout_s": step},
-                                 timeout=step + CALL_MARGIN_S)  # fmt: skip
+            try:
+                entry = control.call(queue, "wait",
+                                     {"patch_id": entry["patch_id"], "timeout_s": step},
+                                     timeout=step + CALL_MARGIN_S)  # fmt: skip
+            except (control.DaemonNotRunning, control.PeerGone):  # restarting: it kept the entry
+                control.await_answer(queue, timeout=QUEUE_WAIT_S)
     except control.ControlError as exc:
         raise GaveUp("propose", str(exc)) from None
     return dict(entry)
