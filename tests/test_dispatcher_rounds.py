@@ -121,11 +121,17 @@ class Golden:
     def __init__(self) -> None:
         self.on_golden: set[str] = set()
         self.unknown = False
+        self.proposals: dict[str, str] = {}  # loop id -> its patch's state in the queue
 
     def landed(self, loop_id: str, commit: str) -> bool:
         if self.unknown:
             raise LandingUnknown("git hangs")
         return commit in self.on_golden
+
+    def proposal(self, loop_id: str) -> str | None:
+        if self.unknown:
+            raise LandingUnknown("the merge queue does not answer")
+        return self.proposals.get(loop_id)
 
 
 class Round:
@@ -267,6 +273,42 @@ def test_a_loop_that_died_past_its_resumes_fails_and_its_workspace_is_settled(
     assert workspace.is_dir() is keep
     settled = [f for e, f in r.reports if e == "workspace_settled"]
     assert [f["action"] for f in settled] == ["kept" if keep else "destroyed"]
+
+
+def test_a_loop_that_died_in_pushing_lands_if_its_patch_does(tmp_path: Path) -> None:
+    """Found by bench/chaos.py: a loop killed (past its resumes) after its proposal was
+    failed, its bead opened again, and then its patch landed: a bead open with its commit
+    on golden. Its patch decides: queued, the bead waits; accepted, it is closed."""
+    r = Round(tmp_path, ["a"])
+    r.run()
+    workspace = tmp_path / "loop-workspaces" / "a.1"
+    workspace.mkdir(parents=True)
+    r.loops.end("a.1", "pushing", workspace=str(workspace))
+    r.golden.proposals["a.1"] = "queued"
+    for _ in range(3):  # two resumes, then given up while its patch waits in the queue
+        r.exit("a.1")
+        r.run()
+    r.run()  # and the next round still waits
+    assert [c[0] for c in r.beads.calls] == ["claim"]  # not failed: its patch may land
+    assert [e for e, _ in r.reports].count("landing_pending") == 2
+    r.golden.proposals["a.1"] = "accepted"
+    r.golden.on_golden.add("c" * 40)
+    r.run()
+    assert [c[0] for c in r.beads.calls] == ["claim", "close"]
+    assert not workspace.is_dir()  # nobody else frees a dead loop's workspace
+    r.run()
+    assert [c[0] for c in r.beads.calls] == ["claim", "close"]  # settled once
+
+
+def test_a_loop_that_died_in_pushing_with_its_patch_rejected_fails(tmp_path: Path) -> None:
+    r = Round(tmp_path, ["a"])
+    r.run()
+    r.loops.end("a.1", "pushing")
+    r.golden.proposals["a.1"] = "rejected"
+    for _ in range(3):
+        r.exit("a.1")
+        r.run()
+    assert [c[0] for c in r.beads.calls] == ["claim", "fail"]
 
 
 def test_paused_no_new_loop_starts_but_live_ones_are_settled(tmp_path: Path) -> None:

@@ -4,6 +4,9 @@ golden HEAD (DESIGN.md "Landing is one transaction"); the loop's word is not eno
     GoldenAncestry(runtime, repo=None, branch=None).landed(loop_id, commit) -> True | False
         raises LandingUnknown
 
+`proposal(loop_id)` is the queue's state of the loop's latest patch: a loop that died
+in Pushing may have proposed a patch that is still queued or already landed.
+
 The merge queue decides first when it runs and knows the loop: its `landed {key:
 loop_id}` (the loop's latest patch: landed only when its landed commit is an ancestor of
 golden HEAD). A queue that has no patch of that loop (it landed another way: the
@@ -66,6 +69,22 @@ class GoldenAncestry:
             else:
                 return bool(got.get("landed"))
         return self.is_ancestor(commit)
+
+    def proposal(self, loop_id: str) -> str | None:
+        """The merge queue's state of the loop's latest patch ("fetching", "queued",
+        "accepted", "rejected"), or None when no queue runs here or it has no patch of
+        the loop. Raises LandingUnknown when the queue does not answer."""
+        if not self.queue.exists():
+            return None
+        try:
+            got = control.call(self.queue, "landed", {"key": loop_id}, timeout=CALL_TIMEOUT_S)
+        except control.RemoteError as exc:
+            if exc.type == "not_found":
+                return None
+            raise LandingUnknown(f"the merge queue: {exc}") from None
+        except control.ControlError as exc:
+            raise LandingUnknown(f"the merge queue: {exc}") from None
+        return str(got.get("state") or "") or None
 
     def is_ancestor(self, commit: str) -> bool:
         if not commit:

@@ -181,6 +181,8 @@ class Dispatcher:
             assert loop is not None
             self._land(d, loop, generation, out)
         elif action.act is Act.FAIL:
+            if loop is not None and not loop.terminal and self._proposed(d, loop, out):
+                return 0  # its patch landed (the bead is closed) or is still being decided
             self._fail(d, generation, action.reason, out)
             if loop is not None and not loop.terminal:  # it died: nobody freed its workspace
                 self._leftover(d, loop.workspace)
@@ -225,6 +227,25 @@ class Dispatcher:
             self._end(d, "forgotten", str(exc), out)
             return
         self._end(d, "closed", "landed", out)
+
+    def _proposed(self, d: Dispatch, loop: LoopView, out: RoundResult) -> bool:
+        """A loop that died past its resumes may have proposed its patch (it died in
+        Pushing): while the merge queue still decides it, wait; once it landed, close the
+        bead. Failing it then would open a bead whose commit is on golden (found by
+        bench/chaos.py). True when that is so (the bead is not to be failed now)."""
+        try:
+            state = self.golden.proposal(d.loop_id)
+        except LandingUnknown as exc:  # never "not proposed": asked again next round
+            self.report("landing_unknown", loop_id=d.loop_id, reason=str(exc))
+            return True
+        if state in ("fetching", "queued"):
+            self.report("landing_pending", loop_id=d.loop_id, bead_id=d.bead_id, state=state)
+            return True
+        if state != "accepted":
+            return False
+        self._land(d, loop, d.generation or 0, out)
+        self._leftover(d, loop.workspace)
+        return True
 
     def _fail(self, d: Dispatch, generation: int, reason: str, out: RoundResult) -> None:
         try:
