@@ -126,6 +126,8 @@ class Soak:
         config = self.work / "factory.toml"
         config.write_text(text)
         env = project.daemon_env(dict(os.environ))
+        (self.work / "tmp").mkdir()
+        env["TMPDIR"] = str(self.work / "tmp")  # the unit's PrivateTmp=yes, in effect
         key, _, value = self.marker.partition("=")
         env[key] = value
         self.unit = Unit(ROOT, config, self.work, env)
@@ -311,6 +313,7 @@ class Soak:
             time.sleep(0.05)
         left = {p.pid for p in descendants()} | set(checks.environ_marked(self.marker))
         left.discard(os.getpid())
+        temp_left = sorted(p.name for p in (self.work / "tmp").iterdir())
         beads = checks.read_beads(self.beads)
         landed = checks.landed_modules(self.golden, self.start_commit)
         culprit = {self.red.culprit} if self.red.culprit else set()
@@ -343,7 +346,8 @@ class Soak:
             s = str(beads.get(b, {}).get("status", "missing"))
             statuses[s] = statuses.get(s, 0) + 1
         return {"invariants": invariants, "golden_commits_checked": checked, "beads": statuses,
-                "loops": phases, "failure_reasons": reasons, "red_golden": episode}  # fmt: skip
+                "loops": phases, "failure_reasons": reasons, "red_golden": episode,
+                "temp_left": temp_left}  # fmt: skip
 
 
 def factory_toml(golden: Path, beads: Path, loop_toml: Path, *, loops: int, sandbox: str,
@@ -416,6 +420,7 @@ def figures(soak: Soak, result: dict[str, Any], took: dict[str, float]) -> dict[
         "orphans_at_factoryd_death": soak.unit.orphans, "beads_written": len(soak.written),
         "beads": result["beads"], "loops": result["loops"],
         "loop_failures": result["failure_reasons"], "red_golden": result["red_golden"],
+        "temp_left": {"count": len(result["temp_left"]), "examples": result["temp_left"][:5]},
         "golden_commits_checked": result["golden_commits_checked"], "invariants": invariants,
         "ok": all(v["count"] == 0 for v in invariants.values()), **took,
     }  # fmt: skip
@@ -442,6 +447,8 @@ def render(fig: dict[str, Any]) -> str:
     for why, n in sorted(fig["loop_failures"].items(), key=lambda item: -item[1]):
         lines.append(f"  failed x{n}: {why}")
     lines.append(f"red golden: {fig['red_golden']}")
+    lines.append(f"temp entries left by killed processes (the unit's PrivateTmp=yes removes "
+                 f"them at stop, not before): {fig['temp_left']}")  # fmt: skip
     lines.append("invariants (count of violations):")
     for name, v in fig["invariants"].items():
         lines.append(f"  {v['count']:>4}  {name}")

@@ -138,42 +138,46 @@ def loops_unended(state: Path) -> tuple[Found, dict[str, int], dict[str, int]]:
     """Every loop ended: complete, or failed with a reason, in its own record or, for a
     loop the dispatcher gave up resuming (its record stays in the phase it died in), in
     the dispatcher's. Returns the bad ones, the loops by final phase ("given up" for
-    those) and the failed ones by reason (paths and numbers blanked)."""
+    those) and every failed dispatch by reason (paths and numbers blanked; a loop that
+    never started has no record of its own)."""
     path = loops_path(state)
-    if not path.exists():
-        return (0, []), {}, {}
     settled = dispatcher_settled(state)
+    reasons: dict[str, int] = {}
+    for outcome, reason in settled.values():
+        if outcome == "failed":
+            why = _BLANK.sub("#", reason)[:170]
+            reasons[why] = reasons.get(why, 0) + 1
+    if not path.exists():
+        return (0, []), {}, reasons
     bad: list[str] = []
     phases: dict[str, int] = {}
-    reasons: dict[str, int] = {}
     with LoopReader(path) as reader:
         for loop in reader.summaries():
             phase, reason = str(loop.get("phase")), str(loop.get("reason") or "")
             if phase not in ("complete", "failed") and loop["loop_id"] in settled:
-                phase, reason = "given up", settled[loop["loop_id"]]
+                outcome, reason = settled[loop["loop_id"]]  # it died; the dispatcher settled it
+                phase = "given up" if outcome == "failed" else "landed after it died"
             phases[phase] = phases.get(phase, 0) + 1
-            if phase in ("failed", "given up"):
-                why = _BLANK.sub("#", reason)[:110]
-                reasons[why] = reasons.get(why, 0) + 1
-                if not reason:
-                    bad.append(f"{loop['loop_id']}: {phase} with no reason")
-            elif phase != "complete":
+            if phase in ("failed", "given up") and not reason:
+                bad.append(f"{loop['loop_id']}: {phase} with no reason")
+            elif phase not in ("complete", "failed", "given up", "landed after it died"):
                 bad.append(f"{loop['loop_id']}: left in {phase}")
     return _found(bad), phases, reasons
 
 
-def dispatcher_settled(state: Path) -> dict[str, str]:
-    """Loop id -> reason, for the loops the dispatcher settled as failed (its records)."""
+def dispatcher_settled(state: Path) -> dict[str, tuple[str, str]]:
+    """Loop id -> (outcome, reason), for the loops the dispatcher settled as failed or
+    closed (its records)."""
     path = state / "dispatcher.sqlite3"
     if not path.exists():
         return {}
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     try:
-        rows = db.execute("SELECT loop_id, reason FROM dispatches WHERE state = 'ended' "
-                          "AND outcome = 'failed'").fetchall()  # fmt: skip
+        rows = db.execute("SELECT loop_id, outcome, reason FROM dispatches WHERE state = "
+                          "'ended' AND outcome IN ('failed', 'closed')").fetchall()  # fmt: skip
     finally:
         db.close()
-    return {str(loop_id): str(reason) for loop_id, reason in rows}
+    return {str(loop_id): (str(outcome), str(reason)) for loop_id, outcome, reason in rows}
 
 
 def ledger_leaks(snapshot: dict[str, Any] | None) -> Found:
