@@ -9,6 +9,7 @@ is gone."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import signal
@@ -187,3 +188,11 @@ def test_a_missing_example_config_is_said_plainly(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(project.DemoError, match="is missing: the demo runs the repository"):
         project.factory_toml(tmp_path, tmp_path, tmp_path, upstream=tmp_path,
                              router_config=tmp_path, scripted=True, sandbox="bwrap")  # fmt: skip
+
+
+def test_without_pytest_the_demo_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pytest" else real(name, *a))  # fmt: skip
+    with pytest.raises(project.DemoError, match=r"pytest is not installed for .*pip install"):
+        project.check_pytest()

@@ -12,6 +12,7 @@ points at the recorded fix model (procs/demo/fix_model.py) and the swarm is 4 mu
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -70,6 +71,15 @@ def choose_agents(env: dict[str, str]) -> Agents:
     name = env.get("FACTORY_DEMO_MODEL", "").strip() or "default"
     return Agents(False, f"opencode ({' '.join(OPENCODE)}) on {url}, model {name!r}",
                   model_url=url, model_name=name)  # fmt: skip
+
+
+def check_pytest() -> None:
+    """The demo's project is tested with this interpreter's pytest (TEST_COMMAND). Raises
+    DemoError, saying how to get it, when it is missing."""
+    if importlib.util.find_spec("pytest") is None:
+        raise DemoError(f"pytest is not installed for {sys.executable}: the demo's project "
+                        "is tested with it (pip install -e . installs it; or pip install "
+                        "pytest)")  # fmt: skip
 
 
 def bwrap_problem() -> str | None:

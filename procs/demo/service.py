@@ -162,6 +162,7 @@ class Demo:
 
     # -- the run ---------------------------------------------------------------------
     def run(self, timeout: float | None, *, opencode: bool = False) -> int:
+        project.check_pytest()
         agents = project.choose_agents(dict(os.environ))
         if agents.scripted and opencode and not os.environ.get("FACTORY_DEMO_MODEL_URL"):
             agents = self._opencode_agents(agents)
