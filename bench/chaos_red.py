@@ -15,6 +15,7 @@ leaves it out, and says whether a fix followed it (RedGolden.outcome).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -72,7 +73,8 @@ class SlowFixModel(RecordedFixModel):
 
     def serve(self, request: BaseHTTPRequestHandler) -> None:
         time.sleep(self.delay_s)
-        super().serve(request)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # a killed mutator
+            super().serve(request)
 
 
 @dataclass
