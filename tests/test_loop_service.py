@@ -4,7 +4,8 @@
 
 - a bead becomes a commit on golden through the production path: KeptAgentTurns, one
   kept ACP agent per loop and a new session per turn, driving a scripted ACP agent (a
-  test double: tests/doubles/tdd_agent.py); LoopSpawned and LoopComplete reach the bus (its journal);
+  test double: tests/doubles/tdd_agent.py); LoopSpawned and LoopComplete reach the bus
+  (its journal);
   the loop exits 0 and is not restarted, its workspace freed;
 - a bad bead is a failed start, reported by `start`; a second loop finds no loop slot;
 - SIGKILLed (its whole process group) once in each phase, held there by a hold point
