@@ -103,7 +103,9 @@ class MergeQueueLander:
     land() blocks until the queue decides or `verdict_timeout_s` passes; then it withdraws
     the patch (`cancel`) and says PushError, unless the patch landed meanwhile. Proposing
     is idempotent per loop (`key` = loop id): a loop killed while waiting proposes the same
-    commits again and gets the same patch, landed or not.
+    commits again and gets the same patch, landed or not. A merge queue or golden master
+    that is down (being restarted) is waited for, `peer_wait_s` at a time, before it is
+    "cannot be reached": that failed the loop (bench/chaos.py).
     """
 
     def __init__(
@@ -115,12 +117,14 @@ class MergeQueueLander:
         call_timeout_s: float = 30.0,
         queue: str = "merge_queue",
         golden: str = "golden",
+        peer_wait_s: float = 30.0,
     ) -> None:
         self.queue_socket = paths.control_socket(Path(runtime), queue)
         self.golden_socket = paths.control_socket(Path(runtime), golden)
         self.verdict_timeout_s = verdict_timeout_s
         self.priority = priority
         self.call_timeout_s = call_timeout_s
+        self.peer_wait_s = peer_wait_s
 
     def _call(self, command: str, args: dict[str, Any], wait_s: float = 0.0) -> Any:
         return control.call(self.queue_socket, command, args, timeout=self.call_timeout_s + wait_s)
@@ -130,6 +134,7 @@ class MergeQueueLander:
         deadline = time.monotonic() + self.verdict_timeout_s
         try:
             tip = git.head(workspace)
+            control.await_answer(self.queue_socket, timeout=self.peer_wait_s)
             entry = self._call("propose", {
                 "source": str(workspace), "ref": tip, "base": state.golden_hash,
                 "priority": self.priority, "key": state.loop_id, "bead_id": state.bead_id,
@@ -137,8 +142,11 @@ class MergeQueueLander:
             })  # fmt: skip
             while entry["state"] == "queued" and (left := deadline - time.monotonic()) > 0:
                 wait_s = min(left, 60.0)
-                entry = self._call("wait", {"patch_id": entry["patch_id"], "timeout_s": wait_s},
-                                   wait_s)  # fmt: skip
+                try:
+                    entry = self._call("wait", {"patch_id": entry["patch_id"],
+                                                "timeout_s": wait_s}, wait_s)  # fmt: skip
+                except (control.DaemonNotRunning, control.PeerGone):  # restarting: it kept it
+                    control.await_answer(self.queue_socket, timeout=self.peer_wait_s)
             if entry["state"] == "queued":
                 entry = self._call("cancel", {"patch_id": entry["patch_id"]})
                 if entry["state"] != "accepted":
@@ -157,6 +165,7 @@ class MergeQueueLander:
     def rebase(self, state: FactoryLoopState) -> Rebased | RebaseConflict:
         """Rebase onto golden HEAD, wherever the golden master says its repository is."""
         try:
+            control.await_answer(self.golden_socket, timeout=self.peer_wait_s)
             golden = control.call(self.golden_socket, "get_hash", {}, timeout=self.call_timeout_s)
         except control.ControlError as exc:
             return RebaseConflict(f"the golden master cannot be reached: {exc}")
