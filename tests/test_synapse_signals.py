@@ -46,6 +46,7 @@ class Peers:
     shown: list[str] = field(default_factory=list)
     hold_start: int | None = None  # the start (1-based) that waits for `release`
     release: threading.Event = field(default_factory=threading.Event)
+    golden_state: str = "green"
 
     def factoryd(self, command: str, args: dict[str, Any]) -> Any:
         if command == "start":
@@ -68,7 +69,8 @@ class Peers:
         raise RequestRefused(f"unexpected {command}", "unknown_command")
 
     def golden(self, command: str, args: dict[str, Any]) -> Any:
-        return {"hash": self.head, "repo": str(self.repo), "state": "green", "branch": "main"}
+        return {"hash": self.head, "repo": str(self.repo), "state": self.golden_state,
+                "branch": "main"}  # fmt: skip
 
     def queue(self, command: str, args: dict[str, Any]) -> Any:
         assert command == "show"
@@ -174,3 +176,36 @@ def test_a_red_commit_that_is_not_golden_head_any_more_starts_no_swarm(synapse: 
     done = wait_until(lambda: synapse.generation("done"), timeout=10, what="the generation")
     assert done["ended"] == f"stale: golden is at {synapse.peers.head[:12]} now"
     assert synapse.peers.started == [] and done["children"] == []
+
+
+def test_a_swarm_that_ended_with_nothing_landed_goes_again_while_golden_is_red(
+    synapse: Synapse,
+) -> None:
+    """Found by bench/chaos.py: the swarm's right fixes were lost (the merge queue was
+    restarting as they were proposed), every mutator ended, and golden stayed red for
+    good. Now a new generation goes, at most synapse.service.MAX_GENERATIONS (3)."""
+    synapse.peers.golden_state = "red"
+    _red(synapse)
+    for n in (1, 2, 3):
+        wait_until(lambda n=n: len(synapse.peers.started) == SWARM * n, timeout=30,
+                   what=f"generation {n}'s mutators")  # fmt: skip
+        synapse.peers.stopped[:] = synapse.peers.started  # each ended, nothing landed
+
+    def third_done() -> bool:
+        gens = synapse.status()["generations"]
+        return len(gens) == 3 and all(g["state"] == "done" for g in gens)
+
+    wait_until(third_done, timeout=20, what="three generations done")
+    assert len(synapse.peers.started) == SWARM * 3  # and no fourth
+    assert synapse.status()["counts"]["generations"] == 3
+
+
+def test_a_swarm_that_ended_while_golden_turned_green_does_not_go_again(
+    synapse: Synapse,
+) -> None:
+    _red(synapse)  # golden answers green: fixed meanwhile (the signal missed)
+    wait_until(lambda: len(synapse.peers.started) == SWARM, timeout=30, what="the swarm")
+    synapse.peers.stopped[:] = synapse.peers.started
+    wait_until(lambda: synapse.generation("done"), timeout=20, what="the swarm ended")
+    assert synapse.status()["counts"]["generations"] == 1
+    assert len(synapse.peers.started) == SWARM

@@ -35,6 +35,7 @@ from procs.synapse.swarm import CALL_TIMEOUT_S, Stale, Swarm, SynapseSettings
 SERVICE = "synapse"
 BUS_CONNECT_S = 5.0
 KEEP_RECORDS = 20
+MAX_GENERATIONS = 3  # per red commit: a swarm that ended with nothing landed goes again
 MAX_ERROR_CHARS = 2_000
 __all__ = ["Stale", "Synapse", "SynapseSettings", "main"]
 
@@ -348,16 +349,25 @@ class Synapse(Service):
 
     def reconcile(self) -> None:
         """A swarm whose mutators all ended by themselves is done (no fix, or its fix
-        landed and the signal was missed: golden's Evolution stops it otherwise)."""
+        landed and the signal was missed: golden's Evolution stops it otherwise). If
+        golden is still red at its commit then, a new generation (_again)."""
         swarming = [r for r in self.records.values() if r.state == "swarming"]
         if not swarming or self._reconciling or self._resuming or self.loop is None:
             return
         self._reconciling = True
 
+        def look() -> tuple[dict[str, int | None], dict[str, Any] | None]:
+            alive = self.factoryd.children()
+            try:
+                return alive, peers.golden_status(self.runtime, CALL_TIMEOUT_S)
+            except peers.PeerError as exc:
+                report("golden_status_failed", reason=str(exc))
+                return alive, None
+
         def done(d: Deferred) -> None:
             self._reconciling = False
             try:
-                alive = d.result()
+                alive, golden = d.result()
             except peers.PeerError as exc:
                 report("reconcile_failed", reason=str(exc))
                 return
@@ -367,8 +377,26 @@ class Synapse(Service):
                     record.state, record.ended = "done", "every mutator ended"
                     self._save(record)
                     report("swarm_ended", generation=record.id, mutators=len(ids))
+                    self._again(record, golden)
 
-        self.loop.run_in_thread(self.factoryd.children).add_done_callback(done)
+        self.loop.run_in_thread(look).add_done_callback(done)
+
+    def _again(self, record: GenerationRecord, golden: dict[str, Any] | None) -> None:
+        """A swarm ended with nothing landed and golden still red at its commit: a new
+        generation, at most MAX_GENERATIONS per red commit. Without it golden stayed red
+        for good whenever a swarm's right fixes were lost (a mutator killed, the merge
+        queue or the router restarting: bench/chaos.py), as the heartbeat announces a red
+        once. Golden unknown (None), moved or green: nothing to do."""
+        if golden is None or golden.get("hash") != record.context_hash:
+            return
+        if golden.get("state") != "red":
+            return
+        tries = sum(1 for r in self.records.values() if r.context_hash == record.context_hash)
+        if tries >= MAX_GENERATIONS:
+            report("swarm_exhausted", context_hash=record.context_hash, generations=tries)
+            return
+        report("swarm_again", after=record.id, context_hash=record.context_hash, tries=tries)
+        self.react(record.file, record.error, record.context_hash)
 
     # -- control --------------------------------------------------------------------------
 
