@@ -32,6 +32,7 @@ import fcntl
 import json
 import os
 import random
+import signal
 import statistics
 import sys
 import tempfile
@@ -457,6 +458,14 @@ def render(fig: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+class Interrupted(Exception):
+    """SIGTERM or SIGINT: stop factoryd cleanly (nothing of the soak is left), exit 130."""
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of killing")
@@ -481,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.loops < 1:
         parser.error(f"--loops must be >= 1, got {args.loops}")
     prctl(PR_SET_CHILD_SUBREAPER, 1)  # the tree's orphans come to us: nothing escapes
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     work = Path(tempfile.mkdtemp(prefix="factory-chaos-"))
     red_at = None if args.no_red_golden else args.duration * args.red_at
     soak = Soak(work, args.loops, args.turn_s, random.Random(args.seed), red_at)
@@ -498,7 +509,12 @@ def main(argv: list[str] | None = None) -> int:
         began = time.monotonic()
         result = soak.check()
         took = {"chaos_s": chaos_s, "settle_s": settle_s, "check_s": time.monotonic() - began}
+    except Interrupted as exc:
+        print(f"chaos: interrupted ({exc}): factoryd stopped", file=sys.stderr)
+        return 130
     finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):  # a second one must not cut the stop
+            signal.signal(signum, signal.SIG_IGN)
         if hasattr(soak, "unit"):
             soak.unit.stop()
             ledger.destroy(soak.unit.runtime)
