@@ -1,6 +1,7 @@
 """The chaos soak: the whole factory under SIGKILL, then its invariants, each counted.
 
     python3 bench/chaos.py [--duration 120] [--seed 1] [--loops 8] [--json] [--keep]
+        [--interval-s 2] [--turn-s 1] [--settle-s 180] [--red-at 0.3] [--no-red-golden]
 
 Runs systemd/factory.example.toml under factoryd (run as systemd would: bench/chaos_unit.py)
 on a small real project (procs/demo's textstats in git: golden) with --loops loop slots
@@ -8,20 +9,25 @@ and a beads file kept about --loops + 2 ready beads deep, each one chaos module 
 scripted ACP agent process (bench/chaos_agent.py: real agent processes, in the sandbox,
 each turn --turn-s long). Every --interval-s it SIGKILLs one random process: a service,
 a loop, an agent, a mutator, the zygote or factoryd itself (then restarted: same config,
-same dirs, RestartSec=2s). After --duration it stops killing and feeding beads, pauses the
-dispatcher and lets the factory settle (no loop left, no bead claimed: each one closed,
-back in the queue or blocked; at most --settle-s), reads
-the ledger and the workspaces, stops factoryd cleanly, and checks:
+same dirs, RestartSec=2s). At --red-at of the run a teammate pushes a red commit to
+golden's upstream (bench/chaos_red.py), so the synapse's mutators run (and get killed).
+After --duration it stops killing and feeding beads, pauses the dispatcher and lets the
+factory settle (no loop or mutator left, no bead claimed: each one closed, back in the
+queue or blocked; golden green again; at most --settle-s), reads the ledger and the
+workspaces, stops factoryd cleanly, and checks (bench/chaos_checks.py):
 
   beads lost / claimed twice / unsettled (not done, back in the queue, or blocked with
-  a reason); golden commits red (each checked out, its suite run); loops not ended
-  (complete, or failed with a reason); ledger leaks (GPU tickets, loop and mutator
-  slots, RAM once idle; dead holders); workspaces, git worktrees, mounts, loop devices
-  and processes left after the clean stop.
+  a reason); golden commits red (each checked out, its suite run; the teammate's aside)
+  and golden left red; loops not ended (complete, or failed with a reason); ledger leaks
+  (GPU tickets, loop and mutator slots, RAM once idle; units no live holder holds);
+  workspaces, git worktrees, mounts, loop devices and processes left after the clean
+  stop; factoryd's exit status.
 
 Figures: kills by kind, recovery times (kill -> the child running again under a new pid,
-or -> READY=1 of the restarted factoryd) median and p95, every invariant with its count.
-Exit 0 when every invariant is 0, 1 otherwise, 2 when the factory cannot start.
+or -> READY=1 of the restarted factoryd) median and p95, why loops failed, the red
+golden's fix, temp entries killed processes left, every invariant with its count.
+Exit 0 when every invariant is 0, 1 otherwise, 2 when the factory cannot start, 130
+on SIGTERM or SIGINT (factoryd stopped first).
 """
 
 from __future__ import annotations
