@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from ipc import control
-from procs.loop import peers
-from procs.loop.service import BadInput, _choose_lander
+from procs.loop import peers, service
+from procs.loop import workspace as workspaces
+from procs.loop.service import BadInput, _choose_lander, _state_waiting
 from tests.helpers.control_server import serving
 from tests.helpers.late_server import LateServer
 
@@ -61,3 +62,28 @@ def test_no_merge_queue_in_the_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert _choose_lander(argparse.Namespace(lander="auto"), tmp_path) == "fast_forward"
     with pytest.raises(BadInput, match="no merge queue answers"):
         _choose_lander(argparse.Namespace(lander="merge_queue"), tmp_path)
+
+
+def test_a_workspace_manager_killed_mid_call_is_waited_for_and_asked_again(
+    late: LateServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its socket answered the wait, then it died before the loop's call: the start
+    waits for it again and asks once more (bench/chaos.py: a failed start otherwise)."""
+    late.path.touch()  # the manager's socket file, left by the SIGKILL
+    via = workspaces.WorkspaceSource(manager_socket=late.path, clone_root=late.path.parent,
+                                     owner_pid=1)  # fmt: skip
+    calls: list[bool] = []
+
+    def state(plan: Any, store: Any, via: Any) -> Any:
+        calls.append(late.up)
+        if len(calls) == 1:
+            late.down()  # killed between the wait and the call
+            late.path.touch()  # its socket file stays
+            raise workspaces.WorkspaceUnavailable("workspace manager workspaces.list: gone")
+        return ("state", "lease")
+
+    monkeypatch.setattr(service, "_state", state)
+    got: Any = _state_waiting(None, None, via)  # type: ignore[arg-type]
+    assert got == ("state", "lease")
+    assert calls == [True, True]  # each call made while the manager answered
+    assert late.failures == 2  # down at the first wait, and again after the kill

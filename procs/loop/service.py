@@ -206,9 +206,8 @@ def _main(argv: list[str]) -> int:
     store = _ReportingStore(state_path(plan.state_dir), notifier)
     try:
         via = _workspace_source(plan)
-        _await_workspace_peers(via)
         try:
-            state, lease = _state(plan, store, via)
+            state, lease = _state_waiting(plan, store, via)
         except BadInput as exc:
             report("bad_input", reason=str(exc))
             return EXIT_BAD_INPUT
@@ -312,6 +311,23 @@ def _ended_without_workspace(
         else:
             publish(LoopFailed(loop_id=state.loop_id, reason=state.reason))
     return state
+
+
+def _state_waiting(
+    plan: _Plan, store: LoopStore, via: workspaces.WorkspaceSource
+) -> tuple[FactoryLoopState, workspaces.LoopWorkspace | None]:
+    """_state once the workspace manager and golden answer, and once more when the
+    manager went down mid-call (killed between the wait and the call: bench/chaos.py).
+    _state is safe to repeat: a workspace made by a call whose reply was lost is found
+    again by its slug."""
+    _await_workspace_peers(via)
+    try:
+        return _state(plan, store, via)
+    except workspaces.WorkspaceUnavailable:
+        if via.manager_socket is None:
+            raise
+        _await_workspace_peers(via)
+        return _state(plan, store, via)
 
 
 def _state(
