@@ -23,6 +23,7 @@ from typing import Any
 import psutil
 
 from ipc import control, paths
+from supervisor import prctl
 
 RESTART_S = 2.0  # RestartSec=2s
 CALL_TIMEOUT_S = 5.0
@@ -58,6 +59,7 @@ class Unit:
                  "--runtime-dir", str(self.runtime), "--state-dir", str(self.state)],
                 cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
+                preexec_fn=_stop_with_us,  # noqa: PLW1509 - the soak runs no threads
             )  # fmt: skip
 
     @property
@@ -145,6 +147,12 @@ class Unit:
         self.stopped_code = proc.returncode
         self.notify.close()
         return self.stopped_code
+
+
+def _stop_with_us() -> None:
+    """In the forked child: SIGTERM (a clean stop) when the soak dies, however it dies (a
+    test's timeout SIGKILLs it): a factory must not outlive the soak that runs it."""
+    prctl.prctl(prctl.PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def descendants() -> list[psutil.Process]:
