@@ -6,6 +6,7 @@ a writer holding the store's write lock does not block it (WAL)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
+from procs.dispatcher.records import DispatchRecords
 from procs.loop import FactoryLoopState
 from procs.loop.events import AuditorWroteTest, CodeWritten, RedConfirmed, TcrPassed
 from procs.loop.store import LoopStore
@@ -149,3 +151,27 @@ def test_with_no_state_dir_given_it_reads_the_one_the_running_daemon_uses(
     assert {loop["loop_id"] for loop in orjson.loads(done.stdout)["loops"]} == {
         "bd-1.1", "bd-2.1", "bd-1.2"
     }  # fmt: skip
+
+
+def test_a_loop_the_dispatcher_gave_up_on_is_not_shown_running(
+    stored: tuple[Path, FactoryLoopState], tmp_path: Path
+) -> None:
+    """bd-2.1 died in Auditing and was failed past its resumes: its own record stays in
+    auditing, the dispatcher's says failed; the table and the one-loop view say so."""
+    state = tmp_path / "state"
+    shutil.copytree(stored[0], state)
+    records = DispatchRecords(state / "dispatcher.sqlite3")
+    records.begin("bd-2.1", "bd-2", 1, state="running")
+    records.end("bd-2.1", "failed", "the loop died 3 times")
+    records.begin("bd-1.1", "bd-1", 1, state="running")  # live: shown as it is
+    records.close()
+    table = factoryctl(state).stdout
+    assert re.search(r"^bd-2\.1\s+bd-2\s+failed:auditing\s", table, re.M), table
+    assert re.search(r"^bd-1\.1\s+bd-1\s+verifying\s", table, re.M), table
+    one = factoryctl(state, "bd-2.1").stdout
+    assert "failed:auditing: the loop died 3 times" in one.splitlines()[0]
+    loops = {lp["loop_id"]: lp for lp in orjson.loads(factoryctl(state, "--json").stdout)["loops"]}
+    assert loops["bd-2.1"]["phase"] == "auditing"  # JSON keeps the loop's own phase
+    assert loops["bd-2.1"]["dispatch"] == {"state": "ended", "outcome": "failed",
+                                           "reason": "the loop died 3 times"}  # fmt: skip
+    assert loops["bd-1.2"]["dispatch"] is None

@@ -9,9 +9,13 @@ Wire: none; reads <state_dir>/loops.sqlite3 (written by every loop process throu
       {"loops": [summary, ...]} or the one loop's summary with "history": [...]; a
       summary is {loop_id, bead, attempt, phase, iteration, greens, commits, reverts,
       cost (null: no prices yet), tokens, workspace, reason, created_at, updated_at,
-      age_s}. `tokens` is what the model gateway counted for the loop's bead (every
-      attempt, every role; `usage` on <runtime_dir>/model_gateway.sock, one bounded call
-      per bead), null when no gateway answers.
+      age_s, dispatch}. `tokens` is what the model gateway counted for the loop's bead
+      (every attempt, every role; `usage` on <runtime_dir>/model_gateway.sock, one
+      bounded call per bead), null when no gateway answers. `dispatch` is the
+      dispatcher's record of the loop ({state, outcome, reason} from
+      <state_dir>/dispatcher.sqlite3, read-only; null without one): a loop that died and
+      was given up (failed past its resumes, its claim gone) stays in the phase it died
+      in, so the table shows it as OUTCOME:PHASE (failed:implementing), not as running.
 
 Exit status: 0; 5 (not found) for an unknown loop or bead id, or when there is no
 loops database yet (no loop has run with this state dir).
@@ -52,6 +56,7 @@ def run(ctx: CtlContext, args: argparse.Namespace) -> ExitStatus:
         if args.id is None:
             loops = reader.summaries()
             _add_tokens(loops, ctx)
+            _add_dispatch(loops, ctx)
             if args.json:
                 _json({"loops": loops}, ctx.out)
             else:
@@ -63,6 +68,7 @@ def run(ctx: CtlContext, args: argparse.Namespace) -> ExitStatus:
             ctx.err.write(f"factoryctl: {exc.args[0]}\n")
             return ExitStatus.NOT_FOUND
     _add_tokens([loop], ctx)
+    _add_dispatch([loop], ctx)
     if args.json:
         _json(loop, ctx.out)
     else:
@@ -92,6 +98,42 @@ def _add_tokens(loops: list[dict[str, Any]], ctx: CtlContext) -> None:
         loop["tokens"] = counted[bead]
 
 
+DISPATCH_DB = "dispatcher.sqlite3"  # procs/dispatcher/records.py's, read-only here
+_TERMINAL = ("complete", "failed")
+
+
+def _add_dispatch(loops: list[dict[str, Any]], ctx: CtlContext) -> None:
+    """Each loop's dispatcher record, or None (no dispatcher database, or unreadable: the
+    loops' own records are still shown)."""
+    import sqlite3  # noqa: PLC0415 - only this command needs it
+
+    path = ctx.state_dir / DISPATCH_DB
+    records: dict[str, dict[str, str]] = {}
+    if path.is_file():
+        try:
+            db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+            try:
+                for loop_id, state, outcome, reason in db.execute(
+                    "SELECT loop_id, state, outcome, reason FROM dispatches"
+                ):
+                    records[str(loop_id)] = {"state": str(state), "outcome": str(outcome),
+                                             "reason": str(reason)}  # fmt: skip
+            finally:
+                db.close()
+        except sqlite3.Error as exc:
+            ctx.err.write(f"factoryctl: cannot read {path}: {exc}\n")
+    for loop in loops:
+        loop["dispatch"] = records.get(loop["loop_id"])
+
+
+def _phase(loop: dict[str, Any]) -> str:
+    """The loop's phase; OUTCOME:PHASE for one the dispatcher ended while it was not done."""
+    dispatch = loop.get("dispatch") or {}
+    if dispatch.get("state") == "ended" and loop["phase"] not in _TERMINAL:
+        return f"{dispatch.get('outcome') or 'ended'}:{loop['phase']}"
+    return str(loop["phase"])
+
+
 def render_table(loops: list[dict[str, Any]], out: TextIO) -> None:
     if not loops:
         out.write("no loops\n")
@@ -99,7 +141,7 @@ def render_table(loops: list[dict[str, Any]], out: TextIO) -> None:
     rows = [("LOOP", "BEAD", "PHASE", "ITER", "GREENS", "COMMITS", "REVERTS", "COST", "AGE",
              "WORKSPACE")]  # fmt: skip
     rows += [
-        (loop["loop_id"], loop["bead"], loop["phase"], _text(loop["iteration"]),
+        (loop["loop_id"], loop["bead"], _phase(loop), _text(loop["iteration"]),
          _text(loop["greens"]), _text(loop["commits"]), _text(loop["reverts"]),
          _cost(loop["cost"], loop.get("tokens")), _age(loop["age_s"]), _text(loop["workspace"]))
         for loop in loops
@@ -111,7 +153,10 @@ def render_table(loops: list[dict[str, Any]], out: TextIO) -> None:
 
 
 def render_loop(loop: dict[str, Any], out: TextIO) -> None:
-    outcome = loop["phase"] + (f": {loop['reason']}" if loop.get("reason") else "")
+    dispatch = loop.get("dispatch") or {}
+    reason = loop.get("reason") or (dispatch.get("reason") if _phase(loop) != loop["phase"]
+                                    else "")  # fmt: skip
+    outcome = _phase(loop) + (f": {reason}" if reason else "")
     out.write(f"loop {loop['loop_id']}  bead {loop['bead']} (attempt {loop['attempt']})  "
               f"{outcome}\n")  # fmt: skip
     out.write(f"iteration {_text(loop['iteration'])}, greens {_text(loop['greens'])}, "
