@@ -21,12 +21,12 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import threading
 import time
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from procs.demo.local_http import LocalHttpModel, send_json
 from procs.demo.recorded import BEADS, SESSION
 
 MAX_BODY_BYTES = 8 << 20
@@ -91,57 +91,22 @@ def _text(message: dict[str, Any]) -> str:
     return ""
 
 
-class RecordedRoleModel:
+class RecordedRoleModel(LocalHttpModel):
+    thread_name = "recorded-role-model"
+
     def __init__(self, model: str = "recorded-session") -> None:
+        super().__init__()
         self.model = model
         self.requests = 0
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "start() it first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
-
-    def start(self) -> RecordedRoleModel:
-        model = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:  # http.server's name
-                model.serve(self)
-
-            def do_GET(self) -> None:
-                _json(self, 404, {"error": {"message": f"no route GET {self.path}"}})
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return  # quiet: the demo prints its own progress
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="recorded-role-model", daemon=True)  # fmt: skip
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving (returns within the poll interval); idempotent."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        return self.root_url + "/v1"
 
     def serve(self, request: BaseHTTPRequestHandler) -> None:
         if not request.path.endswith("/chat/completions"):
-            _json(request, 404, {"error": {"message": f"no route POST {request.path}"}})
+            send_json(request, 404, {"error": {"message": f"no route POST {request.path}"}})
             return
         try:
             size = int(request.headers.get("Content-Length") or 0)
@@ -150,7 +115,7 @@ class RecordedRoleModel:
             body = json.loads(request.rfile.read(size))
             messages = list(body.get("messages") or [])
         except (ValueError, TypeError, AttributeError) as exc:
-            _json(request, 400, {"error": {"message": f"bad request: {exc}"}})
+            send_json(request, 400, {"error": {"message": f"bad request: {exc}"}})
             return
         with self._lock:
             self.requests += 1
@@ -169,7 +134,7 @@ class RecordedRoleModel:
                 "model": self.model}  # fmt: skip
         usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
         if not body.get("stream"):
-            _json(request, 200, {**base, "object": "chat.completion", "usage": usage,
+            send_json(request, 200, {**base, "object": "chat.completion", "usage": usage,
                                  "choices": [{"index": 0, "message": message,
                                               "finish_reason": finish}]})  # fmt: skip
             return
@@ -191,12 +156,3 @@ class RecordedRoleModel:
             line = data if isinstance(data, str) else json.dumps(data)
             request.wfile.write(f"data: {line}\n\n".encode())
             request.wfile.flush()
-
-
-def _json(request: BaseHTTPRequestHandler, status: int, payload: dict[str, Any]) -> None:
-    data = json.dumps(payload).encode()
-    request.send_response(status)
-    request.send_header("Content-Type", "application/json")
-    request.send_header("Content-Length", str(len(data)))
-    request.end_headers()
-    request.wfile.write(data)
