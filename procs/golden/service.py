@@ -36,7 +36,7 @@ from procs.golden.repo import (
 )
 from procs.golden.startup import HostMinimums, HostShort, SuiteVerdict, check_host, run_suite
 from procs.sandbox import SandboxUnavailable
-from procs.suite_config import SuiteConfigError, resolve_suite
+from procs.suite_config import SuiteConfigError, add_suite_arguments, resolve_suite
 
 SERVICE = "golden"
 DB_NAME = "golden.sqlite3"
@@ -419,16 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upstream", default="", help="a remote to refresh from (none: local only)")
     p.add_argument("--push", action="store_true", help="push landed commits to --upstream")
     p.add_argument("--refresh-s", type=float, default=0.0, help="refresh this often (0: never)")
-    p.add_argument(
-        "--config",
-        type=Path,
-        help="loop.toml: the suite is its [loop] test_command and suite_timeout_s",
-    )
-    p.add_argument(
-        "--test-command",
-        help=f"the suite (shell words; overrides --config's; default {DEFAULT_TEST_COMMAND!r})",
-    )
-    p.add_argument("--suite-timeout-s", type=float, help="overrides --config's (default 600)")
+    add_suite_arguments(p, DEFAULT_TEST_COMMAND)
     p.add_argument("--min-free-ram-mb", type=int, default=0)
     p.add_argument("--min-free-disk-mb", type=int, default=0)
     p.add_argument("--min-gpus", type=int, default=0)

@@ -31,7 +31,7 @@ from procs.merge_queue.dependent import (
 )
 from procs.merge_queue.queue_repo import GitError, QueueRepo
 from procs.merge_queue.store import Entry, PatchStore
-from procs.suite_config import SuiteConfigError, resolve_suite
+from procs.suite_config import SuiteConfigError, add_suite_arguments, resolve_suite
 
 SERVICE = "merge_queue"
 DB_NAME = "merge_queue.sqlite3"
@@ -329,16 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtime-dir", help="the control sockets and the bus (FACTORY_RUNTIME_DIR)")
     p.add_argument("--state-dir", help=f"where {DB_NAME} and the queue's repo live")
     p.add_argument("--k", type=int, default=4, help="patches tested at once (speculative depth)")
-    p.add_argument(
-        "--config",
-        type=Path,
-        help="loop.toml: the suite is its [loop] test_command and suite_timeout_s",
-    )
-    p.add_argument(
-        "--test-command",
-        help=f"the suite (shell words; overrides --config's; default {DEFAULT_TEST_COMMAND!r})",
-    )
-    p.add_argument("--suite-timeout-s", type=float, help="overrides --config's (default 600)")
+    add_suite_arguments(p, DEFAULT_TEST_COMMAND)
     p.add_argument("--golden", default="golden", help="the golden master's control socket name")
     p.add_argument("--reconcile-s", type=float, default=5.0, help="read golden HEAD this often")
     p.add_argument(

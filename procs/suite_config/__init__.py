@@ -13,6 +13,7 @@ other side effects.
 
 from __future__ import annotations
 
+import argparse
 import math
 import shlex
 import tomllib
@@ -86,3 +87,19 @@ def resolve_suite(
     if mode is not None and not isinstance(mode, str):
         raise SuiteConfigError(f"{where} sandbox must be a string, got {mode!r}")
     return Suite(command, timeout_s, source, mode)
+
+
+def add_suite_arguments(parser: argparse.ArgumentParser, default_command: str) -> None:
+    """--config, --test-command and --suite-timeout-s, as every suite runner takes them
+    (read back with `resolve_suite(config=args.config, test_command=args.test_command,
+    timeout_s=args.suite_timeout_s, ...)`)."""
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="loop.toml: the suite is its [loop] test_command and suite_timeout_s",
+    )
+    parser.add_argument(
+        "--test-command",
+        help=f"the suite (shell words; overrides --config's; default {default_command!r})",
+    )
+    parser.add_argument("--suite-timeout-s", type=float, help="overrides --config's (default 600)")
