@@ -68,7 +68,6 @@ WEIGHTS = {"service": 4, "loop": 4, "agent": 4, "mutator": 4, "zygote": 1, "fact
 READY_TIMEOUT_S = 120.0
 POLL_S = 0.2
 AGENT_SCRIPT = ROOT / "bench" / "chaos_agent.py"
-EXAMPLE = ROOT / "systemd" / "factory.example.toml"
 
 
 @dataclass
@@ -362,26 +361,15 @@ def factory_toml(golden: Path, beads: Path, loop_toml: Path, *, loops: int, sand
     """systemd/factory.example.toml pointed at the soak: its paths, this interpreter's
     pytest, the chaos agents' turns, `loops` loop slots, metrics on any free port, and
     the `more` changes (the red golden's)."""
-    text = EXAMPLE.read_text()
     changes = [
-        ("/var/lib/factory/golden", str(golden)),
-        ("/srv/repo/.beads/issues.jsonl", str(beads)),
-        ("/etc/factory/loop.toml", str(loop_toml)),
-        (project.EXAMPLE_TEST_COMMAND, project.TEST_COMMAND),
         ('"--lander", "merge_queue",',
          '"--lander", "merge_queue", "--agent-turns", "bench.chaos_agent:turns",'),
         ('"--max-loops", "4"', f'"--max-loops", "{loops}"'),
-        ('args = ["--port", "9464"]', 'args = ["--port", "0"]'),
         *more,
     ]  # fmt: skip
-    if sandbox == "none":
-        changes.append(('sandbox = "bwrap"', 'sandbox = "none"'))
-    for old, new in changes:
-        if old not in text:
-            raise project.DemoError(f"{EXAMPLE} no longer has {old!r}: bench/chaos.py "
-                                    "must follow it")  # fmt: skip
-        text = text.replace(old, new)
-    return text
+    return project.pointed_example(golden, beads, loop_toml, test_command=project.TEST_COMMAND,
+                                   changes=changes, sandbox=sandbox,
+                                   who="bench/chaos.py")  # fmt: skip
 
 
 def _workers(node: dict[str, Any]) -> list[dict[str, Any]]:

@@ -33,10 +33,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ipc import control, ledger, paths  # noqa: E402
+from procs.demo import project  # noqa: E402
 
 RELEASE_ENV = "FACTORY_BENCH_RELEASE"
-TEST_COMMAND = (f"env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest -q "
-                "-p no:cacheprovider")  # fmt: skip
+TEST_COMMAND = project.TEST_COMMAND
 
 
 class Turns:
@@ -97,22 +97,13 @@ def make_golden(path: Path) -> None:
     git(path, "-c", "user.name=bench", "-c", "user.email=bench@factory", "commit", "-qm", "base")
 
 
-def config_text(tmp: Path, golden: Path, beads: Path, loop_toml: Path, loops: int) -> str:
-    text = (ROOT / "systemd" / "factory.example.toml").read_text()
-    for old, new in [
-        ("/var/lib/factory/golden", str(golden)),
-        ("/srv/repo/.beads/issues.jsonl", str(beads)),
-        ("/etc/factory/loop.toml", str(loop_toml)),
-        ("python3 -m pytest -q -p no:cacheprovider", TEST_COMMAND),
-        ('"--lander", "merge_queue",',
-         '"--lander", "merge_queue", "--agent-turns", "bench.tree_rss:turns",'),
-        ('"--max-loops", "4"', f'"--max-loops", "{loops}"'),
-        ('args = ["--port", "9464"]', 'args = ["--port", "0"]'),  # metrics: any free port
-    ]:  # fmt: skip
-        if old not in text:
-            raise SystemExit(f"the example config no longer has {old!r}")
-        text = text.replace(old, new)
-    return text
+def config_text(golden: Path, beads: Path, loop_toml: Path, loops: int) -> str:
+    return project.pointed_example(
+        golden, beads, loop_toml, test_command=TEST_COMMAND, who="bench/tree_rss.py",
+        changes=[('"--lander", "merge_queue",',
+                  '"--lander", "merge_queue", "--agent-turns", "bench.tree_rss:turns",'),
+                 ('"--max-loops", "4"', f'"--max-loops", "{loops}"')],
+    )  # fmt: skip
 
 
 def tree_processes(pid: int) -> list[psutil.Process]:
@@ -160,7 +151,7 @@ def main() -> int:
             'agent_command = ["scripted-in-process"]\nreviewer = "agent"\n'
         )
         cfg = tmp / "factory.toml"
-        cfg.write_text(config_text(tmp, golden, beads, loop_toml, args.loops))
+        cfg.write_text(config_text(golden, beads, loop_toml, args.loops))
         runtime, release = tmp / "run", tmp / "release"
         env = {**os.environ, "PYTHONPATH": str(ROOT), RELEASE_ENV: str(release)}
         log = (tmp / "factoryd.log").open("wb")

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,28 +174,46 @@ def loop_toml(agents: Agents, sandbox: str) -> str:
     return text
 
 
-def factory_toml(golden: Path, beads: Path, loop_config: Path, *, upstream: Path,
-                 router_config: Path, scripted: bool, sandbox: str) -> str:  # fmt: skip
-    """systemd/factory.example.toml pointed at the demo. Raises DemoError when the file is
-    missing or no longer has a line the demo changes."""
+def pointed_example(golden: Path, beads: Path, loop_config: Path, *, test_command: str,
+                    changes: Sequence[tuple[str, str]] = (), sandbox: str = "bwrap",
+                    who: str = "procs/demo/project.py") -> str:  # fmt: skip
+    """systemd/factory.example.toml pointed at a small real project: golden, the beads
+    file, the loop config, `test_command` for the example's suite command, the metrics on
+    any free port, sandbox "none" if asked, and each of `changes` (old, new). Raises
+    DemoError naming `who` when the file is missing or no longer has a line to change:
+    the demo, the tests and the benches all run the example itself, so it cannot drift."""
     if not EXAMPLE.is_file():
         raise DemoError(f"{EXAMPLE} is missing: the demo runs the repository's example "
                         "config, so run it from a clone (git clone; pip install -e .)")  # fmt: skip
     text = EXAMPLE.read_text()
-    turns = f'"--agent-turns", "{REPLAY}",' if scripted else ""
-    changes = [
+    every = [
         ("/var/lib/factory/golden", str(golden)),
         ("/srv/repo/.beads/issues.jsonl", str(beads)),
         ("/etc/factory/loop.toml", str(loop_config)),
-        (EXAMPLE_TEST_COMMAND, TEST_COMMAND),
-        # worktree, not the manager's auto choice: as root that is overlay, whose lower
-        # layer is golden's live work tree, so a loop's workspace sees every later
-        # landing appear in it (spurious RedRefused and TcrFailed, failed loops).
+        (EXAMPLE_TEST_COMMAND, test_command),
+        ('args = ["--port", "9464"]', 'args = ["--port", "0"]'),  # metrics: any free port
+        *changes,
+    ]
+    if sandbox == "none":
+        every.append(('sandbox = "bwrap"', 'sandbox = "none"'))
+    for old, new in every:
+        if old not in text:
+            raise DemoError(f"{EXAMPLE} no longer has {old!r}: {who} must follow it")
+        text = text.replace(old, new)
+    return text
+
+
+def factory_toml(golden: Path, beads: Path, loop_config: Path, *, upstream: Path,
+                 router_config: Path, scripted: bool, sandbox: str) -> str:  # fmt: skip
+    """The example pointed at the demo (pointed_example); raises DemoError."""
+    turns = f'"--agent-turns", "{REPLAY}",' if scripted else ""
+    changes = [
+        # worktree, not the manager's auto choice: a worktree is checked out from golden
+        # once, where an overlay on each new golden commit pays a full export first.
         (
             '"--lander", "merge_queue",',
             f'"--lander", "merge_queue", {turns} "--workspace-strategy", "worktree",',
         ),
-        ('args = ["--port", "9464"]', 'args = ["--port", "0"]'),  # metrics: any free port
         # golden pushes what lands to its upstream and refreshes from it: the way a
         # teammate's commits reach it (the red golden episode)
         (
@@ -210,14 +229,8 @@ def factory_toml(golden: Path, beads: Path, loop_config: Path, *, upstream: Path
         ('"--swarm-size", "32"', '"--swarm-size", "4"'),  # 2 cores: 4 mutators race
         ('"--mutator-ram-mb", "512"', '"--mutator-ram-mb", "128"'),  # textstats' are small
     ]
-    if sandbox == "none":
-        changes.append(('sandbox = "bwrap"', 'sandbox = "none"'))
-    for old, new in changes:
-        if old not in text:
-            raise DemoError(f"{EXAMPLE} no longer has {old!r}: procs/demo/project.py "
-                            "must follow it")  # fmt: skip
-        text = text.replace(old, new)
-    return text
+    return pointed_example(golden, beads, loop_config, test_command=TEST_COMMAND,
+                           changes=changes, sandbox=sandbox)  # fmt: skip
 
 
 def daemon_env(env: dict[str, str]) -> dict[str, str]:

@@ -9,16 +9,11 @@ agents at a scripted in-process stand-in given by `agent_turns` (MODULE:FACTORY)
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from procs.demo.project import TEST_COMMAND, pointed_example
 from tests.helpers.loop_repos import make_project
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "systemd" / "factory.example.toml"
-EXAMPLE_TEST_COMMAND = "python3 -m pytest -q -p no:cacheprovider"
-TEST_COMMAND = (f"env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest -q "
-                "-p no:cacheprovider")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,16 +36,9 @@ def runnable_example(tmp: Path, *, agent_turns: str = "tests.test_example_config
         'agent_command = ["scripted-in-process"]\nreviewer = "agent"\n'
         "suite_timeout_s = 120\nturn_timeout_s = 60\n"
     )
-    text = EXAMPLE.read_text()
-    for old, new in [
-        ("/var/lib/factory/golden", str(golden)),
-        ("/srv/repo/.beads/issues.jsonl", str(beads)),
-        ("/etc/factory/loop.toml", str(loop_toml)),
-        (EXAMPLE_TEST_COMMAND, TEST_COMMAND),
-        ('"--lander", "merge_queue",',
-         f'"--lander", "merge_queue", "--agent-turns", "{agent_turns}",'),
-        ('args = ["--port", "9464"]', 'args = ["--port", "0"]'),  # any free port
-    ]:  # fmt: skip
-        assert old in text, f"the example no longer has {old!r}: update this helper"
-        text = text.replace(old, new)
+    text = pointed_example(
+        golden, beads, loop_toml, test_command=TEST_COMMAND, who="tests/helpers/example_factory.py",
+        changes=[('"--lander", "merge_queue",',
+                  f'"--lander", "merge_queue", "--agent-turns", "{agent_turns}",')],
+    )  # fmt: skip
     return RunnableExample(text, golden, beads, loop_toml)
