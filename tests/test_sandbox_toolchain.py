@@ -5,12 +5,16 @@ same programs its caller does. A fresh-venv run of the suite found this."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from procs.agent.agent_sandbox import sandboxed_command
+from procs.agent.roles import RolePolicy
 from procs.sandbox import SandboxPolicy, run
 from procs.sandbox._bwrap import toolchain_under_tmp
 from tests.helpers.sandbox import skip_without_bwrap
@@ -67,4 +71,29 @@ def test_a_program_on_a_path_under_tmp_runs_in_the_sandbox(
     finally:
         for p in sorted(ws.rglob("*"), reverse=True):
             p.unlink() if p.is_file() else p.rmdir()
+        ws.rmdir()
+
+
+@pytest.mark.integration
+def test_an_agent_script_under_tmp_runs_in_the_agent_sandbox(tool_dir: Path) -> None:
+    """`python3 /tmp/checkout/bench/chaos_agent.py`: the agent command names a script
+    under /tmp (a fresh CI clone there); the private /tmp hid it ('can't open file')."""
+    skip_without_bwrap()
+    script = tool_dir / "agent.py"
+    script.write_text("import sys\nprint('agent up', sys.argv[1])\n")
+    ws = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="ws-"))
+    try:
+        argv = sandboxed_command([sys.executable, str(script), "x"], workspace=ws,
+                                 policy=RolePolicy.for_role("implementer"))  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "agent up x\n"
+        planted = subprocess.run(
+            sandboxed_command(["sh", "-c", 'echo x > "$0"', str(script)], workspace=ws,
+                              policy=RolePolicy.for_role("implementer")),
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert planted.returncode != 0 and "Read-only" in planted.stderr, planted.stderr
+        assert "print" in script.read_text()  # bound, read-only
+    finally:
         ws.rmdir()

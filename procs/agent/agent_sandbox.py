@@ -157,6 +157,8 @@ def sandboxed_command(
     binds: list[str] = []
     if (tool := _tool_root_under_tmp(command[0])) is not None:
         binds += ["--ro-bind", tool, tool]  # the agent's own install, under /tmp
+    for path in _files_under_tmp(command[1:], workspace):
+        binds += ["--ro-bind", path, path]  # a script the command names (python3 /tmp/x.py)
     if home is not None:
         home_dir = str(home.resolve())
         binds += ["--bind", home_dir, home_dir]
@@ -226,6 +228,23 @@ class AgentSandbox:
         """Close the bridge (once the agent is gone). Idempotent."""
         if self.bridge is not None:
             self.bridge.close()
+
+
+def _files_under_tmp(args: Sequence[str], workspace: Path) -> list[str]:
+    """The operator's command's own files under /tmp (a script it runs: `python3
+    /tmp/checkout/agent.py`), which the private /tmp would hide; not the workspace's."""
+    found: list[str] = []
+    for arg in args:
+        if not arg.startswith("/tmp/"):
+            continue
+        path = Path(arg).resolve()
+        if (
+            path.is_file()
+            and path.is_relative_to("/tmp")
+            and not path.is_relative_to(workspace.resolve())
+        ):
+            found.append(str(path))
+    return found
 
 
 def _tool_root_under_tmp(program: str) -> str | None:
