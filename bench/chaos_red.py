@@ -52,7 +52,7 @@ def prepare_golden(golden: Path, upstream: Path) -> str:
 
 def config_changes(upstream: Path, router_config: Path) -> list[tuple[str, str]]:
     """The example config's lines to change: golden's upstream, the router's config, a
-    swarm of 4 (2 cores)."""
+    swarm of 4 (2 cores) that tries a red again 5 s after three swarms failed."""
     return [
         ('"--branch", "main",',
          f'"--branch", "main", "--upstream", {json.dumps(str(upstream))}, '
@@ -60,7 +60,9 @@ def config_changes(upstream: Path, router_config: Path) -> list[tuple[str, str]]
         ('target = "procs.llm.service:main"\n',
          f'target = "procs.llm.service:main"\nargs = ["--config", '
          f"{json.dumps(str(router_config))}]\n"),
-        ('"--swarm-size", "32"', '"--swarm-size", "4"'),
+        # 4 mutators (2 cores); after 3 swarms in a row lost to the kills, one more 5 s
+        # later (not the 10 minutes of the example): the soak is short
+        ('"--swarm-size", "32"', '"--swarm-size", "4", "--retry-red-s", "5"'),
     ]  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -94,7 +95,9 @@ class Synapse:
 
 
 @pytest.fixture
-def synapse(tmp_path: Path, procs: Processes) -> Iterator[Synapse]:
+def synapse(tmp_path: Path, procs: Processes, request: pytest.FixtureRequest
+            ) -> Iterator[Synapse]:  # fmt: skip
+    retry_red_s = str(getattr(request, "param", {}).get("retry_red_s", 600))
     runtime = tmp_path / "run"
     runtime.mkdir()
     head = tiny_project(tmp_path / "golden")
@@ -110,7 +113,8 @@ def synapse(tmp_path: Path, procs: Processes) -> Iterator[Synapse]:
         proc = procs.start([sys.executable, "-m", "procs.synapse.service", "--runtime-dir",
                             str(runtime), "--state-dir", str(tmp_path / "state"), "--sandbox",
                             "none", "--test-command", "true", "--swarm-size", str(SWARM),
-                            "--mutator-ram-mb", "0", "--reconcile-s", "0.2"],
+                            "--mutator-ram-mb", "0", "--reconcile-s", "0.2",
+                            "--retry-red-s", retry_red_s],
                            stderr=log)  # fmt: skip
         synapse = Synapse(runtime, peers, pub)
         wait_until(lambda: proc.poll() is not None or _answers(synapse), timeout=30,
@@ -198,6 +202,26 @@ def test_a_swarm_that_ended_with_nothing_landed_goes_again_while_golden_is_red(
     wait_until(third_done, timeout=20, what="three generations done")
     assert len(synapse.peers.started) == SWARM * 3  # and no fourth
     assert synapse.status()["counts"]["generations"] == 3
+
+
+@pytest.mark.parametrize("synapse", [{"retry_red_s": 1.5}], indirect=True)
+def test_a_red_never_stays_red_for_good_one_more_swarm_after_the_cool_down(
+    synapse: Synapse,
+) -> None:
+    """Three swarms in a row found no fix: no storm, but not "red for good" either: one
+    more generation once --retry-red-s has passed since the last (a model back, a
+    machine less loaded)."""
+    synapse.peers.golden_state = "red"
+    _red(synapse)
+    ended = 0.0
+    for n in (1, 2, 3, 4):
+        wait_until(lambda n=n: len(synapse.peers.started) == SWARM * n, timeout=30,
+                   what=f"generation {n}'s mutators")  # fmt: skip
+        if n == 4:  # after the cool-down (not at once, not the default 10 minutes)
+            assert time.monotonic() - ended >= 1.0
+        synapse.peers.stopped[:] = synapse.peers.started  # each ended, nothing landed
+        ended = time.monotonic()
+    assert synapse.status()["counts"]["generations"] == 4
 
 
 def test_a_swarm_that_ended_while_golden_turned_green_does_not_go_again(

@@ -392,11 +392,36 @@ class Synapse(Service):
         if golden.get("state") != "red":
             return
         tries = sum(1 for r in self.records.values() if r.context_hash == record.context_hash)
-        if tries >= MAX_GENERATIONS:
-            report("swarm_exhausted", context_hash=record.context_hash, generations=tries)
+        if tries >= MAX_GENERATIONS and not self._cooled(record):
+            report("swarm_exhausted", context_hash=record.context_hash, generations=tries,
+                   retry_in_s=self.settings.retry_red_s)  # fmt: skip
+            if self.loop is not None:  # never "red for good": one more after a cool-down
+                self.loop.after(self.settings.retry_red_s, lambda: self._retry_red(record))
             return
         report("swarm_again", after=record.id, context_hash=record.context_hash, tries=tries)
         self.react(record.file, record.error, record.context_hash)
+
+    def _cooled(self, record: GenerationRecord) -> bool:
+        """The last generation for this red ended --retry-red-s ago or more."""
+        starts = [r.started_at for r in self.records.values()
+                  if r.context_hash == record.context_hash]  # fmt: skip
+        return bool(starts) and time.time() - max(starts) >= self.settings.retry_red_s
+
+    def _retry_red(self, record: GenerationRecord) -> None:
+        """The cool-down after an exhausted red is over: if no generation for it runs and
+        golden is still red at it, one more (a model or a machine may be back)."""
+        if self.loop is None or any(r.state != "done" for r in self.records.values()
+                                    if r.context_hash == record.context_hash):  # fmt: skip
+            return
+
+        def look() -> dict[str, Any] | None:
+            try:
+                return peers.golden_status(self.runtime, CALL_TIMEOUT_S)
+            except peers.PeerError as exc:
+                report("golden_status_failed", reason=str(exc))
+                return None
+
+        self.loop.run_in_thread(look).add_done_callback(lambda d: self._again(record, d.result()))
 
     # -- control --------------------------------------------------------------------------
 
@@ -442,6 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mutators", default="mutators", help="factoryd's mutator supervisor")
     p.add_argument("--role", default="mutator", help="the router's role for fixes")
     p.add_argument("--reconcile-s", type=float, default=2.0, help="look for ended swarms")
+    p.add_argument("--retry-red-s", type=float, default=600.0,
+                   help=f"after {MAX_GENERATIONS} swarms in a row found no fix for a red, "
+                   "one more this long after the last (default 600)")  # fmt: skip
     p.add_argument("--no-bus", action="store_true", help="control calls only (tests)")
     p.add_argument("--runtime-dir", help="sockets and the bus (FACTORY_RUNTIME_DIR)")
     p.add_argument("--state-dir", help="generations and bisect workspaces (FACTORY_STATE_DIR)")
@@ -454,7 +482,8 @@ def main(argv: list[str]) -> int:
     command = tuple(shlex.split(args.test_command))
     mode = args.sandbox or sandbox.default_mode()
     if (not command or args.swarm_size < 0 or args.bisect_workers < 1 or args.max_suspects < 1
-            or not args.suite_timeout_s > 0 or not args.reconcile_s > 0):  # fmt: skip
+            or not args.suite_timeout_s > 0 or not args.reconcile_s > 0
+            or not args.retry_red_s > 0):  # fmt: skip
         report("start_failed", reason="--test-command non-empty, --swarm-size >= 0, "
                "--bisect-workers and --max-suspects >= 1, durations > 0")  # fmt: skip
         return 2
@@ -469,7 +498,8 @@ def main(argv: list[str]) -> int:
     bisect = BisectSettings(args.bisect_workers, args.max_suspects, command,
                             args.suite_timeout_s, mode)  # fmt: skip
     settings = SynapseSettings(bisect, args.swarm_size, args.mutator_ram_mb, args.mutators,
-                               args.role, args.reconcile_s, not args.no_bus)  # fmt: skip
+                               args.role, args.reconcile_s, not args.no_bus,
+                               args.retry_red_s)  # fmt: skip
     return serve(Synapse(settings, runtime, state), runtime)
 
 

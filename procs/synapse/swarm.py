@@ -40,6 +40,7 @@ class SynapseSettings:
     role: str
     reconcile_s: float
     publish: bool  # subscribe to the bus (False: control calls only)
+    retry_red_s: float = 600.0  # after MAX_GENERATIONS in a row: one more this much later
 
 
 @dataclass(frozen=True)
