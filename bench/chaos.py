@@ -367,8 +367,7 @@ def factory_toml(golden: Path, beads: Path, loop_toml: Path, *, loops: int, sand
         ('"--max-loops", "4"', f'"--max-loops", "{loops}"'),
         *more,
     ]  # fmt: skip
-    return project.pointed_example(golden, beads, loop_toml, test_command=project.TEST_COMMAND,
-                                   changes=changes, sandbox=sandbox,
+    return project.pointed_example(golden, beads, loop_toml, changes=changes, sandbox=sandbox,
                                    who="bench/chaos.py")  # fmt: skip
 
 

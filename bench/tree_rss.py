@@ -99,7 +99,7 @@ def make_golden(path: Path) -> None:
 
 def config_text(golden: Path, beads: Path, loop_toml: Path, loops: int) -> str:
     return project.pointed_example(
-        golden, beads, loop_toml, test_command=TEST_COMMAND, who="bench/tree_rss.py",
+        golden, beads, loop_toml, who="bench/tree_rss.py",
         changes=[('"--lander", "merge_queue",',
                   '"--lander", "merge_queue", "--agent-turns", "bench.tree_rss:turns",'),
                  ('"--max-loops", "4"', f'"--max-loops", "{loops}"')],

@@ -27,7 +27,6 @@ from procs.demo.recorded import BEADS, PROJECT
 
 ROOT = Path(__file__).resolve().parent.parent.parent  # the repository: procs/demo/ is in it
 EXAMPLE = ROOT / "systemd" / "factory.example.toml"
-EXAMPLE_TEST_COMMAND = "python3 -m pytest -q -p no:cacheprovider"
 TEST_COMMAND = (
     f"env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {sys.executable} -m pytest -q -p no:cacheprovider"
 )
@@ -174,12 +173,12 @@ def loop_toml(agents: Agents, sandbox: str) -> str:
     return text
 
 
-def pointed_example(golden: Path, beads: Path, loop_config: Path, *, test_command: str,
+def pointed_example(golden: Path, beads: Path, loop_config: Path, *,
                     changes: Sequence[tuple[str, str]] = (), sandbox: str = "bwrap",
                     who: str = "procs/demo/project.py") -> str:  # fmt: skip
     """systemd/factory.example.toml pointed at a small real project: golden, the beads
-    file, the loop config, `test_command` for the example's suite command, the metrics on
-    any free port, sandbox "none" if asked, and each of `changes` (old, new). Raises
+    file, the loop config (its test_command is every suite's), the metrics on any free
+    port, sandbox "none" if asked, and each of `changes` (old, new). Raises
     DemoError naming `who` when the file is missing or no longer has a line to change:
     the demo, the tests and the benches all run the example itself, so it cannot drift."""
     if not EXAMPLE.is_file():
@@ -190,7 +189,6 @@ def pointed_example(golden: Path, beads: Path, loop_config: Path, *, test_comman
         ("/var/lib/factory/golden", str(golden)),
         ("/srv/repo/.beads/issues.jsonl", str(beads)),
         ("/etc/factory/loop.toml", str(loop_config)),
-        (EXAMPLE_TEST_COMMAND, test_command),
         ('args = ["--port", "9464"]', 'args = ["--port", "0"]'),  # metrics: any free port
         *changes,
     ]
@@ -229,8 +227,7 @@ def factory_toml(golden: Path, beads: Path, loop_config: Path, *, upstream: Path
         ('"--swarm-size", "32"', '"--swarm-size", "4"'),  # 2 cores: 4 mutators race
         ('"--mutator-ram-mb", "512"', '"--mutator-ram-mb", "128"'),  # textstats' are small
     ]
-    return pointed_example(golden, beads, loop_config, test_command=TEST_COMMAND,
-                           changes=changes, sandbox=sandbox)  # fmt: skip
+    return pointed_example(golden, beads, loop_config, changes=changes, sandbox=sandbox)
 
 
 def daemon_env(env: dict[str, str]) -> dict[str, str]:

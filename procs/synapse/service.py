@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import time
 from collections.abc import Mapping
@@ -26,6 +25,7 @@ from ipc.bus import BusError, Subscriber
 from ipc.service import BadRequest, Call, Deferred, Ready, Service, ServiceLoop, StartFailed, serve
 from ipc.signals import Evolution, PatchAccepted, TestFailure, TestPassing
 from procs import sandbox
+from procs.suite_config import SuiteConfigError, add_suite_arguments, resolve_suite
 from procs.synapse import git, peers, resume, workspace
 from procs.synapse.culprit import BisectSettings, Cancelled
 from procs.synapse.records import GenerationRecord
@@ -35,6 +35,7 @@ from procs.synapse.swarm import CALL_TIMEOUT_S, Stale, Swarm, SynapseSettings
 SERVICE = "synapse"
 BUS_CONNECT_S = 5.0
 KEEP_RECORDS = 20
+DEFAULT_TEST_COMMAND = "python3 -m pytest -q"
 MAX_GENERATIONS = 3  # per red commit: a swarm that ended with nothing landed goes again
 MAX_ERROR_CHARS = 2_000
 __all__ = ["Stale", "Synapse", "SynapseSettings", "main"]
@@ -457,8 +458,7 @@ class Synapse(Service):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=SERVICE, description=__doc__.split("\n")[0])
-    p.add_argument("--test-command", default="python3 -m pytest -q", help="the suite")
-    p.add_argument("--suite-timeout-s", type=float, default=600.0)
+    add_suite_arguments(p, DEFAULT_TEST_COMMAND)
     p.add_argument("--sandbox", choices=sandbox.SANDBOX_MODES, help="default: $FACTORY_SANDBOX")
     p.add_argument("--swarm-size", type=int, default=32, help="mutators per red (at most)")
     p.add_argument("--bisect-workers", type=int, default=4, help="commits tested at once")
@@ -479,13 +479,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     runtime, state = paths.runtime_dir(args.runtime_dir), paths.state_dir(args.state_dir)
-    command = tuple(shlex.split(args.test_command))
-    mode = args.sandbox or sandbox.default_mode()
-    if (not command or args.swarm_size < 0 or args.bisect_workers < 1 or args.max_suspects < 1
-            or not args.suite_timeout_s > 0 or not args.reconcile_s > 0
-            or not args.retry_red_s > 0):  # fmt: skip
-        report("start_failed", reason="--test-command non-empty, --swarm-size >= 0, "
-               "--bisect-workers and --max-suspects >= 1, durations > 0")  # fmt: skip
+    try:
+        suite = resolve_suite(config=args.config, test_command=args.test_command,
+                              timeout_s=args.suite_timeout_s,
+                              default_command=DEFAULT_TEST_COMMAND)  # fmt: skip
+    except SuiteConfigError as exc:
+        report("start_failed", reason=str(exc))
+        return 2
+    mode = args.sandbox or suite.sandbox or sandbox.default_mode()
+    if (args.swarm_size < 0 or args.bisect_workers < 1 or args.max_suspects < 1
+            or not args.reconcile_s > 0 or not args.retry_red_s > 0
+            or mode not in sandbox.SANDBOX_MODES):  # fmt: skip
+        report("start_failed", reason="--swarm-size >= 0, --bisect-workers and "
+               "--max-suspects >= 1, durations > 0, a known sandbox mode")  # fmt: skip
         return 2
     try:
         if mode == "bwrap":
@@ -495,8 +501,8 @@ def main(argv: list[str]) -> int:
     except (sandbox.SandboxUnavailable, OSError) as exc:
         report("start_failed", reason=str(exc))
         return 1
-    bisect = BisectSettings(args.bisect_workers, args.max_suspects, command,
-                            args.suite_timeout_s, mode)  # fmt: skip
+    bisect = BisectSettings(args.bisect_workers, args.max_suspects, suite.command,
+                            suite.timeout_s, mode)  # fmt: skip
     settings = SynapseSettings(bisect, args.swarm_size, args.mutator_ram_mb, args.mutators,
                                args.role, args.reconcile_s, not args.no_bus,
                                args.retry_red_s)  # fmt: skip

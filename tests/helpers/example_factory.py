@@ -37,7 +37,7 @@ def runnable_example(tmp: Path, *, agent_turns: str = "tests.test_example_config
         "suite_timeout_s = 120\nturn_timeout_s = 60\n"
     )
     text = pointed_example(
-        golden, beads, loop_toml, test_command=TEST_COMMAND, who="tests/helpers/example_factory.py",
+        golden, beads, loop_toml, who="tests/helpers/example_factory.py",
         changes=[('"--lander", "merge_queue",',
                   f'"--lander", "merge_queue", "--agent-turns", "{agent_turns}",')],
     )  # fmt: skip
