@@ -1,4 +1,4 @@
-"""The chaos soak's CI version: bench/chaos.py for 50 s with a fixed seed, every
+"""The chaos soak's CI version: bench/chaos.py for 40 s with a fixed seed, every
 invariant at zero.
 
 The whole example factory (every service, the dispatcher, loops of real scripted agent
@@ -24,7 +24,7 @@ from tests.helpers.sandbox import skip_without_bwrap
 
 pytestmark = pytest.mark.integration
 
-DURATION_S = 50
+DURATION_S = 40
 SEED = 7
 LIMIT_S = 360  # killing, settling (at most 180 s), checking, stopping: a bound, not a figure
 STOP_S = 90  # SIGTERM: the soak stops factoryd cleanly
