@@ -23,6 +23,7 @@ from typing import Any
 import psutil
 
 from ipc import control, paths
+from procs.demo.service import stop_factoryd
 from supervisor import prctl
 
 RESTART_S = 2.0  # RestartSec=2s
@@ -130,20 +131,7 @@ class Unit:
         proc = self.proc
         if proc is None or self.stopped_code is not None:
             return self.stopped_code
-        if proc.poll() is None:
-            with contextlib.suppress(control.ControlError):
-                self.call("shutdown")
-            try:
-                proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=10)
+        stop_factoryd(proc, lambda: self.call("shutdown"), timeout_s=STOP_TIMEOUT_S)
         self.stopped_code = proc.returncode
         self.notify.close()
         return self.stopped_code

@@ -77,6 +77,27 @@ SANDBOX_WARNING = ('WARNING: NO SANDBOX: {why}; sandbox = "none": the tests of a
                    "code run unisolated, as you.")  # fmt: skip
 
 
+def stop_factoryd(daemon: subprocess.Popen[Any], shutdown: Callable[[], object], *,
+                  timeout_s: float) -> None:  # fmt: skip
+    """Stop a factoryd we started: its `shutdown` call (a clean, ordered stop), then
+    SIGTERM, then SIGKILL to its process group, each waited for at most `timeout_s`."""
+    if daemon.poll() is not None:
+        return
+    with contextlib.suppress(control.ControlError):
+        shutdown()
+    try:
+        daemon.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait(timeout=10)
+
+
 class Interrupted(Exception):
     """Ctrl-C or SIGTERM: stop everything, then exit 130."""
 
@@ -400,20 +421,7 @@ class Demo:
         if daemon is None or self.stopped_code is not None:
             self._stop_fix_model()
             return
-        if daemon.poll() is None:
-            with contextlib.suppress(control.ControlError):
-                self._call("shutdown")
-            try:
-                daemon.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    daemon.send_signal(signal.SIGTERM)
-                try:
-                    daemon.wait(timeout=STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(daemon.pid, signal.SIGKILL)
-                    daemon.wait(timeout=10)
+        stop_factoryd(daemon, lambda: self._call("shutdown"), timeout_s=STOP_TIMEOUT_S)
         self.stopped_code = daemon.returncode
         ledger.destroy(self.runtime)
         self._stop_fix_model()
