@@ -25,16 +25,18 @@ generation starts (one per red commit at a time):
      workspace (it is the owner). A TestFailure whose commit is no longer golden HEAD
      starts nothing (stale).
      A swarm whose mutators all ended by themselves is done (--reconcile-s).
-A synapse that starts while golden is red starts a generation for it (the error is the
-output of golden's last red run on HEAD): a TestFailure sent while it was down is not
-lost. Its memory is SQLite (<state>/synapse/synapse.sqlite3, procs/synapse/store.py),
+  4. Again, by golden's state (procs/synapse/again.py, each --reconcile-s): a red verdict
+     on golden HEAD with no live generation gets one, whatever the signals did (a
+     TestFailure lost while the bus or the synapse restarted, a generation that failed
+     or got no mutator, a swarm whose fixes were all lost): at most 3 in a row per red
+     commit, then one each --retry-red-s after the last started.
+Its memory is SQLite (<state>/synapse/synapse.sqlite3, procs/synapse/store.py),
 written on every change of a generation, so a synapse restarted mid-episode (SIGKILL
 included) takes each live generation up again and never starts a second one for the
-same red: it adopts the mutators still running (by the --generation in their start
-line, written or not), stops them if golden moved meanwhile or the generation was
-stopping, bisects again if it was bisecting (or had started no mutator), and stops a
-mutator of a generation that is done. A red that had a generation before the restart
-gets no new one at start.
+same red while one is live: it adopts the mutators still running (by the --generation
+in their start line, written or not), stops them if golden moved meanwhile or the
+generation was stopping, bisects again if it was bisecting (or had started no mutator),
+and stops a mutator of a generation that is done.
 
 Control (<runtime_dir>/synapse.sock):
     status {}                                -> {known_good, counts, live, generations
@@ -48,8 +50,9 @@ mutator stopped), resumed (restarts that took it up)}. The store keeps every liv
 generation and the newest 20 others; the generation files stay in
 <state>/synapse/generations.
 
-Modules: bisect (the plan, pure), culprit (the plan in k workspaces), prompt (fs-303's
-request and the strict diff it takes, pure), generation (the mutators' input file and
-the swarm's size, pure), git, trial (one sandboxed suite run), workspace, peers
-(factoryd, golden, the merge queue, the ledger), records, store, service, mutator.
+Modules: again (when a red gets a generation, pure), bisect (the plan, pure), culprit
+(the plan in k workspaces), prompt (fs-303's request and the strict diff it takes,
+pure), generation (the mutators' input file and the swarm's size, pure), git, trial
+(one sandboxed suite run), workspace, peers (factoryd, golden, the merge queue, the
+ledger), records, store, service, mutator.
 """

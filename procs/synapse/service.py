@@ -26,7 +26,7 @@ from ipc.service import BadRequest, Call, Deferred, Ready, Service, ServiceLoop,
 from ipc.signals import Evolution, PatchAccepted, TestFailure, TestPassing
 from procs import sandbox
 from procs.suite_config import SuiteConfigError, add_suite_arguments, resolve_suite
-from procs.synapse import git, peers, resume, workspace
+from procs.synapse import again, git, peers, resume, workspace
 from procs.synapse.culprit import BisectSettings, Cancelled
 from procs.synapse.records import GenerationRecord
 from procs.synapse.store import DB_NAME, StoreError, SynapseStore
@@ -87,8 +87,7 @@ class Synapse(Service):
         if restored:  # a previous synapse's generations: adopt, resume or stop them
             self._resuming = True
             loop.after(0.0, lambda: self._resume(restored))
-        if golden.get("state") == "red":  # a red we may have missed while down
-            loop.after(0.0, lambda: self._react_to_red_golden(str(golden["hash"])))
+        loop.after(0.0, self.reconcile)  # a red we may have missed while down
         if self.settings.publish:
             types = ["TestFailure", "TestPassing", "PatchAccepted", "Evolution"]
             try:
@@ -242,25 +241,6 @@ class Synapse(Service):
         self.loop.run_in_thread(peers.patch_group, runtime, patch_id,
                                 CALL_TIMEOUT_S).add_done_callback(looked_up)  # fmt: skip
 
-    def _react_to_red_golden(self, head: str) -> None:
-        """At start: golden is red, so a generation (the error from golden's last red run)
-        unless this red had one before a restart, or golden has no red verdict on HEAD
-        itself (it moved and its suite has not said yet: the heartbeat will)."""
-        try:
-            failure = peers.golden_status(self.runtime, CALL_TIMEOUT_S).get("last_failure") or {}
-        except peers.PeerError as exc:
-            report("golden_status_failed", reason=str(exc))
-            failure = {}
-        if failure and failure.get("hash") != head:
-            report("red_unverified", context_hash=head, last_failure=failure.get("hash"))
-            return
-        output = str(failure.get("output") or "")
-        known = [r.id for r in self.records.values() if r.context_hash == head]
-        if known:  # this red had its generation before the restart: not a second one
-            report("red_known", context_hash=head, generations=known)
-            return
-        self.react("", output[-MAX_ERROR_CHARS:], head)
-
     # -- a generation -----------------------------------------------------------------------
 
     def react(self, file: str, error: str, context_hash: str) -> GenerationRecord:
@@ -349,16 +329,19 @@ class Synapse(Service):
         self.loop.run_in_thread(self.swarm.stop_mutators, record).add_done_callback(stopped)
 
     def reconcile(self) -> None:
-        """A swarm whose mutators all ended by themselves is done (no fix, or its fix
-        landed and the signal was missed: golden's Evolution stops it otherwise). If
-        golden is still red at its commit then, a new generation (_again)."""
-        swarming = [r for r in self.records.values() if r.state == "swarming"]
-        if not swarming or self._reconciling or self._resuming or self.loop is None:
+        """Every --reconcile-s: a swarm whose mutators all ended by themselves is done (no
+        fix, or its fix landed and the signal was missed: golden's Evolution stops it
+        otherwise); then, by golden's state rather than its signals, a red golden HEAD
+        with no live generation gets one (procs/synapse/again.py: a lost TestFailure, a
+        failed or empty generation, a swarm whose fixes were all lost), at most
+        MAX_GENERATIONS in a row, then one each --retry-red-s."""
+        if self._reconciling or self._resuming or self.loop is None:
             return
         self._reconciling = True
+        swarming = [r for r in self.records.values() if r.state == "swarming"]
 
         def look() -> tuple[dict[str, int | None], dict[str, Any] | None]:
-            alive = self.factoryd.children()
+            alive = self.factoryd.children() if swarming else {}
             try:
                 return alive, peers.golden_status(self.runtime, CALL_TIMEOUT_S)
             except peers.PeerError as exc:
@@ -378,51 +361,30 @@ class Synapse(Service):
                     record.state, record.ended = "done", "every mutator ended"
                     self._save(record)
                     report("swarm_ended", generation=record.id, mutators=len(ids))
-                    self._again(record, golden)
+            if golden is not None:
+                self._fix_red(golden, ended=[r for r in swarming if not r.live])
 
         self.loop.run_in_thread(look).add_done_callback(done)
 
-    def _again(self, record: GenerationRecord, golden: dict[str, Any] | None) -> None:
-        """A swarm ended with nothing landed and golden still red at its commit: a new
-        generation, at most MAX_GENERATIONS per red commit. Without it golden stayed red
-        for good whenever a swarm's right fixes were lost (a mutator killed, the merge
-        queue or the router restarting: bench/chaos.py), as the heartbeat announces a red
-        once. Golden unknown (None), moved or green: nothing to do."""
-        if golden is None or golden.get("hash") != record.context_hash:
+    def _fix_red(self, golden: dict[str, Any], ended: list[GenerationRecord]) -> None:
+        """A new generation if golden's state asks for one (procs/synapse/again.py)."""
+        why = again.new_generation(golden, self.records.values(), time.time(),
+                                   retry_red_s=self.settings.retry_red_s,
+                                   max_generations=MAX_GENERATIONS)  # fmt: skip
+        head = str(golden.get("hash"))
+        if why is None:
+            if any(r.context_hash == head for r in ended) and golden.get("state") == "red":
+                report("swarm_exhausted", context_hash=head, retry_in_s=self.settings.retry_red_s,
+                       generations=sum(1 for r in self.records.values()
+                                       if r.context_hash == head))  # fmt: skip
             return
-        if golden.get("state") != "red":
-            return
-        tries = sum(1 for r in self.records.values() if r.context_hash == record.context_hash)
-        if tries >= MAX_GENERATIONS and not self._cooled(record):
-            report("swarm_exhausted", context_hash=record.context_hash, generations=tries,
-                   retry_in_s=self.settings.retry_red_s)  # fmt: skip
-            if self.loop is not None:  # never "red for good": one more after a cool-down
-                self.loop.after(self.settings.retry_red_s, lambda: self._retry_red(record))
-            return
-        report("swarm_again", after=record.id, context_hash=record.context_hash, tries=tries)
-        self.react(record.file, record.error, record.context_hash)
-
-    def _cooled(self, record: GenerationRecord) -> bool:
-        """The last generation for this red ended --retry-red-s ago or more."""
-        starts = [r.started_at for r in self.records.values()
-                  if r.context_hash == record.context_hash]  # fmt: skip
-        return bool(starts) and time.time() - max(starts) >= self.settings.retry_red_s
-
-    def _retry_red(self, record: GenerationRecord) -> None:
-        """The cool-down after an exhausted red is over: if no generation for it runs and
-        golden is still red at it, one more (a model or a machine may be back)."""
-        if self.loop is None or any(r.state != "done" for r in self.records.values()
-                                    if r.context_hash == record.context_hash):  # fmt: skip
-            return
-
-        def look() -> dict[str, Any] | None:
-            try:
-                return peers.golden_status(self.runtime, CALL_TIMEOUT_S)
-            except peers.PeerError as exc:
-                report("golden_status_failed", reason=str(exc))
-                return None
-
-        self.loop.run_in_thread(look).add_done_callback(lambda d: self._again(record, d.result()))
+        failure = golden.get("last_failure") or {}
+        last = max((r for r in self.records.values() if r.context_hash == head),
+                   key=lambda r: r.started_at, default=None)  # fmt: skip
+        report("red_again" if last else "red_seen", context_hash=head, reason=why)
+        self.react(last.file if last else "",
+                   last.error if last else str(failure.get("output") or "")[-MAX_ERROR_CHARS:],
+                   head)  # fmt: skip
 
     # -- control --------------------------------------------------------------------------
 
