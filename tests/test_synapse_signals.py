@@ -243,3 +243,13 @@ def test_a_swarm_that_ended_while_golden_turned_green_does_not_go_again(
     wait_until(lambda: synapse.generation("done"), timeout=20, what="the swarm ended")
     assert synapse.status()["counts"]["generations"] == 1
     assert len(synapse.peers.started) == SWARM
+
+
+def test_a_green_golden_is_the_last_commit_known_good_without_its_signal(synapse: Synapse) -> None:
+    """A TestPassing lost (or golden turned green by its own suite run): the synapse takes
+    golden's green state as the last commit known good, where the next bisection starts
+    (fewer suspects)."""
+    assert synapse.status()["known_good"] == synapse.peers.head
+    synapse.peers.head = "c" * 40  # golden moved and is green; no signal
+    wait_until(lambda: synapse.status()["known_good"] == "c" * 40, timeout=20,
+               what="the new green commit known good")  # fmt: skip

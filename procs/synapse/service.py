@@ -367,7 +367,13 @@ class Synapse(Service):
         self.loop.run_in_thread(look).add_done_callback(done)
 
     def _fix_red(self, golden: dict[str, Any], ended: list[GenerationRecord]) -> None:
-        """A new generation if golden's state asks for one (procs/synapse/again.py)."""
+        """A new generation if golden's state asks for one (procs/synapse/again.py). A
+        green golden is the last commit known good (a missed TestPassing, or a green
+        the heartbeat did not announce: the next bisection starts there)."""
+        if golden.get("state") == "green" and golden.get("hash") not in (None, self.known_good):
+            self.known_good = str(golden["hash"])
+            self._remember_good()
+            return
         why = again.new_generation(golden, self.records.values(), time.time(),
                                    retry_red_s=self.settings.retry_red_s,
                                    max_generations=MAX_GENERATIONS)  # fmt: skip
