@@ -5,7 +5,7 @@ Wire (to synapse.sock): {"command": "status", "args": {}}
    -> {pid, known_good, counts {failures, generations, mutators, stopped, landed}, live,
        generations: [{id, group, state (bisecting|swarming|stopping|done), file, error,
        context_hash, suspects, culprit, bisect {rounds, runs, workers, ms, error}, size,
-       children, ended, stop_ms}] (newest first), settings}
+       children, ended, stop_ms, resumed}] (newest first), settings}
 Exit status 1 while a generation is live (golden is red and the swarm is at work).
 """
 
@@ -60,6 +60,8 @@ def render(result: dict[str, Any], args: argparse.Namespace, out: TextIO) -> Exi
             out.write(f"  bisect failed: {bis['error']}\n")
         children = gen.get("children") or []
         out.write(f"  mutators {len(children)}/{gen.get('size')}: {' '.join(children)}\n")
+        if gen.get("resumed"):
+            out.write(f"  taken up again by {gen['resumed']} restarted synapse(s)\n")
         if gen.get("ended"):
             stop = f" (stopped in {gen['stop_ms']} ms)" if gen.get("stop_ms") is not None else ""
             out.write(f"  ended: {gen['ended']}{stop}\n")
