@@ -74,3 +74,24 @@ def test_golden_is_where_the_golden_master_says(tmp_path: Path) -> None:
     with serving(paths.control_socket(runtime, "golden"), lambda _c, _a: answer):
         assert landing.landed("bd-1.1", head) is True
     assert landing.branch == "main"
+
+
+def test_red_is_golden_masters_word_and_a_silent_one_holds_nothing_back(tmp_path: Path) -> None:
+    runtime = tmp_path / "run"
+    paths.private_dir(runtime)
+    landing = GoldenAncestry(runtime)
+    assert landing.red() is None  # no golden master here
+    answer: dict[str, Any] = {"hash": "c0ffee" * 6, "state": "red"}
+
+    def golden(command: str, _args: dict[str, Any]) -> Any:
+        if answer.get("refuse"):
+            raise control.RequestRefused("busy", "internal")
+        assert command == "status"
+        return answer
+
+    with serving(paths.control_socket(runtime, "golden"), golden):
+        assert landing.red() == "golden is red at c0ffeec0ffee: nothing but a fix can land"
+        answer["state"] = "green"
+        assert landing.red() is None
+        answer.update(state="red", refuse=True)
+        assert landing.red() is None  # cannot say: nothing held back

@@ -121,7 +121,11 @@ class Golden:
     def __init__(self) -> None:
         self.on_golden: set[str] = set()
         self.unknown = False
+        self.red_reason: str | None = None
         self.proposals: dict[str, str] = {}  # loop id -> its patch's state in the queue
+
+    def red(self) -> str | None:
+        return self.red_reason
 
     def landed(self, loop_id: str, commit: str) -> bool:
         if self.unknown:
@@ -329,3 +333,17 @@ def test_paused_no_new_loop_starts_but_live_ones_are_settled(tmp_path: Path) -> 
     assert (restarted.paused() or {}).get("reason") == "maintenance"
     assert restarted.resume() and not restarted.resume()
     assert r.run().started == ["c.1"]
+
+
+def test_while_golden_is_red_no_new_loop_starts(tmp_path: Path) -> None:
+    """A new loop's suite would fail on golden's own red test: ready beads wait (and are
+    counted), a loop already running is settled as usual; green again, they start."""
+    r = Round(tmp_path, ["a"], max_loops=3)
+    assert r.run().started == ["a.1"]
+    r.beads.ready_ids.append("b")
+    r.golden.red_reason = "golden is red at abc"
+    out = r.run()
+    assert out.started == [] and out.held == "golden is red at abc" and out.ready == 1
+    assert [c[:2] for c in r.beads.calls] == [("claim", "a")]
+    r.golden.red_reason = None
+    assert r.run().started == ["b.1"]

@@ -4,6 +4,9 @@ golden HEAD (DESIGN.md "Landing is one transaction"); the loop's word is not eno
     GoldenAncestry(runtime, repo=None, branch=None).landed(loop_id, commit) -> True | False
         raises LandingUnknown
 
+`red()` says why no new loop should start while golden is red (its tests fail: a new
+loop's suite would fail on them, and the queue lands nothing but a fix).
+
 `proposal(loop_id)` is the queue's state of the loop's latest patch: a loop that died
 in Pushing may have proposed a patch that is still queued or already landed.
 
@@ -85,6 +88,20 @@ class GoldenAncestry:
         except control.ControlError as exc:
             raise LandingUnknown(f"the merge queue: {exc}") from None
         return str(got.get("state") or "") or None
+
+    def red(self) -> str | None:
+        """Why no new loop should start: golden is red (the golden master's `status`), or
+        None. A golden master that is absent or does not answer holds nothing back (the
+        round goes on; landing still waits for golden's word)."""
+        if not self.socket.exists():
+            return None
+        try:
+            got = control.call(self.socket, "status", {}, timeout=CALL_TIMEOUT_S)
+        except control.ControlError:
+            return None
+        if not isinstance(got, dict) or got.get("state") != "red":
+            return None
+        return f"golden is red at {str(got.get('hash'))[:12]}: nothing but a fix can land"
 
     def is_ancestor(self, commit: str) -> bool:
         if not commit:

@@ -9,8 +9,10 @@ returns once the loop said READY=1), one round at a time.
          `loops` children), carried out: wait (watch its pid), land (close once the
          commit is an ancestor of golden HEAD), fail, resume (start the loop child again
          with the same loop id: it resumes from its store), release, or forget.
-      3. unless an operator paused dispatching (records.paused: loops already running
-         go on, and a dead one is resumed; beads only wait), with
+      3. unless an operator paused dispatching (records.paused) or golden is red (the
+         golden master's status: a new loop's suite would fail on golden's own red test,
+         tokens spent for nothing; TestPassing brings a round) — loops already running
+         go on, and a dead one is resumed; beads only wait — with
          free loop slots (the ledger, no wait): for each bead of beads' `ready
          {unassigned}` in order, not busy, not in backoff: record `claiming`, claim
          (loop id BEAD.ATTEMPT, a fresh attempt), start the loop child.
@@ -82,6 +84,7 @@ class RoundResult:
     ready: int | None = None
     waiting_for_slot: int = 0
     paused: bool = False
+    held: str | None = None  # why no new loop started although slots were free
 
 
 class Dispatcher:
@@ -114,8 +117,10 @@ class Dispatcher:
         free = min(free, self._free(len(live)))
         out.free_slots = max(0, free)
         out.paused = self.records.paused() is not None
-        if out.paused:
-            out.ready = len(self.beads.ready())  # what the pause holds back, for status
+        if free > 0 and not out.paused:
+            out.held = self.golden.red()
+        if out.paused or out.held:
+            out.ready = len(self.beads.ready())  # what is held back, for status
         elif free > 0:
             ready = self.beads.ready()
             out.ready = len(ready)

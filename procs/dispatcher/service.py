@@ -8,7 +8,8 @@ more loops than free loop slots.
 
 Run by factoryd (target = "procs.dispatcher.service:main", after the bus, the beads
 service, the governor and the `loops` simple_one_for_one supervisor). A round (rounds.py)
-runs at start, on BeadAssigned, LoopComplete and LoopFailed (signals say "look"), when a
+runs at start, on BeadAssigned, LoopComplete, LoopFailed and TestPassing (golden green
+again: new loops may start; signals say "look"), when a
 loop process it watches exits (a pidfd in the selector: a death is an event), and every
 --reconcile-s (a missed signal delays work, never loses it). Rounds run one at a time in
 a worker thread; a signal arriving meanwhile asks for one more round.
@@ -61,7 +62,7 @@ from procs.dispatcher.records import DB_NAME, DispatchRecords
 from procs.dispatcher.rounds import Dispatcher, RoundConfig, RoundResult
 
 SERVICE = "dispatcher"
-SIGNALS = ("BeadAssigned", "LoopComplete", "LoopFailed")
+SIGNALS = ("BeadAssigned", "LoopComplete", "LoopFailed", "TestPassing")  # green: go on
 FIRST_RETRY_S = 1.0
 DRAIN_SIGNALS = 256
 DRAIN_BATCHES = 16
@@ -165,7 +166,7 @@ class DispatcherService(Service):
                                "ended": result.ended, "live": result.live,
                                "free_slots": result.free_slots, "ready": result.ready,
                                "waiting_for_slot": result.waiting_for_slot,
-                               "paused": result.paused}  # fmt: skip
+                               "paused": result.paused, "held": result.held}  # fmt: skip
             self._watch(result.watch)
         if self._again:
             self._again = False

@@ -57,6 +57,8 @@ def render(result: dict[str, Any], args: argparse.Namespace, out: TextIO) -> Exi
     out.write(f"live loops: {len(watching)}  "
               f"{' '.join(sorted(watching)) if watching else ''}\n".rstrip() + "\n")  # fmt: skip
     last = result.get("last_round")
+    if last and last.get("held"):
+        out.write(f"no new loops: {last['held']}\n")
     if last:
         out.write(f"last round {duration(time.time() - last['at'])} ago: "
                   f"{len(last.get('started') or [])} started, ready {last.get('ready')}, "
