@@ -3,6 +3,8 @@ claim, its loop's record and its process; which ready beads start; the backoff."
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from procs.dispatcher.policy import (
@@ -13,6 +15,7 @@ from procs.dispatcher.policy import (
     Process,
     next_attempt,
     pick,
+    resumes_counted,
     retry_delay_s,
     settle,
 )
@@ -47,6 +50,21 @@ def test_a_claim_whose_loop_is_gone_is_resumed_then_failed_or_released_never_for
     assert settle(tired, CLAIM, None, None, max_resumes=2).act is Act.RELEASE
     stopped = Process("loops.4", None, False)
     assert settle(D, CLAIM, loop("auditing"), stopped, max_resumes=2).act is Act.RESUME
+
+
+def test_a_loop_that_moved_since_its_last_resume_is_resumed_again_not_given_up() -> None:
+    """Deaths that a whole tree's restarts bring (zygote, factoryd) are not a crash loop
+    while the loop stores transitions in between: only resumes without progress count."""
+    moved = replace(loop("implementing"), updated_at=500.0)  # a transition at t=500
+    tired = Dispatch("bd-1.1", "bd-1", 1, 3, "running", resumes=2, resumed_at=400.0)
+    assert resumes_counted(tired, moved) == 0
+    assert settle(tired, CLAIM, moved, None, max_resumes=2).act is Act.RESUME
+    stuck = replace(tired, resumed_at=600.0)  # nothing stored since the last resume
+    assert resumes_counted(stuck, moved) == 2
+    gave_up = settle(stuck, CLAIM, moved, None, max_resumes=2)
+    assert gave_up.act is Act.FAIL and "resumed 2 times without progress" in gave_up.reason
+    never = Dispatch("bd-1.1", "bd-1", 1, 3, "running", resumes=2)  # no resume time known
+    assert settle(never, CLAIM, moved, None, max_resumes=2).act is Act.FAIL
 
 
 def test_only_the_live_claim_of_this_loop_counts() -> None:

@@ -2,6 +2,7 @@
 functions over frozen data, tested without processes (STYLE rule 1).
 
     settle(dispatch, claim, loop, process, max_resumes) -> Action
+    resumes_counted(dispatch, loop) -> the resumes that count against max_resumes
     pick(ready, busy, not_before, now, free) -> [bead_id, ...]
     retry_delay_s(failures, base_s, max_s) -> seconds
 
@@ -38,6 +39,7 @@ class Dispatch:
     state: str  # "claiming" (asked beads; no answer recorded yet), "running", "ended"
     resumes: int = 0
     child_id: str = ""
+    resumed_at: float | None = None  # wall clock of the last resume (None: never resumed)
 
 
 @dataclass(frozen=True)
@@ -114,13 +116,25 @@ def settle(
         return Action(Act.FAIL, loop.reason or "the loop failed")
     if process is not None and process.running:
         return Action(Act.WAIT)
-    if dispatch.resumes < max_resumes:
+    resumes = resumes_counted(dispatch, loop)
+    if resumes < max_resumes:
         return Action(Act.RESUME, "its process is gone" if process is None else "it is stopped")
     if loop is None:
         return Action(Act.RELEASE, f"the loop never started ({dispatch.resumes} starts failed)")
     return Action(
-        Act.FAIL, f"the loop died in {loop.phase} and was resumed {dispatch.resumes} times"
+        Act.FAIL, f"the loop died in {loop.phase} and was resumed {resumes} times without progress"
     )
+
+
+def resumes_counted(dispatch: Dispatch, loop: LoopView | None) -> int:
+    """The resumes that count against max_resumes: none once the loop stored a transition
+    after its last resume. A loop that keeps moving is not crash-looping: the deaths a
+    whole tree's restarts bring (a zygote or factoryd killed: bench/chaos.py) would
+    otherwise give up loops that were getting on, and their work with them."""
+    since = dispatch.resumed_at
+    if loop is not None and since is not None and loop.updated_at > since:
+        return 0
+    return dispatch.resumes
 
 
 def pick(

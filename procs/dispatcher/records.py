@@ -2,7 +2,7 @@
 claimed a bead for, and each bead's failures and backoff.
 
     dispatches  (loop_id PK, bead_id, attempt, generation, state, outcome, reason,
-                 resumes, child_id, created_at, updated_at)
+                 resumes, resumed_at, child_id, created_at, updated_at)
                 state: claiming -> running -> ended; written BEFORE the call it records
                 (a `claiming` row before asking beads to claim), so a dispatcher killed
                 between the two finds the row at restart and settles it with beads'
@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS dispatches (
     generation INTEGER, state TEXT NOT NULL CHECK (state IN ('claiming','running','ended')),
     outcome TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '',
     resumes INTEGER NOT NULL DEFAULT 0, child_id TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL, updated_at REAL NOT NULL
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, resumed_at REAL
 );
 CREATE INDEX IF NOT EXISTS dispatches_by_bead ON dispatches (bead_id, attempt);
 CREATE TABLE IF NOT EXISTS backoff (
@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS paused (
     id INTEGER PRIMARY KEY CHECK (id = 1), reason TEXT NOT NULL, at REAL NOT NULL
 );
 """
-_COLUMNS = "loop_id, bead_id, attempt, generation, state, resumes, child_id"
+_COLUMNS = "loop_id, bead_id, attempt, generation, state, resumes, child_id, resumed_at"
 
 
 class DispatchRecords:
@@ -60,6 +60,9 @@ class DispatchRecords:
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(dispatches)")}
+        if "resumed_at" not in columns:  # a file from before resumes were timed
+            self._db.execute("ALTER TABLE dispatches ADD COLUMN resumed_at REAL")
 
     def close(self) -> None:
         self._db.close()
@@ -92,8 +95,10 @@ class DispatchRecords:
         return Dispatch(loop_id, bead_id, attempt, generation, state)
 
     def update(self, loop_id: str, **fields: Any) -> None:
-        """Set columns of a row (state, generation, child_id, resumes, outcome, reason)."""
-        allowed = {"state", "generation", "child_id", "resumes", "outcome", "reason"}
+        """Set columns of a row (state, generation, child_id, resumes, resumed_at, outcome,
+        reason)."""
+        allowed = {"state", "generation", "child_id", "resumes", "resumed_at", "outcome",
+                   "reason"}  # fmt: skip
         if not fields or set(fields) - allowed:
             raise ValueError(f"cannot update {sorted(set(fields) - allowed)}")
         sets = ", ".join(f"{name} = ?" for name in fields)

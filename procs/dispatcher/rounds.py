@@ -52,6 +52,7 @@ from procs.dispatcher.policy import (
     Process,
     next_attempt,
     pick,
+    resumes_counted,
     retry_delay_s,
     settle,
 )
@@ -197,15 +198,16 @@ class Dispatcher:
             if free <= 0:
                 out.waiting_for_slot += 1
                 return 0
+            resume = resumes_counted(d, loop) + 1
             self.report("loop_resuming", loop_id=d.loop_id, bead_id=d.bead_id,
-                        reason=action.reason, resume=d.resumes + 1)  # fmt: skip
+                        reason=action.reason, resume=resume)  # fmt: skip
             try:  # a factoryd that does not answer aborts the round: no resume counted
                 child, pid = self.factoryd.start(self._loop_args(d))
             except StartRefused as exc:
-                self.records.update(d.loop_id, resumes=d.resumes + 1)
+                self.records.update(d.loop_id, resumes=resume, resumed_at=time.time())
                 self.report("resume_refused", loop_id=d.loop_id, reason=str(exc))
                 return 0
-            self.records.update(d.loop_id, resumes=d.resumes + 1, child_id=child)
+            self.records.update(d.loop_id, resumes=resume, child_id=child, resumed_at=time.time())
             out.watch[d.loop_id] = pid
             return 1
         return 0
