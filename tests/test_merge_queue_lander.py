@@ -5,6 +5,7 @@ the suite comes back as PushError with the queue's reason and output."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from procs.loop.events import PushConflict, Pushed, PushError, RebaseConflict, R
 from procs.loop.lander import MergeQueueLander
 from tests.helpers.golden_queue import commit, git, start_golden, start_queue, tiny_project
 from tests.helpers.processes import Processes
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -65,3 +67,39 @@ def test_the_loop_lands_rebases_and_hears_why(tmp_path: Path, procs: Processes) 
     assert isinstance(refused, PushError)
     assert "(tests)" in refused.reason and "assert" in refused.reason
     assert gm.call("get_hash")["hash"] == rebased.head
+
+
+def test_a_patch_refused_on_a_red_golden_is_rebased_once_golden_is_green(
+    tmp_path: Path, procs: Processes
+) -> None:
+    """Golden is red (someone else's broken commit): the loop's good patch fails the
+    suite on golden's own red test. The loop is not failed for it: the lander waits for
+    golden to be green (a fix lands), then says PushConflict, so the loop rebases onto
+    the fixed golden, and there its patch lands."""
+    golden = tmp_path / "golden"
+    tiny_project(golden)
+    commit(golden, {"core.py": "def add(a, b):\n    return a - b\n"}, "broken")
+    good = loop_on(golden, tmp_path, "good", {"a.py": "A = 1\n"})
+    fixer = tmp_path / "fixer"
+    git(tmp_path, "clone", "-q", str(golden), str(fixer))
+    fix = commit(fixer, {"core.py": "def add(a, b):\n    return a + b\n"}, "fix add")
+    gm = start_golden(procs, tmp_path, golden)
+    mq = start_queue(procs, tmp_path, "--k", "2")
+    assert gm.ready and mq.ready, mq.log.read_text()
+    assert gm.call("status")["state"] == "red"
+    lander = MergeQueueLander(tmp_path / "run", verdict_timeout_s=120)
+    outcome: list[object] = []
+    landing = threading.Thread(target=lambda: outcome.append(lander.land(good)))
+    landing.start()
+    wait_until(lambda: [r["reason"] for r in mq.call("queue")["recent"]] == ["tests"],
+               timeout=90, what="the good patch refused on the red golden")  # fmt: skip
+    assert landing.is_alive()  # not a failed push: waiting for green
+    fixing = mq.call("propose", source=str(fixer), ref=fix, key="fix")
+    assert mq.call("wait", timeout=90, patch_id=fixing["patch_id"], timeout_s=80)["state"] == (
+        "accepted")  # fmt: skip
+    landing.join(timeout=60)
+    (conflict,) = outcome
+    assert isinstance(conflict, PushConflict) and "green again" in conflict.reason
+    rebased = lander.rebase(good)
+    assert isinstance(rebased, Rebased) and rebased.golden_hash == fix
+    assert lander.land(replace(good, golden_hash=fix)) == Pushed(head=rebased.head)

@@ -4,6 +4,10 @@ MergeQueueLander (the factory's) proposes the workspace's HEAD to the merge queu
 and waits, bounded, for its verdict: accepted is Pushed (at the golden commit it landed
 as), a conflict or a stale patch is PushConflict (the loop rebases and proposes again), a
 failed suite or gauntlet in the queue is PushError with the queue's reason and output.
+A failed suite while golden is red (the queue lands only a fix then: the patch failed on
+golden's own red test, which says nothing of it) waits, bounded by the same deadline,
+for golden to be green again and is then PushConflict: the loop rebases onto the fixed
+golden and proposes again, and its attempt is not spent on someone else's red.
 Its rebase asks the golden master where the golden repository is and rebases there.
 
 FastForwardLander (the one-shot runner's, without services) moves a
@@ -27,6 +31,8 @@ from ipc import control, paths
 from procs.loop import git
 from procs.loop.events import PushConflict, Pushed, PushError, RebaseConflict, Rebased
 from procs.loop.state import FactoryLoopState
+
+GOLDEN_POLL_S = 2.0  # a red golden is fixed in seconds to minutes: a look every 2 s
 
 
 class Lander(Protocol):
@@ -160,7 +166,30 @@ class MergeQueueLander:
             return PushError(f"the merge queue cannot be reached: {exc}")
         except git.GitError as exc:
             return PushError(str(exc))
-        return verdict(entry)
+        decided = verdict(entry)
+        if not isinstance(decided, PushError) or entry.get("reason") != "tests":
+            return decided
+        if self._red() and self._green_by(deadline):
+            return PushConflict(f"{decided.reason.splitlines()[0]}; golden was red and is "
+                                "green again: rebasing onto it")  # fmt: skip
+        return decided
+
+    def _red(self) -> bool:
+        """Golden is red now, by the golden master's word (one that cannot say: no)."""
+        try:
+            status = control.call(self.golden_socket, "status", {}, timeout=self.call_timeout_s)
+        except control.ControlError:
+            return False
+        return isinstance(status, dict) and status.get("state") == "red"
+
+    def _green_by(self, deadline: float) -> bool:
+        """Wait, polling the golden master every GOLDEN_POLL_S, until golden is no longer
+        red or `deadline` (monotonic) passes; True when it turned."""
+        while time.monotonic() < deadline:
+            time.sleep(min(GOLDEN_POLL_S, max(0.0, deadline - time.monotonic())))
+            if not self._red():
+                return True
+        return False
 
     def rebase(self, state: FactoryLoopState) -> Rebased | RebaseConflict:
         """Rebase onto golden HEAD, wherever the golden master says its repository is."""
