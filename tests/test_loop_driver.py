@@ -22,7 +22,7 @@ from procs.loop.events import GauntletPassed, LoopEvent
 from procs.loop.lander import FastForwardLander
 from procs.loop.store import LoopStore
 from procs.loop.suite import run_suite, tcr_policy
-from procs.loop.turns import Turn, TurnFailed, TurnReply
+from procs.loop.turns import AgentCrashed, Turn, TurnFailed, TurnReply
 from tests.helpers import repos
 from tests.helpers.loop_repos import CALC, TEST_COMMAND, make_project, write
 from tests.helpers.sandbox import bwrap_unusable
@@ -339,6 +339,41 @@ def test_a_crash_inside_a_turn_redoes_the_turn_from_the_phase_start(setup: Setup
     assert final.reverts == 0
     assert not (setup.workspace / "scratch").exists()
     assert textwrap.dedent(CALC) in (setup.workspace / "calc.py").read_text()
+
+
+class AgentKilledMidTurn(HonestTurns):
+    """The implementer's agent dies mid-turn `deaths` times (a SIGKILL, an OOM kill) after
+    writing half a file; then the turn is done honestly."""
+
+    def __init__(self, deaths: int) -> None:
+        super().__init__(("mul",))
+        self.deaths = deaths
+        self.seen: list[str] = []
+
+    def implementer(self, turn: Turn) -> TurnReply:
+        self.seen.append((turn.workspace / "calc.py").read_text())
+        if self.deaths > 0:
+            self.deaths -= 1
+            write(turn.workspace, "calc.py", "half written = (\n")
+            raise AgentCrashed("implementer turn failed (agent died): killed by SIGKILL")
+        return super().implementer(turn)
+
+
+def test_an_agent_killed_mid_turn_is_replaced_and_the_turn_redone_from_the_phase_start(
+    setup: Setup,
+) -> None:
+    turns = AgentKilledMidTurn(deaths=2)
+    final = setup.driver(turns).run(setup.state)
+    assert final.phase is P.COMPLETE, final.reason
+    assert len(turns.seen) == 3  # two deaths, then the turn that counted
+    assert all("half written" not in seen for seen in turns.seen)  # each from the start
+    assert final.reverts == 0 and final.commits == 1
+
+
+def test_an_agent_that_keeps_dying_fails_the_loop_naming_it(setup: Setup) -> None:
+    final = setup.driver(AgentKilledMidTurn(deaths=99)).run(setup.state)
+    assert final.phase is P.FAILED
+    assert "agent died" in final.reason and "3 times in this phase" in final.reason
 
 
 class GoldenMovesBeforeLanding(HonestTurns):

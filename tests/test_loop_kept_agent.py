@@ -23,7 +23,7 @@ from ipc.ledger import LedgerOwner, Limits, ResourceError, TicketLedger
 from procs.loop import FactoryLoopState, kept_agent
 from procs.loop.config import RunnerConfig
 from procs.loop.kept_agent import KeptAgentTurns
-from procs.loop.turns import Turn, TurnFailed, TurnReply
+from procs.loop.turns import AgentCrashed, Turn, TurnFailed, TurnReply
 from tests.waiting import pid_gone, wait_until
 
 pytestmark = pytest.mark.integration  # starts the agent service and the agent
@@ -105,8 +105,8 @@ def test_an_agent_that_died_between_turns_is_started_again(ws: Path, kept: KeptA
 def test_an_agent_that_dies_in_a_turn_fails_it_and_the_next_turn_restarts_it(
     ws: Path, kept: KeptAgentTurns
 ) -> None:
-    with pytest.raises(TurnFailed, match=r"auditor turn failed \(agent died\): .*dying on cue"):
-        kept.auditor(turn(ws, "auditor", [{"op": "die"}]))
+    with pytest.raises(AgentCrashed, match=r"auditor turn failed \(agent died\): .*dying on cue"):
+        kept.auditor(turn(ws, "auditor", [{"op": "die"}]))  # a crash: the loop redoes it
     assert kept.service is None  # reaped at once
     reply = kept.auditor(turn(ws, "auditor", [write(ws, "tests/test_a.py")]))
     assert reply.outcome == "completed"
@@ -186,6 +186,7 @@ def test_a_turn_cut_short_by_a_stop_signal_fails(ws: Path, kept: KeptAgentTurns)
     worker.join(60)
     assert not worker.is_alive()
     assert [str(e) for e in failed] == ["reviewer turn cancelled: the agent service was stopped"]
+    assert not isinstance(failed[0], AgentCrashed)  # a stop is not a crash to redo
     assert service.process.returncode == 0 and kept.service is None
 
 

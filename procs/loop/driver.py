@@ -35,12 +35,14 @@ Every suite run goes through procs.sandbox (suite.run_suite) with the config's t
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from ipc import service_report
 from ipc.signals import LoopComplete, LoopFailed, LoopSpawned, Signal
 from procs.loop import git, prompts, suite, tcr
 from procs.loop.events import (
@@ -63,11 +65,19 @@ from procs.loop.events import (
 from procs.loop.lander import Lander
 from procs.loop.state import FactoryLoopState, FactoryPhase
 from procs.loop.store import LoopStore
-from procs.loop.turns import AgentTurns, Turn, TurnFailed, parse_result, session_history
+from procs.loop.turns import (
+    AgentCrashed,
+    AgentTurns,
+    Turn,
+    TurnFailed,
+    parse_result,
+    session_history,
+)
 from procs.testfiles import is_harness_path, is_test_path
 
 P = FactoryPhase
 MAX_FEEDBACK_CHARS = 8 * 1024
+AGENT_CRASH_RETRIES = 2  # per phase: an agent killed mid-turn, then one more
 
 
 @dataclass(frozen=True)
@@ -162,13 +172,27 @@ class LoopDriver:
         return state
 
     def step(self, state: FactoryLoopState) -> FactoryLoopState:
-        """Do the current phase's work and persist its event; return the new state."""
+        """Do the current phase's work and persist its event; return the new state. An
+        agent that died mid-turn (AgentCrashed) is not an answer: the phase runs again
+        from its starting commit with a new agent, as after a resume, at most
+        AGENT_CRASH_RETRIES times; then, or on any other TurnFailed, the loop fails."""
         _pin(state)
-        try:
-            event = self._work(state)
-        except TurnFailed as exc:
-            event = Aborted(f"{state.phase.value}: {exc}")
-        return self.store.advance(state, event, self.clock())
+        for crashes in itertools.count():
+            try:
+                event = self._work(state)
+            except AgentCrashed as exc:
+                if crashes < AGENT_CRASH_RETRIES:
+                    service_report.report("loop", "agent_crashed", loop_id=state.loop_id,
+                                          phase=state.phase.value, retry=crashes + 1,
+                                          reason=str(exc)[:300])  # fmt: skip
+                    tcr.reset_to(Path(state.workspace), state.phase_start_commit)
+                    continue
+                event = Aborted(f"{state.phase.value}: {exc} (the agent died "
+                                f"{crashes + 1} times in this phase)")  # fmt: skip
+            except TurnFailed as exc:
+                event = Aborted(f"{state.phase.value}: {exc}")
+            return self.store.advance(state, event, self.clock())
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _work(self, state: FactoryLoopState) -> LoopEvent:
         workspace = Path(state.workspace)

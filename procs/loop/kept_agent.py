@@ -10,7 +10,8 @@ no system-prompt field, so the role's standing instructions go first in the prom
 
 Restarts: an agent that died between turns (the service then says so and exits) is
 started anew for the next turn, which runs as if nothing happened. One that dies during
-a turn fails that turn (TurnFailed naming it); the next turn starts a new one. A turn
+a turn fails that turn (AgentCrashed naming it: the loop runs the turn again, bounded);
+the next turn starts a new one. A turn
 past its limit (its timeout, the cancel's grace, session/new, and a margin) stops the
 service and fails the turn. The agent also restarts when a turn names another workspace.
 
@@ -48,10 +49,11 @@ from procs.loop.agent_service import (
     AgentModel,
     AgentService,
     ServiceFailed,
+    ServiceGone,
     ServiceSettings,
 )
 from procs.loop.config import RunnerConfig
-from procs.loop.turns import Turn, TurnFailed, TurnReply
+from procs.loop.turns import AgentCrashed, Turn, TurnFailed, TurnReply
 
 START_TIMEOUT_S = 90.0
 IDLE_TIMEOUT_S = 3600.0
@@ -208,14 +210,17 @@ class KeptAgentTurns:
             except TimeoutError:  # it reads no stdin mid-turn: SIGTERM (it cancels) at once
                 self.close(grace_s=0.0)
                 raise TurnFailed(f"{turn.role} turn ran past {limit:.0f} s") from None
-            except ServiceFailed as exc:  # ServiceGone too: it may have begun the turn
+            except ServiceGone as exc:  # it may have begun the turn
+                self.close()
+                raise AgentCrashed(f"{turn.role} turn failed: {exc}") from None
+            except ServiceFailed as exc:
                 self.close()
                 raise TurnFailed(f"{turn.role} turn failed: {exc}") from None
             if answer.get("event") == "agent_exited":
                 self.close()
                 if attempt == 1:
                     continue  # died while idle: the turn never began; a new agent takes it
-                raise TurnFailed(f"{turn.role} turn failed: {answer.get('message')}")
+                raise AgentCrashed(f"{turn.role} turn failed: {answer.get('message')}")
             return self._reply(turn, answer)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -223,8 +228,10 @@ class KeptAgentTurns:
         if not answer.get("ok"):
             if not answer.get("agent_alive"):
                 self.close()  # the service exits after saying so: reaped, RAM back
-            error = str(answer.get("error", "error")).replace("_", " ")
-            raise TurnFailed(f"{turn.role} turn failed ({error}): {answer.get('message')}")
+            error = str(answer.get("error", "error"))
+            failed = AgentCrashed if error == "agent_died" else TurnFailed
+            raise failed(f"{turn.role} turn failed ({error.replace('_', ' ')}): "
+                         f"{answer.get('message')}")  # fmt: skip
         result = answer.get("result")
         outcome = answer.get("outcome")
         self.outcomes[str(outcome)] = self.outcomes.get(str(outcome), 0) + 1

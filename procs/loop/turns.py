@@ -33,6 +33,13 @@ class TurnFailed(RuntimeError):
     failure reason)."""
 
 
+class AgentCrashed(TurnFailed):
+    """The agent (or the service that holds it) died in the middle of the turn: killed,
+    crashed, out of memory. What it left is not its answer, so the loop runs the turn
+    again with a new agent from the phase's starting commit (driver.step, bounded),
+    as a restarted loop would, instead of failing the bead's attempt."""
+
+
 @dataclass(frozen=True)
 class Turn:
     """One role turn: the workspace it may change, the role's standing instructions, the
