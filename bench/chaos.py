@@ -319,7 +319,9 @@ class Soak:
             time.sleep(0.05)
         left = {p.pid for p in descendants()} | set(checks.environ_marked(self.marker))
         left.discard(os.getpid())
-        temp_left = sorted(p.name for p in (self.work / "tmp").iterdir())
+        loop_tmp = self.work / "state" / "loop-tmp"  # ipc.paths.loop_tmp: each loop's own
+        temp_left = sorted([p.name for p in (self.work / "tmp").iterdir()]
+                           + [f"loop-tmp/{p.name}" for p in loop_tmp.glob("*")])  # fmt: skip
         beads = checks.read_beads(self.beads)
         landed = checks.landed_modules(self.golden, self.start_commit)
         culprit = {self.red.culprit} if self.red.culprit else set()

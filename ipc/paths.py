@@ -42,6 +42,13 @@ def control_socket(runtime: Path, endpoint: str = "factoryd") -> Path:
     return runtime / f"{endpoint}.sock"
 
 
+def loop_tmp(state: Path, loop_id: str) -> Path:
+    """A loop's own temp directory (its gauntlet's scratch trees): the loop empties it
+    when it starts and removes it when it ends, and the dispatcher removes the one of a
+    loop that died for good, so a SIGKILLed loop leaves nothing in /tmp."""
+    return state / "loop-tmp" / loop_id.replace("/", "_")
+
+
 class NotPrivate(OSError):
     """A directory factoryd would keep its sockets or databases in is not its own to
     make private: another user's, or a shared sticky directory such as /tmp."""

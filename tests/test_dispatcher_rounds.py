@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from ipc import paths
 from procs.dispatcher.landing import LandingUnknown
 from procs.dispatcher.leftovers import WorkspaceCleaner
 from procs.dispatcher.peers import PeerError, StartRefused
@@ -151,7 +152,7 @@ class Round:
             config=RoundConfig(max_resumes=2, max_loops=max_loops, retry_base_s=30.0),
             report=lambda event, **fields: self.reports.append((event, fields)),
             cleaner=WorkspaceCleaner(tmp / "no-manager", tmp / "loop-workspaces",
-                                     keep_failed=keep_failed),
+                                     keep_failed=keep_failed, state=tmp),
         )  # fmt: skip
 
     def run(self) -> Any:
@@ -268,6 +269,8 @@ def test_a_loop_that_died_past_its_resumes_fails_and_its_workspace_is_settled(
     r.run()
     workspace = tmp_path / "loop-workspaces" / "a.1"
     workspace.mkdir(parents=True)
+    scratch = paths.loop_tmp(tmp_path, "a.1") / "gauntlet-rev-tests-x"  # a SIGKILL left it
+    scratch.mkdir(parents=True)
     r.loops.end("a.1", "implementing", workspace=str(workspace))
     for _ in range(3):  # it dies at once after each start: two resumes, then given up
         r.exit("a.1")
@@ -275,6 +278,7 @@ def test_a_loop_that_died_past_its_resumes_fails_and_its_workspace_is_settled(
     assert [c[0] for c in r.beads.calls] == ["claim", "fail"]
     assert "resumed 2 times" in r.beads.calls[-1][3]
     assert workspace.is_dir() is keep
+    assert scratch.is_dir() is keep  # its temp dir goes with it (kept for a post-mortem)
     settled = [f for e, f in r.reports if e == "workspace_settled"]
     assert [f["action"] for f in settled] == ["kept" if keep else "destroyed"]
 

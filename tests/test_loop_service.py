@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from ipc import control, ledger
+from ipc import control, ledger, paths
 from ipc.journal import JournalReader, journal_path
 from ipc.loop_records import LoopReader, loops_path
 from tests.harness import ROOT, Factoryd
@@ -359,11 +359,15 @@ def test_a_loop_sigkilled_in_a_phase_resumes_with_the_same_commits(
         assert '"no_loop_slot"' in tree.d.log() and "loop exhausted" in tree.d.log()
     if chain[-1] == GOLDEN_HOLD:
         tree.disarm_golden(golden)  # the restarted loop must find golden as it was
+    own_tmp = paths.loop_tmp(tree.state, loop_id)
+    assert own_tmp.is_dir()  # the loop's temp files go here, not in /tmp
     os.killpg(child["pid"], signal.SIGKILL)
+    (own_tmp / "gauntlet-rev-tests-left").mkdir(parents=True, exist_ok=True)  # as a kill leaves
     tree.close_golden_fds()
     loop = tree.wait_ended(loop_id, child["id"])
     assert loop["phase"] == "complete", loop["reason"]
     assert tree.starts(child["id"]) == 2  # restarted by factoryd, once
+    assert not own_tmp.exists()  # emptied by the restart, removed at the end
     assert loop["workspace"] == before["workspace"]  # the same workspace, not a new one
     assert outcome(tree, loop_id, golden, start) == baseline
 

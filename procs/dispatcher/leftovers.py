@@ -9,7 +9,8 @@ or keeps it for a post-mortem (--keep-failed-workspaces), and says which.
 Through the workspace manager when it runs (<runtime>/workspace_manager.sock:
 `workspaces.list`, then `workspaces.destroy` by id), else only a clone directory under
 `clone_root` (<state_dir>/loop-workspaces, where a loop without a manager clones):
-nothing else is ever removed.
+nothing else is ever removed. With `state`, `remove_tmp(loop_id)` removes such a loop's
+temp directory (ipc.paths.loop_tmp: its gauntlet's scratch), kept with its workspace.
 """
 
 from __future__ import annotations
@@ -28,10 +29,22 @@ class CleanupFailed(Exception):
 
 
 class WorkspaceCleaner:
-    def __init__(self, runtime: Path, clone_root: Path, *, keep_failed: bool) -> None:
+    def __init__(self, runtime: Path, clone_root: Path, *, keep_failed: bool,
+                 state: Path | None = None) -> None:  # fmt: skip
         self.socket = paths.control_socket(runtime, MANAGER)
         self.clone_root = clone_root
         self.keep_failed = keep_failed
+        self.state = state
+
+    def remove_tmp(self, loop_id: str) -> bool:
+        """Remove a dead loop's temp directory; True when there was one to remove."""
+        if self.state is None or self.keep_failed:
+            return False
+        path = paths.loop_tmp(self.state, loop_id)
+        if not path.is_dir():
+            return False
+        shutil.rmtree(path, ignore_errors=True)
+        return True
 
     def settle(self, workspace: str) -> str:
         if not workspace or not Path(workspace).is_dir():

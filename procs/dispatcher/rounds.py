@@ -268,6 +268,8 @@ class Dispatcher:
     def _leftover(self, d: Dispatch, workspace: str) -> None:
         if self.cleaner is None:
             return
+        if self.cleaner.remove_tmp(d.loop_id):
+            self.report("loop_tmp_removed", loop_id=d.loop_id)
         try:
             done = self.cleaner.settle(workspace)
         except CleanupFailed as exc:  # the bead is settled; the workspace waits for reaping

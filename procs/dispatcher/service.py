@@ -313,7 +313,7 @@ def main(argv: list[str]) -> int:
                               start_timeout_s=args.start_timeout_s),
         loops=LoopRecords(state), records=records, golden=golden,
         runtime=runtime, report=report,
-        cleaner=WorkspaceCleaner(runtime, state / "loop-workspaces",
+        cleaner=WorkspaceCleaner(runtime, state / "loop-workspaces", state=state,
                                  keep_failed=args.keep_failed_workspaces),
         config=RoundConfig(max_resumes=args.max_resumes, max_loops=args.max_loops,
                            retry_base_s=args.retry_base_s, retry_max_s=args.retry_max_s),

@@ -68,8 +68,9 @@ import os
 import shutil
 import signal
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -193,6 +194,31 @@ def _main(argv: list[str]) -> int:
     except BadInput as exc:
         report("bad_input", reason=str(exc))
         return EXIT_BAD_INPUT
+    with _own_tmp(paths.loop_tmp(plan.state_dir, plan.loop_id)):
+        return _started(plan, args)
+
+
+@contextlib.contextmanager
+def _own_tmp(path: Path) -> Iterator[None]:
+    """This process's temp files (tempfile: the gauntlet's scratch trees) go in `path`,
+    made fresh (a SIGKILLed predecessor's leftovers go) and removed however the loop
+    ends. One that cannot be made leaves tempfile's default, reported."""
+    try:
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        report("loop_tmp_unavailable", path=str(path), reason=str(exc))
+        yield
+        return
+    tempfile.tempdir = str(path)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = None
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _started(plan: _Plan, args: argparse.Namespace) -> int:
     ticket_ledger = _open_ledger(plan.runtime)
     if ticket_ledger is not None:
         label = f"loop {plan.loop_id}".encode()[:LABEL_BYTES].decode(errors="ignore")
