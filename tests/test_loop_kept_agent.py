@@ -113,6 +113,16 @@ def test_an_agent_that_dies_in_a_turn_fails_it_and_the_next_turn_restarts_it(
     assert kept.statistics()["agent_starts"] == 2
 
 
+def test_an_agent_that_dies_as_it_starts_is_a_crash_the_loop_redoes(ws: Path) -> None:
+    """Killed (or crashed) during initialize: AgentCrashed, so the loop runs the turn
+    again with a new agent instead of failing the bead's attempt (bench/chaos.py)."""
+    dying = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    kept = KeptAgentTurns(dying, env=ENV, system_prompt_first=False, sandbox_mode="none",
+                          timeout_s=30.0)  # fmt: skip
+    with kept, pytest.raises(AgentCrashed, match="agent did not start: AgentDied"):
+        kept.auditor(turn(ws, "auditor", []))
+
+
 def test_a_turn_past_its_timeout_fails_and_the_agent_is_kept(ws: Path) -> None:
     with KeptAgentTurns(AGENT, env=ENV, system_prompt_first=False, sandbox_mode="none",
                         timeout_s=1.0) as kept:  # fmt: skip
@@ -147,8 +157,9 @@ def test_the_agents_ram_is_held_while_it_lives_and_given_back(ws: Path, runtime:
     kept = KeptAgentTurns(AGENT, env=ENV, system_prompt_first=False, sandbox_mode="none",
                           ledger=client, agent_ram_mb=800, ram_wait_s=0.2)  # fmt: skip
     other = owner.acquire({"ram": 512}, label="another loop's agent", timeout=1.0)
-    with pytest.raises(TurnFailed, match="could not reserve 800 MB of RAM"):
+    with pytest.raises(TurnFailed, match="could not reserve 800 MB of RAM") as no_ram:
         kept.implementer(turn(ws, "implementer", [write(ws, "calc.py")]))
+    assert not isinstance(no_ram.value, AgentCrashed)  # no agent died: not redone at once
     assert not (ws / "calc.py").exists(), "the agent started without its RAM"
     owner.release(other)
     try:

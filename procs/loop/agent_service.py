@@ -70,7 +70,8 @@ class ServiceFailed(RuntimeError):
 
 
 class ServiceGone(ServiceFailed):
-    """The service's stdout reached EOF (it exited) before the line we waited for."""
+    """The service's stdout reached EOF (it exited) before the line we waited for, or
+    its agent died as it started: killed or crashed, not a refusal."""
 
 
 @dataclass(frozen=True)
@@ -225,12 +226,12 @@ class AgentService:
         except (TimeoutError, ServiceFailed) as exc:
             service.stop()
             why = "did not say ready in time" if isinstance(exc, TimeoutError) else str(exc)
-            raise ServiceFailed(f"agent service {why}{service.stderr_tail()}") from None
+            gone = ServiceGone if isinstance(exc, ServiceGone) else ServiceFailed  # killed
+            raise gone(f"agent service {why}{service.stderr_tail()}") from None
         if hello.get("event") != "ready":
             service.stop()
-            raise ServiceFailed(
-                f"agent did not start: {hello.get('error')}: {hello.get('message')}"
-            )
+            died = ServiceGone if hello.get("error") == "AgentDied" else ServiceFailed
+            raise died(f"agent did not start: {hello.get('error')}: {hello.get('message')}")
         service.agent_pid = hello.get("agent_pid")
         service.sandbox = hello.get("sandbox")
         service.start_s = time.monotonic() - began

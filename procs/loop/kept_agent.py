@@ -189,6 +189,8 @@ class KeptAgentTurns:
                 settings, turn.workspace, ledger=self.ledger, ram_mb=self.agent_ram_mb,
                 ram_wait_s=self.ram_wait_s, label=f"loop {turn.state.loop_id} agent {key}",
             )  # fmt: skip
+        except ServiceGone as exc:  # killed or crashed as it started: the turn runs again
+            raise AgentCrashed(f"{turn.role} turn: {exc}") from None
         except ServiceFailed as exc:
             raise TurnFailed(f"{turn.role} turn: {exc}") from None
         self.starts += 1
