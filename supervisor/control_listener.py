@@ -3,9 +3,11 @@
 Connections are ipc.service.ControlConnections: every read and write is non-blocking,
 so a client that connects and says nothing, sends half a frame, or never reads a large
 `logs` reply holds up nothing (it is closed at its deadline), and one that goes away
-mid-reply costs a counter. During a supervisor's nested wait (a bounded stop) the
-control fds leave the selector: requests stay queued, and a waiting request cannot make
-every select return at once.
+mid-reply costs a counter. During a supervisor's nested wait (a child's start until
+READY=1, a bounded stop) `status`, `logs`, `kill` and `shutdown` are still answered; any
+other request is read and held until the wait is over (a start inside a start would
+change the tree under the one waiting), and a held request cannot make every select
+return at once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from ipc import control
 from ipc.service import ControlConnections
 
 CONTROL = "control"  # the selector data of control fds: (CONTROL, callback)
+# Answered even inside a nested wait: they read the tree or its logs, signal a process
+# without waiting, or ask for a stop (a flag the waits check); none changes the tree.
+NESTED_COMMANDS = frozenset({"status", "logs", "kill", "shutdown"})
 
 
 class SelectorWatcher:
@@ -47,11 +52,12 @@ class ControlListener:
         self.connections = ControlConnections(server, SelectorWatcher(selector), handler)
 
     def listen(self, on: bool) -> None:
-        """Put the control fds in the selector (on) or take them out (nested waits)."""
+        """Serve every command (on), or in a nested wait (a child's start, a bounded
+        stop) only NESTED_COMMANDS: the others are held until the wait is over."""
         if on:
             self.connections.resume()
         else:
-            self.connections.pause()
+            self.connections.pause(serve=NESTED_COMMANDS.__contains__)
 
     @staticmethod
     def dispatch(data: tuple[str, Callable[[int], None]], events: int) -> None:

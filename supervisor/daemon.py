@@ -144,7 +144,9 @@ class Daemon:
         self.deferred.append(call)
 
     def pump_nested(self, timeout: float) -> None:
-        """One turn of the loop inside a wait: control requests stay queued."""
+        """One turn of the loop inside a wait: only control requests that change no tree
+        are answered (control_listener.NESTED_COMMANDS); the others wait for the main
+        turn."""
         self._pump(timeout, serve_control=False)
 
     def watch_log(self, read_fd: int) -> None:
@@ -220,9 +222,8 @@ class Daemon:
             if self.selector.get_map().get(key.fd) is not key:
                 continue  # a nested wait since select() unregistered it (a closed log pipe)
             kind = key.data
-            if isinstance(kind, tuple):  # a control fd, served only in the main turn
-                if serve_control:
-                    self.control_listener.dispatch(kind, mask)
+            if isinstance(kind, tuple):  # a control fd (in a nested wait: NESTED_COMMANDS)
+                self.control_listener.dispatch(kind, mask)
             elif kind == "zygote":
                 try:
                     self.zygote.read_nowait()

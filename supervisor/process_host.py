@@ -3,8 +3,8 @@
 A `SupervisorNode` never forks, signals or waits itself; it asks its `ProcessHost`.
 `ZygoteProcessHost` spawns through the zygote, stops process groups (SIGTERM, a wait
 bounded by the child's shutdown time, SIGKILL) and waits for READY=1. While it waits
-it runs factoryd's loop without the control socket (`HostLoop.pump_nested`), so exits,
-logs, signals and the watchdog keep flowing.
+it runs factoryd's loop (`HostLoop.pump_nested`), so exits, logs, signals, the watchdog
+and the control requests that change no tree (status, logs, kill, shutdown) keep flowing.
 """
 
 from __future__ import annotations

@@ -109,18 +109,23 @@ def test_malformed_control_request_gets_an_error_not_a_crash(factoryd, journal) 
 
 
 def test_commands_queue_while_another_runs(factoryd, journal) -> None:
-    """`stop slow` takes its 1.5 s shutdown time; a status sent meanwhile waits, then
-    answers (it is not refused)."""
+    """`stop slow` takes its 1.5 s shutdown time; a `stop svc` sent meanwhile waits,
+    then is served (it is not refused), while a status is answered inside the wait."""
     d = factoryd(_two_workers(journal)).start()
     journal.wait_count("start", "slow", 1)
     results: dict[str, object] = {}
     stopper = threading.Thread(target=lambda: results.update(stop=d.call("stop", id="slow")))
     stopper.start()
     journal.wait_count("term", "slow", 1)  # the daemon is now inside the 1.5 s stop
-    status = d.call("status")
+    second = threading.Thread(target=lambda: results.update(svc=d.call("stop", id="svc")))
+    second.start()
+    status = d.call("status")  # at once, inside the stop
     stopper.join(timeout=30)
+    second.join(timeout=30)
     assert results["stop"] == {"id": "slow", "state": "stopped"}
-    assert status["tree"]["children"][1]["state"] == "stopped"
+    assert results["svc"] == {"id": "svc", "state": "stopped"}
+    assert status["tree"]["children"][0]["state"] == "running"  # svc: its stop waited
+    assert journal.count("stop", "svc") == 1
 
 
 def test_sd_notify_ready_watchdog_stopping(factoryd, journal, tmp_path) -> None:

@@ -1,7 +1,8 @@
 """factoryd's one loop stays responsive with real children and clients: a chatty child
 does not starve it, idle control connections do not hold it up, a command that arrives
-during a stop's wait neither makes the wait spin nor goes unanswered, and requests
-queued behind a stop are all served."""
+during a stop's wait neither makes the wait spin nor goes unanswered (status is answered
+inside the wait, as inside a child's start), and requests queued behind a stop are all
+served."""
 
 from __future__ import annotations
 
@@ -66,15 +67,17 @@ def test_idle_control_connections_do_not_hold_up_the_loop(factoryd, journal: Jou
             s.close()
 
 
-def test_a_waiting_command_does_not_make_a_nested_wait_spin(
+def test_a_waiting_command_does_not_make_a_nested_wait_spin_and_status_is_answered_in_it(
     factoryd, journal: Journal, tmp_path: Path
 ) -> None:
     """While a stop waits out a child's shutdown time, a command that arrived meanwhile
     left the control socket readable: every select returned at once and factoryd
     burned a core for the whole wait. It must sleep through the wait (the watchdog
-    wakes it now and then) and answer the command once the stop is done. The shutdown
-    time is longer than the test: the test ends the stop itself, by SIGKILLing the
-    child, so nothing here depends on how long anything takes."""
+    wakes it now and then) and answer a command that changes the tree (here a second
+    stop) once the stop is done; `status` it answers at once, inside the wait (a chaos
+    soak: a loop's start held every status and every mutator start for 30 s). The
+    shutdown time is longer than the test: the test ends the stop itself, by
+    SIGKILLing the child, so nothing here depends on how long anything takes."""
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
     try:
@@ -99,19 +102,22 @@ def test_a_waiting_command_does_not_make_a_nested_wait_spin(
         )
         stopping.start()
         journal.wait_count("term", "slow", 1)  # the stop now waits out the shutdown time
-        body = b'{"command": "status", "args": {}}'
+        during = control.call(d.socket, "status", {}, timeout=30)  # answered in the wait
+        assert stopping.is_alive()
+        assert during["tree"]["children"][0]["pid"] == slow  # not stopped yet
+        body = b'{"command": "stop", "args": {"id": "slow"}}'
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as queued:
             queued.settimeout(60)
             queued.connect(str(d.socket))
-            queued.sendall(len(body).to_bytes(4, "big") + body)  # waits behind the stop
+            queued.sendall(len(body).to_bytes(4, "big") + body)  # held behind the stop
             wait_asleep(d.proc.pid, what="factoryd asleep in the stop's wait, not spinning")
             assert stopping.is_alive()  # all of that happened inside the stop
             os.kill(slow, signal.SIGKILL)  # the stop is over
             stopping.join(timeout=60)
             reply = control.recv_frame(queued, deadline=time.monotonic() + 60)
         assert results["stop"] == {"id": "slow", "state": "stopped"}
-        assert reply["ok"] is True, reply
-        assert reply["result"]["tree"]["children"][0]["state"] == "stopped"
+        assert reply["ok"] is True, reply  # the second stop, handled after the first
+        assert d.status()["tree"]["children"][0]["state"] == "stopped"
     finally:
         notify.close()
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from pathlib import Path
 
 import pytest
 
 from tests.harness import Journal, target
-from tests.waiting import pid_gone
+from tests.waiting import pid_gone, wait_until
 
 
 def test_next_sibling_starts_only_after_ready(factoryd, journal: Journal, tmp_path: Path) -> None:
@@ -166,3 +167,56 @@ def test_children_that_notify_first_thing_all_start(factoryd, journal: Journal) 
         code, out, err = d.ctl("start", "eager", "--", j)
         assert code == 0, f"start {n} failed: {out}{err}"
     assert len(d.node("eager")["children"]) == 30
+
+
+def test_while_a_dynamic_child_starts_status_is_answered_and_a_stop_waits_its_turn(
+    factoryd, journal: Journal, tmp_path: Path
+) -> None:
+    """factoryd waits for a child's READY=1 inside its one loop. That wait held every
+    control request (a chaos soak: a loop's start waiting for restarting peers held
+    `status` and the synapse's mutator starts for 30 s). Now `status` (and logs, kill,
+    shutdown) are answered inside the wait; a request that changes the tree waits for
+    the start to end, then is served."""
+    fifo = tmp_path / "go"
+    os.mkfifo(fifo)
+    j = str(journal.path)
+    d = factoryd(f"""
+        [supervisor]
+        [[supervisor.children]]
+        id = "svc"
+        {target("serve", j)}
+        [[supervisor.children]]
+        id = "pool"
+        strategy = "simple_one_for_one"
+        [[supervisor.children.children]]
+        id = "slow"
+        {target("ready_after_fifo", j, str(fifo))}
+        ready = "notify"
+        restart = "temporary"
+        start_timeout_ms = 60000
+    """).start()
+    results: dict[str, object] = {}
+
+    def call(name: str, command: str, **args: object) -> None:
+        try:
+            results[name] = d.call(command, **args)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertions below
+            results[name] = exc
+
+    starting = threading.Thread(target=call, args=("start", "start"), kwargs={"id": "pool"})
+    starting.start()
+    journal.wait_count("start", "pool.1", 1)  # its init now waits on the fifo
+    status = d.status()  # answered inside the start's wait
+    pool = next(c for c in status["tree"]["children"] if c["id"] == "pool")
+    assert starting.is_alive() and [c["id"] for c in pool["children"]] == ["pool.1"]
+    stopping = threading.Thread(target=call, args=("stop", "stop"), kwargs={"id": "svc"})
+    stopping.start()
+    wait_until(lambda: d.status()["daemon"]["control"]["open"] >= 3,  # start, stop, this
+               what="the stop request read by factoryd")  # fmt: skip
+    assert journal.count("stop", "svc") == 0 and "stop" not in results  # held
+    with open(fifo, "w") as f:  # the start ends ...
+        f.write("go")
+    starting.join(timeout=60)
+    stopping.join(timeout=60)  # ... then the held stop is served
+    assert isinstance(results["start"], dict) and results["start"]["id"] == "pool.1"
+    assert results["stop"] == {"id": "svc", "state": "stopped"}

@@ -86,7 +86,8 @@ class _Conn:
     deadline: float
     frame: control.FrameBuffer = field(default_factory=control.FrameBuffer)
     out: memoryview | None = None  # the reply still to send
-    waiting: bool = False  # for a Deferred
+    waiting: bool = False  # for a Deferred, or for the end of a nested wait
+    pending: tuple[str, dict[str, Any]] | None = None  # a request held by a nested wait
 
 
 class ControlConnections:
@@ -111,6 +112,7 @@ class ControlConnections:
         self._conns: dict[int, _Conn] = {}
         self._backlog_bytes = 0
         self.paused = False
+        self._nested: Callable[[str], bool] | None = None  # what a nested wait answers
         self._accepting = False
         self.served = 0  # replies sent whole
         self.refused = 0  # malformed requests, and clients that sent no whole request
@@ -120,8 +122,16 @@ class ControlConnections:
 
     # ------------------------------------------------------------------ loop side
 
-    def pause(self) -> None:
-        """Take every fd out of the loop (a nested wait): requests stay queued."""
+    def pause(self, serve: Callable[[str], bool] | None = None) -> None:
+        """A nested wait. Without `serve`: every fd leaves the loop and requests stay
+        queued. With it: the commands `serve` allows (ones that only read, or only
+        signal) are still answered, and any other is read, held, and handled at
+        `resume()`, so a long wait (a child's start) never leaves a client without an
+        answer to `status`."""
+        if serve is not None:
+            if not self.paused:
+                self._nested = serve
+            return
         if self.paused:
             return
         self.paused = True
@@ -130,6 +140,13 @@ class ControlConnections:
             self.watcher.unwatch(fd)
 
     def resume(self) -> None:
+        self._nested = None
+        held = [(fd, c) for fd, c in self._conns.items() if c.pending is not None]
+        for fd, conn in held:  # what a nested wait held, in arrival order
+            if self._conns.get(fd) is conn and conn.pending is not None:
+                (command, args), conn.pending, conn.waiting = conn.pending, None, False
+                self._handle(fd, conn, command, args)
+        self._nested = None  # a handler's own nested wait set it again
         if not self.paused:
             return
         self.paused = False
@@ -146,7 +163,7 @@ class ControlConnections:
 
     def expire(self, now: float | None = None) -> None:
         """Close connections past their deadline: a silent client, a reader too slow."""
-        if self.paused:
+        if self.paused or self._nested is not None:
             return  # in a nested wait the clients are waiting on us
         now = time.monotonic() if now is None else now
         for fd, conn in list(self._conns.items()):
@@ -237,6 +254,13 @@ class ControlConnections:
             self.refused += 1
             self._start_reply(fd, conn, control.error_reply("protocol", str(exc)))
             return
+        if self._nested is not None and not self._nested(command):
+            conn.pending, conn.waiting = (command, args), True  # answered at resume()
+            self.watcher.unwatch(fd)
+            return
+        self._handle(fd, conn, command, args)
+
+    def _handle(self, fd: int, conn: _Conn, command: str, args: dict[str, Any]) -> None:
         outcome: list[Any] = []
         reply = reply_of(lambda: outcome.append(self.handler(command, args)))
         if reply["ok"] and isinstance(outcome[0], Deferred):
