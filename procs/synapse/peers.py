@@ -23,6 +23,7 @@ from ipc import control, ledger, paths
 
 GOLDEN = "golden"
 QUEUE = "merge_queue"
+START_WAIT_S = 180.0  # a start held behind another child's start (factoryd serves one)
 
 
 class PeerError(RuntimeError):
@@ -51,9 +52,11 @@ class FactorydPeer:
         self.timeout_s = timeout_s
 
     def start(self, args: list[str]) -> tuple[str, int]:
-        """A new mutator child with `args`; returns (child id, pid)."""
+        """A new mutator child with `args`; returns (child id, pid). factoryd serves a
+        start after any start it is in (a loop's may wait up to its start timeout, 120 s
+        in the example): this waits START_WAIT_S."""
         result = call("factoryd", self.socket, "start", {"id": self.supervisor, "args": args},
-                      self.timeout_s)  # fmt: skip
+                      max(self.timeout_s, START_WAIT_S))  # fmt: skip
         return str(result["id"]), int(result["pid"])
 
     def kill(self, child_id: str, signal_name: str = "SIGTERM") -> bool:
