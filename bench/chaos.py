@@ -232,7 +232,7 @@ class Soak:
         by_bead: dict[str, list[str]] = {}
         for child_id, w in workers.items():
             bead = _arg(w, "--bead")
-            if child_id.startswith("loops.") and bead and w.get("state") == "running":
+            if child_id.startswith("loops.") and bead and w.get("state") in ("running", "starting"):
                 by_bead.setdefault(bead, []).append(child_id)
         for bead, ids in by_bead.items():
             if len(ids) > 1:

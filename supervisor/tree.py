@@ -66,6 +66,7 @@ class WorkerRecord:
     restarts: int = 0
     last_exit: str | None = None
     status_text: str | None = None  # the child's last sd_notify STATUS=
+    starting: bool = False  # being (re)started: spawned or spawning, no READY=1 yet
 
 
 @dataclass
@@ -166,20 +167,27 @@ class SupervisorNode:
             self.subs[cid].start()
         else:
             record = self.workers[cid]
+            record.starting = True  # status, answered in the waits below, says so
             try:
-                pid = self.host.spawn(cid, record.spec.start)
-            except SpawnError as exc:
-                record.last_exit = f"failed to start: {exc}"
-                self.host.report("start_failed", supervisor=self.id, child=cid, reason=str(exc))
-                raise StartFailed(cid, str(exc)) from exc
-            record.pid = pid
-            record.started_at = time.time()
-            record.status_text = None
-            self.registry.register(pid, self, cid)
-            if record.spec.ready is Readiness.NOTIFY:
-                self._await_ready(cid, record, pid)
-            self.host.report("child_started", supervisor=self.id, child=cid, pid=pid)
+                self._start_worker(cid, record)
+            finally:
+                record.starting = False
         self.state = policy.set_running(self.state, cid, True)
+
+    def _start_worker(self, cid: str, record: WorkerRecord) -> None:
+        try:
+            pid = self.host.spawn(cid, record.spec.start)
+        except SpawnError as exc:
+            record.last_exit = f"failed to start: {exc}"
+            self.host.report("start_failed", supervisor=self.id, child=cid, reason=str(exc))
+            raise StartFailed(cid, str(exc)) from exc
+        record.pid = pid
+        record.started_at = time.time()
+        record.status_text = None
+        self.registry.register(pid, self, cid)
+        if record.spec.ready is Readiness.NOTIFY:
+            self._await_ready(cid, record, pid)
+        self.host.report("child_started", supervisor=self.id, child=cid, pid=pid)
 
     def _await_ready(self, cid: str, record: WorkerRecord, pid: int) -> None:
         """A `ready = "notify"` child is started once it says READY=1 (OTP: once init
@@ -390,7 +398,7 @@ class SupervisorNode:
                 {
                     "id": child.id,
                     "type": "worker",
-                    "state": "running" if child.running else "stopped",
+                    "state": _worker_state(child.running, record.starting),
                     "pid": record.pid,
                     "started_at": record.started_at if child.running else None,
                     "restarts": record.restarts,
@@ -412,3 +420,12 @@ class SupervisorNode:
             "last_exit": self.last_exit,
             "children": children,
         }
+
+
+def _worker_state(running: bool, starting: bool) -> str:
+    """A worker's state for `status`: "starting" while it is spawned and not yet ready
+    (factoryd answers status inside that wait: a reader must not take it for stopped
+    and start it a second time)."""
+    if running:
+        return "running"
+    return "starting" if starting else "stopped"

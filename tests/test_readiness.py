@@ -209,6 +209,7 @@ def test_while_a_dynamic_child_starts_status_is_answered_and_a_stop_waits_its_tu
     status = d.status()  # answered inside the start's wait
     pool = next(c for c in status["tree"]["children"] if c["id"] == "pool")
     assert starting.is_alive() and [c["id"] for c in pool["children"]] == ["pool.1"]
+    assert pool["children"][0]["state"] == "starting"  # not "stopped": nobody starts it again
     stopping = threading.Thread(target=call, args=("stop", "stop"), kwargs={"id": "svc"})
     stopping.start()
     wait_until(lambda: d.status()["daemon"]["control"]["open"] >= 3,  # start, stop, this

@@ -117,6 +117,10 @@ class BeadsPeer:
                   reason=reason)  # fmt: skip
 
 
+# A loop child factoryd is (re)starting is live: resuming it too would run the loop twice.
+LIVE_STATES = ("running", "starting")
+
+
 class FactorydPeer:
     def __init__(self, runtime: Path, *, supervisor: str, timeout_s: float,
                  start_timeout_s: float) -> None:  # fmt: skip
@@ -137,7 +141,7 @@ class FactorydPeer:
             found, beads = _LOOP_ID_ARG.findall(start), _BEAD_ARG.findall(start)
             if found:  # the last one wins, as argparse takes it
                 out[found[-1]] = Process(str(child["id"]), child.get("pid"),
-                                         child.get("state") == "running",
+                                         child.get("state") in LIVE_STATES,
                                          beads[-1] if beads else "")  # fmt: skip
         return out
 

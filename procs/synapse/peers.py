@@ -94,7 +94,7 @@ class FactorydPeer:
         node = _find(status.get("tree", {}), self.supervisor)
         if node is None:
             raise PeerError("factoryd", "not_found", f"no supervisor {self.supervisor!r}")
-        return [c for c in node.get("children", []) if c.get("state") == "running"]
+        return [c for c in node.get("children", []) if c.get("state") in ("running", "starting")]
 
 
 def _find(node: dict[str, Any], node_id: str) -> dict[str, Any] | None:
