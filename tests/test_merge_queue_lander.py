@@ -6,14 +6,20 @@ the suite comes back as PushError with the queue's reason and output."""
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from ipc import paths
+from ipc.control import RequestRefused
 from procs.loop import FactoryLoopState
+from procs.loop import lander as lander_module
 from procs.loop.events import PushConflict, Pushed, PushError, RebaseConflict, Rebased
 from procs.loop.lander import MergeQueueLander
+from tests.helpers.control_server import serving
 from tests.helpers.golden_queue import commit, git, start_golden, start_queue, tiny_project
 from tests.helpers.processes import Processes
 from tests.waiting import wait_until
@@ -103,3 +109,32 @@ def test_a_patch_refused_on_a_red_golden_is_rebased_once_golden_is_green(
     rebased = lander.rebase(good)
     assert isinstance(rebased, Rebased) and rebased.golden_hash == fix
     assert lander.land(replace(good, golden_hash=fix)) == Pushed(head=rebased.head)
+
+
+def test_the_wait_for_green_outlasts_a_restarting_golden_and_a_verdict_still_coming(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by bench/chaos.py: a golden master restarting (no answer), or a fix whose
+    verdict had not come yet ("unknown"), was taken for "not red": the loop rebased onto
+    a golden still red, or gave up. Only golden's "green" ends the wait (a stand-in for
+    the golden master: TEST DOUBLE)."""
+    monkeypatch.setattr(lander_module, "GOLDEN_POLL_S", 0.01)
+    runtime = tmp_path / "run"
+    paths.private_dir(runtime)
+    answers: list[str | None] = [None, "red", None, "unknown", "green"]
+    seen: list[str | None] = []
+
+    def golden(_command: str, _args: dict[str, Any]) -> Any:
+        state = answers[min(len(seen), len(answers) - 1)]
+        seen.append(state)
+        if state is None:
+            raise RequestRefused("restarting", "unavailable")
+        return {"state": state, "hash": "c0ffee" * 6}
+
+    lander = MergeQueueLander(runtime)
+    with serving(paths.control_socket(runtime, "golden"), golden):
+        assert lander._green_by(time.monotonic() + 30) is True
+        assert seen == answers  # it waited through each, and stopped at green
+        answers[:] = ["red"]
+        seen.clear()
+        assert lander._green_by(time.monotonic() + 0.2) is False  # bounded

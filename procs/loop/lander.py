@@ -31,6 +31,7 @@ from ipc import control, paths
 from procs.loop import git
 from procs.loop.events import PushConflict, Pushed, PushError, RebaseConflict, Rebased
 from procs.loop.state import FactoryLoopState
+from procs.merge_queue import GOLDEN_RED_NOTE
 
 GOLDEN_POLL_S = 2.0  # a red golden is fixed in seconds to minutes: a look every 2 s
 
@@ -169,25 +170,28 @@ class MergeQueueLander:
         decided = verdict(entry)
         if not isinstance(decided, PushError) or entry.get("reason") != "tests":
             return decided
-        if self._red() and self._green_by(deadline):
+        red = GOLDEN_RED_NOTE in str(entry.get("detail") or "") or self._state() == "red"
+        if red and self._green_by(deadline):
             return PushConflict(f"{decided.reason.splitlines()[0]}; golden was red and is "
                                 "green again: rebasing onto it")  # fmt: skip
         return decided
 
-    def _red(self) -> bool:
-        """Golden is red now, by the golden master's word (one that cannot say: no)."""
+    def _state(self) -> str | None:
+        """Golden's state by the golden master's word: "green", "red", "unknown" (HEAD
+        moved, no verdict yet), or None when it cannot say (restarting)."""
         try:
             status = control.call(self.golden_socket, "status", {}, timeout=self.call_timeout_s)
         except control.ControlError:
-            return False
-        return isinstance(status, dict) and status.get("state") == "red"
+            return None
+        return str(status.get("state")) if isinstance(status, dict) else None
 
     def _green_by(self, deadline: float) -> bool:
-        """Wait, polling the golden master every GOLDEN_POLL_S, until golden is no longer
-        red or `deadline` (monotonic) passes; True when it turned."""
+        """Wait, polling the golden master every GOLDEN_POLL_S, until golden says green
+        (a golden master restarting, or a fix whose verdict is still coming, is waited
+        for) or `deadline` (monotonic) passes; True when it turned."""
         while time.monotonic() < deadline:
             time.sleep(min(GOLDEN_POLL_S, max(0.0, deadline - time.monotonic())))
-            if not self._red():
+            if self._state() == "green":
                 return True
         return False
 

@@ -27,7 +27,7 @@ from ipc import control, service_report
 from ipc.service import Deferred, ServiceLoop
 from ipc.signals import GitHash, PatchAccepted, PatchRejected, Signal
 from procs import gauntlet, sandbox
-from procs.merge_queue import pipeline
+from procs.merge_queue import GOLDEN_RED_NOTE, pipeline
 from procs.merge_queue.pipeline import Item, Spec
 from procs.merge_queue.queue_repo import GitError, QueueRepo
 from procs.merge_queue.store import Entry, PatchStore
@@ -167,7 +167,7 @@ class DependentPipeline:
                     if reason == "tests" and self.live[pid].failure == "gauntlet":
                         reason, detail = "gauntlet", "the gauntlet's cheat detection refused it"
                     elif reason == "tests" and self.golden_state == "red":
-                        detail += " (golden is red: only a patch that turns it green lands)"
+                        detail += f" ({GOLDEN_RED_NOTE})"
                     self.decide(by_id[pid], "rejected", reason=reason, detail=detail,
                                  output=self.live[pid].output)  # fmt: skip
                     changed = True
