@@ -283,6 +283,28 @@ def test_a_loop_that_died_past_its_resumes_fails_and_its_workspace_is_settled(
     assert [f["action"] for f in settled] == ["kept" if keep else "destroyed"]
 
 
+def test_a_complete_loop_killed_before_it_freed_its_workspace_has_it_destroyed(
+    tmp_path: Path,
+) -> None:
+    """Found by bench/chaos.py: a loop stored Complete and was killed before it freed its
+    workspace; nobody resumes a complete loop, so the workspace stayed. Once the bead is
+    closed the dispatcher destroys it; one still running frees its own."""
+    r = Round(tmp_path, ["a", "b"])
+    r.run()
+    r.golden.on_golden.add("c" * 40)
+    for loop_id in ("a.1", "b.1"):
+        (tmp_path / "loop-workspaces" / loop_id).mkdir(parents=True)
+        r.loops.end(loop_id, "complete",
+                    workspace=str(tmp_path / "loop-workspaces" / loop_id))  # fmt: skip
+    r.exit("a.1")  # a was killed after Complete; b is still freeing its own
+    r.run()
+    assert [c[:2] for c in r.beads.calls if c[0] == "close"] == [("close", "a"), ("close", "b")]
+    assert not (tmp_path / "loop-workspaces" / "a.1").exists()
+    assert (tmp_path / "loop-workspaces" / "b.1").is_dir()
+    settled = [f for e, f in r.reports if e == "workspace_settled"]
+    assert [(f["loop_id"], f["action"]) for f in settled] == [("a.1", "destroyed")]
+
+
 def test_a_loop_that_died_in_pushing_lands_if_its_patch_does(tmp_path: Path) -> None:
     """Found by bench/chaos.py: a loop killed (past its resumes) after its proposal was
     failed, its bead opened again, and then its patch landed: a bead open with its commit

@@ -186,6 +186,9 @@ class Dispatcher:
         elif action.act is Act.LAND:
             assert loop is not None
             self._land(d, loop, generation, out)
+            gone = process is None or not process.running
+            if gone and loop.workspace and Path(loop.workspace).is_dir():  # killed before
+                self._leftover(d, loop.workspace)  # it freed its workspace (bench/chaos.py)
         elif action.act is Act.FAIL:
             if loop is not None and not loop.terminal and self._proposed(d, loop, out):
                 return 0  # its patch landed (the bead is closed) or is still being decided
