@@ -65,6 +65,11 @@ def test_a_loop_that_moved_since_its_last_resume_is_resumed_again_not_given_up()
     assert gave_up.act is Act.FAIL and "resumed 2 times without progress" in gave_up.reason
     never = Dispatch("bd-1.1", "bd-1", 1, 3, "running", resumes=2)  # no resume time known
     assert settle(never, CLAIM, moved, None, max_resumes=2).act is Act.FAIL
+    # the whole tree restarted after its last start (factoryd started at 700): not its crash
+    assert resumes_counted(stuck, moved, tree_started_at=700.0) == 0
+    assert settle(stuck, CLAIM, moved, None, max_resumes=2, tree_started_at=700.0).act is (
+        Act.RESUME)  # fmt: skip
+    assert resumes_counted(stuck, moved, tree_started_at=550.0) == 2  # before: it counts
 
 
 def test_only_the_live_claim_of_this_loop_counts() -> None:

@@ -6,6 +6,7 @@ does not answer a resume costs the loop no resume."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ class Factoryd:
         self.start_times_out = False
         self.starts: list[list[str]] = []
         self.stopped: list[str] = []
+        self.started_at: float | None = 1.0  # factoryd's start, long ago
 
     def loops(self) -> dict[str, Process]:
         if self.down:
@@ -303,6 +305,30 @@ def test_a_complete_loop_killed_before_it_freed_its_workspace_has_it_destroyed(
     assert (tmp_path / "loop-workspaces" / "b.1").is_dir()
     settled = [f for e, f in r.reports if e == "workspace_settled"]
     assert [(f["loop_id"], f["action"]) for f in settled] == [("a.1", "destroyed")]
+
+
+def test_loops_killed_by_a_whole_tree_restart_are_resumed_past_max_resumes(
+    tmp_path: Path,
+) -> None:
+    """A zygote or factoryd death takes every loop down: factoryd started after the
+    loop's last start, so that death is not counted (a chaos soak with 6 tree restarts
+    in 50 s gave up loops waiting in Pushing, which store nothing meanwhile)."""
+    r = Round(tmp_path, ["a"])
+    r.run()
+    r.loops.end("a.1", "pushing")  # stored long ago: no progress since
+    for n in range(4):  # four tree restarts in a row: each time resumed
+        r.exit("a.1")
+        r.factoryd.started_at = time.time()  # a new factoryd, started after the loop
+        r.run()
+        assert len(r.factoryd.starts) == n + 2, n
+    assert [c[0] for c in r.beads.calls] == ["claim"]  # never failed
+    r.exit("a.1")  # now it dies on its own: resumed (its 2nd resume since one counted) ...
+    r.run()
+    assert len(r.factoryd.starts) == 6
+    r.exit("a.1")  # ... and again: given up
+    r.run()
+    assert [c[0] for c in r.beads.calls] == ["claim", "fail"]
+    assert len(r.factoryd.starts) == 6
 
 
 def test_a_loop_that_died_in_pushing_lands_if_its_patch_does(tmp_path: Path) -> None:

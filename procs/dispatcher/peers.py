@@ -128,10 +128,14 @@ class FactorydPeer:
         self.supervisor = supervisor
         self.timeout_s = timeout_s
         self.start_timeout_s = start_timeout_s
+        self.started_at: float | None = None  # the running factoryd's start (wall clock)
 
     def loops(self) -> dict[str, Process]:
-        """The `loops` supervisor's children, by loop id (from each child's start args)."""
+        """The `loops` supervisor's children, by loop id (from each child's start args);
+        `started_at` is set from the same answer."""
         status = _call("factoryd", self.socket, "status", {}, self.timeout_s)
+        started = (status.get("daemon") or {}).get("started_at")
+        self.started_at = float(started) if isinstance(started, int | float) else None
         node = _find(status.get("tree", {}), self.supervisor)
         if node is None:
             raise PeerError("factoryd", "not_found", f"no supervisor {self.supervisor!r}")

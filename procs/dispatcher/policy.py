@@ -2,7 +2,7 @@
 functions over frozen data, tested without processes (STYLE rule 1).
 
     settle(dispatch, claim, loop, process, max_resumes) -> Action
-    resumes_counted(dispatch, loop) -> the resumes that count against max_resumes
+    resumes_counted(dispatch, loop, tree_started_at) -> the resumes that count
     pick(ready, busy, not_before, now, free) -> [bead_id, ...]
     retry_delay_s(failures, base_s, max_s) -> seconds
 
@@ -39,7 +39,7 @@ class Dispatch:
     state: str  # "claiming" (asked beads; no answer recorded yet), "running", "ended"
     resumes: int = 0
     child_id: str = ""
-    resumed_at: float | None = None  # wall clock of the last resume (None: never resumed)
+    resumed_at: float | None = None  # wall clock of its last start (None: not recorded)
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,10 @@ def settle(
     process: Process | None,
     *,
     max_resumes: int,
+    tree_started_at: float | None = None,
 ) -> Action:
-    """The next step for a live dispatch (state claiming or running)."""
+    """The next step for a live dispatch (state claiming or running). `tree_started_at`
+    is when the running factoryd started (resumes_counted)."""
     if claim is None or claim.loop_id != dispatch.loop_id:
         held = "nobody" if claim is None else f"loop {claim.loop_id}"
         reason = f"{dispatch.bead_id} is claimed by {held}, not {dispatch.loop_id}"
@@ -116,7 +118,7 @@ def settle(
         return Action(Act.FAIL, loop.reason or "the loop failed")
     if process is not None and process.running:
         return Action(Act.WAIT)
-    resumes = resumes_counted(dispatch, loop)
+    resumes = resumes_counted(dispatch, loop, tree_started_at)
     if resumes < max_resumes:
         return Action(Act.RESUME, "its process is gone" if process is None else "it is stopped")
     if loop is None:
@@ -126,13 +128,18 @@ def settle(
     )
 
 
-def resumes_counted(dispatch: Dispatch, loop: LoopView | None) -> int:
+def resumes_counted(dispatch: Dispatch, loop: LoopView | None,
+                    tree_started_at: float | None = None) -> int:  # fmt: skip
     """The resumes that count against max_resumes: none once the loop stored a transition
-    after its last resume. A loop that keeps moving is not crash-looping: the deaths a
-    whole tree's restarts bring (a zygote or factoryd killed: bench/chaos.py) would
-    otherwise give up loops that were getting on, and their work with them."""
+    after its last start, or once the whole tree restarted after it (factoryd started
+    later: a zygote or factoryd death took every loop down, not a crash of this one). A
+    loop that keeps moving is not crash-looping: the deaths a whole tree's restarts
+    bring (bench/chaos.py) gave up loops that were getting on, and their work with them;
+    a loop in a long phase (Pushing, waiting for the queue) stores nothing meanwhile."""
     since = dispatch.resumed_at
-    if loop is not None and since is not None and loop.updated_at > since:
+    if since is not None and loop is not None and loop.updated_at > since:
+        return 0
+    if since is not None and tree_started_at is not None and tree_started_at > since:
         return 0
     return dispatch.resumes
 

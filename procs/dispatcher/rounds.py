@@ -161,7 +161,8 @@ class Dispatcher:
             d = replace(d, state="running", generation=claim.generation)
         loop = self.loops.view(d.loop_id)
         process = processes.get(d.loop_id)
-        action = settle(d, claim, loop, process, max_resumes=self.config.max_resumes)
+        action = settle(d, claim, loop, process, max_resumes=self.config.max_resumes,
+                        tree_started_at=self.factoryd.started_at)  # fmt: skip
         if process is not None and process.running and process.pid:
             out.watch[d.loop_id] = process.pid  # ended or not: its exit frees a slot
         try:
@@ -201,7 +202,7 @@ class Dispatcher:
             if free <= 0:
                 out.waiting_for_slot += 1
                 return 0
-            resume = resumes_counted(d, loop) + 1
+            resume = resumes_counted(d, loop, self.factoryd.started_at) + 1
             self.report("loop_resuming", loop_id=d.loop_id, bead_id=d.bead_id,
                         reason=action.reason, resume=resume)  # fmt: skip
             try:  # a factoryd that does not answer aborts the round: no resume counted
@@ -327,7 +328,7 @@ class Dispatcher:
             else:  # bad input, a crash at start: an attempt, counted (then blocked)
                 self._fail(d, generation, f"the loop did not start: {exc}", out)
             return False
-        self.records.update(d.loop_id, child_id=child)
+        self.records.update(d.loop_id, child_id=child, resumed_at=time.time())
         out.watch[d.loop_id] = pid
         out.started.append(d.loop_id)
         self.report("loop_started", loop_id=d.loop_id, bead_id=bead, attempt=attempt,
