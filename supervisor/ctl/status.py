@@ -6,6 +6,8 @@ Wire: {"command": "status", "args": {}}
        "tree": {id, type: "supervisor", strategy, state, children: [...]}}
       a worker: {id, type: "worker", state, pid, uptime_s, restarts, last_exit, status_text,
                  rss_bytes, cpu_s, processes}   (RSS/CPU include its subprocesses)
+      a worker's state: "running", "starting" (spawned, no READY=1 yet: factoryd answers
+      status inside that wait) or "stopped"
        "resources": the resource ledger (ipc.ledger.snapshot) or null when none exists}
 """
 
