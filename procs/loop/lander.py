@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ipc import control, paths
+from ipc.queue_words import GOLDEN_RED_NOTE
 from procs.loop import git
 from procs.loop.events import PushConflict, Pushed, PushError, RebaseConflict, Rebased
 from procs.loop.state import FactoryLoopState
-from procs.merge_queue import GOLDEN_RED_NOTE
 
 GOLDEN_POLL_S = 2.0  # a red golden is fixed in seconds to minutes: a look every 2 s
 

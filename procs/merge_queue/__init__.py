@@ -56,8 +56,3 @@ detection on the change (AST and diff, milliseconds); a finding rejects (`gauntl
 Signals: PatchProposed on a new patch, PatchAccepted(hash) / PatchRejected(reason) on a
 decision (the data is here; a signal says "look").
 """
-
-# Said (in parentheses) after a `tests` rejection's detail while golden is red: the patch
-# failed on golden's own red test, which says nothing of it (procs/loop/lander.py waits
-# for the fix and proposes again).
-GOLDEN_RED_NOTE = "golden is red: only a patch that turns it green lands"

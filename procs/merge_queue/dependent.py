@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from ipc import control, service_report
+from ipc.queue_words import GOLDEN_RED_NOTE
 from ipc.service import Deferred, ServiceLoop
 from ipc.signals import GitHash, PatchAccepted, PatchRejected, Signal
 from procs import gauntlet, sandbox
-from procs.merge_queue import GOLDEN_RED_NOTE, pipeline
+from procs.merge_queue import pipeline
 from procs.merge_queue.pipeline import Item, Spec
 from procs.merge_queue.queue_repo import GitError, QueueRepo
 from procs.merge_queue.store import Entry, PatchStore
