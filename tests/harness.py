@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,21 @@ class Factoryd:
 
     def call(self, command: str, **args: Any) -> Any:
         return control.call(self.socket, command, args, timeout=30)
+
+    def call_in_thread(self, results: dict[str, object], name: str, command: str,
+                       **args: Any) -> threading.Thread:  # fmt: skip
+        """`call` in a started thread (for a request that waits inside factoryd): its
+        result, or the exception it raised, goes to results[name]."""
+
+        def run() -> None:
+            try:
+                results[name] = self.call(command, **args)
+            except Exception as exc:  # noqa: BLE001 - the caller's assertions report it
+                results[name] = exc
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
 
     def ctl(self, *argv: str) -> tuple[int, str, str]:
         out, err = io.StringIO(), io.StringIO()

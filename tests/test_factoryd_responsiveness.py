@@ -139,22 +139,10 @@ def test_requests_queued_behind_a_stop_are_all_served(factoryd, journal: Journal
         shutdown_ms = 5500
     """).start()
     results: dict[str, object] = {}
-
-    def call(name: str, command: str, **args: str) -> None:
-        try:
-            results[name] = d.call(command, **args)
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
-            results[name] = exc
-
-    first = threading.Thread(target=call, args=("stop1", "stop"), kwargs={"id": "slow1"})
-    first.start()
+    first = d.call_in_thread(results, "stop1", "stop", id="slow1")
     journal.wait_count("term", "slow1", 1)
-    queued = [
-        threading.Thread(target=call, args=("stop2", "stop"), kwargs={"id": "slow2"}),
-        threading.Thread(target=call, args=("status", "status")),
-    ]
-    for t in queued:
-        t.start()
+    queued = [d.call_in_thread(results, "stop2", "stop", id="slow2"),
+              d.call_in_thread(results, "status", "status")]  # fmt: skip
     for t in [first, *queued]:
         t.join(timeout=30)
     assert d.status()["tree"]["state"] == "running", d.log()

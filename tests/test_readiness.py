@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 from pathlib import Path
 
 import pytest
@@ -196,22 +195,13 @@ def test_while_a_dynamic_child_starts_status_is_answered_and_a_stop_waits_its_tu
         start_timeout_ms = 60000
     """).start()
     results: dict[str, object] = {}
-
-    def call(name: str, command: str, **args: object) -> None:
-        try:
-            results[name] = d.call(command, **args)
-        except Exception as exc:  # noqa: BLE001 - reported by the assertions below
-            results[name] = exc
-
-    starting = threading.Thread(target=call, args=("start", "start"), kwargs={"id": "pool"})
-    starting.start()
+    starting = d.call_in_thread(results, "start", "start", id="pool")
     journal.wait_count("start", "pool.1", 1)  # its init now waits on the fifo
     status = d.status()  # answered inside the start's wait
     pool = next(c for c in status["tree"]["children"] if c["id"] == "pool")
     assert starting.is_alive() and [c["id"] for c in pool["children"]] == ["pool.1"]
     assert pool["children"][0]["state"] == "starting"  # not "stopped": nobody starts it again
-    stopping = threading.Thread(target=call, args=("stop", "stop"), kwargs={"id": "svc"})
-    stopping.start()
+    stopping = d.call_in_thread(results, "stop", "stop", id="svc")
     wait_until(lambda: d.status()["daemon"]["control"]["open"] >= 3,  # start, stop, this
                what="the stop request read by factoryd")  # fmt: skip
     assert journal.count("stop", "svc") == 0 and "stop" not in results  # held
