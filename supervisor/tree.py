@@ -66,7 +66,7 @@ class WorkerRecord:
     restarts: int = 0
     last_exit: str | None = None
     status_text: str | None = None  # the child's last sd_notify STATUS=
-    starting: bool = False  # being (re)started: spawned or spawning, no READY=1 yet
+    starting: bool = False  # being (re)started: spawning, no READY=1 yet, or a retry due
 
 
 @dataclass
@@ -285,6 +285,8 @@ class SupervisorNode:
                 # The rest of plan.start is not started here: the retry's own plan starts
                 # it (one_for_all and rest_for_one restart the failed child's siblings).
                 failure = ExitReason(ExitKind.ABNORMAL, f"failed to start: {exc.reason}")
+                if cid in self.workers:  # still being restarted: status says "starting"
+                    self.workers[cid].starting = True
                 self.host.defer(functools.partial(self._try_again, cid, failure))
                 return
 
@@ -295,6 +297,8 @@ class SupervisorNode:
             self.subs[cid].restarts += 1
 
     def _try_again(self, cid: str, failure: ExitReason) -> None:
+        if cid in self.workers:
+            self.workers[cid].starting = False
         if self.running and any(c.id == cid and not c.running for c in self.state.children):
             self.child_exited(cid, failure)
 

@@ -103,7 +103,9 @@ def test_factoryd_keeps_its_watchdog_while_a_restarting_child_imports_slowly(
             beats += listener.recv(4096).decode().count("WATCHDOG=1")
         _release(fifo)
         journal.wait_count("start", "slow", 2)
-        assert d.pid("slow") not in (None, first)
+        # factoryd answers status while it starts a child ("starting": the zygote's reply
+        # with the new pid may come after the child's own first words)
+        wait_until(lambda: d.pid("slow") not in (None, first), what="the restarted pid")
     finally:
         listener.close()
 
