@@ -162,7 +162,10 @@ class Factoryd:
         return found
 
     def pid(self, child_id: str) -> int | None:
-        return self.node(child_id).get("pid")
+        """The pid of a running child: None while it is stopped, or still starting
+        (factoryd answers status inside a start; a "starting" child may not serve yet)."""
+        node = self.node(child_id)
+        return node.get("pid") if node.get("state", "running") == "running" else None
 
     def wait_exit(self, timeout: float = 30.0) -> int:
         assert self.proc is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -175,7 +176,8 @@ def test_while_a_dynamic_child_starts_status_is_answered_and_a_stop_waits_its_tu
     control request (a chaos soak: a loop's start waiting for restarting peers held
     `status` and the synapse's mutator starts for 30 s). Now `status` (and logs, kill,
     shutdown) are answered inside the wait; a request that changes the tree waits for
-    the start to end, then is served."""
+    the start to end, then is served, unless its client gave up meanwhile (a timed-out
+    or dead client's start, carried out late, ran a loop twice when it asked again)."""
     fifo = tmp_path / "go"
     os.mkfifo(fifo)
     j = str(journal.path)
@@ -183,6 +185,9 @@ def test_while_a_dynamic_child_starts_status_is_answered_and_a_stop_waits_its_tu
         [supervisor]
         [[supervisor.children]]
         id = "svc"
+        {target("serve", j)}
+        [[supervisor.children]]
+        id = "other"
         {target("serve", j)}
         [[supervisor.children]]
         id = "pool"
@@ -202,8 +207,12 @@ def test_while_a_dynamic_child_starts_status_is_answered_and_a_stop_waits_its_tu
     assert starting.is_alive() and [c["id"] for c in pool["children"]] == ["pool.1"]
     assert pool["children"][0]["state"] == "starting"  # not "stopped": nobody starts it again
     stopping = d.call_in_thread(results, "stop", "stop", id="svc")
-    wait_until(lambda: d.status()["daemon"]["control"]["open"] >= 3,  # start, stop, this
-               what="the stop request read by factoryd")  # fmt: skip
+    body = b'{"command": "stop", "args": {"id": "other"}}'
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as gone:  # asks, then gives up
+        gone.connect(str(d.socket))
+        gone.sendall(len(body).to_bytes(4, "big") + body)
+        wait_until(lambda: d.status()["daemon"]["control"]["open"] >= 4,  # start, 2 stops,
+                   what="both stop requests read by factoryd")  # this  # fmt: skip
     assert journal.count("stop", "svc") == 0 and "stop" not in results  # held
     with open(fifo, "w") as f:  # the start ends ...
         f.write("go")
@@ -211,3 +220,5 @@ def test_while_a_dynamic_child_starts_status_is_answered_and_a_stop_waits_its_tu
     stopping.join(timeout=60)  # ... then the held stop is served
     assert isinstance(results["start"], dict) and results["start"]["id"] == "pool.1"
     assert results["stop"] == {"id": "svc", "state": "stopped"}
+    assert d.node("other")["state"] == "running"  # its client was gone: not carried out
+    assert journal.count("stop", "other") == 0

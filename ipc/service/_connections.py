@@ -80,6 +80,16 @@ def reply_of(call: Callable[[], Any]) -> dict[str, Any]:
         return control.error_reply("internal", detail)
 
 
+def _hung_up(sock: socket.socket) -> bool:
+    """The peer closed its end (EOF, or reset): nobody waits for the reply."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except (BlockingIOError, InterruptedError):
+        return False  # still there, saying nothing more: waiting for the reply
+    except OSError:
+        return True
+
+
 @dataclass
 class _Conn:
     sock: socket.socket
@@ -143,9 +153,14 @@ class ControlConnections:
         self._nested = None
         held = [(fd, c) for fd, c in self._conns.items() if c.pending is not None]
         for fd, conn in held:  # what a nested wait held, in arrival order
-            if self._conns.get(fd) is conn and conn.pending is not None:
-                (command, args), conn.pending, conn.waiting = conn.pending, None, False
-                self._handle(fd, conn, command, args)
+            if self._conns.get(fd) is not conn or conn.pending is None:
+                continue
+            (command, args), conn.pending, conn.waiting = conn.pending, None, False
+            if _hung_up(conn.sock):  # its client gave up (timed out, or died) meanwhile:
+                self.abandoned += 1  # a start it no longer waits for is not carried out,
+                self._close(fd)  # or it would run twice when the client asks again
+                continue
+            self._handle(fd, conn, command, args)
         self._nested = None  # a handler's own nested wait set it again
         if not self.paused:
             return
