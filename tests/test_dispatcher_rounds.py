@@ -298,8 +298,11 @@ def test_a_complete_loop_killed_before_it_freed_its_workspace_has_it_destroyed(
         (tmp_path / "loop-workspaces" / loop_id).mkdir(parents=True)
         r.loops.end(loop_id, "complete",
                     workspace=str(tmp_path / "loop-workspaces" / loop_id))  # fmt: skip
+    scratch = paths.loop_tmp(tmp_path, "a.1")  # a's temp dir, left by the kill too
+    scratch.mkdir(parents=True)
     r.exit("a.1")  # a was killed after Complete; b is still freeing its own
     r.run()
+    assert not scratch.exists()
     assert [c[:2] for c in r.beads.calls if c[0] == "close"] == [("close", "a"), ("close", "b")]
     assert not (tmp_path / "loop-workspaces" / "a.1").exists()
     assert (tmp_path / "loop-workspaces" / "b.1").is_dir()

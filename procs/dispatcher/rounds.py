@@ -187,9 +187,8 @@ class Dispatcher:
         elif action.act is Act.LAND:
             assert loop is not None
             self._land(d, loop, generation, out)
-            gone = process is None or not process.running
-            if gone and loop.workspace and Path(loop.workspace).is_dir():  # killed before
-                self._leftover(d, loop.workspace)  # it freed its workspace (bench/chaos.py)
+            if process is None or not process.running:  # killed before it cleaned up
+                self._leftover(d, loop.workspace)  # (bench/chaos.py): its tmp, workspace
         elif action.act is Act.FAIL:
             if loop is not None and not loop.terminal and self._proposed(d, loop, out):
                 return 0  # its patch landed (the bead is closed) or is still being decided
@@ -274,6 +273,8 @@ class Dispatcher:
             return
         if self.cleaner.remove_tmp(d.loop_id):
             self.report("loop_tmp_removed", loop_id=d.loop_id)
+        if not workspace or not Path(workspace).is_dir():
+            return  # freed by the loop itself (or never made): nothing to settle
         try:
             done = self.cleaner.settle(workspace)
         except CleanupFailed as exc:  # the bead is settled; the workspace waits for reaping
