@@ -36,7 +36,7 @@ from procs.golden.repo import (
 )
 from procs.golden.startup import HostMinimums, HostShort, SuiteVerdict, check_host, run_suite
 from procs.sandbox import SandboxUnavailable
-from procs.suite_config import SuiteConfigError, add_suite_arguments, resolve_suite
+from procs.suite_config import SuiteConfigError, add_suite_arguments, suite_from_args
 
 SERVICE = "golden"
 DB_NAME = "golden.sqlite3"
@@ -436,9 +436,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     runtime, state = paths.runtime_dir(args.runtime_dir), paths.state_dir(args.state_dir)
     try:
-        suite = resolve_suite(config=args.config, test_command=args.test_command,
-                              timeout_s=args.suite_timeout_s,
-                              default_command=DEFAULT_TEST_COMMAND)  # fmt: skip
+        suite = suite_from_args(args, DEFAULT_TEST_COMMAND)
     except SuiteConfigError as exc:
         report("start_failed", reason=str(exc))
         return 2

@@ -31,7 +31,7 @@ from procs.merge_queue.dependent import (
 )
 from procs.merge_queue.queue_repo import GitError, QueueRepo
 from procs.merge_queue.store import Entry, PatchStore
-from procs.suite_config import SuiteConfigError, add_suite_arguments, resolve_suite
+from procs.suite_config import SuiteConfigError, add_suite_arguments, suite_from_args
 
 SERVICE = "merge_queue"
 DB_NAME = "merge_queue.sqlite3"
@@ -345,9 +345,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     runtime, state = paths.runtime_dir(args.runtime_dir), paths.state_dir(args.state_dir)
     try:
-        suite = resolve_suite(config=args.config, test_command=args.test_command,
-                              timeout_s=args.suite_timeout_s,
-                              default_command=DEFAULT_TEST_COMMAND)  # fmt: skip
+        suite = suite_from_args(args, DEFAULT_TEST_COMMAND)
     except SuiteConfigError as exc:
         report("start_failed", reason=str(exc))
         return 2

@@ -91,8 +91,7 @@ def resolve_suite(
 
 def add_suite_arguments(parser: argparse.ArgumentParser, default_command: str) -> None:
     """--config, --test-command and --suite-timeout-s, as every suite runner takes them
-    (read back with `resolve_suite(config=args.config, test_command=args.test_command,
-    timeout_s=args.suite_timeout_s, ...)`)."""
+    (read back with `suite_from_args`)."""
     parser.add_argument(
         "--config",
         type=Path,
@@ -103,3 +102,10 @@ def add_suite_arguments(parser: argparse.ArgumentParser, default_command: str) -
         help=f"the suite (shell words; overrides --config's; default {default_command!r})",
     )
     parser.add_argument("--suite-timeout-s", type=float, help="overrides --config's (default 600)")
+
+
+def suite_from_args(args: argparse.Namespace, default_command: str) -> Suite:
+    """The suite from the options `add_suite_arguments` added. Raises SuiteConfigError."""
+    return resolve_suite(config=args.config, test_command=args.test_command,
+                         timeout_s=args.suite_timeout_s,
+                         default_command=default_command)  # fmt: skip

@@ -25,7 +25,7 @@ from ipc.bus import BusError, Subscriber
 from ipc.service import BadRequest, Call, Deferred, Ready, Service, ServiceLoop, StartFailed, serve
 from ipc.signals import Evolution, PatchAccepted, TestFailure, TestPassing
 from procs import sandbox
-from procs.suite_config import SuiteConfigError, add_suite_arguments, resolve_suite
+from procs.suite_config import SuiteConfigError, add_suite_arguments, suite_from_args
 from procs.synapse import again, git, peers, resume, workspace
 from procs.synapse.culprit import BisectSettings, Cancelled
 from procs.synapse.records import GenerationRecord
@@ -448,9 +448,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     runtime, state = paths.runtime_dir(args.runtime_dir), paths.state_dir(args.state_dir)
     try:
-        suite = resolve_suite(config=args.config, test_command=args.test_command,
-                              timeout_s=args.suite_timeout_s,
-                              default_command=DEFAULT_TEST_COMMAND)  # fmt: skip
+        suite = suite_from_args(args, DEFAULT_TEST_COMMAND)
     except SuiteConfigError as exc:
         report("start_failed", reason=str(exc))
         return 2
